@@ -1,0 +1,815 @@
+//! The zero-ARS call flow: trunk INVITE → queue → longest-idle agent → bridged → BYE.
+
+use super::leg::{contact_value, copy_body, Leg, Pending2xx};
+use super::{AgentLeg, Call, Engine, Outcome, Owner, Relay, ServerKind, Side, TimerRef, ALLOW};
+use crate::acd::{CallKey, OfferFailure, QueueIdx};
+use crate::sip::build::{random_token, response};
+use crate::sip::message::{Header, Message, NameAddr, StartLine};
+use crate::sip::transaction::ClientInviteState;
+use crate::sip::{Flow, Method};
+use crate::util::mask_number;
+use std::time::Instant;
+
+impl Engine {
+    pub(super) fn on_new_invite(&mut self, now: Instant, tx: u64, flow: Flow, msg: Message) {
+        let trusted = self
+            .cfg
+            .trusted
+            .iter()
+            .any(|n| n.contains(&flow.remote.ip()));
+        if !trusted {
+            tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
+            self.reply(now, tx, &msg, 403, None);
+            return;
+        }
+        let number = msg.request_uri().and_then(crate::sip::uri::dialled_number);
+        let Some(q) = number
+            .as_ref()
+            .and_then(|n| self.cfg.routes.get(n))
+            .copied()
+        else {
+            self.reply(now, tx, &msg, 404, None);
+            return;
+        };
+        if !msg.body.is_empty()
+            && !msg
+                .content_type()
+                .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
+        {
+            let mut r = response(&msg, 415, None, Some(&random_token(10)));
+            r.set_header("Accept", "application/sdp");
+            self.respond(now, tx, r);
+            return;
+        }
+        let key = tx;
+        if self.overloaded
+            || self.calls.len() >= self.cfg.max_calls
+            || self.acd.enqueue(q, key).is_err()
+        {
+            let mut r = response(&msg, 503, None, Some(&random_token(10)));
+            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            self.respond(now, tx, r);
+            let qn = self.acd.queue_name(q).to_string();
+            self.metrics
+                .calls
+                .with_label_values(&[&qn, Outcome::Rejected.label()])
+                .inc();
+            return;
+        }
+        let caller_num = msg
+            .header("From")
+            .and_then(|f| crate::sip::uri::dialled_number(NameAddr::parse(f).uri))
+            .unwrap_or_default();
+        tracing::debug!(caller = %mask_number(&caller_num), call = key, "call queued");
+        let local_tag = random_token(12);
+        let mut caller = Leg {
+            flow,
+            call_id: msg.call_id().to_string(),
+            local: format!("{};tag={local_tag}", msg.header("To").unwrap_or("")),
+            remote: msg.header("From").unwrap_or("").to_string(),
+            remote_target: msg.request_uri().unwrap_or("").to_string(),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            pending_2xx: None,
+        };
+        caller.learn_target(&msg, false);
+        if let Some(t) = self.server.get_mut(&tx) {
+            t.call = Some(key);
+        }
+        let trying = response(&msg, 100, None, None);
+        self.respond(now, tx, trying);
+        let max_wait = self.cfg.queues[q].max_wait;
+        self.dialogs
+            .insert(caller.call_id.clone(), (key, Side::Caller));
+        self.calls.insert(
+            key,
+            Call {
+                queue: q,
+                arrived: now,
+                caller,
+                caller_invite_tx: tx,
+                caller_invite: Some(msg),
+                agent: None,
+                ringing_sent: false,
+                answered: false,
+                ring_deadline: None,
+                max_wait_at: Some(now + max_wait),
+                relay: None,
+                armed: None,
+            },
+        );
+        self.metrics.calls_active.inc();
+        self.queue_gauge(q);
+        self.dispatch(now, q);
+        if self.calls.get(&key).is_some_and(|c| c.agent.is_none()) {
+            // No agent free: the caller waits in the queue, hearing ringing.
+            self.send_ringing(now, key);
+        }
+        self.arm(TimerRef::Call(key));
+    }
+
+    fn queue_gauge(&self, q: QueueIdx) {
+        self.metrics
+            .queue_waiting
+            .with_label_values(&[self.acd.queue_name(q)])
+            .set(self.acd.members(q) as i64);
+    }
+
+    fn send_ringing(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.ringing_sent {
+            return;
+        }
+        let Some(inv) = call.caller_invite.as_ref() else {
+            return;
+        };
+        call.ringing_sent = true;
+        let tag = tag_of(&call.caller.local);
+        let mut r = response(inv, 180, None, Some(&tag));
+        r.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(call.caller.flow, self.cfg.local, "dasan"),
+        });
+        let tx = call.caller_invite_tx;
+        self.respond(now, tx, r);
+    }
+
+    /// Offers waiting calls of queue `q` to ready agents while both exist.
+    pub(super) fn dispatch(&mut self, now: Instant, q: QueueIdx) {
+        while let Some((key, agent)) = self.acd.next_offer(q) {
+            let Some(binding) = self.registrar.best_binding(agent).cloned() else {
+                // Ready without a binding cannot happen through the registrar; be safe.
+                self.acd
+                    .offer_failed(q, key, agent, OfferFailure::Error, now, true);
+                self.acd.logout(agent);
+                continue;
+            };
+            let local = self.cfg.local;
+            let Some(call) = self.calls.get_mut(&key) else {
+                self.acd
+                    .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
+                continue;
+            };
+            let Some(inv) = call.caller_invite.as_ref() else {
+                self.acd
+                    .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
+                continue;
+            };
+            let caller_user = inv
+                .header("From")
+                .map(NameAddr::parse)
+                .and_then(|na| crate::sip::uri::dialled_number(na.uri))
+                .unwrap_or_else(|| "anonymous".into());
+            let display = inv
+                .header("From")
+                .and_then(|f| NameAddr::parse(f).display.map(str::to_string));
+            let agent_id = self.acd.agent_id(agent).to_string();
+            let mut leg = Leg {
+                flow: binding.flow,
+                call_id: format!("{}@dasan", random_token(20)),
+                local: match display {
+                    Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", random_token(12)),
+                    None => format!("<sip:{caller_user}@{local}>;tag={}", random_token(12)),
+                },
+                remote: format!("<sip:{agent_id}@{local}>"),
+                remote_target: binding.uri.clone(),
+                route_set: Vec::new(),
+                local_cseq: 0,
+                pending_2xx: None,
+            };
+            let mut req = leg.request(Method::Invite, local, None);
+            req.headers.push(Header {
+                name: "Contact".into(),
+                value: contact_value(leg.flow, local, "dasan"),
+            });
+            req.headers.push(Header {
+                name: "Allow".into(),
+                value: ALLOW.into(),
+            });
+            copy_body(inv, &mut req);
+            let late_offer = inv.body.is_empty();
+            let arrived = call.arrived;
+            let ring = self.cfg.queues[q].ring_timeout;
+            let cseq = leg.local_cseq;
+            let flow = leg.flow;
+            self.dialogs.insert(leg.call_id.clone(), (key, Side::Agent));
+            let tx = self.start_client(now, flow, req, Owner::AgentInvite(key), Some(arrived));
+            let Some(call) = self.calls.get_mut(&key) else {
+                continue;
+            };
+            call.agent = Some(AgentLeg {
+                agent,
+                leg,
+                invite_tx: tx,
+                answered: false,
+                ack_waits_for_caller: late_offer,
+                invite_cseq: cseq,
+            });
+            call.ring_deadline = Some(now + ring);
+            self.arm(TimerRef::Call(key));
+        }
+    }
+
+    /// A response to one of our INVITEs reached the TU.
+    pub(super) fn on_invite_response(&mut self, now: Instant, tx_id: u64, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        let owner = self.client.get(&tx_id).map(|t| t.owner);
+        match owner {
+            Some(Owner::AgentInvite(key)) => {
+                let current = self
+                    .calls
+                    .get(&key)
+                    .and_then(|c| c.agent.as_ref())
+                    .is_some_and(|a| a.invite_tx == tx_id && !a.answered);
+                if !current {
+                    self.orphan_invite_response(now, tx_id, &msg);
+                    return;
+                }
+                match status {
+                    101..=199 => {
+                        if let Some(a) = self.calls.get_mut(&key).and_then(|c| c.agent.as_mut()) {
+                            if msg.to_tag().is_some() {
+                                a.leg.remote = msg.header("To").unwrap_or("").to_string();
+                            }
+                        }
+                        self.send_ringing(now, key);
+                    }
+                    100 => {}
+                    200..=299 => self.agent_answered(now, key, tx_id, msg),
+                    _ => {
+                        let why = match status {
+                            486 | 600 | 603 | 480 => OfferFailure::Busy,
+                            408 => OfferFailure::NoAnswer,
+                            _ => OfferFailure::Error,
+                        };
+                        self.agent_leg_failed(now, key, why);
+                    }
+                }
+            }
+            Some(Owner::Relay { call, server_tx }) => {
+                if status >= 200 {
+                    self.relay_final(now, call, server_tx, tx_id, msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A response on an agent INVITE we no longer want (withdrawn, RONA, call gone).
+    fn orphan_invite_response(&mut self, now: Instant, tx_id: u64, msg: &Message) {
+        let Some(status) = msg.status() else { return };
+        let Some(tx) = self.client.get_mut(&tx_id) else {
+            return;
+        };
+        if (101..200).contains(&status) && std::mem::take(&mut tx.cancel_on_provisional) {
+            if let Some(req) = tx.request.as_ref() {
+                let cancel = crate::sip::build::cancel_for(req);
+                let flow = tx.flow;
+                self.start_client(now, flow, cancel, Owner::Fire, None);
+            }
+            return;
+        }
+        if !(200..300).contains(&status) {
+            return;
+        }
+        // The agent answered too late: ACK its 2xx, then hang up (RFC 3261 15).
+        let Some(req) = tx.request.clone() else {
+            return;
+        };
+        let flow = tx.flow;
+        let mut leg = Leg {
+            flow,
+            call_id: req.call_id().to_string(),
+            local: req.header("From").unwrap_or("").to_string(),
+            remote: msg.header("To").unwrap_or("").to_string(),
+            remote_target: req.request_uri().unwrap_or("").to_string(),
+            route_set: Vec::new(),
+            local_cseq: req.cseq().map(|(n, _)| n).unwrap_or(1),
+            pending_2xx: None,
+        };
+        leg.learn_target(msg, true);
+        let ack = leg
+            .request(Method::Ack, self.cfg.local, Some(leg.local_cseq))
+            .to_bytes();
+        if let Some(tx) = self.client.get_mut(&tx_id) {
+            tx.ack_2xx = Some(ack.clone());
+        }
+        self.send(flow, ack);
+        let bye = leg.request(Method::Bye, self.cfg.local, None);
+        self.start_client(now, flow, bye, Owner::Fire, None);
+    }
+
+    fn agent_answered(&mut self, now: Instant, key: CallKey, tx_id: u64, msg: Message) {
+        let local = self.cfg.local;
+        let t2 = self.cfg.timers.t2;
+        let t1 = self.cfg.timers.t1;
+        let give_up = now + self.cfg.timers.t1x64();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(a) = call.agent.as_mut() else { return };
+        a.answered = true;
+        a.leg.remote = msg.header("To").unwrap_or("").to_string();
+        a.leg.learn_target(&msg, true);
+        let agent = a.agent;
+        let mut ack_bytes = None;
+        if !a.ack_waits_for_caller {
+            let cseq = a.invite_cseq;
+            let ack = a.leg.request(Method::Ack, local, Some(cseq)).to_bytes();
+            ack_bytes = Some((a.leg.flow, ack));
+        }
+        call.answered = true;
+        call.ring_deadline = None;
+        call.max_wait_at = None;
+        let q = call.queue;
+        let inv = call.caller_invite.take();
+        let caller_tx = call.caller_invite_tx;
+        let caller_flow = call.caller.flow;
+        let tag = tag_of(&call.caller.local);
+        if let Some((flow, ack)) = ack_bytes {
+            if let Some(tx) = self.client.get_mut(&tx_id) {
+                tx.ack_2xx = Some(ack.clone());
+            }
+            self.send(flow, ack);
+        }
+        self.acd.answered(agent, key);
+        self.acd.leave(q, key);
+        self.queue_gauge(q);
+        let Some(inv) = inv else { return };
+        let mut ok = response(&inv, 200, None, Some(&tag));
+        ok.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(caller_flow, local, "dasan"),
+        });
+        ok.headers.push(Header {
+            name: "Allow".into(),
+            value: ALLOW.into(),
+        });
+        copy_body(&msg, &mut ok);
+        let bytes = ok.to_bytes();
+        let cseq = inv.cseq().map(|(n, _)| n).unwrap_or(1);
+        self.respond(now, caller_tx, ok);
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.caller.pending_2xx = Some(Pending2xx {
+                bytes,
+                cseq,
+                next: now + t1,
+                interval: t1.min(t2),
+                give_up,
+            });
+        }
+        self.arm(TimerRef::Call(key));
+    }
+
+    /// The current agent attempt failed; the call goes back to the head of the queue.
+    fn agent_leg_failed(&mut self, now: Instant, key: CallKey, why: OfferFailure) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(a) = call.agent.take() else { return };
+        call.ring_deadline = None;
+        let q = call.queue;
+        self.dialogs.remove(&a.leg.call_id);
+        self.acd.offer_failed(q, key, a.agent, why, now, true);
+        self.arm(TimerRef::Agent(a.agent));
+        self.dispatch(now, q);
+        self.arm(TimerRef::Call(key));
+    }
+
+    /// Stops ringing the agent: CANCEL if it sent a provisional, otherwise stop
+    /// retransmitting and CANCEL once a provisional shows up (RFC 3261 9.1).
+    fn withdraw_agent_leg(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        why: OfferFailure,
+        still_waiting: bool,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(a) = call.agent.take() else { return };
+        call.ring_deadline = None;
+        let q = call.queue;
+        self.dialogs.remove(&a.leg.call_id);
+        if let Some(tx) = self.client.get_mut(&a.invite_tx) {
+            if let super::ClientKind::Invite(ci) = &mut tx.kind {
+                match ci.state() {
+                    ClientInviteState::Proceeding => {
+                        if let Some(req) = tx.request.as_ref() {
+                            let cancel = crate::sip::build::cancel_for(req);
+                            let flow = tx.flow;
+                            self.start_client(now, flow, cancel, Owner::Fire, None);
+                        }
+                    }
+                    ClientInviteState::Calling => {
+                        ci.stop_retransmissions();
+                        tx.cancel_on_provisional = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.acd
+            .offer_failed(q, key, a.agent, why, now, still_waiting);
+        self.arm(TimerRef::Agent(a.agent));
+        self.arm(TimerRef::Client(a.invite_tx));
+    }
+
+    pub(super) fn on_non_invite_response(&mut self, now: Instant, tx_id: u64, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        if status < 200 {
+            return;
+        }
+        if let Some(Owner::Relay { call, server_tx }) = self.client.get(&tx_id).map(|t| t.owner) {
+            self.relay_final(now, call, server_tx, tx_id, msg);
+        }
+    }
+
+    pub(super) fn on_client_timeout(&mut self, now: Instant, tx_id: u64, owner: Owner) {
+        match owner {
+            Owner::AgentInvite(key) => {
+                let current = self
+                    .calls
+                    .get(&key)
+                    .and_then(|c| c.agent.as_ref())
+                    .is_some_and(|a| a.invite_tx == tx_id && !a.answered);
+                if current {
+                    self.agent_leg_failed(now, key, OfferFailure::NoAnswer);
+                }
+            }
+            Owner::Relay { call, server_tx } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if let Some(r) = c.relay.take() {
+                    let resp = response(&r.request, 408, None, None);
+                    self.respond(now, server_tx, resp);
+                }
+            }
+            Owner::Fire => {}
+        }
+    }
+
+    /// An ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it
+    /// belongs to the dialog (RFC 6026).
+    pub(super) fn on_ack(&mut self, now: Instant, msg: Message) {
+        if let Some(key) = Self::server_key(&msg, &Method::Ack) {
+            if let Some(&id) = self.server_ids.get(&key) {
+                if let Some(tx) = self.server.get_mut(&id) {
+                    if let ServerKind::Invite(si) = &mut tx.kind {
+                        if si.on_ack(now) == crate::sip::transaction::AckAction::Absorb {
+                            self.arm(TimerRef::Server(id));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
+            return;
+        };
+        let cseq = msg.cseq().map(|(n, _)| n);
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let leg = match side {
+            Side::Caller => &mut call.caller,
+            Side::Agent => match call.agent.as_mut() {
+                Some(a) => &mut a.leg,
+                None => return,
+            },
+        };
+        if leg.pending_2xx.as_ref().map(|p| p.cseq) == cseq && cseq.is_some() {
+            leg.pending_2xx = None;
+        }
+        // Late offer: the caller's ACK carries the answer the agent is waiting for.
+        if side == Side::Caller {
+            if let Some(a) = call
+                .agent
+                .as_mut()
+                .filter(|a| a.answered && a.ack_waits_for_caller)
+            {
+                a.ack_waits_for_caller = false;
+                let mut ack = a.leg.request(Method::Ack, local, Some(a.invite_cseq));
+                copy_body(&msg, &mut ack);
+                let (flow, bytes, tx) = (a.leg.flow, ack.to_bytes(), a.invite_tx);
+                if let Some(t) = self.client.get_mut(&tx) {
+                    t.ack_2xx = Some(bytes.clone());
+                }
+                self.send(flow, bytes);
+            }
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, tx: u64, msg: Message) {
+        let invite_key = Self::server_key(&msg, &Method::Invite);
+        let invite_tx = invite_key.and_then(|k| self.server_ids.get(&k).copied());
+        let Some(invite_tx) = invite_tx else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        // RFC 3261 9.2: the CANCEL's To tag must match the INVITE response's; reuse ours.
+        let call_key = self.server.get(&invite_tx).and_then(|t| t.call);
+        let tag = call_key
+            .and_then(|k| self.calls.get(&k))
+            .map(|c| tag_of(&c.caller.local));
+        self.reply(now, tx, &msg, 200, tag.as_deref());
+        let proceeding = self.server.get(&invite_tx).is_some_and(|t| {
+            matches!(&t.kind, ServerKind::Invite(si) if si.state() == crate::sip::transaction::ServerInviteState::Proceeding)
+        });
+        if let (Some(key), true) = (call_key, proceeding) {
+            self.end_unanswered(now, key, 487, Outcome::Abandoned);
+        }
+    }
+
+    /// Ends a call that no agent has answered: the caller gets `code`.
+    fn end_unanswered(&mut self, now: Instant, key: CallKey, code: u16, outcome: Outcome) {
+        self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, false);
+        let Some(call) = self.calls.remove(&key) else {
+            return;
+        };
+        self.acd.leave(call.queue, key);
+        self.queue_gauge(call.queue);
+        self.dialogs.remove(&call.caller.call_id);
+        if let Some(inv) = call.caller_invite.as_ref() {
+            let r = response(inv, code, None, Some(&tag_of(&call.caller.local)));
+            self.respond(now, call.caller_invite_tx, r);
+        }
+        self.finish(call.queue, outcome);
+    }
+
+    fn finish(&mut self, q: QueueIdx, outcome: Outcome) {
+        self.metrics.calls_active.dec();
+        let qn = self.acd.queue_name(q).to_string();
+        self.metrics
+            .calls
+            .with_label_values(&[&qn, outcome.label()])
+            .inc();
+    }
+
+    /// Ends an answered call: BYE to the side that did not hang up.
+    fn end_answered(&mut self, now: Instant, key: CallKey, bye_to: Option<Side>) {
+        let Some(mut call) = self.calls.remove(&key) else {
+            return;
+        };
+        let local = self.cfg.local;
+        self.dialogs.remove(&call.caller.call_id);
+        if let Some(relay) = call.relay.take() {
+            let r = response(&relay.request, 487, None, None);
+            self.respond(now, relay.server_tx, r);
+        }
+        let mut agent_leg = call.agent.take();
+        if let Some(a) = agent_leg.as_mut() {
+            self.dialogs.remove(&a.leg.call_id);
+            self.acd.call_ended(call.queue, a.agent, key, now);
+            self.arm(TimerRef::Agent(a.agent));
+        }
+        let target = match bye_to {
+            Some(Side::Caller) => Some(&mut call.caller),
+            Some(Side::Agent) => agent_leg.as_mut().map(|a| &mut a.leg),
+            None => None,
+        };
+        if let Some(leg) = target {
+            let bye = leg.request(Method::Bye, local, None);
+            let flow = leg.flow;
+            self.start_client(now, flow, bye, Owner::Fire, None);
+        }
+        if bye_to.is_none() {
+            // Neither side hung up (no ACK): both get a BYE.
+            for leg in [
+                Some(&mut call.caller),
+                agent_leg.as_mut().map(|a| &mut a.leg),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let bye = leg.request(Method::Bye, local, None);
+                let flow = leg.flow;
+                self.start_client(now, flow, bye, Owner::Fire, None);
+            }
+        }
+        if agent_leg.is_some() {
+            self.dispatch(now, call.queue);
+        }
+        self.finish(call.queue, Outcome::Answered);
+    }
+
+    pub(super) fn on_bye(&mut self, now: Instant, tx: u64, msg: Message) {
+        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let Some(call) = self.calls.get(&key) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let local_tag = match side {
+            Side::Caller => Some(tag_of(&call.caller.local)),
+            Side::Agent => call.agent.as_ref().map(|a| tag_of(&a.leg.local)),
+        };
+        if msg.to_tag() != local_tag {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        }
+        let answered = call.answered;
+        self.reply(now, tx, &msg, 200, None);
+        match (side, answered) {
+            (Side::Caller, true) => self.end_answered(now, key, Some(Side::Agent)),
+            (Side::Agent, true) => self.end_answered(now, key, Some(Side::Caller)),
+            // A BYE before the call is answered ends the attempt like a CANCEL.
+            (Side::Caller, false) => self.end_unanswered(now, key, 487, Outcome::Abandoned),
+            (Side::Agent, false) => {}
+        }
+    }
+
+    /// re-INVITE, UPDATE or INFO inside a call: relayed to the other leg.
+    pub(super) fn on_relayable(&mut self, now: Instant, tx: u64, msg: Message) {
+        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        if !call.answered || call.agent.is_none() {
+            let r = response(&msg, 500, Some("Call Not Established"), None);
+            let mut r = r;
+            r.set_header("Retry-After", "1");
+            self.respond(now, tx, r);
+            return;
+        }
+        if call.relay.is_some() {
+            self.reply(now, tx, &msg, 491, None);
+            return;
+        }
+        let method = msg.method().cloned().unwrap_or(Method::Info);
+        let Some(a) = call.agent.as_mut() else { return };
+        // Learn a refreshed target from the sender.
+        match side {
+            Side::Caller => call.caller.learn_target(&msg, false),
+            Side::Agent => a.leg.learn_target(&msg, false),
+        }
+        let other = match side {
+            Side::Caller => &mut a.leg,
+            Side::Agent => &mut call.caller,
+        };
+        let mut req = other.request(method.clone(), local, None);
+        if method == Method::Invite || method == Method::Update {
+            req.headers.push(Header {
+                name: "Contact".into(),
+                value: contact_value(other.flow, local, "dasan"),
+            });
+        }
+        copy_body(&msg, &mut req);
+        let flow = other.flow;
+        let client = self.start_client(
+            now,
+            flow,
+            req,
+            Owner::Relay {
+                call: key,
+                server_tx: tx,
+            },
+            None,
+        );
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.relay = Some(Relay {
+                client_tx: client,
+                server_tx: tx,
+                from: side,
+                request: msg,
+            });
+        }
+    }
+
+    fn relay_final(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        server_tx: u64,
+        client_tx: u64,
+        resp: Message,
+    ) {
+        let local = self.cfg.local;
+        let (t1, t2, give_up) = (
+            self.cfg.timers.t1,
+            self.cfg.timers.t2,
+            now + self.cfg.timers.t1x64(),
+        );
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(relay) = call.relay.take_if(|r| r.client_tx == client_tx) else {
+            return;
+        };
+        let status = resp.status().unwrap_or(500);
+        let reason = match &resp.start {
+            StartLine::Response { reason, .. } => reason.clone(),
+            _ => String::new(),
+        };
+        let Some(a) = call.agent.as_mut() else { return };
+        let (origin, other) = match relay.from {
+            Side::Caller => (&mut call.caller, &mut a.leg),
+            Side::Agent => (&mut a.leg, &mut call.caller),
+        };
+        let is_invite = relay.request.method() == Some(&Method::Invite);
+        let mut ack = None;
+        if is_invite && (200..300).contains(&status) {
+            other.learn_target(&resp, true);
+            let cseq = resp.cseq().map(|(n, _)| n).unwrap_or(other.local_cseq);
+            let bytes = other.request(Method::Ack, local, Some(cseq)).to_bytes();
+            ack = Some((other.flow, bytes));
+        }
+        let tag = tag_of(&origin.local);
+        let mut r = response(&relay.request, status, Some(&reason), Some(&tag));
+        if (200..300).contains(&status)
+            && (is_invite || relay.request.method() == Some(&Method::Update))
+        {
+            r.headers.push(Header {
+                name: "Contact".into(),
+                value: contact_value(origin.flow, local, "dasan"),
+            });
+        }
+        copy_body(&resp, &mut r);
+        if is_invite && (200..300).contains(&status) {
+            origin.pending_2xx = Some(Pending2xx {
+                bytes: r.to_bytes(),
+                cseq: relay.request.cseq().map(|(n, _)| n).unwrap_or(0),
+                next: now + t1,
+                interval: t1.min(t2),
+                give_up,
+            });
+        }
+        if let Some((flow, bytes)) = ack {
+            if let Some(t) = self.client.get_mut(&client_tx) {
+                t.ack_2xx = Some(bytes.clone());
+            }
+            self.send(flow, bytes);
+        }
+        self.respond(now, server_tx, r);
+        self.arm(TimerRef::Call(key));
+    }
+
+    pub(super) fn call_timeout(&mut self, now: Instant, key: CallKey) {
+        let t2 = self.cfg.timers.t2;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        // 2xx retransmission (RFC 3261 13.3.1.4): T1 doubling up to T2 until ACK or 64*T1.
+        let mut resend = Vec::new();
+        let mut no_ack = false;
+        for leg in [
+            Some(&mut call.caller),
+            call.agent.as_mut().map(|a| &mut a.leg),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(p) = leg.pending_2xx.as_mut() {
+                if p.next <= now {
+                    if now >= p.give_up {
+                        leg.pending_2xx = None;
+                        no_ack = true;
+                    } else {
+                        p.interval = (p.interval * 2).min(t2);
+                        p.next = now + p.interval;
+                        resend.push((leg.flow, p.bytes.clone()));
+                    }
+                }
+            }
+        }
+        for (flow, bytes) in resend {
+            self.metrics.sip_retransmissions.inc();
+            self.send(flow, bytes);
+        }
+        if no_ack {
+            tracing::info!(call = key, "2xx never ACKed: ending call");
+            self.end_answered(now, key, None);
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.max_wait_at.is_some_and(|t| t <= now) && !call.answered {
+            self.end_unanswered(now, key, 480, Outcome::TimedOut);
+            return;
+        }
+        if call.ring_deadline.is_some_and(|t| t <= now) && !call.answered {
+            let q = call.queue;
+            tracing::info!(call = key, "ring timeout: agent not ready (RONA)");
+            self.withdraw_agent_leg(now, key, OfferFailure::NoAnswer, true);
+            self.dispatch(now, q);
+        }
+    }
+}
+
+/// The tag parameter of a From/To value.
+fn tag_of(v: &str) -> String {
+    NameAddr::parse(v).param("tag").unwrap_or("").to_string()
+}

@@ -1,0 +1,117 @@
+//! One side of a call: the dialog state needed to send in-dialog requests to that peer
+//! (RFC 3261 12.2.1.1) and the 2xx retransmission the UAS core owes it (13.3.1.4).
+
+use crate::sip::build::new_branch;
+use crate::sip::message::{Header, Message, NameAddr, StartLine};
+use crate::sip::{Flow, Method};
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub struct Leg {
+    /// Where requests to this peer go (the address its messages came from).
+    pub flow: Flow,
+    pub call_id: String,
+    /// Our From/To value on this leg, with our tag.
+    pub local: String,
+    /// The peer's From/To value, with its tag once known.
+    pub remote: String,
+    pub remote_target: String,
+    pub route_set: Vec<String>,
+    pub local_cseq: u32,
+    /// A 2xx to an INVITE from this peer that it has not ACKed yet.
+    pub pending_2xx: Option<Pending2xx>,
+}
+
+pub struct Pending2xx {
+    pub bytes: Bytes,
+    pub cseq: u32,
+    pub next: Instant,
+    pub interval: Duration,
+    pub give_up: Instant,
+}
+
+impl Leg {
+    /// A request in this dialog (BYE, re-INVITE, UPDATE, INFO, ACK). ACK reuses the INVITE's
+    /// CSeq number; other methods take the next local CSeq.
+    pub fn request(&mut self, method: Method, local: SocketAddr, ack_cseq: Option<u32>) -> Message {
+        let cseq = match (method == Method::Ack, ack_cseq) {
+            (true, Some(n)) => n,
+            _ => {
+                self.local_cseq += 1;
+                self.local_cseq
+            }
+        };
+        let mut headers = Vec::with_capacity(10);
+        let mut push = |name: &str, value: String| {
+            headers.push(Header {
+                name: name.into(),
+                value,
+            })
+        };
+        push("Via", via_value(self.flow, local));
+        push("Max-Forwards", "70".into());
+        push("From", self.local.clone());
+        push("To", self.remote.clone());
+        push("Call-ID", self.call_id.clone());
+        push("CSeq", format!("{cseq} {method}"));
+        for r in &self.route_set {
+            push("Route", r.clone());
+        }
+        Message {
+            start: StartLine::Request {
+                method,
+                uri: self.remote_target.clone(),
+            },
+            headers,
+            body: Bytes::new(),
+        }
+    }
+
+    /// Takes the peer's target and route set from a 2xx or a request it sent (RFC 3261
+    /// 12.1.2: a UAC reverses the Record-Route order; `reverse` says which side we are).
+    pub fn learn_target(&mut self, msg: &Message, reverse: bool) {
+        if let Some(c) = msg.header_values("Contact").next() {
+            self.remote_target = NameAddr::parse(c).uri.to_string();
+        }
+        let mut rr: Vec<String> = msg
+            .header_values("Record-Route")
+            .map(str::to_string)
+            .collect();
+        if !rr.is_empty() {
+            if reverse {
+                rr.reverse();
+            }
+            self.route_set = rr;
+        }
+    }
+}
+
+pub fn via_value(flow: Flow, local: SocketAddr) -> String {
+    format!(
+        "SIP/2.0/{} {};branch={};rport",
+        flow.transport.via_name(),
+        local,
+        new_branch()
+    )
+}
+
+pub fn contact_value(flow: Flow, local: SocketAddr, user: &str) -> String {
+    match flow.transport {
+        crate::sip::Transport::Udp => format!("<sip:{user}@{local}>"),
+        crate::sip::Transport::Tcp => format!("<sip:{user}@{local};transport=tcp>"),
+    }
+}
+
+/// Copies body and Content-Type from one message to another.
+pub fn copy_body(from: &Message, to: &mut Message) {
+    if !from.body.is_empty() {
+        to.body = from.body.clone();
+        if let Some(ct) = from.content_type() {
+            to.headers.push(Header {
+                name: "Content-Type".into(),
+                value: ct.to_string(),
+            });
+        }
+    }
+}

@@ -1,0 +1,910 @@
+//! The engine: a sans-IO B2BUA that ties a caller leg, the queue and an agent leg together.
+//!
+//! Contract (as in quinn/str0m): feed it with [`Engine::handle_message`] and
+//! [`Engine::handle_timeout`], passing the current time; then drain
+//! [`Engine::poll_transmit`] and re-arm a timer for [`Engine::poll_timeout`]. It never
+//! reads a clock or touches a socket, so every path runs under virtual time in tests.
+
+mod call_flow;
+pub mod leg;
+
+use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx, QueueParams};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::registrar::Registrar;
+use crate::sip::build::response;
+use crate::sip::message::{Message, ParseError};
+use crate::sip::transaction::{
+    ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerAction, TimerConfig,
+};
+use crate::sip::{Flow, Method, Transport};
+use bytes::Bytes;
+use ipnet::IpNet;
+use leg::Leg;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes to send and where.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub flow: Flow,
+    pub data: Bytes,
+    /// Set on the first INVITE to an agent: when the trunk INVITE arrived, so the driver
+    /// can record post-dial delay at the moment the packet really leaves.
+    pub pdd_start: Option<Instant>,
+}
+
+pub(crate) struct QueueTiming {
+    pub ring_timeout: Duration,
+    pub max_wait: Duration,
+}
+
+pub(crate) struct EngineConfig {
+    pub timers: TimerConfig,
+    pub local: SocketAddr,
+    pub trusted: Vec<IpNet>,
+    pub routes: HashMap<String, QueueIdx>,
+    pub queues: Vec<QueueTiming>,
+    pub max_calls: usize,
+    pub retry_after_s: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Server(u64),
+    Client(u64),
+    Call(CallKey),
+    Agent(AgentIdx),
+}
+
+enum ServerKind {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+struct ServerTx {
+    key: String,
+    kind: ServerKind,
+    flow: Flow,
+    call: Option<CallKey>,
+    armed: Option<Instant>,
+}
+
+impl ServerTx {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.kind {
+            ServerKind::Invite(t) => t.poll_timeout(),
+            ServerKind::NonInvite(t) => t.poll_timeout(),
+        }
+    }
+}
+
+enum ClientKind {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The INVITE offering a call to an agent.
+    AgentInvite(CallKey),
+    /// A request relayed from the other leg; the response goes back on `server_tx`.
+    Relay { call: CallKey, server_tx: u64 },
+    /// BYE, CANCEL, ACK-less requests whose response only ends the transaction.
+    Fire,
+}
+
+struct ClientTx {
+    branch: String,
+    kind: ClientKind,
+    flow: Flow,
+    owner: Owner,
+    /// The INVITE, kept to build its ACK or CANCEL.
+    request: Option<Message>,
+    /// The ACK we sent for a 2xx, resent on 2xx retransmissions.
+    ack_2xx: Option<Bytes>,
+    /// The TU gave up before any provisional: CANCEL as soon as one arrives.
+    cancel_on_provisional: bool,
+    armed: Option<Instant>,
+}
+
+impl ClientTx {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.kind {
+            ClientKind::Invite(t) => t.poll_timeout(),
+            ClientKind::NonInvite(t) => t.poll_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Agent,
+}
+
+struct AgentLeg {
+    agent: AgentIdx,
+    leg: Leg,
+    invite_tx: u64,
+    answered: bool,
+    /// Late offer: the agent's 2xx carried the offer; its ACK waits for the caller's answer.
+    ack_waits_for_caller: bool,
+    invite_cseq: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    Abandoned,
+    TimedOut,
+    Rejected,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+struct Relay {
+    client_tx: u64,
+    server_tx: u64,
+    from: Side,
+    request: Message,
+}
+
+struct Call {
+    queue: QueueIdx,
+    arrived: Instant,
+    caller: Leg,
+    caller_invite_tx: u64,
+    /// The trunk's INVITE, kept until it has a final response.
+    caller_invite: Option<Message>,
+    agent: Option<AgentLeg>,
+    ringing_sent: bool,
+    answered: bool,
+    ring_deadline: Option<Instant>,
+    max_wait_at: Option<Instant>,
+    relay: Option<Relay>,
+    armed: Option<Instant>,
+}
+
+impl Call {
+    fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.ring_deadline,
+            self.max_wait_at,
+            self.caller.pending_2xx.as_ref().map(|p| p.next),
+            self.agent
+                .as_ref()
+                .and_then(|a| a.leg.pending_2xx.as_ref().map(|p| p.next)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    registrar: Registrar,
+    acd: Acd,
+    metrics: Arc<Metrics>,
+    server: HashMap<u64, ServerTx>,
+    server_ids: HashMap<String, u64>,
+    client: HashMap<u64, ClientTx>,
+    client_ids: HashMap<String, u64>,
+    calls: HashMap<CallKey, Call>,
+    dialogs: HashMap<String, (CallKey, Side)>,
+    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    agent_armed: Vec<Option<Instant>>,
+    out: VecDeque<Transmit>,
+    next_id: u64,
+    start: Instant,
+    unix_at_start: u64,
+    overloaded: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("queue '{0}' has no skill any agent could have")]
+    Queue(String),
+}
+
+impl Engine {
+    /// Builds the engine from a validated config. `unix_now` anchors wall-clock time (for
+    /// digest nonces) to `now`.
+    pub fn new(config: &Config, metrics: Arc<Metrics>, now: Instant, unix_now: u64) -> Engine {
+        let specs = config.agent_specs();
+        let registrar = Registrar::new(
+            &config.sip.realm,
+            &specs
+                .iter()
+                .map(|a| (a.id.clone(), a.password.clone()))
+                .collect::<Vec<_>>(),
+            config.sip.min_expires_s,
+            config.sip.max_expires_s,
+        );
+        let queue_names: Vec<&String> = config.queues.keys().collect();
+        let acd = Acd::new(
+            now,
+            &specs
+                .iter()
+                .map(|a| (a.id.clone(), a.skills.clone()))
+                .collect::<Vec<_>>(),
+            config
+                .queues
+                .iter()
+                .map(|(name, q)| QueueParams {
+                    name: name.clone(),
+                    skill: q.skill.clone(),
+                    max_length: q.max_length,
+                    wrap_up: Duration::from_secs(q.wrap_up_s as u64),
+                    busy_delay: Duration::from_secs(q.busy_delay_s as u64),
+                })
+                .collect(),
+        );
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let q = queue_names.iter().position(|n| *n == r.queue.get_ref())?;
+                Some((r.number.get_ref().clone(), q))
+            })
+            .collect();
+        let trusted = config
+            .trunks
+            .iter()
+            .flat_map(|t| t.sources.iter())
+            .filter_map(|s| {
+                let s = s.get_ref();
+                s.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+            })
+            .collect();
+        for name in config.queues.keys() {
+            metrics.queue_waiting.with_label_values(&[name]).set(0);
+        }
+        let cfg = EngineConfig {
+            timers: TimerConfig {
+                t1: Duration::from_millis(config.sip.t1_ms),
+                t2: Duration::from_millis(config.sip.t2_ms),
+                t4: Duration::from_millis(config.sip.t4_ms),
+            },
+            local: config.advertised_sip(),
+            trusted,
+            routes,
+            queues: config
+                .queues
+                .values()
+                .map(|q| QueueTiming {
+                    ring_timeout: Duration::from_secs(q.ring_timeout_s as u64),
+                    max_wait: Duration::from_secs(q.max_wait_s as u64),
+                })
+                .collect(),
+            max_calls: config.sip.max_calls,
+            retry_after_s: config.sip.retry_after_s,
+        };
+        Engine {
+            agent_armed: vec![None; acd.agent_count()],
+            cfg,
+            registrar,
+            acd,
+            metrics,
+            server: HashMap::new(),
+            server_ids: HashMap::new(),
+            client: HashMap::new(),
+            client_ids: HashMap::new(),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            start: now,
+            unix_at_start: unix_now,
+            overloaded: false,
+        }
+    }
+
+    /// While set, new calls are refused with 503 + Retry-After; calls already admitted
+    /// carry on. The driver sets it when it falls behind its input.
+    pub fn set_overloaded(&mut self, on: bool) {
+        self.overloaded = on;
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    /// (agent id, state name) for every agent.
+    pub fn agent_states(&self) -> Vec<(String, &'static str)> {
+        (0..self.acd.agent_count() as AgentIdx)
+            .map(|a| {
+                (
+                    self.acd.agent_id(a).to_string(),
+                    self.acd.agent_state(a).name(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        self.unix_at_start + now.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn send(&mut self, flow: Flow, data: Bytes) {
+        self.out.push_back(Transmit {
+            flow,
+            data,
+            pdd_start: None,
+        });
+    }
+
+    /// One complete SIP message from the network (a datagram or a framed stream message).
+    pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return; // keep-alive
+        }
+        match Message::parse(data) {
+            Ok(msg) => match msg.method().cloned() {
+                Some(method) => self.on_request(now, flow, msg, method),
+                None => self.on_response(now, msg),
+            },
+            Err(ParseError::BadRequest(reason)) => {
+                self.metrics.sip_parse_errors.inc();
+                self.reject_malformed(flow, data, &reason);
+            }
+            Err(_) => self.metrics.sip_garbage.inc(),
+        }
+    }
+
+    /// Answers a malformed request with 400 when enough of it can be read to address the
+    /// response; otherwise it is dropped.
+    fn reject_malformed(&mut self, flow: Flow, data: &[u8], reason: &str) {
+        let text = String::from_utf8_lossy(data);
+        let mut vias = Vec::new();
+        let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+        for line in text.split('\n').skip(1) {
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() {
+                break;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
+            match name.as_str() {
+                "via" | "v" => vias.push(value),
+                "from" | "f" => from = Some(value),
+                "to" | "t" => to = Some(value),
+                "call-id" | "i" => call_id = Some(value),
+                "cseq" => cseq = Some(value),
+                _ => {}
+            }
+        }
+        let (Some(via), Some(from), Some(to), Some(call_id), Some(cseq)) =
+            (vias.first(), from, to, call_id, cseq)
+        else {
+            self.metrics.sip_garbage.inc();
+            return;
+        };
+        if crate::sip::Via::parse(via).is_none() {
+            self.metrics.sip_garbage.inc();
+            return;
+        }
+        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
+        let raw = format!(
+            "SIP/2.0 400 {reason}\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let dest = self.response_flow_for(flow, crate::sip::Via::parse(via).as_ref());
+        self.metrics
+            .sip_responses_sent
+            .with_label_values(&["400"])
+            .inc();
+        self.send(dest, Bytes::from(raw));
+    }
+
+    /// RFC 3261 18.2.2 with RFC 3581: responses over UDP go to the source address when the
+    /// Via asks for rport, else to the source IP and the Via port. Never a DNS lookup.
+    fn response_flow_for(&self, flow: Flow, via: Option<&crate::sip::Via>) -> Flow {
+        if flow.transport == Transport::Tcp {
+            return flow;
+        }
+        match via {
+            Some(v) if !v.has_param("rport") => {
+                Flow::udp(SocketAddr::new(flow.remote.ip(), v.port.unwrap_or(5060)))
+            }
+            _ => flow,
+        }
+    }
+
+    fn server_key(msg: &Message, method: &Method) -> Option<String> {
+        let via = msg.top_via()?;
+        let m = match method {
+            Method::Ack | Method::Invite => "INVITE",
+            other => other.as_str(),
+        };
+        Some(match via.branch() {
+            Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}|{m}", via.sent_by()),
+            // RFC 2543 peers: match on the request's identity (RFC 3261 17.2.3).
+            _ => format!(
+                "2543|{}|{}|{}|{}|{}|{m}",
+                msg.request_uri().unwrap_or(""),
+                msg.from_tag().unwrap_or_default(),
+                msg.call_id(),
+                msg.cseq().map(|(n, _)| n).unwrap_or(0),
+                via.sent_by()
+            ),
+        })
+    }
+
+    fn on_request(&mut self, now: Instant, flow: Flow, mut msg: Message, method: Method) {
+        let label = match &method {
+            Method::Extension(_) => "other",
+            m => m.as_str(),
+        };
+        self.metrics.sip_requests.with_label_values(&[label]).inc();
+        // RFC 3261 18.2.1 / RFC 3581: record where the request really came from.
+        let via = msg.top_via();
+        if let Some(mut v) = via.clone() {
+            if v.host != flow.remote.ip().to_string() || v.has_param("rport") {
+                v.set_param("received", Some(flow.remote.ip().to_string()));
+            }
+            if v.has_param("rport") && flow.transport == Transport::Udp {
+                v.set_param("rport", Some(flow.remote.port().to_string()));
+            }
+            if let Some(h) = msg.headers.iter_mut().find(|h| h.name == "Via") {
+                // Only the first value of the first Via header is the top Via.
+                let rest: Vec<&str> = crate::sip::message::split_list(&h.value).skip(1).collect();
+                let mut value = v.to_header_value();
+                for r in rest {
+                    value.push_str(", ");
+                    value.push_str(r);
+                }
+                h.value = value;
+            }
+        }
+        let resp_flow = self.response_flow_for(flow, via.as_ref());
+        if method == Method::Ack {
+            self.on_ack(now, msg);
+            return;
+        }
+        let Some(key) = Self::server_key(&msg, &method) else {
+            self.metrics.sip_garbage.inc();
+            return;
+        };
+        if let Some(id) = self.server_ids.get(&key) {
+            // A retransmission: the transaction answers it.
+            let resend = self.server.get(id).and_then(|tx| match &tx.kind {
+                ServerKind::Invite(t) => t.on_request_retransmission(),
+                ServerKind::NonInvite(t) => t.on_request_retransmission(),
+            });
+            if let (Some(bytes), Some(tx)) = (resend, self.server.get(id)) {
+                let f = tx.flow;
+                self.metrics.sip_retransmissions.inc();
+                self.send(f, bytes);
+            }
+            return;
+        }
+        let reliable = flow.transport.is_reliable();
+        let kind = if method == Method::Invite {
+            ServerKind::Invite(ServerInvite::new(self.cfg.timers, reliable))
+        } else {
+            ServerKind::NonInvite(ServerNonInvite::new(self.cfg.timers, reliable))
+        };
+        let id = self.id();
+        self.server_ids.insert(key.clone(), id);
+        self.server.insert(
+            id,
+            ServerTx {
+                key,
+                kind,
+                flow: resp_flow,
+                call: None,
+                armed: None,
+            },
+        );
+        self.metrics.sip_transactions.inc();
+        if let Some(mf) = msg.header("Max-Forwards") {
+            if mf.trim() == "0" && method != Method::Options {
+                self.reply(now, id, &msg, 483, None);
+                return;
+            }
+        }
+        match method {
+            Method::Invite if msg.to_tag().is_none() => self.on_new_invite(now, id, flow, msg),
+            Method::Invite | Method::Update | Method::Info => self.on_relayable(now, id, msg),
+            Method::Cancel => self.on_cancel(now, id, msg),
+            Method::Bye => self.on_bye(now, id, msg),
+            Method::Register => {
+                let unix = self.unix_now(now);
+                let (resp, change) = self.registrar.handle(&msg, flow, now, unix);
+                self.respond(now, id, resp);
+                if let Some((agent, change)) = change {
+                    self.on_registration(now, agent, change);
+                }
+            }
+            Method::Options => {
+                let mut r = response(&msg, 200, None, Some(&crate::sip::build::random_token(10)));
+                r.set_header("Allow", ALLOW);
+                r.set_header("Accept", "application/sdp");
+                self.respond(now, id, r);
+            }
+            Method::Extension(_) => {
+                let mut r = response(&msg, 501, None, Some(&crate::sip::build::random_token(10)));
+                r.set_header("Allow", ALLOW);
+                self.respond(now, id, r);
+            }
+            _ => {
+                let mut r = response(&msg, 405, None, Some(&crate::sip::build::random_token(10)));
+                r.set_header("Allow", ALLOW);
+                self.respond(now, id, r);
+            }
+        }
+    }
+
+    /// A plain response with the given code to a request on server transaction `tx`.
+    fn reply(&mut self, now: Instant, tx: u64, req: &Message, code: u16, to_tag: Option<&str>) {
+        let tag = to_tag
+            .map(str::to_string)
+            .unwrap_or_else(|| crate::sip::build::random_token(10));
+        let r = response(req, code, None, Some(&tag));
+        self.respond(now, tx, r);
+    }
+
+    /// Sends a response through its server transaction.
+    fn respond(&mut self, now: Instant, tx: u64, resp: Message) {
+        let Some(code) = resp.status() else { return };
+        let bytes = resp.to_bytes();
+        let Some(t) = self.server.get_mut(&tx) else {
+            return;
+        };
+        let ok = match &mut t.kind {
+            ServerKind::Invite(s) => s.send_response(now, code, bytes.clone()),
+            ServerKind::NonInvite(s) => s.send_response(now, code, bytes.clone()),
+        };
+        if ok {
+            let flow = t.flow;
+            self.metrics
+                .sip_responses_sent
+                .with_label_values(&[code_label(code)])
+                .inc();
+            self.send(flow, bytes);
+            self.arm(TimerRef::Server(tx));
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        let Some(branch) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+            self.metrics.sip_garbage.inc();
+            return;
+        };
+        let Some(&id) = self.client_ids.get(&branch) else {
+            return; // stray response: not ours or its transaction is gone
+        };
+        let Some(tx) = self.client.get_mut(&id) else {
+            return;
+        };
+        let flow = tx.flow;
+        match &mut tx.kind {
+            ClientKind::Invite(ci) => {
+                let request = tx.request.as_ref();
+                let action = ci.on_response(now, status, || match request {
+                    Some(req) => crate::sip::build::ack_for_non2xx(req, &msg).to_bytes(),
+                    None => Bytes::new(),
+                });
+                use crate::sip::transaction::ResponseAction::*;
+                match action {
+                    PassToTuAndAck(ack) => {
+                        self.send(flow, ack);
+                        self.on_invite_response(now, id, msg);
+                    }
+                    ResendAck(ack) => self.send(flow, ack),
+                    PassToTu => {
+                        if status >= 200 {
+                            if let Some(ack) = tx.ack_2xx.clone() {
+                                self.send(flow, ack);
+                                return;
+                            }
+                        }
+                        self.on_invite_response(now, id, msg);
+                    }
+                    Absorb => {}
+                }
+            }
+            ClientKind::NonInvite(cn) => {
+                if cn.on_response(now, status) {
+                    self.on_non_invite_response(now, id, msg);
+                }
+            }
+        }
+        self.arm(TimerRef::Client(id));
+    }
+
+    /// Starts a client transaction and sends its request.
+    fn start_client(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Message,
+        owner: Owner,
+        pdd_start: Option<Instant>,
+    ) -> u64 {
+        let bytes = req.to_bytes();
+        let reliable = flow.transport.is_reliable();
+        let branch = req
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let is_invite = req.method() == Some(&Method::Invite);
+        let kind = if is_invite {
+            ClientKind::Invite(ClientInvite::new(
+                now,
+                bytes.clone(),
+                self.cfg.timers,
+                reliable,
+            ))
+        } else {
+            ClientKind::NonInvite(ClientNonInvite::new(
+                now,
+                bytes.clone(),
+                self.cfg.timers,
+                reliable,
+            ))
+        };
+        let id = self.id();
+        self.client_ids.insert(branch.clone(), id);
+        self.client.insert(
+            id,
+            ClientTx {
+                branch,
+                kind,
+                flow,
+                owner,
+                request: is_invite.then_some(req),
+                ack_2xx: None,
+                cancel_on_provisional: false,
+                armed: None,
+            },
+        );
+        self.metrics.sip_transactions.inc();
+        self.out.push_back(Transmit {
+            flow,
+            data: bytes,
+            pdd_start,
+        });
+        self.arm(TimerRef::Client(id));
+        id
+    }
+
+    fn arm(&mut self, r: TimerRef) {
+        let (next, armed) = match r {
+            TimerRef::Server(id) => match self.server.get_mut(&id) {
+                Some(t) => (t.poll_timeout(), &mut t.armed),
+                None => return,
+            },
+            TimerRef::Client(id) => match self.client.get_mut(&id) {
+                Some(t) => (t.poll_timeout(), &mut t.armed),
+                None => return,
+            },
+            TimerRef::Call(k) => match self.calls.get_mut(&k) {
+                Some(c) => (c.poll_timeout(), &mut c.armed),
+                None => return,
+            },
+            TimerRef::Agent(a) => {
+                let next = [self.acd.agent_deadline(a), self.registrar.next_expiry(a)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                match self.agent_armed.get_mut(a as usize) {
+                    Some(slot) => (next, slot),
+                    None => return,
+                }
+            }
+        };
+        if let Some(t) = next {
+            if armed.is_none_or(|a| t < a) {
+                *armed = Some(t);
+                self.timers.push(Reverse((t, r)));
+            }
+        }
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, r))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let armed = match r {
+                TimerRef::Server(id) => self.server.get_mut(&id).map(|t| &mut t.armed),
+                TimerRef::Client(id) => self.client.get_mut(&id).map(|t| &mut t.armed),
+                TimerRef::Call(k) => self.calls.get_mut(&k).map(|c| &mut c.armed),
+                TimerRef::Agent(a) => self.agent_armed.get_mut(a as usize),
+            };
+            match armed {
+                Some(slot) if *slot == Some(t) => *slot = None,
+                _ => continue, // superseded by an earlier entry
+            }
+            match r {
+                TimerRef::Server(id) => self.server_timeout(now, id),
+                TimerRef::Client(id) => self.client_timeout(now, id),
+                TimerRef::Call(k) => self.call_timeout(now, k),
+                TimerRef::Agent(a) => self.agent_timeout(now, a),
+            }
+            self.arm(r);
+        }
+    }
+
+    fn server_timeout(&mut self, now: Instant, id: u64) {
+        loop {
+            let Some(tx) = self.server.get_mut(&id) else {
+                return;
+            };
+            if !tx.poll_timeout().is_some_and(|t| t <= now) {
+                return;
+            }
+            let action = match &mut tx.kind {
+                ServerKind::Invite(t) => t.handle_timeout(now),
+                ServerKind::NonInvite(t) => t.handle_timeout(now),
+            };
+            match action {
+                Some(TimerAction::Retransmit(b)) => {
+                    let f = tx.flow;
+                    self.metrics.sip_retransmissions.inc();
+                    self.send(f, b);
+                }
+                Some(TimerAction::Timeout(_)) | Some(TimerAction::Terminated(_)) => {
+                    self.remove_server(id);
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn remove_server(&mut self, id: u64) {
+        if let Some(tx) = self.server.remove(&id) {
+            self.server_ids.remove(&tx.key);
+            self.metrics.sip_transactions.dec();
+        }
+    }
+
+    fn client_timeout(&mut self, now: Instant, id: u64) {
+        loop {
+            let Some(tx) = self.client.get_mut(&id) else {
+                return;
+            };
+            if !tx.poll_timeout().is_some_and(|t| t <= now) {
+                return;
+            }
+            let action = match &mut tx.kind {
+                ClientKind::Invite(t) => t.handle_timeout(now),
+                ClientKind::NonInvite(t) => t.handle_timeout(now),
+            };
+            match action {
+                Some(TimerAction::Retransmit(b)) => {
+                    let f = tx.flow;
+                    self.metrics.sip_retransmissions.inc();
+                    self.send(f, b);
+                }
+                Some(TimerAction::Timeout(_)) => {
+                    let owner = tx.owner;
+                    self.remove_client(id);
+                    self.on_client_timeout(now, id, owner);
+                    return;
+                }
+                Some(TimerAction::Terminated(_)) => {
+                    self.remove_client(id);
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+
+    fn remove_client(&mut self, id: u64) {
+        if let Some(tx) = self.client.remove(&id) {
+            self.client_ids.remove(&tx.branch);
+            self.metrics.sip_transactions.dec();
+        }
+    }
+
+    fn agent_timeout(&mut self, now: Instant, a: AgentIdx) {
+        if self.registrar.next_expiry(a).is_some_and(|t| t <= now) && self.registrar.expire(a, now)
+        {
+            tracing::info!(
+                agent = self.acd.agent_id(a),
+                "registration expired: logged out"
+            );
+            self.acd.logout(a);
+        }
+        if self.acd.agent_timer(a, now) {
+            self.dispatch_for_agent(now, a);
+        }
+    }
+
+    fn on_registration(&mut self, now: Instant, a: AgentIdx, change: crate::registrar::Change) {
+        use crate::registrar::Change;
+        match change {
+            Change::LoggedIn => {
+                tracing::info!(agent = self.acd.agent_id(a), "registered: ready");
+                self.acd.login(a, now);
+                self.dispatch_for_agent(now, a);
+            }
+            Change::LoggedOut => {
+                tracing::info!(agent = self.acd.agent_id(a), "unregistered: logged out");
+                self.acd.logout(a);
+            }
+            Change::None => {}
+        }
+        self.arm(TimerRef::Agent(a));
+    }
+
+    fn dispatch_for_agent(&mut self, now: Instant, a: AgentIdx) {
+        let queues: Vec<QueueIdx> = self.acd.queues_for_agent(a).collect();
+        for q in queues {
+            self.dispatch(now, q);
+        }
+    }
+}
+
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
+
+fn code_label(code: u16) -> &'static str {
+    match code {
+        100 => "100",
+        180 => "180",
+        183 => "183",
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        423 => "423",
+        480 => "480",
+        481 => "481",
+        483 => "483",
+        486 => "486",
+        487 => "487",
+        488 => "488",
+        491 => "491",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        _ => "other",
+    }
+}

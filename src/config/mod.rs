@@ -1,0 +1,442 @@
+//! Configuration and dialplan: typed TOML, unknown keys rejected, errors as `file:line: msg`.
+//!
+//! Flow (as in pingora): deserialize with defaults, then [`Config::validate`], then CLI
+//! overrides in `main`. Every duration field names its unit in the key.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The default 120 dialplan, compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../../dialplans/dasan120.toml");
+pub const DEFAULT_CONFIG_NAME: &str = "dialplans/dasan120.toml (embedded)";
+/// The password of the demo agents; the engine warns while it is in use.
+pub const DEMO_PASSWORD: &str = "dasan-demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<TrunkConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    #[serde(default, rename = "queue")]
+    pub queues: BTreeMap<String, QueueConfig>,
+    #[serde(default)]
+    pub agents: Vec<AgentGroup>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP and TCP listen address. Default 127.0.0.1:5060.
+    pub listen: SocketAddr,
+    /// Address written into Via and Contact; defaults to `listen`. Required when `listen`
+    /// is a wildcard address.
+    pub advertise: Option<SocketAddr>,
+    /// Digest realm for agent registration. Default "dasan".
+    pub realm: String,
+    /// RFC 3261 T1 in milliseconds. Default 500.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 in milliseconds. Default 4000.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 in milliseconds. Default 5000.
+    pub t4_ms: u64,
+    /// Calls held at once before new ones get 503. Default 50000.
+    pub max_calls: usize,
+    /// Longest registration accepted, seconds. Default 3600.
+    pub max_expires_s: u32,
+    /// Shortest registration accepted (shorter gets 423), seconds. Default 30.
+    pub min_expires_s: u32,
+    /// Retry-After seconds sent with 503 when shedding load. Default 5.
+    pub retry_after_s: u32,
+    /// Kernel socket buffer for the UDP socket, bytes. Default 8 MiB.
+    pub udp_buffer_bytes: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "127.0.0.1:5060".parse().expect("literal"),
+            advertise: None,
+            realm: "dasan".into(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            max_calls: 50_000,
+            max_expires_s: 3600,
+            min_expires_s: 30,
+            retry_after_s: 5,
+            udp_buffer_bytes: 8 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// HTTP listen address (health, metrics, API). Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().expect("literal"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data directory. Default ./dasan-data.
+    pub dir: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from("./dasan-data"),
+        }
+    }
+}
+
+/// A carrier trunk: INVITEs from these source networks are trusted without authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    pub sources: Vec<Spanned<String>>,
+}
+
+/// A dialled number and the queue it reaches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub number: Spanned<String>,
+    pub queue: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Offer each call to the ready agent that has waited longest since their last call.
+    #[default]
+    LongestIdleAgent,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Skill an agent needs to take this queue's calls.
+    pub skill: String,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Seconds an agent's phone rings before the call moves on (RONA). Default 15.
+    #[serde(default = "d_ring")]
+    pub ring_timeout_s: u32,
+    /// Seconds a caller waits for an agent before 480. Default 300.
+    #[serde(default = "d_max_wait")]
+    pub max_wait_s: u32,
+    /// Calls waiting at once (queued or ringing) before new ones get 503. Default 1000.
+    #[serde(default = "d_max_len")]
+    pub max_length: usize,
+    /// Seconds of wrap-up after a call before the agent is ready again. Default 0.
+    #[serde(default)]
+    pub wrap_up_s: u32,
+    /// Seconds an agent who answered busy (486/600/603) is skipped. Default 5.
+    #[serde(default = "d_busy")]
+    pub busy_delay_s: u32,
+}
+
+fn d_ring() -> u32 {
+    15
+}
+fn d_max_wait() -> u32 {
+    300
+}
+fn d_max_len() -> usize {
+    1000
+}
+fn d_busy() -> u32 {
+    5
+}
+
+/// One agent (`ids = "1001"`) or a numbered range (`ids = "1001-1020"`) sharing settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentGroup {
+    pub ids: Spanned<String>,
+    pub password: String,
+    pub skills: Vec<String>,
+}
+
+/// A configured agent after ranges are expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub id: String,
+    pub password: String,
+    pub skills: Vec<String>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Loads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&src, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(src: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(src).map_err(|e| ConfigError::Invalid {
+            file: file.to_string(),
+            line: e.span().map(|s| line_of(src, s.start)).unwrap_or(1),
+            message: e.message().trim().to_string(),
+        })?;
+        cfg.validate()
+            .map_err(|(span, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                line: line_of(src, span.start),
+                message,
+            })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+        for t in &self.trunks {
+            for s in &t.sources {
+                if s.get_ref().parse::<IpNet>().is_err()
+                    && s.get_ref().parse::<std::net::IpAddr>().is_err()
+                {
+                    return Err((
+                        s.span(),
+                        format!(
+                            "trunk '{}': '{}' is not an address or network",
+                            t.name,
+                            s.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut numbers = HashSet::new();
+        for r in &self.routes {
+            if !self.queues.contains_key(r.queue.get_ref()) {
+                return Err((
+                    r.queue.span(),
+                    format!(
+                        "route '{}' names unknown queue '{}'",
+                        r.number.get_ref(),
+                        r.queue.get_ref()
+                    ),
+                ));
+            }
+            if !numbers.insert(r.number.get_ref().clone()) {
+                return Err((
+                    r.number.span(),
+                    format!("number '{}' is routed twice", r.number.get_ref()),
+                ));
+            }
+        }
+        for (name, q) in &self.queues {
+            if q.ring_timeout_s == 0 || q.max_wait_s == 0 || q.max_length == 0 {
+                return Err((
+                    0..0,
+                    format!(
+                        "queue '{name}': ring_timeout_s, max_wait_s and max_length must be > 0"
+                    ),
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for g in &self.agents {
+            let ids = expand_ids(g.ids.get_ref()).map_err(|m| (g.ids.span(), m))?;
+            if g.password.is_empty() {
+                return Err((g.ids.span(), "agent password must not be empty".into()));
+            }
+            for id in ids {
+                if !seen.insert(id.clone()) {
+                    return Err((g.ids.span(), format!("agent '{id}' is defined twice")));
+                }
+            }
+        }
+        let s = &self.sip;
+        if s.t1_ms == 0 || s.t2_ms < s.t1_ms || s.t4_ms == 0 {
+            return Err((
+                0..0,
+                "sip: need t1_ms > 0, t2_ms >= t1_ms, t4_ms > 0".into(),
+            ));
+        }
+        if s.min_expires_s > s.max_expires_s {
+            return Err((0..0, "sip: min_expires_s > max_expires_s".into()));
+        }
+        Ok(())
+    }
+
+    /// All agents with ranges expanded, in configuration order.
+    pub fn agent_specs(&self) -> Vec<AgentSpec> {
+        let mut out = Vec::new();
+        for g in &self.agents {
+            for id in expand_ids(g.ids.get_ref()).unwrap_or_default() {
+                out.push(AgentSpec {
+                    id,
+                    password: g.password.clone(),
+                    skills: g.skills.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn uses_demo_credentials(&self) -> bool {
+        self.agents.iter().any(|g| g.password == DEMO_PASSWORD)
+    }
+
+    pub fn advertised_sip(&self) -> SocketAddr {
+        self.sip.advertise.unwrap_or(self.sip.listen)
+    }
+
+    /// Checks that only make sense after CLI overrides: wildcard binds and demo passwords.
+    pub fn check_runtime(&self) -> Result<(), String> {
+        if self.sip.listen.ip().is_unspecified() && self.sip.advertise.is_none() {
+            return Err("sip.listen is a wildcard address: set sip.advertise".into());
+        }
+        if self.uses_demo_credentials()
+            && (!self.sip.listen.ip().is_loopback() || !self.http.listen.ip().is_loopback())
+        {
+            return Err(format!(
+                "refusing to listen on a non-loopback address while demo agents use the password '{DEMO_PASSWORD}': change the agents' passwords first"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `"1001"` → one id; `"1001-1020"` → the range, keeping the width of the numbers.
+pub fn expand_ids(s: &str) -> Result<Vec<String>, String> {
+    let s = s.trim();
+    let valid = |x: &str| {
+        !x.is_empty()
+            && x.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+".contains(&b))
+    };
+    match s.split_once('-') {
+        None if valid(s) => Ok(vec![s.to_string()]),
+        None => Err(format!("invalid agent id '{s}'")),
+        Some((a, b)) => {
+            let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+                return Err(format!(
+                    "agent range '{s}' must be two numbers like 1001-1020"
+                ));
+            };
+            if x > y || y - x >= 1_000_000 || a.len() != b.len() {
+                return Err(format!(
+                    "agent range '{s}' is empty, too large, or mixes widths"
+                ));
+            }
+            Ok((x..=y).map(|n| format!("{n:0w$}", w = a.len())).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_provisions_demo_agents() {
+        let cfg = Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
+        let agents = cfg.agent_specs();
+        assert_eq!(agents.len(), 20);
+        assert_eq!(agents[0].id, "1001");
+        assert_eq!(agents[19].id, "1020");
+        assert!(agents.iter().all(|a| a.skills.contains(&"ko".to_string())));
+        let langs: Vec<_> = agents[10..].iter().map(|a| a.skills[1].as_str()).collect();
+        assert_eq!(
+            langs,
+            ["en", "en", "zh", "zh", "ja", "ja", "vi", "vi", "mn", "mn"]
+        );
+        assert!(cfg.uses_demo_credentials());
+        assert_eq!(cfg.routes[0].number.get_ref(), "120");
+        assert_eq!(cfg.routes[0].queue.get_ref(), "general");
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let src = "[sip]\nlisten = \"127.0.0.1:5060\"\nlistne = 1\n";
+        let err = Config::parse(src, "x.toml").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:3: unknown field `listne`"), "{err}");
+    }
+
+    #[test]
+    fn route_to_unknown_queue_names_line() {
+        let src = "[[route]]\nnumber = \"120\"\nqueue = \"nope\"\n";
+        let err = Config::parse(src, "y.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("y.toml:3: route '120' names unknown queue 'nope'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_range_and_duplicates() {
+        assert!(expand_ids("1020-1001").is_err());
+        assert!(expand_ids("a-b").is_err());
+        assert!(expand_ids("998-1000").is_err(), "mixed widths");
+        assert_eq!(
+            expand_ids("0998-1000").unwrap(),
+            vec!["0998", "0999", "1000"]
+        );
+        let src = "[[agents]]\nids = \"1-3\"\npassword = \"x\"\nskills = []\n[[agents]]\nids = \"2\"\npassword = \"x\"\nskills = []\n";
+        let err = Config::parse(src, "z.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("z.toml:6: agent '2' is defined twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn demo_credentials_refuse_public_listen() {
+        let mut cfg = Config::parse(DEFAULT_CONFIG, "d").unwrap();
+        assert!(cfg.check_runtime().is_ok());
+        cfg.sip.listen = "192.0.2.1:5060".parse().unwrap();
+        assert!(cfg.check_runtime().unwrap_err().contains("demo"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The only tokio code on the signalling path: sockets, timers, and the loop that feeds the
+//! sans-IO [`Engine`]. One task owns the engine, so the engine needs no locks.
+
+mod tcp;
+
+use crate::b2bua::{Engine, Transmit};
+use crate::metrics::Metrics;
+use crate::sip::{Flow, Transport};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+/// State shared with the HTTP side.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub sip_ready: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot bind SIP {transport} on {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) enum CoreEvent {
+    Message(Flow, Bytes),
+    Opened(u64, mpsc::Sender<Bytes>),
+    Closed(u64),
+}
+
+/// Datagrams handled per wake-up before timers and output get their turn.
+const BATCH: usize = 256;
+/// Reading without ever finding the socket empty for this long means we are behind:
+/// new calls are refused (503) until the backlog clears, admitted calls carry on.
+const OVERLOAD_AFTER: Duration = Duration::from_millis(100);
+
+fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = sock.set_recv_buffer_size(buffer);
+    let _ = sock.set_send_buffer_size(buffer);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+/// Binds SIP on UDP and TCP and runs the engine until `shutdown` turns true.
+pub async fn run(
+    mut engine: Engine,
+    listen: SocketAddr,
+    udp_buffer: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), DriverError> {
+    let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
+        transport: "UDP",
+        addr: listen,
+        source,
+    })?;
+    let tcp = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DriverError::Bind {
+            transport: "TCP",
+            addr: listen,
+            source,
+        })?;
+    let (events_tx, mut events) = mpsc::channel::<CoreEvent>(16_384);
+    tokio::spawn(tcp::accept_loop(tcp, events_tx, shared.metrics.clone()));
+    shared.sip_ready.store(true, Ordering::SeqCst);
+    tracing::info!(%listen, "SIP listening on UDP and TCP");
+
+    let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut busy_since: Option<Instant> = None;
+    let metrics = shared.metrics.clone();
+    loop {
+        let deadline = engine.poll_timeout();
+        let sleep = tokio::time::sleep_until(
+            deadline
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
+        );
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            r = udp.readable() => {
+                if r.is_ok() {
+                    let mut drained = false;
+                    for _ in 0..BATCH {
+                        match udp.try_recv_from(&mut buf) {
+                            Ok((n, src)) => engine.handle_message(Instant::now(), Flow::udp(src), &buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                drained = true;
+                                break;
+                            }
+                            Err(_) => break, // ICMP errors surface here on Linux; ignore
+                        }
+                    }
+                    let now = Instant::now();
+                    if drained {
+                        busy_since = None;
+                        engine.set_overloaded(false);
+                    } else {
+                        let since = *busy_since.get_or_insert(now);
+                        engine.set_overloaded(now.duration_since(since) > OVERLOAD_AFTER);
+                    }
+                }
+            }
+            ev = events.recv() => {
+                match ev {
+                    Some(CoreEvent::Message(flow, data)) => engine.handle_message(Instant::now(), flow, &data),
+                    Some(CoreEvent::Opened(id, tx)) => { conns.insert(id, tx); }
+                    Some(CoreEvent::Closed(id)) => { conns.remove(&id); }
+                    None => {}
+                }
+            }
+            _ = sleep => {}
+        }
+        engine.handle_timeout(Instant::now());
+        while let Some(t) = engine.poll_transmit() {
+            send(&udp, &conns, &metrics, t).await;
+        }
+    }
+    tracing::info!("SIP stopped");
+    Ok(())
+}
+
+async fn send(
+    udp: &UdpSocket,
+    conns: &HashMap<u64, mpsc::Sender<Bytes>>,
+    metrics: &Metrics,
+    t: Transmit,
+) {
+    match t.flow.transport {
+        Transport::Udp => match udp.try_send_to(&t.data, t.flow.remote) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let _ = udp.send_to(&t.data, t.flow.remote).await;
+            }
+            Err(e) => tracing::debug!(to = %t.flow.remote, "UDP send failed: {e}"),
+        },
+        Transport::Tcp => match conns.get(&t.flow.conn) {
+            Some(tx) => {
+                if tx.try_send(t.data).is_err() {
+                    tracing::warn!(to = %t.flow.remote, "TCP connection backlogged or closed: message dropped");
+                }
+            }
+            None => tracing::debug!(to = %t.flow.remote, "TCP connection gone: message dropped"),
+        },
+    }
+    if let Some(start) = t.pdd_start {
+        let d = start.elapsed();
+        metrics.pdd_us.record(d.as_micros() as u64);
+        metrics.post_dial_delay.observe(d.as_secs_f64());
+    }
+}

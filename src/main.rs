@@ -1,0 +1,180 @@
+//! `dasan`: CLI → config → engine → shutdown.
+
+use clap::{Parser, Subcommand};
+use dasan::config::{Config, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, DEMO_PASSWORD};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "dasan",
+    version,
+    about = "Zero-ARS IVR and ACD engine: the caller rings a human"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the engine (the embedded default configuration unless --config is given).
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// SIP listen address, UDP and TCP (overrides the config).
+        #[arg(long)]
+        sip_listen: Option<SocketAddr>,
+        /// HTTP listen address (overrides the config).
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// Data directory (overrides the config).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a configuration/dialplan file; prints `file:line: message` on error.
+    CheckConfig { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig { path } => match Config::load(&path) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} agents, {} queues, {} routes)",
+                    path.display(),
+                    cfg.agent_specs().len(),
+                    cfg.queues.len(),
+                    cfg.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Run {
+            config,
+            sip_listen,
+            http_listen,
+            data_dir,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("DASAN_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let loaded = match &config {
+                Some(p) => Config::load(p),
+                None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+            };
+            let mut cfg = match loaded {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(a) = sip_listen {
+                cfg.sip.listen = a;
+                cfg.sip.advertise = None;
+            }
+            if let Some(a) = http_listen {
+                cfg.http.listen = a;
+            }
+            if let Some(d) = data_dir {
+                cfg.data.dir = d;
+            }
+            if let Err(e) = cfg.check_runtime() {
+                eprintln!("dasan: {e}");
+                return ExitCode::FAILURE;
+            }
+            if cfg.uses_demo_credentials() {
+                tracing::warn!(
+                    "demo agents with password '{DEMO_PASSWORD}' are active: for loopback testing only"
+                );
+            }
+            match run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dasan: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&cfg.data.dir)
+        .map_err(|e| format!("data directory {}: {e}", cfg.data.dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let metrics = Arc::new(dasan::metrics::Metrics::new()?);
+        let shared = Arc::new(dasan::driver::Shared {
+            metrics: metrics.clone(),
+            sip_ready: AtomicBool::new(false),
+        });
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let engine = dasan::b2bua::Engine::new(&cfg, metrics, std::time::Instant::now(), unix);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let http_listen = cfg.http.listen;
+        let http = {
+            let shared = shared.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move { dasan::http::serve(http_listen, shared, rx).await })
+        };
+        let sip = tokio::spawn(dasan::driver::run(
+            engine,
+            cfg.sip.listen,
+            cfg.sip.udp_buffer_bytes,
+            shared,
+            stop_rx,
+        ));
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        tokio::select! {
+            r = sip => { r??; }
+            r = http => {
+                r?.map_err(|e| format!("HTTP on {http_listen}: {e}"))?;
+            }
+        }
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,220 @@
+//! Prometheus metrics on an owned registry (no globals), plus a fine-grained latency
+//! histogram for post-dial delay quantiles that Prometheus buckets are too coarse for.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub sip_requests: IntCounterVec,
+    pub sip_responses_sent: IntCounterVec,
+    pub sip_parse_errors: IntCounter,
+    pub sip_garbage: IntCounter,
+    pub sip_retransmissions: IntCounter,
+    pub sip_transactions: IntGauge,
+    pub calls: IntCounterVec,
+    pub calls_active: IntGauge,
+    pub queue_waiting: IntGaugeVec,
+    pub post_dial_delay: Histogram,
+    pub pdd_us: LatencyHist,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let sip_requests = IntCounterVec::new(
+            Opts::new(
+                "dasan_sip_requests_received_total",
+                "SIP requests received, by method",
+            ),
+            &["method"],
+        )?;
+        let sip_responses_sent = IntCounterVec::new(
+            Opts::new(
+                "dasan_sip_responses_sent_total",
+                "SIP responses sent, by status code",
+            ),
+            &["code"],
+        )?;
+        let sip_parse_errors = IntCounter::new(
+            "dasan_sip_parse_errors_total",
+            "Malformed SIP requests answered with 400",
+        )?;
+        let sip_garbage = IntCounter::new(
+            "dasan_sip_garbage_dropped_total",
+            "Datagrams or stream data dropped as not SIP",
+        )?;
+        let sip_retransmissions = IntCounter::new(
+            "dasan_sip_retransmissions_total",
+            "SIP messages retransmitted by timers",
+        )?;
+        let sip_transactions = IntGauge::new("dasan_sip_transactions", "SIP transactions alive")?;
+        let calls = IntCounterVec::new(
+            Opts::new("dasan_calls_total", "Calls ended, by queue and outcome"),
+            &["queue", "outcome"],
+        )?;
+        let calls_active = IntGauge::new("dasan_calls_active", "Calls in progress")?;
+        let queue_waiting = IntGaugeVec::new(
+            Opts::new(
+                "dasan_queue_calls",
+                "Calls in a queue (waiting or ringing an agent)",
+            ),
+            &["queue"],
+        )?;
+        let post_dial_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "dasan_post_dial_delay_seconds",
+                "Trunk INVITE received to agent INVITE sent",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+            ]),
+        )?;
+        for c in [
+            Box::new(sip_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sip_responses_sent.clone()),
+            Box::new(sip_parse_errors.clone()),
+            Box::new(sip_garbage.clone()),
+            Box::new(sip_retransmissions.clone()),
+            Box::new(sip_transactions.clone()),
+            Box::new(calls.clone()),
+            Box::new(calls_active.clone()),
+            Box::new(queue_waiting.clone()),
+            Box::new(post_dial_delay.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics {
+            registry,
+            sip_requests,
+            sip_responses_sent,
+            sip_parse_errors,
+            sip_garbage,
+            sip_retransmissions,
+            sip_transactions,
+            calls,
+            calls_active,
+            queue_waiting,
+            post_dial_delay,
+            pdd_us: LatencyHist::new(),
+        })
+    }
+
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let enc = prometheus::TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Microsecond latency histogram: 1 µs buckets below 1 ms, 10 µs below 100 ms, then 1 ms
+/// up to 10 s. Lock-free to record; quantiles are exact to the bucket width.
+pub struct LatencyHist {
+    buckets: Vec<AtomicU64>,
+}
+
+const FINE: u64 = 1_000;
+const MID: u64 = 100_000;
+const MAX_US: u64 = 10_000_000;
+const N_BUCKETS: usize = (FINE + (MID - FINE) / 10 + (MAX_US - MID) / 1_000 + 1) as usize;
+
+impl Default for LatencyHist {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LatencyHist {
+    pub fn new() -> Self {
+        LatencyHist {
+            buckets: (0..N_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn index(us: u64) -> usize {
+        (if us < FINE {
+            us
+        } else if us < MID {
+            FINE + (us - FINE) / 10
+        } else if us < MAX_US {
+            FINE + (MID - FINE) / 10 + (us - MID) / 1_000
+        } else {
+            N_BUCKETS as u64 - 1
+        }) as usize
+    }
+
+    fn upper(i: usize) -> u64 {
+        let i = i as u64;
+        if i < FINE {
+            i + 1
+        } else if i < FINE + (MID - FINE) / 10 {
+            FINE + (i - FINE + 1) * 10
+        } else {
+            MID + (i - FINE - (MID - FINE) / 10 + 1) * 1_000
+        }
+    }
+
+    pub fn record(&self, us: u64) {
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The q-quantile (0..=1) as an upper bucket bound in microseconds.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).max(1);
+        let mut acc = 0;
+        for (i, c) in counts.iter().enumerate() {
+            acc += c;
+            if acc >= rank {
+                return Some(Self::upper(i));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let h = LatencyHist::new();
+        for us in 1..=100 {
+            h.record(us * 10);
+        }
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile(0.5), Some(501));
+        assert_eq!(h.quantile(0.99), Some(991));
+        h.record(5_000_000);
+        assert_eq!(h.quantile(1.0), Some(5_001_000));
+        assert_eq!(LatencyHist::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new().unwrap();
+        m.sip_requests.with_label_values(&["INVITE"]).inc();
+        assert!(m
+            .render()
+            .contains("dasan_sip_requests_received_total{method=\"INVITE\"} 1"));
+    }
+}

@@ -1,0 +1,519 @@
+//! Registrar (RFC 3261 section 10) with digest authentication. Sans-IO: it is handed a
+//! REGISTER, the flow it came on and the time, and returns the response plus what changed
+//! for the agent (logged in / out).
+
+pub mod digest;
+
+use crate::sip::build::{random_token, response};
+use crate::sip::message::{split_list, Message, NameAddr};
+use crate::sip::Flow;
+use digest::{ct_eq, expected_response, Algorithm, Credentials, NonceKey};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub type AgentIdx = u32;
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The Contact URI as registered (the target of INVITEs to the agent).
+    pub uri: String,
+    /// Where the REGISTER came from: requests to the agent go there (the agent may sit
+    /// behind NAT, and this never needs a DNS lookup).
+    pub flow: Flow,
+    pub expires_at: Instant,
+    pub call_id: String,
+    pub cseq: u32,
+    pub registered_at: Instant,
+}
+
+struct Cred {
+    ha1_md5: String,
+    ha1_sha256: String,
+}
+
+/// What a REGISTER changed for the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Bindings refreshed or queried; login state unchanged.
+    None,
+    /// The agent has bindings now and had none before, or registered from a new phone
+    /// session (new Call-ID): treat as a fresh login.
+    LoggedIn,
+    /// The agent has no bindings any more.
+    LoggedOut,
+}
+
+pub struct Registrar {
+    realm: String,
+    key: NonceKey,
+    users: HashMap<String, AgentIdx>,
+    creds: Vec<Cred>,
+    bindings: Vec<Vec<Binding>>,
+    min_expires: u32,
+    max_expires: u32,
+    dummy: Cred,
+}
+
+impl Registrar {
+    /// `agents` are (id, password) in agent-index order.
+    pub fn new(
+        realm: &str,
+        agents: &[(String, String)],
+        min_expires: u32,
+        max_expires: u32,
+    ) -> Self {
+        let mk = |user: &str, pass: &str| Cred {
+            ha1_md5: Algorithm::Md5.hash(&format!("{user}:{realm}:{pass}")),
+            ha1_sha256: Algorithm::Sha256.hash(&format!("{user}:{realm}:{pass}")),
+        };
+        Registrar {
+            realm: realm.to_string(),
+            key: NonceKey::new(random_token(32)),
+            users: agents
+                .iter()
+                .enumerate()
+                .map(|(i, (u, _))| (u.clone(), i as AgentIdx))
+                .collect(),
+            creds: agents.iter().map(|(u, p)| mk(u, p)).collect(),
+            bindings: vec![Vec::new(); agents.len()],
+            min_expires,
+            max_expires,
+            dummy: mk("-", &random_token(16)),
+        }
+    }
+
+    pub fn agent_index(&self, id: &str) -> Option<AgentIdx> {
+        self.users.get(id).copied()
+    }
+
+    pub fn bindings(&self, agent: AgentIdx) -> &[Binding] {
+        self.bindings
+            .get(agent as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The binding to ring: the most recently registered one.
+    pub fn best_binding(&self, agent: AgentIdx) -> Option<&Binding> {
+        self.bindings(agent).iter().max_by_key(|b| b.registered_at)
+    }
+
+    pub fn next_expiry(&self, agent: AgentIdx) -> Option<Instant> {
+        self.bindings(agent).iter().map(|b| b.expires_at).min()
+    }
+
+    /// Drops expired bindings; returns true if that logged the agent out.
+    pub fn expire(&mut self, agent: AgentIdx, now: Instant) -> bool {
+        let Some(list) = self.bindings.get_mut(agent as usize) else {
+            return false;
+        };
+        let had = !list.is_empty();
+        list.retain(|b| b.expires_at > now);
+        had && list.is_empty()
+    }
+
+    fn challenge(&self, req: &Message, unix_now: u64, stale: bool) -> Message {
+        let mut r = response(req, 401, None, Some(&random_token(10)));
+        let nonce = self.key.issue(unix_now);
+        // MD5 first: SIPp and many softphones answer only the first challenge (RFC 8760
+        // allows one challenge per algorithm, in order of preference).
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let mut v = format!(
+                "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+                self.realm,
+                alg.name()
+            );
+            if stale {
+                v.push_str(", stale=true");
+            }
+            r.headers.push(crate::sip::message::Header {
+                name: "WWW-Authenticate".into(),
+                value: v,
+            });
+        }
+        r
+    }
+
+    /// Handles a REGISTER. Returns the response and, for an authenticated agent, its index
+    /// and what changed.
+    pub fn handle(
+        &mut self,
+        req: &Message,
+        flow: Flow,
+        now: Instant,
+        unix_now: u64,
+    ) -> (Message, Option<(AgentIdx, Change)>) {
+        let aor_user = req
+            .header("To")
+            .map(NameAddr::parse)
+            .and_then(|na| crate::sip::uri::parse_sip_uri(na.uri))
+            .and_then(|u| u.user);
+        let Some(auth) = req.header("Authorization").and_then(Credentials::parse) else {
+            return (self.challenge(req, unix_now, false), None);
+        };
+        let forbidden = || response(req, 403, None, Some(&random_token(10)));
+        let (Some(alg), Some(username), Some(given)) =
+            (auth.algorithm(), auth.get("username"), auth.get("response"))
+        else {
+            return (forbidden(), None);
+        };
+        let nonce_state = auth.get("nonce").and_then(|n| self.key.check(n, unix_now));
+        if auth.get("realm") != Some(self.realm.as_str()) || nonce_state.is_none() {
+            return (self.challenge(req, unix_now, false), None);
+        }
+        let agent = self.users.get(username).copied();
+        // Unknown users are checked against a dummy credential so that they cost the same
+        // time and get the same answer as a wrong password (no user enumeration).
+        let cred = agent
+            .map(|a| &self.creds[a as usize])
+            .unwrap_or(&self.dummy);
+        let ha1 = match alg {
+            Algorithm::Md5 => &cred.ha1_md5,
+            Algorithm::Sha256 => &cred.ha1_sha256,
+        };
+        let ok = expected_response(alg, ha1, "REGISTER", &auth)
+            .map(|e| ct_eq(&e, &given.to_ascii_lowercase()))
+            .unwrap_or(false);
+        let (Some(agent), true) = (agent, ok) else {
+            return (forbidden(), None);
+        };
+        if nonce_state == Some(false) {
+            return (self.challenge(req, unix_now, true), None);
+        }
+        // An agent registers only its own address of record.
+        if aor_user.as_deref() != Some(username) {
+            return (forbidden(), None);
+        }
+        self.update_bindings(req, flow, now, agent)
+    }
+
+    fn update_bindings(
+        &mut self,
+        req: &Message,
+        flow: Flow,
+        now: Instant,
+        agent: AgentIdx,
+    ) -> (Message, Option<(AgentIdx, Change)>) {
+        let call_id = req.call_id().to_string();
+        let cseq = req.cseq().map(|(n, _)| n).unwrap_or(0);
+        let default_expires: Option<u32> = match req.header("Expires") {
+            Some(v) => match v.trim().parse() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    return (
+                        response(req, 400, Some("Invalid Expires"), Some(&random_token(10))),
+                        None,
+                    )
+                }
+            },
+            None => None,
+        };
+        let contacts: Vec<&str> = req.header_values("Contact").collect();
+        let list = &mut self.bindings[agent as usize];
+        let had_any = !list.is_empty();
+        let mut fresh_session = false;
+
+        if contacts.len() == 1 && contacts[0] == "*" {
+            if default_expires != Some(0) {
+                return (
+                    response(
+                        req,
+                        400,
+                        Some("Wildcard Contact Needs Expires 0"),
+                        Some(&random_token(10)),
+                    ),
+                    None,
+                );
+            }
+            list.clear();
+        } else {
+            for c in &contacts {
+                if *c == "*" {
+                    return (
+                        response(
+                            req,
+                            400,
+                            Some("Invalid Wildcard Contact"),
+                            Some(&random_token(10)),
+                        ),
+                        None,
+                    );
+                }
+                let na = NameAddr::parse(c);
+                let expires = match na.param("expires").map(|e| e.parse::<u32>()) {
+                    Some(Ok(e)) => e,
+                    Some(Err(_)) => {
+                        return (
+                            response(
+                                req,
+                                400,
+                                Some("Invalid Contact Expires"),
+                                Some(&random_token(10)),
+                            ),
+                            None,
+                        )
+                    }
+                    None => default_expires.unwrap_or(3600),
+                };
+                if expires != 0 && expires < self.min_expires {
+                    let mut r = response(req, 423, None, Some(&random_token(10)));
+                    r.set_header("Min-Expires", self.min_expires.to_string());
+                    return (r, None);
+                }
+                let expires = expires.min(self.max_expires);
+                let uri = na.uri.to_string();
+                if crate::sip::uri::parse_sip_uri(&uri).is_none() {
+                    return (
+                        response(
+                            req,
+                            400,
+                            Some("Invalid Contact URI"),
+                            Some(&random_token(10)),
+                        ),
+                        None,
+                    );
+                }
+                let existing = list.iter().position(|b| b.uri == uri);
+                if let Some(i) = existing {
+                    // RFC 3261 10.3 step 7: an older request from the same session is ignored.
+                    if list[i].call_id == call_id && list[i].cseq >= cseq {
+                        continue;
+                    }
+                }
+                if expires == 0 {
+                    if let Some(i) = existing {
+                        list.remove(i);
+                    }
+                    continue;
+                }
+                let binding = Binding {
+                    uri,
+                    flow,
+                    expires_at: now + Duration::from_secs(expires as u64),
+                    call_id: call_id.clone(),
+                    cseq,
+                    registered_at: now,
+                };
+                match existing {
+                    Some(i) => {
+                        if list[i].call_id != call_id {
+                            fresh_session = true;
+                        }
+                        list[i] = binding;
+                    }
+                    None => {
+                        fresh_session = true;
+                        list.push(binding);
+                    }
+                }
+            }
+        }
+
+        let mut r = response(req, 200, None, Some(&random_token(10)));
+        for b in list.iter() {
+            let left = b.expires_at.saturating_duration_since(now).as_secs();
+            r.headers.push(crate::sip::message::Header {
+                name: "Contact".into(),
+                value: format!("<{}>;expires={left}", b.uri),
+            });
+        }
+        let change = match (had_any, list.is_empty()) {
+            (true, true) => Change::LoggedOut,
+            (_, false) if fresh_session => Change::LoggedIn,
+            _ => Change::None,
+        };
+        (r, Some((agent, change)))
+    }
+}
+
+/// Splits a header value list; re-exported for callers that parse Contact lists.
+pub fn contact_list(v: &str) -> Vec<&str> {
+    split_list(v).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(extra: &str) -> Message {
+        let raw = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\nFrom: <sip:1001@127.0.0.1>;tag=a\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: reg1\r\nCSeq: 2 REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    fn authorize(
+        r: &mut Registrar,
+        user: &str,
+        pass: &str,
+        alg: Algorithm,
+        extra: &str,
+        unix: u64,
+    ) -> Message {
+        let nonce = r.key.issue(unix);
+        let ha1 = alg.hash(&format!("{user}:dasan:{pass}"));
+        let ha2 = alg.hash("REGISTER:sip:127.0.0.1");
+        let resp = alg.hash(&format!("{ha1}:{nonce}:00000001:c1:auth:{ha2}"));
+        reg(&format!(
+            "Authorization: Digest username=\"{user}\", realm=\"dasan\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"c1\"\r\n{extra}",
+            alg.name()
+        ))
+    }
+
+    fn registrar() -> Registrar {
+        Registrar::new("dasan", &[("1001".into(), "pw".into())], 30, 3600)
+    }
+
+    fn flow() -> Flow {
+        Flow::udp("127.0.0.1:5070".parse().unwrap())
+    }
+
+    #[test]
+    fn challenge_lists_md5_first() {
+        let mut r = registrar();
+        let (resp, who) = r.handle(&reg(""), flow(), Instant::now(), 1000);
+        assert_eq!(resp.status(), Some(401));
+        assert!(who.is_none());
+        let ch: Vec<_> = resp.header_values("WWW-Authenticate").collect();
+        assert!(ch.len() >= 2);
+        let all = resp
+            .headers
+            .iter()
+            .filter(|h| h.name == "WWW-Authenticate")
+            .map(|h| h.value.clone())
+            .collect::<Vec<_>>();
+        assert!(all[0].contains("algorithm=MD5") && all[1].contains("algorithm=SHA-256"));
+    }
+
+    #[test]
+    fn md5_and_sha256_register_then_unregister() {
+        let now = Instant::now();
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let mut r = registrar();
+            let m = authorize(
+                &mut r,
+                "1001",
+                "pw",
+                alg,
+                "Contact: <sip:1001@127.0.0.1:5070>\r\nExpires: 60\r\n",
+                1000,
+            );
+            let (resp, who) = r.handle(&m, flow(), now, 1000);
+            assert_eq!(resp.status(), Some(200), "{alg:?}");
+            assert_eq!(who, Some((0, Change::LoggedIn)));
+            assert_eq!(
+                resp.header("Contact"),
+                Some("<sip:1001@127.0.0.1:5070>;expires=60")
+            );
+            assert_eq!(r.next_expiry(0), Some(now + Duration::from_secs(60)));
+            let mut m = authorize(
+                &mut r,
+                "1001",
+                "pw",
+                alg,
+                "Contact: *\r\nExpires: 0\r\n",
+                1000,
+            );
+            m.set_header("CSeq", "3 REGISTER");
+            let (resp, who) = r.handle(&m, flow(), now, 1000);
+            assert_eq!(resp.status(), Some(200));
+            assert_eq!(who, Some((0, Change::LoggedOut)));
+        }
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_look_the_same() {
+        let mut r = registrar();
+        let a = authorize(
+            &mut r,
+            "1001",
+            "bad",
+            Algorithm::Md5,
+            "Contact: <sip:x@127.0.0.1>\r\n",
+            1000,
+        );
+        let b = authorize(
+            &mut r,
+            "9999",
+            "pw",
+            Algorithm::Md5,
+            "Contact: <sip:x@127.0.0.1>\r\n",
+            1000,
+        );
+        let (ra, _) = r.handle(&a, flow(), Instant::now(), 1000);
+        let (rb, _) = r.handle(&b, flow(), Instant::now(), 1000);
+        assert_eq!(ra.status(), Some(403));
+        assert_eq!(ra.start, rb.start);
+    }
+
+    #[test]
+    fn several_contacts_expiry_and_interval_too_brief() {
+        let now = Instant::now();
+        let mut r = registrar();
+        let m = authorize(
+            &mut r,
+            "1001",
+            "pw",
+            Algorithm::Md5,
+            "Contact: <sip:a@127.0.0.1:1>;expires=40, <sip:b@127.0.0.1:2>;expires=100\r\n",
+            1000,
+        );
+        let (resp, _) = r.handle(&m, flow(), now, 1000);
+        assert_eq!(resp.status(), Some(200));
+        assert_eq!(r.bindings(0).len(), 2);
+        assert!(!r.expire(0, now + Duration::from_secs(50)));
+        assert_eq!(r.bindings(0).len(), 1);
+        assert!(r.expire(0, now + Duration::from_secs(100)));
+        let m = authorize(
+            &mut r,
+            "1001",
+            "pw",
+            Algorithm::Md5,
+            "Contact: <sip:a@127.0.0.1:1>;expires=5\r\n",
+            1000,
+        );
+        let (resp, _) = r.handle(&m, flow(), now, 1000);
+        assert_eq!(resp.status(), Some(423));
+        assert_eq!(resp.header("Min-Expires"), Some("30"));
+    }
+
+    #[test]
+    fn stale_nonce_gets_fresh_challenge() {
+        let mut r = registrar();
+        let m = authorize(
+            &mut r,
+            "1001",
+            "pw",
+            Algorithm::Md5,
+            "Contact: <sip:a@127.0.0.1:1>\r\n",
+            1000,
+        );
+        let (resp, _) = r.handle(&m, flow(), Instant::now(), 1000 + 10_000);
+        assert_eq!(resp.status(), Some(401));
+        assert!(resp
+            .header("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=true"));
+    }
+
+    #[test]
+    fn registering_someone_elses_aor_is_forbidden() {
+        let mut r = Registrar::new(
+            "dasan",
+            &[("1001".into(), "pw".into()), ("1002".into(), "pw".into())],
+            30,
+            3600,
+        );
+        // authorize() puts 1001 in To; authenticate as 1002.
+        let m = authorize(
+            &mut r,
+            "1002",
+            "pw",
+            Algorithm::Md5,
+            "Contact: <sip:a@127.0.0.1:1>\r\n",
+            1000,
+        );
+        let (resp, _) = r.handle(&m, flow(), Instant::now(), 1000);
+        assert_eq!(resp.status(), Some(403));
+    }
+}
