@@ -5,7 +5,6 @@ use dasan::config::{Config, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, DEMO_PASSWORD};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -120,10 +119,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async move {
         let metrics = Arc::new(dasan::metrics::Metrics::new()?);
-        let shared = Arc::new(dasan::driver::Shared {
-            metrics: metrics.clone(),
-            sip_ready: AtomicBool::new(false),
-        });
+        let shared = Arc::new(dasan::driver::Shared::new(metrics.clone()));
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

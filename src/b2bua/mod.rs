@@ -609,7 +609,11 @@ impl Engine {
             self.metrics.sip_garbage.inc();
             return;
         };
-        let Some(&id) = self.client_ids.get(&branch) else {
+        // RFC 3261 17.1.3: branch and CSeq method together (a CANCEL shares the INVITE's branch).
+        let Some((_, method)) = msg.cseq() else {
+            return;
+        };
+        let Some(&id) = self.client_ids.get(&client_key(&branch, &method)) else {
             return; // stray response: not ours or its transaction is gone
         };
         let Some(tx) = self.client.get_mut(&id) else {
@@ -662,10 +666,13 @@ impl Engine {
     ) -> u64 {
         let bytes = req.to_bytes();
         let reliable = flow.transport.is_reliable();
-        let branch = req
-            .top_via()
-            .and_then(|v| v.branch().map(str::to_string))
-            .unwrap_or_default();
+        let branch = client_key(
+            req.top_via()
+                .and_then(|v| v.branch().map(str::to_string))
+                .as_deref()
+                .unwrap_or(""),
+            req.method().unwrap_or(&Method::Invite),
+        );
         let is_invite = req.method() == Some(&Method::Invite);
         let kind = if is_invite {
             ClientKind::Invite(ClientInvite::new(
@@ -878,6 +885,10 @@ impl Engine {
             self.dispatch(now, q);
         }
     }
+}
+
+fn client_key(branch: &str, method: &Method) -> String {
+    format!("{branch}|{method}")
 }
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";

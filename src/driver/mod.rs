@@ -19,6 +19,22 @@ use tokio::sync::{mpsc, watch};
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub sip_ready: AtomicBool,
+    queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
+}
+
+impl Shared {
+    pub fn new(metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            metrics,
+            sip_ready: AtomicBool::new(false),
+            queries: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Asks the engine task; `None` while it is not running.
+    pub async fn query(&self, q: Query) -> Option<()> {
+        self.queries.get()?.send(CoreEvent::Query(q)).await.ok()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +51,12 @@ pub(crate) enum CoreEvent {
     Message(Flow, Bytes),
     Opened(u64, mpsc::Sender<Bytes>),
     Closed(u64),
+    Query(Query),
+}
+
+/// Questions the HTTP side asks the engine task.
+pub enum Query {
+    Agents(tokio::sync::oneshot::Sender<Vec<(String, &'static str)>>),
 }
 
 /// Datagrams handled per wake-up before timers and output get their turn.
@@ -75,6 +97,7 @@ pub async fn run(
             source,
         })?;
     let (events_tx, mut events) = mpsc::channel::<CoreEvent>(16_384);
+    let _ = shared.queries.set(events_tx.clone());
     tokio::spawn(tcp::accept_loop(tcp, events_tx, shared.metrics.clone()));
     shared.sip_ready.store(true, Ordering::SeqCst);
     tracing::info!(%listen, "SIP listening on UDP and TCP");
@@ -125,6 +148,7 @@ pub async fn run(
                     Some(CoreEvent::Message(flow, data)) => engine.handle_message(Instant::now(), flow, &data),
                     Some(CoreEvent::Opened(id, tx)) => { conns.insert(id, tx); }
                     Some(CoreEvent::Closed(id)) => { conns.remove(&id); }
+                    Some(CoreEvent::Query(Query::Agents(reply))) => { let _ = reply.send(engine.agent_states()); }
                     None => {}
                 }
             }

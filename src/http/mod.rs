@@ -16,6 +16,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
+        .route("/api/agents", get(agents))
         .with_state(shared)
 }
 
@@ -47,6 +48,29 @@ async fn stats(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         },
         "calls_active": s.metrics.calls_active.get(),
     }))
+}
+
+async fn agents(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if s.query(crate::driver::Query::Agents(tx)).await.is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "engine not running"})),
+        );
+    }
+    match rx.await {
+        Ok(list) => (
+            StatusCode::OK,
+            Json(serde_json::json!(list
+                .into_iter()
+                .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
+                .collect::<Vec<_>>())),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "engine not running"})),
+        ),
+    }
 }
 
 pub async fn serve(

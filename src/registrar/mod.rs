@@ -17,8 +17,8 @@ pub type AgentIdx = u32;
 pub struct Binding {
     /// The Contact URI as registered (the target of INVITEs to the agent).
     pub uri: String,
-    /// Where the REGISTER came from: requests to the agent go there (the agent may sit
-    /// behind NAT, and this never needs a DNS lookup).
+    /// Where requests to the agent go: over TCP the registering connection; over UDP the
+    /// Contact's address when it is an IP literal, else the REGISTER's source (never DNS).
     pub flow: Flow,
     pub expires_at: Instant,
     pub call_id: String,
@@ -287,8 +287,8 @@ impl Registrar {
                     continue;
                 }
                 let binding = Binding {
+                    flow: target_flow(&uri, flow),
                     uri,
-                    flow,
                     expires_at: now + Duration::from_secs(expires as u64),
                     call_id: call_id.clone(),
                     cseq,
@@ -324,6 +324,21 @@ impl Registrar {
         };
         (r, Some((agent, change)))
     }
+}
+
+fn target_flow(uri: &str, flow: Flow) -> Flow {
+    if flow.transport == crate::sip::Transport::Tcp {
+        return flow;
+    }
+    crate::sip::uri::parse_sip_uri(uri)
+        .and_then(|u| {
+            let ip: std::net::IpAddr = u.host.parse().ok()?;
+            Some(Flow::udp(std::net::SocketAddr::new(
+                ip,
+                u.port.unwrap_or(5060),
+            )))
+        })
+        .unwrap_or(flow)
 }
 
 /// Splits a header value list; re-exported for callers that parse Contact lists.

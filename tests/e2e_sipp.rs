@@ -1,0 +1,276 @@
+//! End-to-end: the real `dasan` binary driven by real SIPp on loopback.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+struct Ports {
+    base: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports { base: port_block() }
+    }
+    fn sip(&self) -> u16 {
+        self.base
+    }
+    fn http(&self) -> u16 {
+        self.base + 1
+    }
+    /// The n-th SIPp instance: (signalling, media, control) ports.
+    fn sipp(&self, n: u16) -> (u16, u16, u16) {
+        (
+            self.base + 2 + n,
+            self.base + 10 + 4 * n,
+            self.base + 30 + n,
+        )
+    }
+}
+
+fn start(name: &str, queue: &str) -> (Ports, EngineProc, std::path::PathBuf) {
+    let p = Ports::new();
+    let dir = workdir(name);
+    let e = EngineProc::start(&dir, &test_config(queue), p.sip(), p.http());
+    (p, e, dir)
+}
+
+/// Runs an agent-phone scenario (instance `n`) that handles `calls` calls.
+fn agent_phone(
+    p: &Ports,
+    dir: &std::path::Path,
+    n: u16,
+    scenario: &str,
+    calls: u32,
+    extra: &[&str],
+) -> Sipp {
+    let (port, mp, cp) = p.sipp(n);
+    let mut a = args(&["-sf"]);
+    a.push(scenarios().join(scenario).display().to_string());
+    a.extend(args(&[
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-mp",
+        &mp.to_string(),
+        "-cp",
+        &cp.to_string(),
+    ]));
+    a.extend(args(&["-m", &calls.to_string(), "-timeout", "60s"]));
+    a.extend(args(extra));
+    let s = sipp(dir, &format!("agent{n}"), &a);
+    std::thread::sleep(Duration::from_millis(200)); // let it bind before it is registered
+    s
+}
+
+/// Registers `ids` (with `password`) so that their Contact is the phone on instance `phone`.
+fn register(
+    p: &Ports,
+    e: &EngineProc,
+    dir: &std::path::Path,
+    n: u16,
+    ids: &[&str],
+    password: &str,
+    phone: u16,
+    scenario: &str,
+) -> Sipp {
+    let (port, mp, cp) = p.sipp(n);
+    let csv = agents_csv(dir, ids, password);
+    let mut a = base_args(e.sip_port, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join(scenario).display().to_string(),
+    ]));
+    a.extend(args(&[
+        "-inf",
+        &csv.display().to_string(),
+        "-key",
+        "agent_port",
+        &p.sipp(phone).0.to_string(),
+    ]));
+    a.extend(args(&["-m", &ids.len().to_string(), "-timeout", "20s"]));
+    sipp(dir, &format!("reg{n}"), &a)
+}
+
+fn caller(
+    p: &Ports,
+    e: &EngineProc,
+    dir: &std::path::Path,
+    n: u16,
+    scenario: &str,
+    calls: u32,
+    extra: &[&str],
+) -> Sipp {
+    let (port, mp, cp) = p.sipp(n);
+    let mut a = base_args(e.sip_port, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join(scenario).display().to_string(),
+        "-s",
+        "120",
+    ]));
+    a.extend(args(&["-m", &calls.to_string(), "-timeout", "90s"]));
+    a.extend(args(extra));
+    sipp(dir, &format!("caller{n}"), &a)
+}
+
+const ANSWERED: &str = "dasan_calls_total{outcome=\"answered\",queue=\"general\"}";
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn registration_with_digest_auth() {
+    let (p, e, dir) = start("register", "");
+    let _phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
+    assert_eq!(e.agent_state("1001"), "logged-out");
+    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    assert_eq!(e.agent_state("1001"), "ready");
+    // A wrong password and an unknown user get the same 403.
+    register(
+        &p,
+        &e,
+        &dir,
+        2,
+        &["1002"],
+        "wrong",
+        0,
+        "register-refused.xml",
+    )
+    .expect_success(LIMIT);
+    register(
+        &p,
+        &e,
+        &dir,
+        3,
+        &["9999"],
+        "test-pw",
+        0,
+        "register-refused.xml",
+    )
+    .expect_success(LIMIT);
+    assert_eq!(e.agent_state("1002"), "logged-out");
+    register(&p, &e, &dir, 4, &["1001"], "test-pw", 0, "unregister.xml").expect_success(LIMIT);
+    assert_eq!(e.agent_state("1001"), "logged-out");
+}
+
+#[test]
+fn caller_to_120_is_answered_by_an_agent() {
+    let (p, e, dir) = start("answered", "");
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 3, &[]);
+    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 2, "caller.xml", 3, &["-d", "300", "-r", "2"]).expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 3.0);
+    assert_eq!(e.agent_state("1001"), "ready", "wrap-up 0: ready again");
+    assert!(e.metric("dasan_post_dial_delay_seconds_count") >= 3.0);
+}
+
+#[test]
+fn caller_cancels_while_queued() {
+    let (p, e, dir) = start("cancel", "");
+    caller(&p, &e, &dir, 0, "caller-cancel.xml", 1, &[]).expect_success(LIMIT);
+    assert_eq!(
+        e.metric("dasan_calls_total{outcome=\"abandoned\",queue=\"general\"}"),
+        1.0
+    );
+    assert_eq!(e.metric("dasan_queue_calls{queue=\"general\"}"), 0.0);
+}
+
+#[test]
+fn busy_agent_then_next_agent() {
+    let (p, e, dir) = start("busy", "busy_delay_s = 30");
+    let busy = agent_phone(&p, &dir, 0, "agent-busy.xml", 1, &[]);
+    let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
+    // 1001 registers first, so it is the longest idle and gets the call first.
+    register(&p, &e, &dir, 2, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    std::thread::sleep(Duration::from_millis(20));
+    register(&p, &e, &dir, 3, &["1002"], "test-pw", 1, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]).expect_success(LIMIT);
+    busy.expect_success(LIMIT);
+    good.expect_success(LIMIT);
+    assert_eq!(e.agent_state("1001"), "busy-delay");
+    assert_eq!(e.metric(ANSWERED), 1.0);
+}
+
+#[test]
+fn ring_no_answer_cancels_and_moves_on() {
+    let (p, e, dir) = start("rona", "ring_timeout_s = 2");
+    let silent = agent_phone(&p, &dir, 0, "agent-noanswer.xml", 1, &[]);
+    let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
+    register(&p, &e, &dir, 2, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    std::thread::sleep(Duration::from_millis(20));
+    register(&p, &e, &dir, 3, &["1002"], "test-pw", 1, "register.xml").expect_success(LIMIT);
+    let c = caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]);
+    silent.expect_success(LIMIT);
+    assert_eq!(
+        e.agent_state("1001"),
+        "not-ready",
+        "RONA makes the agent not-ready"
+    );
+    c.expect_success(LIMIT);
+    good.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 1.0);
+}
+
+#[test]
+fn agent_hangs_up_first() {
+    let (p, e, dir) = start("agentbye", "");
+    let phone = agent_phone(&p, &dir, 0, "agent-hangup.xml", 2, &["-d", "300"]);
+    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 2, "caller-hungup.xml", 2, &["-r", "1"]).expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 2.0);
+}
+
+#[test]
+fn caller_over_tcp() {
+    let (p, e, dir) = start("tcp", "");
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 2, &[]);
+    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    caller(
+        &p,
+        &e,
+        &dir,
+        2,
+        "caller.xml",
+        2,
+        &["-t", "t1", "-d", "300", "-r", "2"],
+    )
+    .expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 2.0);
+}
+
+#[test]
+fn ten_percent_signalling_loss_loses_no_call() {
+    let (p, e, dir) = start("loss", "");
+    let calls = 40;
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", calls, &["-lost", "10"]);
+    register(
+        &p,
+        &e,
+        &dir,
+        1,
+        &["1001", "1002", "1003", "1004"],
+        "test-pw",
+        0,
+        "register.xml",
+    )
+    .expect_success(LIMIT);
+    caller(
+        &p,
+        &e,
+        &dir,
+        2,
+        "caller.xml",
+        calls,
+        &["-lost", "10", "-d", "200", "-r", "10", "-l", "4"],
+    )
+    .expect_success(Duration::from_secs(240));
+    phone.expect_success(Duration::from_secs(240));
+    assert_eq!(e.metric(ANSWERED), calls as f64);
+    assert!(
+        e.metric("dasan_sip_retransmissions_total") > 0.0,
+        "loss must have caused retransmissions"
+    );
+}
