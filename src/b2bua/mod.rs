@@ -235,6 +235,17 @@ impl Engine {
                 .collect::<Vec<_>>(),
             config.sip.min_expires_s,
             config.sip.max_expires_s,
+        )
+        .with_algorithms(
+            config
+                .sip
+                .digest_algorithms
+                .iter()
+                .map(|a| match a.as_str() {
+                    "SHA-256" => crate::registrar::digest::Algorithm::Sha256,
+                    _ => crate::registrar::digest::Algorithm::Md5,
+                })
+                .collect(),
         );
         let queue_names: Vec<&String> = config.queues.keys().collect();
         let acd = Acd::new(

@@ -76,6 +76,11 @@ pub struct SipConfig {
     pub retry_after_s: u32,
     /// Kernel socket buffer for the UDP socket, bytes. Default 8 MiB.
     pub udp_buffer_bytes: usize,
+    /// Digest algorithms challenged on REGISTER, one WWW-Authenticate each, in this order
+    /// (RFC 8760). Default ["MD5"]: baresip 1.0 rejects a whole 401 that lists SHA-256,
+    /// and SIPp answers only the first challenge, so add "SHA-256" after "MD5" only when
+    /// every phone copes with it.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -92,6 +97,7 @@ impl Default for SipConfig {
             min_expires_s: 30,
             retry_after_s: 5,
             udp_buffer_bytes: 8 << 20,
+            digest_algorithms: vec!["MD5".into()],
         }
     }
 }
@@ -302,6 +308,16 @@ impl Config {
             return Err((
                 0..0,
                 "sip: need t1_ms > 0, t2_ms >= t1_ms, t4_ms > 0".into(),
+            ));
+        }
+        if s.digest_algorithms.is_empty()
+            || s.digest_algorithms
+                .iter()
+                .any(|a| a != "MD5" && a != "SHA-256")
+        {
+            return Err((
+                0..0,
+                "sip.digest_algorithms: list one or both of \"MD5\", \"SHA-256\"".into(),
             ));
         }
         if s.min_expires_s > s.max_expires_s {

@@ -51,6 +51,7 @@ pub struct Registrar {
     bindings: Vec<Vec<Binding>>,
     min_expires: u32,
     max_expires: u32,
+    algorithms: Vec<Algorithm>,
     dummy: Cred,
 }
 
@@ -78,8 +79,17 @@ impl Registrar {
             bindings: vec![Vec::new(); agents.len()],
             min_expires,
             max_expires,
+            algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
             dummy: mk("-", &random_token(16)),
         }
+    }
+
+    /// Which algorithms to challenge with, in order; others are refused.
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> Self {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+        self
     }
 
     pub fn agent_index(&self, id: &str) -> Option<AgentIdx> {
@@ -115,9 +125,9 @@ impl Registrar {
     fn challenge(&self, req: &Message, unix_now: u64, stale: bool) -> Message {
         let mut r = response(req, 401, None, Some(&random_token(10)));
         let nonce = self.key.issue(unix_now);
-        // MD5 first: SIPp and many softphones answer only the first challenge (RFC 8760
-        // allows one challenge per algorithm, in order of preference).
-        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+        // RFC 8760 allows one challenge per algorithm, in order of preference; the order is
+        // configured because SIPp answers only the first and baresip 1.0 fails on SHA-256.
+        for &alg in &self.algorithms {
             let mut v = format!(
                 "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
                 self.realm,
@@ -152,9 +162,11 @@ impl Registrar {
             return (self.challenge(req, unix_now, false), None);
         };
         let forbidden = || response(req, 403, None, Some(&random_token(10)));
-        let (Some(alg), Some(username), Some(given)) =
-            (auth.algorithm(), auth.get("username"), auth.get("response"))
-        else {
+        let (Some(alg), Some(username), Some(given)) = (
+            auth.algorithm().filter(|a| self.algorithms.contains(a)),
+            auth.get("username"),
+            auth.get("response"),
+        ) else {
             return (forbidden(), None);
         };
         let nonce_state = auth.get("nonce").and_then(|n| self.key.check(n, unix_now));
