@@ -70,8 +70,7 @@ fn register(
     e: &EngineProc,
     dir: &std::path::Path,
     n: u16,
-    ids: &[&str],
-    password: &str,
+    (ids, password): (&[&str], &str),
     phone: u16,
     scenario: &str,
 ) -> Sipp {
@@ -123,7 +122,7 @@ fn registration_with_digest_auth() {
     let (p, e, dir) = start("register", "");
     let _phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
     assert_eq!(e.agent_state("1001"), "logged-out");
-    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     assert_eq!(e.agent_state("1001"), "ready");
     // A wrong password and an unknown user get the same 403.
     register(
@@ -149,7 +148,7 @@ fn registration_with_digest_auth() {
     )
     .expect_success(LIMIT);
     assert_eq!(e.agent_state("1002"), "logged-out");
-    register(&p, &e, &dir, 4, &["1001"], "test-pw", 0, "unregister.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 4, (&["1001"], "test-pw"), 0, "unregister.xml").expect_success(LIMIT);
     assert_eq!(e.agent_state("1001"), "logged-out");
 }
 
@@ -157,7 +156,7 @@ fn registration_with_digest_auth() {
 fn caller_to_120_is_answered_by_an_agent() {
     let (p, e, dir) = start("answered", "");
     let phone = agent_phone(&p, &dir, 0, "agent.xml", 3, &[]);
-    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     caller(&p, &e, &dir, 2, "caller.xml", 3, &["-d", "300", "-r", "2"]).expect_success(LIMIT);
     phone.expect_success(LIMIT);
     assert_eq!(e.metric(ANSWERED), 3.0);
@@ -182,9 +181,9 @@ fn busy_agent_then_next_agent() {
     let busy = agent_phone(&p, &dir, 0, "agent-busy.xml", 1, &[]);
     let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
     // 1001 registers first, so it is the longest idle and gets the call first.
-    register(&p, &e, &dir, 2, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 2, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     std::thread::sleep(Duration::from_millis(20));
-    register(&p, &e, &dir, 3, &["1002"], "test-pw", 1, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 3, (&["1002"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
     caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]).expect_success(LIMIT);
     busy.expect_success(LIMIT);
     good.expect_success(LIMIT);
@@ -197,9 +196,9 @@ fn ring_no_answer_cancels_and_moves_on() {
     let (p, e, dir) = start("rona", "ring_timeout_s = 2");
     let silent = agent_phone(&p, &dir, 0, "agent-noanswer.xml", 1, &[]);
     let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
-    register(&p, &e, &dir, 2, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 2, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     std::thread::sleep(Duration::from_millis(20));
-    register(&p, &e, &dir, 3, &["1002"], "test-pw", 1, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 3, (&["1002"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
     let c = caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]);
     silent.expect_success(LIMIT);
     assert_eq!(
@@ -216,7 +215,7 @@ fn ring_no_answer_cancels_and_moves_on() {
 fn agent_hangs_up_first() {
     let (p, e, dir) = start("agentbye", "");
     let phone = agent_phone(&p, &dir, 0, "agent-hangup.xml", 2, &["-d", "300"]);
-    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     caller(&p, &e, &dir, 2, "caller-hungup.xml", 2, &["-r", "1"]).expect_success(LIMIT);
     phone.expect_success(LIMIT);
     assert_eq!(e.metric(ANSWERED), 2.0);
@@ -226,7 +225,7 @@ fn agent_hangs_up_first() {
 fn caller_over_tcp() {
     let (p, e, dir) = start("tcp", "");
     let phone = agent_phone(&p, &dir, 0, "agent.xml", 2, &[]);
-    register(&p, &e, &dir, 1, &["1001"], "test-pw", 0, "register.xml").expect_success(LIMIT);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
     caller(
         &p,
         &e,

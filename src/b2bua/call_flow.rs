@@ -248,10 +248,8 @@ impl Engine {
                     }
                 }
             }
-            Some(Owner::Relay { call, server_tx }) => {
-                if status >= 200 {
-                    self.relay_final(now, call, server_tx, tx_id, msg);
-                }
+            Some(Owner::Relay { call, server_tx }) if status >= 200 => {
+                self.relay_final(now, call, server_tx, tx_id, msg);
             }
             _ => {}
         }

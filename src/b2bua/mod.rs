@@ -790,7 +790,7 @@ impl Engine {
             let Some(tx) = self.server.get_mut(&id) else {
                 return;
             };
-            if !tx.poll_timeout().is_some_and(|t| t <= now) {
+            if tx.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
             let action = match &mut tx.kind {
@@ -824,7 +824,7 @@ impl Engine {
             let Some(tx) = self.client.get_mut(&id) else {
                 return;
             };
-            if !tx.poll_timeout().is_some_and(|t| t <= now) {
+            if tx.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
             let action = match &mut tx.kind {
