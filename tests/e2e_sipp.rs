@@ -130,8 +130,7 @@ fn registration_with_digest_auth() {
         &e,
         &dir,
         2,
-        &["1002"],
-        "wrong",
+        (&["1002"], "wrong"),
         0,
         "register-refused.xml",
     )
@@ -141,8 +140,7 @@ fn registration_with_digest_auth() {
         &e,
         &dir,
         3,
-        &["9999"],
-        "test-pw",
+        (&["9999"], "test-pw"),
         0,
         "register-refused.xml",
     )
@@ -250,8 +248,7 @@ fn ten_percent_signalling_loss_loses_no_call() {
         &e,
         &dir,
         1,
-        &["1001", "1002", "1003", "1004"],
-        "test-pw",
+        (&["1001", "1002", "1003", "1004"], "test-pw"),
         0,
         "register.xml",
     )
