@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, and end-to-end tests that start the
+# real engine and drive it with SIPp and baresip on loopback. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+need_cargo
+need_pkgs pkg-config gcc sip-tester baresip baresip-core
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+# Every configuration we ship must validate.
+cargo build --locked
+for f in dialplans/*.toml; do target/debug/dasan check-config "$f"; done
+# End-to-end tests each start their own engine and SIPp processes; two at a time keeps
+# them within a 2-core machine's means.
+cargo test --all-targets --locked -- --test-threads=2
