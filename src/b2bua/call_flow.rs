@@ -85,7 +85,7 @@ impl Engine {
             key,
             Call {
                 queue: q,
-                arrived: now,
+                arrived: self.received,
                 caller,
                 caller_invite_tx: tx,
                 caller_invite: Some(msg),

@@ -212,6 +212,8 @@ pub struct Engine {
     start: Instant,
     unix_at_start: u64,
     overloaded: bool,
+    /// When the message being handled reached us (kernel timestamp when known).
+    received: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +328,7 @@ impl Engine {
             start: now,
             unix_at_start: unix_now,
             overloaded: false,
+            received: now,
         }
     }
 
@@ -380,8 +383,20 @@ impl Engine {
         });
     }
 
+    /// A message that reached the host at `received` (earlier than `now` when it waited in
+    /// a socket queue): post-dial delay is measured from then.
+    pub fn handle_datagram(&mut self, now: Instant, received: Instant, flow: Flow, data: &[u8]) {
+        self.received = received.min(now);
+        self.dispatch_message(now, flow, data);
+    }
+
     /// One complete SIP message from the network (a datagram or a framed stream message).
     pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
+        self.received = now;
+        self.dispatch_message(now, flow, data);
+    }
+
+    fn dispatch_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keep-alive
         }
@@ -643,6 +658,7 @@ impl Engine {
                     PassToTuAndAck(ack) => {
                         self.send(flow, ack);
                         self.on_invite_response(now, id, msg);
+                        self.forget_request(id);
                     }
                     ResendAck(ack) => self.send(flow, ack),
                     PassToTu => {
@@ -653,6 +669,9 @@ impl Engine {
                             }
                         }
                         self.on_invite_response(now, id, msg);
+                        if status >= 200 {
+                            self.forget_request(id);
+                        }
                     }
                     Absorb => {}
                 }
@@ -664,6 +683,14 @@ impl Engine {
             }
         }
         self.arm(TimerRef::Client(id));
+    }
+
+    /// After a final response the INVITE is no longer needed (no CANCEL, ACKs are built);
+    /// dropping it keeps lingering transactions small.
+    fn forget_request(&mut self, id: u64) {
+        if let Some(tx) = self.client.get_mut(&id) {
+            tx.request = None;
+        }
     }
 
     /// Starts a client transaction and sends its request.

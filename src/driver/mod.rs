@@ -2,6 +2,7 @@
 //! sans-IO [`Engine`]. One task owns the engine, so the engine needs no locks.
 
 mod tcp;
+mod udp;
 
 use crate::b2bua::{Engine, Transmit};
 use crate::metrics::Metrics;
@@ -61,9 +62,11 @@ pub enum Query {
 
 /// Datagrams handled per wake-up before timers and output get their turn.
 const BATCH: usize = 256;
-/// Reading without ever finding the socket empty for this long means we are behind:
-/// new calls are refused (503) until the backlog clears, admitted calls carry on.
-const OVERLOAD_AFTER: Duration = Duration::from_millis(100);
+/// A datagram that waited this long in the socket means we are behind: new calls are
+/// refused with 503 until the wait falls under `OVERLOAD_CLEAR`; admitted calls carry on.
+/// Well under T1, so peers are not yet retransmitting because of us.
+const OVERLOAD_AFTER: Duration = Duration::from_millis(200);
+const OVERLOAD_CLEAR: Duration = Duration::from_millis(50);
 
 fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -89,6 +92,11 @@ pub async fn run(
         addr: listen,
         source,
     })?;
+    if let Err(e) = udp::enable_timestamps(&udp) {
+        tracing::warn!(
+            "no kernel receive timestamps ({e}): overload detection sees only our own delay"
+        );
+    }
     let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| DriverError::Bind {
@@ -104,7 +112,7 @@ pub async fn run(
 
     let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
-    let mut busy_since: Option<Instant> = None;
+    let mut overloaded = false;
     let metrics = shared.metrics.clone();
     loop {
         let deadline = engine.poll_timeout();
@@ -122,24 +130,21 @@ pub async fn run(
             }
             r = udp.readable() => {
                 if r.is_ok() {
-                    let mut drained = false;
                     for _ in 0..BATCH {
-                        match udp.try_recv_from(&mut buf) {
-                            Ok((n, src)) => engine.handle_message(Instant::now(), Flow::udp(src), &buf[..n]),
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                drained = true;
-                                break;
+                        match udp::try_recv(&udp, &mut buf) {
+                            Ok((n, src, received)) => {
+                                let now = Instant::now();
+                                let waited = now.saturating_duration_since(received);
+                                if overloaded != (waited > if overloaded { OVERLOAD_CLEAR } else { OVERLOAD_AFTER }) {
+                                    overloaded = !overloaded;
+                                    engine.set_overloaded(overloaded);
+                                    tracing::warn!(waited_ms = waited.as_millis() as u64, "overload {}", if overloaded { "begins: refusing new calls" } else { "over" });
+                                }
+                                engine.handle_datagram(now, received, Flow::udp(src), &buf[..n]);
                             }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(_) => break, // ICMP errors surface here on Linux; ignore
                         }
-                    }
-                    let now = Instant::now();
-                    if drained {
-                        busy_since = None;
-                        engine.set_overloaded(false);
-                    } else {
-                        let since = *busy_since.get_or_insert(now);
-                        engine.set_overloaded(now.duration_since(since) > OVERLOAD_AFTER);
                     }
                 }
             }
