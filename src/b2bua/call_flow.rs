@@ -22,6 +22,14 @@ impl Engine {
             self.reply(now, tx, &msg, 403, None);
             return;
         }
+        let scheme = msg
+            .request_uri()
+            .and_then(|u| u.split_once(':'))
+            .map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("sip" | "sips" | "tel")) {
+            self.reply(now, tx, &msg, 416, None);
+            return;
+        }
         let number = msg.request_uri().and_then(crate::sip::uri::dialled_number);
         let Some(q) = number
             .as_ref()

@@ -407,7 +407,11 @@ impl Engine {
             },
             Err(ParseError::BadRequest(reason)) => {
                 self.metrics.sip_parse_errors.inc();
-                self.reject_malformed(flow, data, &reason);
+                self.reject_malformed(flow, data, 400, &reason);
+            }
+            Err(ParseError::VersionNotSupported) => {
+                self.metrics.sip_parse_errors.inc();
+                self.reject_malformed(flow, data, 505, "Version Not Supported");
             }
             Err(_) => self.metrics.sip_garbage.inc(),
         }
@@ -415,7 +419,7 @@ impl Engine {
 
     /// Answers a malformed request with 400 when enough of it can be read to address the
     /// response; otherwise it is dropped.
-    fn reject_malformed(&mut self, flow: Flow, data: &[u8], reason: &str) {
+    fn reject_malformed(&mut self, flow: Flow, data: &[u8], code: u16, reason: &str) {
         let text = String::from_utf8_lossy(data);
         let mut vias = Vec::new();
         let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
@@ -449,7 +453,7 @@ impl Engine {
         }
         let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
         let raw = format!(
-            "SIP/2.0 400 {reason}\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+            "SIP/2.0 {code} {reason}\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
         );
         let dest = self.response_flow_for(flow, crate::sip::Via::parse(via).as_ref());
         self.metrics
@@ -943,6 +947,8 @@ fn code_label(code: u16) -> &'static str {
         404 => "404",
         405 => "405",
         408 => "408",
+        415 => "415",
+        416 => "416",
         423 => "423",
         480 => "480",
         481 => "481",
@@ -954,6 +960,10 @@ fn code_label(code: u16) -> &'static str {
         500 => "500",
         501 => "501",
         503 => "503",
+        505 => "505",
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests;

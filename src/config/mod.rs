@@ -210,6 +210,29 @@ pub struct AgentSpec {
     pub skills: Vec<String>,
 }
 
+/// Where a validation error points: a span from the parser, or the first line that sets
+/// a key (or opens a table) for values serde does not keep spans of.
+enum Where {
+    Span(std::ops::Range<usize>),
+    Key(String),
+}
+
+impl From<std::ops::Range<usize>> for Where {
+    fn from(r: std::ops::Range<usize>) -> Where {
+        Where::Span(r)
+    }
+}
+
+fn line_of_key(src: &str, key: &str) -> usize {
+    src.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(key) && l[key.len()..].trim_start().starts_with(['=', ']', '.'])
+        })
+        .map(|i| i + 1)
+        .unwrap_or(1)
+}
+
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())]
         .bytes()
@@ -237,22 +260,25 @@ impl Config {
             message: e.message().trim().to_string(),
         })?;
         cfg.validate()
-            .map_err(|(span, message)| ConfigError::Invalid {
+            .map_err(|(at, message)| ConfigError::Invalid {
                 file: file.to_string(),
-                line: line_of(src, span.start),
+                line: match at {
+                    Where::Span(span) => line_of(src, span.start),
+                    Where::Key(key) => line_of_key(src, &key),
+                },
                 message,
             })?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+    fn validate(&self) -> Result<(), (Where, String)> {
         for t in &self.trunks {
             for s in &t.sources {
                 if s.get_ref().parse::<IpNet>().is_err()
                     && s.get_ref().parse::<std::net::IpAddr>().is_err()
                 {
                     return Err((
-                        s.span(),
+                        s.span().into(),
                         format!(
                             "trunk '{}': '{}' is not an address or network",
                             t.name,
@@ -266,7 +292,7 @@ impl Config {
         for r in &self.routes {
             if !self.queues.contains_key(r.queue.get_ref()) {
                 return Err((
-                    r.queue.span(),
+                    r.queue.span().into(),
                     format!(
                         "route '{}' names unknown queue '{}'",
                         r.number.get_ref(),
@@ -276,7 +302,7 @@ impl Config {
             }
             if !numbers.insert(r.number.get_ref().clone()) {
                 return Err((
-                    r.number.span(),
+                    r.number.span().into(),
                     format!("number '{}' is routed twice", r.number.get_ref()),
                 ));
             }
@@ -284,7 +310,7 @@ impl Config {
         for (name, q) in &self.queues {
             if q.ring_timeout_s == 0 || q.max_wait_s == 0 || q.max_length == 0 {
                 return Err((
-                    0..0,
+                    Where::Key(format!("[queue.{name}")),
                     format!(
                         "queue '{name}': ring_timeout_s, max_wait_s and max_length must be > 0"
                     ),
@@ -293,21 +319,39 @@ impl Config {
         }
         let mut seen = HashSet::new();
         for g in &self.agents {
-            let ids = expand_ids(g.ids.get_ref()).map_err(|m| (g.ids.span(), m))?;
+            let ids = expand_ids(g.ids.get_ref()).map_err(|m| (g.ids.span().into(), m))?;
             if g.password.is_empty() {
-                return Err((g.ids.span(), "agent password must not be empty".into()));
+                return Err((
+                    g.ids.span().into(),
+                    "agent password must not be empty".into(),
+                ));
             }
             for id in ids {
                 if !seen.insert(id.clone()) {
-                    return Err((g.ids.span(), format!("agent '{id}' is defined twice")));
+                    return Err((
+                        g.ids.span().into(),
+                        format!("agent '{id}' is defined twice"),
+                    ));
                 }
             }
         }
         let s = &self.sip;
-        if s.t1_ms == 0 || s.t2_ms < s.t1_ms || s.t4_ms == 0 {
+        if s.t1_ms == 0 || s.t1_ms > 60_000 {
             return Err((
-                0..0,
-                "sip: need t1_ms > 0, t2_ms >= t1_ms, t4_ms > 0".into(),
+                Where::Key("t1_ms".into()),
+                "sip.t1_ms must be 1..=60000".into(),
+            ));
+        }
+        if s.t2_ms < s.t1_ms || s.t2_ms > 600_000 {
+            return Err((
+                Where::Key("t2_ms".into()),
+                "sip.t2_ms must be t1_ms..=600000".into(),
+            ));
+        }
+        if s.t4_ms == 0 || s.t4_ms > 600_000 {
+            return Err((
+                Where::Key("t4_ms".into()),
+                "sip.t4_ms must be 1..=600000".into(),
             ));
         }
         if s.digest_algorithms.is_empty()
@@ -316,12 +360,15 @@ impl Config {
                 .any(|a| a != "MD5" && a != "SHA-256")
         {
             return Err((
-                0..0,
+                Where::Key("digest_algorithms".into()),
                 "sip.digest_algorithms: list one or both of \"MD5\", \"SHA-256\"".into(),
             ));
         }
         if s.min_expires_s > s.max_expires_s {
-            return Err((0..0, "sip: min_expires_s > max_expires_s".into()));
+            return Err((
+                Where::Key("min_expires_s".into()),
+                "sip: min_expires_s > max_expires_s".into(),
+            ));
         }
         Ok(())
     }
@@ -445,6 +492,21 @@ mod tests {
         assert!(
             err.starts_with("z.toml:6: agent '2' is defined twice"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn values_without_spans_point_at_their_key() {
+        let src = "[sip]\nrealm = \"x\"\nt1_ms = 0\n";
+        let err = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(err.starts_with("t.toml:3: sip.t1_ms"), "{err}");
+        let src = "[http]\n\n[queue.general]\nskill = \"ko\"\nmax_length = 0\n";
+        let err = Config::parse(src, "q.toml").unwrap_err().to_string();
+        assert!(err.starts_with("q.toml:3: queue 'general'"), "{err}");
+        let src = "[sip]\nt1_ms = 18446744073709551615\n";
+        assert!(
+            Config::parse(src, "o.toml").is_err(),
+            "huge timers are refused, not overflowed"
         );
     }
 

@@ -113,6 +113,9 @@ pub enum ParseError {
     TooLarge,
     #[error("{0}")]
     BadRequest(String),
+    /// A request for another SIP version: answered with 505.
+    #[error("SIP version not supported")]
+    VersionNotSupported,
 }
 
 const COMPACT: &[(u8, &str)] = &[
@@ -426,18 +429,23 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             reason: reason.to_string(),
         });
     }
-    let mut parts = line.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let parts: Vec<&str> = line.split(' ').collect();
+    let method = parts[0];
+    if parts.len() < 3 || method.is_empty() || !method.bytes().all(is_token_char) {
         return Err(ParseError::Garbage("bad start line"));
-    };
-    if method.is_empty() || !method.bytes().all(is_token_char) {
-        return Err(ParseError::Garbage("bad method token"));
+    }
+    let version = parts[parts.len() - 1];
+    if !version.starts_with("SIP/") {
+        return Err(ParseError::Garbage("bad start line"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(ParseError::BadRequest("Version Not Supported".into()));
+        return Err(ParseError::VersionNotSupported);
     }
+    if parts.len() != 3 {
+        // RFC 4475 3.1.2.5/3.1.2.6: whitespace inside the Request-URI.
+        return Err(ParseError::BadRequest("Invalid Request-URI".into()));
+    }
+    let uri = parts[1];
     if uri.is_empty() || !uri.contains(':') {
         return Err(ParseError::BadRequest("Invalid Request-URI".into()));
     }

@@ -1,0 +1,383 @@
+//! The engine under virtual time: no sockets, no sleeps. Each test drives the sans-IO
+//! engine with messages and instants and inspects what it wants to send.
+
+use super::*;
+use crate::registrar::digest::Algorithm;
+use crate::sip::message::{Message, NameAddr};
+
+const CFG: &str = r#"
+[[trunk]]
+name = "carrier"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+[queue.general]
+skill = "ko"
+ring_timeout_s = 15
+max_wait_s = 60
+max_length = 2
+[[agents]]
+ids = "1001-1002"
+password = "pw"
+skills = ["ko"]
+"#;
+
+struct Harness {
+    e: Engine,
+    now: Instant,
+    trunk: Flow,
+}
+
+fn trunk() -> Flow {
+    Flow::udp("10.1.1.1:5060".parse().unwrap())
+}
+
+fn agent_flow(n: u16) -> Flow {
+    Flow::udp(format!("192.0.2.{n}:5070").parse().unwrap())
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let cfg = Config::parse(CFG, "test").unwrap();
+        let now = Instant::now();
+        let e = Engine::new(&cfg, Arc::new(Metrics::new().unwrap()), now, 1_700_000_000);
+        Harness {
+            e,
+            now,
+            trunk: trunk(),
+        }
+    }
+
+    fn input(&mut self, flow: Flow, raw: &str) {
+        self.e.handle_message(self.now, flow, raw.as_bytes());
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.e.poll_timeout() {
+            if t > end {
+                break;
+            }
+            self.now = t;
+            self.e.handle_timeout(t);
+        }
+        self.now = end;
+    }
+
+    fn out(&mut self) -> Vec<(Flow, Message)> {
+        let mut v = Vec::new();
+        while let Some(t) = self.e.poll_transmit() {
+            match Message::parse(&t.data) {
+                Ok(m) => v.push((t.flow, m)),
+                Err(e) => panic!(
+                    "engine sent invalid SIP ({e}):\n{}",
+                    String::from_utf8_lossy(&t.data)
+                ),
+            }
+        }
+        v
+    }
+
+    fn register(&mut self, id: &str, n: u16) {
+        let reg = |auth: &str| {
+            format!(
+                "REGISTER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.{n}:5070;branch=z9hG4bKr{n}{}\r\nFrom: <sip:{id}@dasan>;tag=r\r\nTo: <sip:{id}@dasan>\r\nCall-ID: reg-{id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{id}@192.0.2.{n}:5070>\r\nExpires: 120\r\n{auth}Content-Length: 0\r\n\r\n",
+                auth.len(),
+                if auth.is_empty() { 1 } else { 2 }
+            )
+        };
+        self.input(agent_flow(n), &reg(""));
+        let out = self.out();
+        let ch = out[0].1.header("WWW-Authenticate").unwrap().to_string();
+        let nonce = ch
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let ha1 = Algorithm::Md5.hash(&format!("{id}:dasan:pw"));
+        let ha2 = Algorithm::Md5.hash("REGISTER:sip:dasan");
+        let resp = Algorithm::Md5.hash(&format!("{ha1}:{nonce}:00000001:cn:auth:{ha2}"));
+        let auth = format!("Authorization: Digest username=\"{id}\", realm=\"dasan\", nonce=\"{nonce}\", uri=\"sip:dasan\", response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"cn\"\r\n");
+        self.input(agent_flow(n), &reg(&auth));
+        let out = self.out();
+        assert_eq!(out[0].1.status(), Some(200), "{:?}", out[0].1);
+    }
+
+    fn invite(&mut self, call: &str) -> Vec<(Flow, Message)> {
+        let raw = format!(
+            "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call}\r\nMax-Forwards: 70\r\nFrom: <sip:0212345678@carrier>;tag=c{call}\r\nTo: <sip:120@dasan>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+        );
+        let flow = self.trunk;
+        self.input(flow, &raw);
+        self.out()
+    }
+}
+
+fn codes(out: &[(Flow, Message)]) -> Vec<u16> {
+    out.iter().filter_map(|(_, m)| m.status()).collect()
+}
+
+fn requests<'a>(out: &'a [(Flow, Message)], method: &Method) -> Vec<&'a (Flow, Message)> {
+    out.iter()
+        .filter(|(_, m)| m.method() == Some(method))
+        .collect()
+}
+
+/// The agent's response to a request the engine sent it.
+fn answer(req: &Message, code: u16, tag: &str, sdp: bool) -> String {
+    let mut r = crate::sip::build::response(req, code, None, Some(tag));
+    if code == 200 || code == 180 {
+        r.set_header("Contact", "<sip:agent@192.0.2.1:5070>");
+    }
+    if sdp {
+        r.set_header("Content-Type", "application/sdp");
+        r.body = bytes::Bytes::from_static(b"v=1\n");
+    }
+    String::from_utf8(r.to_bytes().to_vec()).unwrap()
+}
+
+#[test]
+fn full_call_path_in_virtual_time() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let out = h.invite("call1");
+    assert_eq!(codes(&out), vec![100]);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "offered to the agent at once");
+    let (aflow, ainv) = inv[0].clone();
+    assert_eq!(aflow, agent_flow(1));
+    assert_ne!(ainv.call_id(), "call1", "own Call-ID on the agent leg");
+    assert_eq!(&ainv.body[..], b"v=0\n", "caller SDP relayed unchanged");
+
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    assert_eq!(codes(&h.out()), vec![180]);
+    h.input(aflow, &answer(&ainv, 200, "a1", true));
+    let out = h.out();
+    let ok = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(200))
+        .expect("200 to caller");
+    assert_eq!(&ok.1.body[..], b"v=1\n", "agent SDP relayed to the caller");
+    assert_eq!(requests(&out, &Method::Ack).len(), 1, "agent 2xx ACKed");
+    let caller_tag = ok.1.to_tag().unwrap();
+
+    // No ACK from the caller yet: the 200 is retransmitted with T1 doubling.
+    h.advance(Duration::from_millis(600));
+    assert_eq!(codes(&h.out()), vec![200]);
+    let ack = format!("ACK sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKack1\r\nFrom: <sip:0212345678@carrier>;tag=ccall1\r\nTo: <sip:120@dasan>;tag={caller_tag}\r\nCall-ID: call1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    let t = h.trunk;
+    h.input(t, &ack);
+    h.advance(Duration::from_secs(10));
+    assert!(codes(&h.out()).is_empty(), "ACK stops 2xx retransmission");
+    assert_eq!(h.e.agent_states()[0].1, "on-call");
+
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKbye1\r\nFrom: <sip:0212345678@carrier>;tag=ccall1\r\nTo: <sip:120@dasan>;tag={caller_tag}\r\nCall-ID: call1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
+    h.input(t, &bye);
+    let out = h.out();
+    assert_eq!(codes(&out), vec![200]);
+    let abye = requests(&out, &Method::Bye);
+    assert_eq!(abye.len(), 1, "BYE relayed to the agent");
+    assert_eq!(abye[0].1.call_id(), ainv.call_id());
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    assert_eq!(h.e.active_calls(), 0);
+    // Every transaction is reclaimed after its terminal timer.
+    h.input(aflow, &answer(&abye[0].1, 200, "a1", false));
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.e.transactions(), 0);
+}
+
+#[test]
+fn ring_timeout_cancels_and_marks_rona_then_next_agent() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    h.advance(Duration::from_millis(10));
+    h.register("1002", 2);
+    let out = h.invite("call2");
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    assert_eq!(aflow, agent_flow(1), "longest idle first");
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    h.out();
+    h.advance(Duration::from_millis(14_900));
+    assert!(requests(&h.out(), &Method::Cancel).is_empty());
+    h.advance(Duration::from_millis(200));
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Cancel).len(),
+        1,
+        "CANCEL at the ring timeout"
+    );
+    let next = requests(&out, &Method::Invite);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].0, agent_flow(2), "offered to the next agent");
+    assert_eq!(h.e.agent_states()[0].1, "not-ready");
+}
+
+#[test]
+fn max_wait_then_480_and_queue_full_503() {
+    let mut h = Harness::new();
+    let out = h.invite("w1");
+    assert_eq!(codes(&out), vec![100, 180], "waits in the queue, ringing");
+    h.invite("w2");
+    let out = h.invite("w3");
+    assert_eq!(codes(&out), vec![503], "max_length 2");
+    assert_eq!(out[0].1.header("Retry-After"), Some("5"));
+    // Unacknowledged, the 503 is retransmitted (Timer G); the ACK stops it.
+    h.advance(Duration::from_millis(500));
+    assert_eq!(codes(&h.out()), vec![503]);
+    let tag = out[0].1.to_tag().unwrap();
+    let t = h.trunk;
+    h.input(t, &format!("ACK sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKw3\r\nFrom: <sip:0212345678@carrier>;tag=cw3\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: w3\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"));
+    h.advance(Duration::from_secs(58));
+    assert!(codes(&h.out()).is_empty());
+    h.advance(Duration::from_secs(2));
+    let out = h.out();
+    let mut timed_out: Vec<&str> = out
+        .iter()
+        .filter(|(_, m)| m.status() == Some(480))
+        .map(|(_, m)| m.call_id())
+        .collect();
+    timed_out.sort();
+    timed_out.dedup();
+    assert_eq!(timed_out, vec!["w1", "w2"]);
+    assert_eq!(h.e.active_calls(), 0);
+}
+
+#[test]
+fn caller_cancel_while_ringing_an_agent() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let out = h.invite("c1");
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    h.out();
+    let t = h.trunk;
+    h.input(t, "CANCEL sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKc1\r\nFrom: <sip:0212345678@carrier>;tag=cc1\r\nTo: <sip:120@dasan>\r\nCall-ID: c1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    let out = h.out();
+    assert_eq!(codes(&out), vec![200, 487]);
+    assert_eq!(
+        requests(&out, &Method::Cancel).len(),
+        1,
+        "agent leg cancelled"
+    );
+    assert_eq!(
+        h.e.agent_states()[0].1,
+        "ready",
+        "a withdrawn offer is not RONA"
+    );
+}
+
+#[test]
+fn untrusted_source_and_unknown_number() {
+    let mut h = Harness::new();
+    h.trunk = Flow::udp("198.51.100.7:5060".parse().unwrap());
+    assert_eq!(codes(&h.invite("u1")), vec![403]);
+    h.trunk = trunk();
+    let raw = "INVITE sip:999@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKn\r\nFrom: <sip:a@b>;tag=x\r\nTo: <sip:999@dasan>\r\nCall-ID: n1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    h.input(trunk(), raw);
+    assert_eq!(codes(&h.out()), vec![404]);
+}
+
+#[test]
+fn registration_expires_into_logged_out() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    h.advance(Duration::from_secs(121));
+    assert_eq!(h.e.agent_states()[0].1, "logged-out");
+}
+
+/// RFC 4475-style messages: none may panic; the answerable ones get the right code.
+#[test]
+fn torture_messages() {
+    let hdrs = "Via: SIP/2.0/UDP 10.1.1.1;branch=z9hG4bKt\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:120@dasan>\r\nCall-ID: t\r\nMax-Forwards: 70\r\n";
+    let cases: Vec<(String, Option<u16>)> = vec![
+        (format!("OPTIONS sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 OPTIONS\r\n\r\n"), Some(200)),
+        (format!("OPTIONS sip:dasan SIP/7.0\r\n{hdrs}CSeq: 1 OPTIONS\r\n\r\n"), Some(505)),
+        (format!("NEWMETHOD sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 NEWMETHOD\r\n\r\n"), Some(501)),
+        (format!("INVITE sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 OPTIONS\r\n\r\n"), Some(400)),
+        (format!("INVITE sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 INVITE\r\nContent-Length: -999\r\n\r\n"), Some(400)),
+        (format!("INVITE sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 INVITE\r\nContent-Length: 9999\r\n\r\nv=0"), Some(400)),
+        (format!("INVITE sip:user@dasan; lr SIP/2.0\r\n{hdrs}CSeq: 1 INVITE\r\n\r\n"), Some(400)),
+        (format!("INVITE nobodyknowsthisscheme:opaque SIP/2.0\r\n{hdrs}CSeq: 1 INVITE\r\n\r\n"), Some(416)),
+        (format!("OPTIONS sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\n\r\n"), Some(200)),
+        (format!("BYE sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 BYE\r\n\r\n"), Some(481)),
+        (format!("SUBSCRIBE sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 SUBSCRIBE\r\n\r\n"), Some(405)),
+        (format!("OPTIONS sip:dasan SIP/2.0\r\n{hdrs}CSeq: 1 OPTIONS\r\nBroken header line\r\n\r\n"), Some(400)),
+        ("OPTIONS sip:dasan SIP/2.0\r\nFrom: <sip:a@b>\r\n\r\n".into(), None),
+        ("SIP/2.0 4294967301 Huge\r\n\r\n".into(), None),
+        ("\r\n\r\n".into(), None),
+        ("\u{0}\u{1}garbage".into(), None),
+        ("INVITE sip:120@dasan SIP/2.0\r\nv: SIP/2.0/UDP [::1]:5060;branch=z9hG4bKv6;rport\r\ni: v6\r\nf: <sip:a@b>;tag=1\r\nt: <tel:120>\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n".into(), Some(100)),
+    ];
+    for (raw, want) in cases {
+        let mut h = Harness::new();
+        h.input(trunk(), &raw);
+        let got = codes(&h.out()).first().copied();
+        assert_eq!(got, want, "for message:\n{raw}");
+    }
+}
+
+/// Random corruptions of valid messages never panic the engine (bounded, seeded).
+#[test]
+fn mutated_messages_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x120);
+    let seeds = [
+        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKm;rport\r\nFrom: \"A\" <sip:0212345678@carrier>;tag=c\r\nTo: <sip:120@dasan>\r\nCall-ID: m\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+        "REGISTER sip:dasan SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKr\r\nFrom: <sip:1001@dasan>;tag=r\r\nTo: <sip:1001@dasan>\r\nCall-ID: r\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@192.0.2.1:5070>;expires=60, *\r\nAuthorization: Digest username=\"1001\", nonce=\"a.b\", response=\"00\"\r\nContent-Length: 0\r\n\r\n",
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+    ];
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    for i in 0..20_000 {
+        let mut b = seeds[i % seeds.len()].as_bytes().to_vec();
+        for _ in 0..rng.gen_range(1..6) {
+            if b.is_empty() {
+                break;
+            }
+            let pos = rng.gen_range(0..b.len());
+            match rng.gen_range(0..4) {
+                0 => b[pos] = rng.gen(),
+                1 => {
+                    b.remove(pos);
+                }
+                2 => {
+                    let alphabet = b":;<>\"\r\n ,=";
+                    b.insert(pos, alphabet[rng.gen_range(0..alphabet.len())])
+                }
+                _ => b.truncate(pos),
+            }
+        }
+        h.e.handle_message(h.now, trunk(), &b);
+        // A 400 echoes the peer's broken headers as RFC 3261 8.2.6 asks, so the output is
+        // drained, not re-parsed.
+        while h.e.poll_transmit().is_some() {}
+    }
+    h.advance(Duration::from_secs(400));
+    while h.e.poll_transmit().is_some() {}
+}
+
+#[test]
+fn agent_never_answers_anything_then_timer_b_frees_it() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let out = h.invite("nb");
+    assert_eq!(requests(&out, &Method::Invite).len(), 1);
+    // No provisional at all: Timer A retransmits, the ring timeout gives up without a
+    // CANCEL (RFC 3261 9.1), and the agent is RONA.
+    h.advance(Duration::from_millis(600));
+    assert_eq!(
+        requests(&h.out(), &Method::Invite).len(),
+        1,
+        "Timer A retransmission"
+    );
+    h.advance(Duration::from_secs(15));
+    let out = h.out();
+    assert!(requests(&out, &Method::Cancel).is_empty());
+    assert_eq!(h.e.agent_states()[0].1, "not-ready");
+    let _ = NameAddr::parse("<sip:x@y>");
+}
