@@ -57,8 +57,19 @@ fn register(e: &mut Engine, now: Instant, id: &str, port: u16) {
         format!("REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKr{cseq}{id}\r\nFrom: <sip:{id}@127.0.0.1>;tag=r\r\nTo: <sip:{id}@127.0.0.1>\r\nCall-ID: reg{id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{id}@127.0.0.1:{port}>\r\n{auth}Content-Length: 0\r\n\r\n")
     };
     e.handle_message(now, flow, reg("", 1).as_bytes());
-    let ch = drain(e)[0].1.header("WWW-Authenticate").unwrap().to_string();
-    let nonce = ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let ch = drain(e)[0]
+        .1
+        .header("WWW-Authenticate")
+        .unwrap()
+        .to_string();
+    let nonce = ch
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let ha1 = Algorithm::Md5.hash(&format!("{id}:dasan:pw"));
     let ha2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
     let r = Algorithm::Md5.hash(&format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
@@ -79,27 +90,45 @@ fn one_call(e: &mut Engine, now: Instant, n: u64) {
         .replace("z9hG4bK-1-1", &format!("z9hG4bK-{n}-1"));
     e.handle_message(now, trunk, invite.as_bytes());
     let out = drain(e);
-    let (aflow, ainv) = out.into_iter().find(|(_, m)| m.method() == Some(&Method::Invite)).expect("agent INVITE");
+    let (aflow, ainv) = out
+        .into_iter()
+        .find(|(_, m)| m.method() == Some(&Method::Invite))
+        .expect("agent INVITE");
     let mut ringing = response(&ainv, 180, None, Some("at"));
     ringing.set_header("Contact", "<sip:a@127.0.0.1:5080>");
     e.handle_message(now, aflow, &bytes_of(&ringing));
     let mut ok = ringing.clone();
-    ok.start = dasan::sip::StartLine::Response { code: 200, reason: "OK".into() };
+    ok.start = dasan::sip::StartLine::Response {
+        code: 200,
+        reason: "OK".into(),
+    };
     e.handle_message(now, aflow, &bytes_of(&ok));
     let out = drain(e);
-    let tag = out.iter().find(|(_, m)| m.status() == Some(200)).and_then(|(_, m)| m.to_tag()).expect("200 to caller");
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(200))
+        .and_then(|(_, m)| m.to_tag())
+        .expect("200 to caller");
     let ack = format!("ACK sip:dasan@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-{n}-3\r\nFrom: \"Caller\" <sip:0212345678@127.0.0.1:5070>;tag=1SIPpTag001\r\nTo: <sip:120@127.0.0.1:5060>;tag={tag}\r\nCall-ID: {n}-1@127.0.0.1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
     e.handle_message(now, trunk, ack.as_bytes());
-    let bye = ack.replace("CSeq: 1 ACK", "CSeq: 2 BYE").replace("ACK sip:", "BYE sip:").replace(&format!("-{n}-3"), &format!("-{n}-4"));
+    let bye = ack
+        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+        .replace("ACK sip:", "BYE sip:")
+        .replace(&format!("-{n}-3"), &format!("-{n}-4"));
     e.handle_message(now, trunk, bye.as_bytes());
     let out = drain(e);
-    let (bflow, abye) = out.into_iter().find(|(_, m)| m.method() == Some(&Method::Bye)).expect("agent BYE");
+    let (bflow, abye) = out
+        .into_iter()
+        .find(|(_, m)| m.method() == Some(&Method::Bye))
+        .expect("agent BYE");
     e.handle_message(now, bflow, &bytes_of(&response(&abye, 200, None, None)));
     drain(e);
 }
 
 fn benches(c: &mut Criterion) {
-    c.bench_function("parse INVITE", |b| b.iter(|| Message::parse(black_box(INVITE.as_bytes())).unwrap()));
+    c.bench_function("parse INVITE", |b| {
+        b.iter(|| Message::parse(black_box(INVITE.as_bytes())).unwrap())
+    });
     let m = Message::parse(INVITE.as_bytes()).unwrap();
     c.bench_function("serialize INVITE", |b| b.iter(|| black_box(&m).to_bytes()));
 
@@ -111,15 +140,18 @@ fn benches(c: &mut Criterion) {
     }
     let mut n = 0u64;
     let mut now = t0;
-    c.bench_function("engine: one full call (incl. building the peers' messages)", |b| {
-        b.iter(|| {
-            n += 1;
-            // Virtual time moves on so lingering transactions are reclaimed as in real use.
-            now += Duration::from_micros(300);
-            e.handle_timeout(now);
-            one_call(&mut e, now, n);
-        })
-    });
+    c.bench_function(
+        "engine: one full call (incl. building the peers' messages)",
+        |b| {
+            b.iter(|| {
+                n += 1;
+                // Virtual time moves on so lingering transactions are reclaimed as in real use.
+                now += Duration::from_micros(300);
+                e.handle_timeout(now);
+                one_call(&mut e, now, n);
+            })
+        },
+    );
 }
 
 criterion_group!(group, benches);
