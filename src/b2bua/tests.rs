@@ -381,3 +381,47 @@ fn agent_never_answers_anything_then_timer_b_frees_it() {
     assert_eq!(h.e.agent_states()[0].1, "not-ready");
     let _ = NameAddr::parse("<sip:x@y>");
 }
+
+#[test]
+fn responses_follow_rport_or_via_port() {
+    let mut h = Harness::new();
+    let src = Flow::udp("10.1.1.1:40000".parse().unwrap());
+    let opt = |rport: &str| {
+        format!("OPTIONS sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5099;branch=z9hG4bKo{}{rport}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:dasan>\r\nCall-ID: o{}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", rport.len(), rport.len())
+    };
+    h.input(src, &opt(";rport"));
+    let out = h.out();
+    assert_eq!(
+        out[0].0.remote.port(),
+        40000,
+        "RFC 3581: back to the source port"
+    );
+    let via = out[0].1.top_via().unwrap();
+    assert_eq!(via.param("rport"), Some("40000"));
+    assert_eq!(via.param("received"), Some("10.1.1.1"));
+    h.input(src, &opt(""));
+    assert_eq!(
+        h.out()[0].0.remote.port(),
+        5099,
+        "without rport: the Via port"
+    );
+}
+
+#[test]
+fn rfc2543_peer_without_branch_is_matched() {
+    let mut h = Harness::new();
+    let inv = "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060\r\nFrom: <sip:0212345678@carrier>;tag=old\r\nTo: <sip:120@dasan>\r\nCall-ID: old2543\r\nCSeq: 5 INVITE\r\nContent-Length: 0\r\n\r\n";
+    h.input(trunk(), inv);
+    assert_eq!(codes(&h.out()), vec![100, 180]);
+    h.input(trunk(), inv);
+    assert_eq!(
+        codes(&h.out()),
+        vec![180],
+        "retransmission matched: last provisional resent"
+    );
+    let cancel = inv
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("5 INVITE", "5 CANCEL");
+    h.input(trunk(), &cancel);
+    assert_eq!(codes(&h.out()), vec![200, 487], "CANCEL matched the INVITE");
+}
