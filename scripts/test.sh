@@ -13,4 +13,6 @@ cargo build --locked
 for f in dialplans/*.toml; do target/debug/dasan check-config "$f"; done
 # End-to-end tests each start their own engine and SIPp processes; two at a time keeps
 # them within a 2-core machine's means.
-cargo test --all-targets --locked -- --test-threads=2
+cargo test --lib --bins --tests --locked -- --test-threads=2
+# Benchmarks run once each as a smoke test (criterion's harness takes no thread flag).
+cargo test --benches --locked

@@ -420,6 +420,37 @@ mod tests {
     }
 
     #[test]
+    fn wrap_up_then_ready() {
+        let t0 = Instant::now();
+        let agents = vec![("1001".to_string(), vec!["ko".to_string()])];
+        let mut a = Acd::new(
+            t0,
+            &agents,
+            vec![QueueParams {
+                name: "q".into(),
+                skill: "ko".into(),
+                max_length: 5,
+                wrap_up: Duration::from_secs(10),
+                busy_delay: Duration::from_secs(5),
+            }],
+        );
+        a.login(0, t0);
+        a.enqueue(0, 1).unwrap();
+        let (c, ag) = a.next_offer(0).unwrap();
+        a.answered(ag, c);
+        a.call_ended(0, ag, c, t0);
+        assert_eq!(
+            a.agent_state(0),
+            &AgentState::WrapUp(t0 + Duration::from_secs(10))
+        );
+        a.enqueue(0, 2).unwrap();
+        assert_eq!(a.next_offer(0), None, "no offers during wrap-up");
+        assert!(!a.agent_timer(0, t0 + Duration::from_secs(9)));
+        assert!(a.agent_timer(0, t0 + Duration::from_secs(10)));
+        assert_eq!(a.next_offer(0), Some((2, 0)));
+    }
+
+    #[test]
     fn logout_during_call_takes_effect_after() {
         let t0 = Instant::now();
         let mut a = acd(t0);

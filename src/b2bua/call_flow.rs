@@ -22,6 +22,14 @@ impl Engine {
             self.reply(now, tx, &msg, 403, None);
             return;
         }
+        // We implement no option tags: any Require (e.g. 100rel) gets 420 (RFC 3261 8.2.2.3).
+        let required: Vec<String> = msg.header_values("Require").map(str::to_string).collect();
+        if !required.is_empty() {
+            let mut r = response(&msg, 420, None, Some(&random_token(10)));
+            r.set_header("Unsupported", required.join(", "));
+            self.respond(now, tx, r);
+            return;
+        }
         let scheme = msg
             .request_uri()
             .and_then(|u| u.split_once(':'))

@@ -904,6 +904,17 @@ impl Engine {
         }
     }
 
+    /// The driver saw a TCP connection close.
+    pub fn connection_closed(&mut self, conn: u64) {
+        for a in self.registrar.connection_closed(conn) {
+            tracing::info!(
+                agent = self.acd.agent_id(a),
+                "TCP connection closed: logged out"
+            );
+            self.acd.logout(a);
+        }
+    }
+
     fn on_registration(&mut self, now: Instant, a: AgentIdx, change: crate::registrar::Change) {
         use crate::registrar::Change;
         match change {

@@ -425,3 +425,69 @@ fn rfc2543_peer_without_branch_is_matched() {
     h.input(trunk(), &cancel);
     assert_eq!(codes(&h.out()), vec![200, 487], "CANCEL matched the INVITE");
 }
+
+#[test]
+fn require_100rel_gets_420_and_record_route_is_echoed() {
+    let mut h = Harness::new();
+    let base = "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKrq\r\nFrom: <sip:0212345678@carrier>;tag=x\r\nTo: <sip:120@dasan>\r\nCall-ID: rq\r\nCSeq: 1 INVITE\r\n";
+    h.input(
+        trunk(),
+        &format!("{base}Require: 100rel\r\nContent-Length: 0\r\n\r\n"),
+    );
+    let out = h.out();
+    assert_eq!(codes(&out), vec![420]);
+    assert_eq!(out[0].1.header("Unsupported"), Some("100rel"));
+    let rr = base
+        .replace("branch=z9hG4bKrq", "branch=z9hG4bKrr")
+        .replace("Call-ID: rq", "Call-ID: rr");
+    h.input(
+        trunk(),
+        &format!("{rr}Record-Route: <sip:proxy.carrier;lr>\r\nContent-Length: 0\r\n\r\n"),
+    );
+    let out = h.out();
+    let ringing = out.iter().find(|(_, m)| m.status() == Some(180)).unwrap();
+    assert_eq!(
+        ringing.1.header("Record-Route"),
+        Some("<sip:proxy.carrier;lr>")
+    );
+}
+
+#[test]
+fn closed_tcp_connection_logs_the_agent_out() {
+    let mut h = Harness::new();
+    let tcp = Flow {
+        transport: crate::sip::Transport::Tcp,
+        remote: "192.0.2.9:40000".parse().unwrap(),
+        conn: 77,
+    };
+    let reg = |auth: &str, cseq: u32| {
+        format!("REGISTER sip:dasan SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.9:40000;branch=z9hG4bKt{cseq}\r\nFrom: <sip:1001@dasan>;tag=r\r\nTo: <sip:1001@dasan>\r\nCall-ID: tcpreg\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:1001@192.0.2.9:40000;transport=tcp>\r\n{auth}Content-Length: 0\r\n\r\n")
+    };
+    h.input(tcp, &reg("", 1));
+    let ch = h.out()[0].1.header("WWW-Authenticate").unwrap().to_string();
+    let nonce = ch
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let ha1 = Algorithm::Md5.hash("1001:dasan:pw");
+    let ha2 = Algorithm::Md5.hash("REGISTER:sip:dasan");
+    let r = Algorithm::Md5.hash(&format!("{ha1}:{nonce}:{ha2}"));
+    h.input(tcp, &reg(&format!("Authorization: Digest username=\"1001\", realm=\"dasan\", nonce=\"{nonce}\", uri=\"sip:dasan\", response=\"{r}\"\r\n"), 2));
+    assert_eq!(codes(&h.out()), vec![200]);
+    let out = h.invite("overtcp");
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv[0].0, tcp, "INVITE goes over the agent's own connection");
+    h.e.connection_closed(77);
+    assert_eq!(
+        h.e.agent_states()[0].1,
+        "offered",
+        "a ringing agent keeps its offer"
+    );
+    h.advance(Duration::from_secs(16));
+    h.out();
+    assert_eq!(h.e.agent_states()[0].1, "logged-out");
+}

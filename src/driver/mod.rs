@@ -155,7 +155,10 @@ pub async fn run(
                 match ev {
                     Some(CoreEvent::Message(flow, data)) => engine.handle_message(Instant::now(), flow, &data),
                     Some(CoreEvent::Opened(id, tx)) => { conns.insert(id, tx); }
-                    Some(CoreEvent::Closed(id)) => { conns.remove(&id); }
+                    Some(CoreEvent::Closed(id)) => {
+                        conns.remove(&id);
+                        engine.connection_closed(id);
+                    }
                     Some(CoreEvent::Query(Query::Agents(reply))) => { let _ = reply.send(engine.agent_states()); }
                     None => {}
                 }

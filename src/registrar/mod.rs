@@ -112,6 +112,22 @@ impl Registrar {
         self.bindings(agent).iter().map(|b| b.expires_at).min()
     }
 
+    /// A TCP connection closed: its bindings are unreachable now (RFC 5626 spirit). Returns
+    /// the agents that have no binding left.
+    pub fn connection_closed(&mut self, conn: u64) -> Vec<AgentIdx> {
+        let mut out = Vec::new();
+        for (i, list) in self.bindings.iter_mut().enumerate() {
+            let had = !list.is_empty();
+            list.retain(|b| {
+                !(b.flow.transport == crate::sip::Transport::Tcp && b.flow.conn == conn)
+            });
+            if had && list.is_empty() {
+                out.push(i as AgentIdx);
+            }
+        }
+        out
+    }
+
     /// Drops expired bindings; returns true if that logged the agent out.
     pub fn expire(&mut self, agent: AgentIdx, now: Instant) -> bool {
         let Some(list) = self.bindings.get_mut(agent as usize) else {

@@ -74,6 +74,15 @@ pub fn response(req: &Message, code: u16, reason: Option<&str>, to_tag: Option<&
             _ => {}
         }
     }
+    // RFC 3261 12.1.1: a UAS copies Record-Route into dialog-creating responses.
+    if (101..300).contains(&code) {
+        headers.extend(
+            req.headers
+                .iter()
+                .filter(|h| h.name == "Record-Route")
+                .cloned(),
+        );
+    }
     headers.push(Header {
         name: "Server".into(),
         value: concat!("dasan/", env!("CARGO_PKG_VERSION")).into(),
