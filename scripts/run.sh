@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_cargo
-need_pkgs pkg-config gcc
+need_pkgs pkg-config gcc libopus-dev
 cargo build --release --locked
 exec target/release/dasan run "$@"

@@ -24,7 +24,7 @@ sip=$base http=$((base + 1)) agent_port=$((base + 2)) reg_port=$((base + 3)) cal
 
 source "$root/scripts/deps.sh"
 need_cargo
-need_pkgs sip-tester bc curl
+need_pkgs pkg-config gcc libopus-dev sip-tester bc curl
 bin=${DASAN_BIN:-$root/target/release/dasan}
 if [ -z "${DASAN_BIN:-}" ]; then (cd "$root" && cargo build --release --locked -q); fi
 # Bigger socket buffers let bursts through; harmless if the sandbox refuses.

@@ -10,6 +10,7 @@ pub mod b2bua;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod registrar;
 pub mod sip;

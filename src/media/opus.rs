@@ -1,0 +1,263 @@
+//! Opus (RFC 6716/7587) through audiopus, and the G.711 ↔ Opus transcoder: 8 kHz G.711 is
+//! upsampled to 48 kHz for Opus and Opus is decoded at 48 kHz and decimated to 8 kHz.
+//! Only used when the two legs share no codec; matching codecs are relayed untouched.
+
+use super::g711::Law;
+use audiopus::coder::{Decoder, Encoder};
+use audiopus::{Application, Channels, SampleRate};
+
+/// 20 ms at 48 kHz.
+pub const FRAME_48K: usize = 960;
+/// 20 ms at 8 kHz.
+pub const FRAME_8K: usize = 160;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpusError {
+    #[error("opus: {0}")]
+    Codec(#[from] audiopus::Error),
+}
+
+pub struct OpusEncoder(Encoder);
+pub struct OpusDecoder(Decoder);
+
+impl OpusEncoder {
+    pub fn new() -> Result<Self, OpusError> {
+        Ok(OpusEncoder(Encoder::new(
+            SampleRate::Hz48000,
+            Channels::Mono,
+            Application::Voip,
+        )?))
+    }
+
+    /// Encodes one 20 ms frame of 48 kHz mono PCM.
+    pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), OpusError> {
+        let mut buf = [0u8; 1500];
+        let n = self.0.encode(pcm, &mut buf)?;
+        out.extend_from_slice(&buf[..n]);
+        Ok(())
+    }
+}
+
+impl OpusDecoder {
+    pub fn new() -> Result<Self, OpusError> {
+        Ok(OpusDecoder(Decoder::new(
+            SampleRate::Hz48000,
+            Channels::Mono,
+        )?))
+    }
+
+    /// Decodes one packet (or conceals a lost one when `packet` is `None`) to 48 kHz PCM.
+    pub fn decode(&mut self, packet: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), OpusError> {
+        // Up to 120 ms per packet (RFC 6716).
+        let mut buf = vec![0i16; 5760];
+        let n = self.0.decode(packet, &mut buf[..], false)?;
+        out.extend_from_slice(&buf[..n]);
+        Ok(())
+    }
+}
+
+/// 8 kHz → 48 kHz by linear interpolation, carrying the last sample across frames.
+#[derive(Default)]
+pub struct Upsampler {
+    last: i16,
+}
+
+impl Upsampler {
+    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for &s in input {
+            let (a, b) = (self.last as i32, s as i32);
+            for k in 1..=6 {
+                out.push((a + (b - a) * k / 6) as i16);
+            }
+            self.last = s;
+        }
+    }
+}
+
+/// 48 kHz → 8 kHz: a 4 kHz low-pass FIR (windowed sinc) then every sixth sample.
+pub struct Downsampler {
+    taps: Vec<f32>,
+    history: Vec<f32>,
+    phase: usize,
+}
+
+impl Default for Downsampler {
+    fn default() -> Self {
+        let n = 48;
+        let cutoff = 3400.0 / 48000.0;
+        let taps: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = i as f32 - (n - 1) as f32 / 2.0;
+                let sinc = if x == 0.0 {
+                    2.0 * cutoff
+                } else {
+                    (2.0 * std::f32::consts::PI * cutoff * x).sin() / (std::f32::consts::PI * x)
+                };
+                let w =
+                    0.54 - 0.46 * (2.0 * std::f32::consts::PI * i as f32 / (n - 1) as f32).cos();
+                sinc * w
+            })
+            .collect();
+        let sum: f32 = taps.iter().sum();
+        Downsampler {
+            taps: taps.iter().map(|t| t / sum).collect(),
+            history: vec![0.0; n],
+            phase: 0,
+        }
+    }
+}
+
+impl Downsampler {
+    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        for &s in input {
+            self.history.rotate_left(1);
+            if let Some(last) = self.history.last_mut() {
+                *last = s as f32;
+            }
+            self.phase += 1;
+            if self.phase == 6 {
+                self.phase = 0;
+                let y: f32 = self
+                    .history
+                    .iter()
+                    .zip(&self.taps)
+                    .map(|(h, t)| h * t)
+                    .sum();
+                out.push(y.clamp(-32768.0, 32767.0) as i16);
+            }
+        }
+    }
+}
+
+/// One direction of G.711 → Opus.
+pub struct G711ToOpus {
+    law: Law,
+    up: Upsampler,
+    enc: OpusEncoder,
+    pcm8: Vec<i16>,
+    pcm48: Vec<i16>,
+}
+
+impl G711ToOpus {
+    pub fn new(law: Law) -> Result<Self, OpusError> {
+        Ok(G711ToOpus {
+            law,
+            up: Upsampler::default(),
+            enc: OpusEncoder::new()?,
+            pcm8: Vec::new(),
+            pcm48: Vec::new(),
+        })
+    }
+
+    /// One 20 ms G.711 payload in, one Opus payload out.
+    pub fn process(&mut self, g711: &[u8], out: &mut Vec<u8>) -> Result<(), OpusError> {
+        self.pcm8.clear();
+        self.pcm48.clear();
+        self.law.decode(g711, &mut self.pcm8);
+        self.up.process(&self.pcm8, &mut self.pcm48);
+        self.pcm48.resize(FRAME_48K, 0);
+        self.enc.encode(&self.pcm48, out)
+    }
+}
+
+/// One direction of Opus → G.711.
+pub struct OpusToG711 {
+    law: Law,
+    down: Downsampler,
+    dec: OpusDecoder,
+    pcm48: Vec<i16>,
+    pcm8: Vec<i16>,
+}
+
+impl OpusToG711 {
+    pub fn new(law: Law) -> Result<Self, OpusError> {
+        Ok(OpusToG711 {
+            law,
+            down: Downsampler::default(),
+            dec: OpusDecoder::new()?,
+            pcm48: Vec::new(),
+            pcm8: Vec::new(),
+        })
+    }
+
+    /// One Opus payload (None: lost, concealed) in, G.711 for the same duration out.
+    pub fn process(&mut self, opus: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), OpusError> {
+        self.pcm48.clear();
+        self.pcm8.clear();
+        self.dec.decode(opus, &mut self.pcm48)?;
+        self.down.process(&self.pcm48, &mut self.pcm8);
+        self.law.encode(&self.pcm8, out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(rate: usize, freq: f32, n: usize, amp: f32) -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                ((2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin() * amp) as i16
+            })
+            .collect()
+    }
+
+    fn rms(x: &[i16]) -> f64 {
+        (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn opus_round_trip_keeps_a_tone() {
+        let mut enc = OpusEncoder::new().unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let input = sine(48000, 440.0, FRAME_48K * 50, 8000.0);
+        let mut out = Vec::new();
+        for frame in input.chunks(FRAME_48K) {
+            let mut pkt = Vec::new();
+            enc.encode(frame, &mut pkt).unwrap();
+            assert!(!pkt.is_empty() && pkt.len() < 400);
+            dec.decode(Some(&pkt), &mut out).unwrap();
+        }
+        assert_eq!(out.len(), input.len());
+        // Skip the codec's start-up; the level must survive within 25%.
+        let (a, b) = (rms(&input[9600..]), rms(&out[9600..]));
+        assert!((b / a - 1.0).abs() < 0.25, "rms in {a:.0} out {b:.0}");
+        let mut lost = Vec::new();
+        dec.decode(None, &mut lost).unwrap();
+        assert!(!lost.is_empty(), "packet loss is concealed");
+    }
+
+    #[test]
+    fn g711_through_opus_and_back() {
+        let mut to_opus = G711ToOpus::new(Law::Ulaw).unwrap();
+        let mut to_g711 = OpusToG711::new(Law::Alaw).unwrap();
+        let tone = sine(8000, 697.0, FRAME_8K * 50, 6000.0);
+        let mut out8 = Vec::new();
+        for frame in tone.chunks(FRAME_8K) {
+            let mut g = Vec::new();
+            Law::Ulaw.encode(frame, &mut g);
+            let mut op = Vec::new();
+            to_opus.process(&g, &mut op).unwrap();
+            let mut a = Vec::new();
+            to_g711.process(Some(&op), &mut a).unwrap();
+            assert_eq!(a.len(), FRAME_8K, "20 ms in, 20 ms out");
+            Law::Alaw.decode(&a, &mut out8);
+        }
+        let (a, b) = (rms(&tone[1600..]), rms(&out8[1600..]));
+        assert!((b / a - 1.0).abs() < 0.3, "rms in {a:.0} out {b:.0}");
+    }
+
+    #[test]
+    fn downsampler_rejects_above_4khz() {
+        let mut d = Downsampler::default();
+        let mut out = Vec::new();
+        d.process(&sine(48000, 10_000.0, 9600, 10_000.0), &mut out);
+        assert_eq!(out.len(), 1600);
+        assert!(
+            rms(&out[100..]) < 500.0,
+            "10 kHz must not alias into the 8 kHz output: {}",
+            rms(&out[100..])
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! SDP (RFC 8866) parsing and generation, and the offer/answer choice (RFC 3264) for the
+//! audio stream: the first offered codec we support wins; telephone-event rides along.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The answer's direction for an offered one (RFC 3264 6.1).
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+    /// Opus at 48 kHz (RFC 7587: always `opus/48000/2` in SDP).
+    Opus,
+}
+
+impl Codec {
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::Opus => 48000,
+        }
+    }
+
+    fn rtpmap(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU/8000",
+            Codec::Pcma => "PCMA/8000",
+            Codec::Opus => "opus/48000/2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rtpmap {
+    pub pt: u8,
+    pub name: String,
+    pub rate: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDesc {
+    pub kind: String,
+    pub port: u16,
+    pub proto: String,
+    pub formats: Vec<u8>,
+    pub rtpmaps: Vec<Rtpmap>,
+    pub direction: Direction,
+    pub connection: Option<IpAddr>,
+}
+
+impl MediaDesc {
+    /// The encoding a payload type stands for: rtpmap first, then the static table.
+    pub fn encoding(&self, pt: u8) -> Option<(String, u32)> {
+        if let Some(m) = self.rtpmaps.iter().find(|m| m.pt == pt) {
+            return Some((m.name.to_ascii_lowercase(), m.rate));
+        }
+        match pt {
+            0 => Some(("pcmu".into(), 8000)),
+            8 => Some(("pcma".into(), 8000)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sdp {
+    pub origin_session: String,
+    pub connection: Option<IpAddr>,
+    pub media: Vec<MediaDesc>,
+    pub session_direction: Direction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("SDP line {0}: {1}")]
+    Syntax(usize, &'static str),
+    #[error("no audio stream")]
+    NoAudio,
+    /// 488 Not Acceptable Here.
+    #[error("no codec in common")]
+    NoCommonCodec,
+    #[error("no connection address for the audio stream")]
+    NoConnection,
+}
+
+fn direction_of(attr: &str) -> Option<Direction> {
+    match attr {
+        "sendrecv" => Some(Direction::SendRecv),
+        "sendonly" => Some(Direction::SendOnly),
+        "recvonly" => Some(Direction::RecvOnly),
+        "inactive" => Some(Direction::Inactive),
+        _ => None,
+    }
+}
+
+impl Sdp {
+    pub fn parse(text: &str) -> Result<Sdp, SdpError> {
+        let mut sdp = Sdp {
+            origin_session: String::new(),
+            connection: None,
+            media: Vec::new(),
+            session_direction: Direction::SendRecv,
+        };
+        let mut seen_v = false;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or(SdpError::Syntax(n, "expected <type>=<value>"))?;
+            match key {
+                "v" => {
+                    if value != "0" {
+                        return Err(SdpError::Syntax(n, "version must be 0"));
+                    }
+                    seen_v = true;
+                }
+                "o" => {
+                    sdp.origin_session = value.split_whitespace().nth(1).unwrap_or("").to_string()
+                }
+                "c" => {
+                    let addr = value
+                        .split_whitespace()
+                        .nth(2)
+                        .and_then(|a| a.split('/').next())
+                        .and_then(|a| a.parse().ok())
+                        .ok_or(SdpError::Syntax(n, "bad connection address"))?;
+                    match sdp.media.last_mut() {
+                        Some(m) => m.connection = Some(addr),
+                        None => sdp.connection = Some(addr),
+                    }
+                }
+                "m" => {
+                    let mut it = value.split_whitespace();
+                    let kind = it
+                        .next()
+                        .ok_or(SdpError::Syntax(n, "bad m= line"))?
+                        .to_string();
+                    let port = it
+                        .next()
+                        .and_then(|p| p.split('/').next())
+                        .and_then(|p| p.parse().ok())
+                        .ok_or(SdpError::Syntax(n, "bad port"))?;
+                    let proto = it
+                        .next()
+                        .ok_or(SdpError::Syntax(n, "bad m= line"))?
+                        .to_string();
+                    let formats = it.filter_map(|f| f.parse().ok()).collect();
+                    sdp.media.push(MediaDesc {
+                        kind,
+                        port,
+                        proto,
+                        formats,
+                        rtpmaps: Vec::new(),
+                        direction: sdp.session_direction,
+                        connection: None,
+                    });
+                }
+                "a" => {
+                    let (name, val) = value.split_once(':').unwrap_or((value, ""));
+                    if let Some(d) = direction_of(name) {
+                        match sdp.media.last_mut() {
+                            Some(m) => m.direction = d,
+                            None => sdp.session_direction = d,
+                        }
+                    } else if name == "rtpmap" {
+                        let m = sdp
+                            .media
+                            .last_mut()
+                            .ok_or(SdpError::Syntax(n, "rtpmap outside media"))?;
+                        let (pt, enc) = val
+                            .split_once(' ')
+                            .ok_or(SdpError::Syntax(n, "bad rtpmap"))?;
+                        let mut e = enc.split('/');
+                        let name = e.next().unwrap_or("").to_string();
+                        let rate = e.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+                        let pt = pt
+                            .parse()
+                            .map_err(|_| SdpError::Syntax(n, "bad rtpmap payload type"))?;
+                        m.rtpmaps.push(Rtpmap { pt, name, rate });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !seen_v {
+            return Err(SdpError::Syntax(1, "missing v=0"));
+        }
+        Ok(sdp)
+    }
+
+    pub fn audio(&self) -> Option<&MediaDesc> {
+        self.media.iter().find(|m| m.kind == "audio" && m.port != 0)
+    }
+
+    /// Where the peer wants audio sent.
+    pub fn audio_target(&self) -> Option<(IpAddr, u16)> {
+        let a = self.audio()?;
+        Some((a.connection.or(self.connection)?, a.port))
+    }
+}
+
+/// What both sides agreed on for the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub codec: Codec,
+    pub pt: u8,
+    /// telephone-event payload type and clock rate, if offered.
+    pub dtmf: Option<(u8, u32)>,
+    pub direction: Direction,
+    pub remote: (IpAddr, u16),
+}
+
+/// Picks the first offered codec we support, in the offerer's order (RFC 3264 6.1).
+pub fn negotiate(offer: &Sdp, supported: &[Codec]) -> Result<Negotiated, SdpError> {
+    let audio = offer.audio().ok_or(SdpError::NoAudio)?;
+    let remote = offer.audio_target().ok_or(SdpError::NoConnection)?;
+    let mut choice = None;
+    let mut dtmf = None;
+    for &pt in &audio.formats {
+        let Some((name, rate)) = audio.encoding(pt) else {
+            continue;
+        };
+        let codec = match name.as_str() {
+            "pcmu" => Some(Codec::Pcmu),
+            "pcma" => Some(Codec::Pcma),
+            "opus" if rate == 48000 => Some(Codec::Opus),
+            "telephone-event" => {
+                if dtmf.is_none() && (rate == 8000 || rate == 48000) {
+                    dtmf = Some((pt, rate));
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(c) = codec.filter(|c| supported.contains(c)) {
+            if choice.is_none() {
+                choice = Some((c, pt));
+            }
+        }
+    }
+    let (codec, pt) = choice.ok_or(SdpError::NoCommonCodec)?;
+    // telephone-event must share the chosen codec's clock (RFC 4733 2.1).
+    let dtmf = dtmf.filter(|&(_, r)| r == codec.clock_rate());
+    Ok(Negotiated {
+        codec,
+        pt,
+        dtmf,
+        direction: audio.direction.answer(),
+        remote,
+    })
+}
+
+/// Our SDP (offer or answer) for one audio stream.
+pub fn build(
+    session_id: u64,
+    version: u64,
+    addr: IpAddr,
+    port: u16,
+    codecs: &[(Codec, u8)],
+    dtmf: Option<(u8, u32)>,
+    direction: Direction,
+) -> String {
+    let ip = if addr.is_ipv4() { "IP4" } else { "IP6" };
+    let mut fmts: Vec<String> = codecs.iter().map(|(_, pt)| pt.to_string()).collect();
+    if let Some((pt, _)) = dtmf {
+        fmts.push(pt.to_string());
+    }
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "v=0\r\no=dasan {session_id} {version} IN {ip} {addr}\r\ns=dasan\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        fmts.join(" ")
+    );
+    for (c, pt) in codecs {
+        let _ = write!(s, "a=rtpmap:{pt} {}\r\n", c.rtpmap());
+        if *c == Codec::Opus {
+            let _ = write!(s, "a=fmtp:{pt} useinbandfec=1\r\n");
+        }
+    }
+    if let Some((pt, rate)) = dtmf {
+        let _ = write!(
+            s,
+            "a=rtpmap:{pt} telephone-event/{rate}\r\na=fmtp:{pt} 0-16\r\n"
+        );
+    }
+    let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.attr());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIPP: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-11,16\r\n";
+
+    #[test]
+    fn match_in_offer_order_with_dtmf() {
+        let sdp = Sdp::parse(SIPP).unwrap();
+        let n = negotiate(&sdp, &[Codec::Pcmu, Codec::Pcma, Codec::Opus]).unwrap();
+        assert_eq!((n.codec, n.pt, n.dtmf), (Codec::Pcma, 8, Some((101, 8000))));
+        assert_eq!(n.remote, ("127.0.0.1".parse().unwrap(), 6000));
+        assert_eq!(n.direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn opus_only_offer_and_static_payload_without_rtpmap() {
+        let opus = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 7000 RTP/AVP 111\r\nc=IN IP4 127.0.0.2\r\na=rtpmap:111 opus/48000/2\r\n";
+        let n = negotiate(&Sdp::parse(opus).unwrap(), &[Codec::Pcmu, Codec::Opus]).unwrap();
+        assert_eq!((n.codec, n.pt), (Codec::Opus, 111));
+        assert_eq!(
+            n.remote.0,
+            "127.0.0.2".parse::<IpAddr>().unwrap(),
+            "media-level c= wins"
+        );
+        let bare = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/AVP 0\r\n";
+        assert_eq!(
+            negotiate(&Sdp::parse(bare).unwrap(), &[Codec::Pcmu])
+                .unwrap()
+                .codec,
+            Codec::Pcmu
+        );
+    }
+
+    #[test]
+    fn no_common_codec_is_488() {
+        let g729 =
+            "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        assert_eq!(
+            negotiate(
+                &Sdp::parse(g729).unwrap(),
+                &[Codec::Pcmu, Codec::Pcma, Codec::Opus]
+            ),
+            Err(SdpError::NoCommonCodec)
+        );
+        let video = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video 7000 RTP/AVP 96\r\n";
+        assert_eq!(
+            negotiate(&Sdp::parse(video).unwrap(), &[Codec::Pcmu]),
+            Err(SdpError::NoAudio)
+        );
+    }
+
+    #[test]
+    fn hold_directions() {
+        for (attr, want) in [
+            ("sendonly", Direction::RecvOnly),
+            ("inactive", Direction::Inactive),
+            ("recvonly", Direction::SendOnly),
+        ] {
+            let s = format!("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/AVP 0\r\na={attr}\r\n");
+            assert_eq!(
+                negotiate(&Sdp::parse(&s).unwrap(), &[Codec::Pcmu])
+                    .unwrap()
+                    .direction,
+                want
+            );
+        }
+        let session_level = "v=0\r\nc=IN IP4 127.0.0.1\r\na=sendonly\r\nm=audio 7000 RTP/AVP 0\r\n";
+        assert_eq!(
+            negotiate(&Sdp::parse(session_level).unwrap(), &[Codec::Pcmu])
+                .unwrap()
+                .direction,
+            Direction::RecvOnly
+        );
+    }
+
+    #[test]
+    fn build_parses_back() {
+        let s = build(
+            7,
+            1,
+            "127.0.0.1".parse().unwrap(),
+            20000,
+            &[(Codec::Pcmu, 0), (Codec::Opus, 111)],
+            Some((101, 8000)),
+            Direction::SendRecv,
+        );
+        let p = Sdp::parse(&s).unwrap();
+        let a = p.audio().unwrap();
+        assert_eq!(a.formats, vec![0, 111, 101]);
+        assert_eq!(
+            p.audio_target(),
+            Some(("127.0.0.1".parse().unwrap(), 20000))
+        );
+        assert_eq!(a.encoding(111), Some(("opus".into(), 48000)));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(Sdp::parse("hello").is_err());
+        assert!(Sdp::parse("v=1\r\n").is_err());
+        assert!(Sdp::parse("v=0\r\nm=audio x RTP/AVP 0\r\n").is_err());
+        assert!(Sdp::parse("v=0\r\na=rtpmap:0 PCMU/8000\r\n").is_err());
+        assert_eq!(
+            negotiate(
+                &Sdp::parse("v=0\r\nm=audio 7000 RTP/AVP 0\r\n").unwrap(),
+                &[Codec::Pcmu]
+            ),
+            Err(SdpError::NoConnection)
+        );
+    }
+}
