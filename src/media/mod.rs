@@ -5,8 +5,10 @@
 //! Status (issue 3): these building blocks are implemented and tested; anchoring calls'
 //! media in the engine (port range, 183 early media, the 120+9 menu, recording) is next.
 
+pub mod bridge;
 pub mod dtmf;
 pub mod g711;
 pub mod opus;
+pub mod ports;
 pub mod rtp;
 pub mod sdp;

@@ -1,0 +1,458 @@
+//! A call's media bridge, sans-IO: two legs (caller and agent), each with its own RTP
+//! session, negotiated codec and payload types. Packets come in with the time; what to send
+//! where comes out. When both legs share a codec the hot path only rewrites the RTP header
+//! (payload type, SSRC, sequence, timestamp); otherwise G.711 ↔ Opus is transcoded.
+//! Telephone-events are recognised on the way through and reported as digits.
+
+use super::dtmf::EventReceiver;
+use super::g711::Law;
+use super::opus::{G711ToOpus, OpusError, OpusToG711};
+use super::rtp::{build_rtp, is_rtcp, Accept, RtpSession};
+use super::sdp::{Codec, Negotiated};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegId {
+    Caller,
+    Agent,
+}
+
+impl LegId {
+    fn other(self) -> LegId {
+        match self {
+            LegId::Caller => LegId::Agent,
+            LegId::Agent => LegId::Caller,
+        }
+    }
+}
+
+pub struct Leg {
+    pub session: RtpSession,
+    pub codec: Codec,
+    pub pt: u8,
+    pub dtmf_pt: Option<u8>,
+    /// Where to send until the peer's real address is latched (from its SDP).
+    pub sdp_target: SocketAddr,
+    dtmf: EventReceiver,
+}
+
+impl Leg {
+    pub fn new(now: Instant, n: &Negotiated, ssrc: u32, media_timeout: Duration) -> Leg {
+        Leg {
+            session: RtpSession::new(now, n.codec.clock_rate(), ssrc, media_timeout),
+            codec: n.codec,
+            pt: n.pt,
+            dtmf_pt: n.dtmf.map(|(pt, _)| pt),
+            sdp_target: SocketAddr::new(n.remote.0, n.remote.1),
+            dtmf: EventReceiver::default(),
+        }
+    }
+
+    fn target(&self) -> SocketAddr {
+        self.session.peer().unwrap_or(self.sdp_target)
+    }
+}
+
+enum Transcode {
+    None,
+    /// One direction each way: (caller → agent, agent → caller).
+    G711Opus {
+        to_opus: G711ToOpus,
+        to_g711: OpusToG711,
+        opus_leg: LegId,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BridgeEvent {
+    Send {
+        leg: LegId,
+        to: SocketAddr,
+        packet: Vec<u8>,
+    },
+    Digit {
+        leg: LegId,
+        digit: char,
+    },
+}
+
+pub struct Bridge {
+    caller: Leg,
+    agent: Leg,
+    transcode: Transcode,
+    /// Our own timestamp clock for transcoded output, per destination leg.
+    out_ts: [u32; 2],
+    out_seq: [u16; 2],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("no transcoding path between {0:?} and {1:?}")]
+    NoPath(Codec, Codec),
+    #[error(transparent)]
+    Opus(#[from] OpusError),
+}
+
+fn law(c: Codec) -> Option<Law> {
+    match c {
+        Codec::Pcmu => Some(Law::Ulaw),
+        Codec::Pcma => Some(Law::Alaw),
+        Codec::Opus => None,
+    }
+}
+
+impl Bridge {
+    pub fn new(caller: Leg, agent: Leg) -> Result<Bridge, BridgeError> {
+        let transcode = match (caller.codec, agent.codec) {
+            (a, b) if a == b => Transcode::None,
+            (Codec::Opus, g) | (g, Codec::Opus) => {
+                let l = law(g).ok_or(BridgeError::NoPath(caller.codec, agent.codec))?;
+                let opus_leg = if caller.codec == Codec::Opus {
+                    LegId::Caller
+                } else {
+                    LegId::Agent
+                };
+                Transcode::G711Opus {
+                    to_opus: G711ToOpus::new(l)?,
+                    to_g711: OpusToG711::new(l)?,
+                    opus_leg,
+                }
+            }
+            // PCMU ↔ PCMA: sample-wise through linear, no codec state needed.
+            _ => Transcode::None,
+        };
+        Ok(Bridge {
+            caller,
+            agent,
+            transcode,
+            out_ts: [0, 0],
+            out_seq: [0, 0],
+        })
+    }
+
+    pub fn is_transcoding(&self) -> bool {
+        !matches!(self.transcode, Transcode::None) || self.caller.codec != self.agent.codec
+    }
+
+    pub fn leg(&self, id: LegId) -> &Leg {
+        match id {
+            LegId::Caller => &self.caller,
+            LegId::Agent => &self.agent,
+        }
+    }
+
+    fn leg_mut(&mut self, id: LegId) -> &mut Leg {
+        match id {
+            LegId::Caller => &mut self.caller,
+            LegId::Agent => &mut self.agent,
+        }
+    }
+
+    /// A datagram arrived on `from`'s port. RTCP is terminated here (each leg gets our own
+    /// reports); RTP is relayed or transcoded to the other leg.
+    pub fn on_packet(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        mut packet: Vec<u8>,
+        out: &mut Vec<BridgeEvent>,
+    ) -> Result<(), BridgeError> {
+        if is_rtcp(&packet) {
+            return Ok(());
+        }
+        let leg = self.leg_mut(from);
+        let (accept, header) = leg.session.on_rtp(now, src, &packet);
+        let (Accept::Yes, Some(h)) = (accept, header) else {
+            return Ok(());
+        };
+        let payload_at = h.payload_offset;
+        if Some(h.payload_type) == leg.dtmf_pt {
+            if let Some(d) = leg.dtmf.on_packet(h.timestamp, &packet[payload_at..]) {
+                out.push(BridgeEvent::Digit {
+                    leg: from,
+                    digit: d,
+                });
+            }
+            // Forward the event if the other side understands telephone-event.
+            let to = from.other();
+            let other = self.leg_mut(to);
+            if let Some(pt) = other.dtmf_pt {
+                packet[1] = (packet[1] & 0x80) | pt;
+                if other.session.rewrite(now, &mut packet) {
+                    out.push(BridgeEvent::Send {
+                        leg: to,
+                        to: other.target(),
+                        packet,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        if h.payload_type != leg.pt {
+            return Ok(()); // comfort noise or an un-negotiated payload: dropped
+        }
+        let from_codec = leg.codec;
+        let to = from.other();
+        let to_codec = self.leg(to).codec;
+        if from_codec == to_codec {
+            // The hot path: header rewrite only.
+            let other = self.leg_mut(to);
+            packet[1] = (packet[1] & 0x80) | other.pt;
+            if other.session.rewrite(now, &mut packet) {
+                out.push(BridgeEvent::Send {
+                    leg: to,
+                    to: other.target(),
+                    packet,
+                });
+            }
+            return Ok(());
+        }
+        let payload = &packet[payload_at..];
+        let mut converted = Vec::with_capacity(200);
+        match (&mut self.transcode, from_codec, to_codec) {
+            (
+                Transcode::G711Opus {
+                    to_opus,
+                    to_g711,
+                    opus_leg,
+                },
+                _,
+                _,
+            ) => {
+                if *opus_leg == from {
+                    to_g711.process(Some(payload), &mut converted)?;
+                } else {
+                    to_opus.process(payload, &mut converted)?;
+                }
+            }
+            (Transcode::None, f, t) => {
+                // PCMU ↔ PCMA.
+                let (Some(lf), Some(lt)) = (law(f), law(t)) else {
+                    return Err(BridgeError::NoPath(f, t));
+                };
+                let mut pcm = Vec::with_capacity(payload.len());
+                lf.decode(payload, &mut pcm);
+                lt.encode(&pcm, &mut converted);
+            }
+        }
+        let i = to as usize;
+        let samples = to_codec.clock_rate() / 50;
+        self.out_seq[i] = self.out_seq[i].wrapping_add(1);
+        self.out_ts[i] = self.out_ts[i].wrapping_add(samples);
+        let (seq, ts) = (self.out_seq[i], self.out_ts[i]);
+        let other = self.leg_mut(to);
+        let mut pkt = build_rtp(other.pt, h.marker, seq, ts, 0, &converted);
+        if other.session.rewrite(now, &mut pkt) {
+            out.push(BridgeEvent::Send {
+                leg: to,
+                to: other.target(),
+                packet: pkt,
+            });
+        }
+        Ok(())
+    }
+
+    /// The earliest media timeout of the two legs.
+    pub fn poll_timeout(&self) -> Instant {
+        self.caller
+            .session
+            .poll_timeout()
+            .min(self.agent.session.poll_timeout())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::parse_rtp;
+
+    fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
+        Negotiated {
+            codec,
+            pt,
+            dtmf: Some((101, codec.clock_rate())),
+            direction: crate::media::sdp::Direction::SendRecv,
+            remote: ("127.0.0.1".parse().unwrap(), port),
+        }
+    }
+
+    fn bridge(c: Codec, cpt: u8, a: Codec, apt: u8) -> Bridge {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(30);
+        Bridge::new(
+            Leg::new(t0, &neg(c, cpt, 4000), 1, d),
+            Leg::new(t0, &neg(a, apt, 5000), 2, d),
+        )
+        .unwrap()
+    }
+
+    fn src(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn same_codec_relays_with_header_rewrite_only() {
+        let mut b = bridge(Codec::Pcmu, 0, Codec::Pcmu, 0);
+        assert!(!b.is_transcoding());
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let payload = [0x55u8; 160];
+        b.on_packet(
+            t0,
+            LegId::Caller,
+            src(4002),
+            build_rtp(0, false, 10, 1600, 0xCAFE, &payload),
+            &mut out,
+        )
+        .unwrap();
+        let BridgeEvent::Send { leg, to, packet } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (*leg, *to),
+            (LegId::Agent, src(5000)),
+            "sent to the agent's SDP address"
+        );
+        let h = parse_rtp(packet).unwrap();
+        assert_eq!(h.ssrc, 2, "agent leg's own SSRC");
+        assert_eq!(&packet[12..], &payload[..], "payload untouched");
+    }
+
+    #[test]
+    fn rfc4733_digit_is_reported_once_and_forwarded() {
+        let mut b = bridge(Codec::Pcma, 8, Codec::Pcma, 8);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        for (i, (_, ev)) in crate::media::dtmf::events_for_digit('9', 100, 8000)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            b.on_packet(
+                t0,
+                LegId::Caller,
+                src(4000),
+                build_rtp(101, i == 0, 20 + i as u16, 8000, 7, &ev),
+                &mut out,
+            )
+            .unwrap();
+        }
+        let digits: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                BridgeEvent::Digit { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, vec!['9']);
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, BridgeEvent::Send { .. }))
+                .count(),
+            7
+        );
+    }
+
+    #[test]
+    fn opus_to_pcmu_transcodes_both_ways() {
+        let mut b = bridge(Codec::Opus, 111, Codec::Pcmu, 0);
+        assert!(b.is_transcoding());
+        let t0 = Instant::now();
+        let mut enc = crate::media::opus::OpusEncoder::new().unwrap();
+        let mut out = Vec::new();
+        for i in 0..10u16 {
+            let pcm: Vec<i16> = (0..960)
+                .map(|k| ((k as f32 * 0.0576).sin() * 8000.0) as i16)
+                .collect();
+            let mut op = Vec::new();
+            enc.encode(&pcm, &mut op).unwrap();
+            b.on_packet(
+                t0 + Duration::from_millis(20 * i as u64),
+                LegId::Caller,
+                src(4000),
+                build_rtp(111, false, i, 960 * i as u32, 7, &op),
+                &mut out,
+            )
+            .unwrap();
+            let g = vec![0x55u8; 160];
+            b.on_packet(
+                t0 + Duration::from_millis(20 * i as u64),
+                LegId::Agent,
+                src(5000),
+                build_rtp(0, false, i, 160 * i as u32, 8, &g),
+                &mut out,
+            )
+            .unwrap();
+        }
+        let to_agent: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                BridgeEvent::Send {
+                    leg: LegId::Agent,
+                    packet,
+                    ..
+                } => Some(packet),
+                _ => None,
+            })
+            .collect();
+        let to_caller: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                BridgeEvent::Send {
+                    leg: LegId::Caller,
+                    packet,
+                    ..
+                } => Some(packet),
+                _ => None,
+            })
+            .collect();
+        assert_eq!((to_agent.len(), to_caller.len()), (10, 10));
+        assert!(to_agent
+            .iter()
+            .all(|p| p.len() == 12 + 160 && parse_rtp(p).unwrap().payload_type == 0));
+        assert!(to_caller
+            .iter()
+            .all(|p| parse_rtp(p).unwrap().payload_type == 111 && p.len() > 12));
+        let ts: Vec<u32> = to_caller
+            .iter()
+            .map(|p| parse_rtp(p).unwrap().timestamp)
+            .collect();
+        assert!(
+            ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 960),
+            "48 kHz clock for Opus: {ts:?}"
+        );
+    }
+
+    #[test]
+    fn pcmu_to_pcma_and_rtcp_is_terminated() {
+        let mut b = bridge(Codec::Pcmu, 0, Codec::Pcma, 8);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        b.on_packet(
+            t0,
+            LegId::Caller,
+            src(4000),
+            build_rtp(0, false, 1, 0, 7, &[0xFF; 160]),
+            &mut out,
+        )
+        .unwrap();
+        let BridgeEvent::Send { packet, .. } = &out[0] else {
+            panic!()
+        };
+        assert_eq!(parse_rtp(packet).unwrap().payload_type, 8);
+        assert!(
+            packet[12..].iter().all(|&b| b == 0xD5),
+            "μ-law silence becomes A-law silence"
+        );
+        out.clear();
+        let rr = b.leg(LegId::Caller).session.rtcp_report(t0, (0, 0));
+        b.on_packet(t0, LegId::Caller, src(4001), rr, &mut out)
+            .unwrap();
+        assert!(out.is_empty());
+        b.on_packet(t0, LegId::Caller, src(4000), vec![1, 2, 3], &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "garbage is dropped");
+    }
+}
