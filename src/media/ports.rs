@@ -15,6 +15,7 @@ pub enum PortError {
 pub struct PortPool {
     free: VecDeque<u16>,
     legs: usize,
+    range: std::ops::Range<u32>,
 }
 
 impl PortPool {
@@ -28,6 +29,7 @@ impl PortPool {
         Ok(PortPool {
             legs: free.len(),
             free,
+            range: first..high as u32,
         })
     }
 
@@ -50,7 +52,11 @@ impl PortPool {
     pub fn release(&mut self, port: u16) {
         // Only ports this pool handed out come back; the O(n) check guards against a double
         // release, which would hand one port to two calls.
-        if port.is_multiple_of(2) && self.free.len() < self.legs && !self.free.contains(&port) {
+        if self.range.contains(&(port as u32))
+            && port.is_multiple_of(2)
+            && self.free.len() < self.legs
+            && !self.free.contains(&port)
+        {
             self.free.push_back(port);
         }
     }
@@ -69,7 +75,8 @@ mod tests {
         assert_eq!(p.allocate(), Err(PortError::Exhausted));
         p.release(20002);
         p.release(20002);
-        assert_eq!(p.available(), 1);
+        p.release(12344);
+        assert_eq!(p.available(), 1, "double and foreign releases are ignored");
         assert_eq!(p.allocate(), Ok(20002));
         assert!(PortPool::new(20000, 20000).is_err());
         assert!(PortPool::new(80, 2000).is_err());
