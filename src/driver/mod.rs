@@ -1,6 +1,7 @@
 //! The only tokio code on the signalling path: sockets, timers, and the loop that feeds the
 //! sans-IO [`Engine`]. One task owns the engine, so the engine needs no locks.
 
+pub mod media;
 mod tcp;
 mod udp;
 
