@@ -8,6 +8,7 @@
 pub mod acd;
 pub mod b2bua;
 pub mod config;
+pub mod dialplan;
 pub mod driver;
 pub mod http;
 pub mod media;

@@ -272,7 +272,9 @@ impl Engine {
             .routes
             .iter()
             .filter_map(|r| {
-                let q = queue_names.iter().position(|n| *n == r.queue.get_ref())?;
+                // Menu routes (120+9) need anchored media; until then only queue routes.
+                let queue = r.queue.as_ref()?;
+                let q = queue_names.iter().position(|n| *n == queue.get_ref())?;
                 Some((r.number.get_ref().clone(), q))
             })
             .collect();

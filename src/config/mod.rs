@@ -48,6 +48,8 @@ pub struct Config {
     pub queues: BTreeMap<String, QueueConfig>,
     #[serde(default)]
     pub agents: Vec<AgentGroup>,
+    #[serde(default, rename = "menu")]
+    pub menus: BTreeMap<String, MenuConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +147,43 @@ pub struct TrunkConfig {
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub number: Spanned<String>,
+    /// The queue the number reaches (zero-ARS: straight to an agent)…
+    #[serde(default)]
+    pub queue: Option<Spanned<String>>,
+    /// …or a menu (120+9: the language menu).
+    #[serde(default)]
+    pub menu: Option<Spanned<String>>,
+}
+
+/// A short menu: one prompt per option, a digit picks a queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuConfig {
+    /// Seconds to wait for a digit after the prompts. Default 8.
+    #[serde(default = "d_menu_timeout")]
+    pub timeout_s: u32,
+    /// Times the prompts are replayed after no or a wrong digit, before the caller goes
+    /// back to the queue they came from (never dropped). Default 2.
+    #[serde(default = "d_menu_retries")]
+    pub retries: u32,
+    #[serde(rename = "option")]
+    pub options: Vec<MenuOption>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuOption {
+    pub digit: Spanned<String>,
+    /// Prompt name: a WAV file under prompts/ without the extension.
+    pub prompt: Spanned<String>,
     pub queue: Spanned<String>,
+}
+
+fn d_menu_timeout() -> u32 {
+    8
+}
+fn d_menu_retries() -> u32 {
+    2
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -178,6 +216,10 @@ pub struct QueueConfig {
     /// Seconds an agent who answered busy (486/600/603) is skipped. Default 5.
     #[serde(default = "d_busy")]
     pub busy_delay_s: u32,
+    /// Digits that act while a caller waits (queued, or an agent's phone ringing): digit →
+    /// menu. Zero-ARS: nothing is announced; a caller who knows presses it.
+    #[serde(default)]
+    pub digits: BTreeMap<String, Spanned<String>>,
 }
 
 fn d_ring() -> u32 {
@@ -290,15 +332,37 @@ impl Config {
         }
         let mut numbers = HashSet::new();
         for r in &self.routes {
-            if !self.queues.contains_key(r.queue.get_ref()) {
-                return Err((
-                    r.queue.span().into(),
-                    format!(
-                        "route '{}' names unknown queue '{}'",
-                        r.number.get_ref(),
-                        r.queue.get_ref()
-                    ),
-                ));
+            match (&r.queue, &r.menu) {
+                (Some(q), None) if !self.queues.contains_key(q.get_ref()) => {
+                    return Err((
+                        q.span().into(),
+                        format!(
+                            "route '{}' names unknown queue '{}'",
+                            r.number.get_ref(),
+                            q.get_ref()
+                        ),
+                    ));
+                }
+                (None, Some(m)) if !self.menus.contains_key(m.get_ref()) => {
+                    return Err((
+                        m.span().into(),
+                        format!(
+                            "route '{}' names unknown menu '{}'",
+                            r.number.get_ref(),
+                            m.get_ref()
+                        ),
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err((
+                        r.number.span().into(),
+                        format!(
+                            "route '{}' needs exactly one of queue or menu",
+                            r.number.get_ref()
+                        ),
+                    ));
+                }
             }
             if !numbers.insert(r.number.get_ref().clone()) {
                 return Err((
@@ -315,6 +379,64 @@ impl Config {
                         "queue '{name}': ring_timeout_s, max_wait_s and max_length must be > 0"
                     ),
                 ));
+            }
+        }
+        for (name, q) in &self.queues {
+            for (digit, menu) in &q.digits {
+                if !is_dtmf(digit) {
+                    return Err((
+                        Where::Key(format!("[queue.{name}")),
+                        format!("queue '{name}': '{digit}' is not a DTMF digit"),
+                    ));
+                }
+                if !self.menus.contains_key(menu.get_ref()) {
+                    return Err((
+                        menu.span().into(),
+                        format!(
+                            "queue '{name}': digit {digit} names unknown menu '{}'",
+                            menu.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, m) in &self.menus {
+            let mut digits = HashSet::new();
+            if m.options.is_empty() {
+                return Err((
+                    Where::Key(format!("[menu.{name}")),
+                    format!("menu '{name}' has no options"),
+                ));
+            }
+            for o in &m.options {
+                if !is_dtmf(o.digit.get_ref()) || !digits.insert(o.digit.get_ref().clone()) {
+                    return Err((
+                        o.digit.span().into(),
+                        format!(
+                            "menu '{name}': digit '{}' is not a DTMF digit or is used twice",
+                            o.digit.get_ref()
+                        ),
+                    ));
+                }
+                if !self.queues.contains_key(o.queue.get_ref()) {
+                    return Err((
+                        o.queue.span().into(),
+                        format!("menu '{name}': unknown queue '{}'", o.queue.get_ref()),
+                    ));
+                }
+                let p = o.prompt.get_ref();
+                if p.is_empty()
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err((
+                        o.prompt.span().into(),
+                        format!(
+                            "menu '{name}': prompt '{p}' must be a file name without extension"
+                        ),
+                    ));
+                }
             }
         }
         let mut seen = HashSet::new();
@@ -412,6 +534,10 @@ impl Config {
     }
 }
 
+fn is_dtmf(s: &str) -> bool {
+    s.len() == 1 && s.bytes().all(|b| b"0123456789*#ABCD".contains(&b))
+}
+
 /// `"1001"` → one id; `"1001-1020"` → the range, keeping the width of the numbers.
 pub fn expand_ids(s: &str) -> Result<Vec<String>, String> {
     let s = s.trim();
@@ -458,7 +584,10 @@ mod tests {
         );
         assert!(cfg.uses_demo_credentials());
         assert_eq!(cfg.routes[0].number.get_ref(), "120");
-        assert_eq!(cfg.routes[0].queue.get_ref(), "general");
+        assert_eq!(
+            cfg.routes[0].queue.as_ref().map(|q| q.get_ref().as_str()),
+            Some("general")
+        );
     }
 
     #[test]
@@ -493,6 +622,30 @@ mod tests {
             err.starts_with("z.toml:6: agent '2' is defined twice"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn menus_are_checked() {
+        let base = "[queue.general]\nskill = \"ko\"\n[queue.en]\nskill = \"en\"\n";
+        let ok = format!("{base}[menu.lang]\n[[menu.lang.option]]\ndigit = \"1\"\nprompt = \"menu-en\"\nqueue = \"en\"\n[[route]]\nnumber = \"1209\"\nmenu = \"lang\"\n");
+        assert!(Config::parse(&ok, "m").is_ok());
+        let bad_queue = ok.replace("queue = \"en\"", "queue = \"xx\"");
+        let err = Config::parse(&bad_queue, "m").unwrap_err().to_string();
+        assert!(
+            err.starts_with("m:9: menu 'lang': unknown queue 'xx'"),
+            "{err}"
+        );
+        let both = format!("{base}[[route]]\nnumber = \"1\"\n");
+        assert!(Config::parse(&both, "m")
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one of queue or menu"));
+        let bad_digit =
+            format!("{base}[queue.x]\nskill = \"ko\"\ndigits = {{ \"99\" = \"lang\" }}\n");
+        assert!(Config::parse(&bad_digit, "m")
+            .unwrap_err()
+            .to_string()
+            .contains("not a DTMF digit"));
     }
 
     #[test]
