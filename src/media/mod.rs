@@ -10,5 +10,6 @@ pub mod dtmf;
 pub mod g711;
 pub mod opus;
 pub mod ports;
+pub mod prompt;
 pub mod rtp;
 pub mod sdp;

@@ -3,7 +3,7 @@
 //! The transcoder lets libopus work at 8 kHz on both sides: G.711 audio is narrowband, so
 //! nothing is lost, and it is much cheaper than encoding 48 kHz input (see
 //! `benches/media.rs`). The RTP clock of Opus stays 48 kHz whatever the input rate
-//! (RFC 7587 4.1). `Upsampler`/`Downsampler` serve 48 kHz PCM paths (prompts, recordings).
+//! (RFC 7587 4.1). `Downsampler` brings 16/48 kHz PCM (prompts) down to 8 kHz.
 //! Only used when the two legs share no codec; matching codecs are relayed untouched.
 
 use super::g711::Law;
@@ -72,34 +72,26 @@ impl OpusDecoder {
     }
 }
 
-#[derive(Default)]
-pub struct Upsampler {
-    last: i16,
-}
-
-impl Upsampler {
-    pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
-        for &s in input {
-            let (a, b) = (self.last as i32, s as i32);
-            for k in 1..=6 {
-                out.push((a + (b - a) * k / 6) as i16);
-            }
-            self.last = s;
-        }
-    }
-}
-
-/// 48 kHz → 8 kHz: a 4 kHz low-pass FIR (windowed sinc) then every sixth sample.
+/// Integer-factor decimation to 8 kHz (48 → 8 with factor 6, 16 → 8 with factor 2): a
+/// 3.4 kHz windowed-sinc low-pass, then every `factor`-th sample.
 pub struct Downsampler {
     taps: Vec<f32>,
     history: Vec<f32>,
+    factor: usize,
     phase: usize,
 }
 
 impl Default for Downsampler {
     fn default() -> Self {
-        let n = 48;
-        let cutoff = 3400.0 / 48000.0;
+        Downsampler::new(6)
+    }
+}
+
+impl Downsampler {
+    pub fn new(factor: usize) -> Downsampler {
+        let factor = factor.max(1);
+        let n = 8 * factor;
+        let cutoff = 3400.0 / (8000.0 * factor as f32);
         let taps: Vec<f32> = (0..n)
             .map(|i| {
                 let x = i as f32 - (n - 1) as f32 / 2.0;
@@ -117,6 +109,7 @@ impl Default for Downsampler {
         Downsampler {
             taps: taps.iter().map(|t| t / sum).collect(),
             history: vec![0.0; n],
+            factor,
             phase: 0,
         }
     }
@@ -130,7 +123,7 @@ impl Downsampler {
                 *last = s as f32;
             }
             self.phase += 1;
-            if self.phase == 6 {
+            if self.phase == self.factor {
                 self.phase = 0;
                 let y: f32 = self
                     .history
