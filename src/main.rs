@@ -126,6 +126,8 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0);
         let engine = dasan::b2bua::Engine::new(&cfg, metrics, std::time::Instant::now(), unix);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (phase_tx, phase_rx) = tokio::sync::watch::channel(dasan::driver::Phase::Run);
+        let drain_timeout = std::time::Duration::from_secs(cfg.sip.drain_timeout_s as u64);
         let http_listen = cfg.http.listen;
         let http = {
             let shared = shared.clone();
@@ -137,11 +139,20 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             cfg.sip.listen,
             cfg.sip.udp_buffer_bytes,
             shared,
-            stop_rx,
+            phase_rx,
         ));
         tokio::spawn(async move {
-            shutdown_signal().await;
+            use dasan::driver::Phase;
+            if shutdown_signal().await == Signal::Term {
+                tracing::info!("SIGTERM: draining for up to {drain_timeout:?}");
+                let _ = phase_tx.send(Phase::Drain);
+                tokio::select! {
+                    _ = tokio::time::sleep(drain_timeout) => tracing::info!("drain deadline"),
+                    _ = shutdown_signal() => {}
+                }
+            }
             tracing::info!("shutting down");
+            let _ = phase_tx.send(Phase::Stop);
             let _ = stop_tx.send(true);
         });
         tokio::select! {
@@ -154,7 +165,15 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
-async fn shutdown_signal() {
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGINT: stop now.
+    Int,
+    /// SIGTERM: drain first.
+    Term,
+}
+
+async fn shutdown_signal() -> Signal {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -163,14 +182,17 @@ async fn shutdown_signal() {
                 Ok(s) => s,
                 Err(_) => {
                     let _ = ctrl_c.await;
-                    return;
+                    return Signal::Int;
                 }
             };
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = ctrl_c => Signal::Int,
+            _ = term.recv() => Signal::Term,
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        Signal::Int
+    }
 }

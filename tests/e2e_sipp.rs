@@ -270,3 +270,48 @@ fn ten_percent_signalling_loss_loses_no_call() {
         "loss must have caused retransmissions"
     );
 }
+
+#[test]
+fn sigterm_drains_calls_in_progress_then_exits() {
+    let (p, mut e, dir) = start("drain", "");
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    let talking = caller(&p, &e, &dir, 2, "caller.xml", 1, &["-d", "3000"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while e.agent_state("1001") != "on-call" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call was not answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = e.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(200));
+    // Draining: a new call is refused, the call in progress goes on.
+    caller(&p, &e, &dir, 3, "caller-refused.xml", 1, &[]).expect_success(LIMIT);
+    talking.expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    // With no call left the engine exits by itself, cleanly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = e.child.try_wait().unwrap() {
+            assert!(
+                status.success(),
+                "engine exit status {status}:\n{}",
+                e.log()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "engine did not exit after draining:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

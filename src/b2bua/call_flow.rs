@@ -59,6 +59,7 @@ impl Engine {
         }
         let key = tx;
         if self.overloaded
+            || self.draining
             || self.calls.len() >= self.cfg.max_calls
             || self.acd.enqueue(q, key).is_err()
         {

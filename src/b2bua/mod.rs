@@ -212,6 +212,7 @@ pub struct Engine {
     start: Instant,
     unix_at_start: u64,
     overloaded: bool,
+    draining: bool,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
 }
@@ -330,6 +331,7 @@ impl Engine {
             start: now,
             unix_at_start: unix_now,
             overloaded: false,
+            draining: false,
             received: now,
         }
     }
@@ -338,6 +340,11 @@ impl Engine {
     /// carry on. The driver sets it when it falls behind its input.
     pub fn set_overloaded(&mut self, on: bool) {
         self.overloaded = on;
+    }
+
+    /// While set (graceful shutdown), new calls get 503 + Retry-After like overload.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
     }
 
     pub fn active_calls(&self) -> usize {

@@ -83,6 +83,8 @@ pub struct SipConfig {
     /// and SIPp answers only the first challenge, so add "SHA-256" after "MD5" only when
     /// every phone copes with it.
     pub digest_algorithms: Vec<String>,
+    /// On SIGTERM, seconds to let calls in progress finish before stopping. Default 30.
+    pub drain_timeout_s: u32,
 }
 
 impl Default for SipConfig {
@@ -100,6 +102,7 @@ impl Default for SipConfig {
             retry_after_s: 5,
             udp_buffer_bytes: 8 << 20,
             digest_algorithms: vec!["MD5".into()],
+            drain_timeout_s: 30,
         }
     }
 }
@@ -520,15 +523,16 @@ impl Config {
 
     /// Checks that only make sense after CLI overrides: wildcard binds and demo passwords.
     pub fn check_runtime(&self) -> Result<(), String> {
-        if self.sip.listen.ip().is_unspecified() && self.sip.advertise.is_none() {
-            return Err("sip.listen is a wildcard address: set sip.advertise".into());
-        }
+        // The security refusal comes first, whatever else is wrong.
         if self.uses_demo_credentials()
             && (!self.sip.listen.ip().is_loopback() || !self.http.listen.ip().is_loopback())
         {
             return Err(format!(
                 "refusing to listen on a non-loopback address while demo agents use the password '{DEMO_PASSWORD}': change the agents' passwords first"
             ));
+        }
+        if self.sip.listen.ip().is_unspecified() && self.sip.advertise.is_none() {
+            return Err("sip.listen is a wildcard address: set sip.advertise".into());
         }
         Ok(())
     }

@@ -83,13 +83,24 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-/// Binds SIP on UDP and TCP and runs the engine until `shutdown` turns true.
+/// What the process is asked to do (pingora-style phased shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Run,
+    /// SIGTERM: refuse new calls (503), let calls in progress finish, then stop.
+    Drain,
+    /// SIGINT or the drain deadline: stop now.
+    Stop,
+}
+
+/// Binds SIP on UDP and TCP and runs the engine until told to stop, or until a drain has
+/// no call left.
 pub async fn run(
     mut engine: Engine,
     listen: SocketAddr,
     udp_buffer: usize,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) -> Result<(), DriverError> {
     let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
         transport: "UDP",
@@ -128,8 +139,13 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    break;
+                match *shutdown.borrow() {
+                    Phase::Stop => break,
+                    Phase::Drain => {
+                        tracing::info!(calls = engine.active_calls(), "draining: new calls get 503");
+                        engine.set_draining(true);
+                    }
+                    Phase::Run => {}
                 }
             }
             r = udp.readable() => {
@@ -173,6 +189,10 @@ pub async fn run(
         while let Some(t) = engine.poll_transmit() {
             send(&udp, &conns, &metrics, t).await;
             sent += 1;
+        }
+        if *shutdown.borrow() == Phase::Drain && engine.active_calls() == 0 {
+            tracing::info!("drained: no call left");
+            break;
         }
         let t_end = Instant::now();
         if t_end - t_timers > SLOW_ITERATION {

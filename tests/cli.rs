@@ -1,0 +1,51 @@
+//! The command line as operators use it: config checking and start-up refusals.
+
+use std::process::Command;
+
+fn dasan(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dasan"))
+        .args(args)
+        .output()
+        .expect("run dasan");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_config_accepts_the_shipped_dialplan_and_names_file_and_line_on_error() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ok, text) = dasan(&["check-config", &format!("{root}/dialplans/dasan120.toml")]);
+    assert!(ok, "{text}");
+    let dir = std::env::temp_dir().join(format!("dasan-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sip]\nlisten = \"127.0.0.1:5060\"\n\n[queue.general]\nskil = \"ko\"\n",
+    )
+    .unwrap();
+    let (ok, text) = dasan(&["check-config", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.starts_with(&format!("{}:5: unknown field `skil`", bad.display())),
+        "{text}"
+    );
+    let (ok, text) = dasan(&["check-config", dir.join("missing.toml").to_str().unwrap()]);
+    assert!(!ok && text.contains("missing.toml"), "{text}");
+}
+
+#[test]
+fn demo_credentials_never_listen_beyond_loopback() {
+    for flag in [
+        ["--sip-listen", "0.0.0.0:25060"],
+        ["--http-listen", "0.0.0.0:28080"],
+    ] {
+        let (ok, text) = dasan(&["run", flag[0], flag[1], "--data-dir", "/tmp/dasan-cli-demo"]);
+        assert!(!ok, "must refuse: {text}");
+        assert!(
+            text.contains("demo agents use the password 'dasan-demo'"),
+            "{text}"
+        );
+    }
+}
