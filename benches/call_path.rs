@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use dasan::b2bua::Engine;
 use dasan::config::Config;
 use dasan::metrics::Metrics;
-use dasan::registrar::digest::Algorithm;
+use dasan::registrar::digest::authorization;
 use dasan::sip::build::response;
 use dasan::sip::{Flow, Message, Method};
 use std::hint::black_box;
@@ -57,23 +57,12 @@ fn register(e: &mut Engine, now: Instant, id: &str, port: u16) {
         format!("REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKr{cseq}{id}\r\nFrom: <sip:{id}@127.0.0.1>;tag=r\r\nTo: <sip:{id}@127.0.0.1>\r\nCall-ID: reg{id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{id}@127.0.0.1:{port}>\r\n{auth}Content-Length: 0\r\n\r\n")
     };
     e.handle_message(now, flow, reg("", 1).as_bytes());
-    let ch = drain(e)[0]
-        .1
-        .header("WWW-Authenticate")
-        .unwrap()
-        .to_string();
-    let nonce = ch
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let ha1 = Algorithm::Md5.hash(&format!("{id}:dasan:pw"));
-    let ha2 = Algorithm::Md5.hash("REGISTER:sip:127.0.0.1");
-    let r = Algorithm::Md5.hash(&format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
-    let auth = format!("Authorization: Digest username=\"{id}\", realm=\"dasan\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{r}\", qop=auth, nc=00000001, cnonce=\"c\"\r\n");
+    let out = drain(e);
+    let ch = out[0].1.header("WWW-Authenticate").unwrap();
+    let auth = format!(
+        "Authorization: {}\r\n",
+        authorization(ch, id, "pw", "REGISTER", "sip:127.0.0.1", "c").unwrap()
+    );
     e.handle_message(now, flow, reg(&auth, 2).as_bytes());
     drain(e);
 }

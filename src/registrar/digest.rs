@@ -126,6 +126,28 @@ pub fn expected_response(
     })
 }
 
+/// The client side: the `Authorization` value answering a `WWW-Authenticate` challenge
+/// (qop=auth, nc=1). Used by tests and benches, and by outbound registration to come.
+pub fn authorization(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<String> {
+    let ch = Credentials::parse(challenge)?;
+    let alg = ch.algorithm()?;
+    let (realm, nonce) = (ch.get("realm")?, ch.get("nonce")?);
+    let ha1 = alg.hash(&format!("{user}:{realm}:{password}"));
+    let ha2 = alg.hash(&format!("{method}:{uri}"));
+    let response = alg.hash(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+    Some(format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"{cnonce}\"",
+        alg.name()
+    ))
+}
+
 /// Constant-time comparison of two hex strings.
 pub fn ct_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()

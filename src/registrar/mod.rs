@@ -393,14 +393,14 @@ mod tests {
         extra: &str,
         unix: u64,
     ) -> Message {
-        let nonce = r.key.issue(unix);
-        let ha1 = alg.hash(&format!("{user}:dasan:{pass}"));
-        let ha2 = alg.hash("REGISTER:sip:127.0.0.1");
-        let resp = alg.hash(&format!("{ha1}:{nonce}:00000001:c1:auth:{ha2}"));
-        reg(&format!(
-            "Authorization: Digest username=\"{user}\", realm=\"dasan\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"c1\"\r\n{extra}",
+        let challenge = format!(
+            "Digest realm=\"dasan\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
+            r.key.issue(unix),
             alg.name()
-        ))
+        );
+        let auth = digest::authorization(&challenge, user, pass, "REGISTER", "sip:127.0.0.1", "c1")
+            .unwrap();
+        reg(&format!("Authorization: {auth}\r\n{extra}"))
     }
 
     fn registrar() -> Registrar {
