@@ -18,6 +18,7 @@ pub struct Metrics {
     pub calls_active: IntGauge,
     pub queue_waiting: IntGaugeVec,
     pub post_dial_delay: Histogram,
+    pub rtp_relayed: IntCounter,
     pub pdd_us: LatencyHist,
 }
 
@@ -72,8 +73,13 @@ impl Metrics {
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
             ]),
         )?;
+        let rtp_relayed = IntCounter::new(
+            "dasan_rtp_packets_relayed_total",
+            "RTP packets the engine sent on anchored calls",
+        )?;
         for c in [
-            Box::new(sip_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rtp_relayed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sip_requests.clone()),
             Box::new(sip_responses_sent.clone()),
             Box::new(sip_parse_errors.clone()),
             Box::new(sip_garbage.clone()),
@@ -98,6 +104,7 @@ impl Metrics {
             calls_active,
             queue_waiting,
             post_dial_delay,
+            rtp_relayed,
             pdd_us: LatencyHist::new(),
         })
     }

@@ -61,10 +61,37 @@ fn wav_rms(path: &Path) -> f64 {
 
 #[test]
 fn baresip_agent_hears_the_caller() {
+    let (e, _) = baresip_call("baresip", false);
+    assert_eq!(
+        e.metric("dasan_rtp_packets_relayed_total"),
+        0.0,
+        "media end to end, not anchored"
+    );
+}
+
+/// With `[media] anchor = true` both legs get the engine's address in SDP, so whatever
+/// baresip hears has gone through the engine's relay (SIPp's PCMA to baresip's PCMA).
+#[test]
+fn anchored_media_flows_through_the_engine() {
+    let (e, _) = baresip_call("anchored", true);
+    let relayed = e.metric("dasan_rtp_packets_relayed_total");
+    assert!(relayed > 200.0, "RTP relayed by the engine: {relayed}");
+}
+
+/// One call from SIPp `uac_pcap` to baresip as agent 1001; asserts baresip heard audio.
+fn baresip_call(name: &str, anchor: bool) -> (EngineProc, f64) {
     let base = port_block();
     let (sip, http, bs_sip, bs_ctrl, caller_port) = (base, base + 1, base + 2, base + 3, base + 4);
-    let dir = workdir("baresip");
-    let e = EngineProc::start(&dir, &test_config(""), sip, http);
+    let dir = workdir(name);
+    let mut config = test_config("");
+    if anchor {
+        config.push_str(&format!(
+            "\n[media]\nanchor = true\nrtp_port_min = {}\nrtp_port_max = {}\n",
+            base + 36,
+            base + 39
+        ));
+    }
+    let e = EngineProc::start(&dir, &config, sip, http);
 
     let cfg = dir.join("baresip");
     let rec = dir.join("rec");
@@ -141,4 +168,5 @@ fn baresip_agent_hears_the_caller() {
         e.metric("dasan_calls_total{outcome=\"answered\",queue=\"general\"}"),
         1.0
     );
+    (e, rms)
 }

@@ -58,6 +58,17 @@ impl Engine {
             return;
         }
         let key = tx;
+        let media = match self.anchor_caller(&msg) {
+            Ok(m) => m,
+            Err(code) => {
+                let mut r = response(&msg, code, None, Some(&random_token(10)));
+                if code == 503 {
+                    r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+                }
+                self.respond(now, tx, r);
+                return;
+            }
+        };
         if self.overloaded
             || self.draining
             || self.calls.len() >= self.cfg.max_calls
@@ -66,6 +77,9 @@ impl Engine {
             let mut r = response(&msg, 503, None, Some(&random_token(10)));
             r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
             self.respond(now, tx, r);
+            if let Some(m) = media {
+                self.anchor_release(key, m);
+            }
             let qn = self.acd.queue_name(q).to_string();
             self.metrics
                 .calls
@@ -112,6 +126,7 @@ impl Engine {
                 ring_deadline: None,
                 max_wait_at: Some(now + max_wait),
                 relay: None,
+                media,
                 armed: None,
             },
         );
@@ -205,8 +220,21 @@ impl Engine {
                 name: "Allow".into(),
                 value: ALLOW.into(),
             });
-            copy_body(inv, &mut req);
-            let late_offer = inv.body.is_empty();
+            let anchored = match (&call.media, &self.anchor) {
+                (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
+                _ => None,
+            };
+            let late_offer = inv.body.is_empty() && anchored.is_none();
+            match anchored {
+                Some(body) => {
+                    req.headers.push(Header {
+                        name: "Content-Type".into(),
+                        value: "application/sdp".into(),
+                    });
+                    req.body = body;
+                }
+                None => copy_body(inv, &mut req),
+            }
             let arrived = call.arrived;
             let ring = self.cfg.queues[q].ring_timeout;
             let cseq = leg.local_cseq;
@@ -362,7 +390,23 @@ impl Engine {
             name: "Allow".into(),
             value: ALLOW.into(),
         });
-        copy_body(&msg, &mut ok);
+        let media = self.calls.get_mut(&key).and_then(|c| c.media.take());
+        match media {
+            Some(mut cm) => {
+                if let Err(e) = self.anchor_start(key, &mut cm, &msg) {
+                    tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
+                }
+                ok.headers.push(Header {
+                    name: "Content-Type".into(),
+                    value: "application/sdp".into(),
+                });
+                ok.body = cm.caller_sdp.clone();
+                if let Some(c) = self.calls.get_mut(&key) {
+                    c.media = Some(cm);
+                }
+            }
+            None => copy_body(&msg, &mut ok),
+        }
         let bytes = ok.to_bytes();
         let cseq = inv.cseq().map(|(n, _)| n).unwrap_or(1);
         self.respond(now, caller_tx, ok);
@@ -550,6 +594,10 @@ impl Engine {
         self.acd.leave(call.queue, key);
         self.queue_gauge(call.queue);
         self.dialogs.remove(&call.caller.call_id);
+        let mut call = call;
+        if let Some(m) = call.media.take() {
+            self.anchor_release(key, m);
+        }
         if let Some(inv) = call.caller_invite.as_ref() {
             let r = response(inv, code, None, Some(&tag_of(&call.caller.local)));
             self.respond(now, call.caller_invite_tx, r);
@@ -567,10 +615,19 @@ impl Engine {
     }
 
     /// Ends an answered call: BYE to the side that did not hang up.
-    fn end_answered(&mut self, now: Instant, key: CallKey, bye_to: Option<Side>) {
+    pub(super) fn end_answered(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        bye_to: Option<Side>,
+        reason: Option<&str>,
+    ) {
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
+        if let Some(m) = call.media.take() {
+            self.anchor_release(key, m);
+        }
         let local = self.cfg.local;
         self.dialogs.remove(&call.caller.call_id);
         if let Some(relay) = call.relay.take() {
@@ -589,7 +646,10 @@ impl Engine {
             None => None,
         };
         if let Some(leg) = target {
-            let bye = leg.request(Method::Bye, local, None);
+            let mut bye = leg.request(Method::Bye, local, None);
+            if let Some(r) = reason {
+                bye.set_header("Reason", r);
+            }
             let flow = leg.flow;
             self.start_client(now, flow, bye, Owner::Fire, None);
         }
@@ -602,7 +662,10 @@ impl Engine {
             .into_iter()
             .flatten()
             {
-                let bye = leg.request(Method::Bye, local, None);
+                let mut bye = leg.request(Method::Bye, local, None);
+                if let Some(r) = reason {
+                    bye.set_header("Reason", r);
+                }
                 let flow = leg.flow;
                 self.start_client(now, flow, bye, Owner::Fire, None);
             }
@@ -633,8 +696,8 @@ impl Engine {
         let answered = call.answered;
         self.reply(now, tx, &msg, 200, None);
         match (side, answered) {
-            (Side::Caller, true) => self.end_answered(now, key, Some(Side::Agent)),
-            (Side::Agent, true) => self.end_answered(now, key, Some(Side::Caller)),
+            (Side::Caller, true) => self.end_answered(now, key, Some(Side::Agent), None),
+            (Side::Agent, true) => self.end_answered(now, key, Some(Side::Caller), None),
             // A BYE before the call is answered ends the attempt like a CANCEL.
             (Side::Caller, false) => self.end_unanswered(now, key, 487, Outcome::Abandoned),
             (Side::Agent, false) => {}
@@ -805,7 +868,7 @@ impl Engine {
         }
         if no_ack {
             tracing::info!(call = key, "2xx never ACKed: ending call");
-            self.end_answered(now, key, None);
+            self.end_answered(now, key, None, None);
             return;
         }
         let Some(call) = self.calls.get(&key) else {

@@ -5,8 +5,11 @@
 //! [`Engine::poll_transmit`] and re-arm a timer for [`Engine::poll_timeout`]. It never
 //! reads a clock or touches a socket, so every path runs under virtual time in tests.
 
+mod anchor;
 mod call_flow;
 pub mod leg;
+
+pub use anchor::MediaCommand;
 
 use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx, QueueParams};
 use crate::config::Config;
@@ -175,6 +178,7 @@ struct Call {
     ring_deadline: Option<Instant>,
     max_wait_at: Option<Instant>,
     relay: Option<Relay>,
+    media: Option<anchor::CallMedia>,
     armed: Option<Instant>,
 }
 
@@ -213,6 +217,8 @@ pub struct Engine {
     unix_at_start: u64,
     overloaded: bool,
     draining: bool,
+    anchor: Option<anchor::Anchor>,
+    media_out: VecDeque<MediaCommand>,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
 }
@@ -332,6 +338,21 @@ impl Engine {
             unix_at_start: unix_now,
             overloaded: false,
             draining: false,
+            anchor: config
+                .media
+                .anchor
+                .then(|| {
+                    let m = &config.media;
+                    crate::media::ports::PortPool::new(m.rtp_port_min, m.rtp_port_max)
+                        .ok()
+                        .map(|pool| anchor::Anchor {
+                            pool,
+                            ip: m.ip.unwrap_or(config.advertised_sip().ip()),
+                            timeout: Duration::from_secs(m.media_timeout_s as u64),
+                        })
+                })
+                .flatten(),
+            media_out: VecDeque::new(),
             received: now,
         }
     }
@@ -910,6 +931,35 @@ impl Engine {
         }
         if self.acd.agent_timer(a, now) {
             self.dispatch_for_agent(now, a);
+        }
+    }
+
+    /// A running bridge reported something.
+    pub fn handle_media_event(&mut self, now: Instant, ev: crate::media::bridge::MediaEvent) {
+        use crate::media::bridge::MediaEvent;
+        match ev {
+            MediaEvent::Timeout { call } => {
+                tracing::info!(call, "no RTP: ending the call");
+                self.end_answered(
+                    now,
+                    call,
+                    None,
+                    Some("SIP;cause=408;text=\"media timeout\""),
+                );
+            }
+            MediaEvent::Failed { call, reason } => {
+                tracing::warn!(call, "media failed: {reason}");
+                self.end_answered(
+                    now,
+                    call,
+                    None,
+                    Some("SIP;cause=500;text=\"media failure\""),
+                );
+            }
+            MediaEvent::Digit { call, digit, .. } => {
+                // The 120+9 menu acts on these once early media is anchored (issue 3).
+                tracing::debug!(call, %digit, "digit");
+            }
         }
     }
 

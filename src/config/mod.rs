@@ -50,6 +50,37 @@ pub struct Config {
     pub agents: Vec<AgentGroup>,
     #[serde(default, rename = "menu")]
     pub menus: BTreeMap<String, MenuConfig>,
+    #[serde(default)]
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Anchor calls' RTP in the engine (our SDP on both legs). Default false for now:
+    /// the 183/ringback/menu parts of anchoring are still to come (issue 3).
+    pub anchor: bool,
+    /// RTP port range, inclusive. Each call takes 4 ports (RTP and RTCP per leg), so the
+    /// range bounds concurrent anchored calls: 20000-29999 carries 2,500. When it runs
+    /// out, new calls get 503. Default 20000-29999.
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Seconds without RTP from a leg before the call is ended. Default 30.
+    pub media_timeout_s: u32,
+    /// Address for RTP and in SDP; defaults to the SIP address.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            anchor: false,
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            media_timeout_s: 30,
+            ip: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,28 +2,48 @@
 //! sockets (caller leg, agent leg) and feeds the sans-IO [`Bridge`]. Digits and the end of
 //! the media (timeout, stop) go back to whoever started it.
 
+pub use crate::media::bridge::MediaEvent;
 use crate::media::bridge::{Bridge, BridgeEvent, LegId};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaEvent {
-    Digit {
-        call: u64,
-        leg: LegId,
-        digit: char,
-    },
-    /// No RTP from a leg for the media timeout: the call should end (BYE with Reason).
-    Timeout {
-        call: u64,
-    },
-    /// The bridge failed (e.g. the transcoder errored): the call should end.
-    Failed {
-        call: u64,
-        reason: String,
-    },
+/// Starts a call's bridge from the engine's command: binds its two RTP sockets and spawns
+/// the relay task. Returns the handle that stops it.
+pub fn start(
+    cmd: crate::b2bua::MediaCommand,
+    events: mpsc::Sender<MediaEvent>,
+    relayed: prometheus::IntCounter,
+) -> Result<watch::Sender<bool>, String> {
+    let crate::b2bua::MediaCommand::Start {
+        call,
+        ip,
+        caller_port,
+        agent_port,
+        caller,
+        agent,
+        timeout,
+    } = cmd
+    else {
+        return Err("not a start command".into());
+    };
+    let bind = |port: u16| -> Result<UdpSocket, String> {
+        let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
+            .map_err(|e| format!("RTP port {port}: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        UdpSocket::from_std(s).map_err(|e| e.to_string())
+    };
+    let (cs, as_) = (bind(caller_port)?, bind(agent_port)?);
+    let now = Instant::now();
+    let bridge = Bridge::new(
+        crate::media::bridge::Leg::new(now, &caller, rand::random(), timeout),
+        crate::media::bridge::Leg::new(now, &agent, rand::random(), timeout),
+    )
+    .map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(run_bridge(call, bridge, cs, as_, events, stop_rx, relayed));
+    Ok(stop_tx)
 }
 
 /// Binds an RTP socket on `ip:port` (port 0 picks one).
@@ -39,6 +59,7 @@ pub async fn run_bridge(
     agent_sock: UdpSocket,
     events: mpsc::Sender<MediaEvent>,
     mut stop: watch::Receiver<bool>,
+    relayed: prometheus::IntCounter,
 ) {
     let mut buf_c = vec![0u8; 2048];
     let mut buf_a = vec![0u8; 2048];
@@ -87,7 +108,9 @@ pub async fn run_bridge(
                         LegId::Caller => &caller_sock,
                         LegId::Agent => &agent_sock,
                     };
-                    let _ = sock.try_send_to(&packet, to);
+                    if sock.try_send_to(&packet, to).is_ok() {
+                        relayed.inc();
+                    }
                 }
                 BridgeEvent::Digit { leg, digit } => {
                     let _ = events.try_send(MediaEvent::Digit { call, leg, digit });
@@ -145,6 +168,7 @@ mod tests {
         .unwrap();
         let (ev_tx, mut ev_rx) = mpsc::channel(16);
         let (_stop_tx, stop_rx) = watch::channel(false);
+        let relayed = prometheus::IntCounter::new("t", "t").unwrap();
         let task = tokio::spawn(run_bridge(
             7,
             bridge,
@@ -152,6 +176,7 @@ mod tests {
             agent_side,
             ev_tx,
             stop_rx,
+            relayed.clone(),
         ));
 
         let mut buf = [0u8; 2048];
@@ -223,5 +248,6 @@ mod tests {
             .unwrap();
         assert_eq!(ev, Some(MediaEvent::Timeout { call: 7 }));
         task.await.unwrap();
+        assert!(relayed.get() >= 40, "relayed {}", relayed.get());
     }
 }

@@ -126,6 +126,8 @@ pub async fn run(
     tracing::info!(%listen, "SIP listening on UDP and TCP");
 
     let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut bridges: HashMap<u64, watch::Sender<bool>> = HashMap::new();
+    let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
     let metrics = shared.metrics.clone();
@@ -180,10 +182,38 @@ pub async fn run(
                     None => {}
                 }
             }
+            ev = media_rx.recv() => {
+                if let Some(ev) = ev {
+                    if let media::MediaEvent::Timeout { call } | media::MediaEvent::Failed { call, .. } = &ev {
+                        bridges.remove(call);
+                    }
+                    engine.handle_media_event(Instant::now(), ev);
+                }
+            }
             _ = sleep => {}
         }
         let t_timers = Instant::now();
         engine.handle_timeout(t_timers);
+        while let Some(cmd) = engine.poll_media() {
+            match cmd {
+                crate::b2bua::MediaCommand::Start { call, .. } => {
+                    match media::start(cmd, media_tx.clone(), metrics.rtp_relayed.clone()) {
+                        Ok(stop) => {
+                            bridges.insert(call, stop);
+                        }
+                        Err(reason) => engine.handle_media_event(
+                            Instant::now(),
+                            media::MediaEvent::Failed { call, reason },
+                        ),
+                    }
+                }
+                crate::b2bua::MediaCommand::Stop { call } => {
+                    if let Some(stop) = bridges.remove(&call) {
+                        let _ = stop.send(true);
+                    }
+                }
+            }
+        }
         let t_send = Instant::now();
         let mut sent = 0;
         while let Some(t) = engine.poll_transmit() {

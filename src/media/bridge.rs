@@ -64,6 +64,25 @@ enum Transcode {
     },
 }
 
+/// What a running bridge reports to the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    Digit {
+        call: u64,
+        leg: LegId,
+        digit: char,
+    },
+    /// No RTP from a leg for the media timeout: the call should end (BYE with Reason).
+    Timeout {
+        call: u64,
+    },
+    /// The bridge could not run (ports, transcoder): the call should end.
+    Failed {
+        call: u64,
+        reason: String,
+    },
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum BridgeEvent {
     Send {
