@@ -39,7 +39,11 @@ fn agent_flow(n: u16) -> Flow {
 
 impl Harness {
     fn new() -> Harness {
-        let cfg = Config::parse(CFG, "test").unwrap();
+        Harness::with(CFG)
+    }
+
+    fn with(config: &str) -> Harness {
+        let cfg = Config::parse(config, "test").unwrap();
         let now = Instant::now();
         let e = Engine::new(&cfg, Arc::new(Metrics::new().unwrap()), now, 1_700_000_000);
         Harness {
@@ -472,4 +476,101 @@ fn closed_tcp_connection_logs_the_agent_out() {
     h.advance(Duration::from_secs(16));
     h.out();
     assert_eq!(h.e.agent_states()[0].1, "logged-out");
+}
+
+fn anchored() -> Harness {
+    Harness::with(&format!(
+        "{CFG}\n[media]\nanchor = true\nrtp_port_min = 30000\nrtp_port_max = 30003\n"
+    ))
+}
+
+fn invite_with_sdp(h: &mut Harness, call: &str, sdp: &str) -> Vec<(Flow, Message)> {
+    let raw = format!(
+        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call}\r\nFrom: <sip:0212345678@carrier>;tag=c{call}\r\nTo: <sip:120@dasan>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let t = h.trunk;
+    h.input(t, &raw);
+    h.out()
+}
+
+const PCMU_OFFER: &str = "v=0\r\no=c 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+#[test]
+fn anchored_call_offers_engine_sdp_and_starts_and_stops_the_bridge() {
+    use crate::media::sdp::{Codec, Sdp};
+    let mut h = anchored();
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "an1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    let offer = Sdp::parse(std::str::from_utf8(&ainv.body).unwrap()).unwrap();
+    let audio = offer.audio().unwrap();
+    assert_eq!(
+        offer.audio_target().unwrap().1,
+        30002,
+        "the agent is offered the engine's port"
+    );
+    assert_eq!(
+        audio.formats,
+        vec![0, 8, 111, 101],
+        "caller's codec first, then what we transcode"
+    );
+    // The agent answers PCMA: the engine must transcode, and says so to the driver.
+    let mut ok = crate::sip::build::response(&ainv, 200, None, Some("a1"));
+    ok.set_header("Contact", "<sip:agent@192.0.2.1:5070>");
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 8\r\n");
+    h.input(aflow, &String::from_utf8(ok.to_bytes().to_vec()).unwrap());
+    let out = h.out();
+    let to_caller = out.iter().find(|(_, m)| m.status() == Some(200)).unwrap();
+    let answer = Sdp::parse(std::str::from_utf8(&to_caller.1.body).unwrap()).unwrap();
+    assert_eq!(
+        answer.audio_target().unwrap().1,
+        30000,
+        "the caller gets the engine's port, not the agent's"
+    );
+    match h.e.poll_media() {
+        Some(MediaCommand::Start {
+            caller,
+            agent,
+            caller_port,
+            agent_port,
+            ..
+        }) => {
+            assert_eq!((caller.codec, agent.codec), (Codec::Pcmu, Codec::Pcma));
+            assert_eq!((caller_port, agent_port), (30000, 30002));
+            assert_eq!(agent.remote.1, 6000);
+        }
+        other => panic!("expected a bridge start, got {other:?}"),
+    }
+    // No RTP for the media timeout: the driver reports it, the engine ends both legs.
+    let key = h.e.calls.keys().next().copied().unwrap();
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::Timeout { call: key },
+    );
+    let out = h.out();
+    let byes = requests(&out, &Method::Bye);
+    assert_eq!(byes.len(), 2, "BYE to both legs");
+    assert!(byes.iter().all(|(_, m)| m
+        .header("Reason")
+        .is_some_and(|r| r.contains("media timeout"))));
+    assert_eq!(h.e.poll_media(), Some(MediaCommand::Stop { call: key }));
+    // Ports are back: two more calls' worth of legs can be allocated again.
+    assert_eq!(h.e.anchor.as_ref().unwrap().pool.available(), 2);
+}
+
+#[test]
+fn anchored_refusals_488_and_503() {
+    let mut h = anchored();
+    let g729 = "v=0\r\nc=IN IP4 10.1.1.1\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    assert_eq!(codes(&invite_with_sdp(&mut h, "g729", g729)), vec![488]);
+    // The range carries one call (four ports): the second waiting call finds none.
+    assert_eq!(
+        codes(&invite_with_sdp(&mut h, "p1", PCMU_OFFER)),
+        vec![100, 180]
+    );
+    let out = invite_with_sdp(&mut h, "p2", PCMU_OFFER);
+    assert_eq!(codes(&out), vec![503]);
+    assert!(out[0].1.header("Retry-After").is_some());
 }
