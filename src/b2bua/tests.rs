@@ -520,7 +520,7 @@ fn anchored_call_offers_engine_sdp_and_starts_and_stops_the_bridge() {
     ok.set_header("Contact", "<sip:agent@192.0.2.1:5070>");
     ok.set_header("Content-Type", "application/sdp");
     ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 8\r\n");
-    h.input(aflow, &String::from_utf8(ok.to_bytes().to_vec()).unwrap());
+    h.e.handle_message(h.now, aflow, &ok.to_bytes());
     let out = h.out();
     let to_caller = out.iter().find(|(_, m)| m.status() == Some(200)).unwrap();
     let answer = Sdp::parse(std::str::from_utf8(&to_caller.1.body).unwrap()).unwrap();
