@@ -173,15 +173,21 @@ fn caller_cancels_while_queued() {
     assert_eq!(e.metric("dasan_queue_calls{queue=\"general\"}"), 0.0);
 }
 
+/// Agent 1001 on a phone running `first` registers before 1002 on a plain answering
+/// phone, so 1001 is the longest idle and is offered the call first.
+fn two_agents(p: &Ports, e: &EngineProc, dir: &std::path::Path, first: &str) -> (Sipp, Sipp) {
+    let first = agent_phone(p, dir, 0, first, 1, &[]);
+    let good = agent_phone(p, dir, 1, "agent.xml", 1, &[]);
+    register(p, e, dir, 2, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    std::thread::sleep(Duration::from_millis(20));
+    register(p, e, dir, 3, (&["1002"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
+    (first, good)
+}
+
 #[test]
 fn busy_agent_then_next_agent() {
     let (p, e, dir) = start("busy", "busy_delay_s = 30");
-    let busy = agent_phone(&p, &dir, 0, "agent-busy.xml", 1, &[]);
-    let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
-    // 1001 registers first, so it is the longest idle and gets the call first.
-    register(&p, &e, &dir, 2, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
-    std::thread::sleep(Duration::from_millis(20));
-    register(&p, &e, &dir, 3, (&["1002"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
+    let (busy, good) = two_agents(&p, &e, &dir, "agent-busy.xml");
     caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]).expect_success(LIMIT);
     busy.expect_success(LIMIT);
     good.expect_success(LIMIT);
@@ -192,11 +198,7 @@ fn busy_agent_then_next_agent() {
 #[test]
 fn ring_no_answer_cancels_and_moves_on() {
     let (p, e, dir) = start("rona", "ring_timeout_s = 2");
-    let silent = agent_phone(&p, &dir, 0, "agent-noanswer.xml", 1, &[]);
-    let good = agent_phone(&p, &dir, 1, "agent.xml", 1, &[]);
-    register(&p, &e, &dir, 2, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
-    std::thread::sleep(Duration::from_millis(20));
-    register(&p, &e, &dir, 3, (&["1002"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
+    let (silent, good) = two_agents(&p, &e, &dir, "agent-noanswer.xml");
     let c = caller(&p, &e, &dir, 4, "caller.xml", 1, &["-d", "300"]);
     silent.expect_success(LIMIT);
     assert_eq!(

@@ -405,28 +405,15 @@ mod tests {
             )
             .unwrap();
         }
-        let to_agent: Vec<_> = out
-            .iter()
-            .filter_map(|e| match e {
-                BridgeEvent::Send {
-                    leg: LegId::Agent,
-                    packet,
-                    ..
-                } => Some(packet),
-                _ => None,
-            })
-            .collect();
-        let to_caller: Vec<_> = out
-            .iter()
-            .filter_map(|e| match e {
-                BridgeEvent::Send {
-                    leg: LegId::Caller,
-                    packet,
-                    ..
-                } => Some(packet),
-                _ => None,
-            })
-            .collect();
+        let sent_to = |want: LegId| -> Vec<&Vec<u8>> {
+            out.iter()
+                .filter_map(|e| match e {
+                    BridgeEvent::Send { leg, packet, .. } if *leg == want => Some(packet),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (to_agent, to_caller) = (sent_to(LegId::Agent), sent_to(LegId::Caller));
         assert_eq!((to_agent.len(), to_caller.len()), (10, 10));
         assert!(to_agent
             .iter()
