@@ -1,0 +1,190 @@
+//! RTP load through the engine's media plane: N anchored calls, each a real relay task
+//! (`dasan::driver::media::run_bridge`) with its two RTP sockets, fed by simulated phones
+//! on loopback sending G.711 every 20 ms in both directions. Reports loss and jitter seen by
+//! the receiving phones. Signalling is not involved: this measures the relay path alone.
+//!
+//!   rtpload CALLS SECONDS        (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
+
+use dasan::driver::media::{run_bridge, MediaEvent};
+use dasan::media::bridge::{Bridge, Leg};
+use dasan::media::rtp::{build_rtp, parse_rtp};
+use dasan::media::sdp::{Codec, Direction, Negotiated};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+fn neg(remote: SocketAddr) -> Negotiated {
+    Negotiated {
+        codec: Codec::Pcmu,
+        pt: 0,
+        dtmf: None,
+        direction: Direction::SendRecv,
+        remote: (remote.ip(), remote.port()),
+    }
+}
+
+/// What one receiving phone saw: how many packets, and each packet's delay from the
+/// moment the sending phone sent it (carried in the payload) to its arrival, in µs.
+#[derive(Default, Clone)]
+struct RxStat {
+    received: u64,
+    delays_us: Vec<u32>,
+}
+
+async fn receiver(sock: Arc<UdpSocket>, t0: Instant, until: Instant) -> RxStat {
+    let mut buf = [0u8; 512];
+    let mut st = RxStat::default();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(Ok((n, _))) = tokio::time::timeout(left, sock.recv_from(&mut buf)).await else {
+            break;
+        };
+        let Some(h) = parse_rtp(&buf[..n]) else {
+            continue;
+        };
+        let Some(stamp) = buf.get(h.payload_offset..h.payload_offset + 8) else {
+            continue;
+        };
+        let sent_us = u64::from_le_bytes(stamp.try_into().unwrap_or([0; 8]));
+        let now_us = t0.elapsed().as_micros() as u64;
+        st.received += 1;
+        st.delays_us.push(now_us.saturating_sub(sent_us) as u32);
+    }
+    st
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (calls, seconds) = match args[..] {
+        [c, s] if (1..=5000).contains(&c) && (1..=120).contains(&s) => (c as usize, s),
+        _ => {
+            eprintln!("usage: rtpload CALLS(1-5000) SECONDS(1-120)");
+            std::process::exit(2);
+        }
+    };
+    let lo: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+    let relayed = prometheus::IntCounter::new("relayed", "relayed").expect("counter");
+    let (ev_tx, mut ev_rx) = mpsc::channel::<MediaEvent>(1024);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut phones = Vec::with_capacity(calls);
+    for call in 0..calls {
+        let bind = || async { UdpSocket::bind(lo).await.expect("bind loopback") };
+        let (caller_phone, agent_phone, caller_side, agent_side) =
+            (bind().await, bind().await, bind().await, bind().await);
+        let (cp, ap) = (
+            caller_side.local_addr().expect("addr"),
+            agent_side.local_addr().expect("addr"),
+        );
+        let now = Instant::now();
+        let bridge = Bridge::new(
+            Leg::new(
+                now,
+                &neg(caller_phone.local_addr().expect("addr")),
+                call as u32 * 2,
+                Duration::from_secs(30),
+            ),
+            Leg::new(
+                now,
+                &neg(agent_phone.local_addr().expect("addr")),
+                call as u32 * 2 + 1,
+                Duration::from_secs(30),
+            ),
+        )
+        .expect("bridge");
+        tokio::spawn(run_bridge(
+            call as u64,
+            bridge,
+            caller_side,
+            agent_side,
+            ev_tx.clone(),
+            stop_rx.clone(),
+            relayed.clone(),
+        ));
+        phones.push((Arc::new(caller_phone), cp, Arc::new(agent_phone), ap));
+    }
+    let t0 = Instant::now();
+    let until = t0 + Duration::from_secs(seconds) + Duration::from_millis(500);
+    let mut receivers = Vec::new();
+    for (c, _, a, _) in &phones {
+        receivers.push(tokio::spawn(receiver(c.clone(), t0, until)));
+        receivers.push(tokio::spawn(receiver(a.clone(), t0, until)));
+    }
+    // Phones are not synchronised: every millisecond, a twentieth of the calls send their
+    // 20 ms packet in both directions, so each stream still sends one packet per 20 ms.
+    let frames = seconds * 50;
+    let mut payload = [0xFFu8; 160];
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut late_ticks = 0u64;
+    for ms in 0..frames * 20 {
+        tick.tick().await;
+        let f = ms / 20;
+        let expected_at = t0 + Duration::from_millis(ms);
+        if Instant::now() > expected_at + Duration::from_millis(20) {
+            late_ticks += 1;
+        }
+        let (seq, ts) = (f as u16, f as u32 * 160);
+        let slot = (ms % 20) as usize;
+        for (i, (c, cp, a, ap)) in phones.iter().enumerate().filter(|(i, _)| i % 20 == slot) {
+            payload[..8].copy_from_slice(&(t0.elapsed().as_micros() as u64).to_le_bytes());
+            let _ = c.try_send_to(
+                &build_rtp(0, false, seq, ts, 0x1000 + i as u32, &payload),
+                *cp,
+            );
+            let _ = a.try_send_to(
+                &build_rtp(0, false, seq, ts, 0x8000 + i as u32, &payload),
+                *ap,
+            );
+        }
+    }
+    let mut received = 0u64;
+    let mut delays: Vec<u32> = Vec::new();
+    for r in receivers {
+        let st = r.await.unwrap_or_default();
+        received += st.received;
+        delays.extend(st.delays_us);
+    }
+    let _ = stop_tx.send(true);
+    while let Ok(ev) = ev_rx.try_recv() {
+        eprintln!("media event: {ev:?}");
+    }
+    delays.sort_unstable();
+    let q = |f: f64| {
+        delays
+            .get(((delays.len() as f64 * f) as usize).min(delays.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let sent = frames * 2 * calls as u64;
+    println!(
+        "calls          {calls} for {seconds} s, {} packets/s offered through the relay",
+        calls * 100
+    );
+    println!(
+        "sent           {sent} packets, relayed {}, received {received}",
+        relayed.get()
+    );
+    println!(
+        "loss           {:.4} %",
+        100.0 * (sent.saturating_sub(received)) as f64 / sent as f64
+    );
+    println!(
+        "relay delay    p50 {} us, p99 {} us, p99.9 {} us (phone send -> phone receive, through the relay)",
+        q(0.5),
+        q(0.99),
+        q(0.999)
+    );
+    println!(
+        "added jitter   p99 - p50 = {} us",
+        q(0.99).saturating_sub(q(0.5))
+    );
+    println!(
+        "sender         {late_ticks} of {} 1 ms ticks more than 20 ms late (generator overload)",
+        frames * 20
+    );
+}
