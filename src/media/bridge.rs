@@ -175,7 +175,7 @@ impl Bridge {
         now: Instant,
         from: LegId,
         src: SocketAddr,
-        mut packet: Vec<u8>,
+        packet: Vec<u8>,
         out: &mut Vec<BridgeEvent>,
     ) -> Result<(), BridgeError> {
         if is_rtcp(&packet) {
@@ -196,16 +196,8 @@ impl Bridge {
             }
             // Forward the event if the other side understands telephone-event.
             let to = from.other();
-            let other = self.leg_mut(to);
-            if let Some(pt) = other.dtmf_pt {
-                packet[1] = (packet[1] & 0x80) | pt;
-                if other.session.rewrite(now, &mut packet) {
-                    out.push(BridgeEvent::Send {
-                        leg: to,
-                        to: other.target(),
-                        packet,
-                    });
-                }
+            if let Some(pt) = self.leg(to).dtmf_pt {
+                self.forward(now, to, pt, packet, out);
             }
             return Ok(());
         }
@@ -217,15 +209,8 @@ impl Bridge {
         let to_codec = self.leg(to).codec;
         if from_codec == to_codec {
             // The hot path: header rewrite only.
-            let other = self.leg_mut(to);
-            packet[1] = (packet[1] & 0x80) | other.pt;
-            if other.session.rewrite(now, &mut packet) {
-                out.push(BridgeEvent::Send {
-                    leg: to,
-                    to: other.target(),
-                    packet,
-                });
-            }
+            let pt = self.leg(to).pt;
+            self.forward(now, to, pt, packet, out);
             return Ok(());
         }
         let payload = &packet[payload_at..];
@@ -261,16 +246,36 @@ impl Bridge {
         self.out_seq[i] = self.out_seq[i].wrapping_add(1);
         self.out_ts[i] = self.out_ts[i].wrapping_add(samples);
         let (seq, ts) = (self.out_seq[i], self.out_ts[i]);
+        let pt = self.leg(to).pt;
+        self.forward(
+            now,
+            to,
+            pt,
+            build_rtp(pt, h.marker, seq, ts, 0, &converted),
+            out,
+        );
+        Ok(())
+    }
+
+    /// Sends a packet out on leg `to` with payload type `pt`: our SSRC and continuous
+    /// sequence/timestamp (the leg's session rewrites the header), to the latched address.
+    fn forward(
+        &mut self,
+        now: Instant,
+        to: LegId,
+        pt: u8,
+        mut packet: Vec<u8>,
+        out: &mut Vec<BridgeEvent>,
+    ) {
         let other = self.leg_mut(to);
-        let mut pkt = build_rtp(other.pt, h.marker, seq, ts, 0, &converted);
-        if other.session.rewrite(now, &mut pkt) {
+        packet[1] = (packet[1] & 0x80) | pt;
+        if other.session.rewrite(now, &mut packet) {
             out.push(BridgeEvent::Send {
                 leg: to,
                 to: other.target(),
-                packet: pkt,
+                packet,
             });
         }
-        Ok(())
     }
 
     /// The earliest media timeout of the two legs.
