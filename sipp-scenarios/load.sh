@@ -54,6 +54,9 @@ max_wait_s = 30
 ids = "10000-$last"
 password = "load-pw"
 skills = ["ko"]
+# Signalling capacity: SDP relayed end to end (media load is load-media.sh).
+[media]
+anchor = false
 TOML
 { echo SEQUENTIAL; for ((i = 0; i < agents; i++)); do id=$((10000 + i)); echo "$id;[authentication username=$id password=load-pw]"; done; } > "$work/agents.csv"
 

@@ -113,6 +113,9 @@ fn main() -> ExitCode {
 fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&cfg.data.dir)
         .map_err(|e| format!("data directory {}: {e}", cfg.data.dir.display()))?;
+    let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
+    raise_fd_limit();
+    let recordings = cfg.data.dir.join("recordings");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -139,6 +142,8 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             cfg.sip.listen,
             cfg.sip.udp_buffer_bytes,
             shared,
+            prompts,
+            recordings,
             phase_rx,
         ));
         tokio::spawn(async move {
@@ -163,6 +168,21 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// Each anchored call holds four sockets: lift the soft file limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1,27 +1,67 @@
-//! Anchoring a call's media in the engine (issue 3, first step): the caller and the agent
-//! each get the engine's own address and port in SDP, and a bridge relays (or transcodes)
-//! between them once the agent answers. Still to come: 183 early media with ringback, the
-//! 120+9 menu, recording. Enabled with `[media] anchor = true`.
+//! Anchoring a call's media in the engine: the caller and the agent each get the engine's
+//! own address and port in SDP. The caller's media starts at arrival (183 Session Progress
+//! with our SDP, ringback or the queue's audio, digits heard); the agent's leg joins it when
+//! the agent answers. re-INVITEs and UPDATEs are answered here, leg by leg, so a hold on
+//! one side never renegotiates the other. `[media] anchor = true` (the default).
 
 use super::{CallKey, Engine};
+use crate::media::bridge::LegId;
 use crate::media::ports::PortPool;
 use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
 use crate::sip::message::Message;
 use bytes::Bytes;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+/// What a waiting caller hears, by reference (the driver owns the audio).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MusicRef {
+    Silence,
+    Ringback,
+    Prompt(String),
+}
+
+impl MusicRef {
+    pub fn from_config(s: &str) -> MusicRef {
+        match s {
+            "silence" => MusicRef::Silence,
+            "ringback" => MusicRef::Ringback,
+            p => MusicRef::Prompt(p.to_string()),
+        }
+    }
+}
 
 /// What the engine asks of the media driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
+    /// A caller arrived: open both legs' ports, play `music` to the caller.
     Start {
         call: CallKey,
         ip: IpAddr,
         caller_port: u16,
         agent_port: u16,
         caller: Negotiated,
-        agent: Negotiated,
         timeout: Duration,
+        music: MusicRef,
+    },
+    /// Play prompts once (replacing what plays), then `then`.
+    Play {
+        call: CallKey,
+        prompts: Vec<String>,
+        then: MusicRef,
+    },
+    /// The agent answered: bridge. `record` names the recording file (without extension).
+    Attach {
+        call: CallKey,
+        agent: Negotiated,
+        record: Option<String>,
+    },
+    /// A re-INVITE/UPDATE changed a leg's address or hold state.
+    Remote {
+        call: CallKey,
+        leg: LegId,
+        to: SocketAddr,
+        send: bool,
     },
     Stop {
         call: CallKey,
@@ -39,7 +79,10 @@ pub(super) struct CallMedia {
     pub agent_port: u16,
     pub caller: Negotiated,
     pub caller_sdp: Bytes,
+    pub agent: Option<Negotiated>,
     pub session: u64,
+    /// SDP versions we have sent per leg (o= line), bumped by each re-answer.
+    pub versions: [u64; 2],
     pub started: bool,
 }
 
@@ -112,22 +155,18 @@ impl Engine {
             agent_port,
             caller: neg,
             caller_sdp: Bytes::from(caller_sdp),
+            agent: None,
             session,
+            versions: [1, 1],
             started: false,
         }))
     }
 
-    /// The agent answered with `answer`: start the bridge.
-    pub(super) fn anchor_start(
-        &mut self,
-        key: CallKey,
-        cm: &mut CallMedia,
-        answer: &Message,
-    ) -> Result<(), String> {
-        let a = self.anchor.as_ref().ok_or("not anchoring")?;
-        let text = std::str::from_utf8(&answer.body).map_err(|_| "agent SDP is not UTF-8")?;
-        let sdp = Sdp::parse(text).map_err(|e| e.to_string())?;
-        let agent = sdp::negotiate(&sdp, &SUPPORTED).map_err(|e| e.to_string())?;
+    /// Starts the caller's media (early media) for a call just admitted.
+    pub(super) fn anchor_begin(&mut self, key: CallKey, cm: &mut CallMedia, music: MusicRef) {
+        let Some(a) = self.anchor.as_ref() else {
+            return;
+        };
         cm.started = true;
         self.media_out.push_back(MediaCommand::Start {
             call: key,
@@ -135,8 +174,77 @@ impl Engine {
             caller_port: cm.caller_port,
             agent_port: cm.agent_port,
             caller: cm.caller.clone(),
-            agent,
             timeout: a.timeout,
+            music,
+        });
+    }
+
+    /// A re-INVITE or UPDATE on an anchored leg, answered here: the same codec as before
+    /// (the bridge keeps running), the peer's new address, and the answer's direction
+    /// (RFC 3264 8.4: `sendonly` → `recvonly`, `inactive` → `inactive`). `Err(488)` when the
+    /// offer drops our codec. An offer-less request gets our current SDP as the offer.
+    pub(super) fn anchor_reanswer(
+        &mut self,
+        key: CallKey,
+        cm: &mut CallMedia,
+        leg: LegId,
+        offer: &Message,
+    ) -> Result<Bytes, u16> {
+        let a = self.anchor.as_ref().ok_or(488u16)?;
+        let current = match leg {
+            LegId::Caller => cm.caller.clone(),
+            LegId::Agent => cm.agent.clone().ok_or(488u16)?,
+        };
+        let port = match leg {
+            LegId::Caller => cm.caller_port,
+            LegId::Agent => cm.agent_port,
+        };
+        let i = leg as usize;
+        let mut direction = Direction::SendRecv;
+        let mut dtmf = current.dtmf;
+        if !offer.body.is_empty() {
+            let text = std::str::from_utf8(&offer.body).map_err(|_| 488u16)?;
+            let parsed = Sdp::parse(text).map_err(|_| 488u16)?;
+            let neg = sdp::negotiate(&parsed, &[current.codec]).map_err(|_| 488u16)?;
+            direction = neg.direction;
+            dtmf = neg.dtmf;
+            let send = matches!(direction, Direction::SendRecv | Direction::SendOnly);
+            self.media_out.push_back(MediaCommand::Remote {
+                call: key,
+                leg,
+                to: SocketAddr::new(neg.remote.0, neg.remote.1),
+                send,
+            });
+        }
+        cm.versions[i] += 1;
+        let session = cm.session + i as u64;
+        Ok(Bytes::from(sdp::build(
+            session,
+            cm.versions[i],
+            a.ip,
+            port,
+            &[(current.codec, current.pt)],
+            dtmf,
+            direction,
+        )))
+    }
+
+    /// The agent answered with `answer`: bridge the legs.
+    pub(super) fn anchor_attach(
+        &mut self,
+        key: CallKey,
+        cm: &mut CallMedia,
+        answer: &Message,
+        record: Option<String>,
+    ) -> Result<(), String> {
+        let text = std::str::from_utf8(&answer.body).map_err(|_| "agent SDP is not UTF-8")?;
+        let sdp = Sdp::parse(text).map_err(|e| e.to_string())?;
+        let agent = sdp::negotiate(&sdp, &SUPPORTED).map_err(|e| e.to_string())?;
+        cm.agent = Some(agent.clone());
+        self.media_out.push_back(MediaCommand::Attach {
+            call: key,
+            agent,
+            record,
         });
         Ok(())
     }

@@ -1,7 +1,10 @@
 //! The zero-ARS call flow: trunk INVITE → queue → longest-idle agent → bridged → BYE.
 
 use super::leg::{contact_value, copy_body, Leg, Pending2xx};
-use super::{AgentLeg, Call, Engine, Outcome, Owner, Relay, ServerKind, Side, TimerRef, ALLOW};
+use super::{
+    AgentLeg, Call, Engine, MusicRef, Outcome, Owner, Relay, RouteTarget, ServerKind, Side,
+    TimerRef, ALLOW,
+};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::sip::build::{random_token, response};
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
@@ -12,16 +15,16 @@ use std::time::Instant;
 
 impl Engine {
     pub(super) fn on_new_invite(&mut self, now: Instant, tx: u64, flow: Flow, msg: Message) {
-        let trusted = self
+        let trunk = self
             .cfg
             .trusted
             .iter()
-            .any(|n| n.contains(&flow.remote.ip()));
-        if !trusted {
+            .find(|(n, _)| n.contains(&flow.remote.ip()));
+        let Some(&(_, early_media)) = trunk else {
             tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
             self.reply(now, tx, &msg, 403, None);
             return;
-        }
+        };
         // We implement no option tags: any Require (e.g. 100rel) gets 420 (RFC 3261 8.2.2.3).
         let required: Vec<String> = msg.header_values("Require").map(str::to_string).collect();
         if !required.is_empty() {
@@ -39,13 +42,17 @@ impl Engine {
             return;
         }
         let number = msg.request_uri().and_then(crate::sip::uri::dialled_number);
-        let Some(q) = number
+        let Some(target) = number
             .as_ref()
             .and_then(|n| self.cfg.routes.get(n))
-            .copied()
+            .cloned()
         else {
             self.reply(now, tx, &msg, 404, None);
             return;
+        };
+        let (q, menu) = match target {
+            RouteTarget::Queue(q) => (q, None),
+            RouteTarget::Menu(m, fallback) => (fallback, Some(m)),
         };
         if !msg.body.is_empty()
             && !msg
@@ -58,7 +65,7 @@ impl Engine {
             return;
         }
         let key = tx;
-        let media = match self.anchor_caller(&msg) {
+        let mut media = match self.anchor_caller(&msg) {
             Ok(m) => m,
             Err(code) => {
                 let mut r = response(&msg, code, None, Some(&random_token(10)));
@@ -69,10 +76,13 @@ impl Engine {
                 return;
             }
         };
+        // A call for a menu joins a queue only once the caller chose (or gave up); without
+        // anchored media (a late-offer INVITE) it cannot hear digits: straight to the queue.
+        let menu = menu.filter(|_| media.is_some());
         if self.overloaded
             || self.draining
             || self.calls.len() >= self.cfg.max_calls
-            || self.acd.enqueue(q, key).is_err()
+            || (menu.is_none() && self.acd.enqueue(q, key).is_err())
         {
             let mut r = response(&msg, 503, None, Some(&random_token(10)));
             r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
@@ -109,7 +119,21 @@ impl Engine {
         }
         let trying = response(&msg, 100, None, None);
         self.respond(now, tx, trying);
+        if let Some(m) = media.as_mut() {
+            // Without early media the caller has no SDP of ours yet: nothing to send.
+            let music = match menu {
+                Some(_) => MusicRef::Silence,
+                None if !early_media => MusicRef::Silence,
+                None => self.cfg.queues[q].music.clone(),
+            };
+            self.anchor_begin(key, m, music);
+        }
         let max_wait = self.cfg.queues[q].max_wait;
+        let announce_at = self.cfg.queues[q]
+            .announce
+            .as_ref()
+            .filter(|_| media.is_some() && menu.is_none())
+            .map(|(_, every)| now + *every);
         self.dialogs
             .insert(caller.call_id.clone(), (key, Side::Caller));
         self.calls.insert(
@@ -122,17 +146,35 @@ impl Engine {
                 caller_invite: Some(msg),
                 agent: None,
                 ringing_sent: false,
+                early_media,
                 answered: false,
                 ring_deadline: None,
                 max_wait_at: Some(now + max_wait),
                 relay: None,
                 media,
+                menu: None,
+                digits: Default::default(),
+                announce_at,
                 armed: None,
             },
         );
         self.metrics.calls_active.inc();
-        self.queue_gauge(q);
-        self.dispatch(now, q);
+        let anchored = self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.media.is_some() && c.early_media);
+        if anchored {
+            // Early media at once: the caller hears the queue's audio (ringback by default)
+            // from the engine, and can press 9 while waiting.
+            self.send_ringing(now, key);
+        }
+        match menu {
+            Some(m) => self.enter_menu(now, key, &m, q),
+            None => {
+                self.queue_gauge(q);
+                self.dispatch(now, q);
+            }
+        }
         if self.calls.get(&key).is_some_and(|c| c.agent.is_none()) {
             // No agent free: the caller waits in the queue, hearing ringing.
             self.send_ringing(now, key);
@@ -140,7 +182,7 @@ impl Engine {
         self.arm(TimerRef::Call(key));
     }
 
-    fn queue_gauge(&self, q: QueueIdx) {
+    pub(super) fn queue_gauge(&self, q: QueueIdx) {
         self.metrics
             .queue_waiting
             .with_label_values(&[self.acd.queue_name(q)])
@@ -159,11 +201,25 @@ impl Engine {
         };
         call.ringing_sent = true;
         let tag = tag_of(&call.caller.local);
-        let mut r = response(inv, 180, None, Some(&tag));
+        // Anchored: 183 with our SDP, the engine plays the ringback itself (RFC 3960).
+        let early = call
+            .media
+            .as_ref()
+            .filter(|_| call.early_media)
+            .map(|m| m.caller_sdp.clone());
+        let code = if early.is_some() { 183 } else { 180 };
+        let mut r = response(inv, code, None, Some(&tag));
         r.headers.push(Header {
             name: "Contact".into(),
             value: contact_value(call.caller.flow, self.cfg.local, "dasan"),
         });
+        if let Some(body) = early {
+            r.headers.push(Header {
+                name: "Content-Type".into(),
+                value: "application/sdp".into(),
+            });
+            r.body = body;
+        }
         let tx = call.caller_invite_tx;
         self.respond(now, tx, r);
     }
@@ -393,7 +449,10 @@ impl Engine {
         let media = self.calls.get_mut(&key).and_then(|c| c.media.take());
         match media {
             Some(mut cm) => {
-                if let Err(e) = self.anchor_start(key, &mut cm, &msg) {
+                let record = self.cfg.queues[q]
+                    .record
+                    .then(|| recording_name(inv.call_id(), key));
+                if let Err(e) = self.anchor_attach(key, &mut cm, &msg, record) {
                     tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
                 }
                 ok.headers.push(Header {
@@ -439,7 +498,7 @@ impl Engine {
 
     /// Stops ringing the agent: CANCEL if it sent a provisional, otherwise stop
     /// retransmitting and CANCEL once a provisional shows up (RFC 3261 9.1).
-    fn withdraw_agent_leg(
+    pub(super) fn withdraw_agent_leg(
         &mut self,
         now: Instant,
         key: CallKey,
@@ -586,12 +645,20 @@ impl Engine {
     }
 
     /// Ends a call that no agent has answered: the caller gets `code`.
-    fn end_unanswered(&mut self, now: Instant, key: CallKey, code: u16, outcome: Outcome) {
+    pub(super) fn end_unanswered(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        code: u16,
+        outcome: Outcome,
+    ) {
         self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, false);
         let Some(call) = self.calls.remove(&key) else {
             return;
         };
-        self.acd.leave(call.queue, key);
+        if call.menu.is_none() {
+            self.acd.leave(call.queue, key);
+        }
         self.queue_gauge(call.queue);
         self.dialogs.remove(&call.caller.call_id);
         let mut call = call;
@@ -715,6 +782,35 @@ impl Engine {
             self.reply(now, tx, &msg, 481, None);
             return;
         };
+        let method = msg.method().cloned().unwrap_or(Method::Info);
+        if method == Method::Info && side == Side::Caller && !call.answered {
+            // SIP INFO DTMF while waiting (application/dtmf-relay or application/dtmf).
+            let ct = msg.content_type().unwrap_or("").to_ascii_lowercase();
+            let body = std::str::from_utf8(&msg.body).unwrap_or("");
+            let digit = if ct.starts_with("application/dtmf-relay") {
+                crate::media::dtmf::parse_dtmf_relay(body)
+            } else if ct.starts_with("application/dtmf") {
+                body.trim().chars().next()
+            } else {
+                None
+            };
+            self.reply(now, tx, &msg, 200, None);
+            if let Some(d) = digit {
+                self.on_digit(now, key, d, crate::media::dtmf::DigitSource::SipInfo);
+                self.arm(TimerRef::Call(key));
+            }
+            return;
+        }
+        if call
+            .media
+            .as_ref()
+            .is_some_and(|m| m.agent.is_some() || side == Side::Caller)
+            && matches!(method, Method::Invite | Method::Update)
+            && (call.answered || method == Method::Update)
+        {
+            self.reanswer(now, tx, key, side, msg);
+            return;
+        }
         if !call.answered || call.agent.is_none() {
             let r = response(&msg, 500, Some("Call Not Established"), None);
             let mut r = r;
@@ -726,7 +822,6 @@ impl Engine {
             self.reply(now, tx, &msg, 491, None);
             return;
         }
-        let method = msg.method().cloned().unwrap_or(Method::Info);
         let Some(a) = call.agent.as_mut() else { return };
         // Learn a refreshed target from the sender.
         match side {
@@ -878,6 +973,21 @@ impl Engine {
             self.end_unanswered(now, key, 480, Outcome::TimedOut);
             return;
         }
+        let menu_due = call
+            .menu
+            .as_ref()
+            .and_then(|m| m.run.poll_timeout())
+            .is_some_and(|t| t <= now);
+        if menu_due {
+            self.menu_timeout(now, key);
+            return;
+        }
+        if call.announce_at.is_some_and(|t| t <= now) && !call.answered {
+            self.announce(now, key);
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         if call.ring_deadline.is_some_and(|t| t <= now) && !call.answered {
             let q = call.queue;
             tracing::info!(call = key, "ring timeout: agent not ready (RONA)");
@@ -887,7 +997,24 @@ impl Engine {
     }
 }
 
+/// A recording's file name: the trunk's Call-ID made safe for a file system, with the
+/// engine's call key so that two calls never share a file.
+fn recording_name(call_id: &str, key: CallKey) -> String {
+    let safe: String = call_id
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}-{key}")
+}
+
 /// The tag parameter of a From/To value.
-fn tag_of(v: &str) -> String {
+pub(super) fn tag_of(v: &str) -> String {
     NameAddr::parse(v).param("tag").unwrap_or("").to_string()
 }

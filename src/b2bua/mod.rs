@@ -8,8 +8,9 @@
 mod anchor;
 mod call_flow;
 pub mod leg;
+mod menu;
 
-pub use anchor::MediaCommand;
+pub use anchor::{MediaCommand, MusicRef};
 
 use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx, QueueParams};
 use crate::config::Config;
@@ -43,13 +44,25 @@ pub struct Transmit {
 pub(crate) struct QueueTiming {
     pub ring_timeout: Duration,
     pub max_wait: Duration,
+    pub music: MusicRef,
+    pub announce: Option<(String, Duration)>,
+    pub record: bool,
+}
+
+/// Where a dialled number goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteTarget {
+    Queue(QueueIdx),
+    /// A menu, and the queue a caller who chooses nothing ends up in.
+    Menu(String, QueueIdx),
 }
 
 pub(crate) struct EngineConfig {
     pub timers: TimerConfig,
     pub local: SocketAddr,
-    pub trusted: Vec<IpNet>,
-    pub routes: HashMap<String, QueueIdx>,
+    /// Trunk source networks, each with its trunk's early-media setting.
+    pub trusted: Vec<(IpNet, bool)>,
+    pub routes: HashMap<String, RouteTarget>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
     pub retry_after_s: u32,
@@ -174,12 +187,25 @@ struct Call {
     caller_invite: Option<Message>,
     agent: Option<AgentLeg>,
     ringing_sent: bool,
+    /// 183 with our SDP (the trunk takes early media) rather than a plain 180.
+    early_media: bool,
     answered: bool,
     ring_deadline: Option<Instant>,
     max_wait_at: Option<Instant>,
     relay: Option<Relay>,
     media: Option<anchor::CallMedia>,
+    /// In a menu (120+9): the call is in no queue meanwhile.
+    menu: Option<MenuState>,
+    digits: crate::media::dtmf::DigitCollector,
+    announce_at: Option<Instant>,
     armed: Option<Instant>,
+}
+
+struct MenuState {
+    name: String,
+    run: crate::dialplan::MenuRun,
+    /// Where the caller goes if they choose nothing.
+    back_to: QueueIdx,
 }
 
 impl Call {
@@ -187,6 +213,8 @@ impl Call {
         [
             self.ring_deadline,
             self.max_wait_at,
+            self.announce_at,
+            self.menu.as_ref().and_then(|m| m.run.poll_timeout()),
             self.caller.pending_2xx.as_ref().map(|p| p.next),
             self.agent
                 .as_ref()
@@ -219,6 +247,7 @@ pub struct Engine {
     draining: bool,
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
+    dialplan: crate::dialplan::Dialplan,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
 }
@@ -275,25 +304,37 @@ impl Engine {
                 })
                 .collect(),
         );
+        let qidx = |name: &str| queue_names.iter().position(|n| *n == name);
         let routes = config
             .routes
             .iter()
             .filter_map(|r| {
-                // Menu routes (120+9) need anchored media; until then only queue routes.
-                let queue = r.queue.as_ref()?;
-                let q = queue_names.iter().position(|n| *n == queue.get_ref())?;
-                Some((r.number.get_ref().clone(), q))
+                let target = match (&r.queue, &r.menu) {
+                    (Some(q), _) => RouteTarget::Queue(qidx(q.get_ref())?),
+                    (None, Some(m)) => {
+                        let menu = config.menus.get(m.get_ref())?;
+                        let fallback = menu
+                            .fallback
+                            .as_ref()
+                            .or(menu.options.first().map(|o| &o.queue))?;
+                        RouteTarget::Menu(m.get_ref().clone(), qidx(fallback.get_ref())?)
+                    }
+                    (None, None) => return None,
+                };
+                Some((r.number.get_ref().clone(), target))
             })
             .collect();
         let trusted = config
             .trunks
             .iter()
-            .flat_map(|t| t.sources.iter())
-            .filter_map(|s| {
+            .flat_map(|t| t.sources.iter().map(|s| (s, t.early_media)))
+            .filter_map(|(s, early)| {
                 let s = s.get_ref();
-                s.parse::<IpNet>()
+                let net = s
+                    .parse::<IpNet>()
                     .ok()
-                    .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+                    .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
+                Some((net, early))
             })
             .collect();
         for name in config.queues.keys() {
@@ -314,6 +355,14 @@ impl Engine {
                 .map(|q| QueueTiming {
                     ring_timeout: Duration::from_secs(q.ring_timeout_s as u64),
                     max_wait: Duration::from_secs(q.max_wait_s as u64),
+                    music: MusicRef::from_config(q.music.get_ref()),
+                    announce: q.announce.as_ref().map(|a| {
+                        (
+                            a.get_ref().clone(),
+                            Duration::from_secs(q.announce_every_s as u64),
+                        )
+                    }),
+                    record: q.record,
                 })
                 .collect(),
             max_calls: config.sip.max_calls,
@@ -353,6 +402,7 @@ impl Engine {
                 })
                 .flatten(),
             media_out: VecDeque::new(),
+            dialplan: crate::dialplan::Dialplan::from_config(config),
             received: now,
         }
     }
@@ -937,30 +987,29 @@ impl Engine {
     /// A running bridge reported something.
     pub fn handle_media_event(&mut self, now: Instant, ev: crate::media::bridge::MediaEvent) {
         use crate::media::bridge::MediaEvent;
+        let key = ev.call();
         match ev {
             MediaEvent::Timeout { call } => {
                 tracing::info!(call, "no RTP: ending the call");
-                self.end_answered(
-                    now,
-                    call,
-                    None,
-                    Some("SIP;cause=408;text=\"media timeout\""),
-                );
+                self.end_call(now, call, 408, "SIP;cause=408;text=\"media timeout\"");
             }
             MediaEvent::Failed { call, reason } => {
                 tracing::warn!(call, "media failed: {reason}");
-                self.end_answered(
-                    now,
-                    call,
-                    None,
-                    Some("SIP;cause=500;text=\"media failure\""),
-                );
+                if let Some(m) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+                    m.started = false; // nothing to stop
+                }
+                self.end_call(now, call, 503, "SIP;cause=500;text=\"media failure\"");
             }
-            MediaEvent::Digit { call, digit, .. } => {
-                // The 120+9 menu acts on these once early media is anchored (issue 3).
-                tracing::debug!(call, %digit, "digit");
-            }
+            MediaEvent::Digit {
+                call,
+                leg: crate::media::bridge::LegId::Caller,
+                digit,
+                source,
+            } => self.on_digit(now, call, digit, source),
+            MediaEvent::Digit { .. } => {}
+            MediaEvent::PromptsDone { call } => self.on_prompts_done(now, call),
         }
+        self.arm(TimerRef::Call(key));
     }
 
     /// The driver saw a TCP connection close.

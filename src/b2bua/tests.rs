@@ -38,8 +38,9 @@ fn agent_flow(n: u16) -> Flow {
 }
 
 impl Harness {
+    /// Signalling only: SDP relayed end to end (these tests' SDP is a placeholder).
     fn new() -> Harness {
-        Harness::with(CFG)
+        Harness::with(&format!("{CFG}\n[media]\nanchor = false\n"))
     }
 
     fn with(config: &str) -> Harness {
@@ -478,15 +479,60 @@ fn closed_tcp_connection_logs_the_agent_out() {
     assert_eq!(h.e.agent_states()[0].1, "logged-out");
 }
 
+const ANCHORED: &str = r#"
+[[trunk]]
+name = "carrier"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+[[route]]
+number = "1209"
+menu = "languages"
+[queue.general]
+skill = "ko"
+max_length = 2
+digits = { "9" = "languages" }
+[queue.en]
+skill = "en"
+record = true
+[menu.languages]
+timeout_s = 8
+retries = 1
+fallback = "general"
+[[menu.languages.option]]
+digit = "1"
+prompt = "menu-en"
+queue = "en"
+[[menu.languages.option]]
+digit = "2"
+prompt = "menu-zh"
+queue = "en"
+[[agents]]
+ids = "1001-1002"
+password = "pw"
+skills = ["ko"]
+[[agents]]
+ids = "1003"
+password = "pw"
+skills = ["en"]
+"#;
+
 fn anchored() -> Harness {
     Harness::with(&format!(
-        "{CFG}\n[media]\nanchor = true\nrtp_port_min = 30000\nrtp_port_max = 30003\n"
+        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30003\n"
     ))
 }
 
-fn invite_with_sdp(h: &mut Harness, call: &str, sdp: &str) -> Vec<(Flow, Message)> {
+fn anchored_wide() -> Harness {
+    Harness::with(&format!(
+        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ))
+}
+
+fn invite_to(h: &mut Harness, number: &str, call: &str, sdp: &str) -> Vec<(Flow, Message)> {
     let raw = format!(
-        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call}\r\nFrom: <sip:0212345678@carrier>;tag=c{call}\r\nTo: <sip:120@dasan>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        "INVITE sip:{number}@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call}\r\nFrom: <sip:0212345678@carrier>;tag=c{call}\r\nTo: <sip:{number}@dasan>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
     let t = h.trunk;
@@ -494,57 +540,96 @@ fn invite_with_sdp(h: &mut Harness, call: &str, sdp: &str) -> Vec<(Flow, Message
     h.out()
 }
 
+fn invite_with_sdp(h: &mut Harness, call: &str, sdp: &str) -> Vec<(Flow, Message)> {
+    invite_to(h, "120", call, sdp)
+}
+
 const PCMU_OFFER: &str = "v=0\r\no=c 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 
+fn media(h: &mut Harness) -> Vec<MediaCommand> {
+    std::iter::from_fn(|| h.e.poll_media()).collect()
+}
+
+fn digit(h: &mut Harness, call: u64, d: char, source: crate::media::dtmf::DigitSource) {
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::Digit {
+            call,
+            leg: crate::media::bridge::LegId::Caller,
+            digit: d,
+            source,
+        },
+    );
+}
+
+fn agent_answers_sdp(h: &mut Harness, aflow: Flow, ainv: &Message, sdp: &'static str) {
+    let mut ok = crate::sip::build::response(ainv, 200, None, Some("a1"));
+    ok.set_header("Contact", "<sip:agent@192.0.2.1:5070>");
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(sdp.as_bytes());
+    h.e.handle_message(h.now, aflow, &ok.to_bytes());
+}
+
 #[test]
-fn anchored_call_offers_engine_sdp_and_starts_and_stops_the_bridge() {
+fn anchored_call_gets_183_early_media_then_the_agent_is_attached() {
     use crate::media::sdp::{Codec, Sdp};
     let mut h = anchored();
     h.register("1001", 1);
     let out = invite_with_sdp(&mut h, "an1", PCMU_OFFER);
+    assert_eq!(codes(&out), vec![100, 183], "early media at once");
+    let early = &out.iter().find(|(_, m)| m.status() == Some(183)).unwrap().1;
+    let early_sdp = Sdp::parse(std::str::from_utf8(&early.body).unwrap()).unwrap();
+    assert_eq!(early_sdp.audio_target().unwrap().1, 30000);
+    let key = h.e.calls.keys().next().copied().unwrap();
+    match &media(&mut h)[..] {
+        [MediaCommand::Start {
+            caller,
+            caller_port,
+            agent_port,
+            music,
+            ..
+        }] => {
+            assert_eq!(caller.codec, Codec::Pcmu);
+            assert_eq!((*caller_port, *agent_port), (30000, 30002));
+            assert_eq!(
+                *music,
+                MusicRef::Ringback,
+                "zero-ARS: a ring tone, no voice"
+            );
+        }
+        other => panic!("expected the caller's media to start, got {other:?}"),
+    }
     let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
     let offer = Sdp::parse(std::str::from_utf8(&ainv.body).unwrap()).unwrap();
-    let audio = offer.audio().unwrap();
+    assert_eq!(offer.audio_target().unwrap().1, 30002);
     assert_eq!(
-        offer.audio_target().unwrap().1,
-        30002,
-        "the agent is offered the engine's port"
-    );
-    assert_eq!(
-        audio.formats,
+        offer.audio().unwrap().formats,
         vec![0, 8, 111, 101],
         "caller's codec first, then what we transcode"
     );
-    // The agent answers PCMA: the engine must transcode, and says so to the driver.
-    let mut ok = crate::sip::build::response(&ainv, 200, None, Some("a1"));
-    ok.set_header("Contact", "<sip:agent@192.0.2.1:5070>");
-    ok.set_header("Content-Type", "application/sdp");
-    ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 8\r\n");
-    h.e.handle_message(h.now, aflow, &ok.to_bytes());
+    // The agent's 180 adds nothing: the caller already hears our ringback.
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    assert!(codes(&h.out()).is_empty());
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 8\r\n",
+    );
     let out = h.out();
     let to_caller = out.iter().find(|(_, m)| m.status() == Some(200)).unwrap();
-    let answer = Sdp::parse(std::str::from_utf8(&to_caller.1.body).unwrap()).unwrap();
     assert_eq!(
-        answer.audio_target().unwrap().1,
-        30000,
-        "the caller gets the engine's port, not the agent's"
+        to_caller.1.body, early.body,
+        "the same SDP as in the 183 (RFC 3261 13.2.1)"
     );
-    match h.e.poll_media() {
-        Some(MediaCommand::Start {
-            caller,
-            agent,
-            caller_port,
-            agent_port,
-            ..
-        }) => {
-            assert_eq!((caller.codec, agent.codec), (Codec::Pcmu, Codec::Pcma));
-            assert_eq!((caller_port, agent_port), (30000, 30002));
-            assert_eq!(agent.remote.1, 6000);
+    match &media(&mut h)[..] {
+        [MediaCommand::Attach { agent, record, .. }] => {
+            assert_eq!((agent.codec, agent.remote.1), (Codec::Pcma, 6000));
+            assert_eq!(*record, None, "recording is off by default");
         }
-        other => panic!("expected a bridge start, got {other:?}"),
+        other => panic!("expected the agent to be attached, got {other:?}"),
     }
     // No RTP for the media timeout: the driver reports it, the engine ends both legs.
-    let key = h.e.calls.keys().next().copied().unwrap();
     h.e.handle_media_event(
         h.now,
         crate::media::bridge::MediaEvent::Timeout { call: key },
@@ -555,9 +640,199 @@ fn anchored_call_offers_engine_sdp_and_starts_and_stops_the_bridge() {
     assert!(byes.iter().all(|(_, m)| m
         .header("Reason")
         .is_some_and(|r| r.contains("media timeout"))));
-    assert_eq!(h.e.poll_media(), Some(MediaCommand::Stop { call: key }));
-    // Ports are back: two more calls' worth of legs can be allocated again.
+    assert_eq!(media(&mut h), vec![MediaCommand::Stop { call: key }]);
     assert_eq!(h.e.anchor.as_ref().unwrap().pool.available(), 2);
+}
+
+#[test]
+fn nine_while_an_agent_rings_cancels_it_and_the_menu_moves_the_call_to_english() {
+    use crate::media::dtmf::DigitSource;
+    let mut h = anchored_wide();
+    h.register("1001", 1);
+    h.register("1003", 3);
+    let out = invite_with_sdp(&mut h, "m1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    assert_eq!(
+        aflow,
+        agent_flow(1),
+        "zero-ARS: a Korean agent rings at once"
+    );
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    h.out();
+    let key = h.e.calls.keys().next().copied().unwrap();
+    media(&mut h);
+    digit(&mut h, key, '9', DigitSource::Rfc4733);
+    let out = h.out();
+    let cancel = requests(&out, &Method::Cancel);
+    assert_eq!(cancel.len(), 1, "the ringing agent is cancelled");
+    assert_eq!(cancel[0].1.call_id(), ainv.call_id());
+    assert_eq!(h.e.agent_states()[0].1, "ready", "and stays ready");
+    assert_eq!(
+        media(&mut h),
+        vec![MediaCommand::Play {
+            call: key,
+            prompts: vec!["menu-en".into(), "menu-zh".into()],
+            then: MusicRef::Silence
+        }]
+    );
+    // The same key press heard in band too counts once.
+    digit(&mut h, key, '9', DigitSource::InBand);
+    assert!(media(&mut h).is_empty());
+    assert!(h.out().is_empty());
+    h.advance(Duration::from_millis(300));
+    digit(&mut h, key, '1', DigitSource::Rfc4733);
+    let out = h.out();
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].0, agent_flow(3), "offered to the English speaker");
+    assert_eq!(
+        media(&mut h),
+        vec![MediaCommand::Play {
+            call: key,
+            prompts: vec![],
+            then: MusicRef::Ringback
+        }]
+    );
+    let (aflow, ainv) = inv[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.3\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    match &media(&mut h)[..] {
+        [MediaCommand::Attach { record, .. }] => {
+            assert_eq!(record.as_deref(), Some(format!("m1-{key}").as_str()));
+        }
+        other => panic!("expected attach, got {other:?}"),
+    }
+    // Digits after the answer do nothing.
+    digit(&mut h, key, '9', DigitSource::Rfc4733);
+    assert!(media(&mut h).is_empty());
+}
+
+#[test]
+fn the_1209_menu_replays_on_silence_then_falls_back_to_the_korean_queue() {
+    let mut h = anchored_wide();
+    h.register("1001", 1);
+    let out = invite_to(&mut h, "1209", "d1", PCMU_OFFER);
+    assert_eq!(codes(&out), vec![100, 183]);
+    assert!(
+        requests(&out, &Method::Invite).is_empty(),
+        "no agent while the menu plays"
+    );
+    let key = h.e.calls.keys().next().copied().unwrap();
+    let cmds = media(&mut h);
+    assert!(matches!(
+        &cmds[0],
+        MediaCommand::Start {
+            music: MusicRef::Silence,
+            ..
+        }
+    ));
+    assert!(matches!(&cmds[1], MediaCommand::Play { prompts, .. } if prompts.len() == 2));
+    let done = |h: &mut Harness| {
+        h.e.handle_media_event(
+            h.now,
+            crate::media::bridge::MediaEvent::PromptsDone { call: key },
+        )
+    };
+    done(&mut h);
+    h.advance(Duration::from_secs(7));
+    assert!(media(&mut h).is_empty(), "waiting for a digit");
+    h.advance(Duration::from_secs(1));
+    assert!(
+        matches!(&media(&mut h)[..], [MediaCommand::Play { prompts, .. }] if prompts.len() == 2)
+    );
+    done(&mut h);
+    h.advance(Duration::from_secs(8));
+    assert_eq!(
+        media(&mut h),
+        vec![MediaCommand::Play {
+            call: key,
+            prompts: vec![],
+            then: MusicRef::Ringback
+        }]
+    );
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Invite)[0].0,
+        agent_flow(1),
+        "never dropped: the fallback queue's agent rings"
+    );
+}
+
+#[test]
+fn sip_info_dtmf_relay_opens_the_menu_and_hold_is_answered_locally() {
+    use crate::media::sdp::{Direction, Sdp};
+    let mut h = anchored_wide();
+    h.register("1003", 3);
+    let out = invite_with_sdp(&mut h, "i1", PCMU_OFFER);
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(183))
+        .and_then(|(_, m)| m.to_tag())
+        .unwrap();
+    let key = h.e.calls.keys().next().copied().unwrap();
+    media(&mut h);
+    let info = format!("INFO sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKinfo1\r\nFrom: <sip:0212345678@carrier>;tag=ci1\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: i1\r\nCSeq: 2 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=9\r\nDuration=160\r\n");
+    let t = h.trunk;
+    h.input(t, &info);
+    assert_eq!(codes(&h.out()), vec![200]);
+    assert!(
+        matches!(&media(&mut h)[..], [MediaCommand::Play { prompts, .. }] if prompts.len() == 2)
+    );
+    h.advance(Duration::from_millis(300));
+    let info1 = info
+        .replace("Signal=9", "Signal=1")
+        .replace("info1", "info2")
+        .replace("2 INFO", "3 INFO");
+    h.input(t, &info1);
+    let out = h.out();
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.3\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    // The caller puts the call on hold: answered here, never relayed to the agent.
+    let hold = PCMU_OFFER.replace("o=c 1 1", "o=c 1 2") + "a=sendonly\r\n";
+    let reinvite = format!("INVITE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKre1\r\nFrom: <sip:0212345678@carrier>;tag=ci1\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: i1\r\nCSeq: 4 INVITE\r\nContact: <sip:c@10.1.1.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}", hold.len());
+    h.input(t, &reinvite);
+    let out = h.out();
+    assert!(requests(&out, &Method::Invite).is_empty(), "not relayed");
+    let ok = &out.iter().find(|(_, m)| m.status() == Some(200)).unwrap().1;
+    let ans = Sdp::parse(std::str::from_utf8(&ok.body).unwrap()).unwrap();
+    assert_eq!(ans.audio().unwrap().direction, Direction::RecvOnly);
+    assert_eq!(ans.audio_target().unwrap().1, 30000, "still our port");
+    assert!(
+        std::str::from_utf8(&ok.body).unwrap().contains(" 2 IN IP4"),
+        "version bumped"
+    );
+    match &media(&mut h)[..] {
+        [MediaCommand::Remote { send, to, .. }] => {
+            assert!(!send, "we stop sending to a caller on hold");
+            assert_eq!(to.port(), 4000);
+        }
+        other => panic!("expected a remote update, got {other:?}"),
+    }
+    // An offer without our codec is refused, the call carries on.
+    let g729 = "v=0\r\nc=IN IP4 10.1.1.1\r\nm=audio 4000 RTP/AVP 18\r\n";
+    let re2 = reinvite
+        .replace("re1", "re2")
+        .replace("4 INVITE", "5 INVITE")
+        .replace(
+            &format!("Content-Length: {}\r\n\r\n{hold}", hold.len()),
+            &format!("Content-Length: {}\r\n\r\n{g729}", g729.len()),
+        );
+    h.input(t, &re2);
+    assert_eq!(codes(&h.out()), vec![488]);
+    assert_eq!(h.e.active_calls(), 1);
+    let _ = key;
 }
 
 #[test]
@@ -568,7 +843,7 @@ fn anchored_refusals_488_and_503() {
     // The range carries one call (four ports): the second waiting call finds none.
     assert_eq!(
         codes(&invite_with_sdp(&mut h, "p1", PCMU_OFFER)),
-        vec![100, 180]
+        vec![100, 183]
     );
     let out = invite_with_sdp(&mut h, "p2", PCMU_OFFER);
     assert_eq!(codes(&out), vec![503]);

@@ -1,19 +1,21 @@
-//! RTP load through the engine's media plane: N anchored calls, each a real relay task
-//! (`dasan::driver::media::run_bridge`) with its two RTP sockets, fed by simulated phones
+//! RTP load through the engine's media plane: N anchored calls, each a real call media task
+//! (`dasan::driver::media::MediaPlane`) with its RTP and RTCP sockets, fed by simulated phones
 //! on loopback sending G.711 every 20 ms in both directions. Reports loss and jitter seen by
 //! the receiving phones. Signalling is not involved: this measures the relay path alone.
 //!
 //!   rtpload CALLS SECONDS        (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
 
-use dasan::driver::media::{run_bridge, MediaEvent};
-use dasan::media::bridge::{Bridge, Leg};
+use dasan::b2bua::{MediaCommand, MusicRef};
+use dasan::driver::media::{MediaEvent, MediaPlane, Prompts};
+use dasan::media::ports::PortPool;
 use dasan::media::rtp::{build_rtp, parse_rtp};
 use dasan::media::sdp::{Codec, Direction, Negotiated};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 fn neg(remote: SocketAddr) -> Negotiated {
     Negotiated {
@@ -71,42 +73,45 @@ async fn main() {
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("literal");
     let relayed = prometheus::IntCounter::new("relayed", "relayed").expect("counter");
     let (ev_tx, mut ev_rx) = mpsc::channel::<MediaEvent>(1024);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let prompts = Arc::new(Prompts {
+        by_name: HashMap::new(),
+        ringback: dasan::media::prompt::ringback(),
+    });
+    let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir());
+    let mut ports = PortPool::new(30000, 50000).expect("port range");
+    let ip: std::net::IpAddr = "127.0.0.1".parse().expect("literal");
     let mut phones = Vec::with_capacity(calls);
     for call in 0..calls {
         let bind = || async { UdpSocket::bind(lo).await.expect("bind loopback") };
-        let (caller_phone, agent_phone, caller_side, agent_side) =
-            (bind().await, bind().await, bind().await, bind().await);
+        let (caller_phone, agent_phone) = (bind().await, bind().await);
         let (cp, ap) = (
-            caller_side.local_addr().expect("addr"),
-            agent_side.local_addr().expect("addr"),
+            ports.allocate().expect("ports"),
+            ports.allocate().expect("ports"),
         );
-        let now = Instant::now();
-        let bridge = Bridge::new(
-            Leg::new(
-                now,
-                &neg(caller_phone.local_addr().expect("addr")),
-                call as u32 * 2,
-                Duration::from_secs(30),
-            ),
-            Leg::new(
-                now,
-                &neg(agent_phone.local_addr().expect("addr")),
-                call as u32 * 2 + 1,
-                Duration::from_secs(30),
-            ),
-        )
-        .expect("bridge");
-        tokio::spawn(run_bridge(
-            call as u64,
-            bridge,
-            caller_side,
-            agent_side,
-            ev_tx.clone(),
-            stop_rx.clone(),
-            relayed.clone(),
+        let started = plane.execute(MediaCommand::Start {
+            call: call as u64,
+            ip,
+            caller_port: cp,
+            agent_port: ap,
+            caller: neg(caller_phone.local_addr().expect("addr")),
+            timeout: Duration::from_secs(30),
+            music: MusicRef::Silence,
+        });
+        let attached = plane.execute(MediaCommand::Attach {
+            call: call as u64,
+            agent: neg(agent_phone.local_addr().expect("addr")),
+            record: None,
+        });
+        if let Err((_, e)) = started.and(attached) {
+            eprintln!("call {call}: {e}");
+            std::process::exit(1);
+        }
+        phones.push((
+            Arc::new(caller_phone),
+            SocketAddr::new(ip, cp),
+            Arc::new(agent_phone),
+            SocketAddr::new(ip, ap),
         ));
-        phones.push((Arc::new(caller_phone), cp, Arc::new(agent_phone), ap));
     }
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds) + Duration::from_millis(500);
@@ -149,7 +154,9 @@ async fn main() {
         received += st.received;
         delays.extend(st.delays_us);
     }
-    let _ = stop_tx.send(true);
+    for call in 0..calls {
+        let _ = plane.execute(MediaCommand::Stop { call: call as u64 });
+    }
     while let Ok(ev) = ev_rx.try_recv() {
         eprintln!("media event: {ev:?}");
     }

@@ -57,8 +57,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// Anchor calls' RTP in the engine (our SDP on both legs). Default false for now:
-    /// the 183/ringback/menu parts of anchoring are still to come (issue 3).
+    /// Anchor calls' RTP in the engine (our SDP on both legs, 183 early media, digits,
+    /// menus, recording). Default true. With false the engine relays SDP end to end:
+    /// signalling only, no menus (routes to a menu are then a config error).
     pub anchor: bool,
     /// RTP port range, inclusive. Each call takes 4 ports (RTP and RTCP per leg), so the
     /// range bounds concurrent anchored calls: 20000-29999 carries 2,500. When it runs
@@ -69,16 +70,20 @@ pub struct MediaConfig {
     pub media_timeout_s: u32,
     /// Address for RTP and in SDP; defaults to the SIP address.
     pub ip: Option<std::net::IpAddr>,
+    /// A directory of extra prompts (16-bit mono WAV at 8, 16 or 48 kHz), named by file
+    /// stem; they add to, and override, the prompts built into the binary.
+    pub prompts_dir: Option<PathBuf>,
 }
 
 impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
-            anchor: false,
+            anchor: true,
             rtp_port_min: 20000,
             rtp_port_max: 29999,
             media_timeout_s: 30,
             ip: None,
+            prompts_dir: None,
         }
     }
 }
@@ -174,6 +179,16 @@ impl Default for DataConfig {
 pub struct TrunkConfig {
     pub name: String,
     pub sources: Vec<Spanned<String>>,
+    /// Answer this trunk's calls with `183 Session Progress` and play the queue's audio as
+    /// early media (default true). False: a plain `180 Ringing` and the caller's own
+    /// ringback, for peers that cannot take a 183 (SIPp's built-in `uac_pcap`). Media is
+    /// still anchored; digits then only arrive by SIP INFO until the call is answered.
+    #[serde(default = "d_true")]
+    pub early_media: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// A dialled number and the queue it reaches.
@@ -200,6 +215,10 @@ pub struct MenuConfig {
     /// back to the queue they came from (never dropped). Default 2.
     #[serde(default = "d_menu_retries")]
     pub retries: u32,
+    /// Where a caller goes who chose nothing, when they did not come from a queue (a
+    /// number routed straight to the menu). Default: the first option's queue.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
     #[serde(rename = "option")]
     pub options: Vec<MenuOption>,
 }
@@ -254,6 +273,28 @@ pub struct QueueConfig {
     /// menu. Zero-ARS: nothing is announced; a caller who knows presses it.
     #[serde(default)]
     pub digits: BTreeMap<String, Spanned<String>>,
+    /// What a waiting caller hears as early media: "ringback" (default: a ring tone, no
+    /// voice), "silence", or a prompt name played in a loop (music on hold).
+    #[serde(default = "d_music")]
+    pub music: Spanned<String>,
+    /// A prompt announced to waiting callers every `announce_every_s` (e.g. "please hold").
+    /// None by default: zero-ARS speaks to no one unless configured.
+    #[serde(default)]
+    pub announce: Option<Spanned<String>>,
+    /// Seconds between announcements, the first one after this long too. Default 30.
+    #[serde(default = "d_announce_every")]
+    pub announce_every_s: u32,
+    /// Record answered calls (stereo WAV, caller left, agent right) under
+    /// `<data dir>/recordings/`, named by the trunk's Call-ID. Default false.
+    #[serde(default)]
+    pub record: bool,
+}
+
+fn d_music() -> Spanned<String> {
+    Spanned::new(0..0, "ringback".into())
+}
+fn d_announce_every() -> u32 {
+    30
 }
 
 fn d_ring() -> u32 {
@@ -398,6 +439,15 @@ impl Config {
                     ));
                 }
             }
+            if let (Some(m), false) = (&r.menu, self.media.anchor) {
+                return Err((
+                    m.span().into(),
+                    format!(
+                        "route '{}' goes to a menu, which needs [media] anchor = true",
+                        r.number.get_ref()
+                    ),
+                ));
+            }
             if !numbers.insert(r.number.get_ref().clone()) {
                 return Err((
                     r.number.span().into(),
@@ -406,6 +456,23 @@ impl Config {
             }
         }
         for (name, q) in &self.queues {
+            for p in [Some(&q.music), q.announce.as_ref()].into_iter().flatten() {
+                if !is_prompt_name(p.get_ref()) {
+                    return Err((
+                        p.span().into(),
+                        format!(
+                            "queue '{name}': '{}' must be ringback, silence or a prompt name",
+                            p.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if q.announce.is_some() && q.announce_every_s == 0 {
+                return Err((
+                    Where::Key(format!("[queue.{name}")),
+                    format!("queue '{name}': announce_every_s must be > 0"),
+                ));
+            }
             if q.ring_timeout_s == 0 || q.max_wait_s == 0 || q.max_length == 0 {
                 return Err((
                     Where::Key(format!("[queue.{name}")),
@@ -435,6 +502,14 @@ impl Config {
             }
         }
         for (name, m) in &self.menus {
+            if let Some(f) = &m.fallback {
+                if !self.queues.contains_key(f.get_ref()) {
+                    return Err((
+                        f.span().into(),
+                        format!("menu '{name}': unknown fallback queue '{}'", f.get_ref()),
+                    ));
+                }
+            }
             let mut digits = HashSet::new();
             if m.options.is_empty() {
                 return Err((
@@ -459,11 +534,7 @@ impl Config {
                     ));
                 }
                 let p = o.prompt.get_ref();
-                if p.is_empty()
-                    || !p
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
+                if !is_prompt_name(p) {
                     return Err((
                         o.prompt.span().into(),
                         format!(
@@ -544,6 +615,27 @@ impl Config {
         out
     }
 
+    /// Every prompt the dialplan names, with where it is named (for a clear error when a
+    /// prompt file is missing).
+    pub fn prompt_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, q) in &self.queues {
+            let m = q.music.get_ref();
+            if m != "ringback" && m != "silence" {
+                out.push((m.clone(), format!("queue '{name}' music")));
+            }
+            if let Some(a) = &q.announce {
+                out.push((a.get_ref().clone(), format!("queue '{name}' announce")));
+            }
+        }
+        for (name, m) in &self.menus {
+            for o in &m.options {
+                out.push((o.prompt.get_ref().clone(), format!("menu '{name}'")));
+            }
+        }
+        out
+    }
+
     pub fn uses_demo_credentials(&self) -> bool {
         self.agents.iter().any(|g| g.password == DEMO_PASSWORD)
     }
@@ -567,6 +659,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_prompt_name(p: &str) -> bool {
+    !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_dtmf(s: &str) -> bool {

@@ -1,49 +1,201 @@
-//! The media plane's tokio side: one task per anchored call owns the call's two RTP
-//! sockets (caller leg, agent leg) and feeds the sans-IO [`Bridge`]. Digits and the end of
-//! the media (timeout, stop) go back to whoever started it.
+//! The media plane's tokio side: one task per anchored call owns the call's RTP and RTCP
+//! sockets (caller leg, agent leg) and feeds the sans-IO [`MediaSession`]. The engine's
+//! [`MediaCommand`]s reach the task over a channel; digits, the end of prompts and the end
+//! of the media (timeout, failure) go back to the engine as [`MediaEvent`]s.
 
+use crate::b2bua::{MediaCommand, MusicRef};
+use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
-use crate::media::bridge::{Bridge, BridgeEvent, LegId};
-use std::net::SocketAddr;
-use std::time::Instant;
+use crate::media::prompt::Prompt;
+use crate::media::record::Recorder;
+use crate::media::session::{Command, MediaSession, Music, Output};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-/// Starts a call's bridge from the engine's command: binds its two RTP sockets and spawns
-/// the relay task. Returns the handle that stops it.
-pub fn start(
-    cmd: crate::b2bua::MediaCommand,
+/// Prompts by name, plus the generated ringback.
+pub struct Prompts {
+    pub by_name: HashMap<String, Arc<Prompt>>,
+    pub ringback: Arc<Prompt>,
+}
+
+impl Prompts {
+    /// The built-in prompts, then `[media] prompts_dir` over them; every prompt the
+    /// dialplan names must exist.
+    pub fn load(cfg: &crate::config::Config) -> Result<Prompts, String> {
+        let mut all = crate::media::prompt::embedded().map_err(|e| e.to_string())?;
+        if let Some(dir) = &cfg.media.prompts_dir {
+            all.extend(crate::media::prompt::load_dir(dir).map_err(|e| e.to_string())?);
+        }
+        for (name, used_by) in cfg.prompt_names() {
+            if !all.contains_key(&name) {
+                return Err(format!(
+                    "{used_by} names prompt '{name}', which is neither built in nor in [media] prompts_dir"
+                ));
+            }
+        }
+        Ok(Prompts {
+            by_name: all.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            ringback: crate::media::prompt::ringback(),
+        })
+    }
+
+    fn music(&self, m: &MusicRef) -> Music {
+        match m {
+            MusicRef::Silence => Music::Silence,
+            MusicRef::Ringback => Music::Loop(self.ringback.clone()),
+            MusicRef::Prompt(name) => self
+                .by_name
+                .get(name)
+                .map_or(Music::Silence, |p| Music::Loop(p.clone())),
+        }
+    }
+}
+
+enum Ctl {
+    Cmd(Command),
+    Record(PathBuf),
+}
+
+/// The driver's handle on every call's media task.
+pub struct MediaPlane {
+    prompts: Arc<Prompts>,
     events: mpsc::Sender<MediaEvent>,
     relayed: prometheus::IntCounter,
-) -> Result<watch::Sender<bool>, String> {
-    let crate::b2bua::MediaCommand::Start {
-        call,
-        ip,
-        caller_port,
-        agent_port,
-        caller,
-        agent,
-        timeout,
-    } = cmd
-    else {
-        return Err("not a start command".into());
-    };
+    recordings: PathBuf,
+    calls: HashMap<u64, mpsc::UnboundedSender<Ctl>>,
+}
+
+impl MediaPlane {
+    pub fn new(
+        prompts: Arc<Prompts>,
+        events: mpsc::Sender<MediaEvent>,
+        relayed: prometheus::IntCounter,
+        recordings: PathBuf,
+    ) -> MediaPlane {
+        MediaPlane {
+            prompts,
+            events,
+            relayed,
+            recordings,
+            calls: HashMap::new(),
+        }
+    }
+
+    /// The task of `call` ended on its own (timeout, failure).
+    pub fn forget(&mut self, call: u64) {
+        self.calls.remove(&call);
+    }
+
+    /// Carries out one engine command. An error means the call's media cannot run: the
+    /// engine should end the call.
+    pub fn execute(&mut self, cmd: MediaCommand) -> Result<(), (u64, String)> {
+        match cmd {
+            MediaCommand::Start {
+                call,
+                ip,
+                caller_port,
+                agent_port,
+                caller,
+                timeout,
+                music,
+            } => {
+                let socks = bind_all(ip, caller_port, agent_port).map_err(|e| (call, e))?;
+                let session = MediaSession::new(
+                    Instant::now(),
+                    SystemTime::now(),
+                    &caller,
+                    rand::random(),
+                    timeout,
+                    self.prompts.music(&music),
+                );
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run_call(
+                    call,
+                    session,
+                    socks,
+                    rx,
+                    self.events.clone(),
+                    self.relayed.clone(),
+                ));
+                self.calls.insert(call, tx);
+                Ok(())
+            }
+            MediaCommand::Play {
+                call,
+                prompts,
+                then,
+            } => {
+                let prompts = prompts
+                    .iter()
+                    .filter_map(|p| self.prompts.by_name.get(p).cloned())
+                    .collect();
+                let then = self.prompts.music(&then);
+                self.send(call, Ctl::Cmd(Command::Play { prompts, then }))
+            }
+            MediaCommand::Attach {
+                call,
+                agent,
+                record,
+            } => {
+                if let Some(name) = record.as_deref() {
+                    let path = self.recordings.join(format!("{name}.wav"));
+                    self.send(call, Ctl::Record(path))?;
+                }
+                self.send(
+                    call,
+                    Ctl::Cmd(Command::Attach {
+                        agent,
+                        ssrc: rand::random(),
+                        record: record.is_some(),
+                    }),
+                )
+            }
+            MediaCommand::Remote {
+                call,
+                leg,
+                to,
+                send,
+            } => self.send(call, Ctl::Cmd(Command::Remote { leg, to, send })),
+            MediaCommand::Stop { call } => {
+                // Dropping the sender ends the task.
+                self.calls.remove(&call);
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, call: u64, ctl: Ctl) -> Result<(), (u64, String)> {
+        match self.calls.get(&call) {
+            Some(tx) if tx.send(ctl).is_ok() => Ok(()),
+            _ => {
+                self.calls.remove(&call);
+                Err((call, "media task gone".into()))
+            }
+        }
+    }
+}
+
+/// RTP and RTCP sockets of the two legs: [caller RTP, caller RTCP, agent RTP, agent RTCP].
+struct Sockets([UdpSocket; 4]);
+
+fn bind_all(ip: IpAddr, caller_port: u16, agent_port: u16) -> Result<Sockets, String> {
     let bind = |port: u16| -> Result<UdpSocket, String> {
         let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
             .map_err(|e| format!("RTP port {port}: {e}"))?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         UdpSocket::from_std(s).map_err(|e| e.to_string())
     };
-    let (cs, as_) = (bind(caller_port)?, bind(agent_port)?);
-    let now = Instant::now();
-    let bridge = Bridge::new(
-        crate::media::bridge::Leg::new(now, &caller, rand::random(), timeout),
-        crate::media::bridge::Leg::new(now, &agent, rand::random(), timeout),
-    )
-    .map_err(|e| e.to_string())?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(run_bridge(call, bridge, cs, as_, events, stop_rx, relayed));
-    Ok(stop_tx)
+    Ok(Sockets([
+        bind(caller_port)?,
+        bind(caller_port + 1)?,
+        bind(agent_port)?,
+        bind(agent_port + 1)?,
+    ]))
 }
 
 /// Binds an RTP socket on `ip:port` (port 0 picks one).
@@ -51,71 +203,126 @@ pub async fn bind_rtp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(addr).await
 }
 
-/// Runs the bridge until `stop` turns true, the media times out, or the bridge fails.
-pub async fn run_bridge(
+/// Runs one call's media until the engine drops its handle, the media times out, or the
+/// session fails.
+async fn run_call(
     call: u64,
-    mut bridge: Bridge,
-    caller_sock: UdpSocket,
-    agent_sock: UdpSocket,
+    mut session: MediaSession,
+    socks: Sockets,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
     events: mpsc::Sender<MediaEvent>,
-    mut stop: watch::Receiver<bool>,
     relayed: prometheus::IntCounter,
 ) {
-    let mut buf_c = vec![0u8; 2048];
-    let mut buf_a = vec![0u8; 2048];
+    let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &socks.0;
+    let mut buf = [
+        vec![0u8; 2048],
+        vec![0u8; 2048],
+        vec![0u8; 512],
+        vec![0u8; 512],
+    ];
     let mut out = Vec::with_capacity(8);
+    let mut recorder: Option<Recorder<std::io::BufWriter<std::fs::File>>> = None;
+    let finish = |r: Option<Recorder<_>>| {
+        if let Some(r) = r {
+            if let Err(e) = r.finish() {
+                tracing::warn!(call, "recording not finished: {e}");
+            }
+        }
+    };
     loop {
-        let deadline = tokio::time::Instant::from_std(bridge.poll_timeout());
-        let (leg, n, src) = tokio::select! {
-            _ = stop.changed() => {
-                if *stop.borrow() { return; }
-                continue;
-            }
-            r = caller_sock.recv_from(&mut buf_c) => match r {
-                Ok((n, src)) => (LegId::Caller, n, src),
-                Err(_) => continue, // ICMP port unreachable and the like
-            },
-            r = agent_sock.recv_from(&mut buf_a) => match r {
-                Ok((n, src)) => (LegId::Agent, n, src),
-                Err(_) => continue,
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                if Instant::now() >= bridge.poll_timeout() {
-                    let _ = events.send(MediaEvent::Timeout { call }).await;
-                    return;
-                }
-                continue;
-            }
-        };
-        let data = match leg {
-            LegId::Caller => buf_c[..n].to_vec(),
-            LegId::Agent => buf_a[..n].to_vec(),
-        };
+        let deadline = tokio::time::Instant::from_std(session.poll_timeout());
         out.clear();
-        if let Err(e) = bridge.on_packet(Instant::now(), leg, src, data, &mut out) {
+        let [bc, ba, brtcp_c, brtcp_a] = &mut buf;
+        let result = tokio::select! {
+            c = ctl.recv() => match c {
+                None => { finish(recorder); return; }
+                Some(Ctl::Record(path)) => {
+                    recorder = open_recording(call, &path);
+                    Ok(())
+                }
+                Some(Ctl::Cmd(cmd)) => session.handle_command(Instant::now(), cmd, &mut out),
+            },
+            r = c_rtp.recv_from(bc) => match r {
+                Ok((n, src)) => session.handle_packet(Instant::now(), LegId::Caller, src, bc[..n].to_vec(), &mut out),
+                Err(_) => Ok(()), // ICMP port unreachable and the like
+            },
+            r = a_rtp.recv_from(ba) => match r {
+                Ok((n, src)) => session.handle_packet(Instant::now(), LegId::Agent, src, ba[..n].to_vec(), &mut out),
+                Err(_) => Ok(()),
+            },
+            // RTCP from the peers is read and dropped: each leg gets our own reports.
+            _ = c_rtcp.recv_from(brtcp_c) => Ok(()),
+            _ = a_rtcp.recv_from(brtcp_a) => Ok(()),
+            _ = tokio::time::sleep_until(deadline) => {
+                session.handle_timeout(Instant::now(), &mut out);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
             let _ = events
                 .send(MediaEvent::Failed {
                     call,
                     reason: e.to_string(),
                 })
                 .await;
+            finish(recorder);
             return;
         }
-        for ev in out.drain(..) {
-            match ev {
-                BridgeEvent::Send { leg, to, packet } => {
-                    let sock = match leg {
-                        LegId::Caller => &caller_sock,
-                        LegId::Agent => &agent_sock,
-                    };
+        for o in out.drain(..) {
+            match o {
+                Output::Send { leg, to, packet } => {
+                    let sock = if leg == LegId::Caller { c_rtp } else { a_rtp };
                     if sock.try_send_to(&packet, to).is_ok() {
                         relayed.inc();
                     }
                 }
-                BridgeEvent::Digit { leg, digit } => {
-                    let _ = events.try_send(MediaEvent::Digit { call, leg, digit });
+                Output::Rtcp { leg, to, packet } => {
+                    let sock = if leg == LegId::Caller { c_rtcp } else { a_rtcp };
+                    let _ = sock.try_send_to(&packet, to);
+                }
+                Output::Digit { leg, digit, source } => {
+                    let _ = events.try_send(MediaEvent::Digit {
+                        call,
+                        leg,
+                        digit,
+                        source,
+                    });
+                }
+                Output::Audio { leg, pcm } => {
+                    if let Some(r) = recorder.as_mut() {
+                        if let Err(e) = r.push(leg == LegId::Caller, &pcm) {
+                            tracing::warn!(call, "recording stopped: {e}");
+                            recorder = None;
+                        }
+                    }
+                }
+                Output::PromptsDone => {
+                    let _ = events.send(MediaEvent::PromptsDone { call }).await;
+                }
+                Output::Timeout => {
+                    let _ = events.send(MediaEvent::Timeout { call }).await;
+                    finish(recorder);
+                    return;
                 }
             }
+        }
+    }
+}
+
+fn open_recording(
+    call: u64,
+    path: &std::path::Path,
+) -> Option<Recorder<std::io::BufWriter<std::fs::File>>> {
+    let opened = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|_| std::fs::File::create(path))
+        .and_then(|f| Recorder::new(std::io::BufWriter::new(f)));
+    match opened {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(call, path = %path.display(), "cannot record: {e}");
+            None
         }
     }
 }
@@ -123,7 +330,6 @@ pub async fn run_bridge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::bridge::Leg;
     use crate::media::rtp::{build_rtp, parse_rtp};
     use crate::media::sdp::{Codec, Direction, Negotiated};
     use std::time::Duration;
@@ -138,52 +344,105 @@ mod tests {
         }
     }
 
+    fn free_port_pair() -> u16 {
+        // An even port whose odd neighbour is free too.
+        loop {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = s.local_addr().unwrap().port() & !1;
+            drop(s);
+            if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+                && p > 1024
+            {
+                return p;
+            }
+        }
+    }
+
     #[tokio::test]
-    async fn relays_both_ways_over_real_sockets_and_reports_digits_and_timeout() {
+    async fn early_media_then_bridge_over_real_sockets_with_digits_recording_and_timeout() {
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let caller_phone = UdpSocket::bind(lo).await.unwrap();
         let agent_phone = UdpSocket::bind(lo).await.unwrap();
-        let caller_side = bind_rtp(lo).await.unwrap();
-        let agent_side = bind_rtp(lo).await.unwrap();
-        let (caller_port, agent_port) = (
-            caller_side.local_addr().unwrap(),
-            agent_side.local_addr().unwrap(),
-        );
-        let now = Instant::now();
-        let timeout = Duration::from_millis(600);
-        let bridge = Bridge::new(
-            Leg::new(
-                now,
-                &neg(Codec::Pcmu, 0, caller_phone.local_addr().unwrap()),
-                11,
-                timeout,
-            ),
-            Leg::new(
-                now,
-                &neg(Codec::Pcma, 8, agent_phone.local_addr().unwrap()),
-                22,
-                timeout,
-            ),
-        )
-        .unwrap();
+        let (cp, ap) = (free_port_pair(), free_port_pair());
+        let caller_port = SocketAddr::from(([127, 0, 0, 1], cp));
+        let agent_port = SocketAddr::from(([127, 0, 0, 1], ap));
+        let dir = std::env::temp_dir().join(format!("dasan-media-{}", std::process::id()));
+        let ring = crate::media::prompt::ringback();
+        let prompts = Arc::new(Prompts {
+            by_name: HashMap::from([("beep".to_string(), ring.clone())]),
+            ringback: ring,
+        });
         let (ev_tx, mut ev_rx) = mpsc::channel(16);
-        let (_stop_tx, stop_rx) = watch::channel(false);
         let relayed = prometheus::IntCounter::new("t", "t").unwrap();
-        let task = tokio::spawn(run_bridge(
-            7,
-            bridge,
-            caller_side,
-            agent_side,
-            ev_tx,
-            stop_rx,
-            relayed.clone(),
-        ));
-
+        let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), dir.clone());
+        plane
+            .execute(MediaCommand::Start {
+                call: 7,
+                ip: "127.0.0.1".parse().unwrap(),
+                caller_port: cp,
+                agent_port: ap,
+                caller: neg(Codec::Pcmu, 0, caller_phone.local_addr().unwrap()),
+                timeout: Duration::from_millis(600),
+                music: MusicRef::Ringback,
+            })
+            .unwrap();
         let mut buf = [0u8; 2048];
+        // Ringback arrives as early media before any agent exists.
+        let mut early = Vec::new();
+        for _ in 0..5 {
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(2), caller_phone.recv_from(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(from, caller_port);
+            early.push(parse_rtp(&buf[..n]).unwrap());
+        }
+        assert!(early.iter().all(|h| h.payload_type == 0));
+        // A digit from the caller while waiting.
+        for (i, (_, ev)) in crate::media::dtmf::events_for_digit('9', 60, 8000)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            caller_phone
+                .send_to(
+                    &build_rtp(101, i == 0, i as u16, 9000, 0xC0, &ev),
+                    caller_port,
+                )
+                .await
+                .unwrap();
+        }
+        let ev = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
+            .await
+            .unwrap();
+        assert!(matches!(
+            ev,
+            Some(MediaEvent::Digit {
+                call: 7,
+                digit: '9',
+                ..
+            })
+        ));
+        plane
+            .execute(MediaCommand::Attach {
+                call: 7,
+                agent: neg(Codec::Pcma, 8, agent_phone.local_addr().unwrap()),
+                record: Some("rec-7".into()),
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Drain ringback frames that were in flight.
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(30), caller_phone.recv_from(&mut buf)).await
+        {
+        }
+        let mut last_seq = None;
         for i in 0..20u16 {
             caller_phone
                 .send_to(
-                    &build_rtp(0, i == 0, i, i as u32 * 160, 0xC0, &[0xFF; 160]),
+                    &build_rtp(0, i == 0, i, i as u32 * 160, 0xC0, &[0x10; 160]),
                     caller_port,
                 )
                 .await
@@ -193,61 +452,46 @@ mod tests {
                     .await
                     .unwrap()
                     .unwrap();
-            let h = parse_rtp(&buf[..n]).unwrap();
-            assert_eq!(
-                (h.payload_type, h.ssrc),
-                (8, 22),
-                "PCMU transcoded to the agent's PCMA"
-            );
-            assert!(buf[12..n].iter().all(|&b| b == 0xD5));
+            assert_eq!(parse_rtp(&buf[..n]).unwrap().payload_type, 8, "PCMU → PCMA");
             agent_phone
                 .send_to(
-                    &build_rtp(8, false, 100 + i, i as u32 * 160, 0xA0, &[0xD5; 160]),
+                    &build_rtp(8, false, 100 + i, i as u32 * 160, 0xA0, &[0x20; 160]),
                     agent_port,
                 )
                 .await
                 .unwrap();
-            let (n, from) =
+            let (n, _) =
                 tokio::time::timeout(Duration::from_secs(2), caller_phone.recv_from(&mut buf))
                     .await
                     .unwrap()
                     .unwrap();
-            assert_eq!(
-                from, caller_port,
-                "symmetric RTP: answered from the port the caller sends to"
-            );
-            assert_eq!(parse_rtp(&buf[..n]).unwrap().ssrc, 11);
+            let h = parse_rtp(&buf[..n]).unwrap();
+            assert_eq!(h.ssrc, early[0].ssrc, "the caller's stream keeps its SSRC");
+            if let Some(s) = last_seq {
+                assert_eq!(h.seq, u16::wrapping_add(s, 1));
+            }
+            last_seq = Some(h.seq);
         }
-        for (i, (_, ev)) in crate::media::dtmf::events_for_digit('9', 60, 8000)
-            .unwrap()
-            .into_iter()
-            .enumerate()
-        {
-            caller_phone
-                .send_to(
-                    &build_rtp(101, i == 0, 50 + i as u16, 9000, 0xC0, &ev),
-                    caller_port,
-                )
-                .await
-                .unwrap();
-        }
-        let ev = tokio::time::timeout(Duration::from_secs(2), ev_rx.recv())
-            .await
-            .unwrap();
-        assert_eq!(
-            ev,
-            Some(MediaEvent::Digit {
-                call: 7,
-                leg: LegId::Caller,
-                digit: '9'
-            })
-        );
-        // Both phones go silent: the media timeout ends the bridge.
+        // Both phones go silent: the media timeout ends the call.
         let ev = tokio::time::timeout(Duration::from_secs(3), ev_rx.recv())
             .await
             .unwrap();
         assert_eq!(ev, Some(MediaEvent::Timeout { call: 7 }));
-        task.await.unwrap();
-        assert!(relayed.get() >= 40, "relayed {}", relayed.get());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let wav = std::fs::read(dir.join("rec-7.wav")).unwrap();
+        assert_eq!(&wav[22..24], &2u16.to_le_bytes());
+        let frames = (wav.len() - 44) / 4;
+        assert!(frames >= 20 * 160, "{frames} stereo samples recorded");
+        let rms = |ch: usize| {
+            let s: f64 = wav[44..]
+                .chunks(4)
+                .map(|c| i16::from_le_bytes([c[ch * 2], c[ch * 2 + 1]]) as f64)
+                .map(|x| x * x)
+                .sum();
+            (s / frames as f64).sqrt()
+        };
+        assert!(rms(0) > 100.0 && rms(1) > 100.0, "both sides audible");
+        assert!(relayed.get() >= 45, "relayed {}", relayed.get());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -100,6 +100,8 @@ pub async fn run(
     listen: SocketAddr,
     udp_buffer: usize,
     shared: Arc<Shared>,
+    prompts: Arc<media::Prompts>,
+    recordings: std::path::PathBuf,
     mut shutdown: watch::Receiver<Phase>,
 ) -> Result<(), DriverError> {
     let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
@@ -126,8 +128,13 @@ pub async fn run(
     tracing::info!(%listen, "SIP listening on UDP and TCP");
 
     let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
-    let mut bridges: HashMap<u64, watch::Sender<bool>> = HashMap::new();
     let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
+    let mut plane = media::MediaPlane::new(
+        prompts,
+        media_tx,
+        shared.metrics.rtp_relayed.clone(),
+        recordings,
+    );
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
     let metrics = shared.metrics.clone();
@@ -185,7 +192,7 @@ pub async fn run(
             ev = media_rx.recv() => {
                 if let Some(ev) = ev {
                     if let media::MediaEvent::Timeout { call } | media::MediaEvent::Failed { call, .. } = &ev {
-                        bridges.remove(call);
+                        plane.forget(*call);
                     }
                     engine.handle_media_event(Instant::now(), ev);
                 }
@@ -195,23 +202,9 @@ pub async fn run(
         let t_timers = Instant::now();
         engine.handle_timeout(t_timers);
         while let Some(cmd) = engine.poll_media() {
-            match cmd {
-                crate::b2bua::MediaCommand::Start { call, .. } => {
-                    match media::start(cmd, media_tx.clone(), metrics.rtp_relayed.clone()) {
-                        Ok(stop) => {
-                            bridges.insert(call, stop);
-                        }
-                        Err(reason) => engine.handle_media_event(
-                            Instant::now(),
-                            media::MediaEvent::Failed { call, reason },
-                        ),
-                    }
-                }
-                crate::b2bua::MediaCommand::Stop { call } => {
-                    if let Some(stop) = bridges.remove(&call) {
-                        let _ = stop.send(true);
-                    }
-                }
+            if let Err((call, reason)) = plane.execute(cmd) {
+                engine
+                    .handle_media_event(Instant::now(), media::MediaEvent::Failed { call, reason });
             }
         }
         let t_send = Instant::now();

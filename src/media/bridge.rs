@@ -8,7 +8,7 @@ use super::dtmf::EventReceiver;
 use super::g711::Law;
 use super::opus::{G711ToOpus, OpusError, OpusToG711};
 use super::rtp::{build_rtp, is_rtcp, Accept, RtpSession};
-use super::sdp::{Codec, Negotiated};
+use super::sdp::{Codec, Direction, Negotiated};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct Leg {
     pub dtmf_pt: Option<u8>,
     /// Where to send until the peer's real address is latched (from its SDP).
     pub sdp_target: SocketAddr,
+    /// False while the peer holds the call (`sendonly`/`inactive` from its side).
+    pub send: bool,
     dtmf: EventReceiver,
 }
 
@@ -45,12 +47,19 @@ impl Leg {
             pt: n.pt,
             dtmf_pt: n.dtmf.map(|(pt, _)| pt),
             sdp_target: SocketAddr::new(n.remote.0, n.remote.1),
+            send: matches!(n.direction, Direction::SendRecv | Direction::SendOnly),
             dtmf: EventReceiver::default(),
         }
     }
 
-    fn target(&self) -> SocketAddr {
+    /// The latched source, else the SDP address.
+    pub fn target(&self) -> SocketAddr {
         self.session.peer().unwrap_or(self.sdp_target)
+    }
+
+    /// A telephone-event payload: the digit, once per event.
+    pub fn dtmf_event(&mut self, timestamp: u32, payload: &[u8]) -> Option<char> {
+        self.dtmf.on_packet(timestamp, payload)
     }
 }
 
@@ -71,16 +80,25 @@ pub enum MediaEvent {
         call: u64,
         leg: LegId,
         digit: char,
+        source: super::dtmf::DigitSource,
     },
+    /// The prompts asked for have played to the end.
+    PromptsDone { call: u64 },
     /// No RTP from a leg for the media timeout: the call should end (BYE with Reason).
-    Timeout {
-        call: u64,
-    },
+    Timeout { call: u64 },
     /// The bridge could not run (ports, transcoder): the call should end.
-    Failed {
-        call: u64,
-        reason: String,
-    },
+    Failed { call: u64, reason: String },
+}
+
+impl MediaEvent {
+    pub fn call(&self) -> u64 {
+        match self {
+            MediaEvent::Digit { call, .. }
+            | MediaEvent::PromptsDone { call }
+            | MediaEvent::Timeout { call }
+            | MediaEvent::Failed { call, .. } => *call,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -161,7 +179,7 @@ impl Bridge {
         }
     }
 
-    fn leg_mut(&mut self, id: LegId) -> &mut Leg {
+    pub fn leg_mut(&mut self, id: LegId) -> &mut Leg {
         match id {
             LegId::Caller => &mut self.caller,
             LegId::Agent => &mut self.agent,
@@ -188,7 +206,7 @@ impl Bridge {
         };
         let payload_at = h.payload_offset;
         if Some(h.payload_type) == leg.dtmf_pt {
-            if let Some(d) = leg.dtmf.on_packet(h.timestamp, &packet[payload_at..]) {
+            if let Some(d) = leg.dtmf_event(h.timestamp, &packet[payload_at..]) {
                 out.push(BridgeEvent::Digit {
                     leg: from,
                     digit: d,
@@ -268,6 +286,9 @@ impl Bridge {
         out: &mut Vec<BridgeEvent>,
     ) {
         let other = self.leg_mut(to);
+        if !other.send {
+            return;
+        }
         packet[1] = (packet[1] & 0x80) | pt;
         if other.session.rewrite(now, &mut packet) {
             out.push(BridgeEvent::Send {

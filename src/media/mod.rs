@@ -2,8 +2,8 @@
 //! and SDP offer/answer. Like `sip`, all of it is sans-IO: the relay driver that owns the
 //! RTP sockets passes packets and time in.
 //!
-//! Status (issue 3): these building blocks are implemented and tested; anchoring calls'
-//! media in the engine (port range, 183 early media, the 120+9 menu, recording) is next.
+//! [`session::MediaSession`] is one call's media from arrival (early media, prompts, digits)
+//! to the bridge with the agent; [`record`] writes stereo call recordings.
 
 pub mod bridge;
 pub mod dtmf;
@@ -11,5 +11,7 @@ pub mod g711;
 pub mod opus;
 pub mod ports;
 pub mod prompt;
+pub mod record;
 pub mod rtp;
 pub mod sdp;
+pub mod session;

@@ -113,6 +113,21 @@ pub fn encode(pcm8k: Vec<i16>, file: &str) -> Result<Prompt, PromptError> {
     })
 }
 
+/// Decodes a WAV file's bytes to 8 kHz and encodes it for every codec.
+pub fn from_wav(bytes: &[u8], file: &str) -> Result<Prompt, PromptError> {
+    let (rate, pcm) = read_wav(bytes, file)?;
+    let pcm8k = match rate {
+        8000 => pcm,
+        r => {
+            let mut d = Downsampler::new((r / 8000) as usize);
+            let mut v = Vec::with_capacity(pcm.len() * 8000 / r as usize);
+            d.process(&pcm, &mut v);
+            v
+        }
+    };
+    encode(pcm8k, file)
+}
+
 /// Loads every `*.wav` in `dir`, keyed by file name without extension.
 pub fn load_dir(dir: &Path) -> Result<HashMap<String, Prompt>, PromptError> {
     let io = |e, f: &Path| PromptError::Io {
@@ -130,21 +145,55 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Prompt>, PromptError> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let file = path.display().to_string();
         let bytes = std::fs::read(&path).map_err(|e| io(e, &path))?;
-        let (rate, pcm) = read_wav(&bytes, &file)?;
-        let pcm8k = match rate {
-            8000 => pcm,
-            r => {
-                let mut d = Downsampler::new((r / 8000) as usize);
-                let mut v = Vec::with_capacity(pcm.len() * 8000 / r as usize);
-                d.process(&pcm, &mut v);
-                v
-            }
-        };
-        out.insert(name, encode(pcm8k, &file)?);
+        out.insert(name, from_wav(&bytes, &path.display().to_string())?);
     }
     Ok(out)
+}
+
+/// The prompts shipped in `prompts/`, compiled into the binary so that `dasan run` works
+/// from anywhere; `[media] prompts_dir` adds to (and overrides) them.
+const EMBEDDED: [(&str, &[u8]); 6] = [
+    ("menu-en", include_bytes!("../../prompts/menu-en.wav")),
+    ("menu-zh", include_bytes!("../../prompts/menu-zh.wav")),
+    ("menu-ja", include_bytes!("../../prompts/menu-ja.wav")),
+    ("menu-vi", include_bytes!("../../prompts/menu-vi.wav")),
+    ("menu-mn", include_bytes!("../../prompts/menu-mn.wav")),
+    (
+        "queue-wait-ko",
+        include_bytes!("../../prompts/queue-wait-ko.wav"),
+    ),
+];
+
+pub fn embedded() -> Result<HashMap<String, Prompt>, PromptError> {
+    EMBEDDED
+        .iter()
+        .map(|(name, bytes)| Ok((name.to_string(), from_wav(bytes, name)?)))
+        .collect()
+}
+
+/// Korean ringback (KS X 3102 / ITU-T E.180: 440 + 480 Hz, 1 s on, 2 s off), one cycle,
+/// generated rather than shipped.
+pub fn ringback() -> std::sync::Arc<Prompt> {
+    let pcm: Vec<i16> = (0..24_000)
+        .map(|i| {
+            if i >= 8000 {
+                return 0;
+            }
+            let t = i as f32 / 8000.0;
+            let w = std::f32::consts::TAU;
+            (((w * 440.0 * t).sin() + (w * 480.0 * t).sin()) * 3000.0) as i16
+        })
+        .collect();
+    // Encoding a generated, fixed-length signal cannot fail short of a broken libopus;
+    // fall back to G.711-only frames rather than panic.
+    let p = encode(pcm.clone(), "ringback").unwrap_or_else(|_| Prompt {
+        pcmu: Vec::new(),
+        pcma: Vec::new(),
+        opus: Vec::new(),
+        pcm8k: pcm,
+    });
+    std::sync::Arc::new(p)
 }
 
 #[cfg(test)]
@@ -182,6 +231,22 @@ mod tests {
                 .sqrt();
             assert!(rms > 500.0, "{name} is not silent (rms {rms:.0})");
         }
+    }
+
+    #[test]
+    fn embedded_prompts_match_the_files_and_ringback_is_one_second_on_two_off() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let files = load_dir(&dir).unwrap();
+        let emb = embedded().unwrap();
+        for (name, p) in &emb {
+            assert_eq!(files[name].pcm8k, p.pcm8k, "{name}");
+        }
+        let r = ringback();
+        assert_eq!(r.duration_ms(), 3000);
+        assert_eq!(r.pcmu.len(), 150);
+        let energy = |s: &[i16]| s.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
+        assert!(energy(&r.pcm8k[..8000]) > 1e9);
+        assert_eq!(energy(&r.pcm8k[8000..]), 0.0);
     }
 
     #[test]

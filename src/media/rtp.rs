@@ -148,6 +148,8 @@ pub struct RtpSession {
     last_rx: Option<Instant>,
     started: Instant,
     media_timeout: Duration,
+    /// The media timeout counts from here when nothing has been received since.
+    timeout_from: Instant,
     relatch_after: Duration,
     pub rx: RxStats,
     tx: TxState,
@@ -162,6 +164,7 @@ impl RtpSession {
             last_rx: None,
             started: now,
             media_timeout,
+            timeout_from: now,
             relatch_after: Duration::from_secs(2),
             rx: RxStats::default(),
             tx: TxState {
@@ -255,7 +258,15 @@ impl RtpSession {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.last_rx.unwrap_or(self.started) + self.media_timeout
+        self.last_rx
+            .map_or(self.timeout_from, |t| t.max(self.timeout_from))
+            + self.media_timeout
+    }
+
+    /// Starts the media timeout afresh: a caller who sent nothing while waiting (many
+    /// gateways stay silent during early media) gets the full timeout from the answer.
+    pub fn restart_timeout(&mut self, now: Instant) {
+        self.timeout_from = now;
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Option<MediaTimeout> {

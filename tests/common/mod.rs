@@ -18,6 +18,17 @@ pub fn port_block() -> u16 {
     base + NEXT_PORT.fetch_add(40, Ordering::SeqCst)
 }
 
+static NEXT_RTP: AtomicU16 = AtomicU16::new(0);
+
+/// An RTP port range of 200 ports (50 anchored calls) for one engine, away from the
+/// signalling blocks and distinct across tests in this process.
+pub fn rtp_range() -> (u16, u16) {
+    let base = 40_000
+        + (std::process::id() % 8) as u16 * 2_500
+        + NEXT_RTP.fetch_add(200, Ordering::SeqCst);
+    (base, base + 199)
+}
+
 pub fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp-scenarios")
 }
@@ -36,8 +47,15 @@ pub struct EngineProc {
     pub dir: PathBuf,
 }
 
-/// Agents 1001-1004 with password `test-pw`; `extra` is appended (queue overrides etc.).
+/// Agents 1001-1004 with password `test-pw`; `queue` goes into `[queue.general]`. Media
+/// is anchored (the default) on a port range of the test's own; the config ends in the
+/// `[media]` table, so lines pushed onto it (`anchor = false`) land there.
 pub fn test_config(queue: &str) -> String {
+    let (lo, hi) = rtp_range();
+    test_config_base(queue) + &format!("\n[media]\nrtp_port_min = {lo}\nrtp_port_max = {hi}\n")
+}
+
+fn test_config_base(queue: &str) -> String {
     format!(
         r#"
 [[trunk]]

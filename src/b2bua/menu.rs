@@ -1,0 +1,267 @@
+//! 120+9: digits while a caller waits, the language menu, queue announcements, and the
+//! re-INVITEs an anchored call answers itself.
+//!
+//! Zero-ARS adds no delay: a call is offered to an agent the moment it arrives. Until a
+//! human answers, a digit the caller's queue maps to a menu (`9` → `languages` in the
+//! default dialplan) withdraws any ringing offer (the agent stays ready, keeping its place)
+//! and takes the call out of the queue while the menu plays; the chosen option moves it to
+//! that queue. Digits come from RFC 4733, SIP INFO and in-band detection and are merged per
+//! call, so one key press counts once.
+
+use super::call_flow::tag_of;
+use super::leg::{contact_value, Pending2xx};
+use super::{Engine, MenuState, Outcome, Side, TimerRef, ALLOW};
+use crate::acd::{CallKey, OfferFailure, QueueIdx};
+use crate::dialplan::{MenuRun, MenuStep};
+use crate::media::bridge::LegId;
+use crate::media::dtmf::DigitSource;
+use crate::sip::build::response;
+use crate::sip::message::{Header, Message};
+use crate::sip::Method;
+use std::time::Instant;
+
+impl Engine {
+    /// A digit from the caller, from any source.
+    pub(super) fn on_digit(&mut self, now: Instant, key: CallKey, digit: char, src: DigitSource) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.answered || call.digits.on_digit(now, digit, src).is_none() {
+            return;
+        }
+        tracing::debug!(call = key, %digit, ?src, "digit");
+        if let Some(m) = call.menu.as_mut() {
+            let Some(menu) = self.dialplan.menu(&m.name) else {
+                return;
+            };
+            let step = m.run.on_digit(menu, digit);
+            self.menu_step(now, key, step);
+            return;
+        }
+        let queue = self.acd.queue_name(call.queue);
+        if let Some(menu) = self.dialplan.digit_while_waiting(queue, digit) {
+            let (menu, q) = (menu.to_string(), call.queue);
+            // Stop ringing the agent (it stays ready) and leave the queue for the menu.
+            self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, false);
+            self.acd.leave(q, key);
+            self.queue_gauge(q);
+            self.enter_menu(now, key, &menu, q);
+            self.dispatch(now, q);
+        }
+    }
+
+    /// Starts menu `name` for a call that is in no queue; `back_to` takes it if the caller
+    /// chooses nothing.
+    pub(super) fn enter_menu(&mut self, now: Instant, key: CallKey, name: &str, back_to: QueueIdx) {
+        let Some(menu) = self.dialplan.menu(name) else {
+            // Validated at load; if it is gone, the caller still reaches a human.
+            self.join_queue(now, key, back_to);
+            return;
+        };
+        let (run, step) = MenuRun::start(menu);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.menu = Some(MenuState {
+            name: name.to_string(),
+            run,
+            back_to,
+        });
+        call.announce_at = None;
+        self.menu_step(now, key, step);
+    }
+
+    fn menu_step(&mut self, now: Instant, key: CallKey, step: MenuStep) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        match step {
+            MenuStep::Play(prompts) => {
+                self.media_out.push_back(super::MediaCommand::Play {
+                    call: key,
+                    prompts,
+                    then: super::MusicRef::Silence,
+                });
+            }
+            MenuStep::Queue(name) => {
+                let q = self.acd.queue_index(&name).unwrap_or(call.queue);
+                self.join_queue(now, key, q);
+            }
+            MenuStep::GiveUp => {
+                let q = call.menu.as_ref().map_or(call.queue, |m| m.back_to);
+                self.join_queue(now, key, q);
+            }
+        }
+        self.arm(TimerRef::Call(key));
+    }
+
+    /// The call leaves its menu (if any) and waits in queue `q`, hearing that queue's audio.
+    fn join_queue(&mut self, now: Instant, key: CallKey, q: QueueIdx) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let back_to = call.menu.take().map_or(call.queue, |m| m.back_to);
+        let q = if self.acd.enqueue(q, key).is_ok() {
+            q
+        } else if q != back_to && self.acd.enqueue(back_to, key).is_ok() {
+            back_to
+        } else {
+            // Every queue the caller could go to is full.
+            self.end_unanswered(now, key, 480, Outcome::Rejected);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.queue = q;
+        let timing = &self.cfg.queues[q];
+        call.announce_at = timing.announce.as_ref().map(|(_, every)| now + *every);
+        tracing::debug!(
+            call = key,
+            queue = self.acd.queue_name(q),
+            "call joins queue"
+        );
+        self.media_out.push_back(super::MediaCommand::Play {
+            call: key,
+            prompts: Vec::new(),
+            then: timing.music.clone(),
+        });
+        self.queue_gauge(q);
+        self.dispatch(now, q);
+        self.arm(TimerRef::Call(key));
+    }
+
+    pub(super) fn on_prompts_done(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(m) = call.menu.as_mut() {
+            if let Some(menu) = self.dialplan.menu(&m.name) {
+                m.run.prompts_done(menu, now);
+            }
+        }
+        self.arm(TimerRef::Call(key));
+    }
+
+    pub(super) fn menu_timeout(&mut self, now: Instant, key: CallKey) {
+        let Some(m) = self.calls.get_mut(&key).and_then(|c| c.menu.as_mut()) else {
+            return;
+        };
+        let Some(menu) = self.dialplan.menu(&m.name) else {
+            return;
+        };
+        if let Some(step) = m.run.handle_timeout(menu, now) {
+            self.menu_step(now, key, step);
+        }
+    }
+
+    /// The queue's periodic announcement, then its music again.
+    pub(super) fn announce(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let timing = &self.cfg.queues[call.queue];
+        let Some((prompt, every)) = timing.announce.clone() else {
+            call.announce_at = None;
+            return;
+        };
+        call.announce_at = Some(now + every);
+        // Not over an agent's ringing: the answer could cut it off mid-word anyway.
+        if call.agent.is_none() && call.menu.is_none() {
+            self.media_out.push_back(super::MediaCommand::Play {
+                call: key,
+                prompts: vec![prompt],
+                then: timing.music.clone(),
+            });
+        }
+    }
+
+    /// A re-INVITE or UPDATE on an anchored call: answered here for that leg alone.
+    pub(super) fn reanswer(
+        &mut self,
+        now: Instant,
+        tx: u64,
+        key: CallKey,
+        side: Side,
+        msg: Message,
+    ) {
+        let local = self.cfg.local;
+        let (t1, t2, give_up) = (
+            self.cfg.timers.t1,
+            self.cfg.timers.t2,
+            now + self.cfg.timers.t1x64(),
+        );
+        let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) else {
+            return;
+        };
+        let leg_id = match side {
+            Side::Caller => LegId::Caller,
+            Side::Agent => LegId::Agent,
+        };
+        let answer = self.anchor_reanswer(key, &mut cm, leg_id, &msg);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.media = Some(cm);
+        let leg = match side {
+            Side::Caller => &mut call.caller,
+            Side::Agent => match call.agent.as_mut() {
+                Some(a) => &mut a.leg,
+                None => return,
+            },
+        };
+        leg.learn_target(&msg, false);
+        let tag = tag_of(&leg.local);
+        let flow = leg.flow;
+        let body = match answer {
+            Ok(b) => b,
+            Err(code) => {
+                self.reply(now, tx, &msg, code, Some(&tag));
+                return;
+            }
+        };
+        let mut ok = response(&msg, 200, None, Some(&tag));
+        ok.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(flow, local, "dasan"),
+        });
+        ok.headers.push(Header {
+            name: "Allow".into(),
+            value: ALLOW.into(),
+        });
+        ok.headers.push(Header {
+            name: "Content-Type".into(),
+            value: "application/sdp".into(),
+        });
+        ok.body = body;
+        if msg.method() == Some(&Method::Invite) {
+            leg.pending_2xx = Some(Pending2xx {
+                bytes: ok.to_bytes(),
+                cseq: msg.cseq().map(|(n, _)| n).unwrap_or(0),
+                next: now + t1,
+                interval: t1.min(t2),
+                give_up,
+            });
+        }
+        self.respond(now, tx, ok);
+        self.arm(TimerRef::Call(key));
+    }
+
+    /// Ends a call for a media reason: BYE with `reason` when answered, else `code` to the
+    /// caller.
+    pub(super) fn end_call(&mut self, now: Instant, key: CallKey, code: u16, reason: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.answered {
+            self.end_answered(now, key, None, Some(reason));
+        } else {
+            let outcome = if code == 408 {
+                Outcome::TimedOut
+            } else {
+                Outcome::Rejected
+            };
+            self.end_unanswered(now, key, code, outcome);
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! One call's media from arrival to hang-up, sans-IO.
+//!
+//! A call starts *early*: only the caller's leg exists. The engine answers the trunk with
+//! `183 Session Progress` and its own SDP, and this session plays the queue's audio to the
+//! caller (ringback, music, prompts) while it listens for digits (RFC 4733 events, and
+//! in-band tones on G.711). When an agent answers, the agent's leg is attached and the
+//! session becomes a [`Bridge`]; the caller's RTP stream carries on with the same SSRC and
+//! continuous sequence numbers and timestamps, because prompt frames and relayed packets
+//! both go through the caller leg's [`RtpSession::rewrite`](super::rtp::RtpSession::rewrite).
+//!
+//! The media timeout applies only once the call is bridged: many gateways send nothing
+//! during early media, and a caller waiting in a queue must not be cut off for that.
+
+use super::bridge::{Bridge, BridgeError, BridgeEvent, Leg, LegId};
+use super::dtmf::{DigitSource, ToneDetector};
+use super::g711::Law;
+use super::opus::OpusDecoder;
+use super::prompt::Prompt;
+use super::rtp::{build_rtp, is_rtcp, Accept};
+use super::sdp::{Codec, Negotiated};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const FRAME: Duration = Duration::from_millis(20);
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// The SSRC our prompt frames carry before the caller leg rewrites them; only used to tell
+/// the player's stream from relayed ones.
+const PLAYER_SSRC: u32 = 0x00DA_5A11;
+
+/// What plays to a waiting caller when no prompt is playing.
+#[derive(Clone, Default)]
+pub enum Music {
+    #[default]
+    Silence,
+    /// Repeats until something else is asked for (ringback, music on hold).
+    Loop(Arc<Prompt>),
+}
+
+pub enum Command {
+    /// Plays `prompts` once, replacing whatever plays, then `then`. Reports
+    /// [`Output::PromptsDone`] when the prompts end (not when replaced or bridged).
+    Play {
+        prompts: Vec<Arc<Prompt>>,
+        then: Music,
+    },
+    /// The agent answered: bridge the legs. `record` asks for decoded audio of both sides.
+    Attach {
+        agent: Negotiated,
+        ssrc: u32,
+        record: bool,
+    },
+    /// A re-INVITE/UPDATE moved a leg's peer or put it on (or off) hold.
+    Remote {
+        leg: LegId,
+        to: SocketAddr,
+        send: bool,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        leg: LegId,
+        to: SocketAddr,
+        packet: Vec<u8>,
+    },
+    /// An RTCP report, for the leg's RTCP port.
+    Rtcp {
+        leg: LegId,
+        to: SocketAddr,
+        packet: Vec<u8>,
+    },
+    Digit {
+        leg: LegId,
+        digit: char,
+        source: DigitSource,
+    },
+    /// Decoded 8 kHz audio for the recorder (only when recording).
+    Audio {
+        leg: LegId,
+        pcm: Vec<i16>,
+    },
+    PromptsDone,
+    /// No RTP from a leg of the bridged call for the media timeout.
+    Timeout,
+}
+
+enum Phase {
+    Early(Box<Leg>),
+    Bridged(Box<Bridge>),
+    Gone,
+}
+
+struct Player {
+    prompts: std::collections::VecDeque<Arc<Prompt>>,
+    pos: usize,
+    then: Music,
+    loop_pos: usize,
+    next: Option<Instant>,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+}
+
+impl Player {
+    fn active(&self) -> bool {
+        !self.prompts.is_empty() || matches!(self.then, Music::Loop(_))
+    }
+
+    /// The next 20 ms frame for `codec`; `true` when it ended the prompts.
+    fn frame(&mut self, codec: Codec) -> Option<(Vec<u8>, bool)> {
+        let pick = |p: &Prompt, i: usize| -> Option<Vec<u8>> {
+            let frames = match codec {
+                Codec::Pcmu => &p.pcmu,
+                Codec::Pcma => &p.pcma,
+                Codec::Opus => &p.opus,
+            };
+            frames.get(i).cloned()
+        };
+        while let Some(p) = self.prompts.front() {
+            if let Some(f) = pick(p, self.pos) {
+                self.pos += 1;
+                let ended = self.pos >= p.pcmu.len() && self.prompts.len() == 1;
+                if self.pos >= p.pcmu.len() {
+                    self.prompts.pop_front();
+                    self.pos = 0;
+                }
+                return Some((f, ended));
+            }
+            self.prompts.pop_front();
+            self.pos = 0;
+        }
+        let Music::Loop(p) = &self.then else {
+            return None;
+        };
+        if p.pcmu.is_empty() {
+            return None;
+        }
+        let f = pick(p, self.loop_pos % p.pcmu.len());
+        self.loop_pos = (self.loop_pos + 1) % p.pcmu.len();
+        f.map(|f| (f, false))
+    }
+}
+
+pub struct MediaSession {
+    phase: Phase,
+    player: Player,
+    /// In-band DTMF on a G.711 caller while the call waits.
+    tones: Option<(Law, ToneDetector)>,
+    record: Option<[Option<OpusDecoder>; 2]>,
+    timeout: Duration,
+    rtcp_next: Instant,
+    start: Instant,
+    wall_at_start: SystemTime,
+}
+
+impl MediaSession {
+    /// A waiting caller: `caller` is its negotiated SDP, `ssrc` ours towards it.
+    pub fn new(
+        now: Instant,
+        wall: SystemTime,
+        caller: &Negotiated,
+        ssrc: u32,
+        timeout: Duration,
+        music: Music,
+    ) -> MediaSession {
+        let leg = Leg::new(now, caller, ssrc, timeout);
+        let tones = match caller.codec {
+            Codec::Pcmu => Some((Law::Ulaw, ToneDetector::default())),
+            Codec::Pcma => Some((Law::Alaw, ToneDetector::default())),
+            Codec::Opus => None,
+        };
+        let mut s = MediaSession {
+            phase: Phase::Early(Box::new(leg)),
+            player: Player {
+                prompts: Default::default(),
+                pos: 0,
+                then: music,
+                loop_pos: 0,
+                next: None,
+                seq: rand_u16(ssrc),
+                ts: ssrc.rotate_left(11),
+                marker: true,
+            },
+            tones,
+            record: None,
+            timeout,
+            rtcp_next: now + RTCP_INTERVAL,
+            start: now,
+            wall_at_start: wall,
+        };
+        s.player.next = s.player.active().then_some(now);
+        s
+    }
+
+    pub fn is_bridged(&self) -> bool {
+        matches!(self.phase, Phase::Bridged(_))
+    }
+
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        cmd: Command,
+        out: &mut Vec<Output>,
+    ) -> Result<(), BridgeError> {
+        match cmd {
+            Command::Play { prompts, then } => {
+                self.player.prompts = prompts.into();
+                self.player.pos = 0;
+                self.player.then = then;
+                self.player.loop_pos = 0;
+                if self.player.prompts.is_empty() && matches!(self.phase, Phase::Early(_)) {
+                    // Nothing to play: done at once, so the menu's digit timer starts.
+                    out.push(Output::PromptsDone);
+                }
+                self.player.next = (self.player.active() && !self.is_bridged()).then_some(now);
+            }
+            Command::Attach {
+                agent,
+                ssrc,
+                record,
+            } => {
+                let Phase::Early(mut caller) = std::mem::replace(&mut self.phase, Phase::Gone)
+                else {
+                    return Ok(());
+                };
+                caller.session.restart_timeout(now);
+                let agent_codec = agent.codec;
+                let caller_codec = caller.codec;
+                let bridge = Bridge::new(*caller, Leg::new(now, &agent, ssrc, self.timeout))?;
+                self.phase = Phase::Bridged(Box::new(bridge));
+                self.player.prompts.clear();
+                self.player.then = Music::Silence;
+                self.player.next = None;
+                self.tones = None;
+                if record {
+                    let dec = |c: Codec| {
+                        (c == Codec::Opus)
+                            .then(|| OpusDecoder::with_rate(audiopus::SampleRate::Hz8000).ok())
+                            .flatten()
+                    };
+                    self.record = Some([dec(caller_codec), dec(agent_codec)]);
+                }
+            }
+            Command::Remote { leg, to, send } => {
+                if let Some(l) = self.leg_mut(leg) {
+                    l.sdp_target = to;
+                    l.send = send;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+        match (&mut self.phase, id) {
+            (Phase::Early(l), LegId::Caller) => Some(l),
+            (Phase::Bridged(b), id) => Some(b.leg_mut(id)),
+            _ => None,
+        }
+    }
+
+    /// A datagram on `leg`'s RTP port from `src`.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        src: SocketAddr,
+        packet: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), BridgeError> {
+        match &mut self.phase {
+            Phase::Early(caller) if leg == LegId::Caller && !is_rtcp(&packet) => {
+                let (accept, h) = caller.session.on_rtp(now, src, &packet);
+                let (Accept::Yes, Some(h)) = (accept, h) else {
+                    return Ok(());
+                };
+                let payload = &packet[h.payload_offset..];
+                if Some(h.payload_type) == caller.dtmf_pt {
+                    if let Some(digit) = caller.dtmf_event(h.timestamp, payload) {
+                        out.push(Output::Digit {
+                            leg,
+                            digit,
+                            source: DigitSource::Rfc4733,
+                        });
+                    }
+                } else if h.payload_type == caller.pt {
+                    if let Some((law, det)) = self.tones.as_mut() {
+                        let mut pcm = Vec::with_capacity(payload.len());
+                        law.decode(payload, &mut pcm);
+                        for digit in det.push(&pcm) {
+                            out.push(Output::Digit {
+                                leg,
+                                digit,
+                                source: DigitSource::InBand,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Phase::Bridged(bridge) => {
+                if let Some(decoders) = self.record.as_mut() {
+                    record_audio(bridge, decoders, leg, &packet, out);
+                }
+                let mut events = Vec::with_capacity(2);
+                bridge.on_packet(now, leg, src, packet, &mut events)?;
+                for ev in events {
+                    out.push(match ev {
+                        BridgeEvent::Send { leg, to, packet } => Output::Send { leg, to, packet },
+                        BridgeEvent::Digit { leg, digit } => Output::Digit {
+                            leg,
+                            digit,
+                            source: DigitSource::Rfc4733,
+                        },
+                    });
+                }
+                Ok(())
+            }
+            // RTCP is terminated here; the agent's port is silent until it is attached.
+            _ => Ok(()),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.rtcp_next;
+        if let Some(n) = self.player.next {
+            t = t.min(n);
+        }
+        if let Phase::Bridged(b) = &self.phase {
+            t = t.min(b.poll_timeout());
+        }
+        t
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if let Phase::Bridged(b) = &self.phase {
+            if now >= b.poll_timeout() {
+                out.push(Output::Timeout);
+                self.phase = Phase::Gone;
+                return;
+            }
+        }
+        if let Phase::Early(caller) = &mut self.phase {
+            let mut sent = 0;
+            while let Some(next) = self.player.next.filter(|n| *n <= now) {
+                // A starved task does not burst: after 100 ms behind, the clock restarts.
+                if now.duration_since(next) > Duration::from_millis(100) || sent > 5 {
+                    self.player.next = Some(now);
+                }
+                let Some((frame, ended)) = self.player.frame(caller.codec) else {
+                    self.player.next = None;
+                    break;
+                };
+                let pt = caller.pt;
+                let mut pkt = build_rtp(
+                    pt,
+                    std::mem::take(&mut self.player.marker),
+                    self.player.seq,
+                    self.player.ts,
+                    PLAYER_SSRC,
+                    &frame,
+                );
+                self.player.seq = self.player.seq.wrapping_add(1);
+                self.player.ts = self.player.ts.wrapping_add(caller.codec.clock_rate() / 50);
+                if caller.send && caller.session.rewrite(now, &mut pkt) {
+                    out.push(Output::Send {
+                        leg: LegId::Caller,
+                        to: caller.target(),
+                        packet: pkt,
+                    });
+                }
+                sent += 1;
+                if ended {
+                    out.push(Output::PromptsDone);
+                }
+                self.player.next = self
+                    .player
+                    .active()
+                    .then(|| self.player.next.unwrap_or(now) + FRAME);
+            }
+        }
+        if now >= self.rtcp_next {
+            self.rtcp_next = now + RTCP_INTERVAL;
+            let ntp = self.ntp(now);
+            let legs: Vec<&Leg> = match &self.phase {
+                Phase::Early(l) => vec![l],
+                Phase::Bridged(b) => vec![b.leg(LegId::Caller), b.leg(LegId::Agent)],
+                Phase::Gone => vec![],
+            };
+            for (i, l) in legs.into_iter().enumerate() {
+                let t = l.target();
+                out.push(Output::Rtcp {
+                    leg: if i == 0 { LegId::Caller } else { LegId::Agent },
+                    to: SocketAddr::new(t.ip(), t.port().wrapping_add(1)),
+                    packet: l.session.rtcp_report(now, ntp),
+                });
+            }
+        }
+    }
+
+    /// The wall clock at `now` as an NTP timestamp (seconds since 1900, fraction).
+    fn ntp(&self, now: Instant) -> (u32, u32) {
+        let wall = self.wall_at_start + now.saturating_duration_since(self.start);
+        let d = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = (d.as_secs() + 2_208_988_800) as u32;
+        let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+        (secs, frac as u32)
+    }
+}
+
+fn rand_u16(seed: u32) -> u16 {
+    (seed ^ (seed >> 16)) as u16
+}
+
+/// Decodes a leg's audio packet for the recorder (telephone-events and unknown payloads
+/// are left out).
+fn record_audio(
+    bridge: &Bridge,
+    decoders: &mut [Option<OpusDecoder>; 2],
+    leg: LegId,
+    packet: &[u8],
+    out: &mut Vec<Output>,
+) {
+    let l = bridge.leg(leg);
+    let Some(h) = super::rtp::parse_rtp(packet) else {
+        return;
+    };
+    if h.payload_type != l.pt {
+        return;
+    }
+    let payload = &packet[h.payload_offset..];
+    let mut pcm = Vec::with_capacity(160);
+    match l.codec {
+        Codec::Pcmu => Law::Ulaw.decode(payload, &mut pcm),
+        Codec::Pcma => Law::Alaw.decode(payload, &mut pcm),
+        Codec::Opus => {
+            if let Some(d) = decoders[leg as usize].as_mut() {
+                if d.decode(Some(payload), &mut pcm).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if !pcm.is_empty() {
+        out.push(Output::Audio { leg, pcm });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::parse_rtp;
+    use crate::media::sdp::Direction;
+
+    fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
+        Negotiated {
+            codec,
+            pt,
+            dtmf: Some((101, codec.clock_rate())),
+            direction: Direction::SendRecv,
+            remote: ("127.0.0.1".parse().unwrap(), port),
+        }
+    }
+
+    fn tone_prompt(ms: usize) -> Arc<Prompt> {
+        let pcm: Vec<i16> = (0..ms * 8)
+            .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
+            .collect();
+        Arc::new(crate::media::prompt::encode(pcm, "t").unwrap())
+    }
+
+    fn sends(out: &[Output]) -> Vec<(LegId, SocketAddr, Vec<u8>)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { leg, to, packet } => Some((*leg, *to, packet.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plays_prompts_at_20ms_then_reports_done_and_keeps_looping_music() {
+        let t0 = Instant::now();
+        let ring = tone_prompt(100); // 5 frames
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(Codec::Pcmu, 0, 4000),
+            7,
+            Duration::from_secs(30),
+            Music::Silence,
+        );
+        assert_eq!(
+            s.poll_timeout(),
+            t0 + RTCP_INTERVAL,
+            "silence sends nothing"
+        );
+        let mut out = Vec::new();
+        s.handle_command(
+            t0,
+            Command::Play {
+                prompts: vec![tone_prompt(60), tone_prompt(40)],
+                then: Music::Loop(ring),
+            },
+            &mut out,
+        )
+        .unwrap();
+        let mut t = t0;
+        for _ in 0..12 {
+            assert_eq!(s.poll_timeout(), t);
+            s.handle_timeout(t, &mut out);
+            t += FRAME;
+        }
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 12, "one frame per 20 ms");
+        let done_at = out
+            .iter()
+            .filter(|o| matches!(o, Output::Send { .. } | Output::PromptsDone))
+            .position(|o| *o == Output::PromptsDone)
+            .unwrap();
+        assert_eq!(done_at, 5, "after the 3 + 2 prompt frames");
+        let hs: Vec<_> = sent.iter().map(|(_, _, p)| parse_rtp(p).unwrap()).collect();
+        assert!(hs.iter().all(|h| h.ssrc == 7 && h.payload_type == 0));
+        assert!(hs[0].marker && !hs[1].marker);
+        for w in hs.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+            assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+        }
+        assert!(sent
+            .iter()
+            .all(|(l, to, p)| *l == LegId::Caller && to.port() == 4000 && p.len() == 172));
+    }
+
+    #[test]
+    fn digits_in_band_and_rfc4733_while_waiting_and_no_media_timeout_before_the_answer() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(Codec::Pcmu, 0, 4000),
+            7,
+            Duration::from_secs(1),
+            Music::Silence,
+        );
+        let src = SocketAddr::from(([127, 0, 0, 1], 4000));
+        let mut out = Vec::new();
+        // A 697+1209 Hz ("1") tone for 100 ms, in band.
+        let pcm: Vec<i16> = (0..800)
+            .map(|i| {
+                let t = i as f32 / 8000.0;
+                (((2.0 * std::f32::consts::PI * 697.0 * t).sin()
+                    + (2.0 * std::f32::consts::PI * 1209.0 * t).sin())
+                    * 6000.0) as i16
+            })
+            .collect();
+        for (i, chunk) in pcm.chunks(160).enumerate() {
+            let mut u = Vec::new();
+            Law::Ulaw.encode(chunk, &mut u);
+            let p = build_rtp(0, false, i as u16, i as u32 * 160, 99, &u);
+            s.handle_packet(t0, LegId::Caller, src, p, &mut out)
+                .unwrap();
+        }
+        for (i, (_, ev)) in crate::media::dtmf::events_for_digit('9', 60, 8000)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            let p = build_rtp(101, i == 0, 10 + i as u16, 5000, 99, &ev);
+            s.handle_packet(t0, LegId::Caller, src, p, &mut out)
+                .unwrap();
+        }
+        let digits: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Digit { digit, source, .. } => Some((*digit, *source)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            digits,
+            vec![('1', DigitSource::InBand), ('9', DigitSource::Rfc4733)]
+        );
+        // Minutes of silence while queued: no timeout, only RTCP.
+        let mut out = Vec::new();
+        s.handle_timeout(t0 + Duration::from_secs(120), &mut out);
+        assert!(!out.contains(&Output::Timeout));
+        assert!(matches!(out[0], Output::Rtcp { .. }));
+    }
+
+    #[test]
+    fn attach_keeps_the_callers_stream_continuous_and_starts_the_media_timeout() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(Codec::Pcma, 8, 4000),
+            7,
+            Duration::from_secs(2),
+            Music::Loop(tone_prompt(200)),
+        );
+        let mut out = Vec::new();
+        let mut t = t0;
+        for _ in 0..3 {
+            s.handle_timeout(t, &mut out);
+            t += FRAME;
+        }
+        s.handle_command(
+            t,
+            Command::Attach {
+                agent: neg(Codec::Pcma, 8, 5000),
+                ssrc: 9,
+                record: true,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert!(s.is_bridged());
+        assert_eq!(s.player.next, None, "the music stops at the answer");
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        s.handle_packet(
+            t,
+            LegId::Agent,
+            agent,
+            build_rtp(8, true, 500, 123_456, 0xAAAA, &[0xD5; 160]),
+            &mut out,
+        )
+        .unwrap();
+        let sent = sends(&out);
+        let hs: Vec<_> = sent.iter().map(|(_, _, p)| parse_rtp(p).unwrap()).collect();
+        assert_eq!(hs.len(), 4);
+        assert!(
+            hs.iter().all(|h| h.ssrc == 7),
+            "one SSRC towards the caller"
+        );
+        assert_eq!(hs[3].seq, hs[2].seq.wrapping_add(1), "no sequence jump");
+        assert!(hs[3].timestamp.wrapping_sub(hs[2].timestamp) <= 320);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Audio {
+                leg: LegId::Agent,
+                ..
+            }
+        )));
+        // Silence from the caller now ends the call after the timeout.
+        let mut out = Vec::new();
+        s.handle_timeout(t + Duration::from_secs(2), &mut out);
+        assert!(out.contains(&Output::Timeout));
+    }
+
+    #[test]
+    fn hold_stops_what_we_send() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(Codec::Pcmu, 0, 4000),
+            7,
+            Duration::from_secs(30),
+            Music::Loop(tone_prompt(100)),
+        );
+        let mut out = Vec::new();
+        s.handle_command(
+            t0,
+            Command::Remote {
+                leg: LegId::Caller,
+                to: SocketAddr::from(([127, 0, 0, 1], 4100)),
+                send: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        s.handle_timeout(t0, &mut out);
+        assert!(sends(&out).is_empty());
+        s.handle_command(
+            t0,
+            Command::Remote {
+                leg: LegId::Caller,
+                to: SocketAddr::from(([127, 0, 0, 1], 4100)),
+                send: true,
+            },
+            &mut out,
+        )
+        .unwrap();
+        s.handle_timeout(t0 + FRAME, &mut out);
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1.port(), 4100, "to the new address");
+    }
+}
