@@ -4,60 +4,8 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A 16-bit mono 8 kHz WAV with a 440 Hz tone: baresip's microphone.
-fn write_tone(path: &Path, seconds: u32) {
-    let rate = 8000u32;
-    let n = rate * seconds;
-    let mut data = Vec::with_capacity(n as usize * 2);
-    for i in 0..n {
-        let v =
-            (f64::sin(2.0 * std::f64::consts::PI * 440.0 * i as f64 / rate as f64) * 8000.0) as i16;
-        data.extend_from_slice(&v.to_le_bytes());
-    }
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate * 2).to_le_bytes());
-    w.extend_from_slice(&2u16.to_le_bytes());
-    w.extend_from_slice(&16u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    std::fs::write(path, w).expect("write tone");
-}
-
-/// RMS of a 16-bit PCM WAV's samples, as a fraction of full scale.
-fn wav_rms(path: &Path) -> f64 {
-    let b = std::fs::read(path).expect("read wav");
-    let mut i = 12;
-    while i + 8 <= b.len() {
-        let id = &b[i..i + 4];
-        let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
-        if id == b"data" {
-            let end = (i + 8 + len).min(b.len());
-            let samples: Vec<i16> = b[i + 8..end]
-                .chunks_exact(2)
-                .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            if samples.is_empty() {
-                return 0.0;
-            }
-            let sum: f64 = samples.iter().map(|s| (*s as f64).powi(2)).sum();
-            return (sum / samples.len() as f64).sqrt() / 32768.0;
-        }
-        i += 8 + len;
-    }
-    0.0
-}
 
 #[test]
 fn baresip_agent_hears_the_caller() {
@@ -98,7 +46,7 @@ fn baresip_call(name: &str, anchor: bool) -> (EngineProc, f64) {
     let rec = dir.join("rec");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::create_dir_all(&rec).unwrap();
-    write_tone(&cfg.join("tone.wav"), 60);
+    write_tone(&cfg.join("tone.wav"), 60, G711_TONE);
     std::fs::write(
         cfg.join("config"),
         format!(

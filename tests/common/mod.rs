@@ -281,3 +281,235 @@ pub fn agents_csv(dir: &Path, ids: &[&str], password: &str) -> PathBuf {
     std::fs::write(&p, s).expect("csv");
     p
 }
+
+/// A 16-bit WAV with a sine at `freq` Hz: a softphone's microphone. baresip's aufile
+/// wants the rate and channels of the codec in use (8 kHz mono for G.711, 48 kHz stereo
+/// for Opus).
+pub fn write_tone(path: &Path, seconds: u32, (freq, rate, channels): Tone) {
+    let n = rate * seconds;
+    let mut data = Vec::with_capacity(n as usize * 2 * channels as usize);
+    for i in 0..n {
+        let v =
+            (f64::sin(2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64) * 8000.0) as i16;
+        for _ in 0..channels {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2 * channels as u32).to_le_bytes());
+    w.extend_from_slice(&(2 * channels).to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    std::fs::write(path, w).expect("write tone");
+}
+
+/// (frequency, sample rate, channels) of a test tone.
+pub type Tone = (f64, u32, u16);
+pub const G711_TONE: Tone = (440.0, 8000, 1);
+
+/// Per-channel RMS of a 16-bit PCM WAV's samples, as fractions of full scale.
+pub fn wav_rms_channels(path: &Path) -> Vec<f64> {
+    let b = std::fs::read(path).expect("read wav");
+    let channels = b
+        .get(22..24)
+        .map_or(1, |c| u16::from_le_bytes([c[0], c[1]]))
+        .max(1) as usize;
+    let mut i = 12;
+    while i + 8 <= b.len() {
+        let id = &b[i..i + 4];
+        let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
+        if id == b"data" {
+            let end = (i + 8 + len).min(b.len());
+            let samples: Vec<i16> = b[i + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            return (0..channels)
+                .map(|ch| {
+                    let s: Vec<f64> = samples
+                        .iter()
+                        .skip(ch)
+                        .step_by(channels)
+                        .map(|&x| x as f64)
+                        .collect();
+                    if s.is_empty() {
+                        return 0.0;
+                    }
+                    (s.iter().map(|x| x * x).sum::<f64>() / s.len() as f64).sqrt() / 32768.0
+                })
+                .collect();
+        }
+        i += 8 + len;
+    }
+    vec![0.0; channels]
+}
+
+pub fn wav_rms(path: &Path) -> f64 {
+    wav_rms_channels(path)[0]
+}
+
+/// A baresip softphone with its own config directory, recording what it hears (sndfile:
+/// `<dir>/rec/*-dec.wav`) and playing a tone as its microphone.
+pub struct Baresip {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Baresip {
+    /// `account` is one line of baresip's accounts file; `rtp` its RTP port range;
+    /// `extra` more command-line arguments (`-e` commands, `-t` seconds).
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        sip_port: u16,
+        rtp: (u16, u16),
+        tone: Tone,
+        account: &str,
+        extra: &[&str],
+    ) -> Baresip {
+        let cfg = dir.join(name);
+        let rec = cfg.join("rec");
+        std::fs::create_dir_all(&rec).expect("baresip dir");
+        write_tone(&cfg.join("tone.wav"), 60, tone);
+        std::fs::write(
+            cfg.join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\nrtp_ports {}-{}\n\
+                 audio_source aufile,{}\naudio_player aubridge,sink\naudio_alert aubridge,sink\nsnd_path {}\n\
+                 module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+                 module_app account.so\nmodule_app menu.so\n",
+                rtp.0,
+                rtp.1,
+                cfg.join("tone.wav").display(),
+                rec.display()
+            ),
+        )
+        .expect("baresip config");
+        std::fs::write(cfg.join("accounts"), format!("{account}\n")).expect("accounts");
+        let log = std::fs::File::create(cfg.join("baresip.log")).expect("log");
+        let child = Command::new("timeout")
+            .args(["-k", "2", "90", "baresip", "-f"])
+            .arg(&cfg)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("run baresip (install Debian package baresip)");
+        Baresip { child, dir: cfg }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Stops baresip (so that its recordings are complete) and returns the RMS of what it
+    /// heard.
+    pub fn stop_and_heard_rms(mut self) -> f64 {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let dec = std::fs::read_dir(self.dir.join("rec"))
+            .expect("rec dir")
+            .filter_map(|f| f.ok().map(|f| f.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .unwrap_or_else(|| panic!("baresip recorded nothing (*-dec.wav):\n{}", self.log()));
+        wav_rms(&dec)
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A packet capture on loopback (dumpcap, from Debian's wireshark-common), for checking
+/// what really arrived at a port.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(dir: &Path, name: &str, filter: &str) -> Capture {
+        let file = dir.join(format!("{name}.pcap"));
+        let err = dir.join(format!("{name}.dumpcap.log"));
+        let child = Command::new("dumpcap")
+            .args([
+                "-q",
+                "-P",
+                "-i",
+                "lo",
+                "-a",
+                "duration:80",
+                "-f",
+                filter,
+                "-w",
+            ])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).expect("dumpcap log"))
+            .spawn()
+            .expect("run dumpcap (install Debian package wireshark-common)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("Capturing on")
+        {
+            assert!(Instant::now() < deadline, "dumpcap did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Capture { child, file }
+    }
+
+    /// Stops the capture and returns the UDP payloads captured, in order.
+    pub fn stop(mut self) -> Vec<Vec<u8>> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let b = std::fs::read(&self.file).expect("capture file");
+        let mut out = Vec::new();
+        let link = b
+            .get(20..24)
+            .map_or(1, |l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]));
+        let l2 = if link == 1 { 14 } else { 0 };
+        let mut i = 24;
+        while i + 16 <= b.len() {
+            let incl = u32::from_le_bytes([b[i + 8], b[i + 9], b[i + 10], b[i + 11]]) as usize;
+            let Some(pkt) = b.get(i + 16..i + 16 + incl) else {
+                break;
+            };
+            i += 16 + incl;
+            let Some(ip) = pkt.get(l2..) else { continue };
+            if ip.is_empty() || ip[0] >> 4 != 4 {
+                continue;
+            }
+            let ihl = (ip[0] & 15) as usize * 4;
+            if let Some(udp) = ip.get(ihl + 8..) {
+                out.push(udp.to_vec());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
