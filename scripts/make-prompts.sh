@@ -8,15 +8,34 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_pkgs espeak-ng sox
 mkdir -p prompts
-say() { # name voice text
+say() { # name voice text [rate]
     espeak-ng -v "$2" -s 150 -w "prompts/$1.tmp.wav" "$3"
-    sox "prompts/$1.tmp.wav" -r 16000 -c 1 -b 16 "prompts/$1.wav" gain -n -3 pad 0.1 0.2
+    sox "prompts/$1.tmp.wav" -r "${4:-16000}" -c 1 -b 16 "prompts/$1.wav" gain -n -3 pad 0.1 0.2
     rm -f "prompts/$1.tmp.wav"
 }
+# Short announcement parts are stored at 8 kHz: telephone bandwidth, half the size.
+say8() { say "$1" "$2" "$3" 8000; }
 say menu-en en-us "For English, press 1."
 say menu-zh cmn "中文服务，请按2。"
 say menu-ja ja "にほんごは、さんを おしてください。"
 say menu-vi vi "Tiếng Việt, xin bấm số 4."
 say menu-mn ru "Монгол хэлээр бол 5 дарна уу."
 say queue-wait-ko ko "잠시만 기다려 주십시오. 곧 상담사가 연결됩니다."
+# Queue announcements (off unless a queue sets announce_position / announce_wait): a lead-in,
+# then a number, per language. Korean reads "3번" as "삼 번" (a queue number) and "3분"
+# as "삼 분" (minutes).
+say8 queue-position-ko ko "고객님의 대기 순번은"
+say8 queue-ewt-ko ko "예상 대기 시간은 약"
+say8 queue-position-en en-us "Your position in the queue is"
+say8 queue-ewt-en en-us "Your expected wait is about"
+for n in $(seq 1 10); do
+    say8 "pos-ko-$n" ko "${n}번입니다."
+    say8 "min-ko-$n" ko "${n}분입니다."
+    say8 "pos-en-$n" en-us "number ${n}."
+    if [ "$n" = 1 ]; then say8 "min-en-$n" en-us "1 minute."; else say8 "min-en-$n" en-us "${n} minutes."; fi
+done
+say8 pos-ko-many ko "10번 이후입니다."
+say8 min-ko-many ko "10분 이상입니다."
+say8 pos-en-many en-us "after number 10."
+say8 min-en-many en-us "more than 10 minutes."
 echo "prompts written: $(ls prompts/*.wav | wc -l)"

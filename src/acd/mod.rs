@@ -163,6 +163,28 @@ impl Acd {
         self.queues[q].members
     }
 
+    /// 1-based place of a waiting call in its queue (None once offered or gone).
+    pub fn position(&self, q: QueueIdx, call: CallKey) -> Option<usize> {
+        self.queues[q]
+            .waiting
+            .iter()
+            .position(|c| *c == call)
+            .map(|i| i + 1)
+    }
+
+    /// Agents logged in with the queue's skill, whatever they are doing now: the people
+    /// who will work through the queue (for an expected-wait estimate).
+    pub fn staffed(&self, q: QueueIdx) -> usize {
+        let skill = self.queues[q].skill;
+        self.agents
+            .iter()
+            .filter(|a| {
+                a.skills.contains(&skill)
+                    && !matches!(a.state, AgentState::LoggedOut | AgentState::NotReady(_))
+            })
+            .count()
+    }
+
     pub fn ready_count(&self) -> usize {
         self.agents
             .iter()

@@ -132,8 +132,8 @@ impl Engine {
         let announce_at = self.cfg.queues[q]
             .announce
             .as_ref()
-            .filter(|_| media.is_some() && menu.is_none())
-            .map(|(_, every)| now + *every);
+            .filter(|_| media.is_some() && menu.is_none() && early_media)
+            .map(|a| now + a.every);
         self.dialogs
             .insert(caller.call_id.clone(), (key, Side::Caller));
         self.calls.insert(
@@ -152,6 +152,7 @@ impl Engine {
                 max_wait_at: Some(now + max_wait),
                 relay: None,
                 media,
+                answered_at: None,
                 menu: None,
                 digits: Default::default(),
                 announce_at,
@@ -420,6 +421,8 @@ impl Engine {
             ack_bytes = Some((a.leg.flow, ack));
         }
         call.answered = true;
+        call.answered_at = Some(now);
+        call.announce_at = None;
         call.ring_deadline = None;
         call.max_wait_at = None;
         let q = call.queue;
@@ -739,6 +742,13 @@ impl Engine {
         }
         if agent_leg.is_some() {
             self.dispatch(now, call.queue);
+        }
+        if let Some(t) = call.answered_at {
+            // EWMA with weight 1/16: follows a shift in talk times within a few dozen calls.
+            let avg = &mut self.talk_avg[call.queue];
+            let talk = now.saturating_duration_since(t).as_secs_f64();
+            *avg =
+                std::time::Duration::from_secs_f64(avg.as_secs_f64() * 15.0 / 16.0 + talk / 16.0);
         }
         self.finish(call.queue, Outcome::Answered);
     }

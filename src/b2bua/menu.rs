@@ -115,7 +115,7 @@ impl Engine {
         };
         call.queue = q;
         let timing = &self.cfg.queues[q];
-        call.announce_at = timing.announce.as_ref().map(|(_, every)| now + *every);
+        call.announce_at = timing.announce.as_ref().map(|a| now + a.every);
         tracing::debug!(
             call = key,
             queue = self.acd.queue_name(q),
@@ -155,23 +155,49 @@ impl Engine {
         }
     }
 
-    /// The queue's periodic announcement, then its music again.
+    /// The queue's periodic announcement (message, place, expected wait), then its music.
     pub(super) fn announce(&mut self, now: Instant, key: CallKey) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let timing = &self.cfg.queues[call.queue];
-        let Some((prompt, every)) = timing.announce.clone() else {
+        let q = call.queue;
+        let timing = &self.cfg.queues[q];
+        let Some(a) = timing.announce.clone() else {
             call.announce_at = None;
             return;
         };
-        call.announce_at = Some(now + every);
+        call.announce_at = Some(now + a.every);
         // Not over an agent's ringing: the answer could cut it off mid-word anyway.
-        if call.agent.is_none() && call.menu.is_none() {
+        if call.agent.is_some() || call.menu.is_some() {
+            return;
+        }
+        let music = timing.music.clone();
+        let l = &a.language;
+        let number = |n: usize| {
+            if (1..=10).contains(&n) {
+                n.to_string()
+            } else {
+                "many".to_string()
+            }
+        };
+        let mut prompts: Vec<String> = a.prompt.into_iter().collect();
+        let position = self.acd.position(q, key);
+        if let (true, Some(p)) = (a.position, position) {
+            prompts.push(format!("queue-position-{l}"));
+            prompts.push(format!("pos-{l}-{}", number(p)));
+        }
+        if let (true, Some(p)) = (a.wait, position) {
+            let staff = self.acd.staffed(q).max(1) as f64;
+            let secs = p as f64 * self.talk_avg[q].as_secs_f64() / staff;
+            let minutes = ((secs / 60.0).ceil() as usize).max(1);
+            prompts.push(format!("queue-ewt-{l}"));
+            prompts.push(format!("min-{l}-{}", number(minutes)));
+        }
+        if !prompts.is_empty() {
             self.media_out.push_back(super::MediaCommand::Play {
                 call: key,
-                prompts: vec![prompt],
-                then: timing.music.clone(),
+                prompts,
+                then: music,
             });
         }
     }

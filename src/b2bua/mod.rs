@@ -45,8 +45,18 @@ pub(crate) struct QueueTiming {
     pub ring_timeout: Duration,
     pub max_wait: Duration,
     pub music: MusicRef,
-    pub announce: Option<(String, Duration)>,
+    pub announce: Option<Announce>,
     pub record: bool,
+}
+
+/// What a queue tells its waiting callers, and how often.
+#[derive(Debug, Clone)]
+pub(crate) struct Announce {
+    pub prompt: Option<String>,
+    pub position: bool,
+    pub wait: bool,
+    pub language: String,
+    pub every: Duration,
 }
 
 /// Where a dialled number goes.
@@ -194,6 +204,7 @@ struct Call {
     max_wait_at: Option<Instant>,
     relay: Option<Relay>,
     media: Option<anchor::CallMedia>,
+    answered_at: Option<Instant>,
     /// In a menu (120+9): the call is in no queue meanwhile.
     menu: Option<MenuState>,
     digits: crate::media::dtmf::DigitCollector,
@@ -248,6 +259,8 @@ pub struct Engine {
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
+    /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
+    talk_avg: Vec<Duration>,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
 }
@@ -356,12 +369,14 @@ impl Engine {
                     ring_timeout: Duration::from_secs(q.ring_timeout_s as u64),
                     max_wait: Duration::from_secs(q.max_wait_s as u64),
                     music: MusicRef::from_config(q.music.get_ref()),
-                    announce: q.announce.as_ref().map(|a| {
-                        (
-                            a.get_ref().clone(),
-                            Duration::from_secs(q.announce_every_s as u64),
-                        )
-                    }),
+                    announce: (q.announce.is_some() || q.announce_position || q.announce_wait)
+                        .then(|| Announce {
+                            prompt: q.announce.as_ref().map(|a| a.get_ref().clone()),
+                            position: q.announce_position,
+                            wait: q.announce_wait,
+                            language: q.language.clone(),
+                            every: Duration::from_secs(q.announce_every_s as u64),
+                        }),
                     record: q.record,
                 })
                 .collect(),
@@ -403,6 +418,9 @@ impl Engine {
                 .flatten(),
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),
+            // Until a queue has finished calls of its own: three minutes, a common figure
+            // for public information lines.
+            talk_avg: vec![Duration::from_secs(180); config.queues.len()],
             received: now,
         }
     }

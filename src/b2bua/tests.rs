@@ -849,3 +849,42 @@ fn anchored_refusals_488_and_503() {
     assert_eq!(codes(&out), vec![503]);
     assert!(out[0].1.header("Retry-After").is_some());
 }
+
+#[test]
+fn queue_announces_place_and_expected_wait_when_configured() {
+    let cfg = ANCHORED.replace(
+        "[queue.en]",
+        "announce_position = true\nannounce_wait = true\nannounce_every_s = 30\n[queue.en]",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    invite_with_sdp(&mut h, "w1", PCMU_OFFER);
+    invite_with_sdp(&mut h, "w2", PCMU_OFFER);
+    let second =
+        h.e.calls
+            .iter()
+            .find(|(_, c)| c.caller.call_id == "w2")
+            .map(|(k, _)| *k)
+            .unwrap();
+    media(&mut h);
+    h.advance(Duration::from_secs(29));
+    assert!(media(&mut h).is_empty(), "nothing before announce_every_s");
+    h.advance(Duration::from_secs(1));
+    let cmds = media(&mut h);
+    // No agent is logged in: the estimate counts one; 2nd in line × 180 s = 6 minutes.
+    assert!(
+        cmds.contains(&MediaCommand::Play {
+            call: second,
+            prompts: vec![
+                "queue-position-ko".into(),
+                "pos-ko-2".into(),
+                "queue-ewt-ko".into(),
+                "min-ko-6".into()
+            ],
+            then: MusicRef::Ringback
+        }),
+        "{cmds:?}"
+    );
+    assert_eq!(cmds.len(), 2, "each waiting caller hears their own");
+}

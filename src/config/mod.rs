@@ -281,6 +281,19 @@ pub struct QueueConfig {
     /// None by default: zero-ARS speaks to no one unless configured.
     #[serde(default)]
     pub announce: Option<Spanned<String>>,
+    /// Tell waiting callers their place in the queue ("queue-position-<language>" then
+    /// "pos-<language>-N", 1-10 or "many"). Default false.
+    #[serde(default)]
+    pub announce_position: bool,
+    /// Tell waiting callers the expected wait in minutes ("queue-ewt-<language>" then
+    /// "min-<language>-M"): place × the queue's average talk time ÷ agents logged in with
+    /// the skill. Default false.
+    #[serde(default)]
+    pub announce_wait: bool,
+    /// Language of the queue's announcements (prompt name suffix). Default "ko"; prompts
+    /// ship for "ko" and "en".
+    #[serde(default = "d_language")]
+    pub language: String,
     /// Seconds between announcements, the first one after this long too. Default 30.
     #[serde(default = "d_announce_every")]
     pub announce_every_s: u32,
@@ -292,6 +305,9 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_language() -> String {
+    "ko".into()
 }
 fn d_announce_every() -> u32 {
     30
@@ -467,7 +483,15 @@ impl Config {
                     ));
                 }
             }
-            if q.announce.is_some() && q.announce_every_s == 0 {
+            if !is_prompt_name(&q.language) {
+                return Err((
+                    Where::Key(format!("[queue.{name}")),
+                    format!("queue '{name}': language '{}' is not a name", q.language),
+                ));
+            }
+            if (q.announce.is_some() || q.announce_position || q.announce_wait)
+                && q.announce_every_s == 0
+            {
                 return Err((
                     Where::Key(format!("[queue.{name}")),
                     format!("queue '{name}': announce_every_s must be > 0"),
@@ -626,6 +650,22 @@ impl Config {
             }
             if let Some(a) = &q.announce {
                 out.push((a.get_ref().clone(), format!("queue '{name}' announce")));
+            }
+            let l = &q.language;
+            let numbered = |lead: &str, num: &str| {
+                let mut v = vec![format!("{lead}-{l}"), format!("{num}-{l}-many")];
+                v.extend((1..=10).map(|n| format!("{num}-{l}-{n}")));
+                v
+            };
+            if q.announce_position {
+                for p in numbered("queue-position", "pos") {
+                    out.push((p, format!("queue '{name}' announce_position")));
+                }
+            }
+            if q.announce_wait {
+                for p in numbered("queue-ewt", "min") {
+                    out.push((p, format!("queue '{name}' announce_wait")));
+                }
             }
         }
         for (name, m) in &self.menus {

@@ -359,6 +359,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_prompt_the_dialplan_names_must_exist() {
+        let cfg = crate::config::Config::parse(
+            crate::config::DEFAULT_CONFIG,
+            crate::config::DEFAULT_CONFIG_NAME,
+        )
+        .unwrap();
+        let p = Prompts::load(&cfg).unwrap();
+        assert!(p.by_name.contains_key("menu-mn") && p.by_name.contains_key("pos-ko-10"));
+        let bad = crate::config::Config::parse(
+            "[queue.q]\nskill = \"fr\"\nlanguage = \"fr\"\nannounce_position = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        let err = Prompts::load(&bad).err().unwrap();
+        assert!(
+            err.contains("queue 'q' announce_position names prompt 'queue-position-fr'"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn early_media_then_bridge_over_real_sockets_with_digits_recording_and_timeout() {
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();

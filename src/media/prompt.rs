@@ -151,19 +151,9 @@ pub fn load_dir(dir: &Path) -> Result<HashMap<String, Prompt>, PromptError> {
     Ok(out)
 }
 
-/// The prompts shipped in `prompts/`, compiled into the binary so that `dasan run` works
-/// from anywhere; `[media] prompts_dir` adds to (and overrides) them.
-const EMBEDDED: [(&str, &[u8]); 6] = [
-    ("menu-en", include_bytes!("../../prompts/menu-en.wav")),
-    ("menu-zh", include_bytes!("../../prompts/menu-zh.wav")),
-    ("menu-ja", include_bytes!("../../prompts/menu-ja.wav")),
-    ("menu-vi", include_bytes!("../../prompts/menu-vi.wav")),
-    ("menu-mn", include_bytes!("../../prompts/menu-mn.wav")),
-    (
-        "queue-wait-ko",
-        include_bytes!("../../prompts/queue-wait-ko.wav"),
-    ),
-];
+// The prompts shipped in `prompts/`, compiled into the binary by build.rs so that
+// `dasan run` works from anywhere; `[media] prompts_dir` adds to (and overrides) them.
+include!(concat!(env!("OUT_DIR"), "/prompts.rs"));
 
 pub fn embedded() -> Result<HashMap<String, Prompt>, PromptError> {
     EMBEDDED
