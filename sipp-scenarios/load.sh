@@ -4,18 +4,22 @@
 # rate for a bounded time, then prints successful/failed calls, achieved cps, the engine's
 # CPU seconds per 1,000 calls, its peak RSS, and post-dial delay measured by the engine.
 #
-#   sipp-scenarios/load.sh [-a AGENTS] [-r CPS] [-t SECONDS] [-d CALL_MS] [-p BASE_PORT]
+#   sipp-scenarios/load.sh [-a AGENTS] [-r CPS] [-t SECONDS] [-d CALL_MS] [-p BASE_PORT] [-m]
+#
+# -m anchors media as the default configuration does (183, our SDP on both legs, four RTP
+# and RTCP sockets and a media task per call; SIPp sends no RTP): it measures what anchoring
+# costs the call path. Without -m, SDP is relayed end to end (signalling only).
 #
 # Examples: -r 3200 -t 30 (throughput), -r 2000 -t 20 -d 10000 -a 22000 (20,000 held calls).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-agents=2000 rate=1000 seconds=30 call_ms=0 base=35000
-while getopts "a:r:t:d:p:" o; do
+agents=2000 rate=1000 seconds=30 call_ms=0 base=35000 anchor=false
+while getopts "a:r:t:d:p:m" o; do
     case $o in
         a) agents=$OPTARG ;; r) rate=$OPTARG ;; t) seconds=$OPTARG ;;
-        d) call_ms=$OPTARG ;; p) base=$OPTARG ;;
-        *) echo "usage: $0 [-a AGENTS] [-r CPS] [-t SECONDS] [-d CALL_MS] [-p BASE_PORT]" >&2; exit 2 ;;
+        d) call_ms=$OPTARG ;; p) base=$OPTARG ;; m) anchor=true ;;
+        *) echo "usage: $0 [-a AGENTS] [-r CPS] [-t SECONDS] [-d CALL_MS] [-p BASE_PORT] [-m]" >&2; exit 2 ;;
     esac
 done
 (( seconds > 0 && seconds <= 600 )) || { echo "-t must be 1..600 seconds" >&2; exit 2; }
@@ -54,14 +58,16 @@ max_wait_s = 30
 ids = "10000-$last"
 password = "load-pw"
 skills = ["ko"]
-# Signalling capacity: SDP relayed end to end (media load is load-media.sh).
+# -m: anchored as by default (media load itself is load-media.sh); else signalling only.
 [media]
-anchor = false
+anchor = $anchor
+rtp_port_min = 20000
+rtp_port_max = 29999
 TOML
 { echo SEQUENTIAL; for ((i = 0; i < agents; i++)); do id=$((10000 + i)); echo "$id;[authentication username=$id password=load-pw]"; done; } > "$work/agents.csv"
 
 DASAN_LOG=warn "$bin" run --config "$work/load.toml" --sip-listen "127.0.0.1:$sip" \
-    --http-listen "127.0.0.1:$http" --data-dir "$work/data" 2> "$work/engine.log" &
+    --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
 engine=$!; pids+=("$engine")
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
