@@ -331,17 +331,11 @@ fn open_recording(
 mod tests {
     use super::*;
     use crate::media::rtp::{build_rtp, parse_rtp};
-    use crate::media::sdp::{Codec, Direction, Negotiated};
+    use crate::media::sdp::{Codec, Negotiated};
     use std::time::Duration;
 
     fn neg(codec: Codec, pt: u8, remote: SocketAddr) -> Negotiated {
-        Negotiated {
-            codec,
-            pt,
-            dtmf: Some((101, 8000)),
-            direction: Direction::SendRecv,
-            remote: (remote.ip(), remote.port()),
-        }
+        Negotiated::simple(codec, pt, remote)
     }
 
     fn free_port_pair() -> u16 {

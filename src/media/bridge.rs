@@ -314,13 +314,7 @@ mod tests {
     use crate::media::rtp::parse_rtp;
 
     fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
-        Negotiated {
-            codec,
-            pt,
-            dtmf: Some((101, codec.clock_rate())),
-            direction: crate::media::sdp::Direction::SendRecv,
-            remote: ("127.0.0.1".parse().unwrap(), port),
-        }
+        Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     fn bridge(c: Codec, cpt: u8, a: Codec, apt: u8) -> Bridge {

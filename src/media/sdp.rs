@@ -318,6 +318,19 @@ pub fn build(
     s
 }
 
+impl Negotiated {
+    /// A sendrecv stream with telephone-event at 101, for tests and benchmarks.
+    pub fn simple(codec: Codec, pt: u8, remote: std::net::SocketAddr) -> Negotiated {
+        Negotiated {
+            codec,
+            pt,
+            dtmf: Some((101, codec.clock_rate())),
+            direction: Direction::SendRecv,
+            remote: (remote.ip(), remote.port()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -452,16 +452,9 @@ fn record_audio(
 mod tests {
     use super::*;
     use crate::media::rtp::parse_rtp;
-    use crate::media::sdp::Direction;
 
     fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
-        Negotiated {
-            codec,
-            pt,
-            dtmf: Some((101, codec.clock_rate())),
-            direction: Direction::SendRecv,
-            remote: ("127.0.0.1".parse().unwrap(), port),
-        }
+        Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     fn tone_prompt(ms: usize) -> Arc<Prompt> {
