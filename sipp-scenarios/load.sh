@@ -66,7 +66,8 @@ rtp_port_max = 29999
 TOML
 { echo SEQUENTIAL; for ((i = 0; i < agents; i++)); do id=$((10000 + i)); echo "$id;[authentication username=$id password=load-pw]"; done; } > "$work/agents.csv"
 
-DASAN_LOG=warn "$bin" run --config "$work/load.toml" --sip-listen "127.0.0.1:$sip" \
+token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+DASAN_API_TOKEN=$token DASAN_LOG=warn "$bin" run --config "$work/load.toml" --sip-listen "127.0.0.1:$sip" \
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
 engine=$!; pids+=("$engine")
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -92,7 +93,7 @@ set -e
 t1=$(date +%s.%N)
 cpu1=$(cpu)
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$engine/status")
-stats=$(curl -sf "127.0.0.1:$http/api/stats" || echo '{}')
+stats=$(curl -sf -H "Authorization: Bearer $token" "127.0.0.1:$http/api/stats" || echo '{}')
 
 ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); print $3}' "$work/caller.out" | tail -1)
 failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); print $3}' "$work/caller.out" | tail -1)

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod records;
 pub mod registrar;
 pub mod sip;
 pub mod util;

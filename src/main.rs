@@ -116,18 +116,56 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
     raise_fd_limit();
     let recordings = cfg.data.dir.join("recordings");
+    let db = cfg.data.dir.join("records.db");
+    let mut store = dasan::records::sqlite::SqliteStore::open(&db)?;
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    use dasan::records::Store as _;
+    let interrupted = store.mark_interrupted(unix_ms)?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls in progress when the engine last stopped are recorded as interrupted"
+        );
+    }
+    tracing::info!(db = %db.display(), "consultation records");
+    let (auth, source) =
+        dasan::http::auth::Tokens::load(&cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
+            .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
+    use dasan::http::auth::Source;
+    match source {
+        Source::Generated(p) => tracing::warn!(
+            "generated a supervisor API token: {} (send it as 'Authorization: Bearer …')",
+            p.display()
+        ),
+        Source::Existing(p) => tracing::info!("supervisor API token in {}", p.display()),
+        Source::Environment => tracing::info!("supervisor API token from DASAN_API_TOKEN"),
+        Source::Config => tracing::info!("API tokens from the config"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let metrics = Arc::new(dasan::metrics::Metrics::new()?);
-        let shared = Arc::new(dasan::driver::Shared::new(metrics.clone()));
+        let mut shared = dasan::driver::Shared::new(metrics.clone());
+        shared.auth = auth;
+        shared.records_db = Some(db.clone());
+        let shared = Arc::new(shared);
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let engine = dasan::b2bua::Engine::new(&cfg, metrics, std::time::Instant::now(), unix);
+        let (sink, writer) = dasan::records::writer::start(
+            Box::new(store),
+            cfg.data.record_queue,
+            std::time::Duration::from_millis(cfg.data.flush_interval_ms),
+            metrics.clone(),
+        );
+        let engine = dasan::b2bua::Engine::new(&cfg, metrics, std::time::Instant::now(), unix)
+            .with_unix_ms(unix_ms);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (phase_tx, phase_rx) = tokio::sync::watch::channel(dasan::driver::Phase::Run);
         let drain_timeout = std::time::Duration::from_secs(cfg.sip.drain_timeout_s as u64);
@@ -141,9 +179,12 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             engine,
             cfg.sip.listen,
             cfg.sip.udp_buffer_bytes,
-            shared,
-            prompts,
-            recordings,
+            shared.clone(),
+            dasan::driver::Plumbing {
+                prompts,
+                recordings,
+                records: Some(sink),
+            },
             phase_rx,
         ));
         tokio::spawn(async move {
@@ -166,6 +207,8 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 r?.map_err(|e| format!("HTTP on {http_listen}: {e}"))?;
             }
         }
+        // The driver is gone and with it the sink: the writer commits what is queued.
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }

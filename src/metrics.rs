@@ -19,6 +19,10 @@ pub struct Metrics {
     pub queue_waiting: IntGaugeVec,
     pub post_dial_delay: Histogram,
     pub rtp_relayed: IntCounter,
+    pub records_written: IntCounter,
+    pub record_backlog: IntGauge,
+    pub record_overflow: IntCounter,
+    pub record_commit: Histogram,
     pub pdd_us: LatencyHist,
 }
 
@@ -77,8 +81,33 @@ impl Metrics {
             "dasan_rtp_packets_relayed_total",
             "RTP packets the engine sent on anchored calls",
         )?;
+        let records_written = IntCounter::new(
+            "dasan_record_events_written_total",
+            "Consultation record state changes committed to the store",
+        )?;
+        let record_backlog = IntGauge::new(
+            "dasan_record_backlog",
+            "Record state changes waiting for the writer (queue plus overflow)",
+        )?;
+        let record_overflow = IntCounter::new(
+            "dasan_record_queue_full_total",
+            "Record state changes that found the writer's queue full and waited in memory",
+        )?;
+        let record_commit = Histogram::with_opts(
+            HistogramOpts::new(
+                "dasan_record_commit_seconds",
+                "Time to commit one batch of record changes (fsync included)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
         for c in [
             Box::new(rtp_relayed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(records_written.clone()),
+            Box::new(record_backlog.clone()),
+            Box::new(record_overflow.clone()),
+            Box::new(record_commit.clone()),
             Box::new(sip_requests.clone()),
             Box::new(sip_responses_sent.clone()),
             Box::new(sip_parse_errors.clone()),
@@ -105,6 +134,10 @@ impl Metrics {
             queue_waiting,
             post_dial_delay,
             rtp_relayed,
+            records_written,
+            record_backlog,
+            record_overflow,
+            record_commit,
             pdd_us: LatencyHist::new(),
         })
     }

@@ -139,6 +139,11 @@ impl Acd {
         &self.queues[q].p.name
     }
 
+    /// The skill name a queue routes on (its language, for the 120+9 queues).
+    pub fn queue_skill(&self, q: QueueIdx) -> &str {
+        &self.queues[q].p.skill
+    }
+
     pub fn agent_id(&self, a: AgentIdx) -> &str {
         &self.agents[a as usize].id
     }

@@ -6,6 +6,7 @@ use super::{
     TimerRef, ALLOW,
 };
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
+use crate::records::RecordEvent;
 use crate::sip::build::{random_token, response};
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
 use crate::sip::transaction::ClientInviteState;
@@ -19,8 +20,8 @@ impl Engine {
             .cfg
             .trusted
             .iter()
-            .find(|(n, _)| n.contains(&flow.remote.ip()));
-        let Some(&(_, early_media)) = trunk else {
+            .find(|(n, _, _)| n.contains(&flow.remote.ip()));
+        let Some((_, early_media, trunk_name)) = trunk.cloned() else {
             tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
             self.reply(now, tx, &msg, 403, None);
             return;
@@ -90,6 +91,15 @@ impl Engine {
             if let Some(m) = media {
                 self.anchor_release(key, m);
             }
+            let id = new_record_id();
+            self.record_arrival(now, &id, &msg, &trunk_name, number.as_deref(), q);
+            self.record(RecordEvent::Ended {
+                id,
+                outcome: crate::records::Outcome::Rejected,
+                side: "engine",
+                sip_cause: 503,
+                at_ms: self.unix_ms(now),
+            });
             let qn = self.acd.queue_name(q).to_string();
             self.metrics
                 .calls
@@ -102,6 +112,8 @@ impl Engine {
             .and_then(|f| crate::sip::uri::dialled_number(NameAddr::parse(f).uri))
             .unwrap_or_default();
         tracing::debug!(caller = %mask_number(&caller_num), call = key, "call queued");
+        let record = new_record_id();
+        self.record_arrival(now, &record, &msg, &trunk_name, number.as_deref(), q);
         let local_tag = random_token(12);
         let mut caller = Leg {
             flow,
@@ -153,6 +165,7 @@ impl Engine {
                 relay: None,
                 media,
                 answered_at: None,
+                record,
                 menu: None,
                 digits: Default::default(),
                 announce_at,
@@ -181,6 +194,33 @@ impl Engine {
             self.send_ringing(now, key);
         }
         self.arm(TimerRef::Call(key));
+    }
+
+    fn record_arrival(
+        &mut self,
+        now: Instant,
+        id: &str,
+        msg: &Message,
+        trunk: &str,
+        dialled: Option<&str>,
+        q: QueueIdx,
+    ) {
+        let caller = msg
+            .header("From")
+            .and_then(|f| crate::sip::uri::dialled_number(NameAddr::parse(f).uri))
+            .unwrap_or_default();
+        let ev = RecordEvent::Arrived {
+            id: id.to_string(),
+            sip_call_id: msg.call_id().to_string(),
+            trunk: trunk.to_string(),
+            caller,
+            dialled: dialled.unwrap_or_default().to_string(),
+            channel: "voice",
+            queue: self.acd.queue_name(q).to_string(),
+            language: self.acd.queue_skill(q).to_string(),
+            at_ms: self.unix_ms(now),
+        };
+        self.record(ev);
     }
 
     pub(super) fn queue_gauge(&self, q: QueueIdx) {
@@ -301,6 +341,7 @@ impl Engine {
             let Some(call) = self.calls.get_mut(&key) else {
                 continue;
             };
+            let record = call.record.clone();
             call.agent = Some(AgentLeg {
                 agent,
                 leg,
@@ -311,6 +352,11 @@ impl Engine {
             });
             call.ring_deadline = Some(now + ring);
             self.arm(TimerRef::Call(key));
+            self.record(RecordEvent::Offered {
+                id: record,
+                agent: agent_id,
+                at_ms: self.unix_ms(now),
+            });
         }
     }
 
@@ -430,6 +476,7 @@ impl Engine {
         let caller_tx = call.caller_invite_tx;
         let caller_flow = call.caller.flow;
         let tag = tag_of(&call.caller.local);
+        let record = call.record.clone();
         if let Some((flow, ack)) = ack_bytes {
             if let Some(tx) = self.client.get_mut(&tx_id) {
                 tx.ack_2xx = Some(ack.clone());
@@ -438,6 +485,11 @@ impl Engine {
         }
         self.acd.answered(agent, key);
         self.acd.leave(q, key);
+        self.record(RecordEvent::Answered {
+            id: record,
+            agent: self.acd.agent_id(agent).to_string(),
+            at_ms: self.unix_ms(now),
+        });
         self.queue_gauge(q);
         let Some(inv) = inv else { return };
         let mut ok = response(&inv, 200, None, Some(&tag));
@@ -668,9 +720,21 @@ impl Engine {
         if let Some(m) = call.media.take() {
             self.anchor_release(key, m);
         }
+        self.record(RecordEvent::Ended {
+            id: call.record.clone(),
+            outcome: outcome.record(),
+            side: if outcome == Outcome::Abandoned {
+                "caller"
+            } else {
+                "engine"
+            },
+            sip_cause: code,
+            at_ms: self.unix_ms(now),
+        });
         if let Some(inv) = call.caller_invite.as_ref() {
             let r = response(inv, code, None, Some(&tag_of(&call.caller.local)));
-            self.respond(now, call.caller_invite_tx, r);
+            let tx = call.caller_invite_tx;
+            self.after_records(|e| e.respond(now, tx, r));
         }
         self.finish(call.queue, outcome);
     }
@@ -698,6 +762,23 @@ impl Engine {
         if let Some(m) = call.media.take() {
             self.anchor_release(key, m);
         }
+        self.record(RecordEvent::Ended {
+            id: call.record.clone(),
+            outcome: crate::records::Outcome::Answered,
+            side: match bye_to {
+                Some(Side::Agent) => "caller",
+                Some(Side::Caller) => "agent",
+                None => "engine",
+            },
+            sip_cause: reason
+                .and_then(|r| r.split("cause=").nth(1))
+                .and_then(|c| c.split(';').next())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(200),
+            at_ms: self.unix_ms(now),
+        });
+        // BYEs leave once the record is durable (see on_bye).
+        let gate = self.durable_gate.replace(self.records_emitted);
         let local = self.cfg.local;
         self.dialogs.remove(&call.caller.call_id);
         if let Some(relay) = call.relay.take() {
@@ -740,6 +821,7 @@ impl Engine {
                 self.start_client(now, flow, bye, Owner::Fire, None);
             }
         }
+        self.durable_gate = gate;
         if agent_leg.is_some() {
             self.dispatch(now, call.queue);
         }
@@ -771,7 +853,8 @@ impl Engine {
             return;
         }
         let answered = call.answered;
-        self.reply(now, tx, &msg, 200, None);
+        // The record first: the 200 (and a BYE to the caller) leave once it is durable, so
+        // a call its caller saw end is never missing from the store.
         match (side, answered) {
             (Side::Caller, true) => self.end_answered(now, key, Some(Side::Agent), None),
             (Side::Agent, true) => self.end_answered(now, key, Some(Side::Caller), None),
@@ -779,6 +862,7 @@ impl Engine {
             (Side::Caller, false) => self.end_unanswered(now, key, 487, Outcome::Abandoned),
             (Side::Agent, false) => {}
         }
+        self.after_records(|e| e.reply(now, tx, &msg, 200, None));
     }
 
     /// re-INVITE, UPDATE or INFO inside a call: relayed to the other leg.
@@ -1005,6 +1089,11 @@ impl Engine {
             self.dispatch(now, q);
         }
     }
+}
+
+/// A record id that stays unique across restarts: time and randomness, no state.
+fn new_record_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// A recording's file name: the trunk's Call-ID made safe for a file system, with the

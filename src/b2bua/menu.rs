@@ -30,6 +30,11 @@ impl Engine {
             return;
         }
         tracing::debug!(call = key, %digit, ?src, "digit");
+        let id = call.record.clone();
+        self.record(crate::records::RecordEvent::Digit { id, digit });
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if let Some(m) = call.menu.as_mut() {
             let Some(menu) = self.dialplan.menu(&m.name) else {
                 return;
@@ -110,6 +115,17 @@ impl Engine {
             self.end_unanswered(now, key, 480, Outcome::Rejected);
             return;
         };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.queue != q {
+            let ev = crate::records::RecordEvent::Queue {
+                id: call.record.clone(),
+                queue: self.acd.queue_name(q).to_string(),
+                language: self.acd.queue_skill(q).to_string(),
+            };
+            self.record(ev);
+        }
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

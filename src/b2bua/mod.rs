@@ -39,6 +39,9 @@ pub struct Transmit {
     /// Set on the first INVITE to an agent: when the trunk INVITE arrived, so the driver
     /// can record post-dial delay at the moment the packet really leaves.
     pub pdd_start: Option<Instant>,
+    /// Send only once the first N record events ([`Engine::poll_record`]) are durable: the
+    /// messages that tell a caller the call is over wait for its record.
+    pub durable_after: Option<u64>,
 }
 
 pub(crate) struct QueueTiming {
@@ -70,8 +73,8 @@ pub(crate) enum RouteTarget {
 pub(crate) struct EngineConfig {
     pub timers: TimerConfig,
     pub local: SocketAddr,
-    /// Trunk source networks, each with its trunk's early-media setting.
-    pub trusted: Vec<(IpNet, bool)>,
+    /// Trunk source networks, each with its trunk's early-media setting and name.
+    pub trusted: Vec<(IpNet, bool, Arc<str>)>,
     pub routes: HashMap<String, RouteTarget>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
@@ -171,6 +174,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    fn record(self) -> crate::records::Outcome {
+        match self {
+            Outcome::Answered => crate::records::Outcome::Answered,
+            Outcome::Abandoned => crate::records::Outcome::Abandoned,
+            Outcome::TimedOut => crate::records::Outcome::TimedOut,
+            Outcome::Rejected => crate::records::Outcome::Rejected,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
@@ -205,6 +217,8 @@ struct Call {
     relay: Option<Relay>,
     media: Option<anchor::CallMedia>,
     answered_at: Option<Instant>,
+    /// The consultation record's id.
+    record: String,
     /// In a menu (120+9): the call is in no queue meanwhile.
     menu: Option<MenuState>,
     digits: crate::media::dtmf::DigitCollector,
@@ -254,6 +268,11 @@ pub struct Engine {
     next_id: u64,
     start: Instant,
     unix_at_start: u64,
+    unix_ms_at_start: i64,
+    records_out: VecDeque<crate::records::RecordEvent>,
+    /// Record events emitted so far (the driver's sink counts the same).
+    records_emitted: u64,
+    durable_gate: Option<u64>,
     overloaded: bool,
     draining: bool,
     anchor: Option<anchor::Anchor>,
@@ -340,14 +359,19 @@ impl Engine {
         let trusted = config
             .trunks
             .iter()
-            .flat_map(|t| t.sources.iter().map(|s| (s, t.early_media)))
-            .filter_map(|(s, early)| {
+            .flat_map(|t| {
+                let name: Arc<str> = Arc::from(t.name.as_str());
+                t.sources
+                    .iter()
+                    .map(move |s| (s, t.early_media, name.clone()))
+            })
+            .filter_map(|(s, early, name)| {
                 let s = s.get_ref();
                 let net = s
                     .parse::<IpNet>()
                     .ok()
                     .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
-                Some((net, early))
+                Some((net, early, name))
             })
             .collect();
         for name in config.queues.keys() {
@@ -400,6 +424,10 @@ impl Engine {
             next_id: 1,
             start: now,
             unix_at_start: unix_now,
+            unix_ms_at_start: unix_now as i64 * 1000,
+            records_out: VecDeque::new(),
+            records_emitted: 0,
+            durable_gate: None,
             overloaded: false,
             draining: false,
             anchor: config
@@ -464,6 +492,27 @@ impl Engine {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
+    /// The wall clock at `start` in Unix milliseconds, for record timestamps finer than the
+    /// seconds `new` takes.
+    pub fn with_unix_ms(mut self, ms: i64) -> Engine {
+        self.unix_ms_at_start = ms;
+        self
+    }
+
+    pub(crate) fn unix_ms(&self, now: Instant) -> i64 {
+        self.unix_ms_at_start + now.saturating_duration_since(self.start).as_millis() as i64
+    }
+
+    /// Consultation record changes for the store.
+    pub fn poll_record(&mut self) -> Option<crate::records::RecordEvent> {
+        self.records_out.pop_front()
+    }
+
+    pub(crate) fn record(&mut self, ev: crate::records::RecordEvent) {
+        self.records_emitted += 1;
+        self.records_out.push_back(ev);
+    }
+
     fn unix_now(&self, now: Instant) -> u64 {
         self.unix_at_start + now.saturating_duration_since(self.start).as_secs()
     }
@@ -478,7 +527,17 @@ impl Engine {
             flow,
             data,
             pdd_start: None,
+            durable_after: self.durable_gate,
         });
+    }
+
+    /// Runs `f` with every message it sends held until the records emitted so far are
+    /// durable.
+    pub(crate) fn after_records<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let prev = self.durable_gate.replace(self.records_emitted);
+        let r = f(self);
+        self.durable_gate = prev;
+        r
     }
 
     /// A message that reached the host at `received` (earlier than `now` when it waited in
@@ -849,6 +908,7 @@ impl Engine {
             flow,
             data: bytes,
             pdd_start,
+            durable_after: self.durable_gate,
         });
         self.arm(TimerRef::Client(id));
         id

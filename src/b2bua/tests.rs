@@ -888,3 +888,80 @@ fn queue_announces_place_and_expected_wait_when_configured() {
     );
     assert_eq!(cmds.len(), 2, "each waiting caller hears their own");
 }
+
+#[test]
+fn records_follow_the_call_and_the_callers_end_waits_for_its_record() {
+    use crate::records::{Outcome as R, RecordEvent as E};
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let out = h.invite("rec1");
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    h.input(aflow, &answer(&ainv, 200, "a1", true));
+    let out = h.out();
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(200))
+        .and_then(|(_, m)| m.to_tag())
+        .unwrap();
+    let t = h.trunk;
+    h.input(t, &format!("ACK sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKackr\r\nFrom: <sip:0212345678@carrier>;tag=crec1\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: rec1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"));
+    h.advance(Duration::from_secs(3));
+    h.out();
+    h.input(t, &format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKbyer\r\nFrom: <sip:0212345678@carrier>;tag=crec1\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: rec1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"));
+    let sent: Vec<_> = std::iter::from_fn(|| h.e.poll_transmit()).collect();
+    let events: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert_eq!(events.len(), 4, "{events:?}");
+    match &events[0] {
+        E::Arrived {
+            sip_call_id,
+            trunk,
+            caller,
+            dialled,
+            queue,
+            ..
+        } => assert_eq!(
+            (
+                sip_call_id.as_str(),
+                trunk.as_str(),
+                caller.as_str(),
+                dialled.as_str(),
+                queue.as_str()
+            ),
+            ("rec1", "carrier", "0212345678", "120", "general")
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&events[1], E::Offered { agent, .. } if agent == "1001"));
+    assert!(matches!(&events[2], E::Answered { agent, .. } if agent == "1001"));
+    match &events[3] {
+        E::Ended {
+            outcome,
+            side,
+            sip_cause,
+            at_ms,
+            ..
+        } => {
+            assert_eq!((*outcome, *side, *sip_cause), (R::Answered, "caller", 200));
+            assert_eq!(
+                *at_ms,
+                1_700_000_000_000 + 3_000,
+                "talk time on the engine's clock"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let ok = sent
+        .iter()
+        .find(|t| t.data.starts_with(b"SIP/2.0 200"))
+        .expect("200 to the BYE");
+    assert_eq!(
+        ok.durable_after,
+        Some(4),
+        "sent only once the Ended record is durable"
+    );
+    let bye = sent
+        .iter()
+        .find(|t| t.data.starts_with(b"BYE"))
+        .expect("BYE to the agent");
+    assert_eq!(bye.durable_after, Some(4));
+}

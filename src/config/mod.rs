@@ -148,12 +148,28 @@ impl Default for SipConfig {
 pub struct HttpConfig {
     /// HTTP listen address (health, metrics, API). Default 127.0.0.1:8080.
     pub listen: SocketAddr,
+    /// API bearer tokens and their roles. With none here and no DASAN_API_TOKEN in the
+    /// environment, the engine generates a supervisor token at first start and keeps it in
+    /// `<data dir>/api-token` (mode 0600).
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
+/// (read-only, caller numbers masked), `agent` (its own agent only; needs `agent`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: Spanned<String>,
+    pub role: Spanned<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal"),
+            tokens: Vec::new(),
         }
     }
 }
@@ -161,14 +177,23 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// Data directory. Default ./dasan-data.
+    /// Data directory (records.db, recordings/, the generated API token). Default
+    /// ./dasan-data.
     pub dir: PathBuf,
+    /// A record change is committed (fsync'd) within this many milliseconds while the
+    /// writer keeps up; slower commits are logged. Default 100.
+    pub flush_interval_ms: u64,
+    /// Record changes queued for the writer before further ones wait in memory (counted in
+    /// dasan_record_queue_full_total). Default 65536.
+    pub record_queue: usize,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dir: PathBuf::from("./dasan-data"),
+            flush_interval_ms: 100,
+            record_queue: 65_536,
         }
     }
 }
@@ -567,6 +592,33 @@ impl Config {
                     ));
                 }
             }
+        }
+        for t in &self.http.tokens {
+            let role = t.role.get_ref().as_str();
+            if !matches!(role, "supervisor" | "reporting" | "agent") {
+                return Err((
+                    t.role.span().into(),
+                    format!("token role '{role}': use supervisor, reporting or agent"),
+                ));
+            }
+            if (role == "agent") != t.agent.is_some() {
+                return Err((
+                    t.role.span().into(),
+                    "an agent token names its agent (agent = \"1001\"); other roles do not".into(),
+                ));
+            }
+            if t.token.get_ref().len() < 16 {
+                return Err((
+                    t.token.span().into(),
+                    "API tokens must be at least 16 characters".into(),
+                ));
+            }
+        }
+        if self.data.flush_interval_ms == 0 || self.data.record_queue == 0 {
+            return Err((
+                Where::Key("[data".into()),
+                "data.flush_interval_ms and data.record_queue must be > 0".into(),
+            ));
         }
         let mut seen = HashSet::new();
         for g in &self.agents {

@@ -21,6 +21,10 @@ use tokio::sync::{mpsc, watch};
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub sip_ready: AtomicBool,
+    /// API tokens and their roles.
+    pub auth: crate::http::auth::Tokens,
+    /// The record database, read by the API (the writer has its own connection).
+    pub records_db: Option<std::path::PathBuf>,
     queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
 }
 
@@ -29,6 +33,8 @@ impl Shared {
         Shared {
             metrics,
             sip_ready: AtomicBool::new(false),
+            auth: Default::default(),
+            records_db: None,
             queries: tokio::sync::OnceCell::new(),
         }
     }
@@ -83,6 +89,15 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
+/// What the engine's side effects go to, besides SIP sockets.
+pub struct Plumbing {
+    pub prompts: Arc<media::Prompts>,
+    /// Where call recordings are written.
+    pub recordings: std::path::PathBuf,
+    /// The consultation record writer (None: records off, e.g. in benchmarks).
+    pub records: Option<crate::records::writer::RecordSink>,
+}
+
 /// What the process is asked to do (pingora-style phased shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -100,10 +115,14 @@ pub async fn run(
     listen: SocketAddr,
     udp_buffer: usize,
     shared: Arc<Shared>,
-    prompts: Arc<media::Prompts>,
-    recordings: std::path::PathBuf,
+    plumbing: Plumbing,
     mut shutdown: watch::Receiver<Phase>,
 ) -> Result<(), DriverError> {
+    let Plumbing {
+        prompts,
+        recordings,
+        mut records,
+    } = plumbing;
     let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
         transport: "UDP",
         addr: listen,
@@ -137,6 +156,12 @@ pub async fn run(
     );
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
+    // Messages waiting for their call's record to be durable (see Transmit::durable_after).
+    let mut deferred: std::collections::VecDeque<Transmit> = Default::default();
+    let commits = records
+        .as_ref()
+        .map(|r| r.commits())
+        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
     let metrics = shared.metrics.clone();
     loop {
         let deadline = engine.poll_timeout();
@@ -197,6 +222,7 @@ pub async fn run(
                     engine.handle_media_event(Instant::now(), ev);
                 }
             }
+            _ = commits.notified() => {}
             _ = sleep => {}
         }
         let t_timers = Instant::now();
@@ -207,9 +233,31 @@ pub async fn run(
                     .handle_media_event(Instant::now(), media::MediaEvent::Failed { call, reason });
             }
         }
+        if let Some(sink) = records.as_mut() {
+            while let Some(ev) = engine.poll_record() {
+                sink.push(ev);
+            }
+            sink.pump();
+        } else {
+            while engine.poll_record().is_some() {}
+        }
         let t_send = Instant::now();
         let mut sent = 0;
+        let committed = records.as_ref().map_or(u64::MAX, |r| r.committed());
+        while deferred
+            .front()
+            .is_some_and(|t| t.durable_after.is_none_or(|n| n <= committed))
+        {
+            if let Some(t) = deferred.pop_front() {
+                send(&udp, &conns, &metrics, t).await;
+                sent += 1;
+            }
+        }
         while let Some(t) = engine.poll_transmit() {
+            if t.durable_after.is_some_and(|n| n > committed) {
+                deferred.push_back(t);
+                continue;
+            }
             send(&udp, &conns, &metrics, t).await;
             sent += 1;
         }

@@ -1,4 +1,9 @@
-//! HTTP listener: health, Prometheus metrics and engine statistics.
+//! HTTP listener: health, Prometheus metrics, engine statistics and the API. `/healthz`
+//! and `/metrics` are open (probes and scrapers); everything under `/api` needs a bearer
+//! token ([`auth`]). Errors are JSON `{"error": "…"}` with a 4xx code for bad input.
+
+pub mod auth;
+mod records;
 
 use crate::driver::Shared;
 use axum::extract::State;
@@ -17,7 +22,44 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
         .route("/api/agents", get(agents))
+        .route("/api/records", get(records::list))
+        .route("/api/records/{id}", get(records::get_one))
+        .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
+}
+
+pub(crate) fn api_error(code: StatusCode, message: &str) -> axum::response::Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The token's role if it may do this (`allowed`), else the 401/403 to answer.
+pub(crate) fn authorize(
+    s: &Shared,
+    headers: &axum::http::HeaderMap,
+    allowed: impl Fn(&auth::Role) -> bool,
+) -> Result<auth::Role, ApiError> {
+    let role = s
+        .auth
+        .check(headers)
+        .map_err(|(code, msg)| ApiError(code, msg.to_string()))?;
+    if allowed(&role) {
+        Ok(role)
+    } else {
+        Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "this token's role may not do that".into(),
+        ))
+    }
+}
+
+/// A 4xx (or 503) with a message, turned into a JSON error response.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        api_error(self.0, &self.1)
+    }
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
@@ -37,7 +79,13 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 
 /// Post-dial delay quantiles as the engine measured them (trunk INVITE in → agent INVITE
 /// out), in microseconds.
-async fn stats(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn stats(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
     let h = &s.metrics.pdd_us;
     Json(serde_json::json!({
         "post_dial_delay_us": {
@@ -48,15 +96,19 @@ async fn stats(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         },
         "calls_active": s.metrics.calls_active.get(),
     }))
+    .into_response()
 }
 
-async fn agents(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn agents(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if s.query(crate::driver::Query::Agents(tx)).await.is_none() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": "engine not running"})),
-        );
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running");
     }
     match rx.await {
         Ok(list) => (
@@ -65,11 +117,9 @@ async fn agents(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 .into_iter()
                 .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
                 .collect::<Vec<_>>())),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"error": "engine not running"})),
-        ),
+        )
+            .into_response(),
+        Err(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running"),
     }
 }
 

@@ -91,6 +91,7 @@ impl EngineProc {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .env("DASAN_LOG", "info")
+            .env("DASAN_API_TOKEN", API_TOKEN)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -144,10 +145,21 @@ impl Drop for EngineProc {
     }
 }
 
+/// The supervisor token the test engines get through DASAN_API_TOKEN.
+pub const API_TOKEN: &str = "test-supervisor-token-0123456789";
+
+/// GET with the test supervisor token.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_as(port, path, Some(API_TOKEN))
+}
+
+pub fn http_get_as(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let code = out.split_whitespace().nth(1)?.parse().ok()?;

@@ -1,0 +1,167 @@
+//! Consultation records: one per call, written as the call progresses.
+//!
+//! The engine (sans-IO) emits [`RecordEvent`]s; the driver hands them to the writer
+//! ([`writer`]) without ever waiting: a bounded queue, and when that is full a local
+//! overflow list that is counted and logged, so that signalling never blocks and no event
+//! is dropped. The writer applies events to a [`Store`] in batches, one transaction each,
+//! committed at least every `[data] flush_interval_ms` (WAL, `synchronous = FULL`: a
+//! commit is on disk when it returns). On start, calls left `active` by a process that died
+//! are marked `interrupted`.
+
+pub mod sqlite;
+pub mod writer;
+
+use serde::Serialize;
+
+/// A state change of one call's record. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordEvent {
+    Arrived {
+        id: String,
+        sip_call_id: String,
+        trunk: String,
+        caller: String,
+        dialled: String,
+        channel: &'static str,
+        queue: String,
+        language: String,
+        at_ms: i64,
+    },
+    /// The call moved to another queue (a menu choice).
+    Queue {
+        id: String,
+        queue: String,
+        language: String,
+    },
+    Offered {
+        id: String,
+        agent: String,
+        at_ms: i64,
+    },
+    Answered {
+        id: String,
+        agent: String,
+        at_ms: i64,
+    },
+    Digit {
+        id: String,
+        digit: char,
+    },
+    Ended {
+        id: String,
+        outcome: Outcome,
+        /// "caller", "agent" or "engine".
+        side: &'static str,
+        sip_cause: u16,
+        at_ms: i64,
+    },
+}
+
+impl RecordEvent {
+    pub fn id(&self) -> &str {
+        match self {
+            RecordEvent::Arrived { id, .. }
+            | RecordEvent::Queue { id, .. }
+            | RecordEvent::Offered { id, .. }
+            | RecordEvent::Answered { id, .. }
+            | RecordEvent::Digit { id, .. }
+            | RecordEvent::Ended { id, .. } => id,
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Abandoned,
+    TimedOut,
+    Callback,
+    Transferred,
+    Rejected,
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Callback => "callback",
+            Outcome::Transferred => "transferred",
+            Outcome::Rejected => "rejected",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A record as stored and exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub call_id: String,
+    pub sip_call_id: String,
+    pub trunk: String,
+    pub caller: String,
+    pub dialled: String,
+    pub channel: String,
+    pub language: String,
+    /// The queue the call ended in.
+    pub queue: String,
+    /// Every queue it passed through, in order.
+    pub queues: Vec<String>,
+    /// The agent who answered, if any.
+    pub agent: Option<String>,
+    /// Every agent it was offered to, in order.
+    pub agents: Vec<String>,
+    pub arrived_ms: i64,
+    pub offered_ms: Option<i64>,
+    pub answered_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub wait_ms: Option<i64>,
+    pub talk_ms: Option<i64>,
+    /// `None` while the call is in progress.
+    pub outcome: Option<String>,
+    pub hangup_side: Option<String>,
+    pub sip_cause: Option<i64>,
+    pub dtmf: String,
+    pub survey_score: Option<i64>,
+    pub category: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// A page of records: arrival time in [from, to), optionally one queue, after a cursor.
+#[derive(Debug, Clone, Default)]
+pub struct RecordQuery {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub queue: Option<String>,
+    /// Continue after this (arrived_ms, call_id), as returned with the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this engine's {known}")]
+    TooNew { found: i64, known: i64 },
+}
+
+/// The record store. One implementation per backend; the same test suite runs on each.
+pub trait Store: Send {
+    /// Applies events in order, in one transaction, durable when this returns.
+    fn apply(&mut self, events: &[RecordEvent]) -> Result<(), StoreError>;
+    /// Calls still `active` (the process died mid-call) become `interrupted`; returns how
+    /// many.
+    fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError>;
+    fn query(&self, q: &RecordQuery) -> Result<Vec<Record>, StoreError>;
+    fn get(&self, call_id: &str) -> Result<Option<Record>, StoreError>;
+}

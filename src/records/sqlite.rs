@@ -1,0 +1,454 @@
+//! The default store: SQLite in the data directory (WAL, `synchronous = FULL`), so the
+//! engine runs with no database server. Schema changes are numbered migrations applied
+//! in order at open.
+
+use super::{Outcome, Record, RecordEvent, RecordQuery, Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+/// Migration N brings the schema from version N to N+1.
+const MIGRATIONS: &[&str] = &[
+    // 1: consultation records.
+    "CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY,
+        sip_call_id TEXT NOT NULL,
+        trunk TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        dialled TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        language TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        queues TEXT NOT NULL,
+        agent TEXT,
+        agents TEXT NOT NULL DEFAULT '',
+        arrived_ms INTEGER NOT NULL,
+        offered_ms INTEGER,
+        answered_ms INTEGER,
+        ended_ms INTEGER,
+        wait_ms INTEGER,
+        talk_ms INTEGER,
+        outcome TEXT,
+        hangup_side TEXT,
+        sip_cause INTEGER,
+        dtmf TEXT NOT NULL DEFAULT '',
+        survey_score INTEGER,
+        category TEXT,
+        notes TEXT,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX calls_arrived ON calls (arrived_ms, call_id);
+    CREATE INDEX calls_active ON calls (state) WHERE state = 'active';",
+];
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::with_connection(conn)
+    }
+
+    /// An in-memory store (tests, benchmarks).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::with_connection(Connection::open_in_memory()?)
+    }
+
+    fn with_connection(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: readers (the API) never block the writer; FULL: each commit is fsync'd.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
+        )?;
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        let mut conn = conn;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute("DELETE FROM schema_version", [])?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore { conn })
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+    }
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Result<()> {
+    match ev {
+        RecordEvent::Arrived {
+            id,
+            sip_call_id,
+            trunk,
+            caller,
+            dialled,
+            channel,
+            queue,
+            language,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO calls (call_id, sip_call_id, trunk, caller, dialled, channel,
+                 language, queue, queues, arrived_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, 'active')",
+            )?
+            .execute(params![
+                id,
+                sip_call_id,
+                trunk,
+                caller,
+                dialled,
+                channel,
+                language,
+                queue,
+                at_ms
+            ])?;
+        }
+        RecordEvent::Queue {
+            id,
+            queue,
+            language,
+        } => {
+            tx.prepare_cached(
+                "UPDATE calls SET queue = ?2, language = ?3, queues = queues || ',' || ?2
+                 WHERE call_id = ?1",
+            )?
+            .execute(params![id, queue, language])?;
+        }
+        RecordEvent::Offered { id, agent, at_ms } => {
+            tx.prepare_cached(
+                "UPDATE calls SET offered_ms = COALESCE(offered_ms, ?3),
+                 agents = CASE WHEN agents = '' THEN ?2 ELSE agents || ',' || ?2 END
+                 WHERE call_id = ?1",
+            )?
+            .execute(params![id, agent, at_ms])?;
+        }
+        RecordEvent::Answered { id, agent, at_ms } => {
+            tx.prepare_cached(
+                "UPDATE calls SET agent = ?2, answered_ms = ?3, wait_ms = ?3 - arrived_ms
+                 WHERE call_id = ?1",
+            )?
+            .execute(params![id, agent, at_ms])?;
+        }
+        RecordEvent::Digit { id, digit } => {
+            tx.prepare_cached("UPDATE calls SET dtmf = dtmf || ?2 WHERE call_id = ?1")?
+                .execute(params![id, digit.to_string()])?;
+        }
+        RecordEvent::Ended {
+            id,
+            outcome,
+            side,
+            sip_cause,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE calls SET ended_ms = ?2, outcome = ?3, hangup_side = ?4, sip_cause = ?5,
+                 state = 'ended',
+                 wait_ms = COALESCE(wait_ms, ?2 - arrived_ms),
+                 talk_ms = CASE WHEN answered_ms IS NULL THEN NULL ELSE ?2 - answered_ms END
+                 WHERE call_id = ?1 AND state = 'active'",
+            )?
+            .execute(params![id, at_ms, outcome.as_str(), side, sip_cause])?;
+        }
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "call_id, sip_call_id, trunk, caller, dialled, channel, language, queue,
+    queues, agent, agents, arrived_ms, offered_ms, answered_ms, ended_ms, wait_ms, talk_ms,
+    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes";
+
+fn split(s: String) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        call_id: r.get(0)?,
+        sip_call_id: r.get(1)?,
+        trunk: r.get(2)?,
+        caller: r.get(3)?,
+        dialled: r.get(4)?,
+        channel: r.get(5)?,
+        language: r.get(6)?,
+        queue: r.get(7)?,
+        queues: split(r.get(8)?),
+        agent: r.get(9)?,
+        agents: split(r.get(10)?),
+        arrived_ms: r.get(11)?,
+        offered_ms: r.get(12)?,
+        answered_ms: r.get(13)?,
+        ended_ms: r.get(14)?,
+        wait_ms: r.get(15)?,
+        talk_ms: r.get(16)?,
+        outcome: r.get(17)?,
+        hangup_side: r.get(18)?,
+        sip_cause: r.get(19)?,
+        dtmf: r.get(20)?,
+        survey_score: r.get(21)?,
+        category: r.get(22)?,
+        notes: r.get(23)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn apply(&mut self, events: &[RecordEvent]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for ev in events {
+            apply_one(&tx, ev)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE calls SET state = 'ended', outcome = ?2, ended_ms = ?1, hangup_side = 'engine',
+             wait_ms = COALESCE(wait_ms, ?1 - arrived_ms),
+             talk_ms = CASE WHEN answered_ms IS NULL THEN NULL ELSE ?1 - answered_ms END
+             WHERE state = 'active'",
+            params![now_ms, Outcome::Interrupted.as_str()],
+        )?)
+    }
+
+    fn query(&self, q: &RecordQuery) -> Result<Vec<Record>, StoreError> {
+        let (after_ms, after_id) = q.after.clone().unwrap_or((i64::MIN, String::new()));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM calls
+             WHERE arrived_ms >= ?1 AND arrived_ms < ?2
+               AND (?3 IS NULL OR queue = ?3)
+               AND (arrived_ms > ?4 OR (arrived_ms = ?4 AND call_id > ?5))
+             ORDER BY arrived_ms, call_id LIMIT ?6"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![
+                q.from_ms.unwrap_or(i64::MIN),
+                q.to_ms.unwrap_or(i64::MAX),
+                q.queue,
+                after_ms,
+                after_id,
+                q.limit as i64
+            ],
+            row_to_record,
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn get(&self, call_id: &str) -> Result<Option<Record>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [call_id], row_to_record)
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn arrived(id: &str, at: i64, queue: &str) -> RecordEvent {
+        RecordEvent::Arrived {
+            id: id.into(),
+            sip_call_id: format!("sip-{id}"),
+            trunk: "carrier".into(),
+            caller: "0212345678".into(),
+            dialled: "120".into(),
+            channel: "voice",
+            queue: queue.into(),
+            language: "ko".into(),
+            at_ms: at,
+        }
+    }
+
+    /// The suite every backend passes.
+    pub(crate) fn store_suite(s: &mut dyn Store) {
+        s.apply(&[
+            arrived("a", 1_000, "general"),
+            RecordEvent::Offered {
+                id: "a".into(),
+                agent: "1001".into(),
+                at_ms: 1_010,
+            },
+            RecordEvent::Offered {
+                id: "a".into(),
+                agent: "1002".into(),
+                at_ms: 16_000,
+            },
+            RecordEvent::Answered {
+                id: "a".into(),
+                agent: "1002".into(),
+                at_ms: 20_000,
+            },
+        ])
+        .unwrap();
+        s.apply(&[
+            arrived("b", 2_000, "general"),
+            RecordEvent::Digit {
+                id: "b".into(),
+                digit: '9',
+            },
+            RecordEvent::Digit {
+                id: "b".into(),
+                digit: '1',
+            },
+            RecordEvent::Queue {
+                id: "b".into(),
+                queue: "en".into(),
+                language: "en".into(),
+            },
+            RecordEvent::Ended {
+                id: "b".into(),
+                outcome: Outcome::Abandoned,
+                side: "caller",
+                sip_cause: 487,
+                at_ms: 9_000,
+            },
+            arrived("c", 3_000, "general"),
+            RecordEvent::Ended {
+                id: "a".into(),
+                outcome: Outcome::Answered,
+                side: "agent",
+                sip_cause: 200,
+                at_ms: 80_000,
+            },
+        ])
+        .unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!(a.agent.as_deref(), Some("1002"));
+        assert_eq!(a.agents, vec!["1001", "1002"]);
+        assert_eq!(
+            (a.offered_ms, a.wait_ms, a.talk_ms),
+            (Some(1_010), Some(19_000), Some(60_000))
+        );
+        assert_eq!(a.outcome.as_deref(), Some("answered"));
+        assert_eq!(a.hangup_side.as_deref(), Some("agent"));
+        let b = s.get("b").unwrap().unwrap();
+        assert_eq!(
+            (b.queue.as_str(), b.queues.clone()),
+            ("en", vec!["general".to_string(), "en".to_string()])
+        );
+        assert_eq!((b.dtmf.as_str(), b.language.as_str()), ("91", "en"));
+        assert_eq!(
+            (b.wait_ms, b.talk_ms, b.sip_cause),
+            (Some(7_000), None, Some(487))
+        );
+        // A record that ended is not ended again by a late event.
+        s.apply(&[RecordEvent::Ended {
+            id: "b".into(),
+            outcome: Outcome::TimedOut,
+            side: "engine",
+            sip_cause: 480,
+            at_ms: 99_000,
+        }])
+        .unwrap();
+        assert_eq!(
+            s.get("b").unwrap().unwrap().outcome.as_deref(),
+            Some("abandoned")
+        );
+        // "c" was in progress when the process died.
+        assert_eq!(s.mark_interrupted(50_000).unwrap(), 1);
+        let c = s.get("c").unwrap().unwrap();
+        assert_eq!(
+            (c.outcome.as_deref(), c.wait_ms),
+            (Some("interrupted"), Some(47_000))
+        );
+        // Pages in arrival order, filtered by time and queue.
+        let page = |after, limit| {
+            s.query(&RecordQuery {
+                after,
+                limit,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let p1 = page(None, 2);
+        assert_eq!(
+            p1.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let p2 = page(Some((p1[1].arrived_ms, p1[1].call_id.clone())), 2);
+        assert_eq!(
+            p2.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
+        let en = s
+            .query(&RecordQuery {
+                queue: Some("en".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(en.len(), 1);
+        let window = s
+            .query(&RecordQuery {
+                from_ms: Some(1_500),
+                to_ms: Some(3_000),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(window.len(), 1, "from inclusive, to exclusive");
+        assert!(s.get("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn sqlite_passes_the_store_suite() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        store_suite(&mut s);
+    }
+
+    #[test]
+    fn migrates_an_empty_file_and_reopens_it() {
+        let dir = std::env::temp_dir().join(format!("dasan-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("records.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let mut s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            s.apply(&[arrived("x", 5, "general")]).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.get("x").unwrap().unwrap().arrived_ms, 5);
+        // A database from a newer engine is refused, not damaged.
+        s.conn
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(s);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
