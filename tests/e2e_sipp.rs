@@ -317,3 +317,111 @@ fn sigterm_drains_calls_in_progress_then_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The records promise: `kill -9` the engine under load, restart it on the same data
+/// directory, and every call SIPp saw complete has its record, answered; calls cut off
+/// by the kill are `interrupted`, none is left in progress.
+#[test]
+fn kill_minus_9_loses_no_record_of_a_completed_call() {
+    let (p, mut e, dir) = start("kill9", "");
+    let _phone = agent_phone(&p, &dir, 0, "agent.xml", 400, &[]);
+    register(
+        &p,
+        &e,
+        &dir,
+        1,
+        (&["1001", "1002", "1003", "1004"], "test-pw"),
+        0,
+        "register.xml",
+    )
+    .expect_success(LIMIT);
+    let (port, mp, cp) = p.sipp(2);
+    let mut a = base_args(e.sip_port, port, mp, cp);
+    a.push("-sf".into());
+    a.push(scenarios().join("caller.xml").display().to_string());
+    a.extend(args(&[
+        "-s",
+        "120",
+        "-m",
+        "400",
+        "-r",
+        "6",
+        "-d",
+        "500",
+        "-trace_logs",
+    ]));
+    let mut callers = sipp(&dir, "caller2", &a);
+    std::thread::sleep(Duration::from_secs(6));
+    let _ = e.child.kill(); // SIGKILL
+    let _ = e.child.wait();
+    // SIPp quits on SIGINT (flushing its logs); calls cut off count as failed.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &callers.child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while callers.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "SIPp did not quit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .find(|p| p.to_string_lossy().ends_with("_logs.log"))
+        .expect("SIPp's -trace_logs file");
+    let completed: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("completed ").map(str::to_string))
+        .collect();
+    assert!(
+        completed.len() >= 15,
+        "only {} calls completed before the kill",
+        completed.len()
+    );
+
+    let config = std::fs::read_to_string(dir.join("dasan.toml")).unwrap();
+    let e2 = EngineProc::start(&dir, &config, p.sip(), p.base + 38);
+    let (code, body) = e2.http_get("/api/records?limit=1000").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let records = v["records"].as_array().unwrap();
+    let outcome_of = |sip_id: &str| {
+        records
+            .iter()
+            .find(|r| r["sip_call_id"] == sip_id)
+            .map(|r| r["outcome"].as_str().unwrap_or("in progress").to_string())
+    };
+    for id in &completed {
+        assert_eq!(
+            outcome_of(id).as_deref(),
+            Some("answered"),
+            "call {id} completed at the caller"
+        );
+    }
+    assert!(
+        records.iter().all(|r| r["outcome"].is_string()),
+        "no record left in progress after the restart"
+    );
+    let interrupted = records
+        .iter()
+        .filter(|r| r["outcome"] == "interrupted")
+        .count();
+    assert!(
+        interrupted >= 1,
+        "calls in flight at the kill are interrupted"
+    );
+    // Supervisors see caller numbers; requests without a token see nothing.
+    assert_eq!(records[0]["caller"], "0212345678");
+    assert_eq!(
+        http_get_as(e2.http_port, "/api/records", None).unwrap().0,
+        401
+    );
+    assert_eq!(
+        http_get_as(e2.http_port, "/api/records?limit=0", Some(API_TOKEN))
+            .unwrap()
+            .0,
+        400
+    );
+}

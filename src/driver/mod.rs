@@ -261,7 +261,7 @@ pub async fn run(
             send(&udp, &conns, &metrics, t).await;
             sent += 1;
         }
-        if *shutdown.borrow() == Phase::Drain && engine.active_calls() == 0 {
+        if *shutdown.borrow() == Phase::Drain && engine.active_calls() == 0 && deferred.is_empty() {
             tracing::info!("drained: no call left");
             break;
         }
