@@ -94,6 +94,9 @@ t1=$(date +%s.%N)
 cpu1=$(cpu)
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$engine/status")
 stats=$(curl -sf -H "Authorization: Bearer $token" "127.0.0.1:$http/api/stats" || echo '{}')
+metric() { curl -sf "127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+written=$(metric dasan_record_events_written_total) backlog=$(metric dasan_record_backlog)
+full=$(metric dasan_record_queue_full_total)
 
 ok=$(awk -F'|' '/Successful call/ {gsub(/ /, "", $3); print $3}' "$work/caller.out" | tail -1)
 failed=$(awk -F'|' '/Failed call/ {gsub(/ /, "", $3); print $3}' "$work/caller.out" | tail -1)
@@ -113,5 +116,6 @@ printf 'achieved cps   %.0f (wall %.1f s)\n' "$cps" "$wall"
 printf 'engine CPU     %.2f s total, %.3f s per 1,000 calls\n' "$cpu_s" "$per_k"
 printf 'engine RSS     %d MiB peak (%.1f KiB per held call)\n' $((rss_kb / 1024)) "$(echo "if ($held > 0) $rss_kb / $held else 0" | bc -l)"
 printf 'post-dial      p50 %s us, p99 %s us (trunk INVITE in -> agent INVITE out)\n' "${p50:-?}" "${p99:-?}"
+printf 'records        %s changes committed, backlog at the end %s, queue-full episodes %s\n' "${written:-?}" "${backlog:-?}" "${full:-?}"
 echo "logs in $work"
 [ "$failed" = 0 ] && [ "$ok" = "$calls" ]
