@@ -116,13 +116,12 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
     raise_fd_limit();
     let recordings = cfg.data.dir.join("recordings");
-    let db = cfg.data.dir.join("records.db");
-    let mut store = dasan::records::sqlite::SqliteStore::open(&db)?;
+    let db = dasan::records::StoreLocation::from_config(&cfg);
+    let mut store = db.open()?;
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    use dasan::records::Store as _;
     let interrupted = store.mark_interrupted(unix_ms)?;
     if interrupted > 0 {
         tracing::warn!(
@@ -130,7 +129,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             "calls in progress when the engine last stopped are recorded as interrupted"
         );
     }
-    tracing::info!(db = %db.display(), "consultation records");
+    tracing::info!(db = %db.describe(), "consultation records");
     let (auth, source) =
         dasan::http::auth::Tokens::load(&cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
             .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
@@ -159,7 +158,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let (sink, writer) = dasan::records::writer::start(
-            Box::new(store),
+            store,
             cfg.data.record_queue,
             std::time::Duration::from_millis(cfg.data.flush_interval_ms),
             metrics.clone(),

@@ -186,6 +186,9 @@ pub struct DataConfig {
     /// Record changes queued for the writer before further ones wait in memory (counted in
     /// dasan_record_queue_full_total). Default 65536.
     pub record_queue: usize,
+    /// Keep records in PostgreSQL instead of SQLite: a `postgresql://user:pass@host/db`
+    /// URL. Default: SQLite at `<dir>/records.db`, no server needed.
+    pub database: Option<String>,
 }
 
 impl Default for DataConfig {
@@ -194,6 +197,7 @@ impl Default for DataConfig {
             dir: PathBuf::from("./dasan-data"),
             flush_interval_ms: 100,
             record_queue: 65_536,
+            database: None,
         }
     }
 }
@@ -611,6 +615,14 @@ impl Config {
                 return Err((
                     t.token.span().into(),
                     "API tokens must be at least 16 characters".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.data.database {
+            if !url.starts_with("postgresql://") && !url.starts_with("postgres://") {
+                return Err((
+                    Where::Key("database".into()),
+                    "data.database must be a postgresql:// URL (leave it out for SQLite)".into(),
                 ));
             }
         }

@@ -24,7 +24,7 @@ pub struct Shared {
     /// API tokens and their roles.
     pub auth: crate::http::auth::Tokens,
     /// The record database, read by the API (the writer has its own connection).
-    pub records_db: Option<std::path::PathBuf>,
+    pub records_db: Option<crate::records::StoreLocation>,
     queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
 }
 

@@ -4,8 +4,7 @@
 use super::auth::Role;
 use super::{api_error, authorize, ApiError};
 use crate::driver::Shared;
-use crate::records::sqlite::SqliteStore;
-use crate::records::{Record, RecordQuery, Store};
+use crate::records::{Record, RecordQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -131,10 +130,8 @@ pub async fn list(
         after,
         limit,
     };
-    let rows = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&db).and_then(|store| store.query(&q))
-    })
-    .await;
+    let rows =
+        tokio::task::spawn_blocking(move || db.open().and_then(|mut store| store.query(&q))).await;
     let mut rows = match rows {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -177,10 +174,8 @@ pub async fn get_one(
     let Some(db) = s.records_db.clone() else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, "records are not kept");
     };
-    let found = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&db).and_then(|store| store.get(&id))
-    })
-    .await;
+    let found =
+        tokio::task::spawn_blocking(move || db.open().and_then(|mut store| store.get(&id))).await;
     match found {
         Ok(Ok(Some(mut r))) => {
             if !role.sees_numbers() {

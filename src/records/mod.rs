@@ -8,6 +8,7 @@
 //! commit is on disk when it returns). On start, calls left `active` by a process that died
 //! are marked `interrupted`.
 
+pub mod pg;
 pub mod sqlite;
 pub mod writer;
 
@@ -153,6 +154,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this engine's {known}")]
     TooNew { found: i64, known: i64 },
+    #[error("database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("database: {0}")]
+    Backend(String),
 }
 
 /// The record store. One implementation per backend; the same test suite runs on each.
@@ -162,6 +167,38 @@ pub trait Store: Send {
     /// Calls still `active` (the process died mid-call) become `interrupted`; returns how
     /// many.
     fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError>;
-    fn query(&self, q: &RecordQuery) -> Result<Vec<Record>, StoreError>;
-    fn get(&self, call_id: &str) -> Result<Option<Record>, StoreError>;
+    fn query(&mut self, q: &RecordQuery) -> Result<Vec<Record>, StoreError>;
+    fn get(&mut self, call_id: &str) -> Result<Option<Record>, StoreError>;
+}
+
+/// Where records live: `[data] database` (a `postgresql://` URL) or SQLite in the data
+/// directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl StoreLocation {
+    pub fn from_config(cfg: &crate::config::Config) -> StoreLocation {
+        match &cfg.data.database {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Sqlite(cfg.data.dir.join("records.db")),
+        }
+    }
+
+    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreLocation::Sqlite(p) => Box::new(sqlite::SqliteStore::open(p)?),
+            StoreLocation::Postgres(url) => Box::new(pg::PgStore::connect(url, None)?),
+        })
+    }
+
+    /// For logs: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(p) => p.display().to_string(),
+            StoreLocation::Postgres(url) => pg::redact(url),
+        }
+    }
 }

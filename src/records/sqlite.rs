@@ -239,7 +239,7 @@ impl Store for SqliteStore {
         )?)
     }
 
-    fn query(&self, q: &RecordQuery) -> Result<Vec<Record>, StoreError> {
+    fn query(&mut self, q: &RecordQuery) -> Result<Vec<Record>, StoreError> {
         let (after_ms, after_id) = q.after.clone().unwrap_or((i64::MIN, String::new()));
         let sql = format!(
             "SELECT {COLUMNS} FROM calls
@@ -263,7 +263,7 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn get(&self, call_id: &str) -> Result<Option<Record>, StoreError> {
+    fn get(&mut self, call_id: &str) -> Result<Option<Record>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM calls WHERE call_id = ?1");
         Ok(self
             .conn
@@ -383,7 +383,7 @@ pub(crate) mod tests {
             (Some("interrupted"), Some(47_000))
         );
         // Pages in arrival order, filtered by time and queue.
-        let page = |after, limit| {
+        let mut page = |after, limit| {
             s.query(&RecordQuery {
                 after,
                 limit,
@@ -438,7 +438,7 @@ pub(crate) mod tests {
             assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
             s.apply(&[arrived("x", 5, "general")]).unwrap();
         }
-        let s = SqliteStore::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.get("x").unwrap().unwrap().arrived_ms, 5);
         // A database from a newer engine is refused, not damaged.
         s.conn

@@ -211,7 +211,7 @@ mod tests {
         handle.join().unwrap();
         assert_eq!(metrics.records_written.get(), 3000);
         assert_eq!(metrics.record_backlog.get(), 0);
-        let store = SqliteStore::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         let all = store
             .query(&RecordQuery {
                 limit: 5000,
