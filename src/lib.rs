@@ -11,6 +11,7 @@ pub mod config;
 pub mod dialplan;
 pub mod driver;
 pub mod http;
+pub mod kb;
 pub mod media;
 pub mod metrics;
 pub mod records;

@@ -36,11 +36,104 @@ enum Cmd {
     },
     /// Validate a configuration/dialplan file; prints `file:line: message` on error.
     CheckConfig { path: PathBuf },
+    /// The counselling knowledge base.
+    Kb {
+        #[command(subcommand)]
+        cmd: KbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbCmd {
+    /// Import entries from a CSV (header: title,body,department,contact,tags,updated_at)
+    /// or JSON array file; an entry with an existing title replaces it.
+    Import {
+        file: PathBuf,
+        /// Data directory holding kb.db (default: the config's, ./dasan-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Search as the agents' API does.
+    Search {
+        query: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn kb_path(config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, String> {
+    let cfg = match config {
+        Some(p) => Config::load(p),
+        None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+    }
+    .map_err(|e| e.to_string())?;
+    let dir = data_dir.unwrap_or(cfg.data.dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir.join("kb.db"))
+}
+
+fn kb_cmd(cmd: KbCmd) -> Result<String, String> {
+    match cmd {
+        KbCmd::Import {
+            file,
+            data_dir,
+            config,
+        } => {
+            let path = kb_path(config.as_ref(), data_dir)?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let entries = dasan::kb::parse_file(&file.display().to_string(), &text)
+                .map_err(|e| e.to_string())?;
+            let mut kb = dasan::kb::Kb::open(&path).map_err(|e| e.to_string())?;
+            let n = kb.upsert(&entries).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}: imported {n} entries into {} ({} in total)",
+                file.display(),
+                path.display(),
+                kb.count().map_err(|e| e.to_string())?
+            ))
+        }
+        KbCmd::Search {
+            query,
+            data_dir,
+            config,
+        } => {
+            let path = kb_path(config.as_ref(), data_dir)?;
+            let kb = dasan::kb::Kb::open(&path).map_err(|e| e.to_string())?;
+            let hits = kb.search(&query, 10).map_err(|e| e.to_string())?;
+            Ok(hits
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}\t{}\t{}",
+                        h.entry.id.unwrap_or(0),
+                        h.entry.title,
+                        h.entry.department
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Kb { cmd } => match kb_cmd(cmd) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dasan: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::CheckConfig { path } => match Config::load(&path) {
             Ok(cfg) => {
                 println!(
@@ -130,6 +223,17 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     tracing::info!(db = %db.describe(), "consultation records");
+    let kb_db = cfg.data.dir.join("kb.db");
+    {
+        let mut kb = dasan::kb::Kb::open(&kb_db)?;
+        if kb.count()? == 0 {
+            let sample = dasan::kb::parse_file("kb/sample.json", dasan::kb::SAMPLE)?;
+            let n = kb.upsert(&sample)?;
+            tracing::info!(
+                "knowledge base was empty: loaded the {n}-entry sample (replace with `dasan kb import FILE`)"
+            );
+        }
+    }
     let (auth, source) =
         dasan::http::auth::Tokens::load(&cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
             .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
@@ -152,6 +256,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let mut shared = dasan::driver::Shared::new(metrics.clone());
         shared.auth = auth;
         shared.records_db = Some(db.clone());
+        shared.kb_db = Some(kb_db);
         let shared = Arc::new(shared);
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

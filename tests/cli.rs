@@ -49,3 +49,38 @@ fn demo_credentials_never_listen_beyond_loopback() {
         );
     }
 }
+
+#[test]
+fn kb_import_then_search_and_bad_files_are_refused_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("dasan-cli-kb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dd = data.to_str().unwrap();
+    let (ok, text) = dasan(&[
+        "kb",
+        "import",
+        &format!("{root}/kb/sample.json"),
+        "--data-dir",
+        dd,
+    ]);
+    assert!(ok && text.contains("imported 53 entries"), "{text}");
+    let csv = dir.join("extra.csv");
+    std::fs::write(
+        &csv,
+        "title,body,department\n주민등록증 재발급,\"신분증을 잃어버렸으면 주민센터에서 재발급을 신청합니다.\",동 주민센터\n",
+    )
+    .unwrap();
+    let (ok, text) = dasan(&["kb", "import", csv.to_str().unwrap(), "--data-dir", dd]);
+    assert!(ok && text.contains("(54 in total)"), "{text}");
+    let (ok, text) = dasan(&["kb", "search", "재발급", "--data-dir", dd]);
+    assert!(ok && text.contains("주민등록증 재발급"), "{text}");
+    std::fs::write(&csv, "title,text\nx,y\n").unwrap();
+    let (ok, text) = dasan(&["kb", "import", csv.to_str().unwrap(), "--data-dir", dd]);
+    assert!(
+        !ok && text.contains("extra.csv: the header row must name"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

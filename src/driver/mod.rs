@@ -25,6 +25,8 @@ pub struct Shared {
     pub auth: crate::http::auth::Tokens,
     /// The record database, read by the API (the writer has its own connection).
     pub records_db: Option<crate::records::StoreLocation>,
+    /// The knowledge base file.
+    pub kb_db: Option<std::path::PathBuf>,
     queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
 }
 
@@ -35,6 +37,7 @@ impl Shared {
             sip_ready: AtomicBool::new(false),
             auth: Default::default(),
             records_db: None,
+            kb_db: None,
             queries: tokio::sync::OnceCell::new(),
         }
     }

@@ -24,6 +24,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/agents", get(agents))
         .route("/api/records", get(records::list))
         .route("/api/records/{id}", get(records::get_one))
+        .route("/api/kb", get(kb_search))
+        .route("/api/kb/{id}", get(kb_get))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -120,6 +122,76 @@ async fn agents(
         )
             .into_response(),
         Err(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KbParams {
+    q: String,
+    limit: Option<usize>,
+}
+
+/// `GET /api/kb?q=…`: the knowledge base, best match first (any role).
+async fn kb_search(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    params: Result<axum::extract::Query<KbParams>, axum::extract::rejection::QueryRejection>,
+) -> axum::response::Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
+    let p = match params {
+        Ok(axum::extract::Query(p)) => p,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let limit = p.limit.unwrap_or(20);
+    if limit == 0 || limit > 100 {
+        return api_error(StatusCode::BAD_REQUEST, "limit must be 1..=100");
+    }
+    if p.q.trim().is_empty() || p.q.len() > 200 {
+        return api_error(StatusCode::BAD_REQUEST, "q: 1 to 200 bytes of search text");
+    }
+    let Some(path) = s.kb_db.clone() else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "no knowledge base");
+    };
+    let hits = tokio::task::spawn_blocking(move || {
+        crate::kb::Kb::open(&path).and_then(|kb| kb.search(&p.q, limit))
+    })
+    .await;
+    match hits {
+        Ok(Ok(h)) => Json(serde_json::json!({ "results": h })).into_response(),
+        _ => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "knowledge base unavailable",
+        ),
+    }
+}
+
+async fn kb_get(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return api_error(StatusCode::BAD_REQUEST, "entry ids are numbers");
+    };
+    let Some(path) = s.kb_db.clone() else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "no knowledge base");
+    };
+    let found =
+        tokio::task::spawn_blocking(move || crate::kb::Kb::open(&path).and_then(|kb| kb.get(id)))
+            .await;
+    match found {
+        Ok(Ok(Some(e))) => Json(e).into_response(),
+        Ok(Ok(None)) => api_error(StatusCode::NOT_FOUND, "no such entry"),
+        _ => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "knowledge base unavailable",
+        ),
     }
 }
 
