@@ -61,3 +61,228 @@ fn api_needs_a_token_answers_bad_input_with_4xx_and_searches_the_kb() {
     assert_eq!(code, 200);
     assert!(body.starts_with("call_id,sip_call_id,"), "{body}");
 }
+
+const AGENT_TOKEN: &str = "agent-1001-token-abcdef";
+const REPORT_TOKEN: &str = "reporting-token-abcdef12";
+
+/// Agents' states, queues and calls through the API, with roles, bad bodies, a
+/// supervisor's hang-up, the agent's notes on the record, and the audit trail.
+#[test]
+fn agents_queues_calls_and_notes_through_the_api() {
+    let base = port_block();
+    let dir = workdir("api-ops");
+    let mut config = test_config("");
+    config = config.replace(
+        "[[agents]]",
+        &format!(
+            "[[http.tokens]]\ntoken = \"{AGENT_TOKEN}\"\nrole = \"agent\"\nagent = \"1001\"\n\n[[http.tokens]]\ntoken = \"{REPORT_TOKEN}\"\nrole = \"reporting\"\n\n[[agents]]"
+        ),
+    );
+    let e = EngineProc::start(&dir, &config, base, base + 1);
+    let port = e.http_port;
+    let post =
+        |path: &str, token: &str, body: &str| http_send(port, "POST", path, Some(token), body);
+
+    let (code, body) = e.http_get("/api/agents/1001").unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"logged-out\"") && body.contains("\"ko\""),
+        "{body}"
+    );
+    assert_eq!(e.http_get("/api/agents/9999").unwrap().0, 404);
+    let (code, body) = post("/api/agents/1001/state", API_TOKEN, r#"{"state":"ready"}"#);
+    assert_eq!(code, 409, "a logged-out phone must register first: {body}");
+
+    // Agent 1001's phone (SIPp) registers and will answer one call.
+    let (phone_port, reg_port) = (base + 2, base + 3);
+    let mut a = base_args(e.sip_port, phone_port, base + 10, base + 30);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("agent.xml").display().to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]));
+    let phone = sipp(&dir, "phone", &a);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let csv = agents_csv(&dir, &["1001"], "test-pw");
+    let mut a = base_args(e.sip_port, reg_port, base + 14, base + 31);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("register.xml").display().to_string(),
+    ]));
+    a.extend(args(&[
+        "-inf",
+        &csv.display().to_string(),
+        "-key",
+        "agent_port",
+        &phone_port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+    ]));
+    sipp(&dir, "reg", &a).expect_success(std::time::Duration::from_secs(30));
+    assert_eq!(e.agent_state("1001"), "ready");
+
+    // Roles and bad bodies.
+    for (path, token, body, code) in [
+        (
+            "/api/agents/1002/state",
+            AGENT_TOKEN,
+            r#"{"state":"ready"}"#,
+            403,
+        ),
+        (
+            "/api/agents/1001/state",
+            REPORT_TOKEN,
+            r#"{"state":"ready"}"#,
+            403,
+        ),
+        (
+            "/api/agents/1001/state",
+            API_TOKEN,
+            r#"{"state":"nap"}"#,
+            400,
+        ),
+        (
+            "/api/agents/1001/state",
+            API_TOKEN,
+            r#"{"state":"not-ready"}"#,
+            400,
+        ),
+        (
+            "/api/agents/1001/state",
+            API_TOKEN,
+            r#"{"state":"ready","mood":1}"#,
+            400,
+        ),
+        ("/api/agents/1001/state", API_TOKEN, r#"{"state":"#, 400),
+        (
+            "/api/agents/9999/state",
+            API_TOKEN,
+            r#"{"state":"ready"}"#,
+            404,
+        ),
+        ("/api/calls/nope/hangup", API_TOKEN, "", 404),
+        ("/api/calls/nope/hangup", AGENT_TOKEN, "", 403),
+    ] {
+        let (got, resp) = post(path, token, body);
+        assert_eq!(got, code, "{path} {body}: {resp}");
+        assert!(resp.contains("\"error\""), "{resp}");
+    }
+    // The agent takes a break and comes back.
+    let (code, body) = post(
+        "/api/agents/1001/state",
+        AGENT_TOKEN,
+        r#"{"state":"not-ready","reason":"lunch"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"not-ready\"") && body.contains("\"lunch\""),
+        "{body}"
+    );
+    let (code, body) = post(
+        "/api/agents/1001/state",
+        AGENT_TOKEN,
+        r#"{"state":"ready"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // A call: seen in /api/calls (numbers by role), then hung up by a supervisor.
+    let mut a = base_args(e.sip_port, base + 4, base + 18, base + 32);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("caller-hungup.xml").display().to_string(),
+        "-s",
+        "120",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]));
+    let caller = sipp(&dir, "caller", &a);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let call_id = loop {
+        let (_, body) = e.http_get("/api/calls").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(c) = v
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["state"] == "talking"))
+        {
+            assert_eq!(c["caller"], "0212345678");
+            assert_eq!(c["agent"], "1001");
+            break c["call_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no call in progress: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (_, masked) = http_get_as(port, "/api/calls", Some(REPORT_TOKEN)).unwrap();
+    assert!(
+        !masked.contains("0212345678") && masked.contains(&call_id),
+        "{masked}"
+    );
+    let (code, body) = e.http_get("/api/queues").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"general\""), "{body}");
+    let (code, body) = post(&format!("/api/calls/{call_id}/hangup"), API_TOKEN, "");
+    assert_eq!(code, 200, "{body}");
+    caller.expect_success(std::time::Duration::from_secs(30));
+    phone.expect_success(std::time::Duration::from_secs(30));
+
+    // The agent writes the consultation form on its call; reporting cannot.
+    let notes = r#"{"category":"여권","notes":"발급 기간 안내"}"#;
+    let path = format!("/api/records/{call_id}");
+    assert_eq!(
+        http_send(port, "PATCH", &path, Some(REPORT_TOKEN), notes).0,
+        403
+    );
+    assert_eq!(
+        http_send(port, "PATCH", &path, Some(API_TOKEN), "{}").0,
+        400
+    );
+    let (code, body) = http_send(port, "PATCH", &path, Some(AGENT_TOKEN), notes);
+    assert_eq!(code, 202, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, body) = e.http_get(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["notes"] == "발급 기간 안내" {
+            assert_eq!(v["category"], "여권");
+            assert_eq!(v["outcome"], "answered");
+            assert_eq!(v["agent"], "1001");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "notes not stored: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Every state change above is in the audit trail.
+    let db = rusqlite::Connection::open(dir.join("data/records.db")).unwrap();
+    let actions: Vec<(String, String)> = db
+        .prepare("SELECT actor, action FROM audit ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expect = [
+        ("agent:1001", "agent-state"),
+        ("agent:1001", "agent-state"),
+        ("supervisor", "hang-up"),
+        ("agent:1001", "record-notes"),
+    ];
+    assert_eq!(
+        actions
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
+        expect
+    );
+}

@@ -30,6 +30,17 @@ pub enum AgentState {
 pub enum NotReadyReason {
     /// Ring-no-answer: the agent did not pick up within the ring timeout.
     Rona,
+    /// Set by the agent or a supervisor (the engine keeps the reason text).
+    Manual,
+}
+
+/// Why a state change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("the agent is ringing or on a call; change the state after the call")]
+    Busy,
+    #[error("the agent is logged out: the phone must register first")]
+    LoggedOut,
 }
 
 impl AgentState {
@@ -231,6 +242,66 @@ impl Acd {
     }
 
     /// The agent's registrations are gone. An agent in a call is logged out when it ends.
+    /// Ready again (from not-ready, wrap-up or busy delay), keeping no idle credit: the
+    /// agent joins the back of the longest-idle order.
+    pub fn make_ready(&mut self, a: AgentIdx, now: Instant) -> Result<(), StateError> {
+        match self.agents[a as usize].state {
+            AgentState::Ready => Ok(()),
+            AgentState::LoggedOut => Err(StateError::LoggedOut),
+            AgentState::Offered(_) | AgentState::OnCall(_) => Err(StateError::Busy),
+            AgentState::WrapUp(_) | AgentState::BusyDelay(_) | AgentState::NotReady(_) => {
+                self.set_ready(a, now);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn make_not_ready(&mut self, a: AgentIdx) -> Result<(), StateError> {
+        match self.agents[a as usize].state {
+            AgentState::LoggedOut => Err(StateError::LoggedOut),
+            AgentState::Offered(_) | AgentState::OnCall(_) => Err(StateError::Busy),
+            _ => {
+                self.leave_ready(a);
+                self.agents[a as usize].state = AgentState::NotReady(NotReadyReason::Manual);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn agent_index(&self, id: &str) -> Option<AgentIdx> {
+        self.agents
+            .iter()
+            .position(|a| a.id == id)
+            .map(|i| i as AgentIdx)
+    }
+
+    pub fn agent_skills(&self, a: AgentIdx) -> Vec<&str> {
+        let names: HashMap<usize, &str> = self
+            .skill_ids
+            .iter()
+            .map(|(k, v)| (*v, k.as_str()))
+            .collect();
+        self.agents[a as usize]
+            .skills
+            .iter()
+            .filter_map(|s| names.get(s).copied())
+            .collect()
+    }
+
+    /// Ready agents with the queue's skill.
+    pub fn ready_in_queue(&self, q: QueueIdx) -> usize {
+        self.ready[self.queues[q].skill].len()
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Calls waiting (not being offered) in `q`, in order.
+    pub fn waiting_calls(&self, q: QueueIdx) -> impl Iterator<Item = CallKey> + '_ {
+        self.queues[q].waiting.iter().copied()
+    }
+
     pub fn logout(&mut self, a: AgentIdx) {
         match self.agents[a as usize].state {
             AgentState::Offered(_) | AgentState::OnCall(_) => {

@@ -6,6 +6,7 @@
 //! reads a clock or touches a socket, so every path runs under virtual time in tests.
 
 mod anchor;
+pub mod api;
 mod call_flow;
 pub mod leg;
 mod menu;
@@ -278,6 +279,8 @@ pub struct Engine {
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
+    /// Reasons given for manual not-ready states.
+    not_ready_reasons: HashMap<AgentIdx, String>,
     /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
     talk_avg: Vec<Duration>,
     /// When the message being handled reached us (kernel timestamp when known).
@@ -446,6 +449,7 @@ impl Engine {
                 .flatten(),
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),
+            not_ready_reasons: HashMap::new(),
             // Until a queue has finished calls of its own: three minutes, a common figure
             // for public information lines.
             talk_avg: vec![Duration::from_secs(180); config.queues.len()],
@@ -506,6 +510,12 @@ impl Engine {
     /// Consultation record changes for the store.
     pub fn poll_record(&mut self) -> Option<crate::records::RecordEvent> {
         self.records_out.pop_front()
+    }
+
+    /// A record change from outside the call flow (API notes, audit): it goes through the
+    /// engine so that its place among the call's own changes is kept.
+    pub fn push_record(&mut self, ev: crate::records::RecordEvent) {
+        self.record(ev);
     }
 
     pub(crate) fn record(&mut self, ev: crate::records::RecordEvent) {

@@ -67,7 +67,25 @@ pub(crate) enum CoreEvent {
 
 /// Questions the HTTP side asks the engine task.
 pub enum Query {
-    Agents(tokio::sync::oneshot::Sender<Vec<(String, &'static str)>>),
+    Agents(tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::AgentView>>),
+    SetAgentState {
+        id: String,
+        change: crate::b2bua::api::StateChange,
+        reply: tokio::sync::oneshot::Sender<
+            Result<crate::b2bua::api::AgentView, crate::b2bua::api::ApiRefusal>,
+        >,
+    },
+    Queues(tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::QueueView>>),
+    Calls {
+        numbers: bool,
+        reply: tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::CallView>>,
+    },
+    HangUp {
+        call_id: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), crate::b2bua::api::ApiRefusal>>,
+    },
+    /// A record change from the API (notes, audit), written in order with the calls'.
+    Record(crate::records::RecordEvent),
 }
 
 /// Datagrams handled per wake-up before timers and output get their turn.
@@ -213,7 +231,7 @@ pub async fn run(
                         conns.remove(&id);
                         engine.connection_closed(id);
                     }
-                    Some(CoreEvent::Query(Query::Agents(reply))) => { let _ = reply.send(engine.agent_states()); }
+                    Some(CoreEvent::Query(q)) => answer(&mut engine, q),
                     None => {}
                 }
             }
@@ -280,6 +298,28 @@ pub async fn run(
     }
     tracing::info!("SIP stopped");
     Ok(())
+}
+
+fn answer(engine: &mut Engine, q: Query) {
+    let now = Instant::now();
+    match q {
+        Query::Agents(reply) => {
+            let _ = reply.send(engine.agents_view());
+        }
+        Query::SetAgentState { id, change, reply } => {
+            let _ = reply.send(engine.set_agent_state(now, &id, change));
+        }
+        Query::Queues(reply) => {
+            let _ = reply.send(engine.queues_view(now));
+        }
+        Query::Calls { numbers, reply } => {
+            let _ = reply.send(engine.calls_view(now, numbers));
+        }
+        Query::HangUp { call_id, reply } => {
+            let _ = reply.send(engine.hang_up(now, &call_id));
+        }
+        Query::Record(ev) => engine.push_record(ev),
+    }
 }
 
 async fn send(

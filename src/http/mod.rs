@@ -3,6 +3,7 @@
 //! token ([`auth`]). Errors are JSON `{"error": "…"}` with a 4xx code for bad input.
 
 pub mod auth;
+mod ops;
 mod records;
 
 use crate::driver::Shared;
@@ -21,9 +22,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
-        .route("/api/agents", get(agents))
+        .route("/api/agents", get(ops::agents))
+        .route("/api/agents/{id}", get(ops::agent))
+        .route(
+            "/api/agents/{id}/state",
+            axum::routing::post(ops::set_state),
+        )
+        .route("/api/queues", get(ops::queues))
+        .route("/api/calls", get(ops::calls))
+        .route("/api/calls/{id}/hangup", axum::routing::post(ops::hang_up))
         .route("/api/records", get(records::list))
-        .route("/api/records/{id}", get(records::get_one))
+        .route(
+            "/api/records/{id}",
+            get(records::get_one).patch(records::set_notes),
+        )
         .route("/api/kb", get(kb_search))
         .route("/api/kb/{id}", get(kb_get))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -99,30 +111,6 @@ async fn stats(
         "calls_active": s.metrics.calls_active.get(),
     }))
     .into_response()
-}
-
-async fn agents(
-    State(s): State<Arc<Shared>>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
-        return e.into_response();
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if s.query(crate::driver::Query::Agents(tx)).await.is_none() {
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running");
-    }
-    match rx.await {
-        Ok(list) => (
-            StatusCode::OK,
-            Json(serde_json::json!(list
-                .into_iter()
-                .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
-                .collect::<Vec<_>>())),
-        )
-            .into_response(),
-        Err(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running"),
-    }
 }
 
 #[derive(serde::Deserialize)]

@@ -265,3 +265,72 @@ mod tests {
         assert_eq!(s, "\"a,\"\"b\"\"\"");
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotesBody {
+    category: Option<String>,
+    notes: Option<String>,
+}
+
+/// `PATCH /api/records/{id}` `{"category": …, "notes": …}`: the consultation form, during
+/// or after the call. Supervisors for any record; an agent for calls it was offered.
+pub async fn set_notes(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<NotesBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let role = match authorize(&s, &headers, |r| !matches!(r, Role::Reporting)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if b.category.is_none() && b.notes.is_none() {
+        return api_error(StatusCode::BAD_REQUEST, "give category, notes or both");
+    }
+    if b.category.as_ref().is_some_and(|c| c.len() > 100)
+        || b.notes.as_ref().is_some_and(|n| n.len() > 10_000)
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "category is at most 100 bytes, notes at most 10,000",
+        );
+    }
+    let Some(db) = s.records_db.clone() else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "records are not kept");
+    };
+    let lookup = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || db.open().and_then(|mut st| st.get(&lookup))).await;
+    let record = match found {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return api_error(StatusCode::NOT_FOUND, "no such record"),
+        _ => return api_error(StatusCode::SERVICE_UNAVAILABLE, "record store unavailable"),
+    };
+    if let Role::Agent(own) = &role {
+        if !record.agents.contains(own) {
+            return api_error(
+                StatusCode::FORBIDDEN,
+                "an agent may only write notes on its own calls",
+            );
+        }
+    }
+    let ev = crate::records::RecordEvent::Notes {
+        id: id.clone(),
+        category: b.category,
+        notes: b.notes,
+    };
+    if s.query(crate::driver::Query::Record(ev)).await.is_none() {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running");
+    }
+    super::ops::audit(&s, &role, "record-notes", &id, String::new()).await;
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "call_id": id })),
+    )
+        .into_response()
+}

@@ -56,6 +56,20 @@ pub enum RecordEvent {
         sip_cause: u16,
         at_ms: i64,
     },
+    /// The agent's category and notes, during or after the call (None: unchanged).
+    Notes {
+        id: String,
+        category: Option<String>,
+        notes: Option<String>,
+    },
+    /// A state-changing API call: who, what, on what.
+    Audit {
+        at_ms: i64,
+        actor: String,
+        action: String,
+        target: String,
+        detail: String,
+    },
 }
 
 impl RecordEvent {
@@ -66,7 +80,9 @@ impl RecordEvent {
             | RecordEvent::Offered { id, .. }
             | RecordEvent::Answered { id, .. }
             | RecordEvent::Digit { id, .. }
-            | RecordEvent::Ended { id, .. } => id,
+            | RecordEvent::Ended { id, .. }
+            | RecordEvent::Notes { id, .. } => id,
+            RecordEvent::Audit { target, .. } => target,
         }
     }
 }

@@ -36,6 +36,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX calls_arrived ON calls (arrived_ms, call_id);
     CREATE INDEX calls_active ON calls (state) WHERE state = 'active';",
+    // 2: the audit trail of state-changing API calls.
+    "CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at_ms);",
 ];
 
 struct Prepared {
@@ -244,6 +254,26 @@ impl Store for PgStore {
                 } => tx.execute(
                     &st.ended,
                     &[id, at_ms, &outcome.as_str(), side, &(*sip_cause as i64)],
+                ),
+                RecordEvent::Notes {
+                    id,
+                    category,
+                    notes,
+                } => tx.execute(
+                    "UPDATE calls SET category = COALESCE($2, category), notes = COALESCE($3, notes)
+                     WHERE call_id = $1",
+                    &[id, category, notes],
+                ),
+                RecordEvent::Audit {
+                    at_ms,
+                    actor,
+                    action,
+                    target,
+                    detail,
+                } => tx.execute(
+                    "INSERT INTO audit (at_ms, actor, action, target, detail)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[at_ms, actor, action, target, detail],
                 ),
             }
             .map_err(pg)?;

@@ -38,6 +38,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX calls_arrived ON calls (arrived_ms, call_id);
     CREATE INDEX calls_active ON calls (state) WHERE state = 'active';",
+    // 2: the audit trail of state-changing API calls.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at_ms);",
 ];
 
 pub struct SqliteStore {
@@ -174,6 +184,29 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
                  WHERE call_id = ?1 AND state = 'active'",
             )?
             .execute(params![id, at_ms, outcome.as_str(), side, sip_cause])?;
+        }
+        RecordEvent::Notes {
+            id,
+            category,
+            notes,
+        } => {
+            tx.prepare_cached(
+                "UPDATE calls SET category = COALESCE(?2, category), notes = COALESCE(?3, notes)
+                 WHERE call_id = ?1",
+            )?
+            .execute(params![id, category, notes])?;
+        }
+        RecordEvent::Audit {
+            at_ms,
+            actor,
+            action,
+            target,
+            detail,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO audit (at_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![at_ms, actor, action, target, detail])?;
         }
     }
     Ok(())
@@ -374,6 +407,32 @@ pub(crate) mod tests {
         assert_eq!(
             s.get("b").unwrap().unwrap().outcome.as_deref(),
             Some("abandoned")
+        );
+        s.apply(&[
+            RecordEvent::Notes {
+                id: "a".into(),
+                category: Some("여권".into()),
+                notes: Some("발급 기간 안내".into()),
+            },
+            RecordEvent::Notes {
+                id: "a".into(),
+                category: None,
+                notes: Some("재안내".into()),
+            },
+            RecordEvent::Audit {
+                at_ms: 1,
+                actor: "supervisor".into(),
+                action: "agent-state".into(),
+                target: "1001".into(),
+                detail: "not-ready: lunch".into(),
+            },
+        ])
+        .unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!(
+            (a.category.as_deref(), a.notes.as_deref()),
+            (Some("여권"), Some("재안내")),
+            "None leaves a field as it was"
         );
         // "c" was in progress when the process died.
         assert_eq!(s.mark_interrupted(50_000).unwrap(), 1);

@@ -1,0 +1,204 @@
+//! Running the centre: agents (list, one, state changes), queues (live figures and the
+//! calls waiting), calls in progress (list, hang up). State changes are audited into the
+//! record store.
+
+use super::auth::Role;
+use super::{api_error, authorize, ApiError};
+use crate::b2bua::api::{ApiRefusal, StateChange};
+use crate::driver::{Query, Shared};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Sends a query to the engine task and waits for its answer.
+async fn ask<T>(s: &Shared, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let gone = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "engine not running".into());
+    s.query(make(tx)).await.ok_or_else(gone)?;
+    rx.await.map_err(|_| gone())
+}
+
+fn refusal(r: ApiRefusal) -> ApiError {
+    let code = match r {
+        ApiRefusal::NoAgent | ApiRefusal::NoCall => StatusCode::NOT_FOUND,
+        ApiRefusal::State(_) => StatusCode::CONFLICT,
+    };
+    ApiError(code, r.to_string())
+}
+
+fn actor(role: &Role) -> String {
+    match role {
+        Role::Supervisor => "supervisor".into(),
+        Role::Reporting => "reporting".into(),
+        Role::Agent(id) => format!("agent:{id}"),
+    }
+}
+
+pub(crate) async fn audit(s: &Shared, role: &Role, action: &str, target: &str, detail: String) {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let ev = crate::records::RecordEvent::Audit {
+        at_ms,
+        actor: actor(role),
+        action: action.into(),
+        target: target.into(),
+        detail,
+    };
+    if s.query(Query::Record(ev)).await.is_none() {
+        tracing::warn!(
+            action,
+            target,
+            "audit entry not written: engine not running"
+        );
+    }
+}
+
+pub async fn agents(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
+    match ask(&s, Query::Agents).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn agent(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
+    match ask(&s, Query::Agents).await {
+        Ok(list) => match list.into_iter().find(|a| a.id == id) {
+            Some(a) => Json(a).into_response(),
+            None => api_error(StatusCode::NOT_FOUND, "no such agent"),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateBody {
+    state: String,
+    reason: Option<String>,
+}
+
+/// `POST /api/agents/{id}/state` `{"state": "ready" | "not-ready" | "logout", "reason": …}`:
+/// supervisors for any agent, an agent token for its own agent only.
+pub async fn set_state(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let role = match authorize(&s, &headers, |r| match r {
+        Role::Supervisor => true,
+        Role::Agent(own) => *own == id,
+        Role::Reporting => false,
+    }) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let change = match (b.state.as_str(), b.reason) {
+        ("ready", None) => StateChange::Ready,
+        ("logout", None) => StateChange::Logout,
+        ("not-ready", Some(r)) if !r.trim().is_empty() && r.len() <= 64 => {
+            StateChange::NotReady(r.trim().to_string())
+        }
+        ("not-ready", _) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "not-ready needs a reason of 1 to 64 bytes (e.g. \"lunch\")",
+            )
+        }
+        ("ready" | "logout", Some(_)) => {
+            return api_error(StatusCode::BAD_REQUEST, "only not-ready takes a reason")
+        }
+        (other, _) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                &format!("state '{other}': use ready, not-ready or logout"),
+            )
+        }
+    };
+    let detail = match &change {
+        StateChange::Ready => "ready".to_string(),
+        StateChange::NotReady(r) => format!("not-ready: {r}"),
+        StateChange::Logout => "logout".to_string(),
+    };
+    let result = ask(&s, |reply| Query::SetAgentState {
+        id: id.clone(),
+        change,
+        reply,
+    })
+    .await;
+    match result {
+        Ok(Ok(view)) => {
+            audit(&s, &role, "agent-state", &id, detail).await;
+            Json(view).into_response()
+        }
+        Ok(Err(r)) => refusal(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn queues(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers, |_| true) {
+        return e.into_response();
+    }
+    match ask(&s, Query::Queues).await {
+        Ok(q) => Json(q).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn calls(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let role = match authorize(&s, &headers, |_| true) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let numbers = role.sees_numbers();
+    match ask(&s, |reply| Query::Calls { numbers, reply }).await {
+        Ok(c) => Json(c).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/calls/{id}/hangup`: supervisors only.
+pub async fn hang_up(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let role = match authorize(&s, &headers, |r| matches!(r, Role::Supervisor)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let result = ask(&s, |reply| Query::HangUp {
+        call_id: id.clone(),
+        reply,
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {
+            audit(&s, &role, "hang-up", &id, String::new()).await;
+            (StatusCode::OK, Json(serde_json::json!({ "ended": id }))).into_response()
+        }
+        Ok(Err(r)) => refusal(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
