@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_cargo
-need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common
+need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common prometheus
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # Every configuration we ship must validate.

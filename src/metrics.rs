@@ -2,7 +2,8 @@
 //! histogram for post-dial delay quantiles that Prometheus buckets are too coarse for.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,7 +24,63 @@ pub struct Metrics {
     pub record_backlog: IntGauge,
     pub record_overflow: IntCounter,
     pub record_commit: Histogram,
+    pub call_wait: HistogramVec,
+    pub call_talk: HistogramVec,
+    pub agents: IntGaugeVec,
+    pub queue_service_level: GaugeVec,
+    pub queue_asa: GaugeVec,
+    pub queue_abandon: GaugeVec,
+    pub rtp_bytes: IntCounter,
+    pub rtp_lost: IntCounter,
+    process: Process,
     pub pdd_us: LatencyHist,
+}
+
+/// Process metrics from /proc/self, refreshed at each scrape (Linux).
+struct Process {
+    cpu: Counter,
+    rss: Gauge,
+    vsize: Gauge,
+    fds: Gauge,
+    start: Gauge,
+}
+
+impl Process {
+    fn refresh(&self) {
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the parenthesised command name (which may hold spaces).
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let tck = 100.0; // USER_HZ on Linux
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 (1-based) of the full line: 11, 12 here.
+        let cpu = (num(11) + num(12)) / tck;
+        let delta = cpu - self.cpu.get();
+        if delta > 0.0 {
+            self.cpu.inc_by(delta);
+        }
+        self.vsize.set(num(20));
+        let page = 4096.0;
+        self.rss.set(num(21) * page);
+        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+            self.fds.set(d.count() as f64);
+        }
+        if self.start.get() == 0.0 {
+            let boot = std::fs::read_to_string("/proc/stat")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("btime ").map(|v| v.trim().parse::<f64>()))
+                })
+                .and_then(Result::ok)
+                .unwrap_or(0.0);
+            self.start.set(boot + num(19) / tck);
+        }
+    }
 }
 
 impl Metrics {
@@ -39,9 +96,9 @@ impl Metrics {
         let sip_responses_sent = IntCounterVec::new(
             Opts::new(
                 "dasan_sip_responses_sent_total",
-                "SIP responses sent, by status code",
+                "SIP responses sent, by request method and status code",
             ),
-            &["code"],
+            &["method", "code"],
         )?;
         let sip_parse_errors = IntCounter::new(
             "dasan_sip_parse_errors_total",
@@ -102,8 +159,87 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
             ]),
         )?;
+        let call_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "dasan_call_wait_seconds",
+                "Caller wait from arrival to answer or hang-up, by queue and outcome",
+            )
+            .buckets(vec![
+                1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+            &["queue", "outcome"],
+        )?;
+        let call_talk = HistogramVec::new(
+            HistogramOpts::new(
+                "dasan_call_talk_seconds",
+                "Talk time of answered calls, by queue",
+            )
+            .buckets(vec![
+                10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0,
+            ]),
+            &["queue"],
+        )?;
+        let agents = IntGaugeVec::new(
+            Opts::new(
+                "dasan_agents",
+                "Agents by queue (agents with the queue's skill) and state",
+            ),
+            &["queue", "state"],
+        )?;
+        let queue_service_level = GaugeVec::new(
+            Opts::new(
+                "dasan_queue_service_level_ratio",
+                "Answered within the queue's service-level threshold / answered, rolling window",
+            ),
+            &["queue"],
+        )?;
+        let queue_asa = GaugeVec::new(
+            Opts::new(
+                "dasan_queue_answer_speed_seconds",
+                "Average speed of answer (mean wait of answered calls), rolling window",
+            ),
+            &["queue"],
+        )?;
+        let queue_abandon = GaugeVec::new(
+            Opts::new(
+                "dasan_queue_abandon_ratio",
+                "Calls abandoned / calls that ended waiting or answered, rolling window",
+            ),
+            &["queue"],
+        )?;
+        let rtp_bytes = IntCounter::new(
+            "dasan_rtp_bytes_relayed_total",
+            "RTP bytes the engine sent on anchored calls",
+        )?;
+        let rtp_lost = IntCounter::new(
+            "dasan_rtp_packets_lost_total",
+            "RTP packets lost on the way to the engine (sequence gaps), counted at call end",
+        )?;
+        let process = Process {
+            cpu: Counter::new("process_cpu_seconds_total", "User and system CPU time")?,
+            rss: Gauge::new("process_resident_memory_bytes", "Resident memory")?,
+            vsize: Gauge::new("process_virtual_memory_bytes", "Virtual memory")?,
+            fds: Gauge::new("process_open_fds", "Open file descriptors")?,
+            start: Gauge::new(
+                "process_start_time_seconds",
+                "Start time since the Unix epoch",
+            )?,
+        };
         for c in [
             Box::new(rtp_relayed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(call_wait.clone()),
+            Box::new(call_talk.clone()),
+            Box::new(agents.clone()),
+            Box::new(queue_service_level.clone()),
+            Box::new(queue_asa.clone()),
+            Box::new(queue_abandon.clone()),
+            Box::new(rtp_bytes.clone()),
+            Box::new(rtp_lost.clone()),
+            Box::new(process.cpu.clone()),
+            Box::new(process.rss.clone()),
+            Box::new(process.vsize.clone()),
+            Box::new(process.fds.clone()),
+            Box::new(process.start.clone()),
             Box::new(records_written.clone()),
             Box::new(record_backlog.clone()),
             Box::new(record_overflow.clone()),
@@ -138,12 +274,22 @@ impl Metrics {
             record_backlog,
             record_overflow,
             record_commit,
+            call_wait,
+            call_talk,
+            agents,
+            queue_service_level,
+            queue_asa,
+            queue_abandon,
+            rtp_bytes,
+            rtp_lost,
+            process,
             pdd_us: LatencyHist::new(),
         })
     }
 
     pub fn render(&self) -> String {
         use prometheus::Encoder;
+        self.process.refresh();
         let mut buf = Vec::new();
         let enc = prometheus::TextEncoder::new();
         if enc.encode(&self.registry.gather(), &mut buf).is_err() {

@@ -160,6 +160,56 @@ fn caller_to_120_is_answered_by_an_agent() {
     assert_eq!(e.metric(ANSWERED), 3.0);
     assert_eq!(e.agent_state("1001"), "ready", "wrap-up 0: ready again");
     assert!(e.metric("dasan_post_dial_delay_seconds_count") >= 3.0);
+    // The metrics after this run: names and a few values, and promtool finds nothing.
+    for (sample, want) in [
+        (
+            "dasan_call_wait_seconds_count{outcome=\"answered\",queue=\"general\"}",
+            3.0,
+        ),
+        ("dasan_call_talk_seconds_count{queue=\"general\"}", 3.0),
+        (
+            "dasan_sip_responses_sent_total{code=\"200\",method=\"BYE\"}",
+            3.0,
+        ),
+        ("dasan_agents{queue=\"general\",state=\"ready\"}", 1.0),
+        ("dasan_agents{queue=\"general\",state=\"logged-out\"}", 3.0),
+        ("dasan_queue_service_level_ratio{queue=\"general\"}", 1.0),
+        ("dasan_queue_abandon_ratio{queue=\"general\"}", 0.0),
+        ("dasan_queue_calls{queue=\"general\"}", 0.0),
+        ("dasan_calls_active", 0.0),
+        ("dasan_record_backlog", 0.0),
+    ] {
+        assert_eq!(e.metric(sample), want, "{sample}");
+    }
+    assert!(e.metric("dasan_sip_responses_sent_total{code=\"200\",method=\"INVITE\"}") >= 3.0);
+    assert!(
+        e.metric("dasan_record_events_written_total") >= 12.0,
+        "4 changes per call"
+    );
+    assert!(e.metric("process_resident_memory_bytes") > 1e6);
+    assert!(e.metric("process_open_fds") > 3.0);
+    let (_, text) = e.http_get("/metrics").unwrap();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

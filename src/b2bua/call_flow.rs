@@ -477,6 +477,7 @@ impl Engine {
         let caller_flow = call.caller.flow;
         let tag = tag_of(&call.caller.local);
         let record = call.record.clone();
+        let arrived = call.arrived;
         if let Some((flow, ack)) = ack_bytes {
             if let Some(tx) = self.client.get_mut(&tx_id) {
                 tx.ack_2xx = Some(ack.clone());
@@ -485,6 +486,12 @@ impl Engine {
         }
         self.acd.answered(agent, key);
         self.acd.leave(q, key);
+        let wait = now.saturating_duration_since(arrived);
+        self.windows[q].answered(now, wait);
+        self.metrics
+            .call_wait
+            .with_label_values(&[self.acd.queue_name(q), "answered"])
+            .observe(wait.as_secs_f64());
         self.record(RecordEvent::Answered {
             id: record,
             agent: self.acd.agent_id(agent).to_string(),
@@ -720,6 +727,13 @@ impl Engine {
         if let Some(m) = call.media.take() {
             self.anchor_release(key, m);
         }
+        if outcome == Outcome::Abandoned {
+            self.windows[call.queue].abandoned(now);
+        }
+        self.metrics
+            .call_wait
+            .with_label_values(&[self.acd.queue_name(call.queue), outcome.label()])
+            .observe(now.saturating_duration_since(call.arrived).as_secs_f64());
         self.record(RecordEvent::Ended {
             id: call.record.clone(),
             outcome: outcome.record(),
@@ -829,6 +843,10 @@ impl Engine {
             // EWMA with weight 1/16: follows a shift in talk times within a few dozen calls.
             let avg = &mut self.talk_avg[call.queue];
             let talk = now.saturating_duration_since(t).as_secs_f64();
+            self.metrics
+                .call_talk
+                .with_label_values(&[self.acd.queue_name(call.queue)])
+                .observe(talk);
             *avg =
                 std::time::Duration::from_secs_f64(avg.as_secs_f64() * 15.0 / 16.0 + talk / 16.0);
         }

@@ -10,6 +10,7 @@ pub mod api;
 mod call_flow;
 pub mod leg;
 mod menu;
+mod stats;
 
 pub use anchor::{MediaCommand, MusicRef};
 
@@ -283,6 +284,8 @@ pub struct Engine {
     not_ready_reasons: HashMap<AgentIdx, String>,
     /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
     talk_avg: Vec<Duration>,
+    /// Per queue: service level, ASA and abandonment over a rolling window.
+    windows: Vec<stats::QueueWindow>,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
 }
@@ -453,6 +456,11 @@ impl Engine {
             // Until a queue has finished calls of its own: three minutes, a common figure
             // for public information lines.
             talk_avg: vec![Duration::from_secs(180); config.queues.len()],
+            windows: config
+                .queues
+                .values()
+                .map(|q| stats::QueueWindow::new(now, Duration::from_secs(q.sl_threshold_s as u64)))
+                .collect(),
             received: now,
         }
     }
@@ -505,6 +513,48 @@ impl Engine {
 
     pub(crate) fn unix_ms(&self, now: Instant) -> i64 {
         self.unix_ms_at_start + now.saturating_duration_since(self.start).as_millis() as i64
+    }
+
+    /// Brings the scrape-time gauges up to date: agents by queue and state, and each
+    /// queue's service level, ASA and abandonment over the window.
+    pub fn refresh_metrics(&mut self, now: Instant) {
+        const STATES: [&str; 7] = [
+            "logged-out",
+            "ready",
+            "offered",
+            "on-call",
+            "wrap-up",
+            "busy-delay",
+            "not-ready",
+        ];
+        let nq = self.acd.queue_count();
+        let mut counts = vec![[0i64; STATES.len()]; nq];
+        for a in 0..self.acd.agent_count() as AgentIdx {
+            let name = self.acd.agent_state(a).name();
+            let si = STATES.iter().position(|s| *s == name).unwrap_or(0);
+            for q in self.acd.queues_for_agent(a) {
+                counts[q][si] += 1;
+            }
+        }
+        for (q, row) in counts.iter().enumerate() {
+            let qn = self.acd.queue_name(q);
+            for (si, n) in row.iter().enumerate() {
+                self.metrics
+                    .agents
+                    .with_label_values(&[qn, STATES[si]])
+                    .set(*n);
+            }
+            let f = self.windows[q].figures(now);
+            self.metrics
+                .queue_service_level
+                .with_label_values(&[qn])
+                .set(f.service_level);
+            self.metrics.queue_asa.with_label_values(&[qn]).set(f.asa_s);
+            self.metrics
+                .queue_abandon
+                .with_label_values(&[qn])
+                .set(f.abandon);
+        }
     }
 
     /// Consultation record changes for the store.
@@ -623,9 +673,14 @@ impl Engine {
             "SIP/2.0 {code} {reason}\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
         );
         let dest = self.response_flow_for(flow, crate::sip::Via::parse(via).as_ref());
+        let method = cseq
+            .split_whitespace()
+            .nth(1)
+            .map(method_label)
+            .unwrap_or("other");
         self.metrics
             .sip_responses_sent
-            .with_label_values(&["400"])
+            .with_label_values(&[method, code_label(code)])
             .inc();
         self.send(dest, Bytes::from(raw));
     }
@@ -791,9 +846,13 @@ impl Engine {
         };
         if ok {
             let flow = t.flow;
+            let method = resp
+                .cseq()
+                .map(|(_, m)| method_label(m.as_str()))
+                .unwrap_or("other");
             self.metrics
                 .sip_responses_sent
-                .with_label_values(&[code_label(code)])
+                .with_label_values(&[method, code_label(code)])
                 .inc();
             self.send(flow, bytes);
             self.arm(TimerRef::Server(tx));
@@ -1141,6 +1200,28 @@ fn client_key(branch: &str, method: &Method) -> String {
 }
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
+
+/// A bounded label set: the methods we know, else "other".
+fn method_label(m: &str) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "SUBSCRIBE",
+        "MESSAGE",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(m))
+        .copied()
+        .unwrap_or("other")
+}
 
 fn code_label(code: u16) -> &'static str {
     match code {

@@ -326,6 +326,10 @@ pub struct QueueConfig {
     /// Seconds between announcements, the first one after this long too. Default 30.
     #[serde(default = "d_announce_every")]
     pub announce_every_s: u32,
+    /// Service-level threshold: a call answered within this many seconds counts as within
+    /// service level (dasan_queue_service_level_ratio). Default 20.
+    #[serde(default = "d_sl")]
+    pub sl_threshold_s: u32,
     /// Record answered calls (stereo WAV, caller left, agent right) under
     /// `<data dir>/recordings/`, named by the trunk's Call-ID. Default false.
     #[serde(default)]
@@ -334,6 +338,9 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_sl() -> u32 {
+    20
 }
 fn d_language() -> String {
     "ko".into()

@@ -65,9 +65,17 @@ enum Ctl {
 pub struct MediaPlane {
     prompts: Arc<Prompts>,
     events: mpsc::Sender<MediaEvent>,
-    relayed: prometheus::IntCounter,
+    counters: Counters,
     recordings: PathBuf,
     calls: HashMap<u64, mpsc::UnboundedSender<Ctl>>,
+}
+
+/// RTP counters the media tasks update.
+#[derive(Clone)]
+struct Counters {
+    relayed: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    lost: prometheus::IntCounter,
 }
 
 impl MediaPlane {
@@ -77,13 +85,29 @@ impl MediaPlane {
         relayed: prometheus::IntCounter,
         recordings: PathBuf,
     ) -> MediaPlane {
+        let spare = |n: &str| prometheus::IntCounter::new(n, n).expect("valid counter name");
         MediaPlane {
             prompts,
             events,
-            relayed,
+            counters: Counters {
+                relayed,
+                bytes: spare("rtp_bytes"),
+                lost: spare("rtp_lost"),
+            },
             recordings,
             calls: HashMap::new(),
         }
+    }
+
+    /// Counts bytes sent and packets lost (sequence gaps, counted when a call ends) too.
+    pub fn with_counters(
+        mut self,
+        bytes: prometheus::IntCounter,
+        lost: prometheus::IntCounter,
+    ) -> Self {
+        self.counters.bytes = bytes;
+        self.counters.lost = lost;
+        self
     }
 
     /// The task of `call` ended on its own (timeout, failure).
@@ -120,7 +144,7 @@ impl MediaPlane {
                     socks,
                     rx,
                     self.events.clone(),
-                    self.relayed.clone(),
+                    self.counters.clone(),
                 ));
                 self.calls.insert(call, tx);
                 Ok(())
@@ -211,8 +235,9 @@ async fn run_call(
     socks: Sockets,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
     events: mpsc::Sender<MediaEvent>,
-    relayed: prometheus::IntCounter,
+    counters: Counters,
 ) {
+    let relayed = &counters.relayed;
     let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &socks.0;
     let mut buf = [
         vec![0u8; 2048],
@@ -235,7 +260,7 @@ async fn run_call(
         let [bc, ba, brtcp_c, brtcp_a] = &mut buf;
         let result = tokio::select! {
             c = ctl.recv() => match c {
-                None => { finish(recorder); return; }
+                None => { counters.lost.inc_by(session.lost()); finish(recorder); return; }
                 Some(Ctl::Record(path)) => {
                     recorder = open_recording(call, &path);
                     Ok(())
@@ -265,6 +290,7 @@ async fn run_call(
                     reason: e.to_string(),
                 })
                 .await;
+            counters.lost.inc_by(session.lost());
             finish(recorder);
             return;
         }
@@ -274,6 +300,7 @@ async fn run_call(
                     let sock = if leg == LegId::Caller { c_rtp } else { a_rtp };
                     if sock.try_send_to(&packet, to).is_ok() {
                         relayed.inc();
+                        counters.bytes.inc_by(packet.len() as u64);
                     }
                 }
                 Output::Rtcp { leg, to, packet } => {
@@ -301,6 +328,7 @@ async fn run_call(
                 }
                 Output::Timeout => {
                     let _ = events.send(MediaEvent::Timeout { call }).await;
+                    counters.lost.inc_by(session.lost());
                     finish(recorder);
                     return;
                 }

@@ -86,6 +86,8 @@ pub enum Query {
     },
     /// A record change from the API (notes, audit), written in order with the calls'.
     Record(crate::records::RecordEvent),
+    /// Update the scrape-time gauges before /metrics renders.
+    RefreshMetrics(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Datagrams handled per wake-up before timers and output get their turn.
@@ -174,6 +176,10 @@ pub async fn run(
         media_tx,
         shared.metrics.rtp_relayed.clone(),
         recordings,
+    )
+    .with_counters(
+        shared.metrics.rtp_bytes.clone(),
+        shared.metrics.rtp_lost.clone(),
     );
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
@@ -319,6 +325,10 @@ fn answer(engine: &mut Engine, q: Query) {
             let _ = reply.send(engine.hang_up(now, &call_id));
         }
         Query::Record(ev) => engine.push_record(ev),
+        Query::RefreshMetrics(reply) => {
+            engine.refresh_metrics(now);
+            let _ = reply.send(());
+        }
     }
 }
 

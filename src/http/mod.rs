@@ -85,6 +85,14 @@ async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    // Scrape-time gauges come from the engine task; a stopped engine still renders the rest.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if s.query(crate::driver::Query::RefreshMetrics(tx))
+        .await
+        .is_some()
+    {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
+    }
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),

@@ -194,6 +194,16 @@ impl MediaSession {
         s
     }
 
+    /// RTP packets lost towards the engine so far (sequence gaps), both legs.
+    pub fn lost(&self) -> u64 {
+        let legs: Vec<&Leg> = match &self.phase {
+            Phase::Early(l) => vec![l],
+            Phase::Bridged(b) => vec![b.leg(LegId::Caller), b.leg(LegId::Agent)],
+            Phase::Gone => vec![],
+        };
+        legs.iter().map(|l| l.session.rx.lost().max(0) as u64).sum()
+    }
+
     pub fn is_bridged(&self) -> bool {
         matches!(self.phase, Phase::Bridged(_))
     }
