@@ -189,6 +189,30 @@ fn caller_to_120_is_answered_by_an_agent() {
     assert!(e.metric("process_resident_memory_bytes") > 1e6);
     assert!(e.metric("process_open_fds") > 3.0);
     let (_, text) = e.http_get("/metrics").unwrap();
+    // Every series the shipped Grafana dashboard queries exists.
+    let dash = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/dasan.json"),
+    )
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&dash).expect("dashboard is JSON");
+    let mut names = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("dasan_") || word.starts_with("process_") {
+                    names.push(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 20);
+    for n in names {
+        assert!(
+            text.contains(&n),
+            "the dashboard queries {n}, which /metrics lacks"
+        );
+    }
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
