@@ -25,6 +25,22 @@ fn api_needs_a_token_answers_bad_input_with_4xx_and_searches_the_kb() {
         let (code, _) = http_get_as(port, path, Some("not-a-token")).unwrap();
         assert_eq!(code, 401, "{path}");
     }
+    // Every operation api/openapi.json documents is served, and under /api needs a token.
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (path, ops) in spec["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "x");
+            let (code, body) = http_send(port, &method.to_uppercase(), &concrete, None, "{}");
+            let want = if path.starts_with("/api/") { 401 } else { 200 };
+            assert_eq!(code, want, "{method} {path}: {body}");
+        }
+    }
     // The knowledge base: the sample set is loaded at first start; Korean queries work.
     let (code, body) = e
         .http_get("/api/kb?q=%EB%8C%80%ED%98%95%ED%8F%90%EA%B8%B0%EB%AC%BC")

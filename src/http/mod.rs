@@ -208,3 +208,62 @@ pub async fn serve(
         })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (method, path) of every `.route(…)` in this file's router.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let src = include_str!("mod.rs");
+        let body = &src[..src.find("pub(crate) fn api_error").unwrap_or(src.len())];
+        let mut out = BTreeSet::new();
+        for chunk in body.split(".route(").skip(1) {
+            let Some(start) = chunk.find('"') else {
+                continue;
+            };
+            let rest = &chunk[start + 1..];
+            let Some(end) = rest.find('"') else { continue };
+            let path = rest[..end].to_string();
+            // The method routers up to the closing parenthesis of .route(
+            let mut depth = 1;
+            let mut args = String::new();
+            for c in rest[end + 1..].chars() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+                args.push(c);
+            }
+            for m in ["get", "post", "patch", "put", "delete"] {
+                if args.contains(&format!("{m}(")) {
+                    out.insert((m.to_string(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn openapi_describes_every_route_and_nothing_else() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../api/openapi.json")).expect("openapi.json");
+        let mut documented = BTreeSet::new();
+        for (path, ops) in spec["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                assert!(op["responses"].is_object(), "{method} {path} has responses");
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served = routes_in_source();
+        assert!(served.len() >= 14, "{served:?}");
+        assert_eq!(
+            served, documented,
+            "the router and api/openapi.json disagree"
+        );
+    }
+}
