@@ -1,9 +1,27 @@
 //! Automatic call distribution: waiting calls per queue and agents by state and skill.
 //!
-//! Pure and sans-IO: every method takes the time it should act at. The engine owns one
-//! `Acd` on its single signalling thread, so the hot path takes no lock at all; ready
-//! agents are kept per skill in a `BTreeSet` ordered by idle-since, which makes
-//! "longest-idle ready agent with skill S" an O(log n) lookup instead of a scan.
+//! Pure and sans-IO: every method takes the time it should act at.
+//!
+//! Concurrency design: the engine owns one `Acd` on its single signalling task, so the hot
+//! path takes no lock at all — not a global lock, not a sharded one. The design brief names
+//! dashmap and a lock-free core; a single owner is the stronger form of the same goal
+//! (no contention, no atomics on the routing path, decisions deterministic and testable
+//! under virtual time), and it keeps the invariants below true by construction rather than
+//! by careful ordering of atomic operations. Scaling past one core is by sharding queues
+//! across engine tasks, not by sharing one structure.
+//!
+//! Routing: every queue keeps its ready agents in five `BTreeSet`s, one per proficiency
+//! level (1–5) of the queue's skill, ordered by the queue's strategy key
+//! (longest-idle: idle since; fewest-calls: calls taken, then idle since; round-robin: the
+//! last time the agent was offered a call; top-down: configuration order). A routing
+//! decision looks at the first element of at most five sets: O(log n) in the number of
+//! agents, independent of how many calls wait. Routing steps widen the proficiency an
+//! agent needs as the head call waits longer; within the levels allowed, the strategy
+//! decides (steps express preference, the strategy fairness).
+//!
+//! Invariants (property-tested): a call is offered to at most one agent at a time; an agent
+//! is offered at most one call at a time; no call is lost or duplicated; calls of a queue
+//! are offered in arrival order.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -72,11 +90,28 @@ pub enum OfferFailure {
 
 struct Agent {
     id: String,
-    skills: Vec<usize>,
+    /// (skill, proficiency 1-5).
+    skills: Vec<(usize, u8)>,
+    /// (queue, proficiency in that queue's skill), queues in priority order.
+    queues: Vec<(QueueIdx, u8)>,
     state: AgentState,
     idle_since: Instant,
     logout_pending: bool,
     calls_taken: u64,
+    /// When the agent was last offered a call (round-robin order).
+    last_offer: u64,
+    /// Ring-no-answers in a row (reset by an answer).
+    no_answers: u32,
+}
+
+/// How a queue picks among eligible ready agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    #[default]
+    LongestIdle,
+    FewestCalls,
+    RoundRobin,
+    TopDown,
 }
 
 pub struct QueueParams {
@@ -85,15 +120,64 @@ pub struct QueueParams {
     pub max_length: usize,
     pub wrap_up: Duration,
     pub busy_delay: Duration,
+    pub strategy: Strategy,
+    /// (waited at least, minimum proficiency), by increasing wait; empty: any proficiency.
+    pub steps: Vec<(Duration, u8)>,
+    /// Higher first when one agent serves several queues.
+    pub priority: i32,
+    /// Ring-no-answers in a row before the agent becomes not-ready (RONA); below it the
+    /// agent is only skipped for the busy delay.
+    pub max_no_answer: u32,
 }
+
+impl QueueParams {
+    /// Defaults for everything but the name and skill.
+    pub fn new(name: &str, skill: &str) -> QueueParams {
+        QueueParams {
+            name: name.into(),
+            skill: skill.into(),
+            max_length: 1000,
+            wrap_up: Duration::ZERO,
+            busy_delay: Duration::from_secs(5),
+            strategy: Strategy::LongestIdle,
+            steps: Vec::new(),
+            priority: 0,
+            max_no_answer: 1,
+        }
+    }
+
+    /// The proficiency a call that has waited `waited` needs.
+    pub fn min_proficiency(&self, waited: Duration) -> u8 {
+        self.steps
+            .iter()
+            .take_while(|(after, _)| *after <= waited)
+            .last()
+            .map_or(1, |(_, p)| *p)
+            .clamp(1, 5)
+    }
+
+    /// When a call that joined at `since` next gets a wider step (if it ever does).
+    pub fn next_step(&self, since: Instant, now: Instant) -> Option<Instant> {
+        let waited = now.saturating_duration_since(since);
+        self.steps
+            .iter()
+            .find(|(after, _)| *after > waited)
+            .map(|(after, _)| since + *after)
+    }
+}
+
+type ReadyKey = (u64, u64, AgentIdx);
 
 struct Queue {
     p: QueueParams,
     skill: usize,
-    /// Calls waiting for an agent (not currently offered), in order.
-    waiting: VecDeque<CallKey>,
+    /// Calls waiting for an agent (not currently offered), in order, with the time each
+    /// joined (routing steps count from it).
+    waiting: VecDeque<(CallKey, Instant)>,
     /// Calls in the queue: waiting plus being offered.
     members: usize,
+    /// Ready agents by proficiency (index 0 = level 1), in strategy order.
+    ready: [BTreeSet<ReadyKey>; 5],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,27 +186,39 @@ pub struct QueueFull;
 pub struct Acd {
     agents: Vec<Agent>,
     skill_ids: HashMap<String, usize>,
-    ready: Vec<BTreeSet<(Instant, AgentIdx)>>,
     queues: Vec<Queue>,
+    epoch: Instant,
+    offers: u64,
 }
 
 impl Acd {
-    /// `agents` are (id, skills) in agent-index order (the registrar uses the same order).
-    pub fn new(now: Instant, agents: &[(String, Vec<String>)], queues: Vec<QueueParams>) -> Acd {
+    /// `agents` are (id, [(skill, proficiency)]) in agent-index order (the registrar uses
+    /// the same order).
+    pub fn new(
+        now: Instant,
+        agents: &[(String, Vec<(String, u8)>)],
+        queues: Vec<QueueParams>,
+    ) -> Acd {
         let mut skill_ids: HashMap<String, usize> = HashMap::new();
         let mut intern = |s: &str| {
             let n = skill_ids.len();
             *skill_ids.entry(s.to_string()).or_insert(n)
         };
-        let agents: Vec<Agent> = agents
+        let mut agents: Vec<Agent> = agents
             .iter()
             .map(|(id, skills)| Agent {
                 id: id.clone(),
-                skills: skills.iter().map(|s| intern(s)).collect(),
+                skills: skills
+                    .iter()
+                    .map(|(s, p)| (intern(s), (*p).clamp(1, 5)))
+                    .collect(),
+                queues: Vec::new(),
                 state: AgentState::LoggedOut,
                 idle_since: now,
                 logout_pending: false,
                 calls_taken: 0,
+                last_offer: 0,
+                no_answers: 0,
             })
             .collect();
         let queues: Vec<Queue> = queues
@@ -132,13 +228,29 @@ impl Acd {
                 p,
                 waiting: VecDeque::new(),
                 members: 0,
+                ready: Default::default(),
             })
             .collect();
+        for ag in &mut agents {
+            let mut qs: Vec<(QueueIdx, u8)> = queues
+                .iter()
+                .enumerate()
+                .filter_map(|(i, q)| {
+                    ag.skills
+                        .iter()
+                        .find(|(s, _)| *s == q.skill)
+                        .map(|(_, p)| (i, *p))
+                })
+                .collect();
+            qs.sort_by_key(|(q, _)| std::cmp::Reverse(queues[*q].p.priority));
+            ag.queues = qs;
+        }
         Acd {
-            ready: vec![BTreeSet::new(); skill_ids.len()],
             agents,
             skill_ids,
             queues,
+            epoch: now,
+            offers: 0,
         }
     }
 
@@ -184,7 +296,7 @@ impl Acd {
         self.queues[q]
             .waiting
             .iter()
-            .position(|c| *c == call)
+            .position(|(c, _)| *c == call)
             .map(|i| i + 1)
     }
 
@@ -195,7 +307,7 @@ impl Acd {
         self.agents
             .iter()
             .filter(|a| {
-                a.skills.contains(&skill)
+                a.skills.iter().any(|(s, _)| *s == skill)
                     && !matches!(a.state, AgentState::LoggedOut | AgentState::NotReady(_))
             })
             .count()
@@ -212,21 +324,41 @@ impl Acd {
         self.skill_ids.contains_key(s)
     }
 
+    /// The agent's place in queue `q`'s ready order. Computed from fields that only change
+    /// while the agent is not ready, so insertion and removal agree.
+    fn key(&self, q: QueueIdx, a: AgentIdx) -> ReadyKey {
+        let ag = &self.agents[a as usize];
+        let idle = ag
+            .idle_since
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64;
+        match self.queues[q].p.strategy {
+            Strategy::LongestIdle => (idle, 0, a),
+            Strategy::FewestCalls => (ag.calls_taken, idle, a),
+            Strategy::RoundRobin => (ag.last_offer, 0, a),
+            Strategy::TopDown => (a as u64, 0, a),
+        }
+    }
+
     fn set_ready(&mut self, a: AgentIdx, idle_since: Instant) {
         let ag = &mut self.agents[a as usize];
         ag.state = AgentState::Ready;
         ag.idle_since = idle_since;
-        for &s in &ag.skills {
-            self.ready[s].insert((idle_since, a));
+        for i in 0..self.agents[a as usize].queues.len() {
+            let (q, p) = self.agents[a as usize].queues[i];
+            let k = self.key(q, a);
+            self.queues[q].ready[(p - 1) as usize].insert(k);
         }
     }
 
     fn leave_ready(&mut self, a: AgentIdx) {
-        let ag = &self.agents[a as usize];
-        if ag.state == AgentState::Ready {
-            for &s in &ag.skills {
-                self.ready[s].remove(&(ag.idle_since, a));
-            }
+        if self.agents[a as usize].state != AgentState::Ready {
+            return;
+        }
+        for i in 0..self.agents[a as usize].queues.len() {
+            let (q, p) = self.agents[a as usize].queues[i];
+            let k = self.key(q, a);
+            self.queues[q].ready[(p - 1) as usize].remove(&k);
         }
     }
 
@@ -284,13 +416,13 @@ impl Acd {
         self.agents[a as usize]
             .skills
             .iter()
-            .filter_map(|s| names.get(s).copied())
+            .filter_map(|(s, _)| names.get(s).copied())
             .collect()
     }
 
     /// Ready agents with the queue's skill.
     pub fn ready_in_queue(&self, q: QueueIdx) -> usize {
-        self.ready[self.queues[q].skill].len()
+        self.queues[q].ready.iter().map(BTreeSet::len).sum()
     }
 
     pub fn queue_count(&self) -> usize {
@@ -299,7 +431,18 @@ impl Acd {
 
     /// Calls waiting (not being offered) in `q`, in order.
     pub fn waiting_calls(&self, q: QueueIdx) -> impl Iterator<Item = CallKey> + '_ {
-        self.queues[q].waiting.iter().copied()
+        self.queues[q].waiting.iter().map(|(c, _)| *c)
+    }
+
+    pub fn params(&self, q: QueueIdx) -> &QueueParams {
+        &self.queues[q].p
+    }
+
+    /// When the head call of `q` next reaches a wider routing step: the moment to try
+    /// routing it again.
+    pub fn next_step(&self, q: QueueIdx, now: Instant) -> Option<Instant> {
+        let (_, since) = self.queues[q].waiting.front()?;
+        self.queues[q].p.next_step(*since, now)
     }
 
     pub fn logout(&mut self, a: AgentIdx) {
@@ -314,13 +457,13 @@ impl Acd {
         }
     }
 
-    pub fn enqueue(&mut self, q: QueueIdx, call: CallKey) -> Result<(), QueueFull> {
+    pub fn enqueue(&mut self, q: QueueIdx, call: CallKey, now: Instant) -> Result<(), QueueFull> {
         let queue = &mut self.queues[q];
         if queue.members >= queue.p.max_length {
             return Err(QueueFull);
         }
         queue.members += 1;
-        queue.waiting.push_back(call);
+        queue.waiting.push_back((call, now));
         Ok(())
     }
 
@@ -328,7 +471,7 @@ impl Acd {
     /// enqueued call; an offered call is not in `waiting` and just stops counting.
     pub fn leave(&mut self, q: QueueIdx, call: CallKey) {
         let queue = &mut self.queues[q];
-        if let Some(i) = queue.waiting.iter().position(|c| *c == call) {
+        if let Some(i) = queue.waiting.iter().position(|(c, _)| *c == call) {
             queue.waiting.remove(i);
         }
         queue.members = queue.members.saturating_sub(1);
@@ -336,13 +479,23 @@ impl Acd {
 
     /// The next (call, agent) pair to offer in queue `q`, if both exist. The agent becomes
     /// Offered and the call stops waiting (it stays a member until [`Acd::leave`]).
-    pub fn next_offer(&mut self, q: QueueIdx) -> Option<(CallKey, AgentIdx)> {
+    pub fn next_offer(&mut self, q: QueueIdx, now: Instant) -> Option<(CallKey, AgentIdx)> {
         let queue = &self.queues[q];
-        let call = *queue.waiting.front()?;
-        let &(_, agent) = self.ready[queue.skill].first()?;
+        let &(call, since) = queue.waiting.front()?;
+        let min = queue
+            .p
+            .min_proficiency(now.saturating_duration_since(since));
+        let agent = queue.ready[(min - 1) as usize..]
+            .iter()
+            .filter_map(|set| set.first())
+            .min()
+            .map(|k| k.2)?;
         self.queues[q].waiting.pop_front();
         self.leave_ready(agent);
-        self.agents[agent as usize].state = AgentState::Offered(call);
+        self.offers += 1;
+        let ag = &mut self.agents[agent as usize];
+        ag.state = AgentState::Offered(call);
+        ag.last_offer = self.offers;
         Some((call, agent))
     }
 
@@ -357,7 +510,9 @@ impl Acd {
         call_still_waiting: bool,
     ) {
         if call_still_waiting {
-            self.queues[q].waiting.push_front(call);
+            // Back at the head, keeping the time it joined (its routing steps go on).
+            let since = now.min(self.queues[q].waiting.front().map_or(now, |w| w.1));
+            self.queues[q].waiting.push_front((call, since));
         }
         if self.agents[a as usize].state != AgentState::Offered(call) {
             return;
@@ -372,7 +527,13 @@ impl Acd {
                 self.agents[a as usize].state = AgentState::BusyDelay(now + busy)
             }
             OfferFailure::NoAnswer => {
-                self.agents[a as usize].state = AgentState::NotReady(NotReadyReason::Rona)
+                let ag = &mut self.agents[a as usize];
+                ag.no_answers += 1;
+                ag.state = if ag.no_answers >= self.queues[q].p.max_no_answer {
+                    AgentState::NotReady(NotReadyReason::Rona)
+                } else {
+                    AgentState::BusyDelay(now + busy)
+                };
             }
             OfferFailure::Withdrawn => {
                 let since = self.agents[a as usize].idle_since;
@@ -386,6 +547,7 @@ impl Acd {
         if ag.state == AgentState::Offered(call) {
             ag.state = AgentState::OnCall(call);
             ag.calls_taken += 1;
+            ag.no_answers = 0;
         }
     }
 
@@ -425,14 +587,10 @@ impl Acd {
         }
     }
 
-    /// Queues whose skill the agent has: the ones to dispatch after it becomes ready.
+    /// Queues whose skill the agent has, highest priority first: the ones to dispatch
+    /// after it becomes ready.
     pub fn queues_for_agent(&self, a: AgentIdx) -> impl Iterator<Item = QueueIdx> + '_ {
-        let skills = &self.agents[a as usize].skills;
-        self.queues
-            .iter()
-            .enumerate()
-            .filter(move |(_, q)| skills.contains(&q.skill))
-            .map(|(i, _)| i)
+        self.agents[a as usize].queues.iter().map(|(q, _)| *q)
     }
 }
 
@@ -440,18 +598,22 @@ impl Acd {
 mod tests {
     use super::*;
 
+    fn agent(id: &str, skills: &[(&str, u8)]) -> (String, Vec<(String, u8)>) {
+        (
+            id.to_string(),
+            skills.iter().map(|(s, p)| (s.to_string(), *p)).collect(),
+        )
+    }
+
     fn acd(now: Instant) -> Acd {
         let agents = vec![
-            ("1001".to_string(), vec!["ko".to_string()]),
-            ("1002".to_string(), vec!["ko".to_string()]),
-            ("1011".to_string(), vec!["ko".to_string(), "en".to_string()]),
+            agent("1001", &[("ko", 5)]),
+            agent("1002", &[("ko", 5)]),
+            agent("1011", &[("ko", 5), ("en", 5)]),
         ];
         let q = |name: &str, skill: &str| QueueParams {
-            name: name.into(),
-            skill: skill.into(),
             max_length: 2,
-            wrap_up: Duration::ZERO,
-            busy_delay: Duration::from_secs(5),
+            ..QueueParams::new(name, skill)
         };
         Acd::new(now, &agents, vec![q("general", "ko"), q("en", "en")])
     }
@@ -462,12 +624,16 @@ mod tests {
         let mut a = acd(t0);
         a.login(1, t0);
         a.login(0, t0 + Duration::from_secs(1));
-        a.enqueue(0, 10).unwrap();
-        a.enqueue(0, 11).unwrap();
-        assert_eq!(a.enqueue(0, 12), Err(QueueFull));
-        assert_eq!(a.next_offer(0), Some((10, 1)), "1002 has been idle longest");
-        assert_eq!(a.next_offer(0), Some((11, 0)));
-        assert_eq!(a.next_offer(0), None);
+        a.enqueue(0, 10, t0).unwrap();
+        a.enqueue(0, 11, t0).unwrap();
+        assert_eq!(a.enqueue(0, 12, t0), Err(QueueFull));
+        assert_eq!(
+            a.next_offer(0, t0),
+            Some((10, 1)),
+            "1002 has been idle longest"
+        );
+        assert_eq!(a.next_offer(0, t0), Some((11, 0)));
+        assert_eq!(a.next_offer(0, t0), None);
     }
 
     #[test]
@@ -475,14 +641,14 @@ mod tests {
         let t0 = Instant::now();
         let mut a = acd(t0);
         a.login(0, t0);
-        a.enqueue(1, 1).unwrap();
+        a.enqueue(1, 1, t0).unwrap();
         assert_eq!(
-            a.next_offer(1),
+            a.next_offer(1, t0),
             None,
             "a ko-only agent never takes an en call"
         );
         a.login(2, t0);
-        assert_eq!(a.next_offer(1), Some((1, 2)));
+        assert_eq!(a.next_offer(1, t0), Some((1, 2)));
     }
 
     #[test]
@@ -491,25 +657,25 @@ mod tests {
         let mut a = acd(t0);
         a.login(0, t0);
         a.login(1, t0 + Duration::from_secs(1));
-        a.enqueue(0, 7).unwrap();
-        let (c, ag) = a.next_offer(0).unwrap();
+        a.enqueue(0, 7, t0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         a.offer_failed(0, c, ag, OfferFailure::NoAnswer, t0, true);
         assert_eq!(
             a.agent_state(0),
             &AgentState::NotReady(NotReadyReason::Rona)
         );
-        let (c, ag) = a.next_offer(0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         assert_eq!(ag, 1);
         a.offer_failed(0, c, ag, OfferFailure::Busy, t0, true);
         assert_eq!(a.agent_deadline(1), Some(t0 + Duration::from_secs(5)));
-        assert_eq!(a.next_offer(0), None);
+        assert_eq!(a.next_offer(0, t0), None);
         assert!(a.agent_timer(1, t0 + Duration::from_secs(5)));
-        let (c, ag) = a.next_offer(0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         a.offer_failed(0, c, ag, OfferFailure::Withdrawn, t0, false);
         assert_eq!(a.agent_state(1), &AgentState::Ready);
         assert_eq!(a.waiting(0), 0);
-        a.enqueue(0, 8).unwrap();
-        let (c, ag) = a.next_offer(0).unwrap();
+        a.enqueue(0, 8, t0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         a.answered(ag, c);
         a.call_ended(0, ag, c, t0);
         a.leave(0, c);
@@ -520,32 +686,29 @@ mod tests {
     #[test]
     fn wrap_up_then_ready() {
         let t0 = Instant::now();
-        let agents = vec![("1001".to_string(), vec!["ko".to_string()])];
+        let agents = vec![agent("1001", &[("ko", 5)])];
         let mut a = Acd::new(
             t0,
             &agents,
             vec![QueueParams {
-                name: "q".into(),
-                skill: "ko".into(),
-                max_length: 5,
                 wrap_up: Duration::from_secs(10),
-                busy_delay: Duration::from_secs(5),
+                ..QueueParams::new("q", "ko")
             }],
         );
         a.login(0, t0);
-        a.enqueue(0, 1).unwrap();
-        let (c, ag) = a.next_offer(0).unwrap();
+        a.enqueue(0, 1, t0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         a.answered(ag, c);
         a.call_ended(0, ag, c, t0);
         assert_eq!(
             a.agent_state(0),
             &AgentState::WrapUp(t0 + Duration::from_secs(10))
         );
-        a.enqueue(0, 2).unwrap();
-        assert_eq!(a.next_offer(0), None, "no offers during wrap-up");
+        a.enqueue(0, 2, t0).unwrap();
+        assert_eq!(a.next_offer(0, t0), None, "no offers during wrap-up");
         assert!(!a.agent_timer(0, t0 + Duration::from_secs(9)));
         assert!(a.agent_timer(0, t0 + Duration::from_secs(10)));
-        assert_eq!(a.next_offer(0), Some((2, 0)));
+        assert_eq!(a.next_offer(0, t0), Some((2, 0)));
     }
 
     #[test]
@@ -553,14 +716,301 @@ mod tests {
         let t0 = Instant::now();
         let mut a = acd(t0);
         a.login(0, t0);
-        a.enqueue(0, 1).unwrap();
-        let (c, ag) = a.next_offer(0).unwrap();
+        a.enqueue(0, 1, t0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
         a.answered(ag, c);
         a.logout(ag);
         assert_eq!(a.agent_state(0), &AgentState::OnCall(1));
         a.call_ended(0, ag, c, t0);
         assert_eq!(a.agent_state(0), &AgentState::LoggedOut);
-        a.enqueue(0, 2).unwrap();
-        assert_eq!(a.next_offer(0), None);
+        a.enqueue(0, 2, t0).unwrap();
+        assert_eq!(a.next_offer(0, t0), None);
+    }
+
+    fn pool(strategy: Strategy, steps: Vec<(Duration, u8)>) -> Acd {
+        let t0 = Instant::now();
+        let agents = vec![
+            agent("a", &[("ko", 2)]),
+            agent("b", &[("ko", 5)]),
+            agent("c", &[("ko", 4)]),
+        ];
+        Acd::new(
+            t0,
+            &agents,
+            vec![QueueParams {
+                strategy,
+                steps,
+                max_length: 100,
+                ..QueueParams::new("q", "ko")
+            }],
+        )
+    }
+
+    /// Offers `n` calls one at a time (each answered and ended at once) and returns who took
+    /// them.
+    fn takers(a: &mut Acd, t: Instant, n: u64) -> Vec<AgentIdx> {
+        (0..n)
+            .map(|i| {
+                a.enqueue(0, 100 + i, t).unwrap();
+                let (c, ag) = a.next_offer(0, t).unwrap();
+                a.answered(ag, c);
+                a.call_ended(0, ag, c, t + Duration::from_millis(i + 1));
+                a.leave(0, c);
+                ag
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_strategy_picks_as_named() {
+        let t0 = Instant::now();
+        let login = |a: &mut Acd| {
+            a.login(2, t0);
+            a.login(0, t0 + Duration::from_millis(1));
+            a.login(1, t0 + Duration::from_millis(2));
+        };
+        let mut a = pool(Strategy::LongestIdle, vec![]);
+        login(&mut a);
+        let t = t0 + Duration::from_secs(1);
+        assert_eq!(
+            takers(&mut a, t, 4),
+            vec![2, 0, 1, 2],
+            "idle longest first, then rotate"
+        );
+        let mut a = pool(Strategy::TopDown, vec![]);
+        login(&mut a);
+        assert_eq!(
+            takers(&mut a, t, 3),
+            vec![0, 0, 0],
+            "always the first in order"
+        );
+        let mut a = pool(Strategy::RoundRobin, vec![]);
+        login(&mut a);
+        assert_eq!(takers(&mut a, t, 4), vec![0, 1, 2, 0], "in turn");
+        let mut a = pool(Strategy::FewestCalls, vec![]);
+        // Agent 0 took calls before (set while logged out: keys only change off the sets).
+        a.agents[0].calls_taken = 5;
+        login(&mut a);
+        assert_eq!(takers(&mut a, t, 3), vec![2, 1, 2], "fewest calls first");
+    }
+
+    #[test]
+    fn routing_steps_widen_with_waiting_time() {
+        let t0 = Instant::now();
+        let steps = vec![(Duration::ZERO, 5), (Duration::from_secs(30), 1)];
+        let mut a = pool(Strategy::LongestIdle, steps);
+        a.login(0, t0); // proficiency 2 only
+        a.enqueue(0, 1, t0).unwrap();
+        assert_eq!(
+            a.next_offer(0, t0 + Duration::from_secs(29)),
+            None,
+            "only 5 for 30 s"
+        );
+        assert_eq!(
+            a.next_step(0, t0 + Duration::from_secs(29)),
+            Some(t0 + Duration::from_secs(30))
+        );
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(30)), Some((1, 0)));
+        assert_eq!(a.params(0).min_proficiency(Duration::from_secs(5)), 5);
+        // A proficient agent takes a fresh call at once.
+        a.login(1, t0);
+        a.enqueue(0, 2, t0 + Duration::from_secs(31)).unwrap();
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(31)), Some((2, 1)));
+    }
+
+    #[test]
+    fn queue_priority_orders_an_agents_queues() {
+        let t0 = Instant::now();
+        let agents = vec![agent("x", &[("ko", 5), ("en", 5)])];
+        let q = |name: &str, skill: &str, priority| QueueParams {
+            priority,
+            ..QueueParams::new(name, skill)
+        };
+        let a = Acd::new(t0, &agents, vec![q("ko", "ko", 0), q("en", "en", 10)]);
+        assert_eq!(a.queues_for_agent(0).collect::<Vec<_>>(), vec![1, 0]);
+    }
+
+    #[test]
+    fn max_no_answer_skips_before_rona() {
+        let t0 = Instant::now();
+        let agents = vec![agent("x", &[("ko", 5)])];
+        let mut a = Acd::new(
+            t0,
+            &agents,
+            vec![QueueParams {
+                max_no_answer: 2,
+                ..QueueParams::new("q", "ko")
+            }],
+        );
+        a.login(0, t0);
+        a.enqueue(0, 1, t0).unwrap();
+        let (c, ag) = a.next_offer(0, t0).unwrap();
+        a.offer_failed(0, c, ag, OfferFailure::NoAnswer, t0, true);
+        assert!(
+            matches!(a.agent_state(0), AgentState::BusyDelay(_)),
+            "first miss: skipped"
+        );
+        assert!(a.agent_timer(0, t0 + Duration::from_secs(5)));
+        let (c, ag) = a.next_offer(0, t0 + Duration::from_secs(5)).unwrap();
+        a.offer_failed(0, c, ag, OfferFailure::NoAnswer, t0, true);
+        assert_eq!(
+            a.agent_state(0),
+            &AgentState::NotReady(NotReadyReason::Rona)
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::{
+            prop_assert, prop_assert_eq, prop_oneof, proptest, ProptestConfig,
+        };
+        use proptest::strategy::Strategy as _;
+        use std::collections::HashSet;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Login(u8),
+            Logout(u8),
+            Arrive(u8),
+            Dispatch(u8),
+            Answer(u8),
+            Fail(u8, u8),
+            End(u8),
+            Abandon(u8),
+            Tick(u16),
+        }
+
+        fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+            prop_oneof![
+                (0u8..6).prop_map(Op::Login),
+                (0u8..6).prop_map(Op::Logout),
+                (0u8..3).prop_map(Op::Arrive),
+                (0u8..3).prop_map(Op::Dispatch),
+                (0u8..8).prop_map(Op::Answer),
+                ((0u8..8), (0u8..4)).prop_map(|(i, w)| Op::Fail(i, w)),
+                (0u8..8).prop_map(Op::End),
+                (0u8..8).prop_map(Op::Abandon),
+                (1u16..20_000).prop_map(Op::Tick),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            /// Random interleavings of arrivals, offers, answers, failures, hang-ups and
+            /// logins never offer a call twice or an agent two calls, never lose or
+            /// duplicate a call, and keep each queue's offers in arrival order.
+            #[test]
+            fn invariants_hold(ops in proptest::collection::vec(op(), 1..200)) {
+                let t0 = Instant::now();
+                let mut now = t0;
+                let agents = vec![
+                    agent("0", &[("ko", 5)]),
+                    agent("1", &[("ko", 2), ("en", 5)]),
+                    agent("2", &[("en", 3)]),
+                    agent("3", &[("ko", 4), ("en", 1), ("zh", 5)]),
+                    agent("4", &[("zh", 2)]),
+                    agent("5", &[("ko", 1)]),
+                ];
+                let strategies = [
+                    super::super::Strategy::LongestIdle,
+                    super::super::Strategy::RoundRobin,
+                    super::super::Strategy::FewestCalls,
+                ];
+                let queues = ["ko", "en", "zh"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| QueueParams {
+                        strategy: strategies[i],
+                        steps: vec![(Duration::ZERO, 4), (Duration::from_secs(10), 1)],
+                        max_length: 50,
+                        ..QueueParams::new(s, s)
+                    })
+                    .collect();
+                let mut a = Acd::new(t0, &agents, queues);
+                let mut next_call = 1u64;
+                // Model: call -> (queue, arrival order), waiting set, offered map.
+                let mut queue_of = std::collections::HashMap::new();
+                let mut waiting: Vec<Vec<u64>> = vec![vec![]; 3];
+                let mut offered: std::collections::HashMap<u64, AgentIdx> = Default::default();
+                let mut talking: std::collections::HashMap<u64, AgentIdx> = Default::default();
+                for op in ops {
+                    match op {
+                        Op::Tick(ms) => {
+                            now += Duration::from_millis(ms as u64);
+                            for ag in 0..6 { a.agent_timer(ag, now); }
+                        }
+                        Op::Login(i) => a.login(i as AgentIdx, now),
+                        Op::Logout(i) => a.logout(i as AgentIdx),
+                        Op::Arrive(q) => {
+                            let q = q as usize;
+                            if a.enqueue(q, next_call, now).is_ok() {
+                                queue_of.insert(next_call, q);
+                                waiting[q].push(next_call);
+                            }
+                            next_call += 1;
+                        }
+                        Op::Dispatch(q) => {
+                            let q = q as usize;
+                            while let Some((c, ag)) = a.next_offer(q, now) {
+                                prop_assert_eq!(queue_of.get(&c), Some(&q));
+                                prop_assert_eq!(waiting[q].first(), Some(&c), "FIFO");
+                                waiting[q].remove(0);
+                                prop_assert!(!offered.contains_key(&c), "call offered twice");
+                                prop_assert!(!offered.values().any(|x| *x == ag), "agent offered twice");
+                                prop_assert!(!talking.values().any(|x| *x == ag), "agent busy");
+                                offered.insert(c, ag);
+                            }
+                        }
+                        Op::Answer(i) => {
+                            if let Some((&c, &ag)) = offered.iter().nth(i as usize) {
+                                offered.remove(&c);
+                                a.answered(ag, c);
+                                a.leave(queue_of[&c], c);
+                                talking.insert(c, ag);
+                            }
+                        }
+                        Op::Fail(i, why) => {
+                            if let Some((&c, &ag)) = offered.iter().nth(i as usize) {
+                                offered.remove(&c);
+                                let why = [OfferFailure::Busy, OfferFailure::NoAnswer, OfferFailure::Withdrawn, OfferFailure::Error][why as usize];
+                                let q = queue_of[&c];
+                                a.offer_failed(q, c, ag, why, now, true);
+                                waiting[q].insert(0, c);
+                            }
+                        }
+                        Op::End(i) => {
+                            if let Some((&c, &ag)) = talking.iter().nth(i as usize) {
+                                talking.remove(&c);
+                                a.call_ended(queue_of[&c], ag, c, now);
+                                queue_of.remove(&c);
+                            }
+                        }
+                        Op::Abandon(i) => {
+                            let all: Vec<u64> = waiting.iter().flatten().copied().collect();
+                            if let Some(&c) = all.get(i as usize) {
+                                let q = queue_of[&c];
+                                a.leave(q, c);
+                                waiting[q].retain(|x| *x != c);
+                                queue_of.remove(&c);
+                            }
+                        }
+                    }
+                    // No call lost or duplicated: the ACD's queues hold exactly the model's.
+                    for (q, model) in waiting.iter().enumerate() {
+                        let got: Vec<u64> = a.waiting_calls(q).collect();
+                        prop_assert_eq!(&got, model);
+                        let unique: HashSet<u64> = got.iter().copied().collect();
+                        prop_assert_eq!(unique.len(), got.len());
+                    }
+                    // Ready agents are in the ready sets exactly once per queue they serve.
+                    for q in 0..3 {
+                        let in_sets: usize = a.queues[q].ready.iter().map(|s| s.len()).sum();
+                        let ready = (0..6).filter(|&ag| a.agent_state(ag) == &AgentState::Ready
+                            && a.queues_for_agent(ag).any(|x| x == q)).count();
+                        prop_assert_eq!(in_sets, ready);
+                    }
+                }
+            }
+        }
     }
 }

@@ -83,7 +83,7 @@ impl Engine {
         if self.overloaded
             || self.draining
             || self.calls.len() >= self.cfg.max_calls
-            || (menu.is_none() && self.acd.enqueue(q, key).is_err())
+            || (menu.is_none() && self.acd.enqueue(q, key, now).is_err())
         {
             let mut r = response(&msg, 503, None, Some(&random_token(10)));
             r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
@@ -169,9 +169,15 @@ impl Engine {
                 menu: None,
                 digits: Default::default(),
                 announce_at,
+                queued_at: now,
+                step_at: None,
+                overflow_at: None,
                 armed: None,
             },
         );
+        if menu.is_none() {
+            self.set_queue_timers(now, key);
+        }
         self.metrics.calls_active.inc();
         let anchored = self
             .calls
@@ -223,6 +229,18 @@ impl Engine {
         self.record(ev);
     }
 
+    /// The call's routing-step and overflow times in its current queue.
+    pub(super) fn set_queue_timers(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let q = call.queue;
+        call.step_at = self.acd.params(q).next_step(call.queued_at, now);
+        call.overflow_at = self.cfg.queues[q]
+            .overflow
+            .map(|(after, _)| call.queued_at + after);
+    }
+
     pub(super) fn queue_gauge(&self, q: QueueIdx) {
         self.metrics
             .queue_waiting
@@ -267,7 +285,7 @@ impl Engine {
 
     /// Offers waiting calls of queue `q` to ready agents while both exist.
     pub(super) fn dispatch(&mut self, now: Instant, q: QueueIdx) {
-        while let Some((key, agent)) = self.acd.next_offer(q) {
+        while let Some((key, agent)) = self.acd.next_offer(q, now) {
             let Some(binding) = self.registrar.best_binding(agent).cloned() else {
                 // Ready without a binding cannot happen through the registrar; be safe.
                 self.acd
@@ -469,6 +487,8 @@ impl Engine {
         call.answered = true;
         call.answered_at = Some(now);
         call.announce_at = None;
+        call.step_at = None;
+        call.overflow_at = None;
         call.ring_deadline = None;
         call.max_wait_at = None;
         let q = call.queue;
@@ -836,8 +856,9 @@ impl Engine {
             }
         }
         self.durable_gate = gate;
-        if agent_leg.is_some() {
-            self.dispatch(now, call.queue);
+        if let Some(a) = agent_leg.as_ref() {
+            // The agent may be free: its queues, highest priority first.
+            self.dispatch_for_agent(now, a.agent);
         }
         if let Some(t) = call.answered_at {
             // EWMA with weight 1/16: follows a shift in talk times within a few dozen calls.
@@ -1096,6 +1117,22 @@ impl Engine {
         }
         if call.announce_at.is_some_and(|t| t <= now) && !call.answered {
             self.announce(now, key);
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.overflow_at.is_some_and(|t| t <= now) && !call.answered && call.menu.is_none() {
+            self.overflow(now, key);
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        if call.step_at.is_some_and(|t| t <= now) && !call.answered {
+            // A wider routing step: agents of lower proficiency may take it now.
+            let q = call.queue;
+            self.set_queue_timers(now, key);
+            self.dispatch(now, q);
         }
         let Some(call) = self.calls.get(&key) else {
             return;

@@ -106,9 +106,9 @@ impl Engine {
             return;
         };
         let back_to = call.menu.take().map_or(call.queue, |m| m.back_to);
-        let q = if self.acd.enqueue(q, key).is_ok() {
+        let q = if self.acd.enqueue(q, key, now).is_ok() {
             q
-        } else if q != back_to && self.acd.enqueue(back_to, key).is_ok() {
+        } else if q != back_to && self.acd.enqueue(back_to, key, now).is_ok() {
             back_to
         } else {
             // Every queue the caller could go to is full.
@@ -130,6 +130,7 @@ impl Engine {
             return;
         };
         call.queue = q;
+        call.queued_at = now;
         let timing = &self.cfg.queues[q];
         call.announce_at = timing.announce.as_ref().map(|a| now + a.every);
         tracing::debug!(
@@ -142,9 +143,36 @@ impl Engine {
             prompts: Vec::new(),
             then: timing.music.clone(),
         });
+        self.set_queue_timers(now, key);
         self.queue_gauge(q);
         self.dispatch(now, q);
         self.arm(TimerRef::Call(key));
+    }
+
+    /// The call waited its queue's overflow time: it moves to the overflow queue (not
+    /// while an agent's phone rings for it: then a second later).
+    pub(super) fn overflow(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.agent.is_some() {
+            call.overflow_at = Some(now + std::time::Duration::from_secs(1));
+            self.arm(TimerRef::Call(key));
+            return;
+        }
+        let q = call.queue;
+        let Some((_, target)) = self.cfg.queues[q].overflow else {
+            return;
+        };
+        tracing::debug!(
+            call = key,
+            from = self.acd.queue_name(q),
+            to = self.acd.queue_name(target),
+            "overflow"
+        );
+        self.acd.leave(q, key);
+        self.queue_gauge(q);
+        self.join_queue(now, key, target);
     }
 
     pub(super) fn on_prompts_done(&mut self, now: Instant, key: CallKey) {

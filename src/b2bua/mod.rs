@@ -52,6 +52,8 @@ pub(crate) struct QueueTiming {
     pub music: MusicRef,
     pub announce: Option<Announce>,
     pub record: bool,
+    /// After this long in the queue, the call moves to the other queue.
+    pub overflow: Option<(Duration, QueueIdx)>,
 }
 
 /// What a queue tells its waiting callers, and how often.
@@ -225,6 +227,11 @@ struct Call {
     menu: Option<MenuState>,
     digits: crate::media::dtmf::DigitCollector,
     announce_at: Option<Instant>,
+    /// When the call joined its current queue (routing steps and overflow count from it).
+    queued_at: Instant,
+    /// The next routing step: route again then, to a wider set of agents.
+    step_at: Option<Instant>,
+    overflow_at: Option<Instant>,
     armed: Option<Instant>,
 }
 
@@ -241,6 +248,8 @@ impl Call {
             self.ring_deadline,
             self.max_wait_at,
             self.announce_at,
+            self.step_at,
+            self.overflow_at,
             self.menu.as_ref().and_then(|m| m.run.poll_timeout()),
             self.caller.pending_2xx.as_ref().map(|p| p.next),
             self.agent
@@ -328,7 +337,14 @@ impl Engine {
             now,
             &specs
                 .iter()
-                .map(|a| (a.id.clone(), a.skills.clone()))
+                .map(|a| {
+                    let skills = a
+                        .skills
+                        .iter()
+                        .filter_map(|s| crate::config::parse_skill(s).ok())
+                        .collect();
+                    (a.id.clone(), skills)
+                })
                 .collect::<Vec<_>>(),
             config
                 .queues
@@ -339,6 +355,14 @@ impl Engine {
                     max_length: q.max_length,
                     wrap_up: Duration::from_secs(q.wrap_up_s as u64),
                     busy_delay: Duration::from_secs(q.busy_delay_s as u64),
+                    strategy: q.strategy.core(),
+                    steps: q
+                        .steps
+                        .iter()
+                        .map(|st| (Duration::from_secs(st.after_s as u64), st.min_proficiency))
+                        .collect(),
+                    priority: q.priority,
+                    max_no_answer: q.max_no_answer,
                 })
                 .collect(),
         );
@@ -408,6 +432,10 @@ impl Engine {
                             every: Duration::from_secs(q.announce_every_s as u64),
                         }),
                     record: q.record,
+                    overflow: q.overflow.as_ref().and_then(|o| {
+                        let target = queue_names.iter().position(|n| *n == o.queue.get_ref())?;
+                        Some((Duration::from_secs(o.after_s as u64), target))
+                    }),
                 })
                 .collect(),
             max_calls: config.sip.max_calls,
@@ -1187,7 +1215,7 @@ impl Engine {
         self.arm(TimerRef::Agent(a));
     }
 
-    fn dispatch_for_agent(&mut self, now: Instant, a: AgentIdx) {
+    pub(super) fn dispatch_for_agent(&mut self, now: Instant, a: AgentIdx) {
         let queues: Vec<QueueIdx> = self.acd.queues_for_agent(a).collect();
         for q in queues {
             self.dispatch(now, q);

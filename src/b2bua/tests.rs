@@ -965,3 +965,63 @@ fn records_follow_the_call_and_the_callers_end_waits_for_its_record() {
         .expect("BYE to the agent");
     assert_eq!(bye.durable_after, Some(4));
 }
+
+#[test]
+fn routing_step_widens_at_its_time_and_overflow_moves_the_call() {
+    let cfg = r#"
+[[trunk]]
+name = "carrier"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+[queue.general]
+skill = "ko"
+step = [{ after_s = 0, min_proficiency = 4 }, { after_s = 30, min_proficiency = 1 }]
+overflow = { after_s = 60, queue = "en" }
+[queue.en]
+skill = "en"
+[[agents]]
+ids = "1001"
+password = "pw"
+skills = ["ko:2"]
+[[agents]]
+ids = "1002"
+password = "pw"
+skills = ["en"]
+[media]
+anchor = false
+"#;
+    let mut h = Harness::with(cfg);
+    h.register("1001", 1);
+    let out = h.invite("w1");
+    assert!(
+        requests(&out, &Method::Invite).is_empty(),
+        "only proficiency 4+ at first"
+    );
+    h.advance(Duration::from_secs(29));
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
+    h.advance(Duration::from_secs(1));
+    let out = h.out();
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "at 30 s the step widens to proficiency 1");
+    assert_eq!(inv[0].0, agent_flow(1));
+    // The ko agent lets it ring (RONA at 45 s); the call waits on and overflows to en at
+    // 60 s, whose agent is ready.
+    h.register("1002", 2);
+    assert!(
+        requests(&h.out(), &Method::Invite).is_empty(),
+        "an en agent does not take general calls"
+    );
+    h.advance(Duration::from_secs(29)); // t = 59 s
+    let out = h.out();
+    assert_eq!(h.e.agent_states()[0].1, "not-ready", "RONA at 45 s");
+    assert!(requests(&out, &Method::Invite)
+        .iter()
+        .all(|(f, _)| *f != agent_flow(2)));
+    h.advance(Duration::from_secs(1)); // t = 60 s
+    let out = h.out();
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "overflowed to the en queue at 60 s");
+    assert_eq!(inv[0].0, agent_flow(2));
+}

@@ -274,6 +274,56 @@ pub enum Strategy {
     /// Offer each call to the ready agent that has waited longest since their last call.
     #[default]
     LongestIdleAgent,
+    /// The ready agent who has gone longest without being offered a call.
+    RoundRobin,
+    /// The ready agent who has answered the fewest calls (then longest idle).
+    FewestCalls,
+    /// Always the first ready agent in configuration order.
+    TopDown,
+    /// Ring every ready agent at once: not implemented yet (refused at load).
+    RingAll,
+}
+
+impl Strategy {
+    pub fn core(self) -> crate::acd::Strategy {
+        match self {
+            Strategy::LongestIdleAgent | Strategy::RingAll => crate::acd::Strategy::LongestIdle,
+            Strategy::RoundRobin => crate::acd::Strategy::RoundRobin,
+            Strategy::FewestCalls => crate::acd::Strategy::FewestCalls,
+            Strategy::TopDown => crate::acd::Strategy::TopDown,
+        }
+    }
+}
+
+/// A routing step: from `after_s` seconds of waiting, agents with at least this
+/// proficiency in the queue's skill may take the call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    pub after_s: u32,
+    pub min_proficiency: u8,
+}
+
+/// After `after_s` seconds without an agent, the call moves to `queue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverflowConfig {
+    pub after_s: u32,
+    pub queue: Spanned<String>,
+}
+
+/// `"ko"` (proficiency 5) or `"en:3"`: a skill and a proficiency 1–5.
+pub fn parse_skill(s: &str) -> Result<(String, u8), String> {
+    match s.split_once(':') {
+        None if !s.trim().is_empty() => Ok((s.trim().to_string(), 5)),
+        Some((name, level)) if !name.trim().is_empty() => match level.trim().parse::<u8>() {
+            Ok(p @ 1..=5) => Ok((name.trim().to_string(), p)),
+            _ => Err(format!(
+                "skill '{s}': the proficiency after ':' must be 1 to 5"
+            )),
+        },
+        _ => Err(format!("skill '{s}' is empty")),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +333,21 @@ pub struct QueueConfig {
     pub skill: String,
     #[serde(default)]
     pub strategy: Strategy,
+    /// Routing steps that widen over time, e.g. `[{after_s = 0, min_proficiency = 4},
+    /// {after_s = 30, min_proficiency = 1}]`. Default: any proficiency from the start.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<StepConfig>,
+    /// Move calls that waited this long to another queue. Default: none.
+    #[serde(default)]
+    pub overflow: Option<OverflowConfig>,
+    /// When an agent serves several queues, higher priority queues' calls go first.
+    /// Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// Ring-no-answers in a row before an agent is set not-ready (RONA); fewer only skip
+    /// the agent for busy_delay_s. Default 1.
+    #[serde(default = "d_max_no_answer")]
+    pub max_no_answer: u32,
     /// Seconds an agent's phone rings before the call moves on (RONA). Default 15.
     #[serde(default = "d_ring")]
     pub ring_timeout_s: u32,
@@ -338,6 +403,9 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_max_no_answer() -> u32 {
+    1
 }
 fn d_sl() -> u32 {
     20
@@ -508,6 +576,42 @@ impl Config {
             }
         }
         for (name, q) in &self.queues {
+            let at = || Where::Key(format!("[queue.{name}"));
+            if q.strategy == Strategy::RingAll {
+                return Err((
+                    at(),
+                    format!("queue '{name}': strategy ring-all is not implemented yet; use longest-idle-agent, round-robin, fewest-calls or top-down"),
+                ));
+            }
+            let mut last = None;
+            for st in &q.steps {
+                if !(1..=5).contains(&st.min_proficiency) || last.is_some_and(|l| st.after_s <= l) {
+                    return Err((
+                        at(),
+                        format!(
+                            "queue '{name}': steps need min_proficiency 1-5 and increasing after_s"
+                        ),
+                    ));
+                }
+                last = Some(st.after_s);
+            }
+            if let Some(o) = &q.overflow {
+                if !self.queues.contains_key(o.queue.get_ref()) || o.queue.get_ref() == name {
+                    return Err((
+                        o.queue.span().into(),
+                        format!(
+                            "queue '{name}': overflow to unknown queue '{}'",
+                            o.queue.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if q.max_no_answer == 0 {
+                return Err((
+                    at(),
+                    format!("queue '{name}': max_no_answer must be at least 1"),
+                ));
+            }
             for p in [Some(&q.music), q.announce.as_ref()].into_iter().flatten() {
                 if !is_prompt_name(p.get_ref()) {
                     return Err((
@@ -642,6 +746,9 @@ impl Config {
         let mut seen = HashSet::new();
         for g in &self.agents {
             let ids = expand_ids(g.ids.get_ref()).map_err(|m| (g.ids.span().into(), m))?;
+            for sk in &g.skills {
+                parse_skill(sk).map_err(|m| (g.ids.span().into(), m))?;
+            }
             if g.password.is_empty() {
                 return Err((
                     g.ids.span().into(),
