@@ -23,7 +23,7 @@
 //! is offered at most one call at a time; no call is lost or duplicated; calls of a queue
 //! are offered in arrival order.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 pub type AgentIdx = u32;
@@ -168,12 +168,71 @@ impl QueueParams {
 
 type ReadyKey = (u64, u64, AgentIdx);
 
+/// A queue's calls in order: O(log n) to add at either end, take the head, or remove any
+/// call (an abandon deep in a long queue), instead of a scan.
+#[derive(Default)]
+struct WaitList {
+    order: BTreeMap<i64, (CallKey, Instant)>,
+    index: HashMap<CallKey, i64>,
+    /// Calls being offered to an agent, with the time they joined the queue.
+    offered: HashMap<CallKey, Instant>,
+    front: i64,
+    back: i64,
+}
+
+impl WaitList {
+    fn push_back(&mut self, call: CallKey, since: Instant) {
+        self.back += 1;
+        self.order.insert(self.back, (call, since));
+        self.index.insert(call, self.back);
+    }
+
+    fn push_front(&mut self, call: CallKey, since: Instant) {
+        self.front -= 1;
+        self.order.insert(self.front, (call, since));
+        self.index.insert(call, self.front);
+    }
+
+    fn front(&self) -> Option<(CallKey, Instant)> {
+        self.order.first_key_value().map(|(_, v)| *v)
+    }
+
+    /// The head call leaves the line to be offered.
+    fn pop_front_offered(&mut self) -> Option<(CallKey, Instant)> {
+        let (_, (call, since)) = self.order.pop_first()?;
+        self.index.remove(&call);
+        self.offered.insert(call, since);
+        Some((call, since))
+    }
+
+    /// Removes a call, waiting or being offered; false if it was neither.
+    fn remove(&mut self, call: CallKey) -> bool {
+        match self.index.remove(&call) {
+            Some(seq) => self.order.remove(&seq).is_some(),
+            None => self.offered.remove(&call).is_some(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (CallKey, Instant)> + '_ {
+        self.order.values().copied()
+    }
+
+    fn position(&self, call: CallKey) -> Option<usize> {
+        let seq = *self.index.get(&call)?;
+        Some(self.order.range(..seq).count() + 1)
+    }
+}
+
 struct Queue {
     p: QueueParams,
     skill: usize,
     /// Calls waiting for an agent (not currently offered), in order, with the time each
     /// joined (routing steps count from it).
-    waiting: VecDeque<(CallKey, Instant)>,
+    waiting: WaitList,
     /// Calls in the queue: waiting plus being offered.
     members: usize,
     /// Ready agents by proficiency (index 0 = level 1), in strategy order.
@@ -226,7 +285,7 @@ impl Acd {
             .map(|p| Queue {
                 skill: intern(&p.skill),
                 p,
-                waiting: VecDeque::new(),
+                waiting: WaitList::default(),
                 members: 0,
                 ready: Default::default(),
             })
@@ -293,11 +352,7 @@ impl Acd {
 
     /// 1-based place of a waiting call in its queue (None once offered or gone).
     pub fn position(&self, q: QueueIdx, call: CallKey) -> Option<usize> {
-        self.queues[q]
-            .waiting
-            .iter()
-            .position(|(c, _)| *c == call)
-            .map(|i| i + 1)
+        self.queues[q].waiting.position(call)
     }
 
     /// Agents logged in with the queue's skill, whatever they are doing now: the people
@@ -431,7 +486,7 @@ impl Acd {
 
     /// Calls waiting (not being offered) in `q`, in order.
     pub fn waiting_calls(&self, q: QueueIdx) -> impl Iterator<Item = CallKey> + '_ {
-        self.queues[q].waiting.iter().map(|(c, _)| *c)
+        self.queues[q].waiting.iter().map(|(c, _)| c)
     }
 
     pub fn params(&self, q: QueueIdx) -> &QueueParams {
@@ -442,7 +497,7 @@ impl Acd {
     /// routing it again.
     pub fn next_step(&self, q: QueueIdx, now: Instant) -> Option<Instant> {
         let (_, since) = self.queues[q].waiting.front()?;
-        self.queues[q].p.next_step(*since, now)
+        self.queues[q].p.next_step(since, now)
     }
 
     pub fn logout(&mut self, a: AgentIdx) {
@@ -463,7 +518,7 @@ impl Acd {
             return Err(QueueFull);
         }
         queue.members += 1;
-        queue.waiting.push_back((call, now));
+        queue.waiting.push_back(call, now);
         Ok(())
     }
 
@@ -471,17 +526,16 @@ impl Acd {
     /// enqueued call; an offered call is not in `waiting` and just stops counting.
     pub fn leave(&mut self, q: QueueIdx, call: CallKey) {
         let queue = &mut self.queues[q];
-        if let Some(i) = queue.waiting.iter().position(|(c, _)| *c == call) {
-            queue.waiting.remove(i);
+        if queue.waiting.remove(call) {
+            queue.members = queue.members.saturating_sub(1);
         }
-        queue.members = queue.members.saturating_sub(1);
     }
 
     /// The next (call, agent) pair to offer in queue `q`, if both exist. The agent becomes
     /// Offered and the call stops waiting (it stays a member until [`Acd::leave`]).
     pub fn next_offer(&mut self, q: QueueIdx, now: Instant) -> Option<(CallKey, AgentIdx)> {
         let queue = &self.queues[q];
-        let &(call, since) = queue.waiting.front()?;
+        let (call, since) = queue.waiting.front()?;
         let min = queue
             .p
             .min_proficiency(now.saturating_duration_since(since));
@@ -490,7 +544,7 @@ impl Acd {
             .filter_map(|set| set.first())
             .min()
             .map(|k| k.2)?;
-        self.queues[q].waiting.pop_front();
+        self.queues[q].waiting.pop_front_offered();
         self.leave_ready(agent);
         self.offers += 1;
         let ag = &mut self.agents[agent as usize];
@@ -509,10 +563,15 @@ impl Acd {
         now: Instant,
         call_still_waiting: bool,
     ) {
+        let since = self.queues[q].waiting.offered.remove(&call);
         if call_still_waiting {
             // Back at the head, keeping the time it joined (its routing steps go on).
-            let since = now.min(self.queues[q].waiting.front().map_or(now, |w| w.1));
-            self.queues[q].waiting.push_front((call, since));
+            self.queues[q]
+                .waiting
+                .push_front(call, since.unwrap_or(now));
+        } else if since.is_some() {
+            // Gone with the offer: it no longer counts as a member either.
+            self.queues[q].members = self.queues[q].members.saturating_sub(1);
         }
         if self.agents[a as usize].state != AgentState::Offered(call) {
             return;
@@ -999,6 +1058,8 @@ mod tests {
                     for (q, model) in waiting.iter().enumerate() {
                         let got: Vec<u64> = a.waiting_calls(q).collect();
                         prop_assert_eq!(&got, model);
+                        let ringing = offered.keys().filter(|c| queue_of[c] == q).count();
+                        prop_assert_eq!(a.members(q), model.len() + ringing, "members");
                         let unique: HashSet<u64> = got.iter().copied().collect();
                         prop_assert_eq!(unique.len(), got.len());
                     }
