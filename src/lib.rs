@@ -16,5 +16,6 @@ pub mod media;
 pub mod metrics;
 pub mod records;
 pub mod registrar;
+pub mod sim;
 pub mod sip;
 pub mod util;

@@ -36,6 +36,15 @@ enum Cmd {
     },
     /// Validate a configuration/dialplan file; prints `file:line: message` on error.
     CheckConfig { path: PathBuf },
+    /// Simulate the 120 centre (22,000 calls/day, 5 foreign-language queues) under each
+    /// routing strategy and print service level, ASA and abandonment.
+    Simulate {
+        /// Simulated hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The counselling knowledge base.
     Kb {
         #[command(subcommand)]
@@ -124,6 +133,33 @@ fn kb_cmd(cmd: KbCmd) -> Result<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Simulate { hours, seed } => {
+            if !(0.5..=24.0 * 30.0).contains(&hours) {
+                eprintln!("dasan: --hours must be 0.5 to 720");
+                return ExitCode::FAILURE;
+            }
+            use dasan::acd::Strategy;
+            println!("strategy        queue     offered  answered  abandoned   SL(20s)   ASA(s)");
+            for (name, st) in [
+                ("longest-idle", Strategy::LongestIdle),
+                ("round-robin", Strategy::RoundRobin),
+                ("fewest-calls", Strategy::FewestCalls),
+                ("top-down", Strategy::TopDown),
+            ] {
+                for r in dasan::sim::run(&dasan::sim::centre_120(st, hours, seed)) {
+                    println!(
+                        "{name:<15} {:<8} {:>8} {:>9} {:>10} {:>8.1}% {:>8.1}",
+                        r.name,
+                        r.offered,
+                        r.answered,
+                        r.abandoned,
+                        r.service_level * 100.0,
+                        r.asa_s
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Kb { cmd } => match kb_cmd(cmd) {
             Ok(msg) => {
                 println!("{msg}");

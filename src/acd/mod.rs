@@ -114,6 +114,7 @@ pub enum Strategy {
     TopDown,
 }
 
+#[derive(Debug, Clone)]
 pub struct QueueParams {
     pub name: String,
     pub skill: String,
@@ -348,6 +349,11 @@ impl Acd {
 
     pub fn members(&self, q: QueueIdx) -> usize {
         self.queues[q].members
+    }
+
+    /// Whether the call waits in `q` (not offered, not gone).
+    pub fn is_waiting(&self, q: QueueIdx, call: CallKey) -> bool {
+        self.queues[q].waiting.index.contains_key(&call)
     }
 
     /// 1-based place of a waiting call in its queue (None once offered or gone).
