@@ -36,6 +36,8 @@ pub struct QueueView {
     pub longest_wait_ms: u64,
     pub agents_ready: usize,
     pub agents_staffed: usize,
+    /// Service figures over the last 15 minutes.
+    pub window: super::stats::Figures,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +176,7 @@ impl Engine {
                     longest_wait_ms: longest,
                     agents_ready: self.acd.ready_in_queue(q),
                     agents_staffed: self.acd.staffed(q),
+                    window: self.windows[q].figures(now),
                 }
             })
             .collect()

@@ -177,6 +177,7 @@ impl Engine {
         );
         if menu.is_none() {
             self.set_queue_timers(now, key);
+            self.windows[q].offered(now);
         }
         self.metrics.calls_active.inc();
         let anchored = self
@@ -748,7 +749,8 @@ impl Engine {
             self.anchor_release(key, m);
         }
         if outcome == Outcome::Abandoned {
-            self.windows[call.queue].abandoned(now);
+            let waited = now.saturating_duration_since(call.queued_at);
+            self.windows[call.queue].abandoned(now, waited);
         }
         self.metrics
             .call_wait
@@ -863,6 +865,7 @@ impl Engine {
         if let Some(t) = call.answered_at {
             // EWMA with weight 1/16: follows a shift in talk times within a few dozen calls.
             let avg = &mut self.talk_avg[call.queue];
+            self.windows[call.queue].talked(now, now.saturating_duration_since(t));
             let talk = now.saturating_duration_since(t).as_secs_f64();
             self.metrics
                 .call_talk

@@ -144,6 +144,7 @@ impl Engine {
             then: timing.music.clone(),
         });
         self.set_queue_timers(now, key);
+        self.windows[q].offered(now);
         self.queue_gauge(q);
         self.dispatch(now, q);
         self.arm(TimerRef::Call(key));
