@@ -38,4 +38,6 @@ say8 pos-ko-many ko "10번 이후입니다."
 say8 min-ko-many ko "10분 이상입니다."
 say8 pos-en-many en-us "after number 10."
 say8 min-en-many en-us "more than 10 minutes."
+# The post-call survey (off unless a queue sets survey = "survey-ko").
+say8 survey-ko ko "상담이 만족스러우셨다면 5번, 보통이면 3번, 불만족이면 1번을 눌러 주십시오."
 echo "prompts written: $(ls prompts/*.wav | wc -l)"

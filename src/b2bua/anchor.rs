@@ -56,6 +56,10 @@ pub enum MediaCommand {
         agent: Negotiated,
         record: Option<String>,
     },
+    /// The agent left; the caller stays for the post-call survey.
+    Detach {
+        call: CallKey,
+    },
     /// A re-INVITE/UPDATE changed a leg's address or hold state.
     Remote {
         call: CallKey,

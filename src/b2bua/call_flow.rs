@@ -172,6 +172,7 @@ impl Engine {
                 queued_at: now,
                 step_at: None,
                 overflow_at: None,
+                survey: None,
                 armed: None,
             },
         );
@@ -899,6 +900,7 @@ impl Engine {
         // a call its caller saw end is never missing from the store.
         match (side, answered) {
             (Side::Caller, true) => self.end_answered(now, key, Some(Side::Agent), None),
+            (Side::Agent, true) if self.survey_applies(key) => self.start_survey(now, key),
             (Side::Agent, true) => self.end_answered(now, key, Some(Side::Caller), None),
             // A BYE before the call is answered ends the attempt like a CANCEL.
             (Side::Caller, false) => self.end_unanswered(now, key, 487, Outcome::Abandoned),
@@ -1107,6 +1109,11 @@ impl Engine {
         };
         if call.max_wait_at.is_some_and(|t| t <= now) && !call.answered {
             self.end_unanswered(now, key, 480, Outcome::TimedOut);
+            return;
+        }
+        if call.survey.flatten().is_some_and(|t| t <= now) {
+            // No rating: thank-you-free goodbye.
+            self.end_answered(now, key, Some(Side::Caller), None);
             return;
         }
         let menu_due = call

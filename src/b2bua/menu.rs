@@ -26,6 +26,12 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        if call.survey.is_some() {
+            if call.digits.on_digit(now, digit, src).is_some() {
+                self.survey_digit(now, key, digit);
+            }
+            return;
+        }
         if call.answered || call.digits.on_digit(now, digit, src).is_none() {
             return;
         }
@@ -180,6 +186,13 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
+        if let Some(deadline @ None) = call.survey.as_mut() {
+            let wait = self.cfg.queues[call.queue]
+                .survey
+                .as_ref()
+                .map_or(std::time::Duration::from_secs(10), |(_, t)| *t);
+            *deadline = Some(now + wait);
+        }
         if let Some(m) = call.menu.as_mut() {
             if let Some(menu) = self.dialplan.menu(&m.name) {
                 m.run.prompts_done(menu, now);

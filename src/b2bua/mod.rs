@@ -11,6 +11,7 @@ mod call_flow;
 pub mod leg;
 mod menu;
 mod stats;
+mod survey;
 
 pub use anchor::{MediaCommand, MusicRef};
 
@@ -54,6 +55,8 @@ pub(crate) struct QueueTiming {
     pub record: bool,
     /// After this long in the queue, the call moves to the other queue.
     pub overflow: Option<(Duration, QueueIdx)>,
+    /// Post-call survey prompt and how long to wait for the rating.
+    pub survey: Option<(String, Duration)>,
 }
 
 /// What a queue tells its waiting callers, and how often.
@@ -232,6 +235,9 @@ struct Call {
     /// The next routing step: route again then, to a wider set of agents.
     step_at: Option<Instant>,
     overflow_at: Option<Instant>,
+    /// In the post-call survey: the agent has left; the deadline starts when the prompt
+    /// has played.
+    survey: Option<Option<Instant>>,
     armed: Option<Instant>,
 }
 
@@ -250,6 +256,7 @@ impl Call {
             self.announce_at,
             self.step_at,
             self.overflow_at,
+            self.survey.flatten(),
             self.menu.as_ref().and_then(|m| m.run.poll_timeout()),
             self.caller.pending_2xx.as_ref().map(|p| p.next),
             self.agent
@@ -432,6 +439,12 @@ impl Engine {
                             every: Duration::from_secs(q.announce_every_s as u64),
                         }),
                     record: q.record,
+                    survey: q.survey.as_ref().map(|p| {
+                        (
+                            p.get_ref().clone(),
+                            Duration::from_secs(q.survey_timeout_s as u64),
+                        )
+                    }),
                     overflow: q.overflow.as_ref().and_then(|o| {
                         let target = queue_names.iter().position(|n| *n == o.queue.get_ref())?;
                         Some((Duration::from_secs(o.after_s as u64), target))

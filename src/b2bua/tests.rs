@@ -1025,3 +1025,103 @@ anchor = false
     assert_eq!(inv.len(), 1, "overflowed to the en queue at 60 s");
     assert_eq!(inv[0].0, agent_flow(2));
 }
+
+#[test]
+fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+    use crate::records::RecordEvent as E;
+    let cfg = ANCHORED.replace(
+        "digits = { \"9\" = \"languages\" }",
+        "digits = { \"9\" = \"languages\" }\nsurvey = \"survey-ko\"\nsurvey_timeout_s = 10",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "s1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    std::iter::from_fn(|| h.e.poll_record()).for_each(drop);
+    let key = h.e.calls.keys().next().copied().unwrap();
+    // The agent hangs up.
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKab1\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+    h.input(aflow, &bye);
+    let out = h.out();
+    assert_eq!(codes(&out), vec![200], "the agent's BYE is answered");
+    assert!(requests(&out, &Method::Bye).is_empty(), "the caller stays");
+    assert_eq!(
+        h.e.agent_states()[0].1,
+        "ready",
+        "the agent is free at once"
+    );
+    assert_eq!(
+        media(&mut h),
+        vec![
+            MediaCommand::Detach { call: key },
+            MediaCommand::Play {
+                call: key,
+                prompts: vec!["survey-ko".into()],
+                then: MusicRef::Silence
+            }
+        ]
+    );
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::PromptsDone { call: key },
+    );
+    digit(&mut h, key, '4', crate::media::dtmf::DigitSource::Rfc4733);
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Bye).len(),
+        1,
+        "then the caller is released"
+    );
+    let events: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, E::Survey { score: 4, .. })),
+        "{events:?}"
+    );
+    assert!(matches!(&events[0], E::Ended { side: "agent", .. }));
+    assert_eq!(h.e.active_calls(), 0);
+}
+
+#[test]
+fn no_rating_within_the_timeout_releases_the_caller() {
+    let cfg = ANCHORED.replace(
+        "digits = { \"9\" = \"languages\" }",
+        "digits = { \"9\" = \"languages\" }\nsurvey = \"survey-ko\"",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "s2", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    let key = h.e.calls.keys().next().copied().unwrap();
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKab2\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+    h.input(aflow, &bye);
+    h.out();
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::PromptsDone { call: key },
+    );
+    h.advance(Duration::from_secs(9));
+    assert!(requests(&h.out(), &Method::Bye).is_empty());
+    h.advance(Duration::from_secs(1));
+    assert_eq!(requests(&h.out(), &Method::Bye).len(), 1);
+}

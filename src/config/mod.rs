@@ -391,6 +391,13 @@ pub struct QueueConfig {
     /// Seconds between announcements, the first one after this long too. Default 30.
     #[serde(default = "d_announce_every")]
     pub announce_every_s: u32,
+    /// Post-call survey ("happy call"): when the agent hangs up first, the caller hears this
+    /// prompt and rates the call 1-5 by DTMF; the score goes to the record. Default none.
+    #[serde(default)]
+    pub survey: Option<Spanned<String>>,
+    /// Seconds to wait for the rating after the prompt. Default 10.
+    #[serde(default = "d_survey_timeout")]
+    pub survey_timeout_s: u32,
     /// Service-level threshold: a call answered within this many seconds counts as within
     /// service level (dasan_queue_service_level_ratio). Default 20.
     #[serde(default = "d_sl")]
@@ -403,6 +410,9 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_survey_timeout() -> u32 {
+    10
 }
 fn d_max_no_answer() -> u32 {
     1
@@ -612,7 +622,10 @@ impl Config {
                     format!("queue '{name}': max_no_answer must be at least 1"),
                 ));
             }
-            for p in [Some(&q.music), q.announce.as_ref()].into_iter().flatten() {
+            for p in [Some(&q.music), q.announce.as_ref(), q.survey.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 if !is_prompt_name(p.get_ref()) {
                     return Err((
                         p.span().into(),
@@ -828,6 +841,9 @@ impl Config {
             }
             if let Some(a) = &q.announce {
                 out.push((a.get_ref().clone(), format!("queue '{name}' announce")));
+            }
+            if let Some(sv) = &q.survey {
+                out.push((sv.get_ref().clone(), format!("queue '{name}' survey")));
             }
             let l = &q.language;
             let numbered = |lead: &str, num: &str| {

@@ -179,6 +179,7 @@ impl MediaPlane {
                     }),
                 )
             }
+            MediaCommand::Detach { call } => self.send(call, Ctl::Cmd(Command::Detach)),
             MediaCommand::Remote {
                 call,
                 leg,

@@ -168,6 +168,11 @@ impl Bridge {
         })
     }
 
+    /// The agent left: the caller's leg goes on alone (post-call survey).
+    pub fn into_caller(self) -> Leg {
+        self.caller
+    }
+
     pub fn is_transcoding(&self) -> bool {
         !matches!(self.transcode, Transcode::None) || self.caller.codec != self.agent.codec
     }

@@ -50,6 +50,9 @@ pub enum Command {
         ssrc: u32,
         record: bool,
     },
+    /// The agent hung up but the caller stays (post-call survey): the caller's leg goes on
+    /// alone, hearing prompts and sending digits again.
+    Detach,
     /// A re-INVITE/UPDATE moved a leg's peer or put it on (or off) hold.
     Remote {
         leg: LegId,
@@ -252,6 +255,19 @@ impl MediaSession {
                     };
                     self.record = Some([dec(caller_codec), dec(agent_codec)]);
                 }
+            }
+            Command::Detach => {
+                let Phase::Bridged(bridge) = std::mem::replace(&mut self.phase, Phase::Gone) else {
+                    return Ok(());
+                };
+                let caller = bridge.into_caller();
+                self.tones = match caller.codec {
+                    Codec::Pcmu => Some((Law::Ulaw, ToneDetector::default())),
+                    Codec::Pcma => Some((Law::Alaw, ToneDetector::default())),
+                    Codec::Opus => None,
+                };
+                self.record = None;
+                self.phase = Phase::Early(Box::new(caller));
             }
             Command::Remote { leg, to, send } => {
                 if let Some(l) = self.leg_mut(leg) {
@@ -650,6 +666,73 @@ mod tests {
         let mut out = Vec::new();
         s.handle_timeout(t + Duration::from_secs(2), &mut out);
         assert!(out.contains(&Output::Timeout));
+    }
+
+    #[test]
+    fn detach_leaves_the_caller_alone_with_prompts_and_digits_again() {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(Codec::Pcmu, 0, 4000),
+            7,
+            Duration::from_secs(30),
+            Music::Silence,
+        );
+        let mut out = Vec::new();
+        s.handle_command(
+            t0,
+            Command::Attach {
+                agent: neg(Codec::Pcmu, 0, 5000),
+                ssrc: 9,
+                record: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        s.handle_packet(
+            t0,
+            LegId::Agent,
+            agent,
+            build_rtp(0, false, 1, 160, 0xAA, &[0x11; 160]),
+            &mut out,
+        )
+        .unwrap();
+        s.handle_command(t0, Command::Detach, &mut out).unwrap();
+        assert!(!s.is_bridged());
+        s.handle_command(
+            t0,
+            Command::Play {
+                prompts: vec![tone_prompt(40)],
+                then: Music::Silence,
+            },
+            &mut out,
+        )
+        .unwrap();
+        s.handle_timeout(t0 + FRAME, &mut out);
+        let sent = sends(&out);
+        let hs: Vec<_> = sent.iter().map(|(_, _, p)| parse_rtp(p).unwrap()).collect();
+        assert_eq!(
+            hs.len(),
+            3,
+            "the agent's packet, then the prompt's two frames"
+        );
+        assert!(hs.iter().all(|h| h.ssrc == 7));
+        for w in hs.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "one stream throughout");
+        }
+        // Agent packets after the detach go nowhere.
+        out.clear();
+        s.handle_packet(
+            t0,
+            LegId::Agent,
+            agent,
+            build_rtp(0, false, 2, 320, 0xAA, &[0x11; 160]),
+            &mut out,
+        )
+        .unwrap();
+        assert!(sends(&out).is_empty());
     }
 
     #[test]

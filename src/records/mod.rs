@@ -56,6 +56,11 @@ pub enum RecordEvent {
         sip_cause: u16,
         at_ms: i64,
     },
+    /// The caller's post-call survey answer, 1-5.
+    Survey {
+        id: String,
+        score: u8,
+    },
     /// The agent's category and notes, during or after the call (None: unchanged).
     Notes {
         id: String,
@@ -81,7 +86,8 @@ impl RecordEvent {
             | RecordEvent::Answered { id, .. }
             | RecordEvent::Digit { id, .. }
             | RecordEvent::Ended { id, .. }
-            | RecordEvent::Notes { id, .. } => id,
+            | RecordEvent::Notes { id, .. }
+            | RecordEvent::Survey { id, .. } => id,
             RecordEvent::Audit { target, .. } => target,
         }
     }

@@ -255,6 +255,10 @@ impl Store for PgStore {
                     &st.ended,
                     &[id, at_ms, &outcome.as_str(), side, &(*sip_cause as i64)],
                 ),
+                RecordEvent::Survey { id, score } => tx.execute(
+                    "UPDATE calls SET survey_score = $2 WHERE call_id = $1",
+                    &[id, &(*score as i64)],
+                ),
                 RecordEvent::Notes {
                     id,
                     category,

@@ -185,6 +185,10 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
             )?
             .execute(params![id, at_ms, outcome.as_str(), side, sip_cause])?;
         }
+        RecordEvent::Survey { id, score } => {
+            tx.prepare_cached("UPDATE calls SET survey_score = ?2 WHERE call_id = ?1")?
+                .execute(params![id, score])?;
+        }
         RecordEvent::Notes {
             id,
             category,
@@ -428,7 +432,13 @@ pub(crate) mod tests {
             },
         ])
         .unwrap();
+        s.apply(&[RecordEvent::Survey {
+            id: "a".into(),
+            score: 4,
+        }])
+        .unwrap();
         let a = s.get("a").unwrap().unwrap();
+        assert_eq!(a.survey_score, Some(4));
         assert_eq!(
             (a.category.as_deref(), a.notes.as_deref()),
             (Some("여권"), Some("재안내")),
