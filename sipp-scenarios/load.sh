@@ -54,10 +54,14 @@ queue = "general"
 skill = "ko"
 max_length = 200000
 max_wait_s = 30
+# Skills with proficiency and routing steps on, as a real centre runs them.
+step = [{ after_s = 0, min_proficiency = 3 }, { after_s = 20, min_proficiency = 1 }]
+[queue.en]
+skill = "en"
 [[agents]]
 ids = "10000-$last"
 password = "load-pw"
-skills = ["ko"]
+skills = ["ko:4", "en:2"]
 # -m: anchored as by default (media load itself is load-media.sh); else signalling only.
 [media]
 anchor = $anchor
