@@ -499,3 +499,66 @@ fn kill_minus_9_loses_no_record_of_a_completed_call() {
         400
     );
 }
+
+/// Skill routing through the real engine: with an English-only agent idle the longest and
+/// a Korean agent ready, every call to the Korean queue reaches the Korean agent.
+#[test]
+fn a_korean_caller_never_reaches_an_english_only_agent() {
+    let p = Ports::new();
+    let dir = workdir("skills");
+    let config = test_config("").replace(
+        "[[agents]]",
+        "[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"en\"]\n\n[[agents]]",
+    );
+    let e = EngineProc::start(&dir, &config, p.sip(), p.http());
+    // The en-only agent registers first (it would be the longest idle), then the ko one.
+    let en_phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &["-timeout", "15s"]);
+    let ko_phone = agent_phone(&p, &dir, 1, "agent.xml", 3, &[]);
+    register(&p, &e, &dir, 2, (&["1005"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    std::thread::sleep(Duration::from_millis(50));
+    register(&p, &e, &dir, 3, (&["1001"], "test-pw"), 1, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 4, "caller.xml", 3, &["-d", "200", "-r", "2"]).expect_success(LIMIT);
+    ko_phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 3.0);
+    let (_, body) = e.http_get("/api/agents/1005").unwrap();
+    assert!(body.contains("\"calls_taken\":0"), "{body}");
+    drop(en_phone);
+}
+
+/// The post-call survey with SIPp on both sides: the agent hangs up first, the caller
+/// presses 4 during the prompt, and the score reaches the stored record.
+#[test]
+fn survey_score_reaches_the_record() {
+    let (p, e, dir) = start("survey", "survey = \"survey-ko\"");
+    let phone = agent_phone(&p, &dir, 0, "agent-hangup.xml", 1, &["-d", "1000"]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    let pcap = dir.join("pcap");
+    std::fs::create_dir_all(&pcap).unwrap();
+    for f in std::fs::read_dir("/usr/share/sip-tester")
+        .unwrap()
+        .flatten()
+    {
+        if f.path().extension().is_some_and(|x| x == "pcap") {
+            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
+        }
+    }
+    caller(&p, &e, &dir, 2, "caller-survey.xml", 1, &[]).expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 1.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = e.http_get("/api/records").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let r = &v["records"][0];
+        if r["survey_score"] == 4 {
+            assert_eq!(r["outcome"], "answered");
+            assert_eq!(r["hangup_side"], "agent");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no survey score: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
