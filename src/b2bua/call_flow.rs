@@ -301,19 +301,18 @@ impl Engine {
                     .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
                 continue;
             };
-            let Some(inv) = call.caller_invite.as_ref() else {
+            // A transferred call has no pending INVITE any more: without anchored media
+            // there would be no SDP to offer the new agent.
+            let inv = call.caller_invite.as_ref();
+            if inv.is_none() && call.media.is_none() {
                 self.acd
                     .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
                 continue;
-            };
-            let caller_user = inv
-                .header("From")
-                .map(NameAddr::parse)
-                .and_then(|na| crate::sip::uri::dialled_number(na.uri))
-                .unwrap_or_else(|| "anonymous".into());
-            let display = inv
-                .header("From")
-                .and_then(|f| NameAddr::parse(f).display.map(str::to_string));
+            }
+            let from = NameAddr::parse(&call.caller.remote);
+            let caller_user =
+                crate::sip::uri::dialled_number(from.uri).unwrap_or_else(|| "anonymous".into());
+            let display = from.display.map(str::to_string);
             let agent_id = self.acd.agent_id(agent).to_string();
             let mut leg = Leg {
                 flow: binding.flow,
@@ -341,16 +340,17 @@ impl Engine {
                 (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
                 _ => None,
             };
-            let late_offer = inv.body.is_empty() && anchored.is_none();
-            match anchored {
-                Some(body) => {
+            let late_offer = inv.is_some_and(|i| i.body.is_empty()) && anchored.is_none();
+            match (anchored, inv) {
+                (Some(body), _) => {
                     req.headers.push(Header {
                         name: "Content-Type".into(),
                         value: "application/sdp".into(),
                     });
                     req.body = body;
                 }
-                None => copy_body(inv, &mut req),
+                (None, Some(inv)) => copy_body(inv, &mut req),
+                (None, None) => {}
             }
             let arrived = call.arrived;
             let ring = self.cfg.queues[q].ring_timeout;
@@ -500,6 +500,7 @@ impl Engine {
         let tag = tag_of(&call.caller.local);
         let record = call.record.clone();
         let arrived = call.arrived;
+        let caller_call_id = call.caller.call_id.clone();
         if let Some((flow, ack)) = ack_bytes {
             if let Some(tx) = self.client.get_mut(&tx_id) {
                 tx.ack_2xx = Some(ack.clone());
@@ -520,7 +521,22 @@ impl Engine {
             at_ms: self.unix_ms(now),
         });
         self.queue_gauge(q);
-        let Some(inv) = inv else { return };
+        let Some(inv) = inv else {
+            // A transferred call: the caller's dialog exists already; bridge the new agent.
+            if let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) {
+                let record = self.cfg.queues[q]
+                    .record
+                    .then(|| recording_name(&caller_call_id, key));
+                if let Err(e) = self.anchor_attach(key, &mut cm, &msg, record) {
+                    tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
+                }
+                if let Some(c) = self.calls.get_mut(&key) {
+                    c.media = Some(cm);
+                }
+            }
+            self.arm(TimerRef::Call(key));
+            return;
+        };
         let mut ok = response(&inv, 200, None, Some(&tag));
         ok.headers.push(Header {
             name: "Contact".into(),
@@ -772,6 +788,13 @@ impl Engine {
             let r = response(inv, code, None, Some(&tag_of(&call.caller.local)));
             let tx = call.caller_invite_tx;
             self.after_records(|e| e.respond(now, tx, r));
+        } else if outcome != Outcome::Abandoned {
+            // A transferred call is past its INVITE: its caller gets a BYE instead.
+            let local = self.cfg.local;
+            let mut bye = call.caller.request(Method::Bye, local, None);
+            bye.set_header("Reason", format!("SIP;cause={code}"));
+            let flow = call.caller.flow;
+            self.after_records(|e| e.start_client(now, flow, bye, Owner::Fire, None));
         }
         self.finish(call.queue, outcome);
     }

@@ -107,7 +107,7 @@ impl Engine {
     }
 
     /// The call leaves its menu (if any) and waits in queue `q`, hearing that queue's audio.
-    fn join_queue(&mut self, now: Instant, key: CallKey, q: QueueIdx) {
+    pub(super) fn join_queue(&mut self, now: Instant, key: CallKey, q: QueueIdx) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

@@ -12,6 +12,7 @@ pub mod leg;
 mod menu;
 mod stats;
 mod survey;
+mod transfer;
 
 pub use anchor::{MediaCommand, MusicRef};
 
@@ -837,6 +838,7 @@ impl Engine {
             Method::Invite if msg.to_tag().is_none() => self.on_new_invite(now, id, flow, msg),
             Method::Invite | Method::Update | Method::Info => self.on_relayable(now, id, msg),
             Method::Cancel => self.on_cancel(now, id, msg),
+            Method::Refer => self.on_refer(now, id, msg),
             Method::Bye => self.on_bye(now, id, msg),
             Method::Register => {
                 let unix = self.unix_now(now);
@@ -1240,7 +1242,7 @@ fn client_key(branch: &str, method: &Method) -> String {
     format!("{branch}|{method}")
 }
 
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER, REFER";
 
 /// A bounded label set: the methods we know, else "other".
 fn method_label(m: &str) -> &'static str {

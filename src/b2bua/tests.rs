@@ -1125,3 +1125,72 @@ fn no_rating_within_the_timeout_releases_the_caller() {
     h.advance(Duration::from_secs(1));
     assert_eq!(requests(&h.out(), &Method::Bye).len(), 1);
 }
+
+#[test]
+fn blind_transfer_by_refer_moves_the_caller_to_another_queue() {
+    use crate::records::RecordEvent as E;
+    let mut h = anchored_wide();
+    h.register("1001", 1);
+    h.register("1003", 3);
+    let out = invite_with_sdp(&mut h, "t1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    assert_eq!(aflow, agent_flow(1));
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    let out = h.out();
+    let caller_ok_count = codes(&out).iter().filter(|c| **c == 200).count();
+    assert_eq!(caller_ok_count, 1);
+    media(&mut h);
+    let key = h.e.calls.keys().next().copied().unwrap();
+    let refer = |h: &mut Harness, target: &str, branch: &str, cseq: u32| {
+        let raw = format!("REFER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK{branch}\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} REFER\r\nContact: <sip:1001@192.0.2.1:5070>\r\nRefer-To: <sip:{target}@dasan>\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+        h.input(aflow, &raw);
+        h.out()
+    };
+    // An outside number cannot be reached: declined, the call goes on.
+    assert_eq!(codes(&refer(&mut h, "0221330000", "rf0", 6)), vec![603]);
+    assert_eq!(h.e.agent_states()[0].1, "on-call");
+    // To the English queue: 202, NOTIFY 200 sipfrag and BYE to the agent, who is free.
+    let out = refer(&mut h, "en", "rf1", 7);
+    assert_eq!(codes(&out), vec![202]);
+    let notify = requests(&out, &Method::Notify);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(&notify[0].1.body[..], b"SIP/2.0 200 OK\r\n");
+    assert!(requests(&out, &Method::Bye)
+        .iter()
+        .all(|(f, m)| *f == aflow && m.call_id() == ainv.call_id()));
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    // The English agent is offered the call; the caller is not sent a second 200.
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "{:?}", codes(&out));
+    assert_eq!(inv[0].0, agent_flow(3));
+    let cmds = media(&mut h);
+    assert!(cmds.contains(&MediaCommand::Detach { call: key }));
+    let (bflow, binv) = inv[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        bflow,
+        &binv,
+        "v=0\r\nc=IN IP4 192.0.2.3\r\nm=audio 6002 RTP/AVP 0\r\n",
+    );
+    let out = h.out();
+    assert!(
+        out.iter()
+            .all(|(f, m)| *f != h.trunk || m.status() != Some(200)),
+        "no new 200 to the caller"
+    );
+    assert!(
+        matches!(&media(&mut h)[..], [MediaCommand::Attach { agent, .. }] if agent.remote.1 == 6002)
+    );
+    let events: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, E::Queue { queue, .. } if queue == "en")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, E::Answered { agent, .. } if agent == "1003")));
+}

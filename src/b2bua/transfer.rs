@@ -1,0 +1,111 @@
+//! Blind transfer (RFC 3515): an agent sends REFER on its leg with `Refer-To` naming a
+//! queue (by name, e.g. `sip:en@…`) or a number routed to a queue. The engine accepts it
+//! (202), reports the outcome to the agent with a NOTIFY carrying a `message/sipfrag`
+//! (RFC 3515 2.4.5), releases the agent, and puts the caller in the target queue: the
+//! caller hears that queue's audio, and the next agent who answers is bridged into the
+//! same call (one record, both queues and agents in it). A `Refer-To` the engine cannot
+//! reach (a department's outside number: no outbound trunk yet) is declined with 603.
+//! Attended transfer (Replaces, RFC 3891) is not implemented.
+
+use super::call_flow::tag_of;
+use super::leg::contact_value;
+use super::{Engine, MediaCommand, Owner, RouteTarget, Side, TimerRef};
+use crate::sip::build::response;
+use crate::sip::message::{Header, Message, NameAddr};
+use crate::sip::Method;
+use std::time::Instant;
+
+impl Engine {
+    pub(super) fn on_refer(&mut self, now: Instant, tx: u64, msg: Message) {
+        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let Some(call) = self.calls.get(&key) else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let Some(a) = call.agent.as_ref() else {
+            self.reply(now, tx, &msg, 481, None);
+            return;
+        };
+        let tag = tag_of(&a.leg.local);
+        if side != Side::Agent || !call.answered || msg.to_tag().as_deref() != Some(&tag) {
+            // Only the agent of an answered call transfers it.
+            self.reply(now, tx, &msg, 403, Some(&tag));
+            return;
+        }
+        if call.media.is_none() {
+            let mut r = response(&msg, 488, Some("Transfer Needs Anchored Media"), Some(&tag));
+            r.set_header(
+                "Warning",
+                "399 dasan \"transfer needs [media] anchor = true\"",
+            );
+            self.respond(now, tx, r);
+            return;
+        }
+        let target = msg
+            .header("Refer-To")
+            .map(NameAddr::parse)
+            .and_then(|na| crate::sip::uri::dialled_number(na.uri));
+        let Some(target) = target else {
+            self.reply(now, tx, &msg, 400, Some(&tag));
+            return;
+        };
+        let q = self
+            .acd
+            .queue_index(&target)
+            .or_else(|| match self.cfg.routes.get(&target) {
+                Some(RouteTarget::Queue(q)) => Some(*q),
+                Some(RouteTarget::Menu(_, q)) => Some(*q),
+                None => None,
+            });
+        let Some(q) = q else {
+            tracing::info!(call = key, "REFER to an unknown queue or number: declined");
+            self.reply(now, tx, &msg, 603, Some(&tag));
+            return;
+        };
+        let mut accepted = response(&msg, 202, None, Some(&tag));
+        accepted.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(a.leg.flow, self.cfg.local, "dasan"),
+        });
+        self.respond(now, tx, accepted);
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(mut a) = call.agent.take() else {
+            return;
+        };
+        let from_q = call.queue;
+        call.answered = false;
+        call.answered_at = None;
+        call.ringing_sent = true;
+        call.ring_deadline = None;
+        call.max_wait_at = Some(now + self.cfg.queues[q].max_wait);
+        // The transferor learns it worked, then its leg is closed.
+        let mut notify = a.leg.request(Method::Notify, local, None);
+        notify.set_header("Event", "refer");
+        notify.set_header("Subscription-State", "terminated;reason=noresource");
+        notify.set_header("Content-Type", "message/sipfrag;version=2.0");
+        notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
+        let bye = a.leg.request(Method::Bye, local, None);
+        let flow = a.leg.flow;
+        self.start_client(now, flow, notify, Owner::Fire, None);
+        self.start_client(now, flow, bye, Owner::Fire, None);
+        self.dialogs.remove(&a.leg.call_id);
+        self.acd.call_ended(from_q, a.agent, key, now);
+        self.arm(TimerRef::Agent(a.agent));
+        tracing::info!(
+            call = key,
+            from = self.acd.queue_name(from_q),
+            to = self.acd.queue_name(q),
+            "blind transfer"
+        );
+        self.media_out.push_back(MediaCommand::Detach { call: key });
+        self.join_queue(now, key, q);
+        self.dispatch_for_agent(now, a.agent);
+        self.arm(TimerRef::Call(key));
+    }
+}
