@@ -16,6 +16,13 @@ use std::time::Instant;
 
 impl Engine {
     pub(super) fn on_new_invite(&mut self, now: Instant, tx: u64, flow: Flow, msg: Message) {
+        let dialled = msg.request_uri().and_then(crate::sip::uri::dialled_number);
+        if let Some(code) = dialled
+            .filter(|n| *n == self.cfg.features.toggle_ready || *n == self.cfg.features.logout)
+        {
+            self.on_feature_code(now, tx, msg, &code);
+            return;
+        }
         let trunk = self
             .cfg
             .trusted

@@ -14,6 +14,55 @@ mod stats;
 mod survey;
 mod transfer;
 
+impl Engine {
+    /// An agent's phone dialled a feature code: authenticate (407 proxy digest) and change
+    /// the agent's state; the final response's reason phrase names the result.
+    fn on_feature_code(&mut self, now: Instant, tx: u64, msg: Message, code: &str) {
+        let unix = self.unix_now(now);
+        let agent = match self.registrar.authenticate(&msg, unix) {
+            Ok(a) => a,
+            Err(resp) => {
+                self.respond(now, tx, resp);
+                return;
+            }
+        };
+        let id = self.acd.agent_id(agent).to_string();
+        let change = if code == self.cfg.features.logout {
+            api::StateChange::Logout
+        } else if self.acd.agent_state(agent) == &crate::acd::AgentState::Ready {
+            api::StateChange::NotReady("feature code".into())
+        } else {
+            api::StateChange::Ready
+        };
+        let (status, phrase) = match self.set_agent_state(now, &id, change) {
+            Ok(v) => (
+                603,
+                match v.state {
+                    "ready" => "Ready",
+                    "not-ready" => "Not Ready",
+                    "logged-out" => "Logged Out",
+                    other => other,
+                }
+                .to_string(),
+            ),
+            Err(api::ApiRefusal::State(crate::acd::StateError::Busy)) => {
+                (486, "Busy: Change After The Call".to_string())
+            }
+            Err(api::ApiRefusal::State(crate::acd::StateError::LoggedOut)) => {
+                (603, "Register First".to_string())
+            }
+            Err(_) => (404, "Not Found".to_string()),
+        };
+        let resp = response(
+            &msg,
+            status,
+            Some(&phrase),
+            Some(&crate::sip::build::random_token(10)),
+        );
+        self.respond(now, tx, resp);
+    }
+}
+
 pub use anchor::{MediaCommand, MusicRef};
 
 use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx, QueueParams};
@@ -87,6 +136,7 @@ pub(crate) struct EngineConfig {
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
     pub retry_after_s: u32,
+    pub features: crate::config::FeatureCodes,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -454,6 +504,7 @@ impl Engine {
                 .collect(),
             max_calls: config.sip.max_calls,
             retry_after_s: config.sip.retry_after_s,
+            features: config.features.clone(),
         };
         Engine {
             agent_armed: vec![None; acd.agent_count()],

@@ -1194,3 +1194,48 @@ fn blind_transfer_by_refer_moves_the_caller_to_another_queue() {
         .iter()
         .any(|e| matches!(e, E::Answered { agent, .. } if agent == "1003")));
 }
+
+#[test]
+fn feature_codes_toggle_ready_and_log_out_after_proxy_digest() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let invite = |n: u32, auth: &str| {
+        format!("INVITE sip:*21@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKfc{n}\r\nFrom: <sip:1001@dasan>;tag=fc{n}\r\nTo: <sip:*21@dasan>\r\nCall-ID: fc{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@192.0.2.1:5070>\r\n{auth}Content-Length: 0\r\n\r\n")
+    };
+    h.input(agent_flow(1), &invite(1, ""));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![407]);
+    let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
+    let auth = |pw: &str| {
+        format!(
+            "Proxy-Authorization: {}\r\n",
+            authorization(&ch, "1001", pw, "INVITE", "sip:*21@dasan", "cn").unwrap()
+        )
+    };
+    h.input(agent_flow(1), &invite(2, &auth("wrong")));
+    assert_eq!(codes(&h.out()), vec![403]);
+    h.input(agent_flow(1), &invite(3, &auth("pw")));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![603]);
+    assert!(
+        matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Not Ready")
+    );
+    assert_eq!(h.e.agent_states()[0].1, "not-ready");
+    h.input(agent_flow(1), &invite(4, &auth("pw")));
+    let out = h.out();
+    assert!(
+        matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Ready")
+    );
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    let logout = invite(5, &auth("pw")).replace("*21@dasan SIP", "*22@dasan SIP");
+    let logout = logout.replace(
+        &authorization(&ch, "1001", "pw", "INVITE", "sip:*21@dasan", "cn").unwrap(),
+        &authorization(&ch, "1001", "pw", "INVITE", "sip:*22@dasan", "cn").unwrap(),
+    );
+    h.input(agent_flow(1), &logout);
+    let out = h.out();
+    assert!(
+        matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Logged Out")
+    );
+    assert_eq!(h.e.agent_states()[0].1, "logged-out");
+}

@@ -52,6 +52,8 @@ pub struct Config {
     pub menus: BTreeMap<String, MenuConfig>,
     #[serde(default)]
     pub media: MediaConfig,
+    #[serde(default)]
+    pub features: FeatureCodes,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +141,27 @@ impl Default for SipConfig {
             udp_buffer_bytes: 8 << 20,
             digest_algorithms: vec!["MD5".into()],
             drain_timeout_s: 30,
+        }
+    }
+}
+
+/// Numbers an agent dials from its registered phone to change its own state (the phone
+/// authenticates with the agent's credentials, proxy digest). The answer is a final
+/// `603` whose reason phrase names the new state ("Ready", "Not Ready", "Logged Out").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureCodes {
+    /// Toggle ready / not-ready. Default "*21".
+    pub toggle_ready: String,
+    /// Log out (the next REGISTER logs in again). Default "*22".
+    pub logout: String,
+}
+
+impl Default for FeatureCodes {
+    fn default() -> Self {
+        FeatureCodes {
+            toggle_ready: "*21".into(),
+            logout: "*22".into(),
         }
     }
 }

@@ -139,7 +139,18 @@ impl Registrar {
     }
 
     fn challenge(&self, req: &Message, unix_now: u64, stale: bool) -> Message {
-        let mut r = response(req, 401, None, Some(&random_token(10)));
+        self.challenge_with(req, unix_now, stale, 401, "WWW-Authenticate")
+    }
+
+    fn challenge_with(
+        &self,
+        req: &Message,
+        unix_now: u64,
+        stale: bool,
+        code: u16,
+        header: &str,
+    ) -> Message {
+        let mut r = response(req, code, None, Some(&random_token(10)));
         let nonce = self.key.issue(unix_now);
         // RFC 8760 allows one challenge per algorithm, in order of preference; the order is
         // configured because SIPp answers only the first and baresip 1.0 fails on SHA-256.
@@ -153,11 +164,56 @@ impl Registrar {
                 v.push_str(", stale=true");
             }
             r.headers.push(crate::sip::message::Header {
-                name: "WWW-Authenticate".into(),
+                name: header.into(),
                 value: v,
             });
         }
         r
+    }
+
+    /// Authenticates a request other than REGISTER from an agent's phone (a feature-code
+    /// INVITE) with proxy digest (RFC 3261 22.3): the agent, or the 407 / 403 to answer.
+    pub fn authenticate(&self, req: &Message, unix_now: u64) -> Result<AgentIdx, Message> {
+        let method = req
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        let Some(auth) = req
+            .header("Proxy-Authorization")
+            .and_then(Credentials::parse)
+        else {
+            return Err(self.challenge_with(req, unix_now, false, 407, "Proxy-Authenticate"));
+        };
+        let forbidden = || response(req, 403, None, Some(&random_token(10)));
+        let (Some(alg), Some(username), Some(given)) = (
+            auth.algorithm().filter(|a| self.algorithms.contains(a)),
+            auth.get("username"),
+            auth.get("response"),
+        ) else {
+            return Err(forbidden());
+        };
+        let nonce_state = auth.get("nonce").and_then(|n| self.key.check(n, unix_now));
+        if auth.get("realm") != Some(self.realm.as_str()) || nonce_state.is_none() {
+            return Err(self.challenge_with(req, unix_now, false, 407, "Proxy-Authenticate"));
+        }
+        let agent = self.users.get(username).copied();
+        let cred = agent
+            .map(|a| &self.creds[a as usize])
+            .unwrap_or(&self.dummy);
+        let ha1 = match alg {
+            Algorithm::Md5 => &cred.ha1_md5,
+            Algorithm::Sha256 => &cred.ha1_sha256,
+        };
+        let ok = expected_response(alg, ha1, &method, &auth)
+            .map(|e| ct_eq(&e, &given.to_ascii_lowercase()))
+            .unwrap_or(false);
+        match (agent, ok, nonce_state) {
+            (Some(a), true, Some(true)) => Ok(a),
+            (Some(_), true, _) => {
+                Err(self.challenge_with(req, unix_now, true, 407, "Proxy-Authenticate"))
+            }
+            _ => Err(forbidden()),
+        }
     }
 
     /// Handles a REGISTER. Returns the response and, for an authenticated agent, its index
