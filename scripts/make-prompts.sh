@@ -38,6 +38,14 @@ say8 pos-ko-many ko "10번 이후입니다."
 say8 min-ko-many ko "10분 이상입니다."
 say8 pos-en-many en-us "after number 10."
 say8 min-en-many en-us "more than 10 minutes."
+# Outside a foreign-language queue's hours (09:00-22:00 by default): said in that language,
+# then the caller waits for a Korean-speaking counsellor.
+say8 closed-en en-us "English counselling is open from 9 a.m. to 10 p.m. Please hold for the next counsellor."
+say8 closed-zh cmn "中文咨询时间为上午九点至晚上十点。请稍候，我们将为您转接其他咨询员。"
+say8 closed-ja ja "にほんごのそうだんは、ごぜんくじから、ごごじゅうじまでです。しょうしょうおまちください。"
+say8 closed-vi vi "Tư vấn tiếng Việt từ 9 giờ sáng đến 10 giờ tối. Xin vui lòng chờ tư vấn viên."
+# (ө and ү written as о and у: the Russian voice spells out letters it does not know.)
+say8 closed-mn ru "Монгол хэлний зовлогоо оглооний 9 цагаас оройн 10 цаг хуртэл. Тур хулээнэ уу."
 # The post-call survey (off unless a queue sets survey = "survey-ko").
 say8 survey-ko ko "상담이 만족스러우셨다면 5번, 보통이면 3번, 불만족이면 1번을 눌러 주십시오."
 echo "prompts written: $(ls prompts/*.wav | wc -l)"

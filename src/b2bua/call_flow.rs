@@ -62,6 +62,19 @@ impl Engine {
             RouteTarget::Queue(q) => (q, None),
             RouteTarget::Menu(m, fallback) => (fallback, Some(m)),
         };
+        // Outside opening hours: the closed queue's fallback takes the call, after the
+        // closed prompt; with no open fallback, 480.
+        let (q, closed_prompt) = if menu.is_some() {
+            (q, None)
+        } else {
+            match self.open_queue(q, now) {
+                Some(x) => x,
+                None => {
+                    self.reply(now, tx, &msg, 480, None);
+                    return;
+                }
+            }
+        };
         if !msg.body.is_empty()
             && !msg
                 .content_type()
@@ -145,7 +158,14 @@ impl Engine {
                 None if !early_media => MusicRef::Silence,
                 None => self.cfg.queues[q].music.clone(),
             };
-            self.anchor_begin(key, m, music);
+            self.anchor_begin(key, m, music.clone());
+            if let Some(p) = closed_prompt.filter(|_| early_media) {
+                self.media_out.push_back(super::MediaCommand::Play {
+                    call: key,
+                    prompts: vec![p],
+                    then: music,
+                });
+            }
         }
         let max_wait = self.cfg.queues[q].max_wait;
         let announce_at = self.cfg.queues[q]

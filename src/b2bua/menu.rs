@@ -108,6 +108,11 @@ impl Engine {
 
     /// The call leaves its menu (if any) and waits in queue `q`, hearing that queue's audio.
     pub(super) fn join_queue(&mut self, now: Instant, key: CallKey, q: QueueIdx) {
+        let Some((q, closed_prompt)) = self.open_queue(q, now) else {
+            // Closed, and nowhere open to go: the caller is told so.
+            self.end_unanswered(now, key, 480, Outcome::Rejected);
+            return;
+        };
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -146,7 +151,7 @@ impl Engine {
         );
         self.media_out.push_back(super::MediaCommand::Play {
             call: key,
-            prompts: Vec::new(),
+            prompts: closed_prompt.into_iter().collect(),
             then: timing.music.clone(),
         });
         self.set_queue_timers(now, key);

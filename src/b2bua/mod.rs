@@ -15,6 +15,35 @@ mod survey;
 mod transfer;
 
 impl Engine {
+    /// Whether queue `q` is within its opening hours at `now` (local time).
+    pub(crate) fn queue_open(&self, q: QueueIdx, now: Instant) -> bool {
+        let Some((start, end)) = self.cfg.queues[q].hours else {
+            return true;
+        };
+        let local_s = (self.unix_ms(now) / 1000 + self.cfg.utc_offset_s).rem_euclid(86_400);
+        let minute = (local_s / 60) as u32;
+        if start < end {
+            (start..end).contains(&minute)
+        } else {
+            minute >= start || minute < end
+        }
+    }
+
+    /// The queue a call for `q` goes to now: `q` itself when open, else its closed
+    /// fallback (with the prompt to play first); None when neither is open.
+    pub(crate) fn open_queue(
+        &self,
+        q: QueueIdx,
+        now: Instant,
+    ) -> Option<(QueueIdx, Option<String>)> {
+        if self.queue_open(q, now) {
+            return Some((q, None));
+        }
+        let t = &self.cfg.queues[q];
+        let f = t.closed_fallback.filter(|f| self.queue_open(*f, now))?;
+        Some((f, t.closed_prompt.clone()))
+    }
+
     /// An agent's phone dialled a feature code: authenticate (407 proxy digest) and change
     /// the agent's state; the final response's reason phrase names the result.
     fn on_feature_code(&mut self, now: Instant, tx: u64, msg: Message, code: &str) {
@@ -107,6 +136,11 @@ pub(crate) struct QueueTiming {
     pub overflow: Option<(Duration, QueueIdx)>,
     /// Post-call survey prompt and how long to wait for the rating.
     pub survey: Option<(String, Duration)>,
+    /// Opening hours (minutes after local midnight); outside them, the prompt and the queue
+    /// that takes the call instead.
+    pub hours: Option<(u32, u32)>,
+    pub closed_prompt: Option<String>,
+    pub closed_fallback: Option<QueueIdx>,
 }
 
 /// What a queue tells its waiting callers, and how often.
@@ -137,6 +171,8 @@ pub(crate) struct EngineConfig {
     pub max_calls: usize,
     pub retry_after_s: u32,
     pub features: crate::config::FeatureCodes,
+    /// The centre's offset from UTC, seconds.
+    pub utc_offset_s: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -490,6 +526,15 @@ impl Engine {
                             every: Duration::from_secs(q.announce_every_s as u64),
                         }),
                     record: q.record,
+                    hours: q
+                        .hours
+                        .as_ref()
+                        .and_then(|h| crate::config::parse_hours(h.get_ref())),
+                    closed_prompt: q.closed_prompt.as_ref().map(|p| p.get_ref().clone()),
+                    closed_fallback: q
+                        .closed_fallback
+                        .as_ref()
+                        .and_then(|f| queue_names.iter().position(|n| *n == f.get_ref())),
                     survey: q.survey.as_ref().map(|p| {
                         (
                             p.get_ref().clone(),
@@ -505,6 +550,7 @@ impl Engine {
             max_calls: config.sip.max_calls,
             retry_after_s: config.sip.retry_after_s,
             features: config.features.clone(),
+            utc_offset_s: config.clock.offset_s().unwrap_or(9 * 3600),
         };
         Engine {
             agent_armed: vec![None; acd.agent_count()],

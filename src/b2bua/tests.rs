@@ -1239,3 +1239,43 @@ fn feature_codes_toggle_ready_and_log_out_after_proxy_digest() {
     );
     assert_eq!(h.e.agent_states()[0].1, "logged-out");
 }
+
+#[test]
+fn outside_opening_hours_the_caller_hears_why_and_waits_for_a_korean_counsellor() {
+    // The harness clock starts at 2023-11-14 22:13 UTC: 07:13 in Seoul.
+    let cfg = ANCHORED
+        .replace(
+            "[queue.en]\nskill = \"en\"",
+            "[queue.en]\nskill = \"en\"\nhours = \"09:00-22:00\"\nclosed_prompt = \"closed-en\"\nclosed_fallback = \"general\"\n[queue.zh]\nskill = \"zh\"\nhours = \"09:00-22:00\"",
+        )
+        .replace(
+            "[[route]]\nnumber = \"1209\"",
+            "[[route]]\nnumber = \"1201\"\nqueue = \"en\"\n[[route]]\nnumber = \"1202\"\nqueue = \"zh\"\n[[route]]\nnumber = \"1209\"",
+        );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    h.register("1001", 1);
+    h.register("1003", 3);
+    let out = invite_to(&mut h, "1201", "h1", PCMU_OFFER);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1);
+    assert_eq!(
+        inv[0].0,
+        agent_flow(1),
+        "the Korean agent, not the English one"
+    );
+    let cmds = media(&mut h);
+    assert!(cmds.iter().any(|c| matches!(c,
+        MediaCommand::Play { prompts, then: MusicRef::Ringback, .. } if prompts == &vec!["closed-en".to_string()])), "{cmds:?}");
+    // A closed queue with nowhere to go: 480.
+    let out = invite_to(&mut h, "1202", "h2", PCMU_OFFER);
+    assert_eq!(codes(&out), vec![480]);
+    // Open hours from 09:00 local: two hours later the English agent takes English calls.
+    h.advance(Duration::from_secs(2 * 3600));
+    h.out();
+    h.register("1003", 3); // registrations expired meanwhile
+    let out = invite_to(&mut h, "1201", "h3", PCMU_OFFER);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.last().unwrap().0, agent_flow(3));
+}

@@ -54,6 +54,8 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub features: FeatureCodes,
+    #[serde(default)]
+    pub clock: ClockConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +145,49 @@ impl Default for SipConfig {
             drain_timeout_s: 30,
         }
     }
+}
+
+/// The centre's local time, for queue opening hours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// Offset from UTC, "+09:00" (Seoul, the default; Korea keeps no daylight saving).
+    pub utc_offset: String,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            utc_offset: "+09:00".into(),
+        }
+    }
+}
+
+impl ClockConfig {
+    /// The offset in seconds, if well formed.
+    pub fn offset_s(&self) -> Option<i64> {
+        let s = self.utc_offset.trim();
+        let (sign, rest) = match s.as_bytes().first()? {
+            b'+' => (1, &s[1..]),
+            b'-' => (-1, &s[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 3600 + m * 60))
+    }
+}
+
+/// `"09:00-22:00"` → minutes after midnight (start, end); end before start spans midnight.
+pub fn parse_hours(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let hm = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    let (start, end) = (hm(a)?, hm(b)?);
+    (start != end).then_some((start, end))
 }
 
 /// Numbers an agent dials from its registered phone to change its own state (the phone
@@ -414,6 +459,15 @@ pub struct QueueConfig {
     /// Seconds between announcements, the first one after this long too. Default 30.
     #[serde(default = "d_announce_every")]
     pub announce_every_s: u32,
+    /// Opening hours in the centre's local time, "09:00-22:00". Default: always open.
+    #[serde(default)]
+    pub hours: Option<Spanned<String>>,
+    /// Outside the hours: the caller hears this prompt (in the queue's language)…
+    #[serde(default)]
+    pub closed_prompt: Option<Spanned<String>>,
+    /// …and waits in this queue instead. Without one, the call is refused with 480.
+    #[serde(default)]
+    pub closed_fallback: Option<Spanned<String>>,
     /// Post-call survey ("happy call"): when the agent hangs up first, the caller hears this
     /// prompt and rates the call 1-5 by DTMF; the score goes to the record. Default none.
     #[serde(default)]
@@ -639,15 +693,42 @@ impl Config {
                     ));
                 }
             }
+            if let Some(h) = &q.hours {
+                if parse_hours(h.get_ref()).is_none() {
+                    return Err((
+                        h.span().into(),
+                        format!(
+                            "queue '{name}': hours '{}' must look like \"09:00-22:00\"",
+                            h.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if let Some(f) = &q.closed_fallback {
+                if !self.queues.contains_key(f.get_ref()) || f.get_ref() == name {
+                    return Err((
+                        f.span().into(),
+                        format!(
+                            "queue '{name}': closed_fallback names unknown queue '{}'",
+                            f.get_ref()
+                        ),
+                    ));
+                }
+            }
             if q.max_no_answer == 0 {
                 return Err((
                     at(),
                     format!("queue '{name}': max_no_answer must be at least 1"),
                 ));
             }
-            for p in [Some(&q.music), q.announce.as_ref(), q.survey.as_ref()]
-                .into_iter()
-                .flatten()
+            for p in [
+                Some(&q.music),
+                q.announce.as_ref(),
+                q.survey.as_ref(),
+                q.closed_prompt.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if !is_prompt_name(p.get_ref()) {
                     return Err((
@@ -765,6 +846,12 @@ impl Config {
                 ));
             }
         }
+        if self.clock.offset_s().is_none() {
+            return Err((
+                Where::Key("utc_offset".into()),
+                "clock.utc_offset must look like \"+09:00\"".into(),
+            ));
+        }
         if let Some(url) = &self.data.database {
             if !url.starts_with("postgresql://") && !url.starts_with("postgres://") {
                 return Err((
@@ -867,6 +954,9 @@ impl Config {
             }
             if let Some(sv) = &q.survey {
                 out.push((sv.get_ref().clone(), format!("queue '{name}' survey")));
+            }
+            if let Some(c) = &q.closed_prompt {
+                out.push((c.get_ref().clone(), format!("queue '{name}' closed_prompt")));
             }
             let l = &q.language;
             let numbered = |lead: &str, num: &str| {
@@ -1059,5 +1149,38 @@ mod tests {
         assert!(cfg.check_runtime().is_ok());
         cfg.sip.listen = "192.0.2.1:5060".parse().unwrap();
         assert!(cfg.check_runtime().unwrap_err().contains("demo"));
+    }
+
+    #[test]
+    fn hours_offsets_and_skills_parse_or_name_the_problem() {
+        assert_eq!(parse_hours("09:00-22:00"), Some((540, 1320)));
+        assert_eq!(parse_hours("22:00-06:00"), Some((1320, 360)), "overnight");
+        for bad in ["9-22", "09:00-09:00", "25:00-01:00", "09:60-10:00", ""] {
+            assert_eq!(parse_hours(bad), None, "{bad}");
+        }
+        let c = |o: &str| {
+            ClockConfig {
+                utc_offset: o.into(),
+            }
+            .offset_s()
+        };
+        assert_eq!(
+            (c("+09:00"), c("-03:30"), c("09:00")),
+            (Some(32_400), Some(-12_600), None)
+        );
+        assert_eq!(parse_skill("en:3"), Ok(("en".into(), 3)));
+        assert_eq!(parse_skill("ko"), Ok(("ko".into(), 5)));
+        assert!(parse_skill("en:9").is_err() && parse_skill(":2").is_err());
+        let err = Config::parse("[queue.en]\nskill = \"en\"\nhours = \"9 to 5\"\n", "h.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h.toml:3: queue 'en': hours"), "{err}");
+        let err = Config::parse(
+            "[queue.q]\nskill = \"ko\"\nstrategy = \"ring-all\"\n",
+            "r.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ring-all is not implemented"), "{err}");
     }
 }
