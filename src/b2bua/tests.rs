@@ -1026,9 +1026,9 @@ anchor = false
     assert_eq!(inv[0].0, agent_flow(2));
 }
 
-#[test]
-fn agent_hangs_up_first_and_the_caller_rates_the_call() {
-    use crate::records::RecordEvent as E;
+/// An answered call in a queue with a survey (10 s), whose agent has just hung up: the
+/// harness, the call, and what the engine sent on the agent's BYE.
+fn survey_call(id: &str) -> (Harness, CallKey, Vec<(Flow, Message)>) {
     let cfg = ANCHORED.replace(
         "digits = { \"9\" = \"languages\" }",
         "digits = { \"9\" = \"languages\" }\nsurvey = \"survey-ko\"\nsurvey_timeout_s = 10",
@@ -1037,7 +1037,7 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
         "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
     ));
     h.register("1001", 1);
-    let out = invite_with_sdp(&mut h, "s1", PCMU_OFFER);
+    let out = invite_with_sdp(&mut h, id, PCMU_OFFER);
     let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
     agent_answers_sdp(
         &mut h,
@@ -1049,10 +1049,16 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
     media(&mut h);
     std::iter::from_fn(|| h.e.poll_record()).for_each(drop);
     let key = h.e.calls.keys().next().copied().unwrap();
-    // The agent hangs up.
-    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKab1\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKab{id}\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
     h.input(aflow, &bye);
     let out = h.out();
+    (h, key, out)
+}
+
+#[test]
+fn agent_hangs_up_first_and_the_caller_rates_the_call() {
+    use crate::records::RecordEvent as E;
+    let (mut h, key, out) = survey_call("s1");
     assert_eq!(codes(&out), vec![200], "the agent's BYE is answered");
     assert!(requests(&out, &Method::Bye).is_empty(), "the caller stays");
     assert_eq!(
@@ -1095,27 +1101,7 @@ fn agent_hangs_up_first_and_the_caller_rates_the_call() {
 
 #[test]
 fn no_rating_within_the_timeout_releases_the_caller() {
-    let cfg = ANCHORED.replace(
-        "digits = { \"9\" = \"languages\" }",
-        "digits = { \"9\" = \"languages\" }\nsurvey = \"survey-ko\"",
-    );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
-    h.register("1001", 1);
-    let out = invite_with_sdp(&mut h, "s2", PCMU_OFFER);
-    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
-    agent_answers_sdp(
-        &mut h,
-        aflow,
-        &ainv,
-        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
-    );
-    h.out();
-    let key = h.e.calls.keys().next().copied().unwrap();
-    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKab2\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
-    h.input(aflow, &bye);
-    h.out();
+    let (mut h, key, _) = survey_call("s2");
     h.e.handle_media_event(
         h.now,
         crate::media::bridge::MediaEvent::PromptsDone { call: key },

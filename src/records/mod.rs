@@ -154,6 +154,20 @@ pub struct Record {
     pub notes: Option<String>,
 }
 
+/// The record columns in [`Record`] field order, shared by the SQL backends.
+pub(crate) const COLUMNS: &str =
+    "call_id, sip_call_id, trunk, caller, dialled, channel, language, queue,
+    queues, agent, agents, arrived_ms, offered_ms, answered_ms, ended_ms, wait_ms, talk_ms,
+    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes";
+
+/// A comma-joined list column back into its items.
+pub(crate) fn split_list(s: String) -> Vec<String> {
+    s.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A page of records: arrival time in [from, to), optionally one queue, after a cursor.
 #[derive(Debug, Clone, Default)]
 pub struct RecordQuery {

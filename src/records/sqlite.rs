@@ -2,7 +2,7 @@
 //! engine runs with no database server. Schema changes are numbered migrations applied
 //! in order at open.
 
-use super::{Outcome, Record, RecordEvent, RecordQuery, Store, StoreError};
+use super::{split_list, Outcome, Record, RecordEvent, RecordQuery, Store, StoreError, COLUMNS};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
@@ -216,17 +216,6 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
     Ok(())
 }
 
-const COLUMNS: &str = "call_id, sip_call_id, trunk, caller, dialled, channel, language, queue,
-    queues, agent, agents, arrived_ms, offered_ms, answered_ms, ended_ms, wait_ms, talk_ms,
-    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes";
-
-fn split(s: String) -> Vec<String> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     Ok(Record {
         call_id: r.get(0)?,
@@ -237,9 +226,9 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         channel: r.get(5)?,
         language: r.get(6)?,
         queue: r.get(7)?,
-        queues: split(r.get(8)?),
+        queues: split_list(r.get(8)?),
         agent: r.get(9)?,
-        agents: split(r.get(10)?),
+        agents: split_list(r.get(10)?),
         arrived_ms: r.get(11)?,
         offered_ms: r.get(12)?,
         answered_ms: r.get(13)?,
