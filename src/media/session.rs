@@ -483,6 +483,24 @@ mod tests {
         Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
+    /// A waiting caller at 127.0.0.1:4000, our SSRC 7.
+    fn caller_session(
+        t0: Instant,
+        codec: Codec,
+        pt: u8,
+        timeout_s: u64,
+        music: Music,
+    ) -> MediaSession {
+        MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &neg(codec, pt, 4000),
+            7,
+            Duration::from_secs(timeout_s),
+            music,
+        )
+    }
+
     fn tone_prompt(ms: usize) -> Arc<Prompt> {
         let pcm: Vec<i16> = (0..ms * 8)
             .map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16)
@@ -503,14 +521,7 @@ mod tests {
     fn plays_prompts_at_20ms_then_reports_done_and_keeps_looping_music() {
         let t0 = Instant::now();
         let ring = tone_prompt(100); // 5 frames
-        let mut s = MediaSession::new(
-            t0,
-            SystemTime::now(),
-            &neg(Codec::Pcmu, 0, 4000),
-            7,
-            Duration::from_secs(30),
-            Music::Silence,
-        );
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 30, Music::Silence);
         assert_eq!(
             s.poll_timeout(),
             t0 + RTCP_INTERVAL,
@@ -555,14 +566,7 @@ mod tests {
     #[test]
     fn digits_in_band_and_rfc4733_while_waiting_and_no_media_timeout_before_the_answer() {
         let t0 = Instant::now();
-        let mut s = MediaSession::new(
-            t0,
-            SystemTime::now(),
-            &neg(Codec::Pcmu, 0, 4000),
-            7,
-            Duration::from_secs(1),
-            Music::Silence,
-        );
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 1, Music::Silence);
         let src = SocketAddr::from(([127, 0, 0, 1], 4000));
         let mut out = Vec::new();
         // A 697+1209 Hz ("1") tone for 100 ms, in band.
@@ -611,14 +615,7 @@ mod tests {
     #[test]
     fn attach_keeps_the_callers_stream_continuous_and_starts_the_media_timeout() {
         let t0 = Instant::now();
-        let mut s = MediaSession::new(
-            t0,
-            SystemTime::now(),
-            &neg(Codec::Pcma, 8, 4000),
-            7,
-            Duration::from_secs(2),
-            Music::Loop(tone_prompt(200)),
-        );
+        let mut s = caller_session(t0, Codec::Pcma, 8, 2, Music::Loop(tone_prompt(200)));
         let mut out = Vec::new();
         let mut t = t0;
         for _ in 0..3 {
@@ -671,14 +668,7 @@ mod tests {
     #[test]
     fn detach_leaves_the_caller_alone_with_prompts_and_digits_again() {
         let t0 = Instant::now();
-        let mut s = MediaSession::new(
-            t0,
-            SystemTime::now(),
-            &neg(Codec::Pcmu, 0, 4000),
-            7,
-            Duration::from_secs(30),
-            Music::Silence,
-        );
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 30, Music::Silence);
         let mut out = Vec::new();
         s.handle_command(
             t0,
@@ -738,14 +728,7 @@ mod tests {
     #[test]
     fn hold_stops_what_we_send() {
         let t0 = Instant::now();
-        let mut s = MediaSession::new(
-            t0,
-            SystemTime::now(),
-            &neg(Codec::Pcmu, 0, 4000),
-            7,
-            Duration::from_secs(30),
-            Music::Loop(tone_prompt(100)),
-        );
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 30, Music::Loop(tone_prompt(100)));
         let mut out = Vec::new();
         s.handle_command(
             t0,
