@@ -562,3 +562,36 @@ fn survey_score_reaches_the_record() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A routing step through the real engine: only proficiency 4+ for the first 3 s, then
+/// anyone; the only agent has proficiency 2, so it is offered the call at 3 s, not before.
+#[test]
+fn a_widening_step_reaches_a_lower_proficiency_agent_at_its_time() {
+    let p = Ports::new();
+    let dir = workdir("steps");
+    let config = test_config(
+        "step = [{ after_s = 0, min_proficiency = 4 }, { after_s = 3, min_proficiency = 1 }]",
+    )
+    .replace("skills = [\"ko\"]", "skills = [\"ko:2\"]");
+    let e = EngineProc::start(&dir, &config, p.sip(), p.http());
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 2, "caller.xml", 1, &["-d", "200"]).expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = e.http_get("/api/records").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let r = &v["records"][0];
+        if r["outcome"] == "answered" {
+            let waited = r["offered_ms"].as_i64().unwrap() - r["arrived_ms"].as_i64().unwrap();
+            assert!(
+                (3_000..4_500).contains(&waited),
+                "offered after {waited} ms, the step is at 3 s"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
