@@ -595,3 +595,38 @@ fn a_widening_step_reaches_a_lower_proficiency_agent_at_its_time() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Feature codes from a real client: SIPp answers the 407 with the agent's credentials.
+#[test]
+fn feature_codes_from_the_agents_phone() {
+    let (p, e, dir) = start("features", "");
+    let _phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &["-timeout", "20s"]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    assert_eq!(e.agent_state("1001"), "ready");
+    let csv = agents_csv(&dir, &["1001"], "test-pw");
+    for (n, (code, state)) in [
+        ("*21", "not-ready"),
+        ("*21", "ready"),
+        ("*22", "logged-out"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (port, mp, cp) = p.sipp(2 + n as u16);
+        let mut a = base_args(e.sip_port, port, mp, cp);
+        a.extend(args(&[
+            "-sf",
+            &scenarios().join("feature-code.xml").display().to_string(),
+            "-s",
+            code,
+            "-inf",
+            &csv.display().to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+        ]));
+        sipp(&dir, &format!("fc{n}"), &a).expect_success(LIMIT);
+        assert_eq!(e.agent_state("1001"), state, "after {code}");
+    }
+}
