@@ -236,3 +236,94 @@ fn opus_caller_is_transcoded_to_a_pcmu_agent_and_recorded() {
         "recording channels (caller, agent) RMS {rms:?}"
     );
 }
+
+/// Blind transfer from a real softphone: baresip (agent 1001, Korean) answers a SIPp caller
+/// and transfers it with REFER to the English queue, where a SIPp English agent answers and
+/// later hangs up; the caller stays on the line throughout and the record shows both.
+#[test]
+fn a_baresip_agent_transfers_the_caller_to_the_english_queue() {
+    let base = port_block();
+    let (sip, http, agent_sip, ctrl) = (base, base + 1, base + 2, base + 5);
+    let dir = workdir("transfer");
+    let e = EngineProc::start(&dir, &menu_config(false), sip, http);
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 20, base + 29),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu,pcma"),
+        &[],
+        &format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n"),
+    );
+    wait_ready(&e, "1001", &agent);
+    // The English agent: a SIPp phone that answers and hangs up after 2 s.
+    let (en_port, reg_port) = (base + 6, base + 7);
+    let mut a = base_args(sip, en_port, base + 10, base + 30);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("agent-hangup.xml").display().to_string(),
+        "-m",
+        "1",
+        "-d",
+        "2000",
+        "-timeout",
+        "60s",
+    ]));
+    let en_phone = sipp(&dir, "en-phone", &a);
+    std::thread::sleep(Duration::from_millis(200));
+    let csv = agents_csv(&dir, &["1005"], "test-pw");
+    let mut a = base_args(sip, reg_port, base + 14, base + 31);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("register.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-key",
+        "agent_port",
+        &en_port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+    ]));
+    sipp(&dir, "reg", &a).expect_success(LIMIT);
+    // The caller waits for the engine's BYE at the end.
+    let mut a = base_args(sip, base + 8, base + 16, base + 32);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("caller-hungup.xml").display().to_string(),
+        "-s",
+        "120",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]));
+    let caller = sipp(&dir, "caller", &a);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1001") != "on-call" {
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not answer:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Baresip::command(ctrl, "transfer", &format!("sip:en@127.0.0.1:{sip}"));
+    caller.expect_success(LIMIT);
+    en_phone.expect_success(LIMIT);
+    let (_, body) = e.http_get("/api/records").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &v["records"][0];
+    assert_eq!(r["queues"], serde_json::json!(["general", "en"]), "{body}");
+    assert_eq!(r["agents"], serde_json::json!(["1001", "1005"]), "{body}");
+    assert_eq!(r["agent"], "1005");
+    assert_eq!(r["outcome"], "answered");
+    assert_eq!(
+        e.agent_state("1001"),
+        "ready",
+        "the transferring agent is free"
+    );
+}

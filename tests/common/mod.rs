@@ -422,6 +422,21 @@ impl Baresip {
         account: &str,
         extra: &[&str],
     ) -> Baresip {
+        Self::start_with(dir, name, sip_port, rtp, tone, account, extra, "")
+    }
+
+    /// As [`Baresip::start`], with more lines for baresip's config file.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        sip_port: u16,
+        rtp: (u16, u16),
+        tone: Tone,
+        account: &str,
+        extra: &[&str],
+        extra_config: &str,
+    ) -> Baresip {
         let cfg = dir.join(name);
         let rec = cfg.join("rec");
         std::fs::create_dir_all(&rec).expect("baresip dir");
@@ -432,7 +447,7 @@ impl Baresip {
                 "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\nrtp_ports {}-{}\n\
                  audio_source aufile,{}\naudio_player aubridge,sink\naudio_alert aubridge,sink\nsnd_path {}\n\
                  module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule opus.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
-                 module_app account.so\nmodule_app menu.so\n",
+                 module_app account.so\nmodule_app menu.so\n{extra_config}",
                 rtp.0,
                 rtp.1,
                 cfg.join("tone.wav").display(),
@@ -456,6 +471,14 @@ impl Baresip {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Sends one command to baresip's ctrl_tcp module (netstring-framed JSON).
+    pub fn command(ctrl_port: u16, command: &str, params: &str) {
+        let json = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"t\"}}");
+        let mut s = TcpStream::connect(("127.0.0.1", ctrl_port)).expect("baresip ctrl_tcp");
+        write!(s, "{}:{},", json.len(), json).expect("write command");
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     /// Stops baresip (so that its recordings are complete) and returns the RMS of what it
