@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 /// A block of 40 ports for one test, distinct across tests in this process and (by pid)
-/// across concurrently running test binaries.
+/// across concurrently running test binaries. Signalling blocks live in 20000–39999, RTP
+/// ranges ([`rtp_range`]) in 40000–59999, so the two never meet.
 pub fn port_block() -> u16 {
-    let base = 20_000 + (std::process::id() % 50) as u16 * 800;
+    let base = 20_000 + (std::process::id() % 24) as u16 * 800;
     base + NEXT_PORT.fetch_add(40, Ordering::SeqCst)
 }
 
