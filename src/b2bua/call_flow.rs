@@ -200,6 +200,7 @@ impl Engine {
                 step_at: None,
                 overflow_at: None,
                 survey: None,
+                callback: None,
                 armed: None,
             },
         );
@@ -323,6 +324,14 @@ impl Engine {
                 continue;
             };
             let local = self.cfg.local;
+            if !self.calls.contains_key(&key) && self.callbacks.contains_key(&key) {
+                // A callback's turn: its call is set up now, the agent offered first.
+                if !self.prepare_callback(now, q, key) {
+                    self.acd
+                        .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
+                    continue;
+                }
+            }
             let Some(call) = self.calls.get_mut(&key) else {
                 self.acd
                     .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
@@ -446,6 +455,7 @@ impl Engine {
             Some(Owner::Relay { call, server_tx }) if status >= 200 => {
                 self.relay_final(now, call, server_tx, tx_id, msg);
             }
+            Some(Owner::CallbackInvite(key)) => self.callback_response(now, key, tx_id, msg),
             _ => {}
         }
     }
@@ -548,6 +558,10 @@ impl Engine {
             at_ms: self.unix_ms(now),
         });
         self.queue_gauge(q);
+        if self.calls.get(&key).is_some_and(|c| c.callback.is_some()) {
+            self.dial_callback(now, key, &msg);
+            return;
+        }
         let Some(inv) = inv else {
             // A transferred call: the caller's dialog exists already; bridge the new agent.
             if let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) {
@@ -694,6 +708,7 @@ impl Engine {
                     self.respond(now, server_tx, resp);
                 }
             }
+            Owner::CallbackInvite(key) => self.callback_failed(now, key, 408),
             Owner::Fire => {}
         }
     }

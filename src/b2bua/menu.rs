@@ -49,6 +49,18 @@ impl Engine {
             self.menu_step(now, key, step);
             return;
         }
+        if call.menu.is_none()
+            && self.cfg.queues[call.queue]
+                .callback
+                .is_some_and(|(d, _, _)| d == digit)
+            && self.cfg.outbound.is_some()
+        {
+            self.accept_callback(now, key);
+            return;
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         let queue = self.acd.queue_name(call.queue);
         if let Some(menu) = self.dialplan.digit_while_waiting(queue, digit) {
             let (menu, q) = (menu.to_string(), call.queue);

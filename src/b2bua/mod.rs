@@ -8,6 +8,7 @@
 mod anchor;
 pub mod api;
 mod call_flow;
+mod callback;
 pub mod leg;
 mod menu;
 mod stats;
@@ -136,6 +137,8 @@ pub(crate) struct QueueTiming {
     pub overflow: Option<(Duration, QueueIdx)>,
     /// Post-call survey prompt and how long to wait for the rating.
     pub survey: Option<(String, Duration)>,
+    /// The digit that asks for a callback, attempts, and the pause between them.
+    pub callback: Option<(char, u32, Duration)>,
     /// Opening hours (minutes after local midnight); outside them, the prompt and the queue
     /// that takes the call instead.
     pub hours: Option<(u32, u32)>,
@@ -173,6 +176,8 @@ pub(crate) struct EngineConfig {
     pub features: crate::config::FeatureCodes,
     /// The centre's offset from UTC, seconds.
     pub utc_offset_s: i64,
+    /// Outbound trunk for callbacks and the number they present.
+    pub outbound: Option<(SocketAddr, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -181,6 +186,8 @@ enum TimerRef {
     Client(u64),
     Call(CallKey),
     Agent(AgentIdx),
+    /// A callback waiting to rejoin its queue for another attempt.
+    Callback(CallKey),
 }
 
 enum ServerKind {
@@ -214,6 +221,8 @@ enum ClientKind {
 enum Owner {
     /// The INVITE offering a call to an agent.
     AgentInvite(CallKey),
+    /// Our INVITE dialling a callback's number through the outbound trunk.
+    CallbackInvite(CallKey),
     /// A request relayed from the other leg; the response goes back on `server_tx`.
     Relay { call: CallKey, server_tx: u64 },
     /// BYE, CANCEL, ACK-less requests whose response only ends the transaction.
@@ -265,6 +274,7 @@ pub enum Outcome {
     Abandoned,
     TimedOut,
     Rejected,
+    Callback,
 }
 
 impl Outcome {
@@ -274,6 +284,7 @@ impl Outcome {
             Outcome::Abandoned => crate::records::Outcome::Abandoned,
             Outcome::TimedOut => crate::records::Outcome::TimedOut,
             Outcome::Rejected => crate::records::Outcome::Rejected,
+            Outcome::Callback => crate::records::Outcome::Callback,
         }
     }
 
@@ -283,6 +294,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::TimedOut => "timed_out",
             Outcome::Rejected => "rejected",
+            Outcome::Callback => "callback",
         }
     }
 }
@@ -325,6 +337,8 @@ struct Call {
     /// In the post-call survey: the agent has left; the deadline starts when the prompt
     /// has played.
     survey: Option<Option<Instant>>,
+    /// A callback being placed: the agent is reserved first, then the caller dialled.
+    callback: Option<callback::Dialling>,
     armed: Option<Instant>,
 }
 
@@ -383,6 +397,8 @@ pub struct Engine {
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
+    /// Callbacks keeping their place in a queue (the ACD holds their key).
+    callbacks: HashMap<CallKey, callback::Job>,
     /// Reasons given for manual not-ready states.
     not_ready_reasons: HashMap<AgentIdx, String>,
     /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
@@ -535,6 +551,13 @@ impl Engine {
                         .closed_fallback
                         .as_ref()
                         .and_then(|f| queue_names.iter().position(|n| *n == f.get_ref())),
+                    callback: q.callback_digit.as_ref().and_then(|d| {
+                        Some((
+                            d.get_ref().chars().next()?,
+                            q.callback_attempts.max(1),
+                            Duration::from_secs(q.callback_retry_s as u64),
+                        ))
+                    }),
                     survey: q.survey.as_ref().map(|p| {
                         (
                             p.get_ref().clone(),
@@ -551,6 +574,16 @@ impl Engine {
             retry_after_s: config.sip.retry_after_s,
             features: config.features.clone(),
             utc_offset_s: config.clock.offset_s().unwrap_or(9 * 3600),
+            outbound: config.outbound.trunk.map(|t| {
+                (
+                    t,
+                    config
+                        .outbound
+                        .caller_id
+                        .clone()
+                        .unwrap_or_else(|| "120".into()),
+                )
+            }),
         };
         Engine {
             agent_armed: vec![None; acd.agent_count()],
@@ -592,6 +625,7 @@ impl Engine {
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),
             not_ready_reasons: HashMap::new(),
+            callbacks: HashMap::new(),
             // Until a queue has finished calls of its own: three minutes, a common figure
             // for public information lines.
             talk_avg: vec![Duration::from_secs(180); config.queues.len()],
@@ -1137,6 +1171,10 @@ impl Engine {
                 Some(c) => (c.poll_timeout(), &mut c.armed),
                 None => return,
             },
+            TimerRef::Callback(k) => match self.callbacks.get_mut(&k) {
+                Some(j) => (j.retry_at, &mut j.armed),
+                None => return,
+            },
             TimerRef::Agent(a) => {
                 let next = [self.acd.agent_deadline(a), self.registrar.next_expiry(a)]
                     .into_iter()
@@ -1168,6 +1206,7 @@ impl Engine {
                 TimerRef::Client(id) => self.client.get_mut(&id).map(|t| &mut t.armed),
                 TimerRef::Call(k) => self.calls.get_mut(&k).map(|c| &mut c.armed),
                 TimerRef::Agent(a) => self.agent_armed.get_mut(a as usize),
+                TimerRef::Callback(k) => self.callbacks.get_mut(&k).map(|j| &mut j.armed),
             };
             match armed {
                 Some(slot) if *slot == Some(t) => *slot = None,
@@ -1178,6 +1217,7 @@ impl Engine {
                 TimerRef::Client(id) => self.client_timeout(now, id),
                 TimerRef::Call(k) => self.call_timeout(now, k),
                 TimerRef::Agent(a) => self.agent_timeout(now, a),
+                TimerRef::Callback(k) => self.callback_retry(now, k),
             }
             self.arm(r);
         }

@@ -1265,3 +1265,97 @@ fn outside_opening_hours_the_caller_hears_why_and_waits_for_a_korean_counsellor(
     let inv = requests(&out, &Method::Invite);
     assert_eq!(inv.last().unwrap().0, agent_flow(3));
 }
+
+#[test]
+fn callback_keeps_the_place_reserves_the_agent_then_dials_the_caller_with_retries() {
+    let cfg = ANCHORED.replace(
+        "digits = { \"9\" = \"languages\" }",
+        "digits = { \"9\" = \"languages\" }\ncallback_digit = \"*\"\ncallback_attempts = 2\ncallback_retry_s = 30",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    // The only agent is on a break when the call comes in.
+    h.register("1001", 1);
+    h.e.set_agent_state(h.now, "1001", api::StateChange::NotReady("break".into()))
+        .unwrap();
+    invite_with_sdp(&mut h, "cb1", PCMU_OFFER);
+    let key = h.e.calls.keys().next().copied().unwrap();
+    media(&mut h);
+    digit(&mut h, key, '*', crate::media::dtmf::DigitSource::Rfc4733);
+    let out = h.out();
+    assert_eq!(codes(&out), vec![480]);
+    assert!(
+        matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Callback Scheduled")
+    );
+    assert_eq!(h.e.active_calls(), 0);
+    let general = h.e.acd.queue_index("general").unwrap();
+    assert_eq!(h.e.acd.waiting(general), 1, "the place in line is kept");
+    let trunk = Flow::udp("10.9.9.9:5060".parse().unwrap());
+    // An agent frees up: it is reserved first…
+    let attempt = |h: &mut Harness, agent_answers: bool| -> (Flow, Message) {
+        let out = h.out();
+        let inv = requests(&out, &Method::Invite);
+        assert_eq!(inv.len(), 1, "{:?}", codes(&out));
+        let (aflow, ainv) = inv[0].clone();
+        assert_eq!(aflow, agent_flow(1));
+        assert!(ainv.header("From").unwrap().contains("0212345678"));
+        assert!(agent_answers);
+        agent_answers_sdp(
+            h,
+            aflow,
+            &ainv,
+            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+        );
+        // …then the caller is dialled through the outbound trunk.
+        let out = h.out();
+        let dial = requests(&out, &Method::Invite);
+        assert_eq!(dial.len(), 1);
+        assert_eq!(dial[0].0, trunk);
+        assert!(dial[0]
+            .1
+            .request_uri()
+            .unwrap()
+            .starts_with("sip:0212345678@10.9.9.9"));
+        dial[0].clone()
+    };
+    h.e.set_agent_state(h.now, "1001", api::StateChange::Ready)
+        .unwrap();
+    let (_, dial) = attempt(&mut h, true);
+    // Busy: the agent is released, the callback waits 30 s and tries again.
+    let busy = crate::sip::build::response(&dial, 486, None, Some("cb"));
+    h.e.handle_message(h.now, trunk, &busy.to_bytes());
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Bye).len(),
+        1,
+        "BYE to the reserved agent"
+    );
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    h.advance(Duration::from_secs(29));
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
+    h.advance(Duration::from_secs(1));
+    let (_, dial) = attempt(&mut h, true);
+    let mut ok = crate::sip::build::response(&dial, 200, None, Some("callee"));
+    ok.set_header("Contact", "<sip:callee@10.9.9.9:5060>");
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 10.9.9.9\r\nm=audio 7000 RTP/AVP 0\r\n");
+    h.e.handle_message(h.now, trunk, &ok.to_bytes());
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Ack).len(),
+        1,
+        "the caller's 200 is ACKed"
+    );
+    let cmds = media(&mut h);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, MediaCommand::Start { caller, .. } if caller.remote.1 == 7000)),
+        "{cmds:?}"
+    );
+    assert!(cmds
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Attach { agent, .. } if agent.remote.1 == 6000)));
+    assert_eq!(h.e.agent_states()[0].1, "on-call");
+    assert!(h.e.callbacks.is_empty());
+}

@@ -56,6 +56,8 @@ pub struct Config {
     pub features: FeatureCodes,
     #[serde(default)]
     pub clock: ClockConfig,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +147,16 @@ impl Default for SipConfig {
             drain_timeout_s: 30,
         }
     }
+}
+
+/// Where the engine places calls of its own (callbacks): a carrier trunk's SIP address.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// SIP address of the outbound trunk, e.g. "192.0.2.10:5060". None: no callbacks.
+    pub trunk: Option<SocketAddr>,
+    /// The number callbacks present. Default "120".
+    pub caller_id: Option<String>,
 }
 
 /// The centre's local time, for queue opening hours.
@@ -468,6 +480,17 @@ pub struct QueueConfig {
     /// …and waits in this queue instead. Without one, the call is refused with 480.
     #[serde(default)]
     pub closed_fallback: Option<Spanned<String>>,
+    /// Callback keeping the place in line (virtual hold): pressing this digit while waiting
+    /// ends the call (480 "Callback Scheduled"); when its place reaches the head the engine
+    /// reserves an agent, then dials the caller through `[outbound] trunk`. Default none.
+    #[serde(default)]
+    pub callback_digit: Option<Spanned<String>>,
+    /// Dialling attempts before a callback is given up. Default 3.
+    #[serde(default = "d_callback_attempts")]
+    pub callback_attempts: u32,
+    /// Seconds between attempts (the callback rejoins the back of the queue). Default 60.
+    #[serde(default = "d_callback_retry")]
+    pub callback_retry_s: u32,
     /// Post-call survey ("happy call"): when the agent hangs up first, the caller hears this
     /// prompt and rates the call 1-5 by DTMF; the score goes to the record. Default none.
     #[serde(default)]
@@ -487,6 +510,12 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_callback_attempts() -> u32 {
+    3
+}
+fn d_callback_retry() -> u32 {
+    60
 }
 fn d_survey_timeout() -> u32 {
     10
@@ -712,6 +741,14 @@ impl Config {
                             "queue '{name}': closed_fallback names unknown queue '{}'",
                             f.get_ref()
                         ),
+                    ));
+                }
+            }
+            if let Some(d) = &q.callback_digit {
+                if !is_dtmf(d.get_ref()) || self.outbound.trunk.is_none() || !self.media.anchor {
+                    return Err((
+                        d.span().into(),
+                        format!("queue '{name}': callback_digit must be a DTMF digit, and callbacks need [outbound] trunk and [media] anchor = true"),
                     ));
                 }
             }

@@ -1,0 +1,396 @@
+//! Callback keeping the place in line (virtual hold). A waiting caller presses the queue's
+//! callback digit: the call ends (480 "Callback Scheduled", record outcome `callback`) but
+//! its key stays where it was in the ACD queue. When it reaches the head, the engine sets
+//! the call up again from our side: the agent is reserved first (offered and answered as
+//! any call), then the caller's number is dialled through `[outbound] trunk`; when the
+//! caller answers, the two are bridged. A caller who does not answer (busy, no answer,
+//! unreachable) frees the agent and the callback rejoins the back of the queue after
+//! `callback_retry_s`, up to `callback_attempts` times. Every attempt has its own record
+//! (channel `callback`).
+
+use super::anchor::CallMedia;
+use super::leg::{contact_value, Leg};
+use super::{Call, Engine, MediaCommand, MusicRef, Outcome, Owner, Side, TimerRef};
+use crate::acd::{CallKey, OfferFailure, QueueIdx};
+use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
+use crate::records::RecordEvent;
+use crate::sip::build::{random_token, response};
+use crate::sip::message::{Header, Message, NameAddr};
+use crate::sip::{Flow, Method};
+use bytes::Bytes;
+use std::time::Instant;
+
+/// A callback keeping its place.
+pub(super) struct Job {
+    number: String,
+    queue: QueueIdx,
+    attempts: u32,
+    pub retry_at: Option<Instant>,
+    pub armed: Option<Instant>,
+}
+
+/// A callback being placed: the agent's SDP once it answered, our INVITE to the caller.
+pub(super) struct Dialling {
+    agent: Option<Negotiated>,
+}
+
+impl Engine {
+    /// The caller asked to be called back.
+    pub(super) fn accept_callback(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let number = crate::sip::uri::dialled_number(NameAddr::parse(&call.caller.remote).uri)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'+'));
+        let Some(number) = number else {
+            tracing::info!(
+                call = key,
+                "callback asked by a caller without a number: ignored"
+            );
+            return;
+        };
+        let q = call.queue;
+        // The place stays: a ringing offer is withdrawn and the key goes back to the head.
+        self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, true);
+        let Some(mut call) = self.calls.remove(&key) else {
+            return;
+        };
+        self.dialogs.remove(&call.caller.call_id);
+        if let Some(m) = call.media.take() {
+            self.anchor_release(key, m);
+        }
+        self.record(RecordEvent::Ended {
+            id: call.record.clone(),
+            outcome: crate::records::Outcome::Callback,
+            side: "caller",
+            sip_cause: 480,
+            at_ms: self.unix_ms(now),
+        });
+        if let Some(inv) = call.caller_invite.as_ref() {
+            let r = response(
+                inv,
+                480,
+                Some("Callback Scheduled"),
+                Some(&super::call_flow::tag_of(&call.caller.local)),
+            );
+            let tx = call.caller_invite_tx;
+            self.after_records(|e| e.respond(now, tx, r));
+        }
+        self.metrics.calls_active.dec();
+        self.metrics
+            .calls
+            .with_label_values(&[self.acd.queue_name(q), Outcome::Callback.label()])
+            .inc();
+        tracing::info!(call = key, "callback scheduled, place in line kept");
+        self.callbacks.insert(
+            key,
+            Job {
+                number,
+                queue: q,
+                attempts: 0,
+                retry_at: None,
+                armed: None,
+            },
+        );
+        self.queue_gauge(q);
+    }
+
+    /// The callback's turn: set up its call (our own outbound leg towards the caller, not
+    /// dialled yet) so that the agent can be offered it. False if it cannot be (no ports).
+    pub(super) fn prepare_callback(&mut self, now: Instant, q: QueueIdx, key: CallKey) -> bool {
+        let Some((trunk, caller_id)) = self.cfg.outbound.clone() else {
+            return false;
+        };
+        let Some(number) = self.callbacks.get(&key).map(|j| j.number.clone()) else {
+            return false;
+        };
+        let Some(a) = self.anchor.as_mut() else {
+            return false;
+        };
+        let Ok(caller_port) = a.pool.allocate() else {
+            return false;
+        };
+        let Ok(agent_port) = a.pool.allocate() else {
+            a.pool.release(caller_port);
+            return false;
+        };
+        let ip = a.ip;
+        let media = CallMedia {
+            caller_port,
+            agent_port,
+            // Until the caller answers we only know what we will offer it.
+            caller: Negotiated {
+                codec: Codec::Pcmu,
+                pt: 0,
+                dtmf: Some((101, 8000)),
+                direction: Direction::SendRecv,
+                remote: (ip, 0),
+            },
+            caller_sdp: Bytes::new(),
+            agent: None,
+            session: rand::random::<u32>() as u64,
+            versions: [1, 1],
+            started: false,
+        };
+        let local = self.cfg.local;
+        let leg = Leg {
+            flow: Flow::udp(trunk),
+            call_id: format!("{}@dasan", random_token(20)),
+            local: format!("<sip:{caller_id}@{local}>;tag={}", random_token(12)),
+            remote: format!("<sip:{number}@{trunk}>"),
+            remote_target: format!("sip:{number}@{trunk}"),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            pending_2xx: None,
+        };
+        let record = format!("{:016x}", rand::random::<u64>());
+        self.record(RecordEvent::Arrived {
+            id: record.clone(),
+            sip_call_id: leg.call_id.clone(),
+            trunk: "callback".into(),
+            caller: number.clone(),
+            dialled: number,
+            channel: "callback",
+            queue: self.acd.queue_name(q).to_string(),
+            language: self.acd.queue_skill(q).to_string(),
+            at_ms: self.unix_ms(now),
+        });
+        self.calls.insert(
+            key,
+            Call {
+                queue: q,
+                arrived: now,
+                caller: leg,
+                caller_invite_tx: 0,
+                caller_invite: None,
+                agent: None,
+                ringing_sent: true,
+                early_media: false,
+                answered: false,
+                ring_deadline: None,
+                max_wait_at: None,
+                relay: None,
+                media: Some(media),
+                answered_at: None,
+                record,
+                menu: None,
+                digits: Default::default(),
+                announce_at: None,
+                queued_at: now,
+                step_at: None,
+                overflow_at: None,
+                survey: None,
+                callback: Some(Dialling { agent: None }),
+                armed: None,
+            },
+        );
+        self.metrics.calls_active.inc();
+        true
+    }
+
+    /// The reserved agent answered: dial the caller with our SDP, the agent's codec first.
+    pub(super) fn dial_callback(&mut self, now: Instant, key: CallKey, agent_answer: &Message) {
+        let agent = std::str::from_utf8(&agent_answer.body)
+            .ok()
+            .and_then(|t| Sdp::parse(t).ok())
+            .and_then(|s| sdp::negotiate(&s, &[Codec::Pcmu, Codec::Pcma, Codec::Opus]).ok());
+        let Some(agent) = agent else {
+            tracing::warn!(call = key, "agent SDP unusable: callback not placed");
+            self.callback_failed(now, key, 488);
+            return;
+        };
+        let local = self.cfg.local;
+        let Some(ip) = self.anchor.as_ref().map(|a| a.ip) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(cm) = call.media.as_ref() else {
+            return;
+        };
+        let pt = |c: Codec| match c {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+            Codec::Opus => 111,
+        };
+        let mut codecs = vec![(agent.codec, pt(agent.codec))];
+        codecs.extend(
+            [Codec::Pcmu, Codec::Pcma, Codec::Opus]
+                .into_iter()
+                .filter(|c| *c != agent.codec)
+                .map(|c| (c, pt(c))),
+        );
+        let offer = sdp::build(
+            cm.session,
+            1,
+            ip,
+            cm.caller_port,
+            &codecs,
+            Some((101, 8000)),
+            Direction::SendRecv,
+        );
+        if let Some(d) = call.callback.as_mut() {
+            d.agent = Some(agent);
+        }
+        let mut req = call.caller.request(Method::Invite, local, None);
+        req.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(call.caller.flow, local, "dasan"),
+        });
+        req.headers.push(Header {
+            name: "Content-Type".into(),
+            value: "application/sdp".into(),
+        });
+        req.body = Bytes::from(offer);
+        let flow = call.caller.flow;
+        self.start_client(now, flow, req, Owner::CallbackInvite(key), None);
+        self.arm(TimerRef::Call(key));
+    }
+
+    /// A response to our INVITE to the caller.
+    pub(super) fn callback_response(&mut self, now: Instant, key: CallKey, tx: u64, msg: Message) {
+        let Some(status) = msg.status() else { return };
+        if status < 200 {
+            return;
+        }
+        if status >= 300 {
+            self.callback_failed(now, key, status);
+            return;
+        }
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some(dialling) = call.callback.take() else {
+            return;
+        };
+        call.caller.remote = msg.header("To").unwrap_or("").to_string();
+        call.caller.learn_target(&msg, true);
+        let cseq = msg.cseq().map(|(n, _)| n).unwrap_or(1);
+        let ack = call
+            .caller
+            .request(Method::Ack, local, Some(cseq))
+            .to_bytes();
+        let flow = call.caller.flow;
+        call.answered_at = Some(now);
+        let caller_id = call.caller.call_id.clone();
+        let caller = std::str::from_utf8(&msg.body)
+            .ok()
+            .and_then(|t| Sdp::parse(t).ok())
+            .and_then(|s| sdp::negotiate(&s, &[Codec::Pcmu, Codec::Pcma, Codec::Opus]).ok());
+        if let Some(t) = self.client.get_mut(&tx) {
+            t.ack_2xx = Some(ack.clone());
+        }
+        self.send(flow, ack);
+        self.dialogs.insert(caller_id, (key, Side::Caller));
+        if let Some(job) = self.callbacks.remove(&key) {
+            tracing::info!(call = key, attempt = job.attempts + 1, "callback answered");
+        }
+        let (Some(caller), Some(agent)) = (caller, dialling.agent) else {
+            tracing::warn!(call = key, "caller's SDP unusable: callback ended");
+            self.end_answered(now, key, None, Some("SIP;cause=488"));
+            return;
+        };
+        let Some(a) = self.anchor.as_ref() else {
+            return;
+        };
+        let (ip, timeout) = (a.ip, a.timeout);
+        let Some(cm) = self.calls.get_mut(&key).and_then(|c| c.media.as_mut()) else {
+            return;
+        };
+        cm.caller = caller.clone();
+        cm.agent = Some(agent.clone());
+        cm.started = true;
+        let (caller_port, agent_port) = (cm.caller_port, cm.agent_port);
+        self.media_out.push_back(MediaCommand::Start {
+            call: key,
+            ip,
+            caller_port,
+            agent_port,
+            caller,
+            timeout,
+            music: MusicRef::Silence,
+        });
+        self.media_out.push_back(MediaCommand::Attach {
+            call: key,
+            agent,
+            record: None,
+        });
+    }
+
+    /// The attempt failed (`status` from the trunk, or 408): free the agent, try again
+    /// later or give up.
+    pub(super) fn callback_failed(&mut self, now: Instant, key: CallKey, status: u16) {
+        let Some(mut call) = self.calls.remove(&key) else {
+            return;
+        };
+        let q = call.queue;
+        let local = self.cfg.local;
+        if let Some(m) = call.media.take() {
+            self.anchor_release(key, m);
+        }
+        self.record(RecordEvent::Ended {
+            id: call.record.clone(),
+            outcome: crate::records::Outcome::Callback,
+            side: "engine",
+            sip_cause: status,
+            at_ms: self.unix_ms(now),
+        });
+        if let Some(mut a) = call.agent.take() {
+            let bye = a.leg.request(Method::Bye, local, None);
+            let flow = a.leg.flow;
+            self.start_client(now, flow, bye, Owner::Fire, None);
+            self.dialogs.remove(&a.leg.call_id);
+            self.acd.call_ended(q, a.agent, key, now);
+            self.arm(TimerRef::Agent(a.agent));
+            self.dispatch_for_agent(now, a.agent);
+        }
+        self.metrics.calls_active.dec();
+        let Some(job) = self.callbacks.get_mut(&key) else {
+            return;
+        };
+        job.attempts += 1;
+        let (max, retry) = self.cfg.queues[job.queue]
+            .callback
+            .map(|(_, n, r)| (n, r))
+            .unwrap_or((1, std::time::Duration::from_secs(60)));
+        if job.attempts >= max {
+            tracing::info!(
+                call = key,
+                attempts = job.attempts,
+                status,
+                "callback given up"
+            );
+            self.callbacks.remove(&key);
+            return;
+        }
+        tracing::info!(
+            call = key,
+            attempt = job.attempts,
+            status,
+            "callback not answered: retry later"
+        );
+        job.retry_at = Some(now + retry);
+        self.arm(TimerRef::Callback(key));
+    }
+
+    /// A callback's pause between attempts is over: it rejoins its queue.
+    pub(super) fn callback_retry(&mut self, now: Instant, key: CallKey) {
+        let Some(job) = self.callbacks.get_mut(&key) else {
+            return;
+        };
+        if job.retry_at.is_none_or(|t| t > now) {
+            return;
+        }
+        job.retry_at = None;
+        let q = job.queue;
+        if self.acd.enqueue(q, key, now).is_err() {
+            tracing::warn!(call = key, "queue full: callback given up");
+            self.callbacks.remove(&key);
+            return;
+        }
+        self.queue_gauge(q);
+        self.dispatch(now, q);
+    }
+}
