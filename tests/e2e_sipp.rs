@@ -630,3 +630,88 @@ fn feature_codes_from_the_agents_phone() {
         assert_eq!(e.agent_state("1001"), state, "after {code}");
     }
 }
+
+/// Callback end to end: a SIPp caller presses * while no agent is free and gets 480; when
+/// the agent becomes ready, the engine reserves it, dials the caller's number through the
+/// outbound trunk (a SIPp phone that answers and hangs up), and bridges them; both the
+/// original call and the callback attempt are recorded.
+#[test]
+fn callback_flow_against_a_sipp_called_back_phone() {
+    let p = Ports::new();
+    let dir = workdir("callback");
+    let (callee_port, cmp, ccp) = p.sipp(4);
+    let config = test_config("callback_digit = \"*\"").replace(
+        "[[agents]]",
+        &format!("[outbound]\ntrunk = \"127.0.0.1:{callee_port}\"\n\n[[agents]]"),
+    );
+    let e = EngineProc::start(&dir, &config, p.sip(), p.http());
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    let (code, _) = http_send(
+        e.http_port,
+        "POST",
+        "/api/agents/1001/state",
+        Some(API_TOKEN),
+        r#"{"state":"not-ready","reason":"break"}"#,
+    );
+    assert_eq!(code, 200);
+    let pcap = dir.join("pcap");
+    std::fs::create_dir_all(&pcap).unwrap();
+    for f in std::fs::read_dir("/usr/share/sip-tester")
+        .unwrap()
+        .flatten()
+    {
+        if f.path().extension().is_some_and(|x| x == "pcap") {
+            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
+        }
+    }
+    // The called-back phone behind the outbound trunk: answers, talks 1 s, hangs up.
+    let mut a = args(&["-sf"]);
+    a.push(scenarios().join("agent-hangup.xml").display().to_string());
+    a.extend(args(&[
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &callee_port.to_string(),
+        "-mp",
+        &cmp.to_string(),
+        "-cp",
+        &ccp.to_string(),
+        "-m",
+        "1",
+        "-d",
+        "1000",
+        "-timeout",
+        "60s",
+    ]));
+    let callee = sipp(&dir, "callee", &a);
+    caller(&p, &e, &dir, 2, "caller-callback.xml", 1, &[]).expect_success(LIMIT);
+    let (code, _) = http_send(
+        e.http_port,
+        "POST",
+        "/api/agents/1001/state",
+        Some(API_TOKEN),
+        r#"{"state":"ready"}"#,
+    );
+    assert_eq!(code, 200);
+    callee.expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = e.http_get("/api/records").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let recs = v["records"].as_array().unwrap();
+        let done = recs.len() == 2
+            && recs
+                .iter()
+                .any(|r| r["outcome"] == "callback" && r["channel"] == "voice")
+            && recs.iter().any(|r| {
+                r["channel"] == "callback" && r["outcome"] == "answered" && r["agent"] == "1001"
+            });
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
