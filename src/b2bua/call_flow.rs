@@ -461,7 +461,7 @@ impl Engine {
     }
 
     /// A response on an agent INVITE we no longer want (withdrawn, RONA, call gone).
-    fn orphan_invite_response(&mut self, now: Instant, tx_id: u64, msg: &Message) {
+    pub(super) fn orphan_invite_response(&mut self, now: Instant, tx_id: u64, msg: &Message) {
         let Some(status) = msg.status() else { return };
         let Some(tx) = self.client.get_mut(&tx_id) else {
             return;
@@ -961,6 +961,12 @@ impl Engine {
             return;
         }
         let answered = call.answered;
+        if side == Side::Agent && answered && call.callback.is_some() {
+            // The agent left before the called-back caller answered.
+            self.reply(now, tx, &msg, 200, None);
+            self.abort_callback_dial(now, key);
+            return;
+        }
         // The record first: the 200 (and a BYE to the caller) leave once it is durable, so
         // a call its caller saw end is never missing from the store.
         match (side, answered) {

@@ -32,6 +32,8 @@ pub(super) struct Job {
 /// A callback being placed: the agent's SDP once it answered, our INVITE to the caller.
 pub(super) struct Dialling {
     agent: Option<Negotiated>,
+    /// Our INVITE to the caller, once sent: only its responses are this attempt's.
+    invite_tx: Option<u64>,
 }
 
 impl Engine {
@@ -180,7 +182,10 @@ impl Engine {
                 step_at: None,
                 overflow_at: None,
                 survey: None,
-                callback: Some(Dialling { agent: None }),
+                callback: Some(Dialling {
+                    agent: None,
+                    invite_tx: None,
+                }),
                 armed: None,
             },
         );
@@ -244,13 +249,27 @@ impl Engine {
         });
         req.body = Bytes::from(offer);
         let flow = call.caller.flow;
-        self.start_client(now, flow, req, Owner::CallbackInvite(key), None);
+        let tx = self.start_client(now, flow, req, Owner::CallbackInvite(key), None);
+        if let Some(d) = self.calls.get_mut(&key).and_then(|c| c.callback.as_mut()) {
+            d.invite_tx = Some(tx);
+        }
         self.arm(TimerRef::Call(key));
     }
 
     /// A response to our INVITE to the caller.
     pub(super) fn callback_response(&mut self, now: Instant, key: CallKey, tx: u64, msg: Message) {
         let Some(status) = msg.status() else { return };
+        let current = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.callback.as_ref())
+            .is_some_and(|d| d.invite_tx == Some(tx));
+        if !current {
+            // An attempt given up (the agent left): CANCEL on its first provisional, ACK
+            // and BYE a late 2xx.
+            self.orphan_invite_response(now, tx, &msg);
+            return;
+        }
         if status < 200 {
             return;
         }
@@ -373,6 +392,52 @@ impl Engine {
         );
         job.retry_at = Some(now + retry);
         self.arm(TimerRef::Callback(key));
+    }
+
+    /// The reserved agent hung up while the caller's phone was still being dialled: the
+    /// INVITE is cancelled (RFC 3261 9.1) and the attempt counts as failed.
+    pub(super) fn abort_callback_dial(&mut self, now: Instant, key: CallKey) {
+        // This attempt's INVITE (earlier attempts' transactions may still linger).
+        let invite = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.callback.as_ref())
+            .and_then(|d| d.invite_tx);
+        if let Some(id) = invite {
+            let mut cancel = None;
+            if let Some(tx) = self.client.get_mut(&id) {
+                if let super::ClientKind::Invite(ci) = &mut tx.kind {
+                    match ci.state() {
+                        crate::sip::transaction::ClientInviteState::Proceeding => {
+                            cancel = tx
+                                .request
+                                .as_ref()
+                                .map(|req| (tx.flow, crate::sip::build::cancel_for(req)));
+                        }
+                        crate::sip::transaction::ClientInviteState::Calling => {
+                            ci.stop_retransmissions();
+                            tx.cancel_on_provisional = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some((flow, c)) = cancel {
+                self.start_client(now, flow, c, Owner::Fire, None);
+            }
+            self.arm(TimerRef::Client(id));
+        }
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(a) = call.agent.take() {
+            let q = call.queue;
+            self.dialogs.remove(&a.leg.call_id);
+            self.acd.call_ended(q, a.agent, key, now);
+            self.arm(TimerRef::Agent(a.agent));
+            self.dispatch_for_agent(now, a.agent);
+        }
+        self.callback_failed(now, key, 487);
     }
 
     /// A callback's pause between attempts is over: it rejoins its queue.

@@ -1270,7 +1270,7 @@ fn outside_opening_hours_the_caller_hears_why_and_waits_for_a_korean_counsellor(
 fn callback_keeps_the_place_reserves_the_agent_then_dials_the_caller_with_retries() {
     let cfg = ANCHORED.replace(
         "digits = { \"9\" = \"languages\" }",
-        "digits = { \"9\" = \"languages\" }\ncallback_digit = \"*\"\ncallback_attempts = 2\ncallback_retry_s = 30",
+        "digits = { \"9\" = \"languages\" }\ncallback_digit = \"*\"\ncallback_attempts = 3\ncallback_retry_s = 30",
     );
     let mut h = Harness::with(&format!(
         "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
@@ -1335,6 +1335,29 @@ fn callback_keeps_the_place_reserves_the_agent_then_dials_the_caller_with_retrie
     h.advance(Duration::from_secs(29));
     assert!(requests(&h.out(), &Method::Invite).is_empty());
     h.advance(Duration::from_secs(1));
+    // Second attempt: the caller's phone rings, but the agent hangs up first: CANCEL.
+    let (_, dial) = attempt(&mut h, true);
+    let ringing = crate::sip::build::response(&dial, 180, None, Some("cb"));
+    h.e.handle_message(h.now, trunk, &ringing.to_bytes());
+    h.out();
+    let key2 = *h.e.calls.keys().next().unwrap();
+    let agent_call = h.e.calls[&key2].agent.as_ref().unwrap().leg.call_id.clone();
+    let agent_local = h.e.calls[&key2].agent.as_ref().unwrap().leg.local.clone();
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKcbbye\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {agent_local}\r\nCall-ID: {agent_call}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n");
+    h.input(agent_flow(1), &bye);
+    let out = h.out();
+    assert_eq!(codes(&out), vec![200]);
+    assert_eq!(
+        requests(&out, &Method::Cancel).len(),
+        1,
+        "the dial is cancelled"
+    );
+    assert!(
+        requests(&out, &Method::Bye).is_empty(),
+        "no BYE without a dialog"
+    );
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    h.advance(Duration::from_secs(30));
     let (_, dial) = attempt(&mut h, true);
     let mut ok = crate::sip::build::response(&dial, 200, None, Some("callee"));
     ok.set_header("Contact", "<sip:callee@10.9.9.9:5060>");
