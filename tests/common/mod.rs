@@ -500,6 +500,18 @@ impl Baresip {
 
 impl Drop for Baresip {
     fn drop(&mut self) {
+        // SIGTERM to `timeout`, which passes it on to baresip; a SIGKILL would leave
+        // baresip running (and holding its ports) after the test.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
