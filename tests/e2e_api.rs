@@ -122,24 +122,13 @@ fn agents_queues_calls_and_notes_through_the_api() {
     ]));
     let phone = sipp(&dir, "phone", &a);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let csv = agents_csv(&dir, &["1001"], "test-pw");
-    let mut a = base_args(e.sip_port, reg_port, base + 14, base + 31);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("register.xml").display().to_string(),
-    ]));
-    a.extend(args(&[
-        "-inf",
-        &csv.display().to_string(),
-        "-key",
-        "agent_port",
-        &phone_port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "20s",
-    ]));
-    sipp(&dir, "reg", &a).expect_success(std::time::Duration::from_secs(30));
+    register_agent(
+        &dir,
+        e.sip_port,
+        "1001",
+        phone_port,
+        (reg_port, base + 14, base + 31),
+    );
     assert_eq!(e.agent_state("1001"), "ready");
 
     // Roles and bad bodies.

@@ -86,18 +86,8 @@ fn baresip_call(name: &str, anchor: bool) -> (EngineProc, f64) {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // uac_pcap plays pcap/g711a.pcap relative to its working directory.
-    let pcap = dir.join("pcap");
-    std::fs::create_dir_all(&pcap).unwrap();
-    // It also plays the RFC 2833 DTMF captures that ship beside it.
-    for f in std::fs::read_dir("/usr/share/sip-tester")
-        .expect("sip-tester's pcap files")
-        .flatten()
-    {
-        if f.path().extension().is_some_and(|x| x == "pcap") {
-            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
-        }
-    }
+    // SIPp plays G.711 audio and RFC 2833 digits from sip-tester's pcaps.
+    copy_sipp_pcaps(&dir);
     let mut a = base_args(sip, caller_port, base + 30, base + 35);
     a.extend(args(&[
         "-sn", "uac_pcap", "-s", "120", "-m", "1", "-timeout", "60s",

@@ -110,16 +110,8 @@ fn nine_then_one_reaches_the_english_agent_and_the_caller_hears_the_menu() {
     );
     wait_ready(&e, "1005", &agent);
 
-    let pcap = dir.join("pcap");
-    std::fs::create_dir_all(&pcap).unwrap();
-    for f in std::fs::read_dir("/usr/share/sip-tester")
-        .expect("sip-tester's pcap files")
-        .flatten()
-    {
-        if f.path().extension().is_some_and(|x| x == "pcap") {
-            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
-        }
-    }
+    // SIPp plays G.711 audio and RFC 2833 digits from sip-tester's pcaps.
+    copy_sipp_pcaps(&dir);
     // What reaches the caller's RTP port, as the caller's network sees it.
     let capture = Capture::start(&dir, "caller", &format!("udp dst port {caller_media}"));
     let mut a = base_args(sip, caller_sip, caller_media, base + 30);
@@ -272,22 +264,7 @@ fn a_baresip_agent_transfers_the_caller_to_the_english_queue() {
     ]));
     let en_phone = sipp(&dir, "en-phone", &a);
     std::thread::sleep(Duration::from_millis(200));
-    let csv = agents_csv(&dir, &["1005"], "test-pw");
-    let mut a = base_args(sip, reg_port, base + 14, base + 31);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("register.xml").display().to_string(),
-        "-inf",
-        &csv.display().to_string(),
-        "-key",
-        "agent_port",
-        &en_port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "20s",
-    ]));
-    sipp(&dir, "reg", &a).expect_success(LIMIT);
+    register_agent(&dir, sip, "1005", en_port, (reg_port, base + 14, base + 31));
     // The caller waits for the engine's BYE at the end.
     let mut a = base_args(sip, base + 8, base + 16, base + 32);
     a.extend(args(&[

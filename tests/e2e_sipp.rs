@@ -532,16 +532,7 @@ fn survey_score_reaches_the_record() {
     let (p, e, dir) = start("survey", "survey = \"survey-ko\"");
     let phone = agent_phone(&p, &dir, 0, "agent-hangup.xml", 1, &["-d", "1000"]);
     register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
-    let pcap = dir.join("pcap");
-    std::fs::create_dir_all(&pcap).unwrap();
-    for f in std::fs::read_dir("/usr/share/sip-tester")
-        .unwrap()
-        .flatten()
-    {
-        if f.path().extension().is_some_and(|x| x == "pcap") {
-            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
-        }
-    }
+    copy_sipp_pcaps(&dir);
     caller(&p, &e, &dir, 2, "caller-survey.xml", 1, &[]).expect_success(LIMIT);
     phone.expect_success(LIMIT);
     assert_eq!(e.metric(ANSWERED), 1.0);
@@ -655,16 +646,7 @@ fn callback_flow_against_a_sipp_called_back_phone() {
         r#"{"state":"not-ready","reason":"break"}"#,
     );
     assert_eq!(code, 200);
-    let pcap = dir.join("pcap");
-    std::fs::create_dir_all(&pcap).unwrap();
-    for f in std::fs::read_dir("/usr/share/sip-tester")
-        .unwrap()
-        .flatten()
-    {
-        if f.path().extension().is_some_and(|x| x == "pcap") {
-            std::fs::copy(f.path(), pcap.join(f.file_name())).unwrap();
-        }
-    }
+    copy_sipp_pcaps(&dir);
     // The called-back phone behind the outbound trunk: answers, talks 1 s, hangs up.
     let mut a = args(&["-sf"]);
     a.push(scenarios().join("agent-hangup.xml").display().to_string());

@@ -595,3 +595,45 @@ impl Drop for Capture {
         let _ = self.child.wait();
     }
 }
+
+/// Copies sip-tester's pcap files (G.711 audio, RFC 2833 digits) into `<dir>/pcap`, where
+/// SIPp's `play_pcap_audio` looks for them relative to its working directory.
+pub fn copy_sipp_pcaps(dir: &Path) {
+    let pcap = dir.join("pcap");
+    std::fs::create_dir_all(&pcap).expect("pcap dir");
+    for f in std::fs::read_dir("/usr/share/sip-tester")
+        .expect("sip-tester's pcap files")
+        .flatten()
+    {
+        if f.path().extension().is_some_and(|x| x == "pcap") {
+            std::fs::copy(f.path(), pcap.join(f.file_name())).expect("copy pcap");
+        }
+    }
+}
+
+/// Registers agent `id` (password `test-pw`) from SIPp on `reg_ports` (signalling, media,
+/// control), naming the phone listening on `phone_port` as its contact; waits for success.
+pub fn register_agent(
+    dir: &Path,
+    engine_sip: u16,
+    id: &str,
+    phone_port: u16,
+    (port, mp, cp): (u16, u16, u16),
+) {
+    let csv = agents_csv(dir, &[id], "test-pw");
+    let mut a = base_args(engine_sip, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("register.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-key",
+        "agent_port",
+        &phone_port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+    ]));
+    sipp(dir, &format!("reg-{id}"), &a).expect_success(Duration::from_secs(30));
+}
