@@ -30,6 +30,7 @@ pub struct Metrics {
     pub queue_service_level: GaugeVec,
     pub queue_asa: GaugeVec,
     pub queue_abandon: GaugeVec,
+    pub queue_wrap_up: GaugeVec,
     pub rtp_bytes: IntCounter,
     pub rtp_lost: IntCounter,
     process: Process,
@@ -207,6 +208,13 @@ impl Metrics {
             ),
             &["queue"],
         )?;
+        let queue_wrap_up = GaugeVec::new(
+            Opts::new(
+                "dasan_queue_wrap_up_seconds",
+                "Average measured wrap-up (call end until the agent left wrap-up), rolling window",
+            ),
+            &["queue"],
+        )?;
         let rtp_bytes = IntCounter::new(
             "dasan_rtp_bytes_relayed_total",
             "RTP bytes the engine sent on anchored calls",
@@ -233,6 +241,7 @@ impl Metrics {
             Box::new(queue_service_level.clone()),
             Box::new(queue_asa.clone()),
             Box::new(queue_abandon.clone()),
+            Box::new(queue_wrap_up.clone()),
             Box::new(rtp_bytes.clone()),
             Box::new(rtp_lost.clone()),
             Box::new(process.cpu.clone()),
@@ -280,6 +289,7 @@ impl Metrics {
             queue_service_level,
             queue_asa,
             queue_abandon,
+            queue_wrap_up,
             rtp_bytes,
             rtp_lost,
             process,

@@ -102,6 +102,8 @@ struct Agent {
     last_offer: u64,
     /// Ring-no-answers in a row (reset by an answer).
     no_answers: u32,
+    /// The queue whose call the agent is wrapping up, and since when.
+    wrap: Option<(QueueIdx, Instant)>,
 }
 
 /// How a queue picks among eligible ready agents.
@@ -249,6 +251,8 @@ pub struct Acd {
     queues: Vec<Queue>,
     epoch: Instant,
     offers: u64,
+    /// Finished wrap-ups not yet taken by the figures (see `take_wrap_ups`).
+    wrap_log: Vec<(QueueIdx, Duration)>,
 }
 
 impl Acd {
@@ -279,6 +283,7 @@ impl Acd {
                 calls_taken: 0,
                 last_offer: 0,
                 no_answers: 0,
+                wrap: None,
             })
             .collect();
         let queues: Vec<Queue> = queues
@@ -311,6 +316,7 @@ impl Acd {
             queues,
             epoch: now,
             offers: 0,
+            wrap_log: Vec::new(),
         }
     }
 
@@ -443,13 +449,15 @@ impl Acd {
             AgentState::LoggedOut => Err(StateError::LoggedOut),
             AgentState::Offered(_) | AgentState::OnCall(_) => Err(StateError::Busy),
             AgentState::WrapUp(_) | AgentState::BusyDelay(_) | AgentState::NotReady(_) => {
+                self.close_wrap(a, now);
                 self.set_ready(a, now);
                 Ok(())
             }
         }
     }
 
-    pub fn make_not_ready(&mut self, a: AgentIdx) -> Result<(), StateError> {
+    pub fn make_not_ready(&mut self, a: AgentIdx, now: Instant) -> Result<(), StateError> {
+        self.close_wrap(a, now);
         match self.agents[a as usize].state {
             AgentState::LoggedOut => Err(StateError::LoggedOut),
             AgentState::Offered(_) | AgentState::OnCall(_) => Err(StateError::Busy),
@@ -506,12 +514,13 @@ impl Acd {
         self.queues[q].p.next_step(since, now)
     }
 
-    pub fn logout(&mut self, a: AgentIdx) {
+    pub fn logout(&mut self, a: AgentIdx, now: Instant) {
         match self.agents[a as usize].state {
             AgentState::Offered(_) | AgentState::OnCall(_) => {
                 self.agents[a as usize].logout_pending = true;
             }
             _ => {
+                self.close_wrap(a, now);
                 self.leave_ready(a);
                 self.agents[a as usize].state = AgentState::LoggedOut;
             }
@@ -627,10 +636,26 @@ impl Acd {
         }
         let wrap = self.queues[q].p.wrap_up;
         if wrap.is_zero() {
+            self.wrap_log.push((q, Duration::ZERO));
             self.set_ready(a, now);
         } else {
             self.agents[a as usize].state = AgentState::WrapUp(now + wrap);
+            self.agents[a as usize].wrap = Some((q, now));
         }
+    }
+
+    /// The agent's wrap-up (if any) ended at `now`: its measured length goes to the log.
+    fn close_wrap(&mut self, a: AgentIdx, now: Instant) {
+        if let Some((q, since)) = self.agents[a as usize].wrap.take() {
+            self.wrap_log
+                .push((q, now.saturating_duration_since(since)));
+        }
+    }
+
+    /// Wrap-ups that ended since the last call, by queue: how long agents really took
+    /// (an agent may end wrap-up early, or be set not-ready from it).
+    pub fn take_wrap_ups(&mut self) -> std::vec::Drain<'_, (QueueIdx, Duration)> {
+        self.wrap_log.drain(..)
     }
 
     /// When the agent's current timed state (wrap-up, busy delay) ends.
@@ -645,6 +670,7 @@ impl Acd {
     pub fn agent_timer(&mut self, a: AgentIdx, now: Instant) -> bool {
         match self.agents[a as usize].state {
             AgentState::WrapUp(t) | AgentState::BusyDelay(t) if t <= now => {
+                self.close_wrap(a, t);
                 self.set_ready(a, now);
                 true
             }
@@ -774,6 +800,23 @@ mod tests {
         assert!(!a.agent_timer(0, t0 + Duration::from_secs(9)));
         assert!(a.agent_timer(0, t0 + Duration::from_secs(10)));
         assert_eq!(a.next_offer(0, t0), Some((2, 0)));
+        // Measured wrap-up: the full 10 s here (the timer ended it even if run late)…
+        let log: Vec<_> = a.take_wrap_ups().collect();
+        assert_eq!(log, vec![(0, Duration::from_secs(10))]);
+        // …then an agent who is done after 4 s and says so.
+        a.answered(0, 2);
+        let t1 = t0 + Duration::from_secs(100);
+        a.call_ended(0, 0, 2, t1);
+        a.make_ready(0, t1 + Duration::from_secs(4)).unwrap();
+        // …and one set not-ready from wrap-up after 7 s.
+        a.enqueue(0, 3, t1).unwrap();
+        let (c, ag) = a.next_offer(0, t1).unwrap();
+        a.answered(ag, c);
+        a.call_ended(0, ag, c, t1);
+        a.make_not_ready(ag, t1 + Duration::from_secs(7)).unwrap();
+        let log: Vec<_> = a.take_wrap_ups().map(|(_, d)| d.as_secs()).collect();
+        assert_eq!(log, vec![4, 7]);
+        assert_eq!(a.take_wrap_ups().count(), 0, "taken once");
     }
 
     #[test]
@@ -784,7 +827,7 @@ mod tests {
         a.enqueue(0, 1, t0).unwrap();
         let (c, ag) = a.next_offer(0, t0).unwrap();
         a.answered(ag, c);
-        a.logout(ag);
+        a.logout(ag, t0);
         assert_eq!(a.agent_state(0), &AgentState::OnCall(1));
         a.call_ended(0, ag, c, t0);
         assert_eq!(a.agent_state(0), &AgentState::LoggedOut);
@@ -1005,7 +1048,7 @@ mod tests {
                             for ag in 0..6 { a.agent_timer(ag, now); }
                         }
                         Op::Login(i) => a.login(i as AgentIdx, now),
-                        Op::Logout(i) => a.logout(i as AgentIdx),
+                        Op::Logout(i) => a.logout(i as AgentIdx, now),
                         Op::Arrive(q) => {
                             let q = q as usize;
                             if a.enqueue(q, next_call, now).is_ok() {

@@ -128,11 +128,11 @@ impl Engine {
                 }
             }
             StateChange::NotReady(reason) => {
-                self.acd.make_not_ready(a)?;
+                self.acd.make_not_ready(a, now)?;
                 self.not_ready_reasons.insert(a, reason);
             }
             StateChange::Logout => {
-                self.acd.logout(a);
+                self.acd.logout(a, now);
                 self.not_ready_reasons.remove(&a);
             }
         }
@@ -142,6 +142,7 @@ impl Engine {
             "agent state set by API"
         );
         self.arm(TimerRef::Agent(a));
+        self.note_wrap_ups(now);
         Ok(self.agent_view(a))
     }
 

@@ -320,7 +320,7 @@ impl Engine {
                 // Ready without a binding cannot happen through the registrar; be safe.
                 self.acd
                     .offer_failed(q, key, agent, OfferFailure::Error, now, true);
-                self.acd.logout(agent);
+                self.acd.logout(agent, now);
                 continue;
             };
             let local = self.cfg.local;

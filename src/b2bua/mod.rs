@@ -691,6 +691,7 @@ impl Engine {
     /// Brings the scrape-time gauges up to date: agents by queue and state, and each
     /// queue's service level, ASA and abandonment over the window.
     pub fn refresh_metrics(&mut self, now: Instant) {
+        self.note_wrap_ups(now);
         const STATES: [&str; 7] = [
             "logged-out",
             "ready",
@@ -727,6 +728,17 @@ impl Engine {
                 .queue_abandon
                 .with_label_values(&[qn])
                 .set(f.abandon);
+            self.metrics
+                .queue_wrap_up
+                .with_label_values(&[qn])
+                .set(f.average_wrap_up_s);
+        }
+    }
+
+    /// Moves the wrap-ups the ACD measured into the queues' windows.
+    pub(crate) fn note_wrap_ups(&mut self, now: Instant) {
+        for (q, d) in self.acd.take_wrap_ups() {
+            self.windows[q].wrapped_up(now, d);
         }
     }
 
@@ -778,12 +790,14 @@ impl Engine {
     pub fn handle_datagram(&mut self, now: Instant, received: Instant, flow: Flow, data: &[u8]) {
         self.received = received.min(now);
         self.dispatch_message(now, flow, data);
+        self.note_wrap_ups(now);
     }
 
     /// One complete SIP message from the network (a datagram or a framed stream message).
     pub fn handle_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
         self.received = now;
         self.dispatch_message(now, flow, data);
+        self.note_wrap_ups(now);
     }
 
     fn dispatch_message(&mut self, now: Instant, flow: Flow, data: &[u8]) {
@@ -1196,6 +1210,11 @@ impl Engine {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.run_timers(now);
+        self.note_wrap_ups(now);
+    }
+
+    fn run_timers(&mut self, now: Instant) {
         while let Some(Reverse((t, r))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -1304,7 +1323,7 @@ impl Engine {
                 agent = self.acd.agent_id(a),
                 "registration expired: logged out"
             );
-            self.acd.logout(a);
+            self.acd.logout(a, now);
         }
         if self.acd.agent_timer(a, now) {
             self.dispatch_for_agent(now, a);
@@ -1340,13 +1359,13 @@ impl Engine {
     }
 
     /// The driver saw a TCP connection close.
-    pub fn connection_closed(&mut self, conn: u64) {
+    pub fn connection_closed(&mut self, now: Instant, conn: u64) {
         for a in self.registrar.connection_closed(conn) {
             tracing::info!(
                 agent = self.acd.agent_id(a),
                 "TCP connection closed: logged out"
             );
-            self.acd.logout(a);
+            self.acd.logout(a, now);
         }
     }
 
@@ -1360,7 +1379,7 @@ impl Engine {
             }
             Change::LoggedOut => {
                 tracing::info!(agent = self.acd.agent_id(a), "unregistered: logged out");
-                self.acd.logout(a);
+                self.acd.logout(a, now);
             }
             Change::None => {}
         }

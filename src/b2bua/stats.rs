@@ -23,6 +23,8 @@ struct Bucket {
     short_abandoned: u64,
     talked: u64,
     talk_ms: u64,
+    wrapped: u64,
+    wrap_ms: u64,
 }
 
 /// Abandons this short are counted apart (a caller who dialled by mistake).
@@ -46,6 +48,8 @@ pub struct Figures {
     pub service_level_2: f64,
     pub asa_s: f64,
     pub average_talk_s: f64,
+    /// Measured: from the call's end until the agent left wrap-up (0 for queues without).
+    pub average_wrap_up_s: f64,
     pub abandon: f64,
 }
 
@@ -99,6 +103,12 @@ impl QueueWindow {
         b.talk_ms += talk.as_millis() as u64;
     }
 
+    pub fn wrapped_up(&mut self, now: Instant, wrap: Duration) {
+        let b = self.bucket(now);
+        b.wrapped += 1;
+        b.wrap_ms += wrap.as_millis() as u64;
+    }
+
     pub fn figures(&self, now: Instant) -> Figures {
         let slot = (now.saturating_duration_since(self.start).as_secs() / BUCKET.as_secs()) + 1;
         let live = self
@@ -116,6 +126,8 @@ impl QueueWindow {
             t.short_abandoned += b.short_abandoned;
             t.talked += b.talked;
             t.talk_ms += b.talk_ms;
+            t.wrapped += b.wrapped;
+            t.wrap_ms += b.wrap_ms;
         }
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         Figures {
@@ -135,6 +147,7 @@ impl QueueWindow {
             },
             asa_s: ratio(t.wait_ms, t.answered) / 1000.0,
             average_talk_s: ratio(t.talk_ms, t.talked) / 1000.0,
+            average_wrap_up_s: ratio(t.wrap_ms, t.wrapped) / 1000.0,
             abandon: ratio(t.abandoned, t.answered + t.abandoned),
         }
     }
@@ -166,6 +179,11 @@ mod tests {
         assert!((f.abandon - 0.25).abs() < 1e-9, "the 2 s abandon is short");
         assert_eq!((f.abandoned, f.short_abandoned), (1, 1));
         assert!((f.average_talk_s - 150.0).abs() < 1e-9);
+        assert_eq!(f.average_wrap_up_s, 0.0, "no wrap-up yet");
+        w.wrapped_up(t0 + Duration::from_secs(112), Duration::from_secs(10));
+        w.wrapped_up(t0 + Duration::from_secs(113), Duration::from_secs(4));
+        let f = w.figures(t0 + Duration::from_secs(120));
+        assert!((f.average_wrap_up_s - 7.0).abs() < 1e-9);
         // Sixteen minutes later the first two have left the window.
         let later = t0 + Duration::from_secs(16 * 60 + 50);
         w.answered(later, Duration::from_secs(1));

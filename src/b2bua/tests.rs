@@ -468,7 +468,7 @@ fn closed_tcp_connection_logs_the_agent_out() {
     let out = h.invite("overtcp");
     let inv = requests(&out, &Method::Invite);
     assert_eq!(inv[0].0, tcp, "INVITE goes over the agent's own connection");
-    h.e.connection_closed(77);
+    h.e.connection_closed(h.now, 77);
     assert_eq!(
         h.e.agent_states()[0].1,
         "offered",

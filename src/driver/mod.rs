@@ -235,7 +235,7 @@ pub async fn run(
                     Some(CoreEvent::Opened(id, tx)) => { conns.insert(id, tx); }
                     Some(CoreEvent::Closed(id)) => {
                         conns.remove(&id);
-                        engine.connection_closed(id);
+                        engine.connection_closed(Instant::now(), id);
                     }
                     Some(CoreEvent::Query(q)) => answer(&mut engine, q),
                     None => {}
