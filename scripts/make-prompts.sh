@@ -46,6 +46,16 @@ say8 closed-ja ja "にほんごのそうだんは、ごぜんくじから、ご�
 say8 closed-vi vi "Tư vấn tiếng Việt từ 9 giờ sáng đến 10 giờ tối. Xin vui lòng chờ tư vấn viên."
 # (ө and ү written as о and у: the Russian voice spells out letters it does not know.)
 say8 closed-mn ru "Монгол хэлний зовлогоо оглооний 9 цагаас оройн 10 цаг хуртэл. Тур хулээнэ уу."
+# The same, for queues with a callback digit (and an outbound trunk): the caller may ask to
+# be called back when the queue opens.
+say8 closed-callback-en en-us "English counselling is open from 9 a.m. to 10 p.m. To be called back in English when we open, press star. Or hold for the next counsellor."
+say8 closed-callback-zh cmn "中文咨询时间为上午九点至晚上十点。如需在开放时间回电，请按星号键。或请稍候，我们将为您转接其他咨询员。"
+say8 closed-callback-ja ja "にほんごのそうだんは、ごぜんくじから、ごごじゅうじまでです。あいてから おでんわを ごきぼうのかたは、こめじるしを おしてください。または、しょうしょうおまちください。"
+say8 closed-callback-vi vi "Tư vấn tiếng Việt từ 9 giờ sáng đến 10 giờ tối. Để được gọi lại khi mở cửa, xin bấm phím sao. Hoặc xin vui lòng chờ tư vấn viên."
+say8 closed-callback-mn ru "Монгол хэлний зовлогоо оглооний 9 цагаас оройн 10 цаг хуртэл. Буцааж залгуулах бол од товчийг дарна уу. Эсвэл тур хулээнэ уу."
+# The callback offer to a caller who has waited (callback_offer_after_s, or at max wait).
+say8 callback-offer-ko ko "기다리신 순서를 유지한 채 상담사의 전화를 받으시려면 별표를 눌러 주십시오."
+say8 callback-offer-en en-us "To keep your place in line and be called back, press star."
 # The post-call survey (off unless a queue sets survey = "survey-ko").
 say8 survey-ko ko "상담이 만족스러우셨다면 5번, 보통이면 3번, 불만족이면 1번을 눌러 주십시오."
 echo "prompts written: $(ls prompts/*.wav | wc -l)"

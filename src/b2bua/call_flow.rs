@@ -64,7 +64,8 @@ impl Engine {
         };
         // Outside opening hours: the closed queue's fallback takes the call, after the
         // closed prompt; with no open fallback, 480.
-        let (q, closed_prompt) = if menu.is_some() {
+        let asked = q;
+        let (mut q, closed_prompt) = if menu.is_some() {
             (q, None)
         } else {
             match self.open_queue(q, now) {
@@ -100,13 +101,25 @@ impl Engine {
         // A call for a menu joins a queue only once the caller chose (or gave up); without
         // anchored media (a late-offer INVITE) it cannot hear digits: straight to the queue.
         let menu = menu.filter(|_| media.is_some());
-        if self.overloaded
-            || self.draining
-            || self.calls.len() >= self.cfg.max_calls
-            || (menu.is_none() && self.acd.enqueue(q, key, now).is_err())
+        let refused = if self.overloaded || self.draining || self.calls.len() >= self.cfg.max_calls
         {
-            let mut r = response(&msg, 503, None, Some(&random_token(10)));
-            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            Some(503)
+        } else if menu.is_some() || self.acd.enqueue(q, key, now).is_ok() {
+            None
+        } else {
+            match self.when_full(q, key, now) {
+                Ok(t) => {
+                    q = t;
+                    None
+                }
+                Err(code) => Some(code),
+            }
+        };
+        if let Some(code) = refused {
+            let mut r = response(&msg, code, None, Some(&random_token(10)));
+            if code == 503 {
+                r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            }
             self.respond(now, tx, r);
             if let Some(m) = media {
                 self.anchor_release(key, m);
@@ -117,7 +130,7 @@ impl Engine {
                 id,
                 outcome: crate::records::Outcome::Rejected,
                 side: "engine",
-                sip_cause: 503,
+                sip_cause: code,
                 at_ms: self.unix_ms(now),
             });
             let qn = self.acd.queue_name(q).to_string();
@@ -149,6 +162,8 @@ impl Engine {
         if let Some(t) = self.server.get_mut(&tx) {
             t.call = Some(key);
         }
+        // The caller heard the closed queue's prompt: its callback digit stays live.
+        let closed_prompt_heard = closed_prompt.is_some() && early_media && media.is_some();
         let trying = response(&msg, 100, None, None);
         self.respond(now, tx, trying);
         if let Some(m) = media.as_mut() {
@@ -199,6 +214,10 @@ impl Engine {
                 queued_at: now,
                 step_at: None,
                 overflow_at: None,
+                callback_offer_at: None,
+                callback_offered: false,
+                closed_from: None,
+                limit: None,
                 survey: None,
                 callback: None,
                 armed: None,
@@ -207,6 +226,11 @@ impl Engine {
         if menu.is_none() {
             self.set_queue_timers(now, key);
             self.windows[q].offered(now);
+            let offer = self.callback_offer_time(key, q, now);
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.callback_offer_at = offer.filter(|_| early_media);
+                call.closed_from = (asked != q && closed_prompt_heard).then_some(asked);
+            }
         }
         self.metrics.calls_active.inc();
         let anchored = self
@@ -1179,9 +1203,15 @@ impl Engine {
             return;
         };
         if call.max_wait_at.is_some_and(|t| t <= now) && !call.answered {
-            self.end_unanswered(now, key, 480, Outcome::TimedOut);
+            self.max_wait_reached(now, key);
             return;
         }
+        if call.callback_offer_at.is_some_and(|t| t <= now) && !call.answered {
+            self.play_callback_offer(key);
+        }
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
         if call.survey.flatten().is_some_and(|t| t <= now) {
             // No rating: thank-you-free goodbye.
             self.end_answered(now, key, Some(Side::Caller), None);

@@ -38,7 +38,14 @@ pub(super) struct Dialling {
 
 impl Engine {
     /// The caller asked to be called back.
-    pub(super) fn accept_callback(&mut self, now: Instant, key: CallKey) {
+    /// `when_open`: asked outside that queue's hours — the call leaves the queue it waits in
+    /// and the callback joins the closed queue's line when it opens.
+    pub(super) fn accept_callback(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        when_open: Option<(QueueIdx, Instant)>,
+    ) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -51,9 +58,17 @@ impl Engine {
             );
             return;
         };
-        let q = call.queue;
+        let waiting_in = call.queue;
         // The place stays: a ringing offer is withdrawn and the key goes back to the head.
         self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, true);
+        let (q, retry_at) = match when_open {
+            Some((origin, opens)) => {
+                self.acd.leave(waiting_in, key);
+                self.queue_gauge(waiting_in);
+                (origin, Some(opens))
+            }
+            None => (waiting_in, None),
+        };
         let Some(mut call) = self.calls.remove(&key) else {
             return;
         };
@@ -90,11 +105,12 @@ impl Engine {
                 number,
                 queue: q,
                 attempts: 0,
-                retry_at: None,
+                retry_at,
                 armed: None,
             },
         );
         self.queue_gauge(q);
+        self.arm(TimerRef::Callback(key));
     }
 
     /// The callback's turn: set up its call (our own outbound leg towards the caller, not
@@ -181,6 +197,10 @@ impl Engine {
                 queued_at: now,
                 step_at: None,
                 overflow_at: None,
+                callback_offer_at: None,
+                callback_offered: false,
+                closed_from: None,
+                limit: None,
                 survey: None,
                 callback: Some(Dialling {
                     agent: None,

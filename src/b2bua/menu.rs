@@ -35,6 +35,9 @@ impl Engine {
         if call.answered || call.digits.on_digit(now, digit, src).is_none() {
             return;
         }
+        if call.limit == Some(super::limits::LimitState::Message) {
+            return; // the max-wait message plays: the call is on its way out
+        }
         tracing::debug!(call = key, %digit, ?src, "digit");
         let id = call.record.clone();
         self.record(crate::records::RecordEvent::Digit { id, digit });
@@ -49,13 +52,25 @@ impl Engine {
             self.menu_step(now, key, step);
             return;
         }
+        // Outside a queue's hours, its callback digit asks for a call when it opens.
+        if let Some(origin) = call.closed_from.filter(|o| {
+            call.menu.is_none()
+                && self.cfg.queues[*o]
+                    .callback
+                    .is_some_and(|(d, _, _)| d == digit)
+                && self.cfg.outbound.is_some()
+        }) {
+            let opens = self.next_opening(origin, now).unwrap_or(now);
+            self.accept_callback(now, key, Some((origin, opens)));
+            return;
+        }
         if call.menu.is_none()
             && self.cfg.queues[call.queue]
                 .callback
                 .is_some_and(|(d, _, _)| d == digit)
             && self.cfg.outbound.is_some()
         {
-            self.accept_callback(now, key);
+            self.accept_callback(now, key, None);
             return;
         }
         let Some(call) = self.calls.get(&key) else {
@@ -120,6 +135,7 @@ impl Engine {
 
     /// The call leaves its menu (if any) and waits in queue `q`, hearing that queue's audio.
     pub(super) fn join_queue(&mut self, now: Instant, key: CallKey, q: QueueIdx) {
+        let asked = q;
         let Some((q, closed_prompt)) = self.open_queue(q, now) else {
             // Closed, and nowhere open to go: the caller is told so.
             self.end_unanswered(now, key, 480, Outcome::Rejected);
@@ -131,6 +147,8 @@ impl Engine {
         let back_to = call.menu.take().map_or(call.queue, |m| m.back_to);
         let q = if self.acd.enqueue(q, key, now).is_ok() {
             q
+        } else if let Ok(t) = self.when_full(q, key, now) {
+            t
         } else if q != back_to && self.acd.enqueue(back_to, key, now).is_ok() {
             back_to
         } else {
@@ -154,6 +172,13 @@ impl Engine {
         };
         call.queue = q;
         call.queued_at = now;
+        let heard_closed = closed_prompt.is_some() && call.early_media && call.media.is_some();
+        call.closed_from = (asked != q && heard_closed).then_some(asked);
+        let offer = self.callback_offer_time(key, q, now);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.callback_offer_at = offer.filter(|_| call.early_media);
         let timing = &self.cfg.queues[q];
         call.announce_at = timing.announce.as_ref().map(|a| now + a.every);
         tracing::debug!(
@@ -200,6 +225,9 @@ impl Engine {
     }
 
     pub(super) fn on_prompts_done(&mut self, now: Instant, key: CallKey) {
+        if self.limit_prompts_done(now, key) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

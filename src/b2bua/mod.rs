@@ -10,6 +10,7 @@ pub mod api;
 mod call_flow;
 mod callback;
 pub mod leg;
+mod limits;
 mod menu;
 mod stats;
 mod survey;
@@ -144,6 +145,20 @@ pub(crate) struct QueueTiming {
     pub hours: Option<(u32, u32)>,
     pub closed_prompt: Option<String>,
     pub closed_fallback: Option<QueueIdx>,
+    /// The spoken callback offer: after how long (if at all), and the prompt (also used by
+    /// `when_max_wait = "callback"`).
+    pub callback_offer: (Option<Duration>, String),
+    pub when_max_wait: Limit,
+    pub when_full: Limit,
+}
+
+/// A queue's limit action with its queue resolved (see `config::LimitAction`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Limit {
+    Reject(u16),
+    Queue(QueueIdx),
+    Message(String),
+    Callback,
 }
 
 /// What a queue tells its waiting callers, and how often.
@@ -339,6 +354,15 @@ struct Call {
     survey: Option<Option<Instant>>,
     /// A callback being placed: the agent is reserved first, then the caller dialled.
     callback: Option<callback::Dialling>,
+    /// When the caller hears the spoken callback offer…
+    callback_offer_at: Option<Instant>,
+    /// …which is heard once per call.
+    callback_offered: bool,
+    /// The queue whose closed prompt the caller heard (its callback digit still works: the
+    /// callback is placed when that queue opens).
+    closed_from: Option<QueueIdx>,
+    /// What the queue's max-wait limit has done to the call so far.
+    limit: Option<limits::LimitState>,
     armed: Option<Instant>,
 }
 
@@ -357,6 +381,7 @@ impl Call {
             self.announce_at,
             self.step_at,
             self.overflow_at,
+            self.callback_offer_at,
             self.survey.flatten(),
             self.menu.as_ref().and_then(|m| m.run.poll_timeout()),
             self.caller.pending_2xx.as_ref().map(|p| p.next),
@@ -564,6 +589,13 @@ impl Engine {
                             Duration::from_secs(q.survey_timeout_s as u64),
                         )
                     }),
+                    callback_offer: (
+                        q.callback_offer_after_s
+                            .map(|s| Duration::from_secs(s as u64)),
+                        q.callback_prompt_name(),
+                    ),
+                    when_max_wait: Limit::from_config(q.when_max_wait.get_ref(), &queue_names, 480),
+                    when_full: Limit::from_config(q.when_full.get_ref(), &queue_names, 503),
                     overflow: q.overflow.as_ref().and_then(|o| {
                         let target = queue_names.iter().position(|n| *n == o.queue.get_ref())?;
                         Some((Duration::from_secs(o.after_s as u64), target))

@@ -1382,3 +1382,183 @@ fn callback_keeps_the_place_reserves_the_agent_then_dials_the_caller_with_retrie
     assert_eq!(h.e.agent_states()[0].1, "on-call");
     assert!(h.e.callbacks.is_empty());
 }
+
+fn key_of(h: &Harness, call_id: &str) -> u64 {
+    h.e.calls
+        .iter()
+        .find(|(_, c)| c.caller.call_id == call_id)
+        .map(|(k, _)| *k)
+        .unwrap()
+}
+
+/// Final responses to "o1" (the others' 480s are retransmitted: this test never ACKs).
+fn final_codes(out: &[(Flow, Message)]) -> Vec<(String, u16)> {
+    out.iter()
+        .filter(|(_, m)| m.call_id() == "o1")
+        .filter_map(|(_, m)| Some((m.call_id().to_string(), m.status().filter(|c| *c >= 200)?)))
+        .collect()
+}
+
+fn plays(cmds: &[MediaCommand], prompt: &str) -> Vec<u64> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            MediaCommand::Play { call, prompts, .. } if prompts.iter().any(|p| p == prompt) => {
+                Some(*call)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn when_full_moves_new_calls_and_max_wait_plays_a_message_then_480() {
+    let cfg = ANCHORED.replace(
+        "max_length = 2\n",
+        "max_length = 2\nmax_wait_s = 10\nwhen_full = \"queue:en\"\nwhen_max_wait = \"message:closed-en\"\n",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    let general = h.e.acd.queue_index("general").unwrap();
+    let en = h.e.acd.queue_index("en").unwrap();
+    for c in ["f1", "f2", "f3"] {
+        let out = invite_with_sdp(&mut h, c, PCMU_OFFER);
+        assert_eq!(codes(&out), vec![100, 183], "{c}");
+    }
+    assert_eq!((h.e.acd.waiting(general), h.e.acd.waiting(en)), (2, 1));
+    assert_eq!(h.e.calls[&key_of(&h, "f3")].queue, en, "full: waits in en");
+    media(&mut h);
+    h.advance(Duration::from_millis(9_900));
+    assert!(plays(&media(&mut h), "closed-en").is_empty());
+    h.advance(Duration::from_millis(100));
+    let mut heard = plays(&media(&mut h), "closed-en");
+    heard.sort();
+    let mut expect = vec![key_of(&h, "f1"), key_of(&h, "f2")];
+    expect.sort();
+    assert_eq!(heard, expect, "the two general callers hear the message");
+    assert_eq!(h.e.acd.waiting(general), 0, "and left the queue meanwhile");
+    assert!(
+        codes(&h.out()).is_empty(),
+        "no final response before it played"
+    );
+    // A digit while the message plays changes nothing.
+    let k1 = key_of(&h, "f1");
+    digit(&mut h, k1, '9', crate::media::dtmf::DigitSource::Rfc4733);
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::PromptsDone { call: k1 },
+    );
+    let out = h.out();
+    assert_eq!(codes(&out), vec![480]);
+    assert_eq!(out[0].1.call_id(), "f1");
+}
+
+#[test]
+fn when_full_480_and_a_spoken_callback_offer_after_a_wait_and_at_max_wait() {
+    let cfg = ANCHORED.replace(
+        "max_length = 2\n",
+        "max_length = 2\nmax_wait_s = 30\nwhen_full = \"480\"\ncallback_digit = \"*\"\ncallback_offer_after_s = 5\nwhen_max_wait = \"callback\"\n",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    invite_with_sdp(&mut h, "o1", PCMU_OFFER);
+    h.advance(Duration::from_secs(2));
+    invite_with_sdp(&mut h, "o2", PCMU_OFFER);
+    let out = invite_with_sdp(&mut h, "o3", PCMU_OFFER);
+    assert_eq!(codes(&out), vec![480]);
+    assert!(out[0].1.header("Retry-After").is_none());
+    let (k1, k2) = (key_of(&h, "o1"), key_of(&h, "o2"));
+    media(&mut h);
+    // At 5 s of waiting each caller hears the offer once, then its ringback again.
+    h.advance(Duration::from_millis(2_990));
+    assert!(plays(&media(&mut h), "callback-offer-ko").is_empty());
+    h.advance(Duration::from_millis(10));
+    let cmds = media(&mut h);
+    assert_eq!(plays(&cmds, "callback-offer-ko"), vec![k1]);
+    assert!(cmds.iter().any(|c| matches!(
+        c,
+        MediaCommand::Play {
+            then: MusicRef::Ringback,
+            ..
+        }
+    )));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(plays(&media(&mut h), "callback-offer-ko"), vec![k2]);
+    h.advance(Duration::from_secs(20));
+    assert!(
+        plays(&media(&mut h), "callback-offer-ko").is_empty(),
+        "once"
+    );
+    // At max wait (30 s) the offer again, then 20 s to take it.
+    h.advance(Duration::from_secs(3));
+    assert_eq!(plays(&media(&mut h), "callback-offer-ko"), vec![k1]);
+    assert!(final_codes(&h.out()).is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(plays(&media(&mut h), "callback-offer-ko"), vec![k2]);
+    digit(&mut h, k2, '*', crate::media::dtmf::DigitSource::Rfc4733);
+    let out: Vec<_> = h
+        .out()
+        .into_iter()
+        .filter(|(_, m)| m.call_id() == "o2")
+        .collect();
+    assert_eq!(codes(&out), vec![480]);
+    assert!(
+        matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Callback Scheduled")
+    );
+    h.advance(Duration::from_millis(17_900));
+    assert!(final_codes(&h.out()).is_empty());
+    h.advance(Duration::from_millis(100));
+    assert_eq!(
+        final_codes(&h.out()),
+        vec![("o1".to_string(), 480)],
+        "the grace ran out"
+    );
+    assert_eq!(h.e.callbacks.len(), 1);
+}
+
+#[test]
+fn outside_hours_the_callback_digit_books_a_call_when_the_queue_opens() {
+    // 07:13 in Seoul when the harness starts (see the opening-hours test).
+    let cfg = ANCHORED.replace(
+        "[queue.en]\nskill = \"en\"",
+        "[queue.en]\nskill = \"en\"\nhours = \"09:00-22:00\"\nclosed_prompt = \"closed-callback-en\"\nclosed_fallback = \"general\"\ncallback_digit = \"*\"",
+    ).replace(
+        "[[route]]\nnumber = \"1209\"",
+        "[[route]]\nnumber = \"1201\"\nqueue = \"en\"\n[[route]]\nnumber = \"1209\"",
+    );
+    let mut h = Harness::with(&format!(
+        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    let general = h.e.acd.queue_index("general").unwrap();
+    let en = h.e.acd.queue_index("en").unwrap();
+    invite_to(&mut h, "1201", "n1", PCMU_OFFER);
+    let k = key_of(&h, "n1");
+    assert_eq!(plays(&media(&mut h), "closed-callback-en"), vec![k]);
+    assert_eq!(h.e.acd.waiting(general), 1);
+    h.advance(Duration::from_secs(4));
+    digit(&mut h, k, '*', crate::media::dtmf::DigitSource::Rfc4733);
+    let out = h.out();
+    assert_eq!(codes(&out), vec![480], "callback scheduled");
+    assert_eq!(h.e.acd.waiting(general), 0, "out of the Korean queue");
+    assert_eq!(h.e.acd.waiting(en), 0, "not in line while closed");
+    // 08:59:50: the English agent logs in; nothing is offered until 09:00.
+    let to_nine = Duration::from_secs((9 * 60 - (7 * 60 + 13)) * 60) - Duration::from_secs(10);
+    let unix0 = 1_700_000_000u64;
+    let local_start = (unix0 + 9 * 3600) % 86_400;
+    assert_eq!(local_start / 60, 7 * 60 + 13, "harness clock");
+    let to_nine = to_nine - Duration::from_secs(local_start % 60 + 4);
+    h.advance(to_nine);
+    h.out();
+    h.register("1003", 3);
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
+    h.advance(Duration::from_secs(11));
+    let out = h.out();
+    let inv = requests(&out, &Method::Invite);
+    assert!(!inv.is_empty(), "the agent is reserved at opening");
+    assert!(inv
+        .iter()
+        .all(|(f, m)| *f == agent_flow(3) && m.call_id() == inv[0].1.call_id()));
+    // It rang from 09:00, not before (the unanswered INVITE is retransmitted from then).
+    assert!(inv.len() <= 4, "{}", inv.len());
+}

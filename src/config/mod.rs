@@ -375,6 +375,47 @@ impl Strategy {
     }
 }
 
+/// What happens at a queue's limit (max wait, max length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitAction {
+    /// End the call (never answered) with this status: 480 or 503.
+    Reject(u16),
+    /// Move the call to the named queue.
+    Queue(String),
+    /// Play the prompt, then 480.
+    Message(String),
+    /// Offer the callback (the queue's callback prompt), then 480 if not taken.
+    Callback,
+}
+
+impl LimitAction {
+    pub fn parse(s: &str) -> Option<LimitAction> {
+        match s.split_once(':') {
+            None if s == "480" => Some(LimitAction::Reject(480)),
+            None if s == "503" => Some(LimitAction::Reject(503)),
+            None if s == "callback" => Some(LimitAction::Callback),
+            Some(("queue", q)) if !q.is_empty() => Some(LimitAction::Queue(q.to_string())),
+            Some(("message", p)) if is_prompt_name(p) => Some(LimitAction::Message(p.to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// The prompt offering a callback: configured, or "callback-offer-<language>".
+    pub fn callback_prompt_name(&self) -> String {
+        self.callback_prompt.as_ref().map_or_else(
+            || format!("callback-offer-{}", self.language),
+            |p| p.get_ref().clone(),
+        )
+    }
+
+    fn offers_callback(&self) -> bool {
+        self.callback_offer_after_s.is_some()
+            || LimitAction::parse(self.when_max_wait.get_ref()) == Some(LimitAction::Callback)
+    }
+}
+
 /// A routing step: from `after_s` seconds of waiting, agents with at least this
 /// proficiency in the queue's skill may take the call.
 #[derive(Debug, Clone, Deserialize)]
@@ -491,6 +532,23 @@ pub struct QueueConfig {
     /// Seconds between attempts (the callback rejoins the back of the queue). Default 60.
     #[serde(default = "d_callback_retry")]
     pub callback_retry_s: u32,
+    /// After this many seconds of waiting the caller hears `callback_prompt` once, offering
+    /// the callback (needs callback_digit). Default: never spoken (the digit still works).
+    #[serde(default)]
+    pub callback_offer_after_s: Option<u32>,
+    /// The prompt that offers a callback. Default "callback-offer-<language>".
+    #[serde(default)]
+    pub callback_prompt: Option<Spanned<String>>,
+    /// What a caller gets at max_wait_s: "480" (default: 480 Temporarily Unavailable),
+    /// "queue:NAME" (moves to that queue), "message:PROMPT" (the prompt, then 480), or
+    /// "callback" (the callback prompt; the call ends with 480 20 s later unless the caller
+    /// presses callback_digit).
+    #[serde(default = "d_when_max_wait")]
+    pub when_max_wait: Spanned<String>,
+    /// What a new call gets when max_length calls wait: "503" (default, with Retry-After),
+    /// "480", or "queue:NAME" (waits in that queue instead).
+    #[serde(default = "d_when_full")]
+    pub when_full: Spanned<String>,
     /// Post-call survey ("happy call"): when the agent hangs up first, the caller hears this
     /// prompt and rates the call 1-5 by DTMF; the score goes to the record. Default none.
     #[serde(default)]
@@ -510,6 +568,12 @@ pub struct QueueConfig {
 
 fn d_music() -> Spanned<String> {
     Spanned::new(0..0, "ringback".into())
+}
+fn d_when_max_wait() -> Spanned<String> {
+    Spanned::new(0..0, "480".into())
+}
+fn d_when_full() -> Spanned<String> {
+    Spanned::new(0..0, "503".into())
 }
 fn d_callback_attempts() -> u32 {
     3
@@ -752,6 +816,47 @@ impl Config {
                     ));
                 }
             }
+            let limit = |v: &Spanned<String>,
+                         allowed: &dyn Fn(&LimitAction) -> bool,
+                         what: &str| {
+                match LimitAction::parse(v.get_ref()) {
+                    Some(LimitAction::Queue(t)) if !self.queues.contains_key(&t) || t == *name => {
+                        Err((
+                            v.span().into(),
+                            format!("queue '{name}': {what} names unknown queue '{t}'"),
+                        ))
+                    }
+                    Some(a) if allowed(&a) => Ok(()),
+                    _ => Err((
+                        v.span().into(),
+                        format!(
+                            "queue '{name}': {what} '{}' is not one of {}",
+                            v.get_ref(),
+                            if what == "when_full" {
+                                "\"503\", \"480\", \"queue:NAME\""
+                            } else {
+                                "\"480\", \"queue:NAME\", \"message:PROMPT\", \"callback\""
+                            }
+                        ),
+                    )),
+                }
+            };
+            limit(
+                &q.when_max_wait,
+                &|a| *a != LimitAction::Reject(503),
+                "when_max_wait",
+            )?;
+            limit(
+                &q.when_full,
+                &|a| matches!(a, LimitAction::Reject(_) | LimitAction::Queue(_)),
+                "when_full",
+            )?;
+            if q.offers_callback() && q.callback_digit.is_none() {
+                return Err((
+                    at(),
+                    format!("queue '{name}': a callback offer (callback_offer_after_s or when_max_wait = \"callback\") needs callback_digit"),
+                ));
+            }
             if q.max_no_answer == 0 {
                 return Err((
                     at(),
@@ -763,6 +868,7 @@ impl Config {
                 q.announce.as_ref(),
                 q.survey.as_ref(),
                 q.closed_prompt.as_ref(),
+                q.callback_prompt.as_ref(),
             ]
             .into_iter()
             .flatten()
@@ -995,6 +1101,15 @@ impl Config {
             if let Some(c) = &q.closed_prompt {
                 out.push((c.get_ref().clone(), format!("queue '{name}' closed_prompt")));
             }
+            if q.offers_callback() {
+                out.push((
+                    q.callback_prompt_name(),
+                    format!("queue '{name}' callback offer"),
+                ));
+            }
+            if let Some(LimitAction::Message(p)) = LimitAction::parse(q.when_max_wait.get_ref()) {
+                out.push((p, format!("queue '{name}' when_max_wait")));
+            }
             let l = &q.language;
             let numbered = |lead: &str, num: &str| {
                 let mut v = vec![format!("{lead}-{l}"), format!("{num}-{l}-many")];
@@ -1178,6 +1293,38 @@ mod tests {
             Config::parse(src, "o.toml").is_err(),
             "huge timers are refused, not overflowed"
         );
+    }
+
+    #[test]
+    fn limit_actions_are_checked_with_their_line() {
+        let q = |extra: &str| {
+            format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\n[queue.general]\nskill = \"ko\"\n{extra}\n[queue.en]\nskill = \"en\"\n")
+        };
+        let err = |extra: &str| Config::parse(&q(extra), "l.toml").unwrap_err().to_string();
+        let e = err("when_max_wait = \"queue:nope\"");
+        assert!(
+            e.starts_with("l.toml:5:") && e.contains("unknown queue 'nope'"),
+            "{e}"
+        );
+        let e = err("when_full = \"message:closed-en\"");
+        assert!(e.contains("\"503\", \"480\", \"queue:NAME\""), "{e}");
+        let e = err("when_max_wait = \"503\"");
+        assert!(e.contains("when_max_wait '503' is not one of"), "{e}");
+        let e = err("when_max_wait = \"callback\"");
+        assert!(e.contains("needs callback_digit"), "{e}");
+        let e = err("callback_offer_after_s = 30");
+        assert!(e.contains("needs callback_digit"), "{e}");
+        let ok = q("when_max_wait = \"queue:en\"\nwhen_full = \"queue:en\"");
+        assert!(Config::parse(&ok, "l.toml").is_ok());
+        let ok = q("when_max_wait = \"message:closed-en\"\nwhen_full = \"480\"");
+        assert!(Config::parse(&ok, "l.toml").is_ok());
+        let cb =
+            q("callback_digit = \"*\"\ncallback_offer_after_s = 30\nwhen_max_wait = \"callback\"");
+        let cfg = Config::parse(&cb, "l.toml").unwrap();
+        assert!(cfg
+            .prompt_names()
+            .iter()
+            .any(|(p, _)| p == "callback-offer-ko"));
     }
 
     #[test]
