@@ -114,7 +114,14 @@ pub enum Strategy {
     FewestCalls,
     RoundRobin,
     TopDown,
+    /// Every eligible ready agent's phone rings at once (longest idle first, up to
+    /// [`RING_ALL_MAX`]); the first to answer takes the call. The one exception to "a call
+    /// is offered to one agent at a time": see [`Acd::offer_more`].
+    RingAll,
 }
+
+/// The most phones ring-all rings for one call.
+pub const RING_ALL_MAX: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct QueueParams {
@@ -400,7 +407,7 @@ impl Acd {
             .saturating_duration_since(self.epoch)
             .as_nanos() as u64;
         match self.queues[q].p.strategy {
-            Strategy::LongestIdle => (idle, 0, a),
+            Strategy::LongestIdle | Strategy::RingAll => (idle, 0, a),
             Strategy::FewestCalls => (ag.calls_taken, idle, a),
             Strategy::RoundRobin => (ag.last_offer, 0, a),
             Strategy::TopDown => (a as u64, 0, a),
@@ -568,6 +575,59 @@ impl Acd {
         Some((call, agent))
     }
 
+    /// Ring-all: after [`Acd::next_offer`] gave `call` its first agent, the other eligible
+    /// ready agents (same proficiency floor) are offered it too, up to `max` in all. Each
+    /// is Offered(call), so no agent rings for two calls; the call stays offered once.
+    pub fn offer_more(
+        &mut self,
+        q: QueueIdx,
+        call: CallKey,
+        now: Instant,
+        max: usize,
+    ) -> Vec<AgentIdx> {
+        let queue = &self.queues[q];
+        let Some(since) = queue.waiting.offered.get(&call).copied() else {
+            return Vec::new();
+        };
+        let min = queue
+            .p
+            .min_proficiency(now.saturating_duration_since(since));
+        let mut agents: Vec<(ReadyKey, AgentIdx)> = queue.ready[(min - 1) as usize..]
+            .iter()
+            .flat_map(|set| set.iter().take(max))
+            .map(|k| (*k, k.2))
+            .collect();
+        agents.sort();
+        agents.truncate(max.saturating_sub(1));
+        let agents: Vec<AgentIdx> = agents.into_iter().map(|(_, a)| a).collect();
+        for &a in &agents {
+            self.leave_ready(a);
+            self.offers += 1;
+            let ag = &mut self.agents[a as usize];
+            ag.state = AgentState::Offered(call);
+            ag.last_offer = self.offers;
+        }
+        agents
+    }
+
+    /// Calls of queue `q` being offered (ringing), in no particular order.
+    pub fn offered_calls(&self, q: QueueIdx) -> Vec<CallKey> {
+        self.queues[q].waiting.offered.keys().copied().collect()
+    }
+
+    /// One of ring-all's other phones stopped ringing (failed, withdrawn, or lost to the
+    /// agent who answered): the agent's state moves on; the call is not touched.
+    pub fn fork_failed(
+        &mut self,
+        q: QueueIdx,
+        call: CallKey,
+        a: AgentIdx,
+        why: OfferFailure,
+        now: Instant,
+    ) {
+        self.agent_offer_failed(q, call, a, why, now);
+    }
+
     /// An offer failed; the call goes back to the head of its queue unless it is gone.
     pub fn offer_failed(
         &mut self,
@@ -588,6 +648,17 @@ impl Acd {
             // Gone with the offer: it no longer counts as a member either.
             self.queues[q].members = self.queues[q].members.saturating_sub(1);
         }
+        self.agent_offer_failed(q, call, a, why, now);
+    }
+
+    fn agent_offer_failed(
+        &mut self,
+        q: QueueIdx,
+        call: CallKey,
+        a: AgentIdx,
+        why: OfferFailure,
+        now: Instant,
+    ) {
         if self.agents[a as usize].state != AgentState::Offered(call) {
             return;
         }
@@ -900,6 +971,51 @@ mod tests {
         a.agents[0].calls_taken = 5;
         login(&mut a);
         assert_eq!(takers(&mut a, t, 3), vec![2, 1, 2], "fewest calls first");
+    }
+
+    #[test]
+    fn ring_all_offers_every_eligible_agent_once() {
+        let t0 = Instant::now();
+        // First 10 s only proficiency >= 4 (b and c), then anyone.
+        let steps = vec![(Duration::ZERO, 4), (Duration::from_secs(10), 1)];
+        let mut a = pool(Strategy::RingAll, steps);
+        for ag in 0..3 {
+            a.login(ag, t0 + Duration::from_millis(ag as u64));
+        }
+        a.enqueue(0, 1, t0).unwrap();
+        a.enqueue(0, 2, t0).unwrap();
+        let (c, first) = a.next_offer(0, t0).unwrap();
+        assert_eq!((c, first), (1, 1), "b: longest idle of those eligible");
+        assert_eq!(
+            a.offer_more(0, c, t0, RING_ALL_MAX),
+            vec![2],
+            "c too, not a (proficiency 2)"
+        );
+        assert!(
+            a.offer_more(0, c, t0, RING_ALL_MAX).is_empty(),
+            "nobody twice"
+        );
+        assert_eq!(a.offered_calls(0), vec![1]);
+        // Call 2 finds only a, and only after its wider step.
+        assert_eq!(a.next_offer(0, t0), None);
+        let t10 = t0 + Duration::from_secs(10);
+        let (c2, ag) = a.next_offer(0, t10).unwrap();
+        assert_eq!((c2, ag), (2, 0));
+        assert!(a.offer_more(0, c2, t10, RING_ALL_MAX).is_empty());
+        // c answers call 1: b's phone stops, b is ready again with its old place.
+        a.fork_failed(0, c, 1, OfferFailure::Withdrawn, t10);
+        a.answered(2, c);
+        assert_eq!(a.agent_state(1), &AgentState::Ready);
+        assert_eq!(a.agent_state(2), &AgentState::OnCall(1));
+        assert_eq!(a.waiting(0), 0, "both calls are being offered, none lost");
+        // The cap counts the first phone.
+        let mut a = pool(Strategy::RingAll, vec![]);
+        for ag in 0..3 {
+            a.login(ag, t0);
+        }
+        a.enqueue(0, 9, t0).unwrap();
+        let (c, _) = a.next_offer(0, t0).unwrap();
+        assert_eq!(a.offer_more(0, c, t0, 2).len(), 1);
     }
 
     #[test]

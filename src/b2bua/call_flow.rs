@@ -218,6 +218,7 @@ impl Engine {
                 callback_offered: false,
                 closed_from: None,
                 limit: None,
+                forks: Vec::new(),
                 survey: None,
                 callback: None,
                 armed: None,
@@ -340,14 +341,6 @@ impl Engine {
     /// Offers waiting calls of queue `q` to ready agents while both exist.
     pub(super) fn dispatch(&mut self, now: Instant, q: QueueIdx) {
         while let Some((key, agent)) = self.acd.next_offer(q, now) {
-            let Some(binding) = self.registrar.best_binding(agent).cloned() else {
-                // Ready without a binding cannot happen through the registrar; be safe.
-                self.acd
-                    .offer_failed(q, key, agent, OfferFailure::Error, now, true);
-                self.acd.logout(agent, now);
-                continue;
-            };
-            let local = self.cfg.local;
             if !self.calls.contains_key(&key) && self.callbacks.contains_key(&key) {
                 // A callback's turn: its call is set up now, the agent offered first.
                 if !self.prepare_callback(now, q, key) {
@@ -356,88 +349,124 @@ impl Engine {
                     continue;
                 }
             }
-            let Some(call) = self.calls.get_mut(&key) else {
-                self.acd
-                    .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
+            let Some(leg) = self.invite_agent(now, q, key, agent, false) else {
                 continue;
             };
-            // A transferred call has no pending INVITE any more: without anchored media
-            // there would be no SDP to offer the new agent.
-            let inv = call.caller_invite.as_ref();
-            if inv.is_none() && call.media.is_none() {
-                self.acd
-                    .offer_failed(q, key, agent, OfferFailure::Withdrawn, now, false);
-                continue;
-            }
-            let from = NameAddr::parse(&call.caller.remote);
-            let caller_user =
-                crate::sip::uri::dialled_number(from.uri).unwrap_or_else(|| "anonymous".into());
-            let display = from.display.map(str::to_string);
-            let agent_id = self.acd.agent_id(agent).to_string();
-            let mut leg = Leg {
-                flow: binding.flow,
-                call_id: format!("{}@dasan", random_token(20)),
-                local: match display {
-                    Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", random_token(12)),
-                    None => format!("<sip:{caller_user}@{local}>;tag={}", random_token(12)),
-                },
-                remote: format!("<sip:{agent_id}@{local}>"),
-                remote_target: binding.uri.clone(),
-                route_set: Vec::new(),
-                local_cseq: 0,
-                pending_2xx: None,
-            };
-            let mut req = leg.request(Method::Invite, local, None);
-            req.headers.push(Header {
-                name: "Contact".into(),
-                value: contact_value(leg.flow, local, "dasan"),
-            });
-            req.headers.push(Header {
-                name: "Allow".into(),
-                value: ALLOW.into(),
-            });
-            let anchored = match (&call.media, &self.anchor) {
-                (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
-                _ => None,
-            };
-            let late_offer = inv.is_some_and(|i| i.body.is_empty()) && anchored.is_none();
-            match (anchored, inv) {
-                (Some(body), _) => {
-                    req.headers.push(Header {
-                        name: "Content-Type".into(),
-                        value: "application/sdp".into(),
-                    });
-                    req.body = body;
-                }
-                (None, Some(inv)) => copy_body(inv, &mut req),
-                (None, None) => {}
-            }
-            let arrived = call.arrived;
             let ring = self.cfg.queues[q].ring_timeout;
-            let cseq = leg.local_cseq;
-            let flow = leg.flow;
-            self.dialogs.insert(leg.call_id.clone(), (key, Side::Agent));
-            let tx = self.start_client(now, flow, req, Owner::AgentInvite(key), Some(arrived));
             let Some(call) = self.calls.get_mut(&key) else {
                 continue;
             };
-            let record = call.record.clone();
-            call.agent = Some(AgentLeg {
-                agent,
-                leg,
-                invite_tx: tx,
-                answered: false,
-                ack_waits_for_caller: late_offer,
-                invite_cseq: cseq,
-            });
+            call.agent = Some(leg);
             call.ring_deadline = Some(now + ring);
+            let callback = call.callback.is_some();
             self.arm(TimerRef::Call(key));
-            self.record(RecordEvent::Offered {
-                id: record,
-                agent: agent_id,
-                at_ms: self.unix_ms(now),
-            });
+            if self.acd.params(q).strategy == crate::acd::Strategy::RingAll && !callback {
+                self.ring_all_others(now, q, key);
+            }
         }
+        if self.acd.params(q).strategy == crate::acd::Strategy::RingAll {
+            self.ring_all_join(now, q);
+        }
+    }
+
+    /// Sends agent `agent` the INVITE for call `key` and records the offer. On failure the
+    /// offer is undone in the ACD (`fork`: as one of ring-all's other phones) and None.
+    pub(super) fn invite_agent(
+        &mut self,
+        now: Instant,
+        q: QueueIdx,
+        key: CallKey,
+        agent: crate::acd::AgentIdx,
+        fork: bool,
+    ) -> Option<AgentLeg> {
+        let fail = |e: &mut Engine, why: OfferFailure| {
+            if fork {
+                e.acd.fork_failed(q, key, agent, why, now);
+            } else {
+                e.acd
+                    .offer_failed(q, key, agent, why, now, why != OfferFailure::Withdrawn);
+            }
+        };
+        let Some(binding) = self.registrar.best_binding(agent).cloned() else {
+            // Ready without a binding cannot happen through the registrar; be safe.
+            fail(self, OfferFailure::Error);
+            self.acd.logout(agent, now);
+            return None;
+        };
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            fail(self, OfferFailure::Withdrawn);
+            return None;
+        };
+        // A transferred call has no pending INVITE any more: without anchored media
+        // there would be no SDP to offer the new agent.
+        let inv = call.caller_invite.as_ref();
+        if inv.is_none() && call.media.is_none() {
+            fail(self, OfferFailure::Withdrawn);
+            return None;
+        }
+        let from = NameAddr::parse(&call.caller.remote);
+        let caller_user =
+            crate::sip::uri::dialled_number(from.uri).unwrap_or_else(|| "anonymous".into());
+        let display = from.display.map(str::to_string);
+        let agent_id = self.acd.agent_id(agent).to_string();
+        let mut leg = Leg {
+            flow: binding.flow,
+            call_id: format!("{}@dasan", random_token(20)),
+            local: match display {
+                Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", random_token(12)),
+                None => format!("<sip:{caller_user}@{local}>;tag={}", random_token(12)),
+            },
+            remote: format!("<sip:{agent_id}@{local}>"),
+            remote_target: binding.uri.clone(),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            pending_2xx: None,
+        };
+        let mut req = leg.request(Method::Invite, local, None);
+        req.headers.push(Header {
+            name: "Contact".into(),
+            value: contact_value(leg.flow, local, "dasan"),
+        });
+        req.headers.push(Header {
+            name: "Allow".into(),
+            value: ALLOW.into(),
+        });
+        let anchored = match (&call.media, &self.anchor) {
+            (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
+            _ => None,
+        };
+        let late_offer = inv.is_some_and(|i| i.body.is_empty()) && anchored.is_none();
+        match (anchored, inv) {
+            (Some(body), _) => {
+                req.headers.push(Header {
+                    name: "Content-Type".into(),
+                    value: "application/sdp".into(),
+                });
+                req.body = body;
+            }
+            (None, Some(inv)) => copy_body(inv, &mut req),
+            (None, None) => {}
+        }
+        let arrived = call.arrived;
+        let record = call.record.clone();
+        let cseq = leg.local_cseq;
+        let flow = leg.flow;
+        self.dialogs.insert(leg.call_id.clone(), (key, Side::Agent));
+        let tx = self.start_client(now, flow, req, Owner::AgentInvite(key), Some(arrived));
+        self.record(RecordEvent::Offered {
+            id: record,
+            agent: agent_id,
+            at_ms: self.unix_ms(now),
+        });
+        Some(AgentLeg {
+            agent,
+            leg,
+            invite_tx: tx,
+            answered: false,
+            ack_waits_for_caller: late_offer,
+            invite_cseq: cseq,
+        })
     }
 
     /// A response to one of our INVITEs reached the TU.
@@ -452,7 +481,9 @@ impl Engine {
                     .and_then(|c| c.agent.as_ref())
                     .is_some_and(|a| a.invite_tx == tx_id && !a.answered);
                 if !current {
-                    self.orphan_invite_response(now, tx_id, &msg);
+                    if !self.fork_response(now, key, tx_id, &msg) {
+                        self.orphan_invite_response(now, tx_id, &msg);
+                    }
                     return;
                 }
                 match status {
@@ -465,7 +496,15 @@ impl Engine {
                         self.send_ringing(now, key);
                     }
                     100 => {}
-                    200..=299 => self.agent_answered(now, key, tx_id, msg),
+                    200..=299 => {
+                        // Ring-all: the other phones stop ringing; their agents, ready
+                        // again, may take the next call.
+                        let freed = self.cancel_forks(now, key, OfferFailure::Withdrawn);
+                        self.agent_answered(now, key, tx_id, msg);
+                        for a in freed {
+                            self.dispatch_for_agent(now, a);
+                        }
+                    }
                     _ => {
                         let why = match status {
                             486 | 600 | 603 | 480 => OfferFailure::Busy,
@@ -652,9 +691,16 @@ impl Engine {
             return;
         };
         let Some(a) = call.agent.take() else { return };
-        call.ring_deadline = None;
         let q = call.queue;
         self.dialogs.remove(&a.leg.call_id);
+        if let Some(next) = call.forks.pop() {
+            // Ring-all: another phone still rings; it becomes the one the call waits on.
+            call.agent = Some(next);
+            self.acd.fork_failed(q, key, a.agent, why, now);
+            self.arm(TimerRef::Agent(a.agent));
+            return;
+        }
+        call.ring_deadline = None;
         self.acd.offer_failed(q, key, a.agent, why, now, true);
         self.arm(TimerRef::Agent(a.agent));
         self.dispatch(now, q);
@@ -670,6 +716,7 @@ impl Engine {
         why: OfferFailure,
         still_waiting: bool,
     ) {
+        self.cancel_forks(now, key, why);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -677,7 +724,16 @@ impl Engine {
         call.ring_deadline = None;
         let q = call.queue;
         self.dialogs.remove(&a.leg.call_id);
-        if let Some(tx) = self.client.get_mut(&a.invite_tx) {
+        self.cancel_invite(now, a.invite_tx);
+        self.acd
+            .offer_failed(q, key, a.agent, why, now, still_waiting);
+        self.arm(TimerRef::Agent(a.agent));
+    }
+
+    /// CANCEL our INVITE if it got a provisional; otherwise stop retransmitting it and
+    /// CANCEL once a provisional shows up (RFC 3261 9.1).
+    pub(super) fn cancel_invite(&mut self, now: Instant, tx_id: u64) {
+        if let Some(tx) = self.client.get_mut(&tx_id) {
             if let super::ClientKind::Invite(ci) = &mut tx.kind {
                 match ci.state() {
                     ClientInviteState::Proceeding => {
@@ -695,10 +751,7 @@ impl Engine {
                 }
             }
         }
-        self.acd
-            .offer_failed(q, key, a.agent, why, now, still_waiting);
-        self.arm(TimerRef::Agent(a.agent));
-        self.arm(TimerRef::Client(a.invite_tx));
+        self.arm(TimerRef::Client(tx_id));
     }
 
     pub(super) fn on_non_invite_response(&mut self, now: Instant, tx_id: u64, msg: Message) {
@@ -721,6 +774,8 @@ impl Engine {
                     .is_some_and(|a| a.invite_tx == tx_id && !a.answered);
                 if current {
                     self.agent_leg_failed(now, key, OfferFailure::NoAnswer);
+                } else {
+                    self.fork_timed_out(now, key, tx_id);
                 }
             }
             Owner::Relay { call, server_tx } => {

@@ -201,6 +201,7 @@ impl Engine {
                 callback_offered: false,
                 closed_from: None,
                 limit: None,
+                forks: Vec::new(),
                 survey: None,
                 callback: Some(Dialling {
                     agent: None,

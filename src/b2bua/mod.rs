@@ -12,6 +12,7 @@ mod callback;
 pub mod leg;
 mod limits;
 mod menu;
+mod ring_all;
 mod stats;
 mod survey;
 mod transfer;
@@ -363,6 +364,8 @@ struct Call {
     closed_from: Option<QueueIdx>,
     /// What the queue's max-wait limit has done to the call so far.
     limit: Option<limits::LimitState>,
+    /// Ring-all: the other agents' phones ringing for this call besides `agent`.
+    forks: Vec<AgentLeg>,
     armed: Option<Instant>,
 }
 

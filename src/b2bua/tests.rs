@@ -1562,3 +1562,102 @@ fn outside_hours_the_callback_digit_books_a_call_when_the_queue_opens() {
     // It rang from 09:00, not before (the unanswered INVITE is retransmitted from then).
     assert!(inv.len() <= 4, "{}", inv.len());
 }
+
+#[test]
+fn ring_all_rings_every_ready_agent_and_the_first_answer_takes_the_call() {
+    let cfg = CFG
+        .replace(
+            "ring_timeout_s = 15\n",
+            "ring_timeout_s = 15\nstrategy = \"ring-all\"\n",
+        )
+        .replace("ids = \"1001-1002\"", "ids = \"1001-1004\"");
+    let mut h = Harness::with(&format!("{cfg}\n[media]\nanchor = false\n"));
+    for n in 1..=4u16 {
+        h.register(&format!("100{n}"), n);
+    }
+    h.e.set_agent_state(h.now, "1004", api::StateChange::NotReady("break".into()))
+        .unwrap();
+    let out = h.invite("ra1");
+    let inv: Vec<_> = requests(&out, &Method::Invite)
+        .into_iter()
+        .cloned()
+        .collect();
+    let mut flows: Vec<_> = inv.iter().map(|(f, _)| *f).collect();
+    flows.sort_by_key(|f| f.remote);
+    assert_eq!(
+        flows,
+        vec![agent_flow(1), agent_flow(2), agent_flow(3)],
+        "every ready agent, not 1004"
+    );
+    let states = h.e.agent_states();
+    assert!(
+        states[..3].iter().all(|(_, s)| *s == "offered"),
+        "{states:?}"
+    );
+    for (f, m) in &inv {
+        h.input(*f, &answer(m, 180, "r", false));
+    }
+    h.out();
+    // 1002 is busy: only its phone stops; the others ring on.
+    let (f2, m2) = inv.iter().find(|(f, _)| *f == agent_flow(2)).unwrap();
+    h.input(*f2, &answer(m2, 486, "r2", false));
+    let out = h.out();
+    assert!(requests(&out, &Method::Cancel).is_empty());
+    assert!(codes(&out).iter().all(|c| *c < 300), "{:?}", codes(&out));
+    assert_eq!(h.e.agent_states()[1].1, "busy-delay");
+    // 1003 answers first: the caller gets its 200, 1001's phone is cancelled.
+    let (f3, m3) = inv.iter().find(|(f, _)| *f == agent_flow(3)).unwrap();
+    h.input(*f3, &answer(m3, 200, "r3", true));
+    let out = h.out();
+    assert!(codes(&out).contains(&200), "{:?}", codes(&out));
+    let cancels = requests(&out, &Method::Cancel);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].0, agent_flow(1));
+    let states = h.e.agent_states();
+    assert_eq!(
+        states.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        vec!["ready", "busy-delay", "on-call", "not-ready"]
+    );
+    // 1001 answers anyway, too late: ACK and BYE, and it stays ready.
+    let (f1, m1) = inv.iter().find(|(f, _)| *f == agent_flow(1)).unwrap();
+    h.input(*f1, &answer(m1, 200, "r1", true));
+    let out = h.out();
+    assert_eq!(requests(&out, &Method::Bye).len(), 1);
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    assert_eq!(h.e.calls.len(), 1);
+}
+
+#[test]
+fn ring_all_timeout_cancels_every_phone_and_the_call_waits_again() {
+    let cfg = CFG.replace(
+        "ring_timeout_s = 15\n",
+        "ring_timeout_s = 15\nstrategy = \"ring-all\"\nmax_no_answer = 2\n",
+    );
+    let mut h = Harness::with(&format!("{cfg}\n[media]\nanchor = false\n"));
+    h.register("1001", 1);
+    h.register("1002", 2);
+    let out = h.invite("ra2");
+    let inv: Vec<_> = requests(&out, &Method::Invite)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert_eq!(inv.len(), 2);
+    for (f, m) in &inv {
+        h.input(*f, &answer(m, 180, "r", false));
+    }
+    h.out();
+    h.advance(Duration::from_secs(15));
+    let out = h.out();
+    assert_eq!(requests(&out, &Method::Cancel).len(), 2, "both phones stop");
+    let states = h.e.agent_states();
+    assert!(states.iter().all(|(_, s)| *s == "busy-delay"), "{states:?}");
+    assert_eq!(h.e.acd.waiting(0), 1, "the call waits again");
+    // After the busy delay both ring again.
+    h.advance(Duration::from_secs(5));
+    let out = h.out();
+    let again: std::collections::HashSet<_> = requests(&out, &Method::Invite)
+        .iter()
+        .map(|(_, m)| m.call_id().to_string())
+        .collect();
+    assert_eq!(again.len(), 2, "{:?}", codes(&out));
+}

@@ -360,14 +360,15 @@ pub enum Strategy {
     FewestCalls,
     /// Always the first ready agent in configuration order.
     TopDown,
-    /// Ring every ready agent at once: not implemented yet (refused at load).
+    /// Ring every eligible ready agent at once (up to 32); the first to answer takes it.
     RingAll,
 }
 
 impl Strategy {
     pub fn core(self) -> crate::acd::Strategy {
         match self {
-            Strategy::LongestIdleAgent | Strategy::RingAll => crate::acd::Strategy::LongestIdle,
+            Strategy::LongestIdleAgent => crate::acd::Strategy::LongestIdle,
+            Strategy::RingAll => crate::acd::Strategy::RingAll,
             Strategy::RoundRobin => crate::acd::Strategy::RoundRobin,
             Strategy::FewestCalls => crate::acd::Strategy::FewestCalls,
             Strategy::TopDown => crate::acd::Strategy::TopDown,
@@ -757,12 +758,6 @@ impl Config {
         }
         for (name, q) in &self.queues {
             let at = || Where::Key(format!("[queue.{name}"));
-            if q.strategy == Strategy::RingAll {
-                return Err((
-                    at(),
-                    format!("queue '{name}': strategy ring-all is not implemented yet; use longest-idle-agent, round-robin, fewest-calls or top-down"),
-                ));
-            }
             let mut last = None;
             for st in &q.steps {
                 if !(1..=5).contains(&st.min_proficiency) || last.is_some_and(|l| st.after_s <= l) {
@@ -1359,12 +1354,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("h.toml:3: queue 'en': hours"), "{err}");
-        let err = Config::parse(
+        let cfg = Config::parse(
             "[queue.q]\nskill = \"ko\"\nstrategy = \"ring-all\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.queues["q"].strategy.core(),
+            crate::acd::Strategy::RingAll
+        );
+        let err = Config::parse(
+            "[queue.q]\nskill = \"ko\"\nstrategy = \"ring-some\"\n",
             "r.toml",
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("ring-all is not implemented"), "{err}");
+        assert!(err.starts_with("r.toml:3:"), "{err}");
     }
 }
