@@ -21,7 +21,9 @@
 //!
 //! Invariants (property-tested): a call is offered to at most one agent at a time; an agent
 //! is offered at most one call at a time; no call is lost or duplicated; calls of a queue
-//! are offered in arrival order.
+//! are offered in arrival order. Ring-all is the one deliberate exception to the first:
+//! `offer_more` rings several agents for one call (each still Offered that one call only),
+//! and the engine keeps the call offered once until the last phone stops.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
