@@ -122,6 +122,10 @@ pub enum Strategy {
     RingAll,
 }
 
+/// Not an agent: the party on an outside line the engine dialled for a call (a department
+/// an agent transferred the caller to). Every per-agent method ignores it.
+pub const OUTSIDE: AgentIdx = AgentIdx::MAX;
+
 /// The most phones ring-all rings for one call.
 pub const RING_ALL_MAX: usize = 32;
 
@@ -343,7 +347,7 @@ impl Acd {
     }
 
     pub fn agent_id(&self, a: AgentIdx) -> &str {
-        &self.agents[a as usize].id
+        self.agents.get(a as usize).map_or("outside", |ag| &ag.id)
     }
 
     pub fn agent_state(&self, a: AgentIdx) -> &AgentState {
@@ -661,7 +665,7 @@ impl Acd {
         why: OfferFailure,
         now: Instant,
     ) {
-        if self.agents[a as usize].state != AgentState::Offered(call) {
+        if self.agents.get(a as usize).map(|ag| &ag.state) != Some(&AgentState::Offered(call)) {
             return;
         }
         if std::mem::take(&mut self.agents[a as usize].logout_pending) {
@@ -690,7 +694,9 @@ impl Acd {
     }
 
     pub fn answered(&mut self, a: AgentIdx, call: CallKey) {
-        let ag = &mut self.agents[a as usize];
+        let Some(ag) = self.agents.get_mut(a as usize) else {
+            return;
+        };
         if ag.state == AgentState::Offered(call) {
             ag.state = AgentState::OnCall(call);
             ag.calls_taken += 1;
@@ -700,7 +706,7 @@ impl Acd {
 
     /// The agent's call ended: wrap-up, or ready at once when the queue has none.
     pub fn call_ended(&mut self, q: QueueIdx, a: AgentIdx, call: CallKey, now: Instant) {
-        if self.agents[a as usize].state != AgentState::OnCall(call) {
+        if self.agents.get(a as usize).map(|ag| &ag.state) != Some(&AgentState::OnCall(call)) {
             return;
         }
         if std::mem::take(&mut self.agents[a as usize].logout_pending) {
@@ -754,7 +760,10 @@ impl Acd {
     /// Queues whose skill the agent has, highest priority first: the ones to dispatch
     /// after it becomes ready.
     pub fn queues_for_agent(&self, a: AgentIdx) -> impl Iterator<Item = QueueIdx> + '_ {
-        self.agents[a as usize].queues.iter().map(|(q, _)| *q)
+        self.agents
+            .get(a as usize)
+            .into_iter()
+            .flat_map(|ag| ag.queues.iter().map(|(q, _)| *q))
     }
 }
 

@@ -379,6 +379,20 @@ impl Engine {
         agent: crate::acd::AgentIdx,
         fork: bool,
     ) -> Option<AgentLeg> {
+        self.invite_leg(now, q, key, agent, fork, None)
+    }
+
+    /// `invite_agent`, or with `outside` = a number, the INVITE goes to that number
+    /// through the outbound trunk (agent [`crate::acd::OUTSIDE`]).
+    pub(super) fn invite_leg(
+        &mut self,
+        now: Instant,
+        q: QueueIdx,
+        key: CallKey,
+        agent: crate::acd::AgentIdx,
+        fork: bool,
+        outside: Option<&str>,
+    ) -> Option<AgentLeg> {
         let fail = |e: &mut Engine, why: OfferFailure| {
             if fork {
                 e.acd.fork_failed(q, key, agent, why, now);
@@ -387,13 +401,25 @@ impl Engine {
                     .offer_failed(q, key, agent, why, now, why != OfferFailure::Withdrawn);
             }
         };
-        let Some(binding) = self.registrar.best_binding(agent).cloned() else {
-            // Ready without a binding cannot happen through the registrar; be safe.
-            fail(self, OfferFailure::Error);
-            self.acd.logout(agent, now);
-            return None;
-        };
         let local = self.cfg.local;
+        let agent_id = self.acd.agent_id(agent).to_string();
+        let (flow, target, remote) = match (outside, self.cfg.outbound.as_ref()) {
+            (Some(number), Some((trunk, _))) => (
+                Flow::udp(*trunk),
+                format!("sip:{number}@{trunk}"),
+                format!("<sip:{number}@{trunk}>"),
+            ),
+            (Some(_), None) => return None,
+            (None, _) => match self.registrar.best_binding(agent) {
+                Some(b) => (b.flow, b.uri.clone(), format!("<sip:{agent_id}@{local}>")),
+                None => {
+                    // Ready without a binding cannot happen through the registrar; be safe.
+                    fail(self, OfferFailure::Error);
+                    self.acd.logout(agent, now);
+                    return None;
+                }
+            },
+        };
         let Some(call) = self.calls.get_mut(&key) else {
             fail(self, OfferFailure::Withdrawn);
             return None;
@@ -409,16 +435,15 @@ impl Engine {
         let caller_user =
             crate::sip::uri::dialled_number(from.uri).unwrap_or_else(|| "anonymous".into());
         let display = from.display.map(str::to_string);
-        let agent_id = self.acd.agent_id(agent).to_string();
         let mut leg = Leg {
-            flow: binding.flow,
+            flow,
             call_id: format!("{}@dasan", random_token(20)),
             local: match display {
                 Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", random_token(12)),
                 None => format!("<sip:{caller_user}@{local}>;tag={}", random_token(12)),
             },
-            remote: format!("<sip:{agent_id}@{local}>"),
-            remote_target: binding.uri.clone(),
+            remote,
+            remote_target: target,
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
@@ -456,7 +481,7 @@ impl Engine {
         let tx = self.start_client(now, flow, req, Owner::AgentInvite(key), Some(arrived));
         self.record(RecordEvent::Offered {
             id: record,
-            agent: agent_id,
+            agent: outside.map_or(agent_id, |n| format!("outside:{n}")),
             at_ms: self.unix_ms(now),
         });
         Some(AgentLeg {
@@ -577,9 +602,17 @@ impl Engine {
         };
         let Some(a) = call.agent.as_mut() else { return };
         a.answered = true;
+        let agent = a.agent;
+        // (The number we dialled, before the answer's Contact replaces the target.)
+        let label = match agent {
+            crate::acd::OUTSIDE => format!(
+                "outside:{}",
+                crate::sip::uri::dialled_number(&a.leg.remote_target).unwrap_or_default()
+            ),
+            _ => self.acd.agent_id(agent).to_string(),
+        };
         a.leg.remote = msg.header("To").unwrap_or("").to_string();
         a.leg.learn_target(&msg, true);
-        let agent = a.agent;
         let mut ack_bytes = None;
         if !a.ack_waits_for_caller {
             let cseq = a.invite_cseq;
@@ -617,7 +650,7 @@ impl Engine {
             .observe(wait.as_secs_f64());
         self.record(RecordEvent::Answered {
             id: record,
-            agent: self.acd.agent_id(agent).to_string(),
+            agent: label,
             at_ms: self.unix_ms(now),
         });
         self.queue_gauge(q);
@@ -687,6 +720,9 @@ impl Engine {
 
     /// The current agent attempt failed; the call goes back to the head of the queue.
     fn agent_leg_failed(&mut self, now: Instant, key: CallKey, why: OfferFailure) {
+        if self.outside_failed(now, key) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1305,6 +1341,9 @@ impl Engine {
         };
         if call.ring_deadline.is_some_and(|t| t <= now) && !call.answered {
             let q = call.queue;
+            if self.outside_failed(now, key) {
+                return;
+            }
             tracing::info!(call = key, "ring timeout: agent not ready (RONA)");
             self.withdraw_agent_leg(now, key, OfferFailure::NoAnswer, true);
             self.dispatch(now, q);

@@ -1224,6 +1224,7 @@ impl Engine {
                 Some(j) => (j.retry_at, &mut j.armed),
                 None => return,
             },
+            TimerRef::Agent(a) if a as usize >= self.acd.agent_count() => return,
             TimerRef::Agent(a) => {
                 let next = [self.acd.agent_deadline(a), self.registrar.next_expiry(a)]
                     .into_iter()

@@ -1137,7 +1137,7 @@ fn blind_transfer_by_refer_moves_the_caller_to_another_queue() {
         h.input(aflow, &raw);
         h.out()
     };
-    // An outside number cannot be reached: declined, the call goes on.
+    // Without an outbound trunk an outside number cannot be reached: declined.
     assert_eq!(codes(&refer(&mut h, "0221330000", "rf0", 6)), vec![603]);
     assert_eq!(h.e.agent_states()[0].1, "on-call");
     // To the English queue: 202, NOTIFY 200 sipfrag and BYE to the agent, who is free.
@@ -1660,4 +1660,98 @@ fn ring_all_timeout_cancels_every_phone_and_the_call_waits_again() {
         .map(|(_, m)| m.call_id().to_string())
         .collect();
     assert_eq!(again.len(), 2, "{:?}", codes(&out));
+}
+
+#[test]
+fn refer_to_a_department_number_dials_it_through_the_outbound_trunk() {
+    use crate::records::RecordEvent as E;
+    let mut h = Harness::with(&format!(
+        "{ANCHORED}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ));
+    let trunk_out = Flow::udp("10.9.9.9:5060".parse().unwrap());
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "d1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    let key = key_of(&h, "d1");
+    let refer = |h: &mut Harness, inv: &Message, target: &str, n: u32| {
+        let raw = format!("REFER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKdr{n}\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {n} REFER\r\nContact: <sip:1001@192.0.2.1:5070>\r\nRefer-To: <sip:{target}@dasan>\r\nContent-Length: 0\r\n\r\n", inv.header("From").unwrap(), inv.call_id());
+        h.input(aflow, &raw);
+        h.out()
+    };
+    assert_eq!(
+        codes(&refer(&mut h, &ainv, "nowhere", 5)),
+        vec![603],
+        "not a number"
+    );
+    // The department's number: 202, the agent is released, the trunk is dialled.
+    let out = refer(&mut h, &ainv, "0221330000", 6);
+    assert_eq!(codes(&out), vec![202]);
+    assert_eq!(h.e.agent_states()[0].1, "ready");
+    let dial = requests(&out, &Method::Invite);
+    assert_eq!(dial.len(), 1);
+    assert_eq!(dial[0].0, trunk_out);
+    assert_eq!(
+        dial[0].1.request_uri(),
+        Some("sip:0221330000@10.9.9.9:5060")
+    );
+    let cmds = media(&mut h);
+    assert!(cmds.iter().any(|c| matches!(
+        c,
+        MediaCommand::Play {
+            then: MusicRef::Ringback,
+            ..
+        }
+    )));
+    // Busy: back to the queue, where the free agent is offered the caller again.
+    let busy = crate::sip::build::response(&dial[0].1, 486, None, Some("dept"));
+    h.e.handle_message(h.now, trunk_out, &busy.to_bytes());
+    let out = h.out();
+    let again = requests(&out, &Method::Invite);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0, agent_flow(1));
+    let (aflow2, ainv2) = again[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow2,
+        &ainv2,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    let out = refer(&mut h, &ainv2, "0221330000", 7);
+    let dial = requests(&out, &Method::Invite)[0].1.clone();
+    // The department answers: ACKed and bridged into the same call.
+    let mut ok = crate::sip::build::response(&dial, 200, None, Some("dept"));
+    ok.set_header("Contact", "<sip:dept@10.9.9.9:5060>");
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 10.9.9.9\r\nm=audio 7100 RTP/AVP 0\r\n");
+    h.e.handle_message(h.now, trunk_out, &ok.to_bytes());
+    let out = h.out();
+    assert_eq!(requests(&out, &Method::Ack).len(), 1);
+    assert!(media(&mut h)
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Attach { call, agent, .. } if *call == key && agent.remote.1 == 7100)));
+    let events: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, E::Answered { agent, .. } if agent == "outside:0221330000")),
+        "{events:?}"
+    );
+    // The department hangs up: the call ends (no agent to free).
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKdbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", ok.header("To").unwrap(), dial.header("From").unwrap(), dial.call_id());
+    h.input(trunk_out, &bye);
+    let out = h.out();
+    assert!(codes(&out).contains(&200));
+    assert_eq!(requests(&out, &Method::Bye).len(), 1, "BYE to the caller");
+    assert_eq!(h.e.active_calls(), 0);
+    assert_eq!(h.e.agent_states()[0].1, "ready");
 }

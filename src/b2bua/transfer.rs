@@ -3,13 +3,18 @@
 //! (202), reports the outcome to the agent with a NOTIFY carrying a `message/sipfrag`
 //! (RFC 3515 2.4.5), releases the agent, and puts the caller in the target queue: the
 //! caller hears that queue's audio, and the next agent who answers is bridged into the
-//! same call (one record, both queues and agents in it). A `Refer-To` the engine cannot
-//! reach (a department's outside number: no outbound trunk yet) is declined with 603.
-//! Attended transfer (Replaces, RFC 3891) is not implemented.
+//! same call (one record, both queues and agents in it). A `Refer-To` with any other
+//! number (a department's line) is dialled through `[outbound] trunk`: the caller hears
+//! ringback, the department's answer is bridged into the same call and record
+//! (`outside:<number>`); busy, no answer within 60 s or an error sends the caller back to
+//! the queue it came from, to the next counsellor. Without an outbound trunk, or for a
+//! target that is not a number, 603. Attended transfer (Replaces, RFC 3891) is not
+//! implemented.
 
 use super::call_flow::tag_of;
 use super::leg::contact_value;
-use super::{Engine, MediaCommand, Owner, RouteTarget, Side, TimerRef};
+use super::{Engine, MediaCommand, MusicRef, Owner, RouteTarget, Side, TimerRef};
+use crate::acd::{CallKey, OUTSIDE};
 use crate::sip::build::response;
 use crate::sip::message::{Header, Message, NameAddr};
 use crate::sip::Method;
@@ -60,11 +65,18 @@ impl Engine {
                 Some(RouteTarget::Menu(_, q)) => Some(*q),
                 None => None,
             });
-        let Some(q) = q else {
+        let is_number = target.len() <= 20
+            && target
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'+'))
+            && target.bytes().any(|b| b.is_ascii_digit());
+        let outside = q.is_none() && is_number && self.cfg.outbound.is_some();
+        if q.is_none() && !outside {
             tracing::info!(call = key, "REFER to an unknown queue or number: declined");
             self.reply(now, tx, &msg, 603, Some(&tag));
             return;
-        };
+        }
         let mut accepted = response(&msg, 202, None, Some(&tag));
         accepted.headers.push(Header {
             name: "Contact".into(),
@@ -83,7 +95,7 @@ impl Engine {
         call.answered_at = None;
         call.ringing_sent = true;
         call.ring_deadline = None;
-        call.max_wait_at = Some(now + self.cfg.queues[q].max_wait);
+        call.max_wait_at = q.map(|q| now + self.cfg.queues[q].max_wait);
         // The transferor learns it worked, then its leg is closed.
         let mut notify = a.leg.request(Method::Notify, local, None);
         notify.set_header("Event", "refer");
@@ -100,12 +112,65 @@ impl Engine {
         tracing::info!(
             call = key,
             from = self.acd.queue_name(from_q),
-            to = self.acd.queue_name(q),
+            to = q.map_or("outside", |q| self.acd.queue_name(q)),
             "blind transfer"
         );
         self.media_out.push_back(MediaCommand::Detach { call: key });
-        self.join_queue(now, key, q);
+        match q {
+            Some(q) => self.join_queue(now, key, q),
+            None => self.dial_outside(now, key, from_q, &target),
+        }
         self.dispatch_for_agent(now, a.agent);
         self.arm(TimerRef::Call(key));
     }
+
+    /// The caller, transferred to an outside number, hears ringback while the engine dials
+    /// it through the outbound trunk as the call's "agent" leg.
+    fn dial_outside(&mut self, now: Instant, key: CallKey, q: crate::acd::QueueIdx, number: &str) {
+        self.media_out.push_back(MediaCommand::Play {
+            call: key,
+            prompts: Vec::new(),
+            then: MusicRef::Ringback,
+        });
+        match self.invite_leg(now, q, key, OUTSIDE, false, Some(number)) {
+            Some(leg) => {
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.agent = Some(leg);
+                    call.ring_deadline = Some(now + OUTSIDE_RING);
+                }
+            }
+            None => self.join_queue(now, key, q),
+        }
+    }
+
+    /// The outside number did not answer (busy, error, ring timeout): the caller goes back
+    /// to its queue for the next counsellor. False when the call's leg is an agent's.
+    pub(super) fn outside_failed(&mut self, now: Instant, key: CallKey) -> bool {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        if call
+            .agent
+            .as_ref()
+            .is_none_or(|a| a.agent != OUTSIDE || a.answered)
+        {
+            return false;
+        }
+        let Some(a) = call.agent.take() else {
+            return false;
+        };
+        call.ring_deadline = None;
+        let q = call.queue;
+        tracing::info!(
+            call = key,
+            "transfer to an outside number failed: back to the queue"
+        );
+        self.dialogs.remove(&a.leg.call_id);
+        self.cancel_invite(now, a.invite_tx);
+        self.join_queue(now, key, q);
+        true
+    }
 }
+
+/// How long an outside number rings before the caller goes back to the queue.
+const OUTSIDE_RING: std::time::Duration = std::time::Duration::from_secs(60);
