@@ -219,6 +219,7 @@ impl Engine {
                 closed_from: None,
                 limit: None,
                 forks: Vec::new(),
+                survey_for: None,
                 survey: None,
                 callback: None,
                 armed: None,
@@ -994,6 +995,7 @@ impl Engine {
                 .unwrap_or(200),
             at_ms: self.unix_ms(now),
         });
+        self.schedule_survey_call(now, key, &call);
         // BYEs leave once the record is durable (see on_bye).
         let gate = self.durable_gate.replace(self.records_emitted);
         let local = self.cfg.local;

@@ -27,6 +27,21 @@ pub(super) struct Job {
     attempts: u32,
     pub retry_at: Option<Instant>,
     pub armed: Option<Instant>,
+    /// A scheduled survey call (not a callback to an agent): the record it rates.
+    survey_for: Option<String>,
+}
+
+impl Job {
+    pub(super) fn survey(number: String, queue: QueueIdx, at: Instant, record: String) -> Job {
+        Job {
+            number,
+            queue,
+            attempts: 0,
+            retry_at: Some(at),
+            armed: None,
+            survey_for: Some(record),
+        }
+    }
 }
 
 /// A callback being placed: the agent's SDP once it answered, our INVITE to the caller.
@@ -107,6 +122,7 @@ impl Engine {
                 attempts: 0,
                 retry_at,
                 armed: None,
+                survey_for: None,
             },
         );
         self.queue_gauge(q);
@@ -119,7 +135,11 @@ impl Engine {
         let Some((trunk, caller_id)) = self.cfg.outbound.clone() else {
             return false;
         };
-        let Some(number) = self.callbacks.get(&key).map(|j| j.number.clone()) else {
+        let Some((number, survey_for)) = self
+            .callbacks
+            .get(&key)
+            .map(|j| (j.number.clone(), j.survey_for.clone()))
+        else {
             return false;
         };
         let Some(a) = self.anchor.as_mut() else {
@@ -168,7 +188,11 @@ impl Engine {
             trunk: "callback".into(),
             caller: number.clone(),
             dialled: number,
-            channel: "callback",
+            channel: if survey_for.is_some() {
+                "survey"
+            } else {
+                "callback"
+            },
             queue: self.acd.queue_name(q).to_string(),
             language: self.acd.queue_skill(q).to_string(),
             at_ms: self.unix_ms(now),
@@ -202,6 +226,7 @@ impl Engine {
                 closed_from: None,
                 limit: None,
                 forks: Vec::new(),
+                survey_for,
                 survey: None,
                 callback: Some(Dialling {
                     agent: None,
@@ -225,6 +250,17 @@ impl Engine {
             self.callback_failed(now, key, 488);
             return;
         };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(d) = call.callback.as_mut() {
+            d.agent = Some(agent.clone());
+        }
+        self.send_caller_invite(now, key, Some(agent.codec));
+    }
+
+    /// Dials the caller with our SDP offer (`first`: the codec to prefer, the agent's).
+    pub(super) fn send_caller_invite(&mut self, now: Instant, key: CallKey, first: Option<Codec>) {
         let local = self.cfg.local;
         let Some(ip) = self.anchor.as_ref().map(|a| a.ip) else {
             return;
@@ -240,13 +276,12 @@ impl Engine {
             Codec::Pcma => 8,
             Codec::Opus => 111,
         };
-        let mut codecs = vec![(agent.codec, pt(agent.codec))];
-        codecs.extend(
-            [Codec::Pcmu, Codec::Pcma, Codec::Opus]
-                .into_iter()
-                .filter(|c| *c != agent.codec)
-                .map(|c| (c, pt(c))),
-        );
+        let all = [Codec::Pcmu, Codec::Pcma, Codec::Opus];
+        let first = first.unwrap_or(Codec::Pcmu);
+        let codecs: Vec<(Codec, u8)> = std::iter::once(first)
+            .chain(all.into_iter().filter(|c| *c != first))
+            .map(|c| (c, pt(c)))
+            .collect();
         let offer = sdp::build(
             cm.session,
             1,
@@ -256,9 +291,6 @@ impl Engine {
             Some((101, 8000)),
             Direction::SendRecv,
         );
-        if let Some(d) = call.callback.as_mut() {
-            d.agent = Some(agent);
-        }
         let mut req = call.caller.request(Method::Invite, local, None);
         req.headers.push(Header {
             name: "Contact".into(),
@@ -327,7 +359,8 @@ impl Engine {
         if let Some(job) = self.callbacks.remove(&key) {
             tracing::info!(call = key, attempt = job.attempts + 1, "callback answered");
         }
-        let (Some(caller), Some(agent)) = (caller, dialling.agent) else {
+        let survey = self.calls.get(&key).is_some_and(|c| c.survey_for.is_some());
+        let (Some(caller), true) = (caller, survey || dialling.agent.is_some()) else {
             tracing::warn!(call = key, "caller's SDP unusable: callback ended");
             self.end_answered(now, key, None, Some("SIP;cause=488"));
             return;
@@ -340,10 +373,10 @@ impl Engine {
             return;
         };
         cm.caller = caller.clone();
-        cm.agent = Some(agent.clone());
+        cm.agent = dialling.agent.clone();
         cm.started = true;
         let (caller_port, agent_port) = (cm.caller_port, cm.agent_port);
-        self.media_out.push_back(MediaCommand::Start {
+        let start = MediaCommand::Start {
             call: key,
             ip,
             caller_port,
@@ -351,7 +384,12 @@ impl Engine {
             caller,
             timeout,
             music: MusicRef::Silence,
-        });
+        };
+        let Some(agent) = dialling.agent else {
+            self.survey_call_answered(key, start);
+            return;
+        };
+        self.media_out.push_back(start);
         self.media_out.push_back(MediaCommand::Attach {
             call: key,
             agent,
@@ -391,6 +429,11 @@ impl Engine {
             return;
         };
         job.attempts += 1;
+        if job.survey_for.is_some() {
+            tracing::info!(call = key, status, "survey call not answered");
+            self.callbacks.remove(&key);
+            return;
+        }
         let (max, retry) = self.cfg.queues[job.queue]
             .callback
             .map(|(_, n, r)| (n, r))
@@ -425,28 +468,7 @@ impl Engine {
             .and_then(|c| c.callback.as_ref())
             .and_then(|d| d.invite_tx);
         if let Some(id) = invite {
-            let mut cancel = None;
-            if let Some(tx) = self.client.get_mut(&id) {
-                if let super::ClientKind::Invite(ci) = &mut tx.kind {
-                    match ci.state() {
-                        crate::sip::transaction::ClientInviteState::Proceeding => {
-                            cancel = tx
-                                .request
-                                .as_ref()
-                                .map(|req| (tx.flow, crate::sip::build::cancel_for(req)));
-                        }
-                        crate::sip::transaction::ClientInviteState::Calling => {
-                            ci.stop_retransmissions();
-                            tx.cancel_on_provisional = true;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if let Some((flow, c)) = cancel {
-                self.start_client(now, flow, c, Owner::Fire, None);
-            }
-            self.arm(TimerRef::Client(id));
+            self.cancel_invite(now, id);
         }
         let Some(call) = self.calls.get_mut(&key) else {
             return;
@@ -471,6 +493,15 @@ impl Engine {
         }
         job.retry_at = None;
         let q = job.queue;
+        if job.survey_for.is_some() {
+            // A survey call: no agent to reserve, the caller is dialled at once.
+            if self.prepare_callback(now, q, key) {
+                self.send_caller_invite(now, key, None);
+            } else {
+                self.callbacks.remove(&key);
+            }
+            return;
+        }
         if self.acd.enqueue(q, key, now).is_err() {
             tracing::warn!(call = key, "queue full: callback given up");
             self.callbacks.remove(&key);

@@ -139,6 +139,8 @@ pub(crate) struct QueueTiming {
     pub overflow: Option<(Duration, QueueIdx)>,
     /// Post-call survey prompt and how long to wait for the rating.
     pub survey: Option<(String, Duration)>,
+    /// The survey is made by calling the caller back this long after the call.
+    pub survey_call: Option<Duration>,
     /// The digit that asks for a callback, attempts, and the pause between them.
     pub callback: Option<(char, u32, Duration)>,
     /// Opening hours (minutes after local midnight); outside them, the prompt and the queue
@@ -366,6 +368,8 @@ struct Call {
     limit: Option<limits::LimitState>,
     /// Ring-all: the other agents' phones ringing for this call besides `agent`.
     forks: Vec<AgentLeg>,
+    /// A survey call: the consultation record its rating belongs to.
+    survey_for: Option<String>,
     armed: Option<Instant>,
 }
 
@@ -586,6 +590,7 @@ impl Engine {
                             Duration::from_secs(q.callback_retry_s as u64),
                         ))
                     }),
+                    survey_call: q.survey_call_after_s.map(|s| Duration::from_secs(s as u64)),
                     survey: q.survey.as_ref().map(|p| {
                         (
                             p.get_ref().clone(),

@@ -3,8 +3,13 @@
 //! the next call), the caller's media goes on alone, hears the survey prompt and rates the
 //! call 1–5 by DTMF; the score goes to the record, then the caller gets the BYE. No rating
 //! within the queue's `survey_timeout_s` after the prompt: the BYE all the same.
+//!
+//! With `survey_call_after_s` the survey is a call instead: that long after an answered
+//! call ends, the engine dials the caller through the outbound trunk (the callback
+//! machinery, with no agent), plays the prompt when they answer, and writes the rating to
+//! the consultation's record. One attempt; the survey call keeps its own record.
 
-use super::{Engine, MediaCommand, MusicRef, Side, TimerRef};
+use super::{Call, Engine, MediaCommand, MusicRef, Side, TimerRef};
 use crate::acd::CallKey;
 use crate::records::RecordEvent;
 use std::time::Instant;
@@ -17,7 +22,9 @@ impl Engine {
                 && c.media.is_some()
                 && c.early_media
                 && c.survey.is_none()
+                && c.survey_for.is_none()
                 && self.cfg.queues[c.queue].survey.is_some()
+                && self.cfg.queues[c.queue].survey_call.is_none()
         })
     }
 
@@ -61,11 +68,58 @@ impl Engine {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
-        let id = call.record.clone();
+        let id = call
+            .survey_for
+            .clone()
+            .unwrap_or_else(|| call.record.clone());
         self.record(RecordEvent::Survey {
             id,
             score: score as u8,
         });
         self.end_answered(now, key, Some(Side::Caller), None);
+    }
+
+    /// An answered call ended: book its survey call, if the queue makes one.
+    pub(super) fn schedule_survey_call(&mut self, now: Instant, key: CallKey, call: &Call) {
+        let Some(after) = self.cfg.queues[call.queue].survey_call else {
+            return;
+        };
+        if call.answered_at.is_none() || call.survey_for.is_some() || call.survey.is_some() {
+            return;
+        }
+        let number = crate::sip::uri::dialled_number(
+            crate::sip::message::NameAddr::parse(&call.caller.remote).uri,
+        )
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'+'));
+        let Some(number) = number else {
+            return;
+        };
+        tracing::debug!(call = key, "survey call booked");
+        self.callbacks.insert(
+            key,
+            super::callback::Job::survey(number, call.queue, now + after, call.record.clone()),
+        );
+        self.arm(TimerRef::Callback(key));
+    }
+
+    /// The survey call was answered: its media starts with the caller alone, the prompt
+    /// plays, and the rating is awaited as in the in-call survey.
+    pub(super) fn survey_call_answered(&mut self, key: CallKey, start: MediaCommand) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.survey = Some(None);
+        call.answered = true;
+        let prompt = self.cfg.queues[call.queue]
+            .survey
+            .as_ref()
+            .map(|(p, _)| p.clone());
+        self.media_out.push_back(start);
+        self.media_out.push_back(MediaCommand::Play {
+            call: key,
+            prompts: prompt.into_iter().collect(),
+            then: MusicRef::Silence,
+        });
+        self.arm(TimerRef::Call(key));
     }
 }

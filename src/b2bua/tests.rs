@@ -1029,12 +1029,22 @@ anchor = false
 /// An answered call in a queue with a survey (10 s), whose agent has just hung up: the
 /// harness, the call, and what the engine sent on the agent's BYE.
 fn survey_call(id: &str) -> (Harness, CallKey, Vec<(Flow, Message)>) {
+    survey_call_with(id, "", "")
+}
+
+/// An answered call in a queue with a survey (`queue_extra` added to the queue, `tables`
+/// to the config), ended by the agent's BYE.
+fn survey_call_with(
+    id: &str,
+    queue_extra: &str,
+    tables: &str,
+) -> (Harness, CallKey, Vec<(Flow, Message)>) {
     let cfg = ANCHORED.replace(
         "digits = { \"9\" = \"languages\" }",
-        "digits = { \"9\" = \"languages\" }\nsurvey = \"survey-ko\"\nsurvey_timeout_s = 10",
+        &format!("digits = {{ \"9\" = \"languages\" }}\nsurvey = \"survey-ko\"\nsurvey_timeout_s = 10{queue_extra}"),
     );
     let mut h = Harness::with(&format!(
-        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
     ));
     h.register("1001", 1);
     let out = invite_with_sdp(&mut h, id, PCMU_OFFER);
@@ -1754,4 +1764,99 @@ fn refer_to_a_department_number_dials_it_through_the_outbound_trunk() {
     assert_eq!(requests(&out, &Method::Bye).len(), 1, "BYE to the caller");
     assert_eq!(h.e.active_calls(), 0);
     assert_eq!(h.e.agent_states()[0].1, "ready");
+}
+
+#[test]
+fn survey_by_a_call_minutes_later_stores_the_rating_in_the_consultation_record() {
+    use crate::records::RecordEvent as E;
+    let (mut h, key, out) = survey_call_with(
+        "sc1",
+        "\nsurvey_call_after_s = 120",
+        "[outbound]\ntrunk = \"10.9.9.9:5060\"",
+    );
+    let trunk_out = Flow::udp("10.9.9.9:5060".parse().unwrap());
+    assert_eq!(
+        requests(&out, &Method::Bye).len(),
+        1,
+        "no in-call survey: the caller is released"
+    );
+    let consultation = h.e.calls.get(&key).map(|c| c.record.clone());
+    assert!(consultation.is_none(), "the call is over");
+    let records: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    let original = records
+        .iter()
+        .find_map(|e| match e {
+            E::Ended { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    h.advance(Duration::from_secs(119));
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
+    h.advance(Duration::from_secs(1));
+    let out = h.out();
+    let dial = requests(&out, &Method::Invite);
+    assert_eq!(dial.len(), 1);
+    assert_eq!(dial[0].0, trunk_out);
+    assert!(dial[0]
+        .1
+        .request_uri()
+        .unwrap()
+        .starts_with("sip:0212345678@10.9.9.9"));
+    let dial = dial[0].1.clone();
+    let mut ok = crate::sip::build::response(&dial, 200, None, Some("callee"));
+    ok.set_header("Contact", "<sip:callee@10.9.9.9:5060>");
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = bytes::Bytes::from_static(b"v=0\r\nc=IN IP4 10.9.9.9\r\nm=audio 7200 RTP/AVP 0\r\n");
+    h.e.handle_message(h.now, trunk_out, &ok.to_bytes());
+    assert_eq!(requests(&h.out(), &Method::Ack).len(), 1);
+    let records_offered = |h: &mut Harness| {
+        let records: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+        assert!(records.iter().any(|e| matches!(
+            e,
+            E::Arrived {
+                channel: "survey",
+                ..
+            }
+        )));
+        records.iter().any(|e| matches!(e, E::Offered { .. }))
+    };
+    let cmds = media(&mut h);
+    let survey_key = match &cmds[..] {
+        // (after the Stop of the consultation's media)
+        [MediaCommand::Stop { .. }, MediaCommand::Start { call, caller, .. }, MediaCommand::Play { prompts, .. }]
+            if caller.remote.1 == 7200 && prompts == &vec!["survey-ko".to_string()] =>
+        {
+            *call
+        }
+        other => panic!("{other:?}"),
+    };
+    // (1001's registration has expired by now; no agent was offered anything.)
+    assert!(!records_offered(&mut h), "no agent involved");
+    h.e.handle_media_event(
+        h.now,
+        crate::media::bridge::MediaEvent::PromptsDone { call: survey_key },
+    );
+    digit(
+        &mut h,
+        survey_key,
+        '4',
+        crate::media::dtmf::DigitSource::Rfc4733,
+    );
+    let out = h.out();
+    assert_eq!(
+        requests(&out, &Method::Bye).len(),
+        1,
+        "thanked and released"
+    );
+    let records: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        records
+            .iter()
+            .any(|e| matches!(e, E::Survey { id, score: 4 } if *id == original)),
+        "{records:?}"
+    );
+    assert_eq!(h.e.active_calls(), 0);
+    // No survey of the survey.
+    h.advance(Duration::from_secs(600));
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
 }

@@ -554,6 +554,12 @@ pub struct QueueConfig {
     /// prompt and rates the call 1-5 by DTMF; the score goes to the record. Default none.
     #[serde(default)]
     pub survey: Option<Spanned<String>>,
+    /// Survey by a call instead: this many seconds after an answered call ends, the engine
+    /// calls the caller back through `[outbound] trunk`, plays `survey` and stores the
+    /// 1-5 rating in the consultation's record (one attempt; the survey call has its own
+    /// record, channel "survey"). Default none: the survey, if any, is in the call.
+    #[serde(default)]
+    pub survey_call_after_s: Option<u32>,
     /// Seconds to wait for the rating after the prompt. Default 10.
     #[serde(default = "d_survey_timeout")]
     pub survey_timeout_s: u32,
@@ -850,6 +856,14 @@ impl Config {
                 return Err((
                     at(),
                     format!("queue '{name}': a callback offer (callback_offer_after_s or when_max_wait = \"callback\") needs callback_digit"),
+                ));
+            }
+            if q.survey_call_after_s.is_some()
+                && (q.survey.is_none() || self.outbound.trunk.is_none() || !self.media.anchor)
+            {
+                return Err((
+                    at(),
+                    format!("queue '{name}': survey_call_after_s needs survey, [outbound] trunk and [media] anchor = true"),
                 ));
             }
             if q.max_no_answer == 0 {
