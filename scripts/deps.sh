@@ -18,3 +18,12 @@ need_cargo() {
     fi
     command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
 }
+
+# Node.js and npm for the web front end's build and browser tests (Debian's packages unless
+# a node is already on PATH).
+need_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        return 0
+    fi
+    need_pkgs nodejs npm
+}

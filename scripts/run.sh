@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_cargo
 need_pkgs pkg-config gcc libopus-dev
+# The agent desktop and wallboard (/agent, /supervisor) are compiled into the binary.
+scripts/web-build.sh
 cargo build --release --locked
 exec target/release/dasan run "$@"

@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_cargo
-need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common prometheus
+need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common prometheus chromium
+# The web front end (TypeScript build, and playwright-core for the browser tests).
+scripts/web-build.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # Every configuration we ship must validate.

@@ -193,10 +193,18 @@ fn main() -> ExitCode {
             data_dir,
         } => {
             tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("DASAN_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
+                .with_env_filter({
+                    // The WebRTC stack logs every ICE and DTLS step at info: only its
+                    // warnings unless DASAN_LOG names it.
+                    let level = std::env::var("DASAN_LOG").unwrap_or_else(|_| "info".into());
+                    let quiet = if level.contains("rtc") {
+                        String::new()
+                    } else {
+                        ",rtc=warn,rtc_ice=warn,rtc_dtls=error,rtc_srtp=warn,webrtc=warn".into()
+                    };
+                    tracing_subscriber::EnvFilter::try_new(format!("{level}{quiet}"))
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+                })
                 .init();
             let loaded = match &config {
                 Some(p) => Config::load(p),
@@ -293,6 +301,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         shared.auth = auth;
         shared.records_db = Some(db.clone());
         shared.kb_db = Some(kb_db);
+        shared.web = dasan::web::WebShared::from_config(&cfg);
         let shared = Arc::new(shared);
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -458,6 +458,24 @@ impl Engine {
             name: "Allow".into(),
             value: ALLOW.into(),
         });
+        // What an agent's desktop shows with the offer (the browser gateway reads these;
+        // other phones ignore X- headers).
+        for (name, value) in [
+            ("X-Dasan-Record", call.record.clone()),
+            ("X-Dasan-Queue", self.acd.queue_name(q).to_string()),
+            ("X-Dasan-Language", self.acd.queue_skill(q).to_string()),
+            (
+                "X-Dasan-Wait-Ms",
+                now.saturating_duration_since(call.arrived)
+                    .as_millis()
+                    .to_string(),
+            ),
+        ] {
+            req.headers.push(Header {
+                name: name.into(),
+                value,
+            });
+        }
         let anchored = match (&call.media, &self.anchor) {
             (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
             _ => None,

@@ -232,6 +232,9 @@ pub struct HttpConfig {
     /// environment, the engine generates a supervisor token at first start and keeps it in
     /// `<data dir>/api-token` (mode 0600).
     pub tokens: Vec<TokenConfig>,
+    /// How long a browser agent's login lasts (the desktop's session token for the API).
+    /// Default 43200 (12 hours, a long shift).
+    pub session_ttl_s: u32,
 }
 
 /// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
@@ -250,6 +253,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal"),
             tokens: Vec::new(),
+            session_ttl_s: 43_200,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Shared {
     pub records_db: Option<crate::records::StoreLocation>,
     /// The knowledge base file.
     pub kb_db: Option<std::path::PathBuf>,
+    /// Browser agents: credentials, logins, and where their SIP and media go.
+    pub web: crate::web::WebShared,
     queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
 }
 
@@ -38,6 +40,7 @@ impl Shared {
             auth: Default::default(),
             records_db: None,
             kb_db: None,
+            web: Default::default(),
             queries: tokio::sync::OnceCell::new(),
         }
     }

@@ -38,6 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/kb", get(kb_search))
         .route("/api/kb/{id}", get(kb_get))
+        .merge(crate::web::router())
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -52,10 +53,15 @@ pub(crate) fn authorize(
     headers: &axum::http::HeaderMap,
     allowed: impl Fn(&auth::Role) -> bool,
 ) -> Result<auth::Role, ApiError> {
-    let role = s
-        .auth
-        .check(headers)
-        .map_err(|(code, msg)| ApiError(code, msg.to_string()))?;
+    // Configured tokens first, then the browser agents' session tokens.
+    let role = match s.auth.check(headers) {
+        Ok(r) => r,
+        Err((code, msg)) => match s.web.sessions.role(headers) {
+            Some(Ok(r)) => r,
+            Some(Err(expired)) => return Err(ApiError(StatusCode::UNAUTHORIZED, expired.into())),
+            None => return Err(ApiError(code, msg.to_string())),
+        },
+    };
     if allowed(&role) {
         Ok(role)
     } else {

@@ -1,0 +1,456 @@
+//! One browser agent's session: the JSON protocol on `/agent/ws`, the stand-in SIP user
+//! agent's TCP connection to the engine, and the WebRTC bridge.
+//!
+//! Client → server (`op`): `login {agent, password}`, `sdp {sdp}` (the browser's offer),
+//! `state {state: ready|not-ready|logout, reason?}`, `answer`, `hangup`, `hold {on}`,
+//! `dtmf {digit}`, `transfer {target}`.
+//! Server → client (`ev`): `login-ok {agent, token, expires_in_s}`, `sdp {sdp}`,
+//! `media {state: connected|failed}`, `state {state, reason, call}`, `offer {record,
+//! caller (masked), queue, language, wait_ms}`, `connected {record}`, `ended {record, by}`,
+//! `error {code, message}`.
+//!
+//! The agent is registered (and so ready to the ACD) only once its media is connected and it
+//! asks to be ready: a call is never offered to a desktop that could not take it. When the
+//! socket closes, the media fails (ICE) or the login expires, the call in progress is hung
+//! up (the engine ends it and writes its record; the caller is not left in silence) and the
+//! agent is logged out.
+
+use super::bridge::{Bridge, PeerEvent};
+use super::ua::{AgentUa, UaEvent};
+use crate::driver::{Query, Shared};
+use crate::sip::message::Message;
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Failed logins on one socket before it is closed.
+const MAX_LOGIN_TRIES: u32 = 5;
+
+pub async fn run(s: Arc<Shared>, mut ws: WebSocket) {
+    let Some((agent, password, token, expires)) = login(&s, &mut ws).await else {
+        return;
+    };
+    tracing::info!(agent = %agent, "browser agent logged in");
+    let result = session(&s, &mut ws, &agent, &password, expires).await;
+    s.web.sessions.close(&token);
+    if let Err(why) = result {
+        let _ = send(
+            &mut ws,
+            json!({"ev": "error", "code": why.0, "message": why.1}),
+        )
+        .await;
+    }
+    let _ = ws.send(WsMessage::Close(None)).await;
+    tracing::info!(agent = %agent, "browser agent session ended");
+}
+
+async fn send(ws: &mut WebSocket, v: Value) -> Result<(), axum::Error> {
+    ws.send(WsMessage::Text(v.to_string().into())).await
+}
+
+fn error(code: &'static str, message: &str) -> Value {
+    json!({"ev": "error", "code": code, "message": message})
+}
+
+async fn login(s: &Shared, ws: &mut WebSocket) -> Option<(String, String, String, Instant)> {
+    let mut tries = 0;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(120), ws.recv())
+            .await
+            .ok()??
+            .ok()?;
+        let WsMessage::Text(text) = msg else {
+            if matches!(msg, WsMessage::Close(_)) {
+                return None;
+            }
+            continue;
+        };
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if v["op"] != "login" {
+            let _ = send(ws, error("not-logged-in", "log in first")).await;
+            continue;
+        }
+        let agent = v["agent"].as_str().unwrap_or("").trim().to_string();
+        let password = v["password"].as_str().unwrap_or("").to_string();
+        if !s.web.check_password(&agent, &password) {
+            tries += 1;
+            tracing::info!(agent = %agent, "browser login refused: wrong agent or password");
+            let _ = send(ws, error("bad-login", "wrong agent id or password")).await;
+            if tries >= MAX_LOGIN_TRIES {
+                return None;
+            }
+            continue;
+        }
+        match s.web.sessions.open(&agent, Instant::now()) {
+            Ok((token, expires)) => {
+                let left = expires.saturating_duration_since(Instant::now()).as_secs();
+                let _ = send(
+                    ws,
+                    json!({"ev": "login-ok", "agent": agent, "token": token, "expires_in_s": left}),
+                )
+                .await;
+                return Some((agent, password, token, expires));
+            }
+            Err(_) => {
+                let _ = send(
+                    ws,
+                    error(
+                        "already-logged-in",
+                        "this agent is already logged in in another browser",
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// The SIP connection to the engine: messages in (framed by Content-Length) and a writer.
+struct SipLink {
+    write: tokio::net::tcp::OwnedWriteHalf,
+    incoming: mpsc::Receiver<Message>,
+    local: std::net::SocketAddr,
+}
+
+async fn connect(engine: std::net::SocketAddr) -> std::io::Result<SipLink> {
+    let stream = TcpStream::connect(engine).await?;
+    stream.set_nodelay(true)?;
+    let local = stream.local_addr()?;
+    let (mut read, write) = stream.into_split();
+    let (tx, incoming) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            // Whole messages out of the buffer first.
+            while let Some((len, msg)) = frame(&buf) {
+                buf.drain(..len);
+                if let Some(m) = msg {
+                    if tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 1 << 20 {
+                return; // a peer that never frames: drop the connection
+            }
+        }
+    });
+    Ok(SipLink {
+        write,
+        incoming,
+        local,
+    })
+}
+
+/// One message off the front of a TCP stream: its length, and the message (None for a
+/// keep-alive CRLF or an unparsable one, which is skipped).
+fn frame(buf: &[u8]) -> Option<(usize, Option<Message>)> {
+    let lead = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    if lead > 0 {
+        return Some((lead, None));
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let k = k.trim();
+            (k.eq_ignore_ascii_case("content-length") || k == "l")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    if buf.len() < end + len {
+        return None;
+    }
+    Some((end + len, Message::parse(&buf[..end + len]).ok()))
+}
+
+impl SipLink {
+    async fn send(&mut self, m: &Message) -> std::io::Result<()> {
+        self.write.write_all(&m.to_bytes()).await
+    }
+}
+
+type Failure = (&'static str, String);
+
+struct Call {
+    record: String,
+    connected: bool,
+}
+
+async fn session(
+    s: &Shared,
+    ws: &mut WebSocket,
+    agent: &str,
+    password: &str,
+    expires: Instant,
+) -> Result<(), Failure> {
+    let mut sip = connect(s.web.sip)
+        .await
+        .map_err(|e| ("engine-unreachable", format!("engine SIP: {e}")))?;
+    let mut ua = AgentUa::new(agent, password, sip.local, s.web.sip, 0);
+    let mut bridge: Option<Bridge> = None;
+    let (dead_tx, mut peer_events) = mpsc::channel::<PeerEvent>(8);
+    drop(dead_tx);
+    let mut media_up = false;
+    let mut registered = false;
+    let mut want_ready = false;
+    let mut call: Option<Call> = None;
+    let mut last_state = String::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut refresh = tokio::time::interval(Duration::from_secs(120));
+    refresh.tick().await;
+    let outcome: Result<(), Failure> = loop {
+        tokio::select! {
+            msg = ws.recv() => {
+                let text = match msg {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break Ok(()),
+                    Some(Ok(_)) => continue,
+                };
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let op = v["op"].as_str().unwrap_or("");
+                match op {
+                    "sdp" => {
+                        let Some(offer) = v["sdp"].as_str() else {
+                            let _ = send(ws, error("bad-request", "sdp: the browser's offer")).await;
+                            continue;
+                        };
+                        if let Some(old) = bridge.take() {
+                            old.close().await;
+                        }
+                        match Bridge::answer(s.web.media_ip, offer.to_string()).await {
+                            Ok((b, answer, events)) => {
+                                bridge = Some(b);
+                                peer_events = events;
+                                let _ = send(ws, json!({"ev": "sdp", "sdp": answer})).await;
+                            }
+                            Err(e) => {
+                                let _ = send(ws, error("media", &e)).await;
+                            }
+                        }
+                    }
+                    "state" => {
+                        let state = v["state"].as_str().unwrap_or("");
+                        match state {
+                            "ready" if !media_up => {
+                                let _ = send(ws, error("media-not-ready", "the audio connection is not up yet (microphone allowed?)")).await;
+                            }
+                            "ready" if !registered => {
+                                want_ready = true;
+                                let m = ua.register(300, None);
+                                sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+                            }
+                            "ready" => set_state(s, agent, crate::b2bua::api::StateChange::Ready, ws).await,
+                            "not-ready" if registered => {
+                                let reason = v["reason"].as_str().unwrap_or("break").chars().take(40).collect();
+                                set_state(s, agent, crate::b2bua::api::StateChange::NotReady(reason), ws).await;
+                            }
+                            "not-ready" => {}
+                            "logout" => {
+                                if registered {
+                                    let m = ua.register(0, None);
+                                    sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+                                }
+                            }
+                            _ => {
+                                let _ = send(ws, error("bad-request", "state: ready, not-ready or logout")).await;
+                            }
+                        }
+                    }
+                    "answer" => {
+                        let port = bridge.as_ref().and_then(|b| b.local_rtp());
+                        match (port, ua.answer(s.web.media_ip, port.map_or(0, |p| p.port()))) {
+                            (Some(_), Some(ok)) => {
+                                sip.send(&ok).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+                            }
+                            _ => {
+                                let _ = send(ws, error("no-call", "no call is ringing")).await;
+                            }
+                        }
+                    }
+                    "hangup" => {
+                        if let Some(m) = ua.hang_up() {
+                            sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+                            if let Some(b) = &bridge { b.set_target(None); }
+                            if let Some(c) = call.take() {
+                                let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": "agent"})).await;
+                            }
+                        }
+                    }
+                    "hold" => {
+                        if let (Some(b), Some(c)) = (&bridge, &call) {
+                            let on = v["on"].as_bool().unwrap_or(true);
+                            b.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+                            let _ = send(ws, json!({"ev": "hold", "record": c.record, "on": on})).await;
+                        }
+                    }
+                    "dtmf" => {
+                        let d = v["digit"].as_str().and_then(|d| d.chars().next()).filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#');
+                        match d.and_then(|d| ua.dtmf(d)) {
+                            Some(m) => sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?,
+                            None => { let _ = send(ws, error("bad-request", "dtmf: one of 0-9 * # during a call")).await; }
+                        }
+                    }
+                    "transfer" => {
+                        let target = v["target"].as_str().unwrap_or("").trim();
+                        let ok = !target.is_empty() && target.len() <= 32 && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
+                        match ua.refer(target).filter(|_| ok) {
+                            Some(m) => sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?,
+                            None => { let _ = send(ws, error("bad-request", "transfer: a queue name or a number, during a call")).await; }
+                        }
+                    }
+                    "login" => { let _ = send(ws, error("bad-request", "already logged in")).await; }
+                    _ => { let _ = send(ws, error("bad-request", "unknown op")).await; }
+                }
+            }
+            Some(m) = sip.incoming.recv() => {
+                let (out, events) = ua.on_message(&m);
+                for o in out {
+                    sip.send(&o).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+                }
+                for e in events {
+                    match e {
+                        UaEvent::Registered => {
+                            registered = true;
+                            if want_ready {
+                                want_ready = false;
+                            }
+                        }
+                        UaEvent::RegisterFailed(code) => {
+                            let _ = send(ws, error("register-failed", &format!("the engine refused the registration ({code})"))).await;
+                        }
+                        UaEvent::Unregistered => registered = false,
+                        UaEvent::Offer(info) => {
+                            let masked = crate::util::mask_number(&info.caller);
+                            call = Some(Call { record: info.record.clone(), connected: false });
+                            let _ = send(ws, json!({
+                                "ev": "offer", "record": info.record, "caller": masked,
+                                "queue": info.queue, "language": info.language, "wait_ms": info.wait_ms,
+                            })).await;
+                        }
+                        UaEvent::Connected { rtp, pt } => {
+                            if let Some(b) = &bridge { b.set_target(Some((rtp, pt))); }
+                            if let Some(c) = call.as_mut() {
+                                c.connected = true;
+                                let _ = send(ws, json!({"ev": "connected", "record": c.record})).await;
+                            }
+                        }
+                        UaEvent::Ended { by } => {
+                            if let Some(b) = &bridge { b.set_target(None); }
+                            if let Some(c) = call.take() {
+                                let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": by, "answered": c.connected})).await;
+                            }
+                        }
+                    }
+                }
+            }
+            Some(pe) = peer_events.recv() => {
+                match pe {
+                    PeerEvent::Connected => {
+                        media_up = true;
+                        let _ = send(ws, json!({"ev": "media", "state": "connected"})).await;
+                    }
+                    PeerEvent::Failed => {
+                        let _ = send(ws, json!({"ev": "media", "state": "failed"})).await;
+                        break Err(("media-failed", "the audio connection to the browser failed".into()));
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if Instant::now() >= expires {
+                    break Err(("session-expired", "the login expired: log in again".into()));
+                }
+                if let Some(state) = own_state(s, agent).await {
+                    let text = state.to_string();
+                    if text != last_state {
+                        last_state = text;
+                        let _ = send(ws, state).await;
+                    }
+                }
+            }
+            _ = refresh.tick(), if registered => {
+                let m = ua.register(300, None);
+                sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+            }
+        }
+    };
+    // The end of the session: the call (if any) is hung up so the engine ends it and writes
+    // its record, then the agent is unregistered and the connection closed (which logs it out
+    // in any case).
+    if let Some(m) = ua.hang_up() {
+        let _ = sip.send(&m).await;
+    }
+    if registered {
+        let m = ua.register(0, None);
+        let _ = sip.send(&m).await;
+    }
+    let _ = sip.write.shutdown().await;
+    if let Some(b) = bridge {
+        b.close().await;
+    }
+    outcome
+}
+
+async fn set_state(
+    s: &Shared,
+    agent: &str,
+    change: crate::b2bua::api::StateChange,
+    ws: &mut WebSocket,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let q = Query::SetAgentState {
+        id: agent.to_string(),
+        change,
+        reply: tx,
+    };
+    if s.query(q).await.is_none() {
+        return;
+    }
+    if let Ok(Err(e)) = rx.await {
+        let _ = send(ws, error("state-refused", &e.to_string())).await;
+    }
+}
+
+/// The agent's state as the engine sees it, as a `state` event.
+async fn own_state(s: &Shared, agent: &str) -> Option<Value> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.query(Query::Agents(tx)).await?;
+    let agents = rx.await.ok()?;
+    let a = agents.into_iter().find(|a| a.id == agent)?;
+    Some(json!({"ev": "state", "state": a.state, "reason": a.reason, "call": a.call}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame;
+
+    #[test]
+    fn frames_messages_by_content_length_and_skips_keepalives() {
+        let a = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 4\r\n\r\nbody";
+        let mut buf = b"\r\n\r\n".to_vec();
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(&a[..20]);
+        let (n, m) = frame(&buf).unwrap();
+        assert_eq!((n, m.is_none()), (4, true), "keep-alive CRLFs");
+        let rest = &buf[n..];
+        let (n, m) = frame(rest).unwrap();
+        assert_eq!(n, a.len());
+        assert_eq!(&m.unwrap().body[..], b"body");
+        assert!(frame(&rest[n..]).is_none(), "half a message waits for more");
+    }
+}

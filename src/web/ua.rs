@@ -1,0 +1,479 @@
+//! The SIP user agent that stands in for one browser agent (sans-IO: messages in, messages
+//! out, no sockets, no clock).
+//!
+//! The browser does not speak SIP; the engine's ACD only knows agents that register. So
+//! each logged-in browser agent gets this small UA on a TCP connection to the engine's own
+//! SIP listener: it registers with the agent's credentials (digest, as any softphone), is
+//! offered calls by INVITE like a desk phone, and answers, hangs up, transfers (REFER) and
+//! sends DTMF (INFO) when the agent clicks. To the ACD a browser agent is therefore exactly
+//! a SIP agent — same states, skills, RONA, wrap-up and records — with no second code path.
+//! TCP because the connection then is the registration: when the browser session ends, the
+//! connection closes and the engine logs the agent out at once.
+
+use crate::b2bua::leg::{contact_value, Leg};
+use crate::sip::build::{random_token, response};
+use crate::sip::message::{Header, Message, NameAddr, StartLine};
+use crate::sip::{Flow, Method};
+use std::net::SocketAddr;
+
+/// What the engine's INVITE tells the agent's desktop about the call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OfferInfo {
+    /// The consultation record's id (for notes).
+    pub record: String,
+    /// The caller's number as the engine sent it (the session masks it per role).
+    pub caller: String,
+    pub queue: String,
+    pub language: String,
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaEvent {
+    Registered,
+    /// The registrar refused (401 twice: wrong password; 403; …).
+    RegisterFailed(u16),
+    Unregistered,
+    /// An INVITE rings this agent.
+    Offer(OfferInfo),
+    /// Our 200 was ACKed: media flows to `rtp` (the engine's address for this leg) with `pt`.
+    Connected {
+        rtp: SocketAddr,
+        pt: u8,
+    },
+    /// The call is over: `by` is "caller" (CANCEL before the answer, or a BYE) or "agent".
+    Ended {
+        by: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Ringing,
+    Answered,
+    Confirmed,
+}
+
+struct UaCall {
+    invite: Message,
+    tag: String,
+    leg: Leg,
+    state: CallState,
+    /// The engine's RTP address and Opus payload type, from its offer.
+    rtp: Option<(SocketAddr, u8)>,
+    /// Our 200 (re-sent if the engine retransmits its INVITE).
+    ok: Option<Message>,
+}
+
+pub struct AgentUa {
+    agent: String,
+    password: String,
+    /// Our end of the TCP connection (Via, Contact).
+    local: SocketAddr,
+    engine: SocketAddr,
+    flow: Flow,
+    reg_call_id: String,
+    reg_cseq: u32,
+    auth_tries: u32,
+    expires: u32,
+    call: Option<UaCall>,
+    /// The Opus payload type the engine offered us last (for our answer).
+    pub opus_pt: u8,
+}
+
+impl AgentUa {
+    pub fn new(
+        agent: &str,
+        password: &str,
+        local: SocketAddr,
+        engine: SocketAddr,
+        conn: u64,
+    ) -> AgentUa {
+        AgentUa {
+            agent: agent.to_string(),
+            password: password.to_string(),
+            local,
+            engine,
+            flow: Flow {
+                transport: crate::sip::Transport::Tcp,
+                remote: engine,
+                conn,
+            },
+            reg_call_id: format!("{}@dasan-web", random_token(16)),
+            reg_cseq: 0,
+            auth_tries: 0,
+            expires: 300,
+            call: None,
+            opus_pt: 111,
+        }
+    }
+
+    fn contact(&self) -> String {
+        // A user part of its own, so a desk phone registered as the same agent stays apart.
+        contact_value(self.flow, self.local, &format!("{}-web", self.agent))
+    }
+
+    /// REGISTER (Expires 0 unregisters), with credentials answering `challenge` if given.
+    pub fn register(&mut self, expires: u32, challenge: Option<&str>) -> Message {
+        self.expires = expires;
+        self.reg_cseq += 1;
+        let uri = format!("sip:{}", self.engine);
+        let aor = format!("<sip:{}@{}>", self.agent, self.engine);
+        let mut m = Message {
+            start: StartLine::Request {
+                method: Method::Register,
+                uri: uri.clone(),
+            },
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+        };
+        m.set_header("Via", crate::b2bua::leg::via_value(self.flow, self.local));
+        m.set_header("Max-Forwards", "70");
+        m.set_header("From", format!("{aor};tag={}", random_token(8)));
+        m.set_header("To", aor);
+        m.set_header("Call-ID", self.reg_call_id.clone());
+        m.set_header("CSeq", format!("{} REGISTER", self.reg_cseq));
+        m.set_header("Contact", self.contact());
+        m.set_header("Expires", expires.to_string());
+        if let Some(ch) = challenge {
+            if let Some(auth) = crate::registrar::digest::authorization(
+                ch,
+                &self.agent,
+                &self.password,
+                "REGISTER",
+                &uri,
+                &random_token(8),
+            ) {
+                m.set_header("Authorization", auth);
+            }
+        }
+        m.set_header("Content-Length", "0");
+        m
+    }
+
+    pub fn in_call(&self) -> bool {
+        self.call.is_some()
+    }
+
+    /// One message from the engine: the messages to send back and what happened.
+    pub fn on_message(&mut self, msg: &Message) -> (Vec<Message>, Vec<UaEvent>) {
+        let mut out = Vec::new();
+        let mut ev = Vec::new();
+        match msg.method().cloned() {
+            None => self.on_response(msg, &mut out, &mut ev),
+            Some(Method::Invite) => self.on_invite(msg, &mut out, &mut ev),
+            Some(Method::Ack) => {
+                if let Some(c) = self.call.as_mut() {
+                    if c.state == CallState::Answered && msg.call_id() == c.leg.call_id {
+                        c.state = CallState::Confirmed;
+                        if let Some((rtp, pt)) = c.rtp {
+                            ev.push(UaEvent::Connected { rtp, pt });
+                        }
+                    }
+                }
+            }
+            Some(Method::Cancel) => {
+                out.push(response(msg, 200, None, None));
+                if let Some(c) = self.call.take_if(|c| {
+                    c.state == CallState::Ringing && c.invite.call_id() == msg.call_id()
+                }) {
+                    out.push(response(&c.invite, 487, None, Some(&c.tag)));
+                    ev.push(UaEvent::Ended { by: "caller" });
+                }
+            }
+            Some(Method::Bye) => {
+                let ours = self
+                    .call
+                    .as_ref()
+                    .is_some_and(|c| c.leg.call_id == msg.call_id());
+                out.push(response(msg, if ours { 200 } else { 481 }, None, None));
+                if ours {
+                    self.call = None;
+                    ev.push(UaEvent::Ended { by: "caller" });
+                }
+            }
+            // NOTIFY (a transfer's outcome), OPTIONS, INFO, UPDATE: acknowledged.
+            Some(_) => out.push(response(msg, 200, None, None)),
+        }
+        (out, ev)
+    }
+
+    fn on_response(&mut self, msg: &Message, out: &mut Vec<Message>, ev: &mut Vec<UaEvent>) {
+        let Some(status) = msg.status() else { return };
+        let is_register = msg
+            .cseq()
+            .is_some_and(|(n, m)| m == Method::Register && n == self.reg_cseq)
+            && msg.call_id() == self.reg_call_id;
+        if !is_register || status < 200 {
+            return; // responses to BYE, REFER, INFO: nothing to do on loopback TCP
+        }
+        match status {
+            200..=299 if self.expires == 0 => ev.push(UaEvent::Unregistered),
+            200..=299 => {
+                self.auth_tries = 0;
+                ev.push(UaEvent::Registered);
+            }
+            401 if self.auth_tries == 0 => {
+                self.auth_tries += 1;
+                let ch = msg.header("WWW-Authenticate").unwrap_or("").to_string();
+                let expires = self.expires;
+                out.push(self.register(expires, Some(&ch)));
+            }
+            _ => {
+                self.auth_tries = 0;
+                ev.push(UaEvent::RegisterFailed(status));
+            }
+        }
+    }
+
+    fn on_invite(&mut self, msg: &Message, out: &mut Vec<Message>, ev: &mut Vec<UaEvent>) {
+        let contact = self.contact();
+        if let Some(c) = self.call.as_mut() {
+            if c.invite.call_id() != msg.call_id() {
+                out.push(response(msg, 486, None, Some(&random_token(8))));
+            } else if msg.to_tag().is_none() {
+                // The engine retransmitted its INVITE: our last response again.
+                let again =
+                    c.ok.clone()
+                        .unwrap_or_else(|| response(msg, 180, None, Some(&c.tag)));
+                out.push(again);
+            } else {
+                // A re-INVITE (hold, a refresh): our session unchanged.
+                let mut ok = response(msg, 200, None, Some(&c.tag));
+                if let Some(prev) = &c.ok {
+                    ok.body = prev.body.clone();
+                    ok.set_header("Content-Type", "application/sdp");
+                }
+                ok.set_header("Contact", contact);
+                out.push(ok);
+            }
+            return;
+        }
+        let offer = std::str::from_utf8(&msg.body)
+            .ok()
+            .and_then(|t| crate::media::sdp::Sdp::parse(t).ok());
+        let rtp = offer.as_ref().and_then(|o| {
+            let n = crate::media::sdp::negotiate(o, &[crate::media::sdp::Codec::Opus]).ok()?;
+            let (ip, port) = n.remote;
+            Some((SocketAddr::new(ip, port), n.pt))
+        });
+        let Some((_, pt)) = rtp else {
+            // The bridge speaks Opus to the engine (which transcodes for G.711 trunks).
+            out.push(response(msg, 488, None, Some(&random_token(8))));
+            return;
+        };
+        self.opus_pt = pt;
+        let tag = random_token(10);
+        let mut leg = Leg {
+            flow: self.flow,
+            call_id: msg.call_id().to_string(),
+            local: format!("{};tag={tag}", msg.header("To").unwrap_or("")),
+            remote: msg.header("From").unwrap_or("").to_string(),
+            remote_target: msg.request_uri().unwrap_or("").to_string(),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            pending_2xx: None,
+        };
+        leg.learn_target(msg, false);
+        let from = NameAddr::parse(msg.header("From").unwrap_or(""));
+        let info = OfferInfo {
+            record: msg.header("X-Dasan-Record").unwrap_or("").to_string(),
+            caller: crate::sip::uri::dialled_number(from.uri).unwrap_or_default(),
+            queue: msg.header("X-Dasan-Queue").unwrap_or("").to_string(),
+            language: msg.header("X-Dasan-Language").unwrap_or("").to_string(),
+            wait_ms: msg
+                .header("X-Dasan-Wait-Ms")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(0),
+        };
+        let mut ringing = response(msg, 180, None, Some(&tag));
+        ringing.set_header("Contact", self.contact());
+        out.push(ringing);
+        self.call = Some(UaCall {
+            invite: msg.clone(),
+            tag,
+            leg,
+            state: CallState::Ringing,
+            rtp,
+            ok: None,
+        });
+        ev.push(UaEvent::Offer(info));
+    }
+
+    /// The agent answers: 200 with our SDP (Opus on `rtp_port` of `rtp_ip`).
+    pub fn answer(&mut self, rtp_ip: std::net::IpAddr, rtp_port: u16) -> Option<Message> {
+        let contact = self.contact();
+        let c = self
+            .call
+            .as_mut()
+            .filter(|c| c.state == CallState::Ringing)?;
+        let (_, pt) = c.rtp?;
+        let sdp = crate::media::sdp::build(
+            rand::random::<u32>() as u64,
+            1,
+            rtp_ip,
+            rtp_port,
+            &[(crate::media::sdp::Codec::Opus, pt)],
+            None,
+            crate::media::sdp::Direction::SendRecv,
+        );
+        let mut ok = response(&c.invite, 200, None, Some(&c.tag));
+        ok.set_header("Contact", contact);
+        ok.set_header("Content-Type", "application/sdp");
+        ok.body = bytes::Bytes::from(sdp);
+        c.state = CallState::Answered;
+        c.ok = Some(ok.clone());
+        Some(ok)
+    }
+
+    /// The agent hangs up (BYE) or declines a ringing call (486: the engine moves on).
+    pub fn hang_up(&mut self) -> Option<Message> {
+        let c = self.call.take()?;
+        Some(match c.state {
+            CallState::Ringing => response(&c.invite, 486, None, Some(&c.tag)),
+            _ => {
+                let mut leg = c.leg;
+                leg.request(Method::Bye, self.local, None)
+            }
+        })
+    }
+
+    /// A key from the desktop's keypad, to the engine as INFO (application/dtmf-relay).
+    pub fn dtmf(&mut self, digit: char) -> Option<Message> {
+        let local = self.local;
+        let c = self
+            .call
+            .as_mut()
+            .filter(|c| c.state == CallState::Confirmed)?;
+        let mut info = c.leg.request(Method::Info, local, None);
+        info.set_header("Content-Type", "application/dtmf-relay");
+        info.body = bytes::Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
+        Some(info)
+    }
+
+    /// Blind transfer: REFER to a queue name or a number.
+    pub fn refer(&mut self, target: &str) -> Option<Message> {
+        let (local, engine) = (self.local, self.engine);
+        let contact = self.contact();
+        let c = self
+            .call
+            .as_mut()
+            .filter(|c| c.state == CallState::Confirmed)?;
+        let mut refer = c.leg.request(Method::Refer, local, None);
+        refer.headers.push(Header {
+            name: "Refer-To".into(),
+            value: format!("<sip:{target}@{engine}>"),
+        });
+        refer.set_header("Contact", contact);
+        Some(refer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ua() -> AgentUa {
+        AgentUa::new(
+            "1001",
+            "pw",
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:5060".parse().unwrap(),
+            1,
+        )
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 30002 RTP/AVP 0 8 111 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn invite(call_id: &str, sdp: &str) -> Message {
+        let raw = format!("INVITE sip:1001-web@127.0.0.1:40000;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK{call_id}\r\nFrom: \"Kim\" <sip:01012345678@127.0.0.1>;tag=e1\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:dasan@127.0.0.1:5060;transport=tcp>\r\nX-Dasan-Record: rec1\r\nX-Dasan-Queue: general\r\nX-Dasan-Language: ko\r\nX-Dasan-Wait-Ms: 1500\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len());
+        Message::parse(raw.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn registers_with_digest_then_reports_a_wrong_password() {
+        let mut ua = ua();
+        let reg = ua.register(300, None);
+        assert_eq!(reg.header("Expires"), Some("300"));
+        assert!(reg
+            .header("Contact")
+            .unwrap()
+            .contains("1001-web@127.0.0.1:40000;transport=tcp"));
+        let mut ch = response(&reg, 401, None, Some("x"));
+        ch.set_header(
+            "WWW-Authenticate",
+            "Digest realm=\"dasan\", nonce=\"abc\", qop=\"auth\", algorithm=MD5",
+        );
+        let (out, ev) = ua.on_message(&ch);
+        assert!(ev.is_empty());
+        assert!(out[0]
+            .header("Authorization")
+            .unwrap()
+            .starts_with("Digest username=\"1001\""));
+        let again = response(&out[0], 401, None, Some("x"));
+        let (out, ev) = ua.on_message(&again);
+        assert!(out.is_empty(), "no endless retry");
+        assert_eq!(ev, vec![UaEvent::RegisterFailed(401)]);
+    }
+
+    #[test]
+    fn offer_answer_ack_bye_and_a_second_call_is_busy() {
+        let mut ua = ua();
+        let (out, ev) = ua.on_message(&invite("c1", OFFER));
+        assert_eq!(out[0].status(), Some(180));
+        assert_eq!(
+            ev,
+            vec![UaEvent::Offer(OfferInfo {
+                record: "rec1".into(),
+                caller: "01012345678".into(),
+                queue: "general".into(),
+                language: "ko".into(),
+                wait_ms: 1500
+            })]
+        );
+        let (out, _) = ua.on_message(&invite("c2", OFFER));
+        assert_eq!(out[0].status(), Some(486));
+        let ok = ua.answer("127.0.0.1".parse().unwrap(), 41000).unwrap();
+        let body = std::str::from_utf8(&ok.body).unwrap();
+        assert!(body.contains("m=audio 41000 RTP/AVP 111"), "{body}");
+        let ack = Message::parse(b"ACK sip:1001-web@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKa\r\nFrom: <sip:01012345678@127.0.0.1>;tag=e1\r\nTo: <sip:1001@127.0.0.1>;tag=x\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let (_, ev) = ua.on_message(&ack);
+        assert_eq!(
+            ev,
+            vec![UaEvent::Connected {
+                rtp: "127.0.0.1:30002".parse().unwrap(),
+                pt: 111
+            }]
+        );
+        let info = ua.dtmf('5').unwrap();
+        assert_eq!(&info.body[..], b"Signal=5\r\nDuration=160\r\n");
+        let refer = ua.refer("en").unwrap();
+        assert_eq!(refer.header("Refer-To"), Some("<sip:en@127.0.0.1:5060>"));
+        let bye = ua.hang_up().unwrap();
+        assert_eq!(bye.method(), Some(&Method::Bye));
+        assert_eq!(
+            bye.request_uri(),
+            Some("sip:dasan@127.0.0.1:5060;transport=tcp")
+        );
+        assert!(!ua.in_call());
+    }
+
+    #[test]
+    fn cancel_while_ringing_and_an_offer_without_opus() {
+        let mut ua = ua();
+        ua.on_message(&invite("c1", OFFER));
+        let cancel = crate::sip::build::cancel_for(&invite("c1", OFFER));
+        let (out, ev) = ua.on_message(&cancel);
+        assert_eq!(
+            out.iter().filter_map(|m| m.status()).collect::<Vec<_>>(),
+            vec![200, 487]
+        );
+        assert_eq!(ev, vec![UaEvent::Ended { by: "caller" }]);
+        let g711 = OFFER
+            .replace(" 111 101", " 101")
+            .replace("a=rtpmap:111 opus/48000/2\r\n", "");
+        let (out, ev) = ua.on_message(&invite("c3", &g711));
+        assert_eq!(out[0].status(), Some(488));
+        assert!(ev.is_empty());
+    }
+}

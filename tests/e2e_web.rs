@@ -1,0 +1,443 @@
+//! Browser agents end to end: headless Debian Chromium driven by playwright-core
+//! (`web/test/browser.mjs`) against the real engine, with SIPp as the trunk caller.
+//! Needs `scripts/web-build.sh` (the front end and playwright-core) and Debian `chromium`;
+//! `scripts/test.sh` provides both.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `node web/test/browser.mjs …`: its JSON lines as they come.
+struct Browser {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+    log: std::path::PathBuf,
+}
+
+impl Browser {
+    fn start(dir: &std::path::Path, name: &str, args: &[&str]) -> Browser {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let log = dir.join(format!("{name}.browser.log"));
+        let mut child = Command::new("node")
+            .arg(web.join("test/browser.mjs"))
+            .args(args)
+            .current_dir(&web)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.browser.err"))).expect("log"))
+            .spawn()
+            .expect("run node (scripts/web-build.sh installs it)");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&log2).ok();
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Browser { child, lines, log }
+    }
+
+    /// The first line with `key`, or a panic with what the browser said.
+    fn wait_for(&self, key: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v.get(key).is_some() => return v,
+                Ok(v) if v.get("error").is_some() => panic!(
+                    "browser failed: {}\n{}",
+                    v["error"],
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "browser never said {key}:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// G.711 µ-law of a sine, for SIPp's rtp_stream.
+fn write_ulaw_tone(path: &std::path::Path, seconds: u32, freq: f64) {
+    let data: Vec<u8> = (0..8000 * seconds)
+        .map(|i| {
+            let v =
+                (f64::sin(2.0 * std::f64::consts::PI * freq * i as f64 / 8000.0) * 8000.0) as i16;
+            dasan::media::g711::linear_to_ulaw(v)
+        })
+        .collect();
+    std::fs::write(path, data).expect("write tone");
+}
+
+fn rms(x: &[f64]) -> f64 {
+    (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
+/// Goertzel power of `freq` in 8 kHz samples.
+fn power(x: &[f64], freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for v in x {
+        let s0 = v + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+}
+
+fn url(e: &EngineProc) -> String {
+    format!("http://127.0.0.1:{}", e.http_port)
+}
+
+#[test]
+fn browser_agent_answers_a_sipp_call_with_audio_both_ways_and_writes_notes() {
+    let base = port_block();
+    let dir = workdir("web-call");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let mic = dir.join("mic.wav");
+    write_tone(&mic, 30, (660.0, 48000, 1));
+    let caller_audio = dir.join("caller.ul");
+    write_ulaw_tone(&caller_audio, 30, 440.0);
+    let notes = "버스 노선 문의: 472번 배차 간격 안내";
+    let browser = Browser::start(
+        &dir,
+        "agent",
+        &[
+            "agent-call",
+            &url(&e),
+            "1001",
+            "test-pw",
+            notes,
+            &mic.display().to_string(),
+        ],
+    );
+    browser.wait_for("ready", Duration::from_secs(60));
+    assert_eq!(e.agent_state("1001"), "ready");
+    let (port, mp, cp) = (base + 2, base + 10, base + 30);
+    let capture = Capture::start(&dir, "to-caller", &format!("udp dst port {mp}"));
+    let mut a = base_args(base, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("caller-stream.xml").display().to_string(),
+        "-s",
+        "120",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]));
+    let caller = sipp(&dir, "caller", &a);
+    let offer = browser.wait_for("offer", Duration::from_secs(30));
+    assert_eq!(offer["offer"]["queue"], "general");
+    assert_eq!(offer["offer"]["language"], "ko");
+    let shown = offer["offer"]["caller"].as_str().unwrap_or("");
+    assert!(
+        shown.contains('*') && !shown.contains("98765"),
+        "the agent sees the number masked: {shown}"
+    );
+    let done = browser.wait_for("done", Duration::from_secs(60));
+    caller.expect_success(Duration::from_secs(30));
+    let packets = capture.stop();
+    // The browser heard the caller's tone.
+    let heard = done["rms"].as_f64().unwrap_or(0.0);
+    assert!(heard > 0.01, "browser heard silence: {done}");
+    // SIPp received the browser's microphone: 660 Hz (transcoded Opus → PCMU), told apart
+    // from the ringback it heard before the answer (440 + 480 Hz) by frequency.
+    let mut pcm = Vec::new();
+    for p in packets.iter().filter(|p| p.len() > 12 && p[1] & 0x7f == 0) {
+        pcm.extend(
+            p[12..]
+                .iter()
+                .map(|b| dasan::media::g711::ulaw_to_linear(*b) as f64),
+        );
+    }
+    assert!(
+        packets.len() >= 100,
+        "only {} packets to the caller",
+        packets.len()
+    );
+    let tone_frames = pcm
+        .chunks_exact(160)
+        .filter(|f| power(f, 660.0) > 4.0 * power(f, 440.0).max(power(f, 480.0)) && rms(f) > 300.0)
+        .count();
+    let caller_rms = rms(&pcm);
+    assert!(
+        tone_frames >= 50,
+        "the caller heard the browser's 660 Hz in only {tone_frames} frames of 20 ms"
+    );
+    // The record: answered by 1001, with the form's notes.
+    assert_eq!(done["saved"].as_str().map(|s| !s.is_empty()), Some(true));
+    let record = done["record"].as_str().expect("record id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (code, body) = http_get_as(
+            e.http_port,
+            &format!("/api/records/{record}"),
+            Some(API_TOKEN),
+        )
+        .expect("records API");
+        if code == 200 && body.contains("\"notes\"") && body.contains("\"outcome\":\"answered\"") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record not complete: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["agent"], "1001");
+    assert_eq!(v["notes"], notes);
+    assert_eq!(v["category"], "교통");
+    assert_eq!(v["hangup_side"], "agent", "{v}");
+    eprintln!(
+        "browser heard RMS {heard:.3}; caller heard RMS {caller_rms:.0} over {} packets, 660 Hz in {tone_frames} frames; answer→audio {} ms",
+        packets.len(),
+        done["answerToAudioMs"]
+    );
+}
+
+#[test]
+fn wrong_password_is_refused_with_a_clear_message() {
+    let base = port_block();
+    let dir = workdir("web-bad-login");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let browser = Browser::start(
+        &dir,
+        "bad",
+        &["bad-login", &url(&e), "1001", "not-the-password"],
+    );
+    let v = browser.wait_for("alert", Duration::from_secs(60));
+    let alert = v["alert"].as_str().unwrap_or("");
+    assert!(
+        alert.contains("비밀번호") || alert.contains("password"),
+        "{alert}"
+    );
+    assert_eq!(v["deskHidden"], true);
+    assert_eq!(e.agent_state("1001"), "logged-out");
+}
+
+#[test]
+fn wallboard_shows_a_waiting_call_within_a_second() {
+    let base = port_block();
+    let dir = workdir("web-wallboard");
+    let e = EngineProc::start(&dir, &test_config("max_wait_s = 30"), base, base + 1);
+    let browser = Browser::start(&dir, "wallboard", &["wallboard", &url(&e), API_TOKEN]);
+    browser.wait_for("connected", Duration::from_secs(60));
+    // No agent is logged in: the call waits.
+    let (port, mp, cp) = (base + 2, base + 10, base + 30);
+    let mut a = base_args(base, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("caller-hungup.xml").display().to_string(),
+        "-s",
+        "120",
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+    ]));
+    let _caller = sipp(&dir, "caller", &a);
+    let seen = browser.wait_for("waiting_seen_ms", Duration::from_secs(30));
+    let seen_ms = seen["waiting_seen_ms"].as_i64().expect("time");
+    // When the engine saw the call arrive, from its record.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let arrived = loop {
+        let (_, body) =
+            http_get_as(e.http_port, "/api/records?limit=5", Some(API_TOKEN)).expect("records");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(ms) = v["records"][0]["arrived_ms"].as_i64() {
+            break ms;
+        }
+        assert!(Instant::now() < deadline, "no record: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lag = seen_ms - arrived;
+    assert!(
+        (0..1000).contains(&lag),
+        "the wallboard showed the call {lag} ms after it arrived"
+    );
+    assert!(seen["calls"].as_i64().unwrap_or(0) >= 1);
+    eprintln!("wallboard showed the waiting call {lag} ms after arrival");
+}
+
+fn start_caller(dir: &std::path::Path, name: &str, sip: u16, (port, mp, cp): (u16, u16, u16), extra: &[&str]) -> Sipp {
+    let mut a = base_args(sip, port, mp, cp);
+    a.extend(args(&["-sf"]));
+    a.extend(args(extra));
+    sipp(dir, name, &a)
+}
+
+#[test]
+fn two_browser_agents_and_a_baresip_agent_share_a_queue_without_a_double_offer() {
+    let base = port_block();
+    let dir = workdir("web-mixed");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b1 = Browser::start(&dir, "b1", &["agent-idle", &url(&e), "1001", "test-pw", "40"]);
+    let b2 = Browser::start(&dir, "b2", &["agent-idle", &url(&e), "1002", "test-pw", "40"]);
+    b1.wait_for("ready", Duration::from_secs(60));
+    b2.wait_for("ready", Duration::from_secs(60));
+    let phone = Baresip::start(
+        &dir,
+        "desk",
+        base + 3,
+        (base + 20, base + 29),
+        (440.0, 8000, 1),
+        &format!("<sip:1003@127.0.0.1:{base}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.agent_state("1003") != "ready" {
+        assert!(Instant::now() < deadline, "baresip never registered:\n{}", phone.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nine calls, two a second, each caller hanging up after 3 s.
+    copy_sipp_pcaps(&dir);
+    start_caller(
+        &dir,
+        "callers",
+        base,
+        (base + 5, base + 40, base + 31),
+        &[
+            &scenarios().join("caller.xml").display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "9",
+            "-r",
+            "2",
+            "-d",
+            "3000",
+            "-timeout",
+            "60s",
+        ],
+    )
+    .wait(Duration::from_secs(70));
+    let d1 = b1.wait_for("done", Duration::from_secs(60));
+    let d2 = b2.wait_for("done", Duration::from_secs(60));
+    let (_, body) =
+        http_get_as(e.http_port, "/api/records?limit=50", Some(API_TOKEN)).expect("records");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let records = v["records"].as_array().expect("records").clone();
+    assert_eq!(records.len(), 9, "{body}");
+    let mut by_agent = std::collections::BTreeMap::<String, usize>::new();
+    for r in &records {
+        let offered: Vec<&str> = r["agents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        // Offered once, to one agent, who took it: no call rang two phones.
+        assert_eq!(offered.len(), 1, "{r}");
+        assert_eq!(r["agent"].as_str(), Some(offered[0]), "{r}");
+        *by_agent.entry(offered[0].to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        by_agent.keys().cloned().collect::<Vec<_>>(),
+        vec!["1001", "1002", "1003"],
+        "every agent took calls: {by_agent:?}"
+    );
+    assert_eq!(d1["offers"].as_u64(), by_agent.get("1001").map(|n| *n as u64));
+    assert_eq!(d2["offers"].as_u64(), by_agent.get("1002").map(|n| *n as u64));
+    eprintln!("calls per agent: {by_agent:?}");
+}
+
+#[test]
+fn a_second_login_of_the_same_agent_is_refused() {
+    let base = port_block();
+    let dir = workdir("web-second");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b = Browser::start(&dir, "two", &["second-login", &url(&e), "1001", "test-pw"]);
+    let v = b.wait_for("second", Duration::from_secs(60));
+    let text = v["second"].as_str().unwrap_or("");
+    assert!(text.contains("already") || text.contains("이미"), "{text}");
+    assert_eq!(v["secondDeskHidden"], true);
+    assert_eq!(v["firstStillIn"], true);
+}
+
+#[test]
+fn an_expired_login_ends_the_session_and_its_token() {
+    let base = port_block();
+    let dir = workdir("web-expire");
+    let cfg = test_config("").replace("[[trunk]]", "[http]\nsession_ttl_s = 4\n\n[[trunk]]");
+    let e = EngineProc::start(&dir, &cfg, base, base + 1);
+    let b = Browser::start(&dir, "exp", &["expire", &url(&e), "1001", "test-pw"]);
+    b.wait_for("ready", Duration::from_secs(60));
+    let v = b.wait_for("expired", Duration::from_secs(30));
+    let text = v["expired"].as_str().unwrap_or("");
+    assert!(text.contains("expired") || text.contains("만료"), "{text}");
+    assert_eq!(v["loginShown"], true);
+    assert_eq!(v["apiStatus"], 401);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.agent_state("1001") != "logged-out" {
+        assert!(Instant::now() < deadline, "agent still {}", e.agent_state("1001"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_browser_whose_audio_connection_dies_mid_call_does_not_leave_the_caller_in_silence() {
+    let base = port_block();
+    let dir = workdir("web-drop");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b = Browser::start(&dir, "drop", &["drop-call", &url(&e), "1001", "test-pw"]);
+    b.wait_for("ready", Duration::from_secs(60));
+    write_ulaw_tone(&dir.join("caller.ul"), 60, 440.0);
+    // The caller streams audio and expects the engine's BYE.
+    let caller = start_caller(
+        &dir,
+        "caller",
+        base,
+        (base + 2, base + 10, base + 30),
+        &[
+            &scenarios().join("caller-stream.xml").display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "1",
+            "-timeout",
+            "60s",
+        ],
+    );
+    let answered = b.wait_for("answered", Duration::from_secs(30));
+    let record = answered["answered"].as_str().expect("record").to_string();
+    let dropped = b.wait_for("dropped", Duration::from_secs(45));
+    assert!(!dropped["dropped"].as_str().unwrap_or("").is_empty());
+    caller.expect_success(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) =
+            http_get_as(e.http_port, &format!("/api/records/{record}"), Some(API_TOKEN))
+                .expect("records API");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["outcome"] == "answered" && v["ended_ms"].is_i64() {
+            assert_eq!(v["agent"], "1001");
+            break;
+        }
+        assert!(Instant::now() < deadline, "record not ended: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(e.agent_state("1001"), "logged-out");
+}

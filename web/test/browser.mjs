@@ -1,0 +1,230 @@
+// Drives headless Debian Chromium with playwright-core for the end-to-end tests
+// (tests/e2e_web.rs runs it). One JSON line on stdout per milestone; exit 0 on success.
+//
+//   node browser.mjs agent-call URL AGENT PASSWORD NOTES [MIC.wav]
+//   node browser.mjs bad-login URL AGENT WRONG_PASSWORD
+//   node browser.mjs wallboard URL TOKEN
+//   node browser.mjs agent-idle URL AGENT PASSWORD SECONDS   (logs in, ready, answers offers)
+//   node browser.mjs second-login URL AGENT PASSWORD
+//   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
+//   node browser.mjs drop-call URL AGENT PASSWORD
+import { chromium } from "playwright-core";
+
+const [mode, url, ...rest] = process.argv.slice(2);
+const say = (o) => console.log(JSON.stringify({ at: Date.now(), ...o }));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function launch(mic) {
+  const args = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+  ];
+  if (mic) args.push(`--use-file-for-fake-audio-capture=${mic}`);
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args,
+    ignoreDefaultArgs: ["--mute-audio"],
+    timeout: 30000,
+  });
+}
+
+async function waitFor(page, fn, arg, ms) {
+  return page.waitForFunction(fn, arg, { timeout: ms, polling: 20 });
+}
+
+async function login(page, agent, password, query = "") {
+  await page.goto(`${url}/agent${query}`);
+  await page.fill("#agent", agent);
+  await page.fill("#password", password);
+  await page.keyboard.press("Enter"); // keyboard only
+}
+
+async function agentCall([agent, password, notes, mic]) {
+  const browser = await launch(mic);
+  const page = await browser.newPage();
+  page.on("console", (m) => say({ console: m.text() }));
+  // A test tone: the browser's noise suppression would take it for noise.
+  await login(page, agent, password, "?audio=raw");
+  await waitFor(page, () => window.dasan && window.dasan.events.includes("media"), null, 15000);
+  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  say({ ready: true });
+  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
+  const offer = {
+    caller: await page.textContent("#o-caller"),
+    queue: await page.textContent("#o-queue"),
+    language: await page.textContent("#o-language"),
+  };
+  say({ offer });
+  await page.focus("#answer");
+  await page.keyboard.press("Enter");
+  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  // Listen for three seconds: the loudest received level and the answer-to-audio time.
+  let peak = 0;
+  for (let i = 0; i < 150; i++) {
+    peak = Math.max(peak, await page.evaluate(() => window.dasan.rms));
+    await sleep(20);
+  }
+  const answerToAudioMs = await page.evaluate(() => window.dasan.answerToAudioMs ?? null);
+  const record = await page.evaluate(() => window.dasan.record);
+  await page.fill("#category", "교통");
+  await page.fill("#notes", notes);
+  await page.click("#save");
+  await waitFor(page, () => document.querySelector("#saved").textContent !== "", null, 5000);
+  const saved = await page.textContent("#saved");
+  await page.click("#hangup");
+  await waitFor(page, () => document.querySelector("#incall").hidden, null, 5000);
+  say({ done: true, rms: peak, answerToAudioMs, record, saved });
+  await browser.close();
+}
+
+async function badLogin([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await login(page, agent, password);
+  await waitFor(page, () => document.querySelector("#alert").textContent !== "", null, 10000);
+  say({ alert: await page.textContent("#alert"), deskHidden: await page.isHidden("#desk") });
+  await browser.close();
+}
+
+async function wallboard([token]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(`${url}/supervisor`);
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  await waitFor(page, () => window.wallboard && window.wallboard.snapshots > 0, null, 10000);
+  say({ connected: true });
+  const seen = await waitFor(
+    page,
+    () => {
+      const cell = document.querySelector('#queues tr[data-queue="general"] .waiting');
+      return cell && cell.textContent !== "0" ? Date.now() : false;
+    },
+    null,
+    30000,
+  );
+  say({ waiting_seen_ms: await seen.jsonValue(), calls: await page.locator("#calls tbody tr").count() });
+  await browser.close();
+}
+
+async function agentIdle([agent, password, seconds]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await login(page, agent, password);
+  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  say({ ready: true });
+  const end = Date.now() + Number(seconds) * 1000;
+  let offers = 0;
+  while (Date.now() < end) {
+    if (await page.isVisible("#offer")) {
+      offers++;
+      say({ offer: await page.textContent("#o-caller") });
+      await page.click("#answer");
+      await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+      await sleep(500);
+      await page.click("#hangup");
+      await waitFor(page, () => document.querySelector("#incall").hidden, null, 5000);
+    }
+    await sleep(50);
+  }
+  say({ done: true, offers });
+  await browser.close();
+}
+
+// The same agent logs in from a second browser while the first is logged in.
+async function secondLogin([agent, password]) {
+  const browser = await launch();
+  const first = await browser.newPage();
+  await login(first, agent, password);
+  await waitFor(first, () => window.dasan && window.dasan.token, null, 15000);
+  const second = await (await browser.newContext()).newPage();
+  await login(second, agent, password);
+  await waitFor(second, () => document.querySelector("#alert").textContent !== "", null, 10000);
+  say({
+    second: await second.textContent("#alert"),
+    secondDeskHidden: await second.isHidden("#desk"),
+    firstStillIn: await first.isVisible("#desk"),
+  });
+  await browser.close();
+}
+
+// Logs in with a short-lived login (the engine's session_ttl_s) and waits for it to end.
+async function expire([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await login(page, agent, password);
+  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  const token = await page.evaluate(() => window.dasan.token);
+  say({ ready: true });
+  await waitFor(page, () => window.dasan.events.includes("error:session-expired"), null, 30000);
+  const status = await page.evaluate(
+    async (t) => (await fetch("/api/kb?q=bus", { headers: { Authorization: `Bearer ${t}` } })).status,
+    token,
+  );
+  say({ expired: await page.textContent("#alert"), loginShown: await page.isVisible("#login"), apiStatus: status });
+  await browser.close();
+}
+
+// Answers a call, then its WebRTC connection dies (the page closes it, as a network
+// failure would end ICE).
+async function dropCall([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await login(page, agent, password);
+  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  say({ ready: true });
+  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
+  await page.click("#answer");
+  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  say({ answered: await page.evaluate(() => window.dasan.record) });
+  await sleep(1000);
+  await page.evaluate(() => window.dasan.pc.close());
+  await waitFor(page, () => window.dasan.events.includes("error:media-failed"), null, 30000);
+  say({ dropped: await page.textContent("#alert") });
+  await browser.close();
+}
+
+const modes = {
+  "agent-call": agentCall,
+  "bad-login": badLogin,
+  wallboard,
+  "agent-idle": agentIdle,
+  "second-login": secondLogin,
+  expire,
+  "drop-call": dropCall,
+};
+const run = modes[mode];
+if (!run) {
+  console.error(`unknown mode ${mode}`);
+  process.exit(2);
+}
+const limit = setTimeout(() => {
+  say({ error: "timed out" });
+  process.exit(3);
+}, 120000);
+run(rest)
+  .then(() => {
+    clearTimeout(limit);
+    process.exit(0);
+  })
+  .catch((e) => {
+    say({ error: String(e && e.stack || e) });
+    process.exit(1);
+  });
