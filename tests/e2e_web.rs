@@ -284,7 +284,13 @@ fn wallboard_shows_a_waiting_call_within_a_second() {
     eprintln!("wallboard showed the waiting call {lag} ms after arrival");
 }
 
-fn start_caller(dir: &std::path::Path, name: &str, sip: u16, (port, mp, cp): (u16, u16, u16), extra: &[&str]) -> Sipp {
+fn start_caller(
+    dir: &std::path::Path,
+    name: &str,
+    sip: u16,
+    (port, mp, cp): (u16, u16, u16),
+    extra: &[&str],
+) -> Sipp {
     let mut a = base_args(sip, port, mp, cp);
     a.extend(args(&["-sf"]));
     a.extend(args(extra));
@@ -296,8 +302,16 @@ fn two_browser_agents_and_a_baresip_agent_share_a_queue_without_a_double_offer()
     let base = port_block();
     let dir = workdir("web-mixed");
     let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
-    let b1 = Browser::start(&dir, "b1", &["agent-idle", &url(&e), "1001", "test-pw", "40"]);
-    let b2 = Browser::start(&dir, "b2", &["agent-idle", &url(&e), "1002", "test-pw", "40"]);
+    let b1 = Browser::start(
+        &dir,
+        "b1",
+        &["agent-idle", &url(&e), "1001", "test-pw", "25"],
+    );
+    let b2 = Browser::start(
+        &dir,
+        "b2",
+        &["agent-idle", &url(&e), "1002", "test-pw", "25"],
+    );
     b1.wait_for("ready", Duration::from_secs(60));
     b2.wait_for("ready", Duration::from_secs(60));
     let phone = Baresip::start(
@@ -311,7 +325,11 @@ fn two_browser_agents_and_a_baresip_agent_share_a_queue_without_a_double_offer()
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while e.agent_state("1003") != "ready" {
-        assert!(Instant::now() < deadline, "baresip never registered:\n{}", phone.log());
+        assert!(
+            Instant::now() < deadline,
+            "baresip never registered:\n{}",
+            phone.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Nine calls, two a second, each caller hanging up after 3 s.
@@ -359,8 +377,14 @@ fn two_browser_agents_and_a_baresip_agent_share_a_queue_without_a_double_offer()
         vec!["1001", "1002", "1003"],
         "every agent took calls: {by_agent:?}"
     );
-    assert_eq!(d1["offers"].as_u64(), by_agent.get("1001").map(|n| *n as u64));
-    assert_eq!(d2["offers"].as_u64(), by_agent.get("1002").map(|n| *n as u64));
+    assert_eq!(
+        d1["offers"].as_u64(),
+        by_agent.get("1001").map(|n| *n as u64)
+    );
+    assert_eq!(
+        d2["offers"].as_u64(),
+        by_agent.get("1002").map(|n| *n as u64)
+    );
     eprintln!("calls per agent: {by_agent:?}");
 }
 
@@ -392,7 +416,11 @@ fn an_expired_login_ends_the_session_and_its_token() {
     assert_eq!(v["apiStatus"], 401);
     let deadline = Instant::now() + Duration::from_secs(5);
     while e.agent_state("1001") != "logged-out" {
-        assert!(Instant::now() < deadline, "agent still {}", e.agent_state("1001"));
+        assert!(
+            Instant::now() < deadline,
+            "agent still {}",
+            e.agent_state("1001")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -428,9 +456,12 @@ fn a_browser_whose_audio_connection_dies_mid_call_does_not_leave_the_caller_in_s
     caller.expect_success(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) =
-            http_get_as(e.http_port, &format!("/api/records/{record}"), Some(API_TOKEN))
-                .expect("records API");
+        let (_, body) = http_get_as(
+            e.http_port,
+            &format!("/api/records/{record}"),
+            Some(API_TOKEN),
+        )
+        .expect("records API");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         if v["outcome"] == "answered" && v["ended_ms"].is_i64() {
             assert_eq!(v["agent"], "1001");

@@ -135,7 +135,8 @@ async function agentIdle([agent, password, seconds]) {
       await page.click("#answer");
       await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
       await sleep(500);
-      await page.click("#hangup");
+      // The caller may have hung up already.
+      await page.click("#hangup", { timeout: 1000 }).catch(() => undefined);
       await waitFor(page, () => document.querySelector("#incall").hidden, null, 5000);
     }
     await sleep(50);
