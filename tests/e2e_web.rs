@@ -338,7 +338,7 @@ fn two_browser_agents_and_a_baresip_agent_share_a_queue_without_a_double_offer()
         &dir,
         "callers",
         base,
-        (base + 5, base + 40, base + 31),
+        (base + 5, base + 14, base + 31),
         &[
             &scenarios().join("caller.xml").display().to_string(),
             "-s",

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Browser-agent load on this machine's loopback: N simulated browsers (src/bin/webload.rs:
+# the desktop's WebSocket protocol and a real WebRTC stack, ICE + DTLS-SRTP + Opus) log in,
+# go ready and answer N SIPp trunk calls that stream G.711; the engine transcodes every call
+# G.711 <-> Opus and relays it over DTLS-SRTP. Prints the engine's CPU over a steady 20 s
+# window with all N calls up, the calls per core that implies, the answer-to-first-audio
+# times, and the audio each simulated browser heard.
+#
+#   sipp-scenarios/load-web.sh [CALLS] [BASE_PORT]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+calls=${1:-100} base=${2:-36000}
+(( calls > 0 && calls <= 2000 )) || { echo "CALLS must be 1..2000" >&2; exit 2; }
+sip=$base http=$((base + 1)) caller_port=$((base + 2))
+source "$root/scripts/deps.sh"
+need_cargo
+need_pkgs pkg-config gcc libopus-dev sip-tester curl
+(cd "$root" && cargo build --release --locked -q --bins)
+work=$(mktemp -d /tmp/dasan-webload.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+last=$((1000 + calls))
+cat > "$work/web.toml" <<TOML
+[[trunk]]
+name = "loopback"
+sources = ["127.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+[queue.general]
+skill = "ko"
+ring_timeout_s = 30
+[[agents]]
+ids = "1001-$last"
+password = "load-pw"
+skills = ["ko"]
+[media]
+rtp_port_min = 40000
+rtp_port_max = 49999
+TOML
+DASAN_LOG=warn "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
+    --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
+engine=$!; pids+=("$engine")
+for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+hold=$(( 60 + calls / 10 ))
+"$root/target/release/webload" "127.0.0.1:$http" 1001 "$calls" load-pw "$hold" > "$work/webload.out" 2>&1 &
+pids+=("$!")
+deadline=$((SECONDS + 60))
+until [ "$(grep -c '"ready"' "$work/webload.out" || true)" -ge "$calls" ]; do
+    [ $SECONDS -lt $deadline ] || { echo "only $(grep -c '"ready"' "$work/webload.out") of $calls browsers ready" >&2; tail "$work/webload.out" >&2; exit 1; }
+    sleep 0.5
+done
+# The callers: G.711 u-law 440 Hz, streamed from SIPp's working directory.
+python3 - "$work/caller.ul" <<'PY'
+import math, sys
+def ulaw(s):
+    s = max(-32635, min(32635, s)); sign = 0x80 if s < 0 else 0; s = abs(s) + 132
+    exp = 7
+    while exp > 0 and not (s & (0x4000 >> (7 - exp))): exp -= 1
+    return ~(sign | (exp << 4) | ((s >> (exp + 3)) & 0x0f)) & 0xff
+open(sys.argv[1], "wb").write(bytes(ulaw(int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(8000 * 10)))
+PY
+(cd "$work" && sipp "127.0.0.1:$sip" -sf "$here/caller-stream.xml" -s 120 -i 127.0.0.1 -p "$caller_port" \
+    -mp $((base + 100)) -cp $((base + 3)) -m "$calls" -r 20 -l "$calls" -nostdin -timeout "$((hold + 60))s" \
+    -trace_err > "$work/sipp.out" 2>&1) &
+sipp_pid=$!; pids+=("$sipp_pid")
+deadline=$((SECONDS + 60))
+tok=$(cat "$work/data/api-token")
+while :; do
+    up=$(curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$http/api/calls" | grep -o '"state":"answered"\|"state":"talking"\|"state":"on-call"' | wc -l || true)
+    [ "$up" -ge "$calls" ] && break
+    [ $SECONDS -lt $deadline ] || { echo "only $up of $calls calls connected" >&2; break; }
+    sleep 0.5
+done
+sleep 3
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+c1=$(cpu); t1=$(date +%s.%N); sleep 20; c2=$(cpu); t2=$(date +%s.%N)
+up_end=$(curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$http/api/calls" | grep -o '"call_id"' | wc -l || true)
+wait "${pids[1]}" || true
+wait "$sipp_pid" || true
+summary=$(grep '"done"' "$work/webload.out" || echo '{}')
+echo "machine        $(uname -m), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "calls          $calls browser-agent calls up ($up_end still up at the end of the window)"
+echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) cores over $(echo "$t2 - $t1" | bc | cut -c1-5) s"
+echo "per core       $(echo "scale=0; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
+echo "browsers       $summary"
+echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
+echo "logs in $work"
