@@ -36,9 +36,10 @@ ring_timeout_s = 30
 ids = "1001-$last"
 password = "load-pw"
 skills = ["ko"]
+# Below the kernel's ephemeral ports (32768+), which the WebRTC sockets take.
 [media]
-rtp_port_min = 40000
-rtp_port_max = 49999
+rtp_port_min = 20000
+rtp_port_max = 29999
 TOML
 DASAN_LOG=warn "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
@@ -85,7 +86,7 @@ summary=$(grep '"done"' "$work/webload.out" || echo '{}')
 echo "machine        $(uname -m), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "calls          $calls browser-agent calls up ($up_end still up at the end of the window)"
 echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) cores over $(echo "$t2 - $t1" | bc | cut -c1-5) s"
-echo "per core       $(echo "scale=0; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
+echo "per core       $(echo "scale=3; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
 echo "browsers       $summary"
 echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
 echo "logs in $work"

@@ -472,3 +472,46 @@ fn a_browser_whose_audio_connection_dies_mid_call_does_not_leave_the_caller_in_s
     }
     assert_eq!(e.agent_state("1001"), "logged-out");
 }
+
+#[test]
+fn without_a_microphone_the_desktop_says_so_and_the_agent_stays_out() {
+    let base = port_block();
+    let dir = workdir("web-no-mic");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b = Browser::start(&dir, "nomic", &["no-mic", &url(&e), "1001", "test-pw"]);
+    let v = b.wait_for("noMic", Duration::from_secs(60));
+    for key in ["noMic", "ready"] {
+        let text = v[key].as_str().unwrap_or("").to_lowercase();
+        assert!(
+            text.contains("microphone") || text.contains("마이크"),
+            "{key}: {text}"
+        );
+    }
+    assert_eq!(
+        e.agent_state("1001"),
+        "logged-out",
+        "no calls for a desk without audio"
+    );
+}
+
+#[test]
+fn a_supervisor_sets_an_agent_not_ready_from_the_wallboard() {
+    let base = port_block();
+    let dir = workdir("web-supervise");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    register_agent(
+        &dir,
+        base,
+        "1002",
+        base + 5,
+        (base + 2, base + 10, base + 30),
+    );
+    assert_eq!(e.agent_state("1002"), "ready");
+    let b = Browser::start(&dir, "sup", &["supervise", &url(&e), API_TOKEN, "1002"]);
+    let v = b.wait_for("state", Duration::from_secs(60));
+    assert!(
+        v["state"].as_str().unwrap_or("").starts_with("not-ready"),
+        "{v}"
+    );
+    assert_eq!(e.agent_state("1002"), "not-ready");
+}

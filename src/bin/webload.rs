@@ -69,12 +69,13 @@ fn say(v: Value) {
     println!("{v}");
 }
 
-/// Twenty-five 20 ms Opus frames of a 500 Hz tone (48 kHz stereo), sent in a loop.
+/// Twenty-five 20 ms Opus frames of a 500 Hz tone, sent in a loop: mono narrowband, as a
+/// browser honouring the engine's `maxplaybackrate=8000` encodes (RTP clock still 48 kHz).
 fn opus_frames() -> Vec<Vec<u8>> {
     use audiopus::coder::Encoder;
     let Ok(enc) = Encoder::new(
-        audiopus::SampleRate::Hz48000,
-        audiopus::Channels::Stereo,
+        audiopus::SampleRate::Hz8000,
+        audiopus::Channels::Mono,
         audiopus::Application::Voip,
     ) else {
         return vec![vec![0xf8, 0xff, 0xfe]];
@@ -82,11 +83,10 @@ fn opus_frames() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut n = 0u64;
     for _ in 0..25 {
-        let mut pcm = Vec::with_capacity(1920);
-        for _ in 0..960 {
+        let mut pcm = Vec::with_capacity(160);
+        for _ in 0..160 {
             let v =
-                (f64::sin(2.0 * std::f64::consts::PI * 500.0 * n as f64 / 48000.0) * 6000.0) as i16;
-            pcm.push(v);
+                (f64::sin(2.0 * std::f64::consts::PI * 500.0 * n as f64 / 8000.0) * 6000.0) as i16;
             pcm.push(v);
             n += 1;
         }

@@ -133,7 +133,12 @@ impl Bridge {
             mime_type: MIME_TYPE_OPUS.to_owned(),
             clock_rate: 48000,
             channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            // The trunk is G.711: audio above 4 kHz would be thrown away. Saying so (RFC
+            // 7587 maxplaybackrate) makes the browser send narrowband Opus, which costs the
+            // engine's decoder a fraction of full band; mono for the same reason.
+            sdp_fmtp_line:
+                "minptime=10;useinbandfec=1;maxplaybackrate=8000;sprop-maxcapturerate=8000;stereo=0"
+                    .to_owned(),
             rtcp_feedback: vec![],
         };
         let mut media = MediaEngine::default();

@@ -14,7 +14,7 @@ const [mode, url, ...rest] = process.argv.slice(2);
 const say = (o) => console.log(JSON.stringify({ at: Date.now(), ...o }));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function launch(mic) {
+async function launch(mic, { allowMic = true } = {}) {
   const args = [
     "--no-sandbox",
     "--disable-gpu",
@@ -23,10 +23,11 @@ async function launch(mic) {
     "--disable-sync",
     "--no-first-run",
     "--allow-loopback-in-peer-connection",
-    "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
   ];
+  // Without the fake permission UI, headless Chromium refuses the microphone.
+  if (allowMic) args.push("--use-fake-ui-for-media-stream");
   if (mic) args.push(`--use-file-for-fake-audio-capture=${mic}`);
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -202,7 +203,37 @@ async function dropCall([agent, password]) {
   await browser.close();
 }
 
+// The microphone is refused: the page says so, and Ready is refused too.
+async function noMic([agent, password]) {
+  const browser = await launch(undefined, { allowMic: false });
+  const page = await browser.newPage();
+  await login(page, agent, password);
+  await waitFor(page, () => document.querySelector("#alert").textContent !== "", null, 15000);
+  const first = await page.textContent("#alert");
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.events.includes("error:media-not-ready"), null, 10000);
+  say({ noMic: first, ready: await page.textContent("#alert") });
+  await browser.close();
+}
+
+// A supervisor sets an agent not ready from the wallboard.
+async function supervise([token, agent]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(`${url}/supervisor`);
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  const row = `#agents tr[data-agent="${agent}"]`;
+  await waitFor(page, (r) => document.querySelector(r)?.textContent.includes("ready"), row, 15000);
+  await page.locator(`${row} button`).nth(1).click();
+  await waitFor(page, (r) => document.querySelector(`${r} td:nth-child(2)`)?.textContent.startsWith("not-ready"), row, 5000);
+  say({ state: await page.textContent(`${row} td:nth-child(2)`) });
+  await browser.close();
+}
+
 const modes = {
+  "no-mic": noMic,
+  supervise,
   "agent-call": agentCall,
   "bad-login": badLogin,
   wallboard,
