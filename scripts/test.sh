@@ -8,10 +8,6 @@ need_cargo
 need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common prometheus chromium
 # The web front end (TypeScript build, and playwright-core for the browser tests).
 scripts/web-build.sh
-# The test engines' RTP ranges (40000-59999) sit inside the kernel's ephemeral ports, which
-# WebRTC stacks (Chromium, the engine's bridge) bind: keep the kernel from handing those
-# out, as an operator would for an RTP range there. Best effort without root.
-sysctl -qw net.ipv4.ip_local_reserved_ports=40000-59999 2>/dev/null || true
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # Every configuration we ship must validate.

@@ -108,6 +108,26 @@ fn power(x: &[f64], freq: f64) -> f64 {
     s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
 }
 
+/// One SIPp trunk call to 120 with `scenario`, from the test's block (`base` + 2, media
+/// on + 10, control + 30), bounded by `timeout`.
+fn one_caller(dir: &std::path::Path, base: u16, scenario: &str, timeout: &str) -> Sipp {
+    start_caller(
+        dir,
+        "caller",
+        base,
+        (base + 2, base + 10, base + 30),
+        &[
+            &scenarios().join(scenario).display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "1",
+            "-timeout",
+            timeout,
+        ],
+    )
+}
+
 fn url(e: &EngineProc) -> String {
     format!("http://127.0.0.1:{}", e.http_port)
 }
@@ -136,20 +156,9 @@ fn browser_agent_answers_a_sipp_call_with_audio_both_ways_and_writes_notes() {
     );
     browser.wait_for("ready", Duration::from_secs(60));
     assert_eq!(e.agent_state("1001"), "ready");
-    let (port, mp, cp) = (base + 2, base + 10, base + 30);
+    let mp = base + 10;
     let capture = Capture::start(&dir, "to-caller", &format!("udp dst port {mp}"));
-    let mut a = base_args(base, port, mp, cp);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("caller-stream.xml").display().to_string(),
-        "-s",
-        "120",
-        "-m",
-        "1",
-        "-timeout",
-        "60s",
-    ]));
-    let caller = sipp(&dir, "caller", &a);
+    let caller = one_caller(&dir, base, "caller-stream.xml", "60s");
     let offer = browser.wait_for("offer", Duration::from_secs(30));
     assert_eq!(offer["offer"]["queue"], "general");
     assert_eq!(offer["offer"]["language"], "ko");
@@ -248,19 +257,7 @@ fn wallboard_shows_a_waiting_call_within_a_second() {
     let browser = Browser::start(&dir, "wallboard", &["wallboard", &url(&e), API_TOKEN]);
     browser.wait_for("connected", Duration::from_secs(60));
     // No agent is logged in: the call waits.
-    let (port, mp, cp) = (base + 2, base + 10, base + 30);
-    let mut a = base_args(base, port, mp, cp);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("caller-hungup.xml").display().to_string(),
-        "-s",
-        "120",
-        "-m",
-        "1",
-        "-timeout",
-        "40s",
-    ]));
-    let _caller = sipp(&dir, "caller", &a);
+    let _caller = one_caller(&dir, base, "caller-hungup.xml", "40s");
     let seen = browser.wait_for("waiting_seen_ms", Duration::from_secs(30));
     let seen_ms = seen["waiting_seen_ms"].as_i64().expect("time");
     // When the engine saw the call arrive, from its record.
@@ -434,21 +431,7 @@ fn a_browser_whose_audio_connection_dies_mid_call_does_not_leave_the_caller_in_s
     b.wait_for("ready", Duration::from_secs(60));
     write_ulaw_tone(&dir.join("caller.ul"), 60, 440.0);
     // The caller streams audio and expects the engine's BYE.
-    let caller = start_caller(
-        &dir,
-        "caller",
-        base,
-        (base + 2, base + 10, base + 30),
-        &[
-            &scenarios().join("caller-stream.xml").display().to_string(),
-            "-s",
-            "120",
-            "-m",
-            "1",
-            "-timeout",
-            "60s",
-        ],
-    );
+    let caller = one_caller(&dir, base, "caller-stream.xml", "60s");
     let answered = b.wait_for("answered", Duration::from_secs(30));
     let record = answered["answered"].as_str().expect("record").to_string();
     let dropped = b.wait_for("dropped", Duration::from_secs(45));

@@ -8,24 +8,15 @@
 //!   webload HTTP_ADDR FIRST_AGENT COUNT PASSWORD SECONDS
 
 use futures_util::{SinkExt, StreamExt};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
-};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Ws;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-};
+use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceGatheringState};
 
 struct Stats {
     heard: AtomicU64,
@@ -115,61 +106,14 @@ async fn agent(
     ))
     .await
     .map_err(|e| e.to_string())?;
-    let mut media = MediaEngine::default();
-    let opus = RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: vec![],
-    };
-    media
-        .register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: opus.clone(),
-                payload_type: 111,
-            },
-            RtpCodecKind::Audio,
-        )
-        .map_err(|e| e.to_string())?;
-    let registry = webrtc::peer_connection::register_default_interceptors(
-        webrtc::peer_connection::Registry::new(),
-        &mut media,
-    )
-    .map_err(|e| e.to_string())?;
-    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
     let (gtx, mut gathered) = mpsc::channel(1);
-    let pc: Arc<dyn PeerConnection> = Arc::new(
-        PeerConnectionBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .with_handler(Arc::new(Handler {
-                gathered: gtx,
-                stats: stats.clone(),
-            }))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-            .build()
-            .await
-            .map_err(|e| e.to_string())?,
-    );
+    let handler = Arc::new(Handler {
+        gathered: gtx,
+        stats: stats.clone(),
+    });
+    let pc = dasan::web::bridge::opus_peer(handler, std::net::IpAddr::from([127, 0, 0, 1])).await?;
     let ssrc = rand::random::<u32>();
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "mic".into(),
-        "mic".into(),
-        "mic".into(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: opus,
-            ..Default::default()
-        }],
-    )));
+    let track = dasan::web::bridge::opus_track(ssrc, "mic");
     pc.add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
         .map_err(|e| e.to_string())?;

@@ -129,39 +129,6 @@ impl Bridge {
                 .await
                 .map_err(|e| format!("RTP socket: {e}"))?,
         );
-        let opus = RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.to_owned(),
-            clock_rate: 48000,
-            channels: 2,
-            // The trunk is G.711: audio above 4 kHz would be thrown away. Saying so (RFC
-            // 7587 maxplaybackrate) makes the browser send narrowband Opus, which costs the
-            // engine's decoder a fraction of full band; mono for the same reason.
-            sdp_fmtp_line:
-                "minptime=10;useinbandfec=1;maxplaybackrate=8000;sprop-maxcapturerate=8000;stereo=0"
-                    .to_owned(),
-            rtcp_feedback: vec![],
-        };
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(
-                RTCRtpCodecParameters {
-                    rtp_codec: opus.clone(),
-                    payload_type: OPUS_PT,
-                },
-                RtpCodecKind::Audio,
-            )
-            .map_err(|e| format!("codec: {e}"))?;
-        let registry = webrtc::peer_connection::register_default_interceptors(
-            webrtc::peer_connection::Registry::new(),
-            &mut media,
-        )
-        .map_err(|e| format!("interceptors: {e}"))?;
-        // No mDNS: it needs a multicast-capable interface (absent where only loopback
-        // exists) and a server's candidates are plain addresses anyway.
-        let settings =
-            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
-                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-                .build();
         let (events_tx, events) = mpsc::channel(8);
         let (gathered_tx, mut gathered) = mpsc::channel(1);
         let target = Arc::new(Mutex::new(Target::default()));
@@ -175,32 +142,9 @@ impl Bridge {
             hold: hold.clone(),
             to_engine: to_engine.clone(),
         });
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_media_engine(media)
-                .with_interceptor_registry(registry)
-                .with_setting_engine(settings)
-                .with_handler(handler)
-                .with_udp_addrs(vec![SocketAddr::new(ip, 0)])
-                .build()
-                .await
-                .map_err(|e| format!("peer connection: {e}"))?,
-        );
+        let pc = opus_peer(handler, ip).await?;
         let ssrc = rand::random::<u32>();
-        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-            "dasan".to_owned(),
-            "dasan-audio".to_owned(),
-            "dasan caller".to_owned(),
-            RtpCodecKind::Audio,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: opus,
-                ..Default::default()
-            }],
-        )));
+        let track = opus_track(ssrc, "caller");
         pc.add_track(track.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(|e| format!("track: {e}"))?;
@@ -266,6 +210,78 @@ impl Bridge {
         }
         let _ = self.pc.close().await;
     }
+}
+
+/// Opus as both sides of a browser call use it: 48 kHz clock, and (RFC 7587
+/// maxplaybackrate) narrowband mono, because the trunk is G.711 and audio above 4 kHz would
+/// be thrown away; narrowband also costs the engine's decoder a fraction of full band.
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line:
+            "minptime=10;useinbandfec=1;maxplaybackrate=8000;sprop-maxcapturerate=8000;stereo=0"
+                .to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A peer connection speaking only Opus, with the default interceptors, ICE on `ip`. Also
+/// the simulated browsers' stack in `webload`.
+pub async fn opus_peer(
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    ip: IpAddr,
+) -> Result<Arc<dyn PeerConnection>, String> {
+    let mut media = MediaEngine::default();
+    media
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: opus_codec(),
+                payload_type: OPUS_PT,
+            },
+            RtpCodecKind::Audio,
+        )
+        .map_err(|e| format!("codec: {e}"))?;
+    let registry = webrtc::peer_connection::register_default_interceptors(
+        webrtc::peer_connection::Registry::new(),
+        &mut media,
+    )
+    .map_err(|e| format!("interceptors: {e}"))?;
+    // No mDNS: it needs a multicast-capable interface (absent where only loopback exists)
+    // and a server's candidates are plain addresses anyway.
+    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .with_handler(handler)
+        .with_udp_addrs(vec![SocketAddr::new(ip, 0)])
+        .build()
+        .await
+        .map_err(|e| format!("peer connection: {e}"))?;
+    Ok(Arc::new(pc))
+}
+
+/// One outgoing Opus stream with the given SSRC. `label` names it in the SDP's msid, so it
+/// must be one token (no spaces: the browser would refuse the answer).
+pub fn opus_track(ssrc: u32, label: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "dasan".to_owned(),
+        format!("{label}-audio"),
+        label.to_owned(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: opus_codec(),
+            ..Default::default()
+        }],
+    )))
 }
 
 /// Engine → browser: Opus from the engine's RTP, re-stamped onto the session's one

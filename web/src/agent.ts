@@ -117,7 +117,7 @@ function meter(track: MediaStreamTrack): void {
   an.fftSize = 1024;
   src.connect(an);
   const buf = new Float32Array(an.fftSize);
-  const tick = () => {
+  const measure = () => {
     an.getFloatTimeDomainData(buf);
     let sum = 0;
     for (const v of buf) sum += v * v;
@@ -125,20 +125,10 @@ function meter(track: MediaStreamTrack): void {
     if (dasan.answerClickedAt && dasan.answerToAudioMs === undefined && dasan.rms > 0.01) {
       dasan.answerToAudioMs = performance.now() - dasan.answerClickedAt;
     }
-    requestAnimationFrame(tick);
   };
   ctx.resume().catch(() => undefined);
-  tick();
-  setInterval(() => {
-    // requestAnimationFrame stops in background tabs; keep measuring.
-    an.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const v of buf) sum += v * v;
-    dasan.rms = Math.sqrt(sum / buf.length);
-    if (dasan.answerClickedAt && dasan.answerToAudioMs === undefined && dasan.rms > 0.01) {
-      dasan.answerToAudioMs = performance.now() - dasan.answerClickedAt;
-    }
-  }, 20);
+  // Every 20 ms: requestAnimationFrame would stop in a background tab.
+  setInterval(measure, 20);
 }
 
 function onEvent(e: Record<string, any>): void {

@@ -49,17 +49,21 @@ async function login(page, agent, password, query = "") {
   await page.keyboard.press("Enter"); // keyboard only
 }
 
+// Logs in, waits for the audio connection, clicks Ready and waits for the engine to agree.
+async function loginReady(page, agent, password, query = "") {
+  await login(page, agent, password, query);
+  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
+  await page.click("#ready");
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  say({ ready: true });
+}
+
 async function agentCall([agent, password, notes, mic]) {
   const browser = await launch(mic);
   const page = await browser.newPage();
   page.on("console", (m) => say({ console: m.text() }));
   // A test tone: the browser's noise suppression would take it for noise.
-  await login(page, agent, password, "?audio=raw");
-  await waitFor(page, () => window.dasan && window.dasan.events.includes("media"), null, 15000);
-  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
-  await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
-  say({ ready: true });
+  await loginReady(page, agent, password, "?audio=raw");
   await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
   const offer = {
     caller: await page.textContent("#o-caller"),
@@ -122,11 +126,7 @@ async function wallboard([token]) {
 async function agentIdle([agent, password, seconds]) {
   const browser = await launch();
   const page = await browser.newPage();
-  await login(page, agent, password);
-  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
-  await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
-  say({ ready: true });
+  await loginReady(page, agent, password);
   const end = Date.now() + Number(seconds) * 1000;
   let offers = 0;
   while (Date.now() < end) {
@@ -167,12 +167,8 @@ async function secondLogin([agent, password]) {
 async function expire([agent, password]) {
   const browser = await launch();
   const page = await browser.newPage();
-  await login(page, agent, password);
-  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
-  await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  await loginReady(page, agent, password);
   const token = await page.evaluate(() => window.dasan.token);
-  say({ ready: true });
   await waitFor(page, () => window.dasan.events.includes("error:session-expired"), null, 30000);
   const status = await page.evaluate(
     async (t) => (await fetch("/api/kb?q=bus", { headers: { Authorization: `Bearer ${t}` } })).status,
@@ -187,11 +183,7 @@ async function expire([agent, password]) {
 async function dropCall([agent, password]) {
   const browser = await launch();
   const page = await browser.newPage();
-  await login(page, agent, password);
-  await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
-  await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
-  say({ ready: true });
+  await loginReady(page, agent, password);
   await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
   await page.click("#answer");
   await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
