@@ -318,7 +318,12 @@ async fn session(
                     _ => { let _ = send(ws, error("bad-request", "unknown op")).await; }
                 }
             }
-            Some(m) = sip.incoming.recv() => {
+            m = sip.incoming.recv() => {
+                let Some(m) = m else {
+                    // The engine closed the connection (restart, shutdown): nothing works
+                    // without it, and the page must say so rather than look logged in.
+                    break Err(("engine-unreachable", "the engine closed the connection".into()));
+                };
                 let (out, events) = ua.on_message(&m);
                 for o in out {
                     sip.send(&o).await.map_err(|e| ("engine-unreachable", e.to_string()))?;

@@ -64,6 +64,8 @@ const ko: Dict = {
   e_already_logged_in: "이 상담사는 다른 브라우저에 이미 로그인되어 있습니다.",
   e_session_expired: "로그인 시간이 만료되었습니다. 다시 로그인하세요.",
   e_media_failed: "브라우저와의 음성 연결이 끊겼습니다. 다시 로그인하세요.",
+  e_engine_unreachable: "교환기와의 연결이 끊겼습니다. 잠시 후 다시 로그인하세요.",
+  e_media_not_ready: "음성 연결이 아직 되지 않았습니다. 마이크를 허용했는지 확인하세요.",
 };
 
 const en: Dict = {
@@ -129,6 +131,8 @@ const en: Dict = {
   e_already_logged_in: "This agent is already logged in in another browser.",
   e_session_expired: "Your login has expired. Log in again.",
   e_media_failed: "The audio connection to this browser failed. Log in again.",
+  e_engine_unreachable: "The connection to the engine was lost. Log in again in a moment.",
+  e_media_not_ready: "The audio connection is not up yet: is the microphone allowed?",
 };
 
 let current: Dict = (localStorage.getItem("dasan-lang") || navigator.language || "ko").startsWith("en") ? en : ko;
