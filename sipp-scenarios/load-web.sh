@@ -7,10 +7,13 @@
 # times, and the audio each simulated browser heard.
 #
 #   sipp-scenarios/load-web.sh [CALLS] [BASE_PORT]
+#
+# Ports: SIP, HTTP and SIPp from BASE_PORT (default 31000), the engine's RTP 20000-29999:
+# both below the kernel's ephemeral ports (32768+), where the WebRTC sockets land.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-calls=${1:-100} base=${2:-36000}
+calls=${1:-100} base=${2:-31000}
 (( calls > 0 && calls <= 2000 )) || { echo "CALLS must be 1..2000" >&2; exit 2; }
 sip=$base http=$((base + 1)) caller_port=$((base + 2))
 source "$root/scripts/deps.sh"
