@@ -524,6 +524,14 @@ fn anchored() -> Harness {
     ))
 }
 
+/// An anchored engine (RTP 30000-30099) on `cfg`, with more top-level tables (`tables`,
+/// e.g. `[outbound]`) before `[media]`.
+fn anchored_with(cfg: &str, tables: &str) -> Harness {
+    Harness::with(&format!(
+        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+    ))
+}
+
 fn anchored_wide() -> Harness {
     Harness::with(&format!(
         "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
@@ -856,17 +864,10 @@ fn queue_announces_place_and_expected_wait_when_configured() {
         "[queue.en]",
         "announce_position = true\nannounce_wait = true\nannounce_every_s = 30\n[queue.en]",
     );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(&cfg, "");
     invite_with_sdp(&mut h, "w1", PCMU_OFFER);
     invite_with_sdp(&mut h, "w2", PCMU_OFFER);
-    let second =
-        h.e.calls
-            .iter()
-            .find(|(_, c)| c.caller.call_id == "w2")
-            .map(|(k, _)| *k)
-            .unwrap();
+    let second = key_of(&h, "w2");
     media(&mut h);
     h.advance(Duration::from_secs(29));
     assert!(media(&mut h).is_empty(), "nothing before announce_every_s");
@@ -1248,9 +1249,7 @@ fn outside_opening_hours_the_caller_hears_why_and_waits_for_a_korean_counsellor(
             "[[route]]\nnumber = \"1209\"",
             "[[route]]\nnumber = \"1201\"\nqueue = \"en\"\n[[route]]\nnumber = \"1202\"\nqueue = \"zh\"\n[[route]]\nnumber = \"1209\"",
         );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(&cfg, "");
     h.register("1001", 1);
     h.register("1003", 3);
     let out = invite_to(&mut h, "1201", "h1", PCMU_OFFER);
@@ -1282,9 +1281,11 @@ fn callback_keeps_the_place_reserves_the_agent_then_dials_the_caller_with_retrie
         "digits = { \"9\" = \"languages\" }",
         "digits = { \"9\" = \"languages\" }\ncallback_digit = \"*\"\ncallback_attempts = 3\ncallback_retry_s = 30",
     );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(
+        &cfg,
+        "[outbound]
+trunk = \"10.9.9.9:5060\"",
+    );
     // The only agent is on a break when the call comes in.
     h.register("1001", 1);
     h.e.set_agent_state(h.now, "1001", api::StateChange::NotReady("break".into()))
@@ -1426,9 +1427,7 @@ fn when_full_moves_new_calls_and_max_wait_plays_a_message_then_480() {
         "max_length = 2\n",
         "max_length = 2\nmax_wait_s = 10\nwhen_full = \"queue:en\"\nwhen_max_wait = \"message:closed-en\"\n",
     );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(&cfg, "");
     let general = h.e.acd.queue_index("general").unwrap();
     let en = h.e.acd.queue_index("en").unwrap();
     for c in ["f1", "f2", "f3"] {
@@ -1469,9 +1468,11 @@ fn when_full_480_and_a_spoken_callback_offer_after_a_wait_and_at_max_wait() {
         "max_length = 2\n",
         "max_length = 2\nmax_wait_s = 30\nwhen_full = \"480\"\ncallback_digit = \"*\"\ncallback_offer_after_s = 5\nwhen_max_wait = \"callback\"\n",
     );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(
+        &cfg,
+        "[outbound]
+trunk = \"10.9.9.9:5060\"",
+    );
     invite_with_sdp(&mut h, "o1", PCMU_OFFER);
     h.advance(Duration::from_secs(2));
     invite_with_sdp(&mut h, "o2", PCMU_OFFER);
@@ -1537,9 +1538,11 @@ fn outside_hours_the_callback_digit_books_a_call_when_the_queue_opens() {
         "[[route]]\nnumber = \"1209\"",
         "[[route]]\nnumber = \"1201\"\nqueue = \"en\"\n[[route]]\nnumber = \"1209\"",
     );
-    let mut h = Harness::with(&format!(
-        "{cfg}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(
+        &cfg,
+        "[outbound]
+trunk = \"10.9.9.9:5060\"",
+    );
     let general = h.e.acd.queue_index("general").unwrap();
     let en = h.e.acd.queue_index("en").unwrap();
     invite_to(&mut h, "1201", "n1", PCMU_OFFER);
@@ -1675,9 +1678,11 @@ fn ring_all_timeout_cancels_every_phone_and_the_call_waits_again() {
 #[test]
 fn refer_to_a_department_number_dials_it_through_the_outbound_trunk() {
     use crate::records::RecordEvent as E;
-    let mut h = Harness::with(&format!(
-        "{ANCHORED}\n[outbound]\ntrunk = \"10.9.9.9:5060\"\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
-    ));
+    let mut h = anchored_with(
+        ANCHORED,
+        "[outbound]
+trunk = \"10.9.9.9:5060\"",
+    );
     let trunk_out = Flow::udp("10.9.9.9:5060".parse().unwrap());
     h.register("1001", 1);
     let out = invite_with_sdp(&mut h, "d1", PCMU_OFFER);
