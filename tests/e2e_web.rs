@@ -498,3 +498,58 @@ fn a_supervisor_sets_an_agent_not_ready_from_the_wallboard() {
     );
     assert_eq!(e.agent_state("1002"), "not-ready");
 }
+
+#[test]
+fn a_browser_agent_transfers_the_caller_to_the_english_queue_by_keyboard() {
+    let base = port_block();
+    let dir = workdir("web-transfer");
+    let cfg = test_config("").replace(
+        "[media]",
+        "[queue.en]\nskill = \"en\"\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"en\"]\n\n[media]",
+    );
+    let e = EngineProc::start(&dir, &cfg, base, base + 1);
+    let b = Browser::start(
+        &dir,
+        "xfer",
+        &["transfer", &url(&e), "1001", "test-pw", "en"],
+    );
+    b.wait_for("ready", Duration::from_secs(60));
+    // The English agent: a SIPp phone that answers and hangs up after 2 s.
+    let (en_port, reg_port) = (base + 6, base + 7);
+    let mut a = base_args(base, en_port, base + 14, base + 31);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("agent-hangup.xml").display().to_string(),
+        "-m",
+        "1",
+        "-d",
+        "2000",
+        "-timeout",
+        "60s",
+    ]));
+    let en_phone = sipp(&dir, "en-phone", &a);
+    std::thread::sleep(Duration::from_millis(200));
+    register_agent(
+        &dir,
+        base,
+        "1005",
+        en_port,
+        (reg_port, base + 18, base + 32),
+    );
+    let caller = one_caller(&dir, base, "caller-hungup.xml", "60s");
+    let v = b.wait_for("transferred", Duration::from_secs(30));
+    let record = v["transferred"].as_str().expect("record").to_string();
+    caller.expect_success(Duration::from_secs(40));
+    en_phone.expect_success(Duration::from_secs(40));
+    let (_, body) = http_get_as(
+        e.http_port,
+        &format!("/api/records/{record}"),
+        Some(API_TOKEN),
+    )
+    .expect("records API");
+    let r: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(r["queues"], serde_json::json!(["general", "en"]), "{body}");
+    assert_eq!(r["agents"], serde_json::json!(["1001", "1005"]), "{body}");
+    assert_eq!(r["agent"], "1005");
+    assert_eq!(v["state"], "ready", "the transferring agent is free");
+}

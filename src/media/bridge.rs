@@ -236,7 +236,18 @@ impl Bridge {
             self.forward(now, to, pt, packet, out);
             return Ok(());
         }
-        let payload = &packet[payload_at..];
+        // Padding (RFC 3550 5.1: the last octet counts it) is not audio; a packet that is
+        // only padding — browsers send such probes to estimate bandwidth — has nothing to
+        // transcode and nothing to forward.
+        let mut end = packet.len();
+        if packet[0] & 0x20 != 0 {
+            let pad = packet.last().copied().unwrap_or(0) as usize;
+            end = end.saturating_sub(pad).max(payload_at);
+        }
+        let payload = &packet[payload_at..end];
+        if payload.is_empty() {
+            return Ok(());
+        }
         let mut converted = Vec::with_capacity(200);
         match (&mut self.transcode, from_codec, to_codec) {
             (
@@ -397,6 +408,36 @@ mod tests {
                 .count(),
             7
         );
+    }
+
+    #[test]
+    fn padding_only_and_corrupt_opus_packets_never_end_the_call() {
+        let mut b = bridge(Codec::Opus, 111, Codec::Pcmu, 0);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // A browser's bandwidth probe: padding bit set, only padding after the header.
+        let mut probe = build_rtp(111, false, 1, 960, 7, &[0, 0, 0, 4]);
+        probe[0] |= 0x20;
+        b.on_packet(t0, LegId::Caller, src(4000), probe, &mut out)
+            .expect("a padding-only packet is no error");
+        assert!(out.is_empty(), "nothing to forward: {out:?}");
+        // Garbage where Opus should be: concealed, forwarded as 20 ms of G.711.
+        let junk = build_rtp(111, false, 2, 1920, 7, &[0xff; 3]);
+        b.on_packet(t0, LegId::Caller, src(4000), junk, &mut out)
+            .expect("a corrupt packet is concealed");
+        let sent = out
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    BridgeEvent::Send {
+                        leg: LegId::Agent,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(sent, 1);
     }
 
     #[test]

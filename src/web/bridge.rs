@@ -93,6 +93,8 @@ impl PeerConnectionEventHandler for Handler {
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 match ev {
+                    // (Padding-only packets are the browser probing bandwidth: no audio.)
+                    TrackRemoteEvent::OnRtpPacket(p) if p.payload.is_empty() => {}
                     TrackRemoteEvent::OnRtpPacket(mut p) => {
                         let dest = target.lock().ok().and_then(|t| t.engine);
                         let Some((addr, pt)) = dest.filter(|_| !hold.load(Ordering::Relaxed))

@@ -223,7 +223,28 @@ async function supervise([token, agent]) {
   await browser.close();
 }
 
+// Answers a call, types a transfer target with the keyboard and transfers the caller.
+async function transfer([agent, password, target]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await loginReady(page, agent, password);
+  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
+  await page.click("#answer");
+  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  const record = await page.evaluate(() => window.dasan.record);
+  await page.focus("#transfer-to");
+  await page.keyboard.type(target);
+  await page.focus("#transfer");
+  await page.keyboard.press("Enter");
+  await waitFor(page, () => document.querySelector("#incall").hidden, null, 10000);
+  // Free for the next call once the caller has moved on.
+  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  say({ transferred: record, state: await page.evaluate(() => window.dasan.state) });
+  await browser.close();
+}
+
 const modes = {
+  transfer,
   "no-mic": noMic,
   supervise,
   "agent-call": agentCall,
