@@ -8,7 +8,8 @@
 //! (no contention, no atomics on the routing path, decisions deterministic and testable
 //! under virtual time), and it keeps the invariants below true by construction rather than
 //! by careful ordering of atomic operations. Scaling past one core is by sharding queues
-//! across engine tasks, not by sharing one structure.
+//! across engine tasks, not by sharing one structure. (dashmap is where state really is
+//! shared between threads: the browser agents' logins, `web::Sessions`.)
 //!
 //! Routing: every queue keeps its ready agents in five `BTreeSet`s, one per proficiency
 //! level (1–5) of the queue's skill, ordered by the queue's strategy key

@@ -29,7 +29,7 @@ use axum::routing::get;
 use axum::Router;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod assets {
@@ -92,10 +92,14 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Browser agents' logins: one per agent at a time, each with a bearer token for the API
-/// (role agent) that expires after the configured time.
+/// (role agent) that expires after the configured time. Read by every API request and
+/// written by the WebSocket sessions, from any runtime thread: two concurrent maps
+/// (dashmap) rather than one lock, and the one-login rule is a single entry operation on the
+/// agent's key, so two browsers racing to log in as the same agent cannot both win.
 pub struct Sessions {
     ttl: Duration,
-    inner: Mutex<HashMap<String, (String, Instant)>>,
+    by_agent: dashmap::DashMap<String, (String, Instant)>,
+    by_token: dashmap::DashMap<String, String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -107,25 +111,30 @@ impl Sessions {
     pub fn new(ttl: Duration) -> Sessions {
         Sessions {
             ttl,
-            inner: Mutex::new(HashMap::new()),
+            by_agent: dashmap::DashMap::new(),
+            by_token: dashmap::DashMap::new(),
         }
     }
 
     /// A new login for `agent`: its token and when it expires.
     pub fn open(&self, agent: &str, now: Instant) -> Result<(String, Instant), LoginRefused> {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if m.values().any(|(a, _)| a == agent) {
-            return Err(LoginRefused::AlreadyLoggedIn);
-        }
+        use dashmap::mapref::entry::Entry;
         let token = crate::sip::build::random_token(32);
         let expires = now + self.ttl;
-        m.insert(token.clone(), (agent.to_string(), expires));
+        match self.by_agent.entry(agent.to_string()) {
+            Entry::Occupied(_) => return Err(LoginRefused::AlreadyLoggedIn),
+            Entry::Vacant(v) => {
+                v.insert((token.clone(), expires));
+            }
+        }
+        self.by_token.insert(token.clone(), agent.to_string());
         Ok((token, expires))
     }
 
     pub fn close(&self, token: &str) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.remove(token);
+        if let Some((_, agent)) = self.by_token.remove(token) {
+            self.by_agent.remove_if(&agent, |_, (t, _)| t == token);
+        }
     }
 
     /// The role of a session token in `Authorization`; Err if it has expired; None if
@@ -137,12 +146,12 @@ impl Sessions {
             .ok()?
             .strip_prefix("Bearer ")?
             .trim();
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (agent, expires) = m.get(token)?;
-        if *expires <= Instant::now() {
+        let agent = self.by_token.get(token)?.value().clone();
+        let expires = self.by_agent.get(&agent)?.value().1;
+        if expires <= Instant::now() {
             return Some(Err("session expired: log in again"));
         }
-        Some(Ok(Role::Agent(agent.clone())))
+        Some(Ok(Role::Agent(agent)))
     }
 }
 
