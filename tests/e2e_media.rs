@@ -250,21 +250,13 @@ fn a_baresip_agent_transfers_the_caller_to_the_english_queue() {
     );
     wait_ready(&e, "1001", &agent);
     // The English agent: a SIPp phone that answers and hangs up after 2 s.
-    let (en_port, reg_port) = (base + 6, base + 7);
-    let mut a = base_args(sip, en_port, base + 10, base + 30);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("agent-hangup.xml").display().to_string(),
-        "-m",
-        "1",
-        "-d",
-        "2000",
-        "-timeout",
-        "60s",
-    ]));
-    let en_phone = sipp(&dir, "en-phone", &a);
-    std::thread::sleep(Duration::from_millis(200));
-    register_agent(&dir, sip, "1005", en_port, (reg_port, base + 14, base + 31));
+    let en_phone = answering_agent(
+        &dir,
+        sip,
+        "1005",
+        (base + 6, base + 10, base + 30),
+        (base + 7, base + 14, base + 31),
+    );
     // The caller waits for the engine's BYE at the end.
     let mut a = base_args(sip, base + 8, base + 16, base + 32);
     a.extend(args(&[

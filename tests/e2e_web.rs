@@ -515,26 +515,12 @@ fn a_browser_agent_transfers_the_caller_to_the_english_queue_by_keyboard() {
     );
     b.wait_for("ready", Duration::from_secs(60));
     // The English agent: a SIPp phone that answers and hangs up after 2 s.
-    let (en_port, reg_port) = (base + 6, base + 7);
-    let mut a = base_args(base, en_port, base + 14, base + 31);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("agent-hangup.xml").display().to_string(),
-        "-m",
-        "1",
-        "-d",
-        "2000",
-        "-timeout",
-        "60s",
-    ]));
-    let en_phone = sipp(&dir, "en-phone", &a);
-    std::thread::sleep(Duration::from_millis(200));
-    register_agent(
+    let en_phone = answering_agent(
         &dir,
         base,
         "1005",
-        en_port,
-        (reg_port, base + 18, base + 32),
+        (base + 6, base + 14, base + 31),
+        (base + 7, base + 18, base + 32),
     );
     let caller = one_caller(&dir, base, "caller-hungup.xml", "60s");
     let v = b.wait_for("transferred", Duration::from_secs(30));

@@ -637,3 +637,29 @@ pub fn register_agent(
     ]));
     sipp(dir, &format!("reg-{id}"), &a).expect_success(Duration::from_secs(30));
 }
+
+/// A SIPp phone for agent `id` that answers one call, talks 2 s and hangs up, registered
+/// from `reg` (port, media, control) with its contact on `phone`'s port.
+pub fn answering_agent(
+    dir: &Path,
+    engine_sip: u16,
+    id: &str,
+    (port, mp, cp): (u16, u16, u16),
+    reg: (u16, u16, u16),
+) -> Sipp {
+    let mut a = base_args(engine_sip, port, mp, cp);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("agent-hangup.xml").display().to_string(),
+        "-m",
+        "1",
+        "-d",
+        "2000",
+        "-timeout",
+        "60s",
+    ]));
+    let phone = sipp(dir, &format!("phone-{id}"), &a);
+    std::thread::sleep(Duration::from_millis(200));
+    register_agent(dir, engine_sip, id, port, reg);
+    phone
+}
