@@ -81,6 +81,10 @@ done
 sleep 3
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+# DASAN_PERF=1: also profile the engine over the window (perf's own cost is counted).
+if [ -n "${DASAN_PERF:-}" ]; then
+    perf record -F 999 -g -p "$engine" -o "$work/perf.data" -- sleep 20 >/dev/null 2>&1 &
+fi
 c1=$(cpu); t1=$(date +%s.%N); sleep 20; c2=$(cpu); t2=$(date +%s.%N)
 up_end=$(curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$http/api/calls" | grep -o '"call_id"' | wc -l || true)
 wait "${pids[1]}" || true
@@ -92,4 +96,4 @@ echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) 
 echo "per core       $(echo "scale=3; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
 echo "browsers       $summary"
 echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
-echo "logs in $work"
+echo "logs in $work${DASAN_PERF:+ (perf report -i $work/perf.data)}"
