@@ -48,7 +48,7 @@ DASAN_LOG=warn "$root/target/release/dasan" run --config "$work/web.toml" --sip-
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
 engine=$!; pids+=("$engine")
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-hold=$(( 60 + calls / 10 ))
+hold=$(( 70 + calls / 10 ))
 "$root/target/release/webload" "127.0.0.1:$http" 1001 "$calls" load-pw "$hold" > "$work/webload.out" 2>&1 &
 pids+=("$!")
 deadline=$((SECONDS + 60))
@@ -56,6 +56,11 @@ until [ "$(grep -c '"ready"' "$work/webload.out" || true)" -ge "$calls" ]; do
     [ $SECONDS -lt $deadline ] || { echo "only $(grep -c '"ready"' "$work/webload.out") of $calls browsers ready" >&2; tail "$work/webload.out" >&2; exit 1; }
     sleep 0.5
 done
+# The sessions alone (logged in, ready, WebRTC up, no call): what the calls add is the rest.
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
+i1=$(cpu); sleep 10; i2=$(cpu)
+idle=$(echo "scale=3; ($i2 - $i1) / $ticks / 10" | bc)
 # The callers: G.711 u-law 440 Hz, streamed from SIPp's working directory.
 python3 - "$work/caller.ul" <<'PY'
 import math, sys
@@ -79,8 +84,6 @@ while :; do
     sleep 0.5
 done
 sleep 3
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$engine/stat"; }
 # DASAN_PERF=1: also profile the engine over the window (perf's own cost is counted).
 if [ -n "${DASAN_PERF:-}" ]; then
     perf record -F 999 -g -p "$engine" -o "$work/perf.data" -- sleep 20 >/dev/null 2>&1 &
@@ -94,6 +97,7 @@ echo "machine        $(uname -m), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "calls          $calls browser-agent calls up ($up_end still up at the end of the window)"
 echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) cores over $(echo "$t2 - $t1" | bc | cut -c1-5) s"
 echo "per core       $(echo "scale=3; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
+echo "idle sessions  $idle cores with the $calls browsers logged in and no call (included above)"
 echo "browsers       $summary"
 echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
 echo "logs in $work${DASAN_PERF:+ (perf report -i $work/perf.data)}"

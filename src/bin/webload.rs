@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as Ws;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceGatheringState};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+};
 
 struct Stats {
     heard: AtomicU64,
@@ -111,9 +114,11 @@ async fn agent(
         gathered: gtx,
         stats: stats.clone(),
     });
-    let pc = dasan::web::bridge::opus_peer(handler, std::net::IpAddr::from([127, 0, 0, 1])).await?;
+    let pc = browser_peer(handler, std::net::IpAddr::from([127, 0, 0, 1])).await?;
     let ssrc = rand::random::<u32>();
-    let track = dasan::web::bridge::opus_track(ssrc, "mic");
+    let track = Arc::new(TrackLocalStaticRTP::new(dasan::web::bridge::opus_track(
+        ssrc, "mic",
+    )));
     pc.add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
         .map_err(|e| e.to_string())?;
@@ -287,4 +292,31 @@ fn main() {
             "packets_heard_total": heard.iter().sum::<u64>(),
         }));
     });
+}
+
+/// The simulated browser's stack: the `webrtc` crate's peer connection (its own driver, the
+/// default interceptors, as a full WebRTC endpoint has), speaking only our Opus.
+async fn browser_peer(
+    handler: Arc<dyn PeerConnectionEventHandler>,
+    ip: std::net::IpAddr,
+) -> Result<Arc<dyn PeerConnection>, String> {
+    let mut media = dasan::web::bridge::opus_media_engine()?;
+    let registry = webrtc::peer_connection::register_default_interceptors(
+        webrtc::peer_connection::Registry::new(),
+        &mut media,
+    )
+    .map_err(|e| format!("interceptors: {e}"))?;
+    let settings = rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .with_handler(handler)
+        .with_udp_addrs(vec![std::net::SocketAddr::new(ip, 0)])
+        .build()
+        .await
+        .map_err(|e| format!("peer connection: {e}"))?;
+    Ok(Arc::new(pc))
 }

@@ -3,6 +3,7 @@
 //! [`MediaCommand`]s reach the task over a channel; digits, the end of prompts and the end
 //! of the media (timeout, failure) go back to the engine as [`MediaEvent`]s.
 
+use super::{LocalPacket, LocalRtp, Registration};
 use crate::b2bua::{MediaCommand, MusicRef};
 use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
@@ -68,6 +69,7 @@ pub struct MediaPlane {
     counters: Counters,
     recordings: PathBuf,
     calls: HashMap<u64, mpsc::UnboundedSender<Ctl>>,
+    local: LocalRtp,
 }
 
 /// RTP counters the media tasks update.
@@ -96,7 +98,15 @@ impl MediaPlane {
             },
             recordings,
             calls: HashMap::new(),
+            local: LocalRtp::default(),
         }
+    }
+
+    /// Delivers RTP to in-process endpoints (browser bridges) through `local`, and takes
+    /// theirs for the agent leg.
+    pub fn with_local(mut self, local: LocalRtp) -> Self {
+        self.local = local;
+        self
     }
 
     /// Counts bytes sent and packets lost (sequence gaps, counted when a call ends) too.
@@ -137,6 +147,9 @@ impl MediaPlane {
                     timeout,
                     self.prompts.music(&music),
                 );
+                // The agent leg's address, for a browser bridge in this process to reach.
+                let agent_addr = SocketAddr::new(ip, agent_port);
+                let inbox = self.local.register(agent_addr);
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(run_call(
                     call,
@@ -145,6 +158,11 @@ impl MediaPlane {
                     rx,
                     self.events.clone(),
                     self.counters.clone(),
+                    Local {
+                        switch: self.local.clone(),
+                        addrs: [SocketAddr::new(ip, caller_port), agent_addr],
+                        inbox,
+                    },
                 ));
                 self.calls.insert(call, tx);
                 Ok(())
@@ -228,6 +246,14 @@ pub async fn bind_rtp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(addr).await
 }
 
+/// A call's side of the in-process switch: its legs' addresses (caller, agent) and the
+/// agent leg's inbox.
+struct Local {
+    switch: LocalRtp,
+    addrs: [SocketAddr; 2],
+    inbox: (Registration, mpsc::Receiver<LocalPacket>),
+}
+
 /// Runs one call's media until the engine drops its handle, the media times out, or the
 /// session fails.
 async fn run_call(
@@ -237,6 +263,7 @@ async fn run_call(
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
     events: mpsc::Sender<MediaEvent>,
     counters: Counters,
+    mut local: Local,
 ) {
     let relayed = &counters.relayed;
     let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &socks.0;
@@ -255,8 +282,17 @@ async fn run_call(
             }
         }
     };
+    // One timer for the task's life, moved when the session's deadline moves (not a new
+    // timer per packet).
+    let mut deadline = session.poll_timeout();
+    let sleep = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(sleep);
     loop {
-        let deadline = tokio::time::Instant::from_std(session.poll_timeout());
+        let wake = session.poll_timeout();
+        if wake != deadline {
+            deadline = wake;
+            sleep.as_mut().reset(wake.into());
+        }
         out.clear();
         let [bc, ba, brtcp_c, brtcp_a] = &mut buf;
         let result = tokio::select! {
@@ -276,11 +312,18 @@ async fn run_call(
                 Ok((n, src)) => session.handle_packet(Instant::now(), LegId::Agent, src, ba[..n].to_vec(), &mut out),
                 Err(_) => Ok(()),
             },
+            Some(p) = local.inbox.1.recv() => {
+                session.handle_packet(Instant::now(), LegId::Agent, p.from, p.data, &mut out)
+            }
             // RTCP from the peers is read and dropped: each leg gets our own reports.
             _ = c_rtcp.recv_from(brtcp_c) => Ok(()),
             _ = a_rtcp.recv_from(brtcp_a) => Ok(()),
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut sleep => {
                 session.handle_timeout(Instant::now(), &mut out);
+                // A deadline that did not move would fire again at once: re-arm from the
+                // session's next one.
+                deadline = session.poll_timeout();
+                sleep.as_mut().reset(deadline.into());
                 Ok(())
             }
         };
@@ -298,10 +341,18 @@ async fn run_call(
         for o in out.drain(..) {
             match o {
                 Output::Send { leg, to, packet } => {
-                    let sock = if leg == LegId::Caller { c_rtp } else { a_rtp };
-                    if sock.try_send_to(&packet, to).is_ok() {
+                    let (sock, from) = match leg {
+                        LegId::Caller => (c_rtp, local.addrs[0]),
+                        LegId::Agent => (a_rtp, local.addrs[1]),
+                    };
+                    let len = packet.len() as u64;
+                    let sent = match local.switch.deliver(from, to, packet) {
+                        Ok(delivered) => delivered,
+                        Err(packet) => sock.try_send_to(&packet, to).is_ok(),
+                    };
+                    if sent {
                         relayed.inc();
-                        counters.bytes.inc_by(packet.len() as u64);
+                        counters.bytes.inc_by(len);
                     }
                 }
                 Output::Rtcp { leg, to, packet } => {

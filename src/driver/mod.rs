@@ -1,7 +1,9 @@
 //! The only tokio code on the signalling path: sockets, timers, and the loop that feeds the
 //! sans-IO [`Engine`]. One task owns the engine, so the engine needs no locks.
 
+mod local_rtp;
 pub mod media;
+pub use local_rtp::{LocalPacket, LocalRtp, Registration};
 mod tcp;
 mod udp;
 
@@ -29,6 +31,8 @@ pub struct Shared {
     pub kb_db: Option<std::path::PathBuf>,
     /// Browser agents: credentials, logins, and where their SIP and media go.
     pub web: crate::web::WebShared,
+    /// Media endpoints inside this process (the media plane's agent legs, browser bridges).
+    pub local_rtp: LocalRtp,
     queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
 }
 
@@ -41,6 +45,7 @@ impl Shared {
             records_db: None,
             kb_db: None,
             web: Default::default(),
+            local_rtp: Default::default(),
             queries: tokio::sync::OnceCell::new(),
         }
     }
@@ -183,7 +188,8 @@ pub async fn run(
     .with_counters(
         shared.metrics.rtp_bytes.clone(),
         shared.metrics.rtp_lost.clone(),
-    );
+    )
+    .with_local(shared.local_rtp.clone());
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
     // Messages waiting for their call's record to be durable (see Transmit::durable_after).

@@ -233,7 +233,7 @@ async fn session(
                         if let Some(old) = bridge.take() {
                             old.close().await;
                         }
-                        match Bridge::answer(s.web.media_ip, offer.to_string()).await {
+                        match Bridge::answer(s.web.media_ip, offer.to_string(), &s.local_rtp).await {
                             Ok((b, answer, events)) => {
                                 bridge = Some(b);
                                 peer_events = events;
@@ -295,7 +295,7 @@ async fn session(
                     "hold" => {
                         if let (Some(b), Some(c)) = (&bridge, &call) {
                             let on = v["on"].as_bool().unwrap_or(true);
-                            b.hold.store(on, std::sync::atomic::Ordering::Relaxed);
+                            b.set_hold(on);
                             let _ = send(ws, json!({"ev": "hold", "record": c.record, "on": on})).await;
                         }
                     }
