@@ -25,6 +25,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 last=$((1000 + calls))
+# DASAN_PIN=1: the engine on CPU 0, the simulated browsers and SIPp on CPU 1.
+pin_engine="" pin_load=""
+if [ -n "${DASAN_PIN:-}" ]; then pin_engine="taskset -c 0" pin_load="taskset -c 1"; fi
 cat > "$work/web.toml" <<TOML
 [[trunk]]
 name = "loopback"
@@ -44,12 +47,12 @@ skills = ["ko"]
 rtp_port_min = 20000
 rtp_port_max = 29999
 TOML
-DASAN_LOG=warn "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
+DASAN_LOG=warn $pin_engine "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
 engine=$!; pids+=("$engine")
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 hold=$(( 70 + calls / 10 ))
-"$root/target/release/webload" "127.0.0.1:$http" 1001 "$calls" load-pw "$hold" > "$work/webload.out" 2>&1 &
+$pin_load "$root/target/release/webload" "127.0.0.1:$http" 1001 "$calls" load-pw "$hold" > "$work/webload.out" 2>&1 &
 pids+=("$!")
 deadline=$((SECONDS + 60))
 until [ "$(grep -c '"ready"' "$work/webload.out" || true)" -ge "$calls" ]; do
@@ -71,7 +74,7 @@ def ulaw(s):
     return ~(sign | (exp << 4) | ((s >> (exp + 3)) & 0x0f)) & 0xff
 open(sys.argv[1], "wb").write(bytes(ulaw(int(8000 * math.sin(2 * math.pi * 440 * i / 8000))) for i in range(8000 * 10)))
 PY
-(cd "$work" && sipp "127.0.0.1:$sip" -sf "$here/caller-stream.xml" -s 120 -i 127.0.0.1 -p "$caller_port" \
+(cd "$work" && $pin_load sipp "127.0.0.1:$sip" -sf "$here/caller-stream.xml" -s 120 -i 127.0.0.1 -p "$caller_port" \
     -mp $((base + 100)) -cp $((base + 3)) -m "$calls" -r 20 -l "$calls" -nostdin -timeout "$((hold + 60))s" \
     -trace_err > "$work/sipp.out" 2>&1) &
 sipp_pid=$!; pids+=("$sipp_pid")

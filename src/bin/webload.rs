@@ -116,7 +116,7 @@ async fn agent(
     });
     let pc = browser_peer(handler, std::net::IpAddr::from([127, 0, 0, 1])).await?;
     let ssrc = rand::random::<u32>();
-    let track = Arc::new(TrackLocalStaticRTP::new(dasan::web::bridge::opus_track(
+    let track = Arc::new(TrackLocalStaticRTP::new(dasan::web::peer::opus_track(
         ssrc, "mic",
     )));
     pc.add_track(track.clone() as Arc<dyn TrackLocal>)
@@ -300,7 +300,7 @@ async fn browser_peer(
     handler: Arc<dyn PeerConnectionEventHandler>,
     ip: std::net::IpAddr,
 ) -> Result<Arc<dyn PeerConnection>, String> {
-    let mut media = dasan::web::bridge::opus_media_engine()?;
+    let mut media = dasan::web::peer::opus_media_engine()?;
     let registry = webrtc::peer_connection::register_default_interceptors(
         webrtc::peer_connection::Registry::new(),
         &mut media,

@@ -17,6 +17,7 @@
 
 pub mod agent_ws;
 pub mod bridge;
+pub mod peer;
 pub mod ua;
 
 use crate::driver::Shared;
