@@ -52,19 +52,7 @@ impl OpusEncoder {
 
     /// Encodes one 20 ms frame of mono PCM at the encoder's rate.
     pub fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), OpusError> {
-        // Written in place after what `out` holds (no scratch buffer to clear per frame).
-        let start = out.len();
-        out.resize(start + MAX_PACKET, 0);
-        match self.0.encode(pcm, &mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e.into())
-            }
-        }
+        append_in_place(out, MAX_PACKET, |room| self.0.encode(pcm, room))
     }
 }
 
@@ -84,18 +72,29 @@ impl OpusDecoder {
     /// Decodes one packet (or conceals a lost one when `packet` is `None`) to PCM at the
     /// decoder's rate.
     pub fn decode(&mut self, packet: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), OpusError> {
-        // Room for the longest packet (120 ms, RFC 6716) at this rate, decoded in place.
-        let start = out.len();
-        out.resize(start + self.max_frame, 0);
-        match self.dec.decode(packet, &mut out[start..], false) {
-            Ok(n) => {
-                out.truncate(start + n);
-                Ok(())
-            }
-            Err(e) => {
-                out.truncate(start);
-                Err(e.into())
-            }
+        // Room for the longest packet (120 ms, RFC 6716) at this rate.
+        let dec = &mut self.dec;
+        append_in_place(out, self.max_frame, |room| dec.decode(packet, room, false))
+    }
+}
+
+/// Lets libopus write straight after what `out` holds, into `room` extra elements, and
+/// keeps what it wrote (no scratch buffer per frame); on an error `out` is as it was.
+fn append_in_place<T: Copy + Default>(
+    out: &mut Vec<T>,
+    room: usize,
+    write: impl FnOnce(&mut [T]) -> Result<usize, audiopus::Error>,
+) -> Result<(), OpusError> {
+    let start = out.len();
+    out.resize(start + room, T::default());
+    match write(&mut out[start..]) {
+        Ok(n) => {
+            out.truncate(start + n.min(room));
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e.into())
         }
     }
 }
