@@ -539,3 +539,17 @@ fn a_browser_agent_transfers_the_caller_to_the_english_queue_by_keyboard() {
     assert_eq!(r["agent"], "1005");
     assert_eq!(v["state"], "ready", "the transferring agent is free");
 }
+
+#[test]
+fn the_keypad_sends_the_digit_to_the_caller_as_sip_info() {
+    let base = port_block();
+    let dir = workdir("web-keypad");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b = Browser::start(&dir, "keypad", &["keypad", &url(&e), "1001", "test-pw"]);
+    b.wait_for("ready", Duration::from_secs(60));
+    // The caller's scenario fails unless an INFO with Signal=5 arrives before the BYE.
+    let caller = one_caller(&dir, base, "caller-keypad.xml", "60s");
+    let v = b.wait_for("pressed", Duration::from_secs(40));
+    assert_eq!(v["pressed"], "5");
+    caller.expect_success(Duration::from_secs(30));
+}

@@ -8,6 +8,7 @@
 //   node browser.mjs second-login URL AGENT PASSWORD
 //   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
 //   node browser.mjs drop-call URL AGENT PASSWORD
+//   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
 import { chromium } from "playwright-core";
 
 const [mode, url, ...rest] = process.argv.slice(2);
@@ -243,7 +244,26 @@ async function transfer([agent, password, target]) {
   await browser.close();
 }
 
+// Answers a call, presses 5 on the keypad with the keyboard, hangs up.
+async function keypad([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await loginReady(page, agent, password);
+  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
+  await page.click("#answer");
+  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  await page.focus(".keypad button:nth-child(5)");
+  const key = await page.evaluate(() => document.activeElement.textContent);
+  await page.keyboard.press("Enter");
+  await sleep(1000);
+  await page.click("#hangup");
+  await waitFor(page, () => document.querySelector("#incall").hidden, null, 10000);
+  say({ pressed: key });
+  await browser.close();
+}
+
 const modes = {
+  keypad,
   transfer,
   "no-mic": noMic,
   supervise,
