@@ -8,8 +8,9 @@
 #
 #   sipp-scenarios/load-web.sh [CALLS] [BASE_PORT]
 #
-# Ports: SIP, HTTP and SIPp from BASE_PORT (default 31000), the engine's RTP 20000-29999:
-# both below the kernel's ephemeral ports (32768+), where the WebRTC sockets land.
+# Ports: SIP, HTTP and SIPp from BASE_PORT (default 31000), the engine's RTP 20000-29999,
+# its WebRTC sockets 10000-13999: all below the kernel's ephemeral ports (32768+), where the
+# simulated browsers' sockets land.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -46,6 +47,9 @@ skills = ["ko"]
 [media]
 rtp_port_min = 20000
 rtp_port_max = 29999
+# Two per browser session; away from the SIP/HTTP/SIPp ports above.
+webrtc_port_min = 10000
+webrtc_port_max = 13999
 TOML
 DASAN_LOG=warn $pin_engine "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &

@@ -520,7 +520,7 @@ skills = ["en"]
 
 fn anchored() -> Harness {
     Harness::with(&format!(
-        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30003\n"
+        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30003\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n"
     ))
 }
 
@@ -528,13 +528,13 @@ fn anchored() -> Harness {
 /// e.g. `[outbound]`) before `[media]`.
 fn anchored_with(cfg: &str, tables: &str) -> Harness {
     Harness::with(&format!(
-        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n"
     ))
 }
 
 fn anchored_wide() -> Harness {
     Harness::with(&format!(
-        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+        "{ANCHORED}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n"
     ))
 }
 
@@ -1045,7 +1045,7 @@ fn survey_call_with(
         &format!("digits = {{ \"9\" = \"languages\" }}\nsurvey = \"survey-ko\"\nsurvey_timeout_s = 10{queue_extra}"),
     );
     let mut h = Harness::with(&format!(
-        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\n"
+        "{cfg}\n{tables}\n[media]\nrtp_port_min = 30000\nrtp_port_max = 30099\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n"
     ));
     h.register("1001", 1);
     let out = invite_with_sdp(&mut h, id, PCMU_OFFER);

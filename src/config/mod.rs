@@ -72,6 +72,13 @@ pub struct MediaConfig {
     /// out, new calls get 503. Default 20000-29999.
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// UDP ports for browser agents' WebRTC, inclusive: each logged-in browser takes two
+    /// (ICE, and the leg's RTP towards the media plane), so 30000-31999 carries 1,000. A
+    /// range of their own, away from the RTP range and the kernel's ephemeral ports, so
+    /// the two never take each other's ports and a firewall can open exactly these.
+    /// Default 30000-31999.
+    pub webrtc_port_min: u16,
+    pub webrtc_port_max: u16,
     /// Seconds without RTP from a leg before the call is ended. Default 30.
     pub media_timeout_s: u32,
     /// Address for RTP and in SDP; defaults to the SIP address.
@@ -87,6 +94,8 @@ impl Default for MediaConfig {
             anchor: true,
             rtp_port_min: 20000,
             rtp_port_max: 29999,
+            webrtc_port_min: 30000,
+            webrtc_port_max: 31999,
             media_timeout_s: 30,
             ip: None,
             prompts_dir: None,
@@ -700,6 +709,29 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (Where, String)> {
+        let m = &self.media;
+        let media = || Where::Key("[media".into());
+        if m.rtp_port_min > m.rtp_port_max || m.rtp_port_min < 1024 {
+            return Err((
+                media(),
+                "media.rtp_port_min must be 1024..=rtp_port_max".into(),
+            ));
+        }
+        if m.webrtc_port_min > m.webrtc_port_max || m.webrtc_port_min < 1024 {
+            return Err((
+                media(),
+                "media.webrtc_port_min must be 1024..=webrtc_port_max".into(),
+            ));
+        }
+        if m.webrtc_port_min <= m.rtp_port_max && m.rtp_port_min <= m.webrtc_port_max {
+            return Err((
+                media(),
+                format!(
+                    "media: the WebRTC ports {}-{} overlap the RTP ports {}-{}",
+                    m.webrtc_port_min, m.webrtc_port_max, m.rtp_port_min, m.rtp_port_max
+                ),
+            ));
+        }
         for t in &self.trunks {
             for s in &t.sources {
                 if s.get_ref().parse::<IpNet>().is_err()
@@ -1305,6 +1337,50 @@ mod tests {
         assert!(
             Config::parse(src, "o.toml").is_err(),
             "huge timers are refused, not overflowed"
+        );
+    }
+
+    #[test]
+    fn port_ranges_are_checked_with_their_line() {
+        let cfg = |media: &str| format!("[queue.general]\nskill = \"ko\"\n\n[media]\n{media}\n");
+        let e = Config::parse(
+            &cfg("webrtc_port_min = 29000\nwebrtc_port_max = 30999"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p.toml:4:")
+                && e.contains("WebRTC ports 29000-30999 overlap the RTP ports 20000-29999"),
+            "{e}"
+        );
+        let e = Config::parse(&cfg("rtp_port_min = 500\nrtp_port_max = 400"), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rtp_port_min must be 1024..=rtp_port_max"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &cfg("webrtc_port_min = 40000\nwebrtc_port_max = 39999"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("webrtc_port_min must be"), "{e}");
+        let ok = Config::parse(
+            &cfg("webrtc_port_min = 40000\nwebrtc_port_max = 40001"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.media.webrtc_port_min, ok.media.webrtc_port_max),
+            (40000, 40001)
+        );
+        let d = Config::parse(crate::config::DEFAULT_CONFIG, "default.toml").unwrap();
+        assert_eq!(
+            (d.media.webrtc_port_min, d.media.webrtc_port_max),
+            (30000, 31999)
         );
     }
 

@@ -233,7 +233,7 @@ async fn session(
                         if let Some(old) = bridge.take() {
                             old.close().await;
                         }
-                        match Bridge::answer(s.web.media_ip, offer.to_string(), &s.local_rtp).await {
+                        match Bridge::answer(s.web.media_ip, s.web.webrtc_ports, offer.to_string(), &s.local_rtp).await {
                             Ok((b, answer, events)) => {
                                 bridge = Some(b);
                                 peer_events = events;
@@ -433,10 +433,13 @@ async fn set_state(
 
 /// The agent's state as the engine sees it, as a `state` event.
 async fn own_state(s: &Shared, agent: &str) -> Option<Value> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    s.query(Query::Agents(tx)).await?;
-    let agents = rx.await.ok()?;
-    let a = agents.into_iter().find(|a| a.id == agent)?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    s.query(Query::Agent {
+        id: agent.to_string(),
+        reply,
+    })
+    .await?;
+    let a = rx.await.ok()??;
     Some(json!({"ev": "state", "state": a.state, "reason": a.reason, "call": a.call}))
 }
 

@@ -41,21 +41,19 @@ pub struct Bridge {
 
 impl Bridge {
     /// Answers the browser's offer. `ip` is the address ICE and the engine-side RTP address
-    /// bind (the engine's media address); `local` is the engine's in-process RTP switch.
-    /// Returns the bridge, the SDP answer and the peer's state changes.
+    /// bind (the engine's media address), on ports from `ports` (`[media]
+    /// webrtc_port_min/max`); `local` is the engine's in-process RTP switch. Returns the
+    /// bridge, the SDP answer and the peer's state changes.
     pub async fn answer(
         ip: IpAddr,
+        ports: (u16, u16),
         offer_sdp: String,
         local: &LocalRtp,
     ) -> Result<(Bridge, String, mpsc::Receiver<PeerEvent>), String> {
-        let ice = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|e| format!("ICE socket: {e}"))?;
+        let ice = bind_in(ip, ports).map_err(|e| format!("ICE socket: {e}"))?;
         // The engine-side RTP address: bound so that it is ours, and read in case a packet
         // comes by UDP rather than through the in-process switch.
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))
-            .await
-            .map_err(|e| format!("RTP socket: {e}"))?;
+        let rtp = bind_in(ip, ports).map_err(|e| format!("RTP socket: {e}"))?;
         let ice_addr = ice.local_addr().map_err(|e| e.to_string())?;
         let local_rtp = rtp.local_addr().map_err(|e| e.to_string())?;
         let (peer, sdp) = BrowserPeer::answer(Instant::now(), offer_sdp, ice_addr, local_rtp)?;
@@ -112,6 +110,23 @@ impl Bridge {
             task.abort();
         }
     }
+}
+
+/// A UDP socket on a free port of `lo..=hi`, tried from a random point on (a port some
+/// other program holds is skipped).
+fn bind_in(ip: IpAddr, (lo, hi): (u16, u16)) -> Result<UdpSocket, String> {
+    let n = u32::from(hi.saturating_sub(lo)) + 1;
+    let start = rand::random::<u32>() % n;
+    for i in 0..n {
+        let port = lo + ((start + i) % n) as u16;
+        if let Ok(s) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            return UdpSocket::from_std(s).map_err(|e| e.to_string());
+        }
+    }
+    Err(format!(
+        "no free port in {lo}-{hi} ([media] webrtc_port_min/max)"
+    ))
 }
 
 struct Driver {
@@ -195,5 +210,35 @@ impl Driver {
         }
         self.to_browser
             .store(self.peer.to_browser, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_bind_in_the_configured_range_skipping_taken_ports() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        // A free pair of neighbouring ports to work in.
+        let (held, lo) = loop {
+            let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            let p = s.local_addr().unwrap().port();
+            if p < u16::MAX && std::net::UdpSocket::bind((ip, p + 1)).is_ok() {
+                break (s, p);
+            }
+        };
+        // `lo` is held by "another program": the one free port is found from any start.
+        for _ in 0..8 {
+            let s = bind_in(ip, (lo, lo + 1)).unwrap();
+            assert_eq!(s.local_addr().unwrap().port(), lo + 1);
+        }
+        let _second = bind_in(ip, (lo, lo + 1)).unwrap();
+        let err = bind_in(ip, (lo, lo + 1)).err().unwrap();
+        assert!(
+            err.contains(&format!("no free port in {lo}-{}", lo + 1)),
+            "{err}"
+        );
+        drop(held);
     }
 }

@@ -46,6 +46,8 @@ pub struct WebShared {
     pub sip: SocketAddr,
     /// The address WebRTC and the bridge's RTP socket bind (the engine's media address).
     pub media_ip: IpAddr,
+    /// `[media] webrtc_port_min/max`: where those sockets bind.
+    pub webrtc_ports: (u16, u16),
 }
 
 impl Default for WebShared {
@@ -55,6 +57,7 @@ impl Default for WebShared {
             passwords: HashMap::new(),
             sip: "127.0.0.1:5060".parse().expect("literal"),
             media_ip: IpAddr::from([127, 0, 0, 1]),
+            webrtc_ports: (30000, 31999),
         }
     }
 }
@@ -74,6 +77,7 @@ impl WebShared {
                 .collect(),
             sip,
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
+            webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
         }
     }
 

@@ -13,7 +13,7 @@ static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
 /// A block of 40 ports for one test, distinct across tests in this process and (by pid)
 /// across concurrently running test binaries. Signalling blocks live in 20000–39999, RTP
-/// ranges ([`rtp_range`]) in 40000–59999, so the two never meet.
+/// ranges ([`rtp_range`]) in 10000–19999, so the two never meet.
 pub fn port_block() -> u16 {
     let base = 20_000 + (std::process::id() % 24) as u16 * 800;
     base + NEXT_PORT.fetch_add(40, Ordering::SeqCst)
@@ -22,11 +22,13 @@ pub fn port_block() -> u16 {
 static NEXT_RTP: AtomicU16 = AtomicU16::new(0);
 
 /// An RTP port range of 200 ports (50 anchored calls) for one engine, away from the
-/// signalling blocks and distinct across tests in this process.
+/// signalling blocks and distinct across tests in this process. Below the kernel's
+/// ephemeral ports (32768+), where Chromium, SIPp and baresip bind what they do not name,
+/// so none of them can take a port the engine is about to use.
 pub fn rtp_range() -> (u16, u16) {
-    let base = 40_000
-        + (std::process::id() % 8) as u16 * 2_500
-        + NEXT_RTP.fetch_add(200, Ordering::SeqCst);
+    let base = 10_000
+        + ((std::process::id() % 8) as u16 * 1_250 + NEXT_RTP.fetch_add(200, Ordering::SeqCst))
+            % 9_800;
     (base, base + 199)
 }
 
@@ -52,8 +54,14 @@ pub struct EngineProc {
 /// is anchored (the default) on a port range of the test's own; the config ends in the
 /// `[media]` table, so lines pushed onto it (`anchor = false`) land there.
 pub fn test_config(queue: &str) -> String {
+    // 120 RTP ports (30 calls) and 80 WebRTC ports (40 browser sessions).
     let (lo, hi) = rtp_range();
-    test_config_base(queue) + &format!("\n[media]\nrtp_port_min = {lo}\nrtp_port_max = {hi}\n")
+    test_config_base(queue)
+        + &format!(
+            "\n[media]\nrtp_port_min = {lo}\nrtp_port_max = {}\nwebrtc_port_min = {}\nwebrtc_port_max = {hi}\n",
+            lo + 119,
+            lo + 120
+        )
 }
 
 fn test_config_base(queue: &str) -> String {
