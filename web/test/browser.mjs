@@ -59,6 +59,13 @@ async function loginReady(page, agent, password, query = "") {
   say({ ready: true });
 }
 
+// Waits for the next offer and answers it with the mouse.
+async function answerNext(page) {
+  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
+  await page.click("#answer");
+  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+}
+
 async function agentCall([agent, password, notes, mic]) {
   const browser = await launch(mic);
   const page = await browser.newPage();
@@ -185,9 +192,7 @@ async function dropCall([agent, password]) {
   const browser = await launch();
   const page = await browser.newPage();
   await loginReady(page, agent, password);
-  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
-  await page.click("#answer");
-  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  await answerNext(page);
   say({ answered: await page.evaluate(() => window.dasan.record) });
   await sleep(1000);
   await page.evaluate(() => window.dasan.pc.close());
@@ -229,9 +234,7 @@ async function transfer([agent, password, target]) {
   const browser = await launch();
   const page = await browser.newPage();
   await loginReady(page, agent, password);
-  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
-  await page.click("#answer");
-  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  await answerNext(page);
   const record = await page.evaluate(() => window.dasan.record);
   await page.focus("#transfer-to");
   await page.keyboard.type(target);
@@ -249,9 +252,7 @@ async function keypad([agent, password]) {
   const browser = await launch();
   const page = await browser.newPage();
   await loginReady(page, agent, password);
-  await waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000);
-  await page.click("#answer");
-  await waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000);
+  await answerNext(page);
   await page.focus(".keypad button:nth-child(5)");
   const key = await page.evaluate(() => document.activeElement.textContent);
   await page.keyboard.press("Enter");
