@@ -457,6 +457,21 @@ fn a_browser_whose_audio_connection_dies_mid_call_does_not_leave_the_caller_in_s
 }
 
 #[test]
+fn without_webrtc_the_desktop_says_so_and_never_logs_in() {
+    let base = port_block();
+    let dir = workdir("web-no-webrtc");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let b = Browser::start(&dir, "nortc", &["no-webrtc", &url(&e), "1001", "test-pw"]);
+    let v = b.wait_for("noWebrtc", Duration::from_secs(60));
+    for key in ["noWebrtc", "afterLogin"] {
+        let text = v[key].as_str().unwrap_or("");
+        assert!(text.contains("WebRTC"), "{key}: {text}");
+    }
+    assert_eq!(v["loginShown"], true, "the login form stays");
+    assert_eq!(e.agent_state("1001"), "logged-out");
+}
+
+#[test]
 fn without_a_microphone_the_desktop_says_so_and_the_agent_stays_out() {
     let base = port_block();
     let dir = workdir("web-no-mic");

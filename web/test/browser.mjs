@@ -9,6 +9,7 @@
 //   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
 //   node browser.mjs drop-call URL AGENT PASSWORD
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
+//   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
 import { chromium } from "playwright-core";
 
 const [mode, url, ...rest] = process.argv.slice(2);
@@ -214,6 +215,27 @@ async function noMic([agent, password]) {
   await browser.close();
 }
 
+// A browser without WebRTC: the page says so at once and does not log in.
+async function noWebrtc([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.addInitScript(() => {
+    delete window.RTCPeerConnection;
+    delete window.webkitRTCPeerConnection;
+  });
+  await page.goto(`${url}/agent`);
+  await waitFor(page, () => document.querySelector("#alert").textContent !== "", null, 15000);
+  const onLoad = await page.textContent("#alert");
+  await login(page, agent, password);
+  await sleep(1000);
+  say({
+    noWebrtc: onLoad,
+    afterLogin: await page.textContent("#alert"),
+    loginShown: await page.isVisible("#login"),
+  });
+  await browser.close();
+}
+
 // A supervisor sets an agent not ready from the wallboard.
 async function supervise([token, agent]) {
   const browser = await launch();
@@ -267,6 +289,7 @@ const modes = {
   keypad,
   transfer,
   "no-mic": noMic,
+  "no-webrtc": noWebrtc,
   supervise,
   "agent-call": agentCall,
   "bad-login": badLogin,
