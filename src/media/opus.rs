@@ -38,6 +38,9 @@ const MAX_PACKET: usize = 1500;
 /// of a transcoded call's cost, and browser calls are all transcoded.
 const COMPLEXITY: u8 = 0;
 
+/// The narrowband encoder's bitrate: half of the G.711 leg it stands in for.
+const NARROWBAND_BITRATE: i32 = 32_000;
+
 impl OpusEncoder {
     /// A 48 kHz mono encoder.
     pub fn new() -> Result<Self, OpusError> {
@@ -47,6 +50,20 @@ impl OpusEncoder {
     pub fn with_rate(rate: SampleRate) -> Result<Self, OpusError> {
         let mut e = Encoder::new(rate, Channels::Mono, Application::Voip)?;
         e.set_complexity(COMPLEXITY)?;
+        Ok(OpusEncoder(e))
+    }
+
+    /// An 8 kHz mono encoder for audio from a G.711 leg: Opus's CELT mode (restricted
+    /// low delay) at a fixed 32 kbit/s instead of SILK at its ~10 kbit/s default. On the
+    /// same spoken prompt (2026-11-26, this 2-core VM) the encoder took 13.9 µs per 20 ms
+    /// instead of 29.1, the decoded speech was 24.6 dB SNR instead of 8.7 (SILK is built
+    /// for low bitrates, not for keeping the waveform), and the look-ahead is 2.5 ms
+    /// instead of 6.5. Every Opus decoder decodes every mode (RFC 6716), so peers see no
+    /// difference but the sound; the bitrate is still half the G.711 leg's.
+    pub fn narrowband() -> Result<Self, OpusError> {
+        let mut e = Encoder::new(SampleRate::Hz8000, Channels::Mono, Application::LowDelay)?;
+        e.set_complexity(COMPLEXITY)?;
+        e.set_bitrate(audiopus::Bitrate::BitsPerSecond(NARROWBAND_BITRATE))?;
         Ok(OpusEncoder(e))
     }
 
@@ -175,7 +192,7 @@ impl G711ToOpus {
     pub fn new(law: Law) -> Result<Self, OpusError> {
         Ok(G711ToOpus {
             law,
-            enc: OpusEncoder::with_rate(SampleRate::Hz8000)?,
+            enc: OpusEncoder::narrowband()?,
             pcm8: Vec::new(),
         })
     }

@@ -92,7 +92,7 @@ pub fn encode(pcm8k: Vec<i16>, file: &str) -> Result<Prompt, PromptError> {
         file: file.to_string(),
         reason: e.to_string(),
     };
-    let mut enc = OpusEncoder::with_rate(audiopus::SampleRate::Hz8000).map_err(opus_err)?;
+    let mut enc = OpusEncoder::narrowband().map_err(opus_err)?;
     let (mut pcmu, mut pcma, mut opus) = (Vec::new(), Vec::new(), Vec::new());
     for frame in padded.chunks(FRAME_8K) {
         let mut u = Vec::with_capacity(FRAME_8K);
