@@ -291,8 +291,10 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         Source::Environment => tracing::info!("supervisor API token from DASAN_API_TOKEN"),
         Source::Config => tracing::info!("API tokens from the config"),
     }
+    let threads = cfg.runtime.threads();
+    tracing::info!(threads, "worker threads");
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     rt.block_on(async move {

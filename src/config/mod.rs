@@ -58,6 +58,26 @@ pub struct Config {
     pub clock: ClockConfig,
     #[serde(default)]
     pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Threads that run SIP, media and the browser legs. Default: one per CPU the engine
+    /// may run on (its affinity mask, so `taskset -c 0 dasan run` gets one). 1..=1024.
+    pub worker_threads: Option<usize>,
+}
+
+impl RuntimeConfig {
+    pub fn threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -709,6 +729,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), (Where, String)> {
+        if let Some(n) = self.runtime.worker_threads {
+            if !(1..=1024).contains(&n) {
+                return Err((
+                    Where::Key("worker_threads".into()),
+                    format!("runtime.worker_threads must be 1..=1024, not {n}"),
+                ));
+            }
+        }
         let m = &self.media;
         let media = || Where::Key("[media".into());
         if m.rtp_port_min > m.rtp_port_max || m.rtp_port_min < 1024 {
@@ -1338,6 +1366,25 @@ mod tests {
             Config::parse(src, "o.toml").is_err(),
             "huge timers are refused, not overflowed"
         );
+    }
+
+    #[test]
+    fn worker_threads_default_to_the_cpus_and_are_checked_with_their_line() {
+        let src = "[queue.general]\nskill = \"ko\"\n\n[runtime]\nworker_threads = 0\n";
+        let e = Config::parse(src, "r.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("r.toml:5: runtime.worker_threads must be 1..=1024, not 0"),
+            "{e}"
+        );
+        let one = Config::parse(&src.replace("= 0", "= 1"), "r.toml").unwrap();
+        assert_eq!(one.runtime.threads(), 1);
+        let typo = Config::parse(&src.replace("worker_threads", "workers"), "r.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(typo.starts_with("r.toml:5:"), "{typo}");
+        let default = Config::parse("", "d.toml").unwrap();
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default.runtime.threads(), cpus);
     }
 
     #[test]
