@@ -3,7 +3,7 @@
 
 mod local_rtp;
 pub mod media;
-pub use local_rtp::{LocalPacket, LocalRtp, Registration};
+pub use local_rtp::{LocalPacket, LocalRtp, Registration, Sink};
 mod tcp;
 mod udp;
 

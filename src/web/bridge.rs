@@ -9,7 +9,9 @@
 //! packets a second each way for hours, and that driver's generic machinery (a task per
 //! track, async locks and queues between them) cost more per packet than the transcoding.
 //! With one task, a packet from the browser is one socket read, SRTP and a hand-over to the
-//! media plane, and one to the browser the reverse.
+//! media plane. A packet to the browser is handled in the media plane's task, in place
+//! (SRTP and a non-blocking send, under the session's lock): a task wake-up per packet
+//! less; the task wakes for the browser's datagrams, timers and control only.
 //!
 //! Why one connection per session and not per call: ICE and the DTLS handshake take a few
 //! hundred milliseconds; done at login, the time from the agent's answer click to audio is
@@ -17,13 +19,13 @@
 
 use super::peer::BrowserPeer;
 pub use super::peer::PeerEvent;
-use crate::driver::{LocalPacket, LocalRtp, Registration};
+use crate::driver::{LocalRtp, Registration};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 enum Ctl {
     Target(Option<(SocketAddr, u8)>),
@@ -61,16 +63,26 @@ impl Bridge {
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let to_engine = Arc::new(AtomicU64::new(0));
         let to_browser = Arc::new(AtomicU64::new(0));
-        let driver = Driver {
+        let (ice, rtp) = (Arc::new(ice), Arc::new(rtp));
+        let core = Arc::new(Mutex::new(Core {
             peer,
-            ice,
-            rtp,
+            ice: ice.clone(),
+            rtp: rtp.clone(),
             local: local.clone(),
             events: events_tx,
             to_engine: to_engine.clone(),
             to_browser: to_browser.clone(),
+            armed: Instant::now(),
+        }));
+        let rearm = Arc::new(Notify::new());
+        let registration = local.register_sink(local_rtp, sink(core.clone(), rearm.clone()));
+        let driver = Driver {
+            core,
+            ice,
+            rtp,
+            rearm,
         };
-        let task = tokio::spawn(driver.run(ctl_rx, local.register(local_rtp)));
+        let task = tokio::spawn(driver.run(ctl_rx, registration));
         Ok((
             Bridge {
                 ctl,
@@ -129,23 +141,49 @@ fn bind_in(ip: IpAddr, (lo, hi): (u16, u16)) -> Result<UdpSocket, String> {
     ))
 }
 
-struct Driver {
+/// The session's connection and what it sends with, shared by its task and the media
+/// plane's task (which hands packets for the browser in through [`sink`]).
+struct Core {
     peer: BrowserPeer,
-    ice: UdpSocket,
-    rtp: UdpSocket,
+    ice: Arc<UdpSocket>,
+    rtp: Arc<UdpSocket>,
     local: LocalRtp,
     events: mpsc::Sender<PeerEvent>,
     to_engine: Arc<AtomicU64>,
     to_browser: Arc<AtomicU64>,
+    /// Where the task's timer is set: a packet handled elsewhere that brings the
+    /// connection's next deadline before it wakes the task to re-arm.
+    armed: Instant,
+}
+
+fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    // A panic elsewhere while holding it leaves a connection that is still consistent
+    // packet by packet; keep relaying rather than take the session down.
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The media plane's packets for this browser, handled in the sender's task.
+fn sink(core: Arc<Mutex<Core>>, rearm: Arc<Notify>) -> crate::driver::Sink {
+    Arc::new(move |from, data| {
+        let mut c = lock(&core);
+        c.peer.handle_engine_packet(Instant::now(), from, &data);
+        c.transmit();
+        if c.peer.poll_timeout().is_some_and(|t| t < c.armed) {
+            rearm.notify_one();
+        }
+        true
+    })
+}
+
+struct Driver {
+    core: Arc<Mutex<Core>>,
+    ice: Arc<UdpSocket>,
+    rtp: Arc<UdpSocket>,
+    rearm: Arc<Notify>,
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        mut ctl: mpsc::UnboundedReceiver<Ctl>,
-        inbox: (Registration, mpsc::Receiver<LocalPacket>),
-    ) {
-        let (_registration, mut inbox) = inbox;
+    async fn run(self, mut ctl: mpsc::UnboundedReceiver<Ctl>, registration: Registration) {
         let mut buf = vec![0u8; 2048];
         let mut rtp_buf = vec![0u8; 2048];
         // One timer for the task's life, moved only when the connection's deadline moves
@@ -155,41 +193,51 @@ impl Driver {
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::pin!(sleep);
         loop {
-            self.transmit();
-            let wake = self.peer.poll_timeout().unwrap_or_else(far);
+            let wake = {
+                let mut c = lock(&self.core);
+                c.transmit();
+                c.armed = c.peer.poll_timeout().unwrap_or_else(far);
+                c.armed
+            };
             if wake != deadline {
                 deadline = wake;
                 sleep.as_mut().reset(wake.into());
             }
             tokio::select! {
                 c = ctl.recv() => match c {
-                    Some(Ctl::Target(t)) => self.peer.set_target(t),
-                    Some(Ctl::Hold(on)) => self.peer.set_hold(on),
+                    Some(Ctl::Target(t)) => lock(&self.core).peer.set_target(t),
+                    Some(Ctl::Hold(on)) => lock(&self.core).peer.set_hold(on),
                     None => break,
                 },
                 r = self.ice.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
-                        self.peer.handle_datagram(Instant::now(), from, &buf[..n]);
+                        lock(&self.core).peer.handle_datagram(Instant::now(), from, &buf[..n]);
                     }
                 }
-                Some(p) = inbox.recv() => self.peer.handle_engine_packet(Instant::now(), p.from, &p.data),
+                // Packets that came by UDP rather than through the in-process switch.
                 r = self.rtp.recv_from(&mut rtp_buf) => {
                     if let Ok((n, from)) = r {
-                        self.peer.handle_engine_packet(Instant::now(), from, &rtp_buf[..n]);
+                        lock(&self.core).peer.handle_engine_packet(Instant::now(), from, &rtp_buf[..n]);
                     }
                 }
+                _ = self.rearm.notified() => {}
                 _ = &mut sleep => {
-                    self.peer.handle_timeout(Instant::now());
+                    lock(&self.core).peer.handle_timeout(Instant::now());
                     // Until the connection names its next deadline.
                     deadline = far();
                     sleep.as_mut().reset(deadline.into());
                 }
             }
         }
-        self.peer.close();
-        self.transmit();
+        // No more packets from the media plane once the sink is gone.
+        drop(registration);
+        let mut c = lock(&self.core);
+        c.peer.close();
+        c.transmit();
     }
+}
 
+impl Core {
     /// Everything the leg has for the browser, the engine and the session. A full socket
     /// buffer drops a datagram, as any UDP sender would.
     fn transmit(&mut self) {
@@ -197,7 +245,7 @@ impl Driver {
             let _ = self.ice.try_send_to(&data, to);
         }
         while let Some((from, to, data)) = self.peer.poll_to_engine() {
-            let sent = match self.local.deliver(from, to, data) {
+            let sent = match self.local.deliver_to_inbox(from, to, data) {
                 Ok(delivered) => delivered,
                 Err(data) => self.rtp.try_send_to(&data, to).is_ok(),
             };
