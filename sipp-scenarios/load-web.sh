@@ -51,7 +51,7 @@ rtp_port_max = 29999
 webrtc_port_min = 10000
 webrtc_port_max = 13999
 TOML
-DASAN_LOG=warn $pin_engine "$root/target/release/dasan" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
+DASAN_LOG=warn $pin_engine "${DASAN_BIN:-$root/target/release/dasan}" run --config "$work/web.toml" --sip-listen "127.0.0.1:$sip" \
     --http-listen "127.0.0.1:$http" --data-dir "$work/data" > "$work/engine.log" 2>&1 &
 engine=$!; pids+=("$engine")
 for _ in $(seq 100); do curl -sf "127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -91,7 +91,9 @@ while :; do
     sleep 0.5
 done
 sleep 3
-# DASAN_PERF=1: also profile the engine over the window (perf's own cost is counted).
+# DASAN_PERF=1: also profile the engine over the window (perf's own cost is counted). For
+# call graphs, build with frame pointers and run that binary with DASAN_BIN=path:
+#   RUSTFLAGS="-C force-frame-pointers=yes" CARGO_TARGET_DIR=/tmp/fp cargo build --release --bin dasan
 if [ -n "${DASAN_PERF:-}" ]; then
     perf record -F 999 -g -p "$engine" -o "$work/perf.data" -- sleep 20 >/dev/null 2>&1 &
 fi
