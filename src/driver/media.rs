@@ -287,6 +287,7 @@ async fn run_call(
     let mut deadline = session.poll_timeout();
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
+    let mut turn = 0;
     loop {
         let wake = session.poll_timeout();
         if wake != deadline {
@@ -294,31 +295,37 @@ async fn run_call(
             sleep.as_mut().reset(wake.into());
         }
         out.clear();
-        let [bc, ba, brtcp_c, brtcp_a] = &mut buf;
-        let result = tokio::select! {
-            c = ctl.recv() => match c {
-                None => { counters.lost.inc_by(session.lost()); finish(recorder); return; }
-                Some(Ctl::Record(path)) => {
-                    recorder = open_recording(call, &path);
-                    Ok(())
-                }
-                Some(Ctl::Cmd(cmd)) => session.handle_command(Instant::now(), cmd, &mut out),
-            },
-            r = c_rtp.recv_from(bc) => match r {
-                Ok((n, src)) => session.handle_packet(Instant::now(), LegId::Caller, src, bc[..n].to_vec(), &mut out),
-                Err(_) => Ok(()), // ICMP port unreachable and the like
-            },
-            r = a_rtp.recv_from(ba) => match r {
-                Ok((n, src)) => session.handle_packet(Instant::now(), LegId::Agent, src, ba[..n].to_vec(), &mut out),
-                Err(_) => Ok(()),
-            },
-            Some(p) = local.inbox.1.recv() => {
+        let wake = next_wake(
+            &mut turn,
+            &mut ctl,
+            [c_rtp, a_rtp, c_rtcp, a_rtcp],
+            &mut buf,
+            &mut local.inbox.1,
+            sleep.as_mut(),
+        )
+        .await;
+        let result = match wake {
+            Wake::Ctl(None) => {
+                counters.lost.inc_by(session.lost());
+                finish(recorder);
+                return;
+            }
+            Wake::Ctl(Some(Ctl::Record(path))) => {
+                recorder = open_recording(call, &path);
+                Ok(())
+            }
+            Wake::Ctl(Some(Ctl::Cmd(cmd))) => session.handle_command(Instant::now(), cmd, &mut out),
+            Wake::Socket(i, Ok((n, src))) if i < 2 => {
+                let leg = if i == 0 { LegId::Caller } else { LegId::Agent };
+                session.handle_packet(Instant::now(), leg, src, buf[i][..n].to_vec(), &mut out)
+            }
+            // RTCP from the peers is read and dropped: each leg gets our own reports. A
+            // read error is an ICMP port unreachable or the like.
+            Wake::Socket(..) => Ok(()),
+            Wake::Local(p) => {
                 session.handle_packet(Instant::now(), LegId::Agent, p.from, p.data, &mut out)
             }
-            // RTCP from the peers is read and dropped: each leg gets our own reports.
-            _ = c_rtcp.recv_from(brtcp_c) => Ok(()),
-            _ = a_rtcp.recv_from(brtcp_a) => Ok(()),
-            _ = &mut sleep => {
+            Wake::Timer => {
                 session.handle_timeout(Instant::now(), &mut out);
                 // A deadline that did not move would fire again at once: re-arm from the
                 // session's next one.
@@ -387,6 +394,60 @@ async fn run_call(
             }
         }
     }
+}
+
+/// What woke a call's task.
+enum Wake {
+    Ctl(Option<Ctl>),
+    /// A datagram into `buf[i]` on socket `i` (caller RTP, agent RTP, caller RTCP, agent
+    /// RTCP), or the error reading it.
+    Socket(usize, std::io::Result<(usize, SocketAddr)>),
+    Local(LocalPacket),
+    Timer,
+}
+
+/// Waits for the first of the call's sources, starting from a different one each time so
+/// that none is starved. One hand-written poll rather than `select!`: a call wakes 100
+/// times a second, and `select!` builds, registers and drops a future per source per wake,
+/// while `poll_recv_from` and `poll_recv` keep one waker slot per socket and channel.
+async fn next_wake(
+    turn: &mut usize,
+    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+    socks: [&UdpSocket; 4],
+    buf: &mut [Vec<u8>; 4],
+    inbox: &mut mpsc::Receiver<LocalPacket>,
+    mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Wake {
+    use std::future::Future;
+    use std::task::Poll;
+    const SOURCES: usize = 7;
+    *turn = (*turn + 1) % SOURCES;
+    let start = *turn;
+    std::future::poll_fn(|cx| {
+        for k in 0..SOURCES {
+            let ready = match (start + k) % SOURCES {
+                0 => ctl.poll_recv(cx).map(Wake::Ctl),
+                i @ 1..=4 => {
+                    let i = i - 1;
+                    let mut rb = tokio::io::ReadBuf::new(&mut buf[i]);
+                    socks[i]
+                        .poll_recv_from(cx, &mut rb)
+                        .map(|r| Wake::Socket(i, r.map(|from| (rb.filled().len(), from))))
+                }
+                // The inbox's sender lives in the switch for as long as we are registered.
+                5 => match inbox.poll_recv(cx) {
+                    Poll::Ready(Some(p)) => Poll::Ready(Wake::Local(p)),
+                    _ => Poll::Pending,
+                },
+                _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
+            };
+            if ready.is_ready() {
+                return ready;
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn open_recording(

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 enum Ctl {
     Target(Option<(SocketAddr, u8)>),
@@ -74,13 +74,14 @@ impl Bridge {
             to_browser: to_browser.clone(),
             armed: Instant::now(),
         }));
-        let rearm = Arc::new(Notify::new());
-        let registration = local.register_sink(local_rtp, sink(core.clone(), rearm.clone()));
+        // Full means a re-arm is already pending: one is enough.
+        let (rearm, rearm_rx) = mpsc::channel(1);
+        let registration = local.register_sink(local_rtp, sink(core.clone(), rearm));
         let driver = Driver {
             core,
             ice,
             rtp,
-            rearm,
+            rearm: rearm_rx,
         };
         let task = tokio::spawn(driver.run(ctl_rx, registration));
         Ok((
@@ -163,13 +164,13 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
 }
 
 /// The media plane's packets for this browser, handled in the sender's task.
-fn sink(core: Arc<Mutex<Core>>, rearm: Arc<Notify>) -> crate::driver::Sink {
+fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink {
     Arc::new(move |from, data| {
         let mut c = lock(&core);
         c.peer.handle_engine_packet(Instant::now(), from, &data);
         c.transmit();
         if c.peer.poll_timeout().is_some_and(|t| t < c.armed) {
-            rearm.notify_one();
+            let _ = rearm.try_send(());
         }
         true
     })
@@ -179,11 +180,19 @@ struct Driver {
     core: Arc<Mutex<Core>>,
     ice: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
-    rearm: Arc<Notify>,
+    rearm: mpsc::Receiver<()>,
+}
+
+enum Wake {
+    Ctl(Option<Ctl>),
+    Ice(std::io::Result<(usize, SocketAddr)>),
+    Rtp(std::io::Result<(usize, SocketAddr)>),
+    Rearm,
+    Timer,
 }
 
 impl Driver {
-    async fn run(self, mut ctl: mpsc::UnboundedReceiver<Ctl>, registration: Registration) {
+    async fn run(mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>, registration: Registration) {
         let mut buf = vec![0u8; 2048];
         let mut rtp_buf = vec![0u8; 2048];
         // One timer for the task's life, moved only when the connection's deadline moves
@@ -192,6 +201,7 @@ impl Driver {
         let mut deadline = far();
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::pin!(sleep);
+        let mut turn = 0;
         loop {
             let wake = {
                 let mut c = lock(&self.core);
@@ -203,25 +213,58 @@ impl Driver {
                 deadline = wake;
                 sleep.as_mut().reset(wake.into());
             }
-            tokio::select! {
-                c = ctl.recv() => match c {
-                    Some(Ctl::Target(t)) => lock(&self.core).peer.set_target(t),
-                    Some(Ctl::Hold(on)) => lock(&self.core).peer.set_hold(on),
-                    None => break,
-                },
-                r = self.ice.recv_from(&mut buf) => {
-                    if let Ok((n, from)) = r {
-                        lock(&self.core).peer.handle_datagram(Instant::now(), from, &buf[..n]);
+            // One hand-written poll, not `select!` (see `driver::media::next_wake`), from a
+            // different source each time so that a flood on one starves none.
+            turn = (turn + 1) % 5;
+            let wake = std::future::poll_fn(|cx| {
+                use std::future::Future;
+                use std::task::Poll;
+                for k in 0..5 {
+                    let ready = match (turn + k) % 5 {
+                        0 => ctl.poll_recv(cx).map(Wake::Ctl),
+                        1 => {
+                            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                            self.ice
+                                .poll_recv_from(cx, &mut rb)
+                                .map(|r| Wake::Ice(r.map(|from| (rb.filled().len(), from))))
+                        }
+                        2 => {
+                            let mut rb = tokio::io::ReadBuf::new(&mut rtp_buf);
+                            self.rtp
+                                .poll_recv_from(cx, &mut rb)
+                                .map(|r| Wake::Rtp(r.map(|from| (rb.filled().len(), from))))
+                        }
+                        // The sender lives in the sink for as long as we are registered.
+                        3 => match self.rearm.poll_recv(cx) {
+                            Poll::Ready(Some(())) => Poll::Ready(Wake::Rearm),
+                            _ => Poll::Pending,
+                        },
+                        _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
+                    };
+                    if ready.is_ready() {
+                        return ready;
                     }
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Ctl(Some(Ctl::Target(t))) => lock(&self.core).peer.set_target(t),
+                Wake::Ctl(Some(Ctl::Hold(on))) => lock(&self.core).peer.set_hold(on),
+                Wake::Ctl(None) => break,
+                Wake::Ice(Ok((n, from))) => {
+                    lock(&self.core)
+                        .peer
+                        .handle_datagram(Instant::now(), from, &buf[..n]);
                 }
                 // Packets that came by UDP rather than through the in-process switch.
-                r = self.rtp.recv_from(&mut rtp_buf) => {
-                    if let Ok((n, from)) = r {
-                        lock(&self.core).peer.handle_engine_packet(Instant::now(), from, &rtp_buf[..n]);
-                    }
+                Wake::Rtp(Ok((n, from))) => {
+                    lock(&self.core)
+                        .peer
+                        .handle_engine_packet(Instant::now(), from, &rtp_buf[..n]);
                 }
-                _ = self.rearm.notified() => {}
-                _ = &mut sleep => {
+                Wake::Ice(Err(_)) | Wake::Rtp(Err(_)) | Wake::Rearm => {}
+                Wake::Timer => {
                     lock(&self.core).peer.handle_timeout(Instant::now());
                     // Until the connection names its next deadline.
                     deadline = far();
