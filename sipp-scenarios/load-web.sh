@@ -4,7 +4,9 @@
 # go ready and answer N SIPp trunk calls that stream G.711; the engine transcodes every call
 # G.711 <-> Opus and relays it over DTLS-SRTP. Prints the engine's CPU over a steady 20 s
 # window with all N calls up, the calls per core that implies, the answer-to-first-audio
-# times, and the audio each simulated browser heard.
+# times, and the audio each simulated browser heard: packets lost from the sequence and
+# arrival gaps over 60 ms (the engine sends every 20 ms), which is what shows whether the
+# engine keeps up, as its CPU alone cannot once it is pinned to a core it fills.
 #
 #   sipp-scenarios/load-web.sh [CALLS] [BASE_PORT]
 #
@@ -101,6 +103,8 @@ c1=$(cpu); t1=$(date +%s.%N); sleep 20; c2=$(cpu); t2=$(date +%s.%N)
 up_end=$(curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$http/api/calls" | grep -o '"call_id"' | wc -l || true)
 wait "${pids[1]}" || true
 wait "$sipp_pid" || true
+# What the engine's receivers counted missing (from SIPp and from the browsers).
+engine_lost=$(curl -sf "127.0.0.1:$http/metrics" | awk '/^dasan_rtp_packets_lost_total/ {s += $2} END {print s + 0}')
 summary=$(grep '"done"' "$work/webload.out" || echo '{}')
 echo "machine        $(uname -m), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "calls          $calls browser-agent calls up ($up_end still up at the end of the window)"
@@ -108,5 +112,6 @@ echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) 
 echo "per core       $(echo "scale=3; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
 echo "idle sessions  $idle cores with the $calls browsers logged in and no call (included above)"
 echo "browsers       $summary"
+echo "engine lost    $engine_lost packets missing from what SIPp and the browsers sent it"
 echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
 echo "logs in $work${DASAN_PERF:+ (perf report -i $work/perf.data)}"

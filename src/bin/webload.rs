@@ -23,9 +23,50 @@ use webrtc::peer_connection::{
 
 struct Stats {
     heard: AtomicU64,
+    quality: Mutex<Quality>,
     /// When the agent last clicked answer, and the first packet heard after it.
     answered_at: Mutex<Option<Instant>>,
     latencies: Mutex<Vec<f64>>,
+}
+
+/// What a listener would notice of the engine falling behind: packets missing from the
+/// sequence, and gaps between arrivals (the engine sends every 20 ms).
+#[derive(Default)]
+struct Quality {
+    /// Extended sequence numbers of the first and the latest packet.
+    first: Option<i64>,
+    last: i64,
+    received: u64,
+    last_arrival: Option<Instant>,
+    max_gap_ms: f64,
+    gaps_over_60ms: u64,
+}
+
+impl Quality {
+    fn packet(&mut self, seq: u16, now: Instant) {
+        let ext = match self.first {
+            None => {
+                self.first = Some(i64::from(seq));
+                i64::from(seq)
+            }
+            // The nearest extension of `seq` to the latest one (RFC 3550 A.1's idea).
+            Some(_) => self.last + i64::from(seq.wrapping_sub(self.last as u16) as i16),
+        };
+        self.last = self.last.max(ext);
+        self.received += 1;
+        if let Some(prev) = self.last_arrival {
+            let gap = now.duration_since(prev).as_secs_f64() * 1000.0;
+            self.max_gap_ms = self.max_gap_ms.max(gap);
+            if gap > 60.0 {
+                self.gaps_over_60ms += 1;
+            }
+        }
+        self.last_arrival = Some(now);
+    }
+
+    fn expected(&self) -> u64 {
+        self.first.map_or(0, |f| (self.last - f + 1) as u64)
+    }
 }
 
 struct Handler {
@@ -45,8 +86,11 @@ impl PeerConnectionEventHandler for Handler {
         let stats = self.stats.clone();
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(_) = ev {
+                if let TrackRemoteEvent::OnRtpPacket(p) = ev {
                     stats.heard.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut q) = stats.quality.lock() {
+                        q.packet(p.header.sequence_number, Instant::now());
+                    }
                     let at = stats.answered_at.lock().ok().and_then(|mut a| a.take());
                     if let Some(at) = at {
                         if let Ok(mut l) = stats.latencies.lock() {
@@ -246,6 +290,7 @@ fn main() {
         for i in 0..count {
             let s = Arc::new(Stats {
                 heard: AtomicU64::new(0),
+                quality: Mutex::new(Quality::default()),
                 answered_at: Mutex::new(None),
                 latencies: Mutex::new(Vec::new()),
             });
@@ -284,8 +329,21 @@ fn main() {
             .iter()
             .map(|s| s.heard.load(Ordering::Relaxed))
             .collect();
+        let (mut expected, mut received, mut gaps, mut max_gap) = (0u64, 0u64, 0u64, 0f64);
+        for s in &stats {
+            if let Ok(q) = s.quality.lock() {
+                expected += q.expected();
+                received += q.received;
+                gaps += q.gaps_over_60ms;
+                max_gap = max_gap.max(q.max_gap_ms);
+            }
+        }
         say(json!({
             "done": true,
+            "lost": expected.saturating_sub(received),
+            "expected": expected,
+            "gaps_over_60ms": gaps,
+            "max_gap_ms": (max_gap * 10.0).round() / 10.0,
             "calls": calls,
             "answer_to_audio_ms": {"n": lat.len(), "p50": q(0.5), "p95": q(0.95), "max": q(1.0)},
             "packets_heard_min": heard.iter().min(),
@@ -319,4 +377,25 @@ async fn browser_peer(
         .await
         .map_err(|e| format!("peer connection: {e}"))?;
     Ok(Arc::new(pc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_counts_across_sequence_wrap_and_gaps_count_late_packets() {
+        let mut q = Quality::default();
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        q.packet(65534, at(0));
+        q.packet(65535, at(20));
+        // 0 lost; 1 arrives 100 ms late; an old duplicate of 65535 changes nothing expected.
+        q.packet(1, at(120));
+        q.packet(65535, at(121));
+        q.packet(2, at(140));
+        assert_eq!((q.expected(), q.received), (5, 5));
+        assert_eq!(q.gaps_over_60ms, 1);
+        assert!((q.max_gap_ms - 100.0).abs() < 0.5, "{}", q.max_gap_ms);
+    }
 }
