@@ -8,11 +8,11 @@
 //!                                                           kernel's UDP path will dominate)
 //!   G.711 μ-law encode / decode, 20 ms          387 ns / 108 ns
 //!   Opus encode 20 ms at 48 kHz (complexity 0)  60–80 µs (two runs); Opus decode 20 ms  29 µs
-//!   transcoded call, 20 ms each way (2026-11-26, complexity 0):
+//!   transcoded call, 20 ms each way (2026-11-26, complexity 0, CELT towards Opus):
 //!     G.711 ↔ narrowband Opus (what the desktop asks browsers for)
-//!                                              22.0 µs  → ~900 calls per core
+//!                                              13.0 µs  → ~1,500 calls per core
 //!     G.711 ↔ full-band Opus (a peer ignoring maxplaybackrate)
-//!                                              40.0 µs  → ~500 calls per core
+//!                                              31.2 µs  → ~640 calls per core
 //!   session: bridged G.711 packet              102 ns   (the relay plus the call's
 //!                                                           session around it)
 //!   session: waiting caller's packet           4.2 µs   (in-band DTMF check on G.711:
@@ -22,7 +22,8 @@
 //! History: 127 µs per transcoded call with 48 kHz resampling and default complexity
 //! (157 calls/core); 78.8 µs letting libopus run at 8 kHz with complexity 5; 58.2 µs at
 //! complexity 3 (2026-11-25, full-band packet in); complexity 0 and no per-frame scratch
-//! buffers: 40.0 µs full band, 22.0 µs narrowband.
+//! buffers: 40.0 µs full band, 22.0 µs narrowband; G.711 → Opus in CELT mode at 32 kbit/s
+//! instead of SILK (`OpusEncoder::narrowband`): 31.2 µs full band, 13.0 µs narrowband.
 //! Conclusion: the per-packet logic is far from being the limit; socket I/O and, for
 //! transcoded calls, the Opus encoder are.
 
