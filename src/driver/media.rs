@@ -406,10 +406,7 @@ enum Wake {
     Timer,
 }
 
-/// Waits for the first of the call's sources, starting from a different one each time so
-/// that none is starved. One hand-written poll rather than `select!`: a call wakes 100
-/// times a second, and `select!` builds, registers and drops a future per source per wake,
-/// while `poll_recv_from` and `poll_recv` keep one waker slot per socket and channel.
+/// The first of the call's sources to be ready (see [`super::first_ready`]).
 async fn next_wake(
     turn: &mut usize,
     ctl: &mut mpsc::UnboundedReceiver<Ctl>,
@@ -420,32 +417,21 @@ async fn next_wake(
 ) -> Wake {
     use std::future::Future;
     use std::task::Poll;
-    const SOURCES: usize = 7;
-    *turn = (*turn + 1) % SOURCES;
-    let start = *turn;
-    std::future::poll_fn(|cx| {
-        for k in 0..SOURCES {
-            let ready = match (start + k) % SOURCES {
-                0 => ctl.poll_recv(cx).map(Wake::Ctl),
-                i @ 1..=4 => {
-                    let i = i - 1;
-                    let mut rb = tokio::io::ReadBuf::new(&mut buf[i]);
-                    socks[i]
-                        .poll_recv_from(cx, &mut rb)
-                        .map(|r| Wake::Socket(i, r.map(|from| (rb.filled().len(), from))))
-                }
-                // The inbox's sender lives in the switch for as long as we are registered.
-                5 => match inbox.poll_recv(cx) {
-                    Poll::Ready(Some(p)) => Poll::Ready(Wake::Local(p)),
-                    _ => Poll::Pending,
-                },
-                _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
-            };
-            if ready.is_ready() {
-                return ready;
-            }
+    super::first_ready(turn, 7, |source, cx| match source {
+        0 => ctl.poll_recv(cx).map(Wake::Ctl),
+        i @ 1..=4 => {
+            let i = i - 1;
+            let mut rb = tokio::io::ReadBuf::new(&mut buf[i]);
+            socks[i]
+                .poll_recv_from(cx, &mut rb)
+                .map(|r| Wake::Socket(i, r.map(|from| (rb.filled().len(), from))))
         }
-        Poll::Pending
+        // The inbox's sender lives in the switch for as long as we are registered.
+        5 => match inbox.poll_recv(cx) {
+            Poll::Ready(Some(p)) => Poll::Ready(Wake::Local(p)),
+            _ => Poll::Pending,
+        },
+        _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
     })
     .await
 }

@@ -4,6 +4,29 @@
 mod local_rtp;
 pub mod media;
 pub use local_rtp::{LocalPacket, LocalRtp, Registration, Sink};
+
+/// Waits for the first of `n` sources that `poll(i, cx)` finds ready, starting from the one
+/// after last time's start so that a flooded source starves none. The call and browser-leg
+/// tasks wake ~100 times a second each: one hand-written poll keeps a single waker slot per
+/// socket and channel (`poll_recv_from`, `poll_recv`), where `select!` builds, registers and
+/// drops a future per source per wake.
+pub(crate) async fn first_ready<T>(
+    turn: &mut usize,
+    n: usize,
+    mut poll: impl FnMut(usize, &mut std::task::Context<'_>) -> std::task::Poll<T>,
+) -> T {
+    *turn = (*turn + 1) % n.max(1);
+    let start = *turn;
+    std::future::poll_fn(|cx| {
+        for k in 0..n {
+            if let std::task::Poll::Ready(v) = poll((start + k) % n, cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
 mod tcp;
 mod udp;
 
@@ -377,5 +400,30 @@ async fn send(
         let d = start.elapsed();
         metrics.pdd_us.record(d.as_micros() as u64);
         metrics.post_dial_delay.observe(d.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod first_ready_tests {
+    use super::first_ready;
+    use std::task::Poll;
+
+    #[tokio::test]
+    async fn a_source_always_ready_starves_no_other() {
+        let mut turn = 0;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            // Sources 0 and 2 are always ready, 1 never.
+            let got = first_ready(&mut turn, 3, |i, _| {
+                if i == 1 {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(i)
+                }
+            })
+            .await;
+            seen.push(got);
+        }
+        assert!(seen.contains(&0) && seen.contains(&2), "{seen:?}");
     }
 }

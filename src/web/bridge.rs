@@ -73,6 +73,7 @@ impl Bridge {
             to_engine: to_engine.clone(),
             to_browser: to_browser.clone(),
             armed: Instant::now(),
+            first_write: true,
         }));
         // Full means a re-arm is already pending: one is enough.
         let (rearm, rearm_rx) = mpsc::channel(1);
@@ -155,6 +156,11 @@ struct Core {
     /// Where the task's timer is set: a packet handled elsewhere that brings the
     /// connection's next deadline before it wakes the task to re-arm.
     armed: Instant,
+    /// Whether the sink's next packet may move the deadline: the first write of a call
+    /// starts its RTP stream and that stream's report timer; later writes move no timer
+    /// (ICE and DTLS keep theirs), so the sink skips the walk through every handler's
+    /// deadline on the other 49 packets a second.
+    first_write: bool,
 }
 
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -169,7 +175,8 @@ fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink 
         let mut c = lock(&core);
         c.peer.handle_engine_packet(Instant::now(), from, &data);
         c.transmit();
-        if c.peer.poll_timeout().is_some_and(|t| t < c.armed) {
+        if std::mem::take(&mut c.first_write) && c.peer.poll_timeout().is_some_and(|t| t < c.armed)
+        {
             let _ = rearm.try_send(());
         }
         true
@@ -213,43 +220,39 @@ impl Driver {
                 deadline = wake;
                 sleep.as_mut().reset(wake.into());
             }
-            // One hand-written poll, not `select!` (see `driver::media::next_wake`), from a
-            // different source each time so that a flood on one starves none.
-            turn = (turn + 1) % 5;
-            let wake = std::future::poll_fn(|cx| {
+            // One hand-written poll, not `select!` (see `driver::first_ready`).
+            let wake = crate::driver::first_ready(&mut turn, 5, |source, cx| {
                 use std::future::Future;
                 use std::task::Poll;
-                for k in 0..5 {
-                    let ready = match (turn + k) % 5 {
-                        0 => ctl.poll_recv(cx).map(Wake::Ctl),
-                        1 => {
-                            let mut rb = tokio::io::ReadBuf::new(&mut buf);
-                            self.ice
-                                .poll_recv_from(cx, &mut rb)
-                                .map(|r| Wake::Ice(r.map(|from| (rb.filled().len(), from))))
-                        }
-                        2 => {
-                            let mut rb = tokio::io::ReadBuf::new(&mut rtp_buf);
-                            self.rtp
-                                .poll_recv_from(cx, &mut rb)
-                                .map(|r| Wake::Rtp(r.map(|from| (rb.filled().len(), from))))
-                        }
-                        // The sender lives in the sink for as long as we are registered.
-                        3 => match self.rearm.poll_recv(cx) {
-                            Poll::Ready(Some(())) => Poll::Ready(Wake::Rearm),
-                            _ => Poll::Pending,
-                        },
-                        _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
-                    };
-                    if ready.is_ready() {
-                        return ready;
+                match source {
+                    0 => ctl.poll_recv(cx).map(Wake::Ctl),
+                    1 => {
+                        let mut rb = tokio::io::ReadBuf::new(&mut buf);
+                        self.ice
+                            .poll_recv_from(cx, &mut rb)
+                            .map(|r| Wake::Ice(r.map(|from| (rb.filled().len(), from))))
                     }
+                    2 => {
+                        let mut rb = tokio::io::ReadBuf::new(&mut rtp_buf);
+                        self.rtp
+                            .poll_recv_from(cx, &mut rb)
+                            .map(|r| Wake::Rtp(r.map(|from| (rb.filled().len(), from))))
+                    }
+                    // The sender lives in the sink for as long as we are registered.
+                    3 => match self.rearm.poll_recv(cx) {
+                        Poll::Ready(Some(())) => Poll::Ready(Wake::Rearm),
+                        _ => Poll::Pending,
+                    },
+                    _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
                 }
-                Poll::Pending
             })
             .await;
             match wake {
-                Wake::Ctl(Some(Ctl::Target(t))) => lock(&self.core).peer.set_target(t),
+                Wake::Ctl(Some(Ctl::Target(t))) => {
+                    let mut c = lock(&self.core);
+                    c.peer.set_target(t);
+                    c.first_write = true;
+                }
                 Wake::Ctl(Some(Ctl::Hold(on))) => lock(&self.core).peer.set_hold(on),
                 Wake::Ctl(None) => break,
                 Wake::Ice(Ok((n, from))) => {
