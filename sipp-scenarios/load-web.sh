@@ -10,6 +10,11 @@
 #
 #   sipp-scenarios/load-web.sh [CALLS] [BASE_PORT]
 #
+# DASAN_PIN=1 runs the engine on CPU 0 and the load on CPU 1 (then CPU 1's busy share, also
+# printed, says whether the load side kept up); DASAN_CAPTURE=1 also tells the engine's late
+# packets from its senders' (see below); DASAN_PERF=1 profiles; DASAN_BIN=path runs another
+# build of the engine.
+#
 # Ports: SIP, HTTP and SIPp from BASE_PORT (default 31000), the engine's RTP 20000-29999,
 # its WebRTC sockets 10000-13999: all below the kernel's ephemeral ports (32768+), where the
 # simulated browsers' sockets land.
@@ -99,7 +104,22 @@ sleep 3
 if [ -n "${DASAN_PERF:-}" ]; then
     perf record -F 999 -g -p "$engine" -o "$work/perf.data" -- sleep 20 >/dev/null 2>&1 &
 fi
+# Every CPU's busy share over the same window: with DASAN_PIN=1, CPU 1's is the load side's
+# (SIPp and the simulated browsers), which must not be full for the browsers' gaps to be
+# the engine's.
+busy() { awk '/^cpu[0-9]/ {printf "%s %d %d\n", $1, $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+b1=$(busy)
 c1=$(cpu); t1=$(date +%s.%N); sleep 20; c2=$(cpu); t2=$(date +%s.%N)
+b2=$(busy)
+cpus=$(paste -d' ' <(echo "$b1") <(echo "$b2") | awk '{printf "%s %.2f  ", $1, ($5 - $2) / ($6 - $3)}')
+# DASAN_CAPTURE=1: then capture 5 s of the calls' RTP on loopback (after the window, as the
+# capture's copies cost the senders) and count late packets per direction: a gap on the way
+# out of the engine with none on the way in is the engine's (sipp-scenarios/rtp-gaps.py).
+if [ -n "${DASAN_CAPTURE:-}" ]; then
+    need_pkgs wireshark-common
+    $pin_load dumpcap -q -i lo -s 64 -a duration:5 -w "$work/rtp.pcapng" \
+        -f "udp and (portrange 10000-13999 or portrange 20000-29999)" > /dev/null 2>&1 || true
+fi
 up_end=$(curl -sf -H "Authorization: Bearer $tok" "127.0.0.1:$http/api/calls" | grep -o '"call_id"' | wc -l || true)
 wait "${pids[1]}" || true
 wait "$sipp_pid" || true
@@ -109,9 +129,14 @@ summary=$(grep '"done"' "$work/webload.out" || echo '{}')
 echo "machine        $(uname -m), $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "calls          $calls browser-agent calls up ($up_end still up at the end of the window)"
 echo "engine CPU     $(echo "scale=3; ($c2 - $c1) / $ticks / ($t2 - $t1)" | bc) cores over $(echo "$t2 - $t1" | bc | cut -c1-5) s"
-echo "per core       $(echo "scale=3; $calls / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (G.711 <-> Opus transcoding + DTLS-SRTP)"
+echo "per core       $(echo "scale=3; $up / (($c2 - $c1) / $ticks / ($t2 - $t1))" | bc | cut -d. -f1) calls (the $up up when the window began; G.711 <-> Opus transcoding + DTLS-SRTP)"
+echo "CPUs busy      $cpus(the whole machine over the window)"
 echo "idle sessions  $idle cores with the $calls browsers logged in and no call (included above)"
 echo "browsers       $summary"
 echo "engine lost    $engine_lost packets missing from what SIPp and the browsers sent it"
 echo "sipp           $(grep -E 'Successful call|Failed call' "$work/sipp.out" | tr -s ' ' | tr '\n' ' ')"
+if [ -s "$work/rtp.pcapng" ]; then
+    echo "late packets   in 5 s captured after the window:"
+    python3 "$here/rtp-gaps.py" "$work/rtp.pcapng" | sed 's/^/               /'
+fi
 echo "logs in $work${DASAN_PERF:+ (perf report -i $work/perf.data)}"
