@@ -11,10 +11,12 @@
 //!
 //! A full inbox drops the packet, as a full socket buffer would: RTP never waits.
 //!
-//! An endpoint whose work per packet is short and never waits (the browser leg: SRTP and a
-//! non-blocking send) can register a sink instead of an inbox: the sender runs it in place,
-//! which spares a task wake-up per packet. A sink must not deliver to another sink
-//! ([`LocalRtp::deliver_to_inbox`]), so no sink ever waits on another's lock.
+//! An endpoint whose work per packet is short and never waits can register a sink instead of
+//! an inbox: the sender runs it in place, which spares a task wake-up per packet. Both ends
+//! of a browser call are sinks: the browser leg (SRTP and a non-blocking send) and the
+//! call's agent leg (transcoding and a non-blocking send to the trunk). A sink must not
+//! deliver to another sink ([`LocalRtp::deliver_to_inbox`]), and a task calls a sink only
+//! with its own endpoint's lock released, so no lock is ever taken under another.
 
 use dashmap::DashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -1,9 +1,12 @@
 //! The media plane's tokio side: one task per anchored call owns the call's RTP and RTCP
 //! sockets (caller leg, agent leg) and feeds the sans-IO [`MediaSession`]. The engine's
 //! [`MediaCommand`]s reach the task over a channel; digits, the end of prompts and the end
-//! of the media (timeout, failure) go back to the engine as [`MediaEvent`]s.
+//! of the media (timeout, failure) go back to the engine as [`MediaEvent`]s. A browser
+//! bridge in this process hands the agent leg its packets through the in-process switch,
+//! and they are handled in the bridge's task (the sink, under the session's lock) rather
+//! than waking this one.
 
-use super::{LocalPacket, LocalRtp, Registration};
+use super::{LocalRtp, Registration, Sink};
 use crate::b2bua::{MediaCommand, MusicRef};
 use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
@@ -13,7 +16,7 @@ use crate::media::session::{Command, MediaSession, Music, Output};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -147,23 +150,32 @@ impl MediaPlane {
                     timeout,
                     self.prompts.music(&music),
                 );
-                // The agent leg's address, for a browser bridge in this process to reach.
+                // The agent leg's address, for a browser bridge in this process to reach:
+                // its packets are handled in the bridge's task, through the sink.
                 let agent_addr = SocketAddr::new(ip, agent_port);
-                let inbox = self.local.register(agent_addr);
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_call(
-                    call,
+                let armed = session.poll_timeout();
+                let core = Arc::new(Mutex::new(CallCore {
                     session,
+                    recorder: None,
+                    out: Vec::with_capacity(8),
+                    deferred: Vec::new(),
+                    failed: None,
+                    armed,
+                }));
+                let io = Arc::new(CallIo {
+                    call,
                     socks,
-                    rx,
-                    self.events.clone(),
-                    self.counters.clone(),
-                    Local {
-                        switch: self.local.clone(),
-                        addrs: [SocketAddr::new(ip, caller_port), agent_addr],
-                        inbox,
-                    },
-                ));
+                    switch: self.local.clone(),
+                    addrs: [SocketAddr::new(ip, caller_port), agent_addr],
+                    events: self.events.clone(),
+                    counters: self.counters.clone(),
+                });
+                let (wake_tx, wake_rx) = mpsc::channel(1);
+                let registration = self
+                    .local
+                    .register_sink(agent_addr, agent_sink(core.clone(), io.clone(), wake_tx));
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run_call(core, io, rx, wake_rx, registration));
                 self.calls.insert(call, tx);
                 Ok(())
             }
@@ -246,152 +258,224 @@ pub async fn bind_rtp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(addr).await
 }
 
-/// A call's side of the in-process switch: its legs' addresses (caller, agent) and the
-/// agent leg's inbox.
-struct Local {
+type FileRecorder = Recorder<std::io::BufWriter<std::fs::File>>;
+
+/// What a call's task and its agent leg's sink share.
+struct CallCore {
+    session: MediaSession,
+    recorder: Option<FileRecorder>,
+    out: Vec<Output>,
+    /// What the sink left for the task: events the engine must get (sent with back-pressure)
+    /// and a failure of the session.
+    deferred: Vec<Output>,
+    failed: Option<String>,
+    /// Where the task's timer is set: a packet handled by the sink that brings the session's
+    /// next deadline before it wakes the task to re-arm.
+    armed: Instant,
+}
+
+/// A call's sockets and where its packets and events go; shared by its task and its sink.
+struct CallIo {
+    call: u64,
+    socks: Sockets,
     switch: LocalRtp,
+    /// The legs' addresses (caller, agent).
     addrs: [SocketAddr; 2],
-    inbox: (Registration, mpsc::Receiver<LocalPacket>),
+    events: mpsc::Sender<MediaEvent>,
+    counters: Counters,
+}
+
+impl CallIo {
+    /// Sends what needs no waiting and gives back the rest: the recorder's audio (the
+    /// caller holds the recorder) and the events the engine must not miss. A sink passes
+    /// `in_sink`, so that a packet for another in-process endpoint only goes to an inbox (a
+    /// sink never runs another sink) or else by UDP.
+    fn settle(&self, o: Output, in_sink: bool) -> Option<Output> {
+        match o {
+            Output::Send { leg, to, packet } => {
+                let (sock, from) = match leg {
+                    LegId::Caller => (&self.socks.0[0], self.addrs[0]),
+                    LegId::Agent => (&self.socks.0[2], self.addrs[1]),
+                };
+                let len = packet.len() as u64;
+                let local = if in_sink {
+                    self.switch.deliver_to_inbox(from, to, packet)
+                } else {
+                    self.switch.deliver(from, to, packet)
+                };
+                let sent = match local {
+                    Ok(delivered) => delivered,
+                    Err(packet) => sock.try_send_to(&packet, to).is_ok(),
+                };
+                if sent {
+                    self.counters.relayed.inc();
+                    self.counters.bytes.inc_by(len);
+                }
+            }
+            Output::Rtcp { leg, to, packet } => {
+                let sock = &self.socks.0[if leg == LegId::Caller { 1 } else { 3 }];
+                let _ = sock.try_send_to(&packet, to);
+            }
+            Output::Digit { leg, digit, source } => {
+                let _ = self.events.try_send(MediaEvent::Digit {
+                    call: self.call,
+                    leg,
+                    digit,
+                    source,
+                });
+            }
+            o => return Some(o),
+        }
+        None
+    }
+}
+
+fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16]) {
+    if let Some(r) = recorder.as_mut() {
+        if let Err(e) = r.push(leg == LegId::Caller, pcm) {
+            tracing::warn!(call, "recording stopped: {e}");
+            *recorder = None;
+        }
+    }
+}
+
+/// The agent leg's packets from a browser bridge in this process, handled in the bridge's
+/// task (decode, encode, a non-blocking send to the trunk): a task wake-up and a channel
+/// hop less per packet than an inbox. What must wait is left to the call's task.
+fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: mpsc::Sender<()>) -> Sink {
+    Arc::new(move |from, data| {
+        let mut guard = super::lock(&core);
+        let c = &mut *guard;
+        let now = Instant::now();
+        if let Err(e) = c
+            .session
+            .handle_packet(now, LegId::Agent, from, data, &mut c.out)
+        {
+            c.failed.get_or_insert_with(|| e.to_string());
+        }
+        for o in c.out.drain(..) {
+            match io.settle(o, true) {
+                Some(Output::Audio { leg, pcm }) => record(io.call, &mut c.recorder, leg, &pcm),
+                Some(o) => c.deferred.push(o),
+                None => {}
+            }
+        }
+        if !c.deferred.is_empty() || c.failed.is_some() || c.session.poll_timeout() < c.armed {
+            let _ = wake.try_send(());
+        }
+        true
+    })
 }
 
 /// Runs one call's media until the engine drops its handle, the media times out, or the
 /// session fails.
 async fn run_call(
-    call: u64,
-    mut session: MediaSession,
-    socks: Sockets,
+    core: Arc<Mutex<CallCore>>,
+    io: Arc<CallIo>,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    events: mpsc::Sender<MediaEvent>,
-    counters: Counters,
-    mut local: Local,
+    mut sink_wake: mpsc::Receiver<()>,
+    registration: Registration,
 ) {
-    let relayed = &counters.relayed;
-    let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &socks.0;
+    let call = io.call;
+    let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &io.socks.0;
     let mut buf = [
         vec![0u8; 2048],
         vec![0u8; 2048],
         vec![0u8; 512],
         vec![0u8; 512],
     ];
-    let mut out = Vec::with_capacity(8);
-    let mut recorder: Option<Recorder<std::io::BufWriter<std::fs::File>>> = None;
-    let finish = |r: Option<Recorder<_>>| {
-        if let Some(r) = r {
-            if let Err(e) = r.finish() {
-                tracing::warn!(call, "recording not finished: {e}");
-            }
-        }
-    };
+    let mut pending = Vec::with_capacity(8);
     // One timer for the task's life, moved when the session's deadline moves (not a new
     // timer per packet).
-    let mut deadline = session.poll_timeout();
+    let mut deadline = super::lock(&core).armed;
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
     let mut turn = 0;
-    loop {
-        let wake = session.poll_timeout();
+    'call: loop {
+        let wake = {
+            let mut c = super::lock(&core);
+            c.armed = c.session.poll_timeout();
+            c.armed
+        };
         if wake != deadline {
             deadline = wake;
             sleep.as_mut().reset(wake.into());
         }
-        out.clear();
         let wake = next_wake(
             &mut turn,
             &mut ctl,
             [c_rtp, a_rtp, c_rtcp, a_rtcp],
             &mut buf,
-            &mut local.inbox.1,
+            &mut sink_wake,
             sleep.as_mut(),
         )
         .await;
-        let result = match wake {
-            Wake::Ctl(None) => {
-                counters.lost.inc_by(session.lost());
-                finish(recorder);
-                return;
+        let failed = {
+            let mut guard = super::lock(&core);
+            let c = &mut *guard;
+            let now = Instant::now();
+            let result = match wake {
+                Wake::Ctl(None) => break 'call,
+                Wake::Ctl(Some(Ctl::Record(path))) => {
+                    c.recorder = open_recording(call, &path);
+                    Ok(())
+                }
+                Wake::Ctl(Some(Ctl::Cmd(cmd))) => c.session.handle_command(now, cmd, &mut c.out),
+                Wake::Socket(i, Ok((n, src))) if i < 2 => {
+                    let leg = if i == 0 { LegId::Caller } else { LegId::Agent };
+                    c.session
+                        .handle_packet(now, leg, src, buf[i][..n].to_vec(), &mut c.out)
+                }
+                // RTCP from the peers is read and dropped: each leg gets our own reports. A
+                // read error is an ICMP port unreachable or the like.
+                Wake::Socket(..) | Wake::Sink => Ok(()),
+                Wake::Timer => {
+                    c.session.handle_timeout(now, &mut c.out);
+                    // A deadline that did not move would fire again at once: re-arm from the
+                    // session's next one.
+                    deadline = c.session.poll_timeout();
+                    sleep.as_mut().reset(deadline.into());
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                c.failed.get_or_insert_with(|| e.to_string());
             }
-            Wake::Ctl(Some(Ctl::Record(path))) => {
-                recorder = open_recording(call, &path);
-                Ok(())
+            // The recorder's audio here; the packets once the lock is released, as a packet
+            // for the browser runs the bridge's sink.
+            for o in c.out.drain(..) {
+                match o {
+                    Output::Audio { leg, pcm } => record(call, &mut c.recorder, leg, &pcm),
+                    o => pending.push(o),
+                }
             }
-            Wake::Ctl(Some(Ctl::Cmd(cmd))) => session.handle_command(Instant::now(), cmd, &mut out),
-            Wake::Socket(i, Ok((n, src))) if i < 2 => {
-                let leg = if i == 0 { LegId::Caller } else { LegId::Agent };
-                session.handle_packet(Instant::now(), leg, src, buf[i][..n].to_vec(), &mut out)
-            }
-            // RTCP from the peers is read and dropped: each leg gets our own reports. A
-            // read error is an ICMP port unreachable or the like.
-            Wake::Socket(..) => Ok(()),
-            Wake::Local(p) => {
-                session.handle_packet(Instant::now(), LegId::Agent, p.from, p.data, &mut out)
-            }
-            Wake::Timer => {
-                session.handle_timeout(Instant::now(), &mut out);
-                // A deadline that did not move would fire again at once: re-arm from the
-                // session's next one.
-                deadline = session.poll_timeout();
-                sleep.as_mut().reset(deadline.into());
-                Ok(())
-            }
+            pending.append(&mut c.deferred);
+            c.failed.take()
         };
-        if let Err(e) = result {
-            let _ = events
-                .send(MediaEvent::Failed {
-                    call,
-                    reason: e.to_string(),
-                })
-                .await;
-            counters.lost.inc_by(session.lost());
-            finish(recorder);
-            return;
+        if let Some(reason) = failed {
+            let _ = io.events.send(MediaEvent::Failed { call, reason }).await;
+            break 'call;
         }
-        for o in out.drain(..) {
-            match o {
-                Output::Send { leg, to, packet } => {
-                    let (sock, from) = match leg {
-                        LegId::Caller => (c_rtp, local.addrs[0]),
-                        LegId::Agent => (a_rtp, local.addrs[1]),
-                    };
-                    let len = packet.len() as u64;
-                    let sent = match local.switch.deliver(from, to, packet) {
-                        Ok(delivered) => delivered,
-                        Err(packet) => sock.try_send_to(&packet, to).is_ok(),
-                    };
-                    if sent {
-                        relayed.inc();
-                        counters.bytes.inc_by(len);
-                    }
+        for o in pending.drain(..) {
+            match io.settle(o, false) {
+                Some(Output::PromptsDone) => {
+                    let _ = io.events.send(MediaEvent::PromptsDone { call }).await;
                 }
-                Output::Rtcp { leg, to, packet } => {
-                    let sock = if leg == LegId::Caller { c_rtcp } else { a_rtcp };
-                    let _ = sock.try_send_to(&packet, to);
+                Some(Output::Timeout) => {
+                    let _ = io.events.send(MediaEvent::Timeout { call }).await;
+                    break 'call;
                 }
-                Output::Digit { leg, digit, source } => {
-                    let _ = events.try_send(MediaEvent::Digit {
-                        call,
-                        leg,
-                        digit,
-                        source,
-                    });
-                }
-                Output::Audio { leg, pcm } => {
-                    if let Some(r) = recorder.as_mut() {
-                        if let Err(e) = r.push(leg == LegId::Caller, &pcm) {
-                            tracing::warn!(call, "recording stopped: {e}");
-                            recorder = None;
-                        }
-                    }
-                }
-                Output::PromptsDone => {
-                    let _ = events.send(MediaEvent::PromptsDone { call }).await;
-                }
-                Output::Timeout => {
-                    let _ = events.send(MediaEvent::Timeout { call }).await;
-                    counters.lost.inc_by(session.lost());
-                    finish(recorder);
-                    return;
-                }
+                _ => {}
             }
+        }
+    }
+    // No more packets through the sink once it is gone.
+    drop(registration);
+    let mut c = super::lock(&core);
+    io.counters.lost.inc_by(c.session.lost());
+    if let Some(r) = c.recorder.take() {
+        if let Err(e) = r.finish() {
+            tracing::warn!(call, "recording not finished: {e}");
         }
     }
 }
@@ -402,7 +486,8 @@ enum Wake {
     /// A datagram into `buf[i]` on socket `i` (caller RTP, agent RTP, caller RTCP, agent
     /// RTCP), or the error reading it.
     Socket(usize, std::io::Result<(usize, SocketAddr)>),
-    Local(LocalPacket),
+    /// The sink left work or moved the deadline.
+    Sink,
     Timer,
 }
 
@@ -412,7 +497,7 @@ async fn next_wake(
     ctl: &mut mpsc::UnboundedReceiver<Ctl>,
     socks: [&UdpSocket; 4],
     buf: &mut [Vec<u8>; 4],
-    inbox: &mut mpsc::Receiver<LocalPacket>,
+    sink_wake: &mut mpsc::Receiver<()>,
     mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Wake {
     use std::future::Future;
@@ -426,9 +511,9 @@ async fn next_wake(
                 .poll_recv_from(cx, &mut rb)
                 .map(|r| Wake::Socket(i, r.map(|from| (rb.filled().len(), from))))
         }
-        // The inbox's sender lives in the switch for as long as we are registered.
-        5 => match inbox.poll_recv(cx) {
-            Poll::Ready(Some(p)) => Poll::Ready(Wake::Local(p)),
+        // The sender lives in the sink for as long as we are registered.
+        5 => match sink_wake.poll_recv(cx) {
+            Poll::Ready(Some(())) => Poll::Ready(Wake::Sink),
             _ => Poll::Pending,
         },
         _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
@@ -499,6 +584,78 @@ mod tests {
             err.contains("queue 'q' announce_position names prompt 'queue-position-fr'"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_browser_bridges_packet_is_handled_in_the_senders_task() {
+        let caller_phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        caller_phone.set_nonblocking(true).unwrap();
+        let wait = Some(Duration::from_secs(2));
+        let (cp, ap) = (free_port_pair(), free_port_pair());
+        let agent_leg = SocketAddr::from(([127, 0, 0, 1], ap));
+        // The bridge's own RTP address, as a browser leg in this process would hold it.
+        let bridge = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let bridge_addr = bridge.local_addr().unwrap();
+        let ring = crate::media::prompt::ringback();
+        let prompts = Arc::new(Prompts {
+            by_name: HashMap::new(),
+            ringback: ring,
+        });
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let relayed = prometheus::IntCounter::new("t", "t").unwrap();
+        let switch = LocalRtp::default();
+        let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir())
+            .with_local(switch.clone());
+        plane
+            .execute(MediaCommand::Start {
+                call: 9,
+                ip: "127.0.0.1".parse().unwrap(),
+                caller_port: cp,
+                agent_port: ap,
+                caller: neg(Codec::Pcmu, 0, caller_phone.local_addr().unwrap()),
+                timeout: Duration::from_secs(5),
+                music: MusicRef::Silence,
+            })
+            .unwrap();
+        plane
+            .execute(MediaCommand::Attach {
+                call: 9,
+                agent: neg(Codec::Pcma, 8, bridge_addr),
+                record: None,
+            })
+            .unwrap();
+        // Let the call's task take the command.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while caller_phone.recv_from(&mut [0u8; 2048]).is_ok() {}
+        caller_phone.set_nonblocking(false).unwrap();
+        caller_phone.set_read_timeout(wait).unwrap();
+        let before = relayed.get();
+        for i in 0..5u16 {
+            let rtp = build_rtp(8, i == 0, 300 + i, u32::from(i) * 160, 0xB0, &[0x55; 160]);
+            assert_eq!(switch.deliver(bridge_addr, agent_leg, rtp), Ok(true));
+            // Sent to the trunk before `deliver` returned: no await in between, so the
+            // call's task cannot have run.
+            assert_eq!(relayed.get() - before, u64::from(i) + 1);
+            let mut buf = [0u8; 2048];
+            let (n, from) = caller_phone
+                .recv_from(&mut buf)
+                .expect("the caller gets it");
+            assert_eq!(from.port(), cp);
+            let h = parse_rtp(&buf[..n]).unwrap();
+            assert_eq!(
+                h.payload_type, 0,
+                "PCMA from the agent leg → PCMU to the caller"
+            );
+        }
+        // Once the call ends, its address is no longer in the switch.
+        plane.execute(MediaCommand::Stop { call: 9 }).unwrap();
+        for _ in 0..100 {
+            if switch.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(switch.is_empty(), "the sink is unregistered with the call");
     }
 
     #[tokio::test]

@@ -27,6 +27,13 @@ pub(crate) async fn first_ready<T>(
     })
     .await
 }
+
+/// Locks an endpoint's state shared by its task and its sink (see [`LocalRtp`]). A panic
+/// elsewhere while holding it leaves state that is still consistent packet by packet: keep
+/// relaying rather than take the call down.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 mod tcp;
 mod udp;
 

@@ -8,10 +8,11 @@
 //! driven here, and not the `webrtc` crate's own driver: a browser call is a steady 50
 //! packets a second each way for hours, and that driver's generic machinery (a task per
 //! track, async locks and queues between them) cost more per packet than the transcoding.
-//! With one task, a packet from the browser is one socket read, SRTP and a hand-over to the
-//! media plane. A packet to the browser is handled in the media plane's task, in place
-//! (SRTP and a non-blocking send, under the session's lock): a task wake-up per packet
-//! less; the task wakes for the browser's datagrams, timers and control only.
+//! With one task, a packet from the browser is one socket read, SRTP, and the call's agent
+//! leg run in place through its sink (Opus decoded, G.711 encoded, sent to the trunk). A
+//! packet to the browser is likewise handled in the media plane's task, in place (SRTP and a
+//! non-blocking send, under the session's lock). So each packet wakes one task, the one
+//! whose socket it arrived on.
 //!
 //! Why one connection per session and not per call: ICE and the DTLS handshake take a few
 //! hundred milliseconds; done at login, the time from the agent's answer click to audio is
@@ -22,7 +23,7 @@ pub use super::peer::PeerEvent;
 use crate::driver::{LocalRtp, Registration};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -74,6 +75,7 @@ impl Bridge {
             to_browser: to_browser.clone(),
             armed: Instant::now(),
             first_write: true,
+            outbox: Vec::new(),
         }));
         // Full means a re-arm is already pending: one is enough.
         let (rearm, rearm_rx) = mpsc::channel(1);
@@ -82,6 +84,8 @@ impl Bridge {
             core,
             ice,
             rtp,
+            local: local.clone(),
+            to_engine: to_engine.clone(),
             rearm: rearm_rx,
         };
         let task = tokio::spawn(driver.run(ctl_rx, registration));
@@ -161,13 +165,12 @@ struct Core {
     /// (ICE and DTLS keep theirs), so the sink skips the walk through every handler's
     /// deadline on the other 49 packets a second.
     first_write: bool,
+    /// The browser's packets for the media plane, handed over once the lock is released:
+    /// the call's agent leg is a sink too, and a sink never runs under another's lock.
+    outbox: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    // A panic elsewhere while holding it leaves a connection that is still consistent
-    // packet by packet; keep relaying rather than take the session down.
-    core.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::driver::lock;
 
 /// The media plane's packets for this browser, handled in the sender's task.
 fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink {
@@ -175,6 +178,13 @@ fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink 
         let mut c = lock(&core);
         c.peer.handle_engine_packet(Instant::now(), from, &data);
         c.transmit();
+        // (Writing reads nothing from the browser, so this is empty but for a packet the
+        // task has not handed over yet: to an inbox or by UDP, never to another sink.)
+        let outbox = std::mem::take(&mut c.outbox);
+        for (from, to, data) in outbox {
+            let local = c.local.deliver_to_inbox(from, to, data);
+            hand_over(local, to, &c.rtp, &c.to_engine);
+        }
         if std::mem::take(&mut c.first_write) && c.peer.poll_timeout().is_some_and(|t| t < c.armed)
         {
             let _ = rearm.try_send(());
@@ -183,10 +193,23 @@ fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink 
     })
 }
 
+/// Counts a packet for the media plane that the switch delivered (`Ok`), or sends it by UDP.
+fn hand_over(local: Result<bool, Vec<u8>>, to: SocketAddr, rtp: &UdpSocket, count: &AtomicU64) {
+    let sent = match local {
+        Ok(delivered) => delivered,
+        Err(data) => rtp.try_send_to(&data, to).is_ok(),
+    };
+    if sent {
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 struct Driver {
     core: Arc<Mutex<Core>>,
     ice: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
+    local: LocalRtp,
+    to_engine: Arc<AtomicU64>,
     rearm: mpsc::Receiver<()>,
 }
 
@@ -209,13 +232,21 @@ impl Driver {
         let sleep = tokio::time::sleep_until(deadline.into());
         tokio::pin!(sleep);
         let mut turn = 0;
+        let mut outbox = Vec::new();
         loop {
             let wake = {
                 let mut c = lock(&self.core);
                 c.transmit();
+                std::mem::swap(&mut c.outbox, &mut outbox);
                 c.armed = c.peer.poll_timeout().unwrap_or_else(far);
                 c.armed
             };
+            // The browser's audio into the call's sink, which decodes, encodes and sends it
+            // to the trunk in this task.
+            for (from, to, data) in outbox.drain(..) {
+                let local = self.local.deliver(from, to, data);
+                hand_over(local, to, &self.rtp, &self.to_engine);
+            }
             if wake != deadline {
                 deadline = wake;
                 sleep.as_mut().reset(wake.into());
@@ -290,14 +321,8 @@ impl Core {
         while let Some((to, data)) = self.peer.poll_transmit() {
             let _ = self.ice.try_send_to(&data, to);
         }
-        while let Some((from, to, data)) = self.peer.poll_to_engine() {
-            let sent = match self.local.deliver_to_inbox(from, to, data) {
-                Ok(delivered) => delivered,
-                Err(data) => self.rtp.try_send_to(&data, to).is_ok(),
-            };
-            if sent {
-                self.to_engine.fetch_add(1, Ordering::Relaxed);
-            }
+        while let Some(p) = self.peer.poll_to_engine() {
+            self.outbox.push(p);
         }
         while let Some(ev) = self.peer.poll_event() {
             let _ = self.events.try_send(ev);
