@@ -9,9 +9,8 @@
 //! call's timestamps are offset from the engine's at its first packet.
 
 use bytes::{Bytes, BytesMut};
-use rtc::interceptor::Registry;
+use rtc::interceptor::{ReceiverReportBuilder, Registry, SenderReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
@@ -340,8 +339,8 @@ pub fn opus_track(ssrc: u32, label: &str) -> MediaStreamTrack {
 }
 
 /// A sans-IO peer connection speaking only our Opus, with RTCP sender and receiver reports
-/// (RFC 3550) and nothing else: NACK, transport-wide congestion control and simulcast are
-/// for video. No mDNS: it needs a multicast-capable interface (absent where only loopback
+/// (RFC 3550) every [`RTCP_INTERVAL`] and nothing else: NACK, transport-wide congestion
+/// control and simulcast are for video. No mDNS: it needs a multicast-capable interface (absent where only loopback
 /// exists) and a server's candidates are plain addresses anyway. Also the browser side of
 /// the tests and the bench.
 pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, String> {
@@ -351,9 +350,31 @@ pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, String> {
     RTCPeerConnectionBuilder::new()
         .with_media_engine(opus_media_engine()?)
         .with_setting_engine(settings)
-        .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
+        .with_interceptor_registry(rtcp_reports())
         .build(now)
         .map_err(|e| e.to_string())
+}
+
+/// How often each leg sends its sender and receiver reports: RFC 3550's 5 s, as the trunk
+/// legs do (`media::session`) and as browsers do for audio, rather than webrtc-rs's default
+/// of every second, which for an engine of hundreds of idle and talking browser legs was a
+/// timer and an SRTCP packet per leg per second for nothing a call needs.
+pub const RTCP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn rtcp_reports() -> Registry {
+    Registry::new()
+        .with(
+            Slot::ReceiverReport,
+            ReceiverReportBuilder::new()
+                .with_interval(RTCP_INTERVAL)
+                .build(),
+        )
+        .with(
+            Slot::SenderReport,
+            SenderReportBuilder::new()
+                .with_interval(RTCP_INTERVAL)
+                .build(),
+        )
 }
 
 fn peer(now: Instant, ssrc: u32) -> Result<(RTCPeerConnection, RTCRtpSenderId), String> {
@@ -586,6 +607,42 @@ mod tests {
         b.send_mic(now, 4, &[0xF8, 6]).unwrap();
         b.shuttle(&mut e, now);
         assert!(e.poll_to_engine().is_some());
+    }
+
+    #[test]
+    fn reports_go_out_every_five_seconds_not_every_second() {
+        let ice: SocketAddr = ([127, 0, 0, 1], 7000).into();
+        let rtp: SocketAddr = ([127, 0, 0, 1], 7002).into();
+        let engine_leg: SocketAddr = ([127, 0, 0, 1], 20_000).into();
+        let (mut b, mut e) = connect(ice, rtp).unwrap();
+        e.set_target(Some((engine_leg, 96)));
+        // 12 s of a call in virtual time, 20 ms packets each way.
+        let t0 = Instant::now();
+        let mut reports = 0;
+        for i in 0..600u16 {
+            let now = t0 + std::time::Duration::from_millis(20 * u64::from(i));
+            let p = crate::media::rtp::build_rtp(96, false, i, u32::from(i) * 960, 9, &[7]);
+            e.handle_engine_packet(now, engine_leg, &p);
+            b.send_mic(now, i, &[0xF8, 1]).unwrap();
+            if e.poll_timeout().is_some_and(|d| d <= now) {
+                e.handle_timeout(now);
+            }
+            if b.pc.poll_timeout().is_some_and(|d| d <= now) {
+                let _ = b.pc.handle_timeout(now);
+            }
+            while let Some(m) = b.pc.poll_write() {
+                e.handle_datagram(now, b.addr, &m.message);
+            }
+            while e.poll_to_engine().is_some() {}
+            while let Some((_, data)) = e.poll_transmit() {
+                // RTCP by its packet type (RFC 5761); SRTCP leaves the header clear.
+                reports += usize::from(data.len() > 1 && (192..=223).contains(&data[1]));
+                b.receive(now, ice, data);
+            }
+            b.heard();
+        }
+        // A sender and a receiver report at 5 and 10 s (at 1 s it would be ~24).
+        assert!((2..=6).contains(&reports), "{reports} reports in 12 s");
     }
 
     #[test]
