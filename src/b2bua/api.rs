@@ -107,10 +107,6 @@ impl Engine {
             .collect()
     }
 
-    pub fn agent_view_by_id(&self, id: &str) -> Option<AgentView> {
-        self.acd.agent_index(id).map(|a| self.agent_view(a))
-    }
-
     pub fn set_agent_state(
         &mut self,
         now: Instant,

@@ -106,12 +106,6 @@ pub(crate) enum CoreEvent {
 /// Questions the HTTP side asks the engine task.
 pub enum Query {
     Agents(tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::AgentView>>),
-    /// One agent's view (None: no such agent): what a browser session polls for its own
-    /// state, without building every agent's view each time.
-    Agent {
-        id: String,
-        reply: tokio::sync::oneshot::Sender<Option<crate::b2bua::api::AgentView>>,
-    },
     SetAgentState {
         id: String,
         change: crate::b2bua::api::StateChange,
@@ -356,9 +350,6 @@ fn answer(engine: &mut Engine, q: Query) {
     match q {
         Query::Agents(reply) => {
             let _ = reply.send(engine.agents_view());
-        }
-        Query::Agent { id, reply } => {
-            let _ = reply.send(engine.agent_view_by_id(&id));
         }
         Query::SetAgentState { id, change, reply } => {
             let _ = reply.send(engine.set_agent_state(now, &id, change));

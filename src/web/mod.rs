@@ -48,6 +48,8 @@ pub struct WebShared {
     pub media_ip: IpAddr,
     /// `[media] webrtc_port_min/max`: where those sockets bind.
     pub webrtc_ports: (u16, u16),
+    /// The logged-in desktops' own agent states.
+    pub own_states: agent_ws::OwnStates,
 }
 
 impl Default for WebShared {
@@ -58,6 +60,7 @@ impl Default for WebShared {
             sip: "127.0.0.1:5060".parse().expect("literal"),
             media_ip: IpAddr::from([127, 0, 0, 1]),
             webrtc_ports: (30000, 31999),
+            own_states: Default::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ impl WebShared {
             sip,
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
+            own_states: Default::default(),
         }
     }
 
