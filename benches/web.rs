@@ -14,7 +14,7 @@
 //! sipp-scenarios/README.md ("Browser-agent load").
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dasan::driver::LocalRtp;
+use dasan::driver::{LocalRtp, Sink};
 use dasan::media::bridge::LegId;
 use dasan::media::g711::Law;
 use dasan::media::opus::OpusEncoder;
@@ -23,7 +23,10 @@ use dasan::media::sdp::{Codec, Direction, Negotiated};
 use dasan::media::session::{Command, MediaSession, Music, Output};
 use dasan::web::peer::loopback::connect;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+type Queue = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
 
 fn neg(codec: Codec, pt: u8, remote: SocketAddr) -> Negotiated {
     Negotiated {
@@ -42,9 +45,22 @@ fn benches(c: &mut Criterion) {
     let bridge_rtp: SocketAddr = ([127, 0, 0, 1], 30_002).into();
     let (mut browser, mut leg) = connect(ice, bridge_rtp).expect("in-memory WebRTC connects");
     leg.set_target(Some((agent_leg, 111)));
+    // The in-process switch with each end's sink queuing what it gets, for the loop below
+    // to run through the leg and the session (in the engine the sinks run them in place).
     let switch = LocalRtp::default();
-    let (_r1, mut to_bridge) = switch.register(bridge_rtp);
-    let (_r2, mut to_agent_leg) = switch.register(agent_leg);
+    let queue = || {
+        let q: Queue = Arc::default();
+        let sink_q = q.clone();
+        let sink: Sink = Arc::new(move |from, data| {
+            sink_q.lock().expect("queue").push((from, data));
+            true
+        });
+        (q, sink)
+    };
+    let (to_bridge, sink) = queue();
+    let _r1 = switch.register_sink(bridge_rtp, sink);
+    let (to_agent_leg, sink) = queue();
+    let _r2 = switch.register_sink(agent_leg, sink);
 
     let t0 = Instant::now();
     let mut session = MediaSession::new(
@@ -115,8 +131,8 @@ fn benches(c: &mut Criterion) {
                             let _ = switch.deliver(agent_leg, to, packet);
                         }
                     }
-                    while let Ok(p) = to_bridge.try_recv() {
-                        leg.handle_engine_packet(now, p.from, &p.data);
+                    for (from, data) in to_bridge.lock().expect("queue").drain(..) {
+                        leg.handle_engine_packet(now, from, &data);
                     }
                     let mut srtp_out = Vec::new();
                     while let Some(d) = leg.poll_transmit() {
@@ -129,9 +145,9 @@ fn benches(c: &mut Criterion) {
                     while let Some((from, to, data)) = leg.poll_to_engine() {
                         let _ = switch.deliver(from, to, data);
                     }
-                    while let Ok(p) = to_agent_leg.try_recv() {
+                    for (from, data) in to_agent_leg.lock().expect("queue").drain(..) {
                         session
-                            .handle_packet(now, LegId::Agent, p.from, p.data, &mut out)
+                            .handle_packet(now, LegId::Agent, from, data, &mut out)
                             .expect("agent packet");
                     }
                     for o in out.drain(..) {

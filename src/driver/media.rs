@@ -288,8 +288,8 @@ struct CallIo {
 impl CallIo {
     /// Sends what needs no waiting and gives back the rest: the recorder's audio (the
     /// caller holds the recorder) and the events the engine must not miss. A sink passes
-    /// `in_sink`, so that a packet for another in-process endpoint only goes to an inbox (a
-    /// sink never runs another sink) or else by UDP.
+    /// `in_sink`: a packet for another in-process endpoint then goes by UDP, as a sink never
+    /// runs another sink.
     fn settle(&self, o: Output, in_sink: bool) -> Option<Output> {
         match o {
             Output::Send { leg, to, packet } => {
@@ -299,7 +299,7 @@ impl CallIo {
                 };
                 let len = packet.len() as u64;
                 let local = if in_sink {
-                    self.switch.deliver_to_inbox(from, to, packet)
+                    Err(packet)
                 } else {
                     self.switch.deliver(from, to, packet)
                 };
@@ -340,8 +340,8 @@ fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16
 }
 
 /// The agent leg's packets from a browser bridge in this process, handled in the bridge's
-/// task (decode, encode, a non-blocking send to the trunk): a task wake-up and a channel
-/// hop less per packet than an inbox. What must wait is left to the call's task.
+/// task (decode, encode, a non-blocking send to the trunk) rather than handed to the call's
+/// task over a channel and a wake-up. What must wait is left to the call's task.
 fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: mpsc::Sender<()>) -> Sink {
     Arc::new(move |from, data| {
         let mut guard = super::lock(&core);

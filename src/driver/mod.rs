@@ -3,7 +3,7 @@
 
 mod local_rtp;
 pub mod media;
-pub use local_rtp::{LocalPacket, LocalRtp, Registration, Sink};
+pub use local_rtp::{LocalRtp, Registration, Sink};
 
 /// Waits for the first of `n` sources that `poll(i, cx)` finds ready, starting from the one
 /// after last time's start so that a flooded source starves none. The call and browser-leg

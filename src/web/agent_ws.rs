@@ -435,7 +435,6 @@ async fn set_state(
     }
 }
 
-/// The agent's state as the engine sees it, as a `state` event.
 /// The desktops' own agent states, pushed: while any desktop is open, one task asks the
 /// engine for every agent's state four times a second and wakes only the sessions whose
 /// agent changed. (Every session asking for its own agent twice a second was a quarter of

@@ -20,7 +20,7 @@
 
 use super::peer::BrowserPeer;
 pub use super::peer::PeerEvent;
-use crate::driver::{LocalRtp, Registration};
+use crate::driver::{lock, LocalRtp, Registration};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,6 @@ impl Bridge {
             peer,
             ice: ice.clone(),
             rtp: rtp.clone(),
-            local: local.clone(),
             events: events_tx,
             to_engine: to_engine.clone(),
             to_browser: to_browser.clone(),
@@ -153,7 +152,6 @@ struct Core {
     peer: BrowserPeer,
     ice: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
-    local: LocalRtp,
     events: mpsc::Sender<PeerEvent>,
     to_engine: Arc<AtomicU64>,
     to_browser: Arc<AtomicU64>,
@@ -170,20 +168,17 @@ struct Core {
     outbox: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
-use crate::driver::lock;
-
 /// The media plane's packets for this browser, handled in the sender's task.
 fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink {
     Arc::new(move |from, data| {
-        let mut c = lock(&core);
+        let mut guard = lock(&core);
+        let c = &mut *guard;
         c.peer.handle_engine_packet(Instant::now(), from, &data);
         c.transmit();
-        // (Writing reads nothing from the browser, so this is empty but for a packet the
-        // task has not handed over yet: to an inbox or by UDP, never to another sink.)
-        let outbox = std::mem::take(&mut c.outbox);
-        for (from, to, data) in outbox {
-            let local = c.local.deliver_to_inbox(from, to, data);
-            hand_over(local, to, &c.rtp, &c.to_engine);
+        // Writing reads nothing from the browser, so this is empty but for a packet the task
+        // has not handed over yet: by UDP, as a sink never runs another sink.
+        for (_, to, data) in c.outbox.drain(..) {
+            hand_over(Err(data), to, &c.rtp, &c.to_engine);
         }
         if std::mem::take(&mut c.first_write) && c.peer.poll_timeout().is_some_and(|t| t < c.armed)
         {
