@@ -392,15 +392,6 @@ async fn run_call(
     tokio::pin!(sleep);
     let mut turn = 0;
     'call: loop {
-        let wake = {
-            let mut c = super::lock(&core);
-            c.armed = c.session.poll_timeout();
-            c.armed
-        };
-        if wake != deadline {
-            deadline = wake;
-            sleep.as_mut().reset(wake.into());
-        }
         let wake = next_wake(
             &mut turn,
             &mut ctl,
@@ -450,6 +441,12 @@ async fn run_call(
                 }
             }
             pending.append(&mut c.deferred);
+            // Re-armed under the same lock, so the sink compares against what is set.
+            c.armed = c.session.poll_timeout();
+            if c.armed != deadline {
+                deadline = c.armed;
+                sleep.as_mut().reset(deadline.into());
+            }
             c.failed.take()
         };
         if let Some(reason) = failed {
