@@ -14,13 +14,13 @@
 //! sipp-scenarios/README.md ("Browser-agent load").
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dasan::driver::{LocalRtp, Sink};
 use dasan::media::bridge::LegId;
 use dasan::media::g711::Law;
 use dasan::media::opus::OpusEncoder;
 use dasan::media::rtp::build_rtp;
 use dasan::media::sdp::{Codec, Direction, Negotiated};
 use dasan::media::session::{Command, MediaSession, Music, Output};
+use dasan::runtime::{LocalRtp, Sink};
 use dasan::web::peer::loopback::connect;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

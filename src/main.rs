@@ -299,12 +299,24 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async move {
         let metrics = Arc::new(dasan::metrics::Metrics::new()?);
-        let mut shared = dasan::driver::Shared::new(metrics.clone());
-        shared.auth = auth;
-        shared.records_db = Some(db.clone());
-        shared.kb_db = Some(kb_db);
-        shared.web = dasan::web::WebShared::from_config(&cfg);
-        let shared = Arc::new(shared);
+        let (engine_handle, inbox) = dasan::driver::EngineHandle::channel();
+        let local_rtp = dasan::runtime::LocalRtp::default();
+        let app = Arc::new(dasan::http::AppState {
+            engine: engine_handle,
+            metrics: metrics.clone(),
+            tokens: auth,
+            sessions: dasan::http::Sessions::new(std::time::Duration::from_secs(
+                cfg.http.session_ttl_s.max(1) as u64,
+            )),
+            records_db: Some(db.clone()),
+            kb_db: Some(kb_db),
+        });
+        let web = Arc::new(dasan::web::WebState::from_config(
+            &cfg,
+            app.clone(),
+            local_rtp.clone(),
+        ));
+        let routes = dasan::http::router(app).merge(dasan::web::router(web));
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -315,24 +327,26 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             std::time::Duration::from_millis(cfg.data.flush_interval_ms),
             metrics.clone(),
         );
-        let engine = dasan::b2bua::Engine::new(&cfg, metrics, std::time::Instant::now(), unix)
-            .with_unix_ms(unix_ms);
+        let engine =
+            dasan::b2bua::Engine::new(&cfg, metrics.clone(), std::time::Instant::now(), unix)
+                .with_unix_ms(unix_ms);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (phase_tx, phase_rx) = tokio::sync::watch::channel(dasan::driver::Phase::Run);
         let drain_timeout = std::time::Duration::from_secs(cfg.sip.drain_timeout_s as u64);
         let http_listen = cfg.http.listen;
         let http = {
-            let shared = shared.clone();
             let rx = stop_rx.clone();
-            tokio::spawn(async move { dasan::http::serve(http_listen, shared, rx).await })
+            tokio::spawn(async move { dasan::http::serve(http_listen, routes, rx).await })
         };
         let sip = tokio::spawn(dasan::driver::run(
             engine,
             cfg.sip.listen,
             cfg.sip.udp_buffer_bytes,
-            shared.clone(),
+            inbox,
             dasan::driver::Plumbing {
+                metrics,
                 prompts,
+                local_rtp,
                 recordings,
                 records: Some(sink),
             },

@@ -6,13 +6,13 @@
 //! and they are handled in the bridge's task (the sink, under the session's lock) rather
 //! than waking this one.
 
-use super::{LocalRtp, Registration, Sink};
 use crate::b2bua::{MediaCommand, MusicRef};
 use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
 use crate::media::prompt::Prompt;
 use crate::media::record::Recorder;
 use crate::media::session::{Command, MediaSession, Music, Output};
+use crate::runtime::{LocalRtp, Registration, Sink};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -344,7 +344,7 @@ fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16
 /// task over a channel and a wake-up. What must wait is left to the call's task.
 fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: mpsc::Sender<()>) -> Sink {
     Arc::new(move |from, data| {
-        let mut guard = super::lock(&core);
+        let mut guard = crate::runtime::lock(&core);
         let c = &mut *guard;
         let now = Instant::now();
         if let Err(e) = c
@@ -387,7 +387,7 @@ async fn run_call(
     let mut pending = Vec::with_capacity(8);
     // One timer for the task's life, moved when the session's deadline moves (not a new
     // timer per packet).
-    let mut deadline = super::lock(&core).armed;
+    let mut deadline = crate::runtime::lock(&core).armed;
     let sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(sleep);
     let mut turn = 0;
@@ -402,7 +402,7 @@ async fn run_call(
         )
         .await;
         let failed = {
-            let mut guard = super::lock(&core);
+            let mut guard = crate::runtime::lock(&core);
             let c = &mut *guard;
             let now = Instant::now();
             let result = match wake {
@@ -468,7 +468,7 @@ async fn run_call(
     }
     // No more packets through the sink once it is gone.
     drop(registration);
-    let mut c = super::lock(&core);
+    let mut c = crate::runtime::lock(&core);
     io.counters.lost.inc_by(c.session.lost());
     if let Some(r) = c.recorder.take() {
         if let Err(e) = r.finish() {
@@ -488,7 +488,7 @@ enum Wake {
     Timer,
 }
 
-/// The first of the call's sources to be ready (see [`super::first_ready`]).
+/// The first of the call's sources to be ready (see [`crate::runtime::first_ready`]).
 async fn next_wake(
     turn: &mut usize,
     ctl: &mut mpsc::UnboundedReceiver<Ctl>,
@@ -499,7 +499,7 @@ async fn next_wake(
 ) -> Wake {
     use std::future::Future;
     use std::task::Poll;
-    super::first_ready(turn, 7, |source, cx| match source {
+    crate::runtime::first_ready(turn, 7, |source, cx| match source {
         0 => ctl.poll_recv(cx).map(Wake::Ctl),
         i @ 1..=4 => {
             let i = i - 1;

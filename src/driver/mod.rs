@@ -1,90 +1,27 @@
-//! The only tokio code on the signalling path: sockets, timers, and the loop that feeds the
-//! sans-IO [`Engine`]. One task owns the engine, so the engine needs no locks.
+//! The engine's tokio side: SIP sockets, timers, and the loop that feeds the sans-IO
+//! [`Engine`]; the media plane ([`media`]), one task per anchored call. One task owns the
+//! engine, so the engine needs no locks; everything else reaches it through an
+//! [`EngineHandle`].
 
-mod local_rtp;
+mod handle;
 pub mod media;
-pub use local_rtp::{LocalRtp, Registration, Sink};
-
-/// Waits for the first of `n` sources that `poll(i, cx)` finds ready, starting from the one
-/// after last time's start so that a flooded source starves none. The call and browser-leg
-/// tasks wake ~100 times a second each: one hand-written poll keeps a single waker slot per
-/// socket and channel (`poll_recv_from`, `poll_recv`), where `select!` builds, registers and
-/// drops a future per source per wake.
-pub(crate) async fn first_ready<T>(
-    turn: &mut usize,
-    n: usize,
-    mut poll: impl FnMut(usize, &mut std::task::Context<'_>) -> std::task::Poll<T>,
-) -> T {
-    *turn = (*turn + 1) % n.max(1);
-    let start = *turn;
-    std::future::poll_fn(|cx| {
-        for k in 0..n {
-            if let std::task::Poll::Ready(v) = poll((start + k) % n, cx) {
-                return std::task::Poll::Ready(v);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// Locks an endpoint's state shared by its task and its sink (see [`LocalRtp`]). A panic
-/// elsewhere while holding it leaves state that is still consistent packet by packet: keep
-/// relaying rather than take the call down.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 mod tcp;
 mod udp;
+
+pub use handle::{EngineHandle, HandleError, Inbox};
 
 use crate::b2bua::{Engine, Transmit};
 use crate::metrics::Metrics;
 use crate::sip::{Flow, Transport};
 use bytes::Bytes;
+use handle::Query;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-
-/// State shared with the HTTP side.
-pub struct Shared {
-    pub metrics: Arc<Metrics>,
-    pub sip_ready: AtomicBool,
-    /// API tokens and their roles.
-    pub auth: crate::http::auth::Tokens,
-    /// The record database, read by the API (the writer has its own connection).
-    pub records_db: Option<crate::records::StoreLocation>,
-    /// The knowledge base file.
-    pub kb_db: Option<std::path::PathBuf>,
-    /// Browser agents: credentials, logins, and where their SIP and media go.
-    pub web: crate::web::WebShared,
-    /// Media endpoints inside this process (the media plane's agent legs, browser bridges).
-    pub local_rtp: LocalRtp,
-    queries: tokio::sync::OnceCell<mpsc::Sender<CoreEvent>>,
-}
-
-impl Shared {
-    pub fn new(metrics: Arc<Metrics>) -> Shared {
-        Shared {
-            metrics,
-            sip_ready: AtomicBool::new(false),
-            auth: Default::default(),
-            records_db: None,
-            kb_db: None,
-            web: Default::default(),
-            local_rtp: Default::default(),
-            queries: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Asks the engine task; `None` while it is not running.
-    pub async fn query(&self, q: Query) -> Option<()> {
-        self.queries.get()?.send(CoreEvent::Query(q)).await.ok()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -96,36 +33,12 @@ pub enum DriverError {
     },
 }
 
-pub(crate) enum CoreEvent {
+/// What reaches the engine task besides UDP datagrams and media events.
+enum CoreEvent {
     Message(Flow, Bytes),
     Opened(u64, mpsc::Sender<Bytes>),
     Closed(u64),
     Query(Query),
-}
-
-/// Questions the HTTP side asks the engine task.
-pub enum Query {
-    Agents(tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::AgentView>>),
-    SetAgentState {
-        id: String,
-        change: crate::b2bua::api::StateChange,
-        reply: tokio::sync::oneshot::Sender<
-            Result<crate::b2bua::api::AgentView, crate::b2bua::api::ApiRefusal>,
-        >,
-    },
-    Queues(tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::QueueView>>),
-    Calls {
-        numbers: bool,
-        reply: tokio::sync::oneshot::Sender<Vec<crate::b2bua::api::CallView>>,
-    },
-    HangUp {
-        call_id: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), crate::b2bua::api::ApiRefusal>>,
-    },
-    /// A record change from the API (notes, audit), written in order with the calls'.
-    Record(crate::records::RecordEvent),
-    /// Update the scrape-time gauges before /metrics renders.
-    RefreshMetrics(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Datagrams handled per wake-up before timers and output get their turn.
@@ -152,7 +65,11 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> std::io::Result<UdpSocket> {
 
 /// What the engine's side effects go to, besides SIP sockets.
 pub struct Plumbing {
+    pub metrics: Arc<Metrics>,
     pub prompts: Arc<media::Prompts>,
+    /// Media endpoints inside this process (browser legs) that the media plane hands
+    /// packets to without the kernel.
+    pub local_rtp: crate::runtime::LocalRtp,
     /// Where call recordings are written.
     pub recordings: std::path::PathBuf,
     /// The consultation record writer (None: records off, e.g. in benchmarks).
@@ -175,15 +92,22 @@ pub async fn run(
     mut engine: Engine,
     listen: SocketAddr,
     udp_buffer: usize,
-    shared: Arc<Shared>,
+    inbox: Inbox,
     plumbing: Plumbing,
     mut shutdown: watch::Receiver<Phase>,
 ) -> Result<(), DriverError> {
     let Plumbing {
+        metrics,
         prompts,
+        local_rtp,
         recordings,
         mut records,
     } = plumbing;
+    let Inbox {
+        rx: mut events,
+        tx: events_tx,
+        sip_ready,
+    } = inbox;
     let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
         transport: "UDP",
         addr: listen,
@@ -201,25 +125,16 @@ pub async fn run(
             addr: listen,
             source,
         })?;
-    let (events_tx, mut events) = mpsc::channel::<CoreEvent>(16_384);
-    let _ = shared.queries.set(events_tx.clone());
-    tokio::spawn(tcp::accept_loop(tcp, events_tx, shared.metrics.clone()));
-    shared.sip_ready.store(true, Ordering::SeqCst);
+    tokio::spawn(tcp::accept_loop(tcp, events_tx, metrics.clone()));
+    sip_ready.store(true, Ordering::SeqCst);
     tracing::info!(%listen, "SIP listening on UDP and TCP");
 
     let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
     let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
-    let mut plane = media::MediaPlane::new(
-        prompts,
-        media_tx,
-        shared.metrics.rtp_relayed.clone(),
-        recordings,
-    )
-    .with_counters(
-        shared.metrics.rtp_bytes.clone(),
-        shared.metrics.rtp_lost.clone(),
-    )
-    .with_local(shared.local_rtp.clone());
+    let mut plane =
+        media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
+            .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
+            .with_local(local_rtp);
     let mut buf = vec![0u8; 65_536];
     let mut overloaded = false;
     // Messages waiting for their call's record to be durable (see Transmit::durable_after).
@@ -228,7 +143,6 @@ pub async fn run(
         .as_ref()
         .map(|r| r.commits())
         .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
-    let metrics = shared.metrics.clone();
     loop {
         let deadline = engine.poll_timeout();
         let sleep = tokio::time::sleep_until(
@@ -398,30 +312,5 @@ async fn send(
         let d = start.elapsed();
         metrics.pdd_us.record(d.as_micros() as u64);
         metrics.post_dial_delay.observe(d.as_secs_f64());
-    }
-}
-
-#[cfg(test)]
-mod first_ready_tests {
-    use super::first_ready;
-    use std::task::Poll;
-
-    #[tokio::test]
-    async fn a_source_always_ready_starves_no_other() {
-        let mut turn = 0;
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            // Sources 0 and 2 are always ready, 1 never.
-            let got = first_ready(&mut turn, 3, |i, _| {
-                if i == 1 {
-                    Poll::Pending
-                } else {
-                    Poll::Ready(i)
-                }
-            })
-            .await;
-            seen.push(got);
-        }
-        assert!(seen.contains(&0) && seen.contains(&2), "{seen:?}");
     }
 }

@@ -5,19 +5,39 @@
 pub mod auth;
 mod ops;
 mod records;
+mod sessions;
 
-use crate::driver::Shared;
+pub use sessions::{LoginRefused, Sessions};
+
+use crate::driver::{EngineHandle, HandleError};
+use crate::metrics::Metrics;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// What the HTTP side holds: the engine's handle, who may call the API, and the stores it
+/// reads directly.
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub metrics: Arc<Metrics>,
+    /// API tokens and their roles.
+    pub tokens: auth::Tokens,
+    /// Browser agents' logins (their session tokens are API tokens of role agent).
+    pub sessions: Sessions,
+    /// The record database, read by the API (the writer has its own connection).
+    pub records_db: Option<crate::records::StoreLocation>,
+    /// The knowledge base file.
+    pub kb_db: Option<PathBuf>,
+}
+
+/// The API's routes. The web pages (`crate::web`) add theirs to it.
+pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -38,25 +58,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/kb", get(kb_search))
         .route("/api/kb/{id}", get(kb_get))
-        .merge(crate::web::router())
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(shared)
+        .with_state(state)
 }
 
-pub(crate) fn api_error(code: StatusCode, message: &str) -> axum::response::Response {
+pub fn api_error(code: StatusCode, message: &str) -> axum::response::Response {
     (code, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// The token's role if it may do this (`allowed`), else the 401/403 to answer.
-pub(crate) fn authorize(
-    s: &Shared,
+pub fn authorize(
+    s: &AppState,
     headers: &axum::http::HeaderMap,
     allowed: impl Fn(&auth::Role) -> bool,
 ) -> Result<auth::Role, ApiError> {
     // Configured tokens first, then the browser agents' session tokens.
-    let role = match s.auth.check(headers) {
+    let role = match s.tokens.check(headers) {
         Ok(r) => r,
-        Err((code, msg)) => match s.web.sessions.role(headers) {
+        Err((code, msg)) => match s.sessions.role(headers) {
             Some(Ok(r)) => r,
             Some(Err(expired)) => return Err(ApiError(StatusCode::UNAUTHORIZED, expired.into())),
             None => return Err(ApiError(code, msg.to_string())),
@@ -74,7 +93,19 @@ pub(crate) fn authorize(
 
 /// A 4xx (or 503) with a message, turned into a JSON error response.
 #[derive(Debug)]
-pub(crate) struct ApiError(pub StatusCode, pub String);
+pub struct ApiError(pub StatusCode, pub String);
+
+impl From<HandleError> for ApiError {
+    fn from(e: HandleError) -> ApiError {
+        use crate::b2bua::api::ApiRefusal;
+        let code = match &e {
+            HandleError::NotRunning => StatusCode::SERVICE_UNAVAILABLE,
+            HandleError::Refused(ApiRefusal::NoAgent | ApiRefusal::NoCall) => StatusCode::NOT_FOUND,
+            HandleError::Refused(ApiRefusal::State(_)) => StatusCode::CONFLICT,
+        };
+        ApiError(code, e.to_string())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
@@ -82,23 +113,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    if s.sip_ready.load(Ordering::SeqCst) {
+async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.engine.sip_ready() {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     // Scrape-time gauges come from the engine task; a stopped engine still renders the rest.
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if s.query(crate::driver::Query::RefreshMetrics(tx))
-        .await
-        .is_some()
-    {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
-    }
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        s.engine.refresh_metrics(),
+    )
+    .await;
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),
@@ -108,7 +137,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 /// Post-dial delay quantiles as the engine measured them (trunk INVITE in → agent INVITE
 /// out), in microseconds.
 async fn stats(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
     if let Err(e) = authorize(&s, &headers, |_| true) {
@@ -136,7 +165,7 @@ struct KbParams {
 
 /// `GET /api/kb?q=…`: the knowledge base, best match first (any role).
 async fn kb_search(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     params: Result<axum::extract::Query<KbParams>, axum::extract::rejection::QueryRejection>,
 ) -> axum::response::Response {
@@ -171,7 +200,7 @@ async fn kb_search(
 }
 
 async fn kb_get(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> axum::response::Response {
@@ -197,14 +226,16 @@ async fn kb_get(
     }
 }
 
+/// Serves `app` (the API's [`router`] with whatever the caller merged into it) until
+/// `shutdown` turns true.
 pub async fn serve(
     listen: SocketAddr,
-    shared: Arc<Shared>,
+    app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "HTTP listening");
-    axum::serve(listener, router(shared))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {

@@ -3,32 +3,14 @@
 //! record store.
 
 use super::auth::Role;
-use super::{api_error, authorize, ApiError};
-use crate::b2bua::api::{ApiRefusal, StateChange};
-use crate::driver::{Query, Shared};
+use super::{api_error, authorize, ApiError, AppState};
+use crate::b2bua::api::StateChange;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
-use tokio::sync::oneshot;
-
-/// Sends a query to the engine task and waits for its answer.
-async fn ask<T>(s: &Shared, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    let gone = || ApiError(StatusCode::SERVICE_UNAVAILABLE, "engine not running".into());
-    s.query(make(tx)).await.ok_or_else(gone)?;
-    rx.await.map_err(|_| gone())
-}
-
-fn refusal(r: ApiRefusal) -> ApiError {
-    let code = match r {
-        ApiRefusal::NoAgent | ApiRefusal::NoCall => StatusCode::NOT_FOUND,
-        ApiRefusal::State(_) => StatusCode::CONFLICT,
-    };
-    ApiError(code, r.to_string())
-}
 
 fn actor(role: &Role) -> String {
     match role {
@@ -38,7 +20,7 @@ fn actor(role: &Role) -> String {
     }
 }
 
-pub(crate) async fn audit(s: &Shared, role: &Role, action: &str, target: &str, detail: String) {
+pub(crate) async fn audit(s: &AppState, role: &Role, action: &str, target: &str, detail: String) {
     let at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -50,7 +32,7 @@ pub(crate) async fn audit(s: &Shared, role: &Role, action: &str, target: &str, d
         target: target.into(),
         detail,
     };
-    if s.query(Query::Record(ev)).await.is_none() {
+    if s.engine.record(ev).await.is_err() {
         tracing::warn!(
             action,
             target,
@@ -59,30 +41,30 @@ pub(crate) async fn audit(s: &Shared, role: &Role, action: &str, target: &str, d
     }
 }
 
-pub async fn agents(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&s, &headers, |_| true) {
         return e.into_response();
     }
-    match ask(&s, Query::Agents).await {
+    match s.engine.agents().await {
         Ok(list) => Json(list).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 pub async fn agent(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     if let Err(e) = authorize(&s, &headers, |_| true) {
         return e.into_response();
     }
-    match ask(&s, Query::Agents).await {
+    match s.engine.agents().await {
         Ok(list) => match list.into_iter().find(|a| a.id == id) {
             Some(a) => Json(a).into_response(),
             None => api_error(StatusCode::NOT_FOUND, "no such agent"),
         },
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -96,7 +78,7 @@ pub struct StateBody {
 /// `POST /api/agents/{id}/state` `{"state": "ready" | "not-ready" | "logout", "reason": …}`:
 /// supervisors for any agent, an agent token for its own agent only.
 pub async fn set_state(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
@@ -140,47 +122,40 @@ pub async fn set_state(
         StateChange::NotReady(r) => format!("not-ready: {r}"),
         StateChange::Logout => "logout".to_string(),
     };
-    let result = ask(&s, |reply| Query::SetAgentState {
-        id: id.clone(),
-        change,
-        reply,
-    })
-    .await;
-    match result {
-        Ok(Ok(view)) => {
+    match s.engine.set_agent_state(&id, change).await {
+        Ok(view) => {
             audit(&s, &role, "agent-state", &id, detail).await;
             Json(view).into_response()
         }
-        Ok(Err(r)) => refusal(r).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-pub async fn queues(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub async fn queues(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize(&s, &headers, |_| true) {
         return e.into_response();
     }
-    match ask(&s, Query::Queues).await {
+    match s.engine.queues().await {
         Ok(q) => Json(q).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-pub async fn calls(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub async fn calls(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let role = match authorize(&s, &headers, |_| true) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let numbers = role.sees_numbers();
-    match ask(&s, |reply| Query::Calls { numbers, reply }).await {
+    match s.engine.calls(numbers).await {
         Ok(c) => Json(c).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 /// `POST /api/calls/{id}/hangup`: supervisors only.
 pub async fn hang_up(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -188,17 +163,11 @@ pub async fn hang_up(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let result = ask(&s, |reply| Query::HangUp {
-        call_id: id.clone(),
-        reply,
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => {
+    match s.engine.hang_up(&id).await {
+        Ok(()) => {
             audit(&s, &role, "hang-up", &id, String::new()).await;
             (StatusCode::OK, Json(serde_json::json!({ "ended": id }))).into_response()
         }
-        Ok(Err(r)) => refusal(r).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -2,8 +2,7 @@
 //! a page at a time. Caller numbers are masked unless the token's role may see them.
 
 use super::auth::Role;
-use super::{api_error, authorize, ApiError};
-use crate::driver::Shared;
+use super::{api_error, authorize, ApiError, AppState};
 use crate::records::{Record, RecordQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -71,7 +70,7 @@ fn parse_cursor(c: &str) -> Option<(i64, String)> {
 }
 
 pub async fn list(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -163,7 +162,7 @@ pub async fn list(
 }
 
 pub async fn get_one(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
@@ -276,7 +275,7 @@ pub struct NotesBody {
 /// `PATCH /api/records/{id}` `{"category": …, "notes": …}`: the consultation form, during
 /// or after the call. Supervisors for any record; an agent for calls it was offered.
 pub async fn set_notes(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Result<Json<NotesBody>, axum::extract::rejection::JsonRejection>,
@@ -324,7 +323,7 @@ pub async fn set_notes(
         category: b.category,
         notes: b.notes,
     };
-    if s.query(crate::driver::Query::Record(ev)).await.is_none() {
+    if s.engine.record(ev).await.is_err() {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, "engine not running");
     }
     super::ops::audit(&s, &role, "record-notes", &id, String::new()).await;

@@ -17,7 +17,7 @@
 
 use super::bridge::{Bridge, PeerEvent};
 use super::ua::{AgentUa, UaEvent};
-use crate::driver::{Query, Shared};
+use super::WebState;
 use crate::sip::message::Message;
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use serde_json::{json, Value};
@@ -31,13 +31,13 @@ use tokio::sync::{mpsc, watch};
 /// Failed logins on one socket before it is closed.
 const MAX_LOGIN_TRIES: u32 = 5;
 
-pub async fn run(s: Arc<Shared>, mut ws: WebSocket) {
+pub async fn run(s: Arc<WebState>, mut ws: WebSocket) {
     let Some((agent, password, token, expires)) = login(&s, &mut ws).await else {
         return;
     };
     tracing::info!(agent = %agent, "browser agent logged in");
     let result = session(&s, &mut ws, &agent, &password, expires).await;
-    s.web.sessions.close(&token);
+    s.app.sessions.close(&token);
     if let Err(why) = result {
         let _ = send(
             &mut ws,
@@ -57,7 +57,7 @@ fn error(code: &'static str, message: &str) -> Value {
     json!({"ev": "error", "code": code, "message": message})
 }
 
-async fn login(s: &Shared, ws: &mut WebSocket) -> Option<(String, String, String, Instant)> {
+async fn login(s: &WebState, ws: &mut WebSocket) -> Option<(String, String, String, Instant)> {
     let mut tries = 0;
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(120), ws.recv())
@@ -77,7 +77,7 @@ async fn login(s: &Shared, ws: &mut WebSocket) -> Option<(String, String, String
         }
         let agent = v["agent"].as_str().unwrap_or("").trim().to_string();
         let password = v["password"].as_str().unwrap_or("").to_string();
-        if !s.web.check_password(&agent, &password) {
+        if !s.check_password(&agent, &password) {
             tries += 1;
             tracing::info!(agent = %agent, "browser login refused: wrong agent or password");
             let _ = send(ws, error("bad-login", "wrong agent id or password")).await;
@@ -86,7 +86,7 @@ async fn login(s: &Shared, ws: &mut WebSocket) -> Option<(String, String, String
             }
             continue;
         }
-        match s.web.sessions.open(&agent, Instant::now()) {
+        match s.app.sessions.open(&agent, Instant::now()) {
             Ok((token, expires)) => {
                 let left = expires.saturating_duration_since(Instant::now()).as_secs();
                 let _ = send(
@@ -194,16 +194,16 @@ struct Call {
 }
 
 async fn session(
-    s: &Arc<Shared>,
+    s: &Arc<WebState>,
     ws: &mut WebSocket,
     agent: &str,
     password: &str,
     expires: Instant,
 ) -> Result<(), Failure> {
-    let mut sip = connect(s.web.sip)
+    let mut sip = connect(s.sip)
         .await
         .map_err(|e| ("engine-unreachable", format!("engine SIP: {e}")))?;
-    let mut ua = AgentUa::new(agent, password, sip.local, s.web.sip, 0);
+    let mut ua = AgentUa::new(agent, password, sip.local, s.sip, 0);
     let mut bridge: Option<Bridge> = None;
     let (dead_tx, mut peer_events) = mpsc::channel::<PeerEvent>(8);
     drop(dead_tx);
@@ -236,7 +236,7 @@ async fn session(
                         if let Some(old) = bridge.take() {
                             old.close().await;
                         }
-                        match Bridge::answer(s.web.media_ip, s.web.webrtc_ports, offer.to_string(), &s.local_rtp).await {
+                        match Bridge::answer(s.media_ip, s.webrtc_ports, offer.to_string(), &s.local_rtp).await {
                             Ok((b, answer, events)) => {
                                 bridge = Some(b);
                                 peer_events = events;
@@ -277,7 +277,7 @@ async fn session(
                     }
                     "answer" => {
                         let port = bridge.as_ref().and_then(|b| b.local_rtp());
-                        match (port, ua.answer(s.web.media_ip, port.map_or(0, |p| p.port()))) {
+                        match (port, ua.answer(s.media_ip, port.map_or(0, |p| p.port()))) {
                             (Some(_), Some(ok)) => {
                                 sip.send(&ok).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
                             }
@@ -416,21 +416,14 @@ async fn session(
 }
 
 async fn set_state(
-    s: &Shared,
+    s: &WebState,
     agent: &str,
     change: crate::b2bua::api::StateChange,
     ws: &mut WebSocket,
 ) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let q = Query::SetAgentState {
-        id: agent.to_string(),
-        change,
-        reply: tx,
-    };
-    if s.query(q).await.is_none() {
-        return;
-    }
-    if let Ok(Err(e)) = rx.await {
+    if let Err(crate::driver::HandleError::Refused(e)) =
+        s.app.engine.set_agent_state(agent, change).await
+    {
         let _ = send(ws, error("state-refused", &e.to_string())).await;
     }
 }
@@ -454,8 +447,8 @@ const OWN_STATE_EVERY: Duration = Duration::from_millis(250);
 impl OwnStates {
     /// `agent`'s state as its `state` event (None until the first answer), starting the
     /// task that keeps it if none runs.
-    pub fn subscribe(s: &Arc<Shared>, agent: &str) -> watch::Receiver<Option<Value>> {
-        let mut w = crate::driver::lock(&s.web.own_states.0);
+    pub fn subscribe(s: &Arc<WebState>, agent: &str) -> watch::Receiver<Option<Value>> {
+        let mut w = crate::runtime::lock(&s.own_states.0);
         let mut rx = match w.by_agent.get(agent) {
             Some(tx) => tx.subscribe(),
             None => {
@@ -474,13 +467,13 @@ impl OwnStates {
     }
 }
 
-async fn keep_own_states(s: Arc<Shared>) {
+async fn keep_own_states(s: Arc<WebState>) {
     let mut tick = tokio::time::interval(OWN_STATE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         {
-            let mut w = crate::driver::lock(&s.web.own_states.0);
+            let mut w = crate::runtime::lock(&s.own_states.0);
             w.by_agent.retain(|_, tx| tx.receiver_count() > 0);
             if w.by_agent.is_empty() {
                 // Under the lock: a desktop opening now finds `polling` false and starts
@@ -489,14 +482,10 @@ async fn keep_own_states(s: Arc<Shared>) {
                 return;
             }
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        if s.query(Query::Agents(reply)).await.is_none() {
-            continue;
-        }
-        let Ok(agents) = rx.await else {
+        let Ok(agents) = s.app.engine.agents().await else {
             continue;
         };
-        let w = crate::driver::lock(&s.web.own_states.0);
+        let w = crate::runtime::lock(&s.own_states.0);
         for a in agents {
             let Some(tx) = w.by_agent.get(&a.id) else {
                 continue;

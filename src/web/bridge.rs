@@ -20,7 +20,7 @@
 
 use super::peer::BrowserPeer;
 pub use super::peer::PeerEvent;
-use crate::driver::{lock, LocalRtp, Registration};
+use crate::runtime::{lock, LocalRtp, Registration};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,7 +169,7 @@ struct Core {
 }
 
 /// The media plane's packets for this browser, handled in the sender's task.
-fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::driver::Sink {
+fn sink(core: Arc<Mutex<Core>>, rearm: mpsc::Sender<()>) -> crate::runtime::Sink {
     Arc::new(move |from, data| {
         let mut guard = lock(&core);
         let c = &mut *guard;
@@ -246,8 +246,8 @@ impl Driver {
                 deadline = wake;
                 sleep.as_mut().reset(wake.into());
             }
-            // One hand-written poll, not `select!` (see `driver::first_ready`).
-            let wake = crate::driver::first_ready(&mut turn, 5, |source, cx| {
+            // One hand-written poll, not `select!` (see `runtime::first_ready`).
+            let wake = crate::runtime::first_ready(&mut turn, 5, |source, cx| {
                 use std::future::Future;
                 use std::task::Poll;
                 match source {

@@ -20,8 +20,9 @@ pub mod bridge;
 pub mod peer;
 pub mod ua;
 
-use crate::driver::Shared;
 use crate::http::auth::Role;
+use crate::http::AppState;
+use crate::runtime::LocalRtp;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -37,9 +38,10 @@ mod assets {
     include!(concat!(env!("OUT_DIR"), "/web.rs"));
 }
 
-/// What the web side needs from the configuration, and the live logins.
-pub struct WebShared {
-    pub sessions: Sessions,
+/// What the web side needs: the API's state (engine handle, tokens, logins), the agents'
+/// passwords, and where the desktops' SIP and media go.
+pub struct WebState {
+    pub app: Arc<AppState>,
     /// Agent id → password (the desktop's login checks it before registering).
     passwords: HashMap<String, String>,
     /// The engine's SIP listener, as the agents' stand-in user agents reach it.
@@ -50,29 +52,22 @@ pub struct WebShared {
     pub webrtc_ports: (u16, u16),
     /// The logged-in desktops' own agent states.
     pub own_states: agent_ws::OwnStates,
+    /// The in-process RTP switch the browser legs share with the media plane.
+    pub local_rtp: LocalRtp,
 }
 
-impl Default for WebShared {
-    fn default() -> Self {
-        WebShared {
-            sessions: Sessions::new(Duration::from_secs(43_200)),
-            passwords: HashMap::new(),
-            sip: "127.0.0.1:5060".parse().expect("literal"),
-            media_ip: IpAddr::from([127, 0, 0, 1]),
-            webrtc_ports: (30000, 31999),
-            own_states: Default::default(),
-        }
-    }
-}
-
-impl WebShared {
-    pub fn from_config(cfg: &crate::config::Config) -> WebShared {
+impl WebState {
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        app: Arc<AppState>,
+        local_rtp: LocalRtp,
+    ) -> WebState {
         let mut sip = cfg.sip.listen;
         if sip.ip().is_unspecified() {
             sip.set_ip(IpAddr::from([127, 0, 0, 1]));
         }
-        WebShared {
-            sessions: Sessions::new(Duration::from_secs(cfg.http.session_ttl_s.max(1) as u64)),
+        WebState {
+            app,
             passwords: cfg
                 .agent_specs()
                 .into_iter()
@@ -82,6 +77,7 @@ impl WebShared {
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
             own_states: Default::default(),
+            local_rtp,
         }
     }
 
@@ -100,77 +96,15 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Browser agents' logins: one per agent at a time, each with a bearer token for the API
-/// (role agent) that expires after the configured time. Read by every API request and
-/// written by the WebSocket sessions, from any runtime thread: two concurrent maps
-/// (dashmap) rather than one lock, and the one-login rule is a single entry operation on the
-/// agent's key, so two browsers racing to log in as the same agent cannot both win.
-pub struct Sessions {
-    ttl: Duration,
-    by_agent: dashmap::DashMap<String, (String, Instant)>,
-    by_token: dashmap::DashMap<String, String>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum LoginRefused {
-    AlreadyLoggedIn,
-}
-
-impl Sessions {
-    pub fn new(ttl: Duration) -> Sessions {
-        Sessions {
-            ttl,
-            by_agent: dashmap::DashMap::new(),
-            by_token: dashmap::DashMap::new(),
-        }
-    }
-
-    /// A new login for `agent`: its token and when it expires.
-    pub fn open(&self, agent: &str, now: Instant) -> Result<(String, Instant), LoginRefused> {
-        use dashmap::mapref::entry::Entry;
-        let token = crate::sip::build::random_token(32);
-        let expires = now + self.ttl;
-        match self.by_agent.entry(agent.to_string()) {
-            Entry::Occupied(_) => return Err(LoginRefused::AlreadyLoggedIn),
-            Entry::Vacant(v) => {
-                v.insert((token.clone(), expires));
-            }
-        }
-        self.by_token.insert(token.clone(), agent.to_string());
-        Ok((token, expires))
-    }
-
-    pub fn close(&self, token: &str) {
-        if let Some((_, agent)) = self.by_token.remove(token) {
-            self.by_agent.remove_if(&agent, |_, (t, _)| t == token);
-        }
-    }
-
-    /// The role of a session token in `Authorization`; Err if it has expired; None if
-    /// it is not a session token at all.
-    pub fn role(&self, headers: &HeaderMap) -> Option<Result<Role, &'static str>> {
-        let token = headers
-            .get("authorization")?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
-        let agent = self.by_token.get(token)?.value().clone();
-        let expires = self.by_agent.get(&agent)?.value().1;
-        if expires <= Instant::now() {
-            return Some(Err("session expired: log in again"));
-        }
-        Some(Ok(Role::Agent(agent)))
-    }
-}
-
-pub fn router() -> Router<Arc<Shared>> {
+/// The desktop's and the wallboard's routes, to merge into the API's router.
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/agent", get(|| async { page("agent.html") }))
         .route("/supervisor", get(|| async { page("supervisor.html") }))
         .route("/web/{file}", get(asset))
         .route("/agent/ws", get(agent_socket))
         .route("/supervisor/ws", get(supervisor_socket))
+        .with_state(state)
 }
 
 fn page(name: &str) -> Response {
@@ -200,7 +134,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     ([("content-type", ct)], *body).into_response()
 }
 
-async fn agent_socket(State(s): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+async fn agent_socket(State(s): State<Arc<WebState>>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(move |socket| agent_ws::run(s, socket))
 }
 
@@ -212,7 +146,7 @@ struct TokenParam {
 /// The wallboard's feed. Browsers cannot set headers on a WebSocket, so the supervisor
 /// token comes as `?token=`; only supervisor and reporting tokens are accepted.
 async fn supervisor_socket(
-    State(s): State<Arc<Shared>>,
+    State(s): State<Arc<WebState>>,
     q: Result<Query<TokenParam>, axum::extract::rejection::QueryRejection>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -223,7 +157,7 @@ async fn supervisor_socket(
     if let Ok(v) = format!("Bearer {}", q.token).parse() {
         headers.insert("authorization", v);
     }
-    let role = match crate::http::authorize(&s, &headers, |r| {
+    let role = match crate::http::authorize(&s.app, &headers, |r| {
         matches!(r, Role::Supervisor | Role::Reporting)
     }) {
         Ok(r) => r,
@@ -234,7 +168,7 @@ async fn supervisor_socket(
 
 /// Pushes a snapshot (queues with their figures, agents, calls) whenever it changed, and at
 /// least every 5 s (so the page can show it is live).
-async fn wallboard(s: Arc<Shared>, mut socket: WebSocket, role: Role) {
+async fn wallboard(s: Arc<WebState>, mut socket: WebSocket, role: Role) {
     let mut last = String::new();
     let mut last_sent = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -246,7 +180,7 @@ async fn wallboard(s: Arc<Shared>, mut socket: WebSocket, role: Role) {
                 _ => continue,
             },
         }
-        let Some(snapshot) = snapshot(&s, role.sees_numbers()).await else {
+        let Some(snapshot) = snapshot(&s.app.engine, role.sees_numbers()).await else {
             let _ = socket
                 .send(WsMessage::Text(
                     r#"{"ev":"error","message":"engine not running"}"#.into(),
@@ -269,15 +203,10 @@ async fn wallboard(s: Arc<Shared>, mut socket: WebSocket, role: Role) {
     }
 }
 
-async fn snapshot(s: &Shared, numbers: bool) -> Option<String> {
-    use crate::driver::Query as Q;
-    let (tq, rq) = tokio::sync::oneshot::channel();
-    s.query(Q::Queues(tq)).await?;
-    let (ta, ra) = tokio::sync::oneshot::channel();
-    s.query(Q::Agents(ta)).await?;
-    let (tc, rc) = tokio::sync::oneshot::channel();
-    s.query(Q::Calls { numbers, reply: tc }).await?;
-    let (queues, agents, calls) = (rq.await.ok()?, ra.await.ok()?, rc.await.ok()?);
+async fn snapshot(engine: &crate::driver::EngineHandle, numbers: bool) -> Option<String> {
+    let (queues, agents, calls) =
+        tokio::join!(engine.queues(), engine.agents(), engine.calls(numbers));
+    let (queues, agents, calls) = (queues.ok()?, agents.ok()?, calls.ok()?);
     serde_json::to_string(&serde_json::json!({
         "ev": "snapshot",
         "queues": queues,
@@ -292,25 +221,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_login_per_agent_and_tokens_expire() {
-        let s = Sessions::new(Duration::from_millis(50));
-        let now = Instant::now();
-        let (token, _) = s.open("1001", now).unwrap();
-        assert_eq!(s.open("1001", now), Err(LoginRefused::AlreadyLoggedIn));
-        let mut h = HeaderMap::new();
-        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        assert_eq!(s.role(&h), Some(Ok(Role::Agent("1001".into()))));
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(matches!(s.role(&h), Some(Err(_))));
-        s.close(&token);
-        assert_eq!(s.role(&h), None, "closed: not a session token any more");
-        assert!(s.open("1001", now).is_ok(), "free to log in again");
-    }
-
-    #[test]
     fn passwords_are_checked() {
         let cfg = crate::config::Config::parse(crate::config::DEFAULT_CONFIG, "d").unwrap();
-        let w = WebShared::from_config(&cfg);
+        let (engine, _inbox) = crate::driver::EngineHandle::channel();
+        let app = Arc::new(AppState {
+            engine,
+            metrics: Arc::new(crate::metrics::Metrics::new().unwrap()),
+            tokens: Default::default(),
+            sessions: crate::http::Sessions::new(Duration::from_secs(60)),
+            records_db: None,
+            kb_db: None,
+        });
+        let w = WebState::from_config(&cfg, app, LocalRtp::default());
         assert!(w.check_password("1001", "dasan-demo"));
         assert!(!w.check_password("1001", "dasan-dem"));
         assert!(!w.check_password("9999", "dasan-demo"));
