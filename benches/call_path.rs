@@ -123,7 +123,13 @@ fn benches(c: &mut Criterion) {
 
     let cfg = Config::parse(CFG, "bench").unwrap();
     let t0 = Instant::now();
-    let mut e = Engine::new(&cfg, Arc::new(Metrics::new().unwrap()), t0, 1_700_000_000);
+    let mut e = Engine::new(
+        &cfg,
+        Arc::new(Metrics::new().unwrap()),
+        t0,
+        1_700_000_000,
+        dasan::sip::build::Ids::seeded(1),
+    );
     for i in 0..100u16 {
         register(&mut e, t0, &format!("{}", 1001 + i), 20_000 + i);
     }

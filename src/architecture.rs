@@ -43,6 +43,22 @@ const FORBIDDEN_IN_CORE: &[(&str, &str)] = &[
         "SystemTime::now",
         "the clock (take the wall time as an argument)",
     ),
+    (
+        "thread_rng",
+        "unseeded randomness (draw from the `Ids` it was given)",
+    ),
+    (
+        "rand::random",
+        "unseeded randomness (draw from the `Ids` it was given)",
+    ),
+    (
+        "from_entropy",
+        "unseeded randomness (draw from the `Ids` it was given)",
+    ),
+    (
+        "random_token",
+        "unseeded randomness (draw from the `Ids` it was given)",
+    ),
     ("std::thread", "threads"),
     ("crate::runtime", "the tokio helpers"),
 ];

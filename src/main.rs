@@ -327,9 +327,14 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             std::time::Duration::from_millis(cfg.data.flush_interval_ms),
             metrics.clone(),
         );
-        let engine =
-            dasan::b2bua::Engine::new(&cfg, metrics.clone(), std::time::Instant::now(), unix)
-                .with_unix_ms(unix_ms);
+        let engine = dasan::b2bua::Engine::new(
+            &cfg,
+            metrics.clone(),
+            std::time::Instant::now(),
+            unix,
+            dasan::sip::build::Ids::from_seed(dasan::util::entropy()),
+        )
+        .with_unix_ms(unix_ms);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (phase_tx, phase_rx) = tokio::sync::watch::channel(dasan::driver::Phase::Run);
         let drain_timeout = std::time::Duration::from_secs(cfg.sip.drain_timeout_s as u64);

@@ -1,5 +1,25 @@
 //! Small helpers shared across layers.
 
+/// A random token for the I/O side (API and session tokens, the browser's stand-in user
+/// agent), from the operating system's generator. The sans-IO core never calls this: it
+/// draws from the `sip::build::Ids` it was given.
+pub fn random_token(len: usize) -> String {
+    token_from(&mut rand::thread_rng(), len)
+}
+
+/// A token of `len` characters from `[a-z0-9]`, drawn from `rng`.
+pub fn token_from(rng: &mut impl rand::Rng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// 256 bits from the operating system, to seed the engine's generator.
+pub fn entropy() -> [u8; 32] {
+    rand::random()
+}
+
 /// Masks a phone number for logs (personal data): keeps the first three and last two
 /// characters of numbers long enough to stay useful for tracing, hides the rest.
 pub fn mask_number(n: &str) -> String {

@@ -144,7 +144,7 @@ impl Engine {
                 return Err(503);
             }
         };
-        let session = rand::random::<u32>() as u64;
+        let session = self.ids.u32() as u64;
         let caller_sdp = sdp::build(
             session,
             1,

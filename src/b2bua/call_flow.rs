@@ -7,7 +7,7 @@ use super::{
 };
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::records::RecordEvent;
-use crate::sip::build::{random_token, response};
+use crate::sip::build::response;
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
 use crate::sip::transaction::ClientInviteState;
 use crate::sip::{Flow, Method};
@@ -36,7 +36,7 @@ impl Engine {
         // We implement no option tags: any Require (e.g. 100rel) gets 420 (RFC 3261 8.2.2.3).
         let required: Vec<String> = msg.header_values("Require").map(str::to_string).collect();
         if !required.is_empty() {
-            let mut r = response(&msg, 420, None, Some(&random_token(10)));
+            let mut r = response(&msg, 420, None, Some(&self.ids.token(10)));
             r.set_header("Unsupported", required.join(", "));
             self.respond(now, tx, r);
             return;
@@ -81,7 +81,7 @@ impl Engine {
                 .content_type()
                 .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
         {
-            let mut r = response(&msg, 415, None, Some(&random_token(10)));
+            let mut r = response(&msg, 415, None, Some(&self.ids.token(10)));
             r.set_header("Accept", "application/sdp");
             self.respond(now, tx, r);
             return;
@@ -90,7 +90,7 @@ impl Engine {
         let mut media = match self.anchor_caller(&msg) {
             Ok(m) => m,
             Err(code) => {
-                let mut r = response(&msg, code, None, Some(&random_token(10)));
+                let mut r = response(&msg, code, None, Some(&self.ids.token(10)));
                 if code == 503 {
                     r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
                 }
@@ -116,7 +116,7 @@ impl Engine {
             }
         };
         if let Some(code) = refused {
-            let mut r = response(&msg, code, None, Some(&random_token(10)));
+            let mut r = response(&msg, code, None, Some(&self.ids.token(10)));
             if code == 503 {
                 r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
             }
@@ -124,7 +124,7 @@ impl Engine {
             if let Some(m) = media {
                 self.anchor_release(key, m);
             }
-            let id = new_record_id();
+            let id = new_record_id(&mut self.ids);
             self.record_arrival(now, &id, &msg, &trunk_name, number.as_deref(), q);
             self.record(RecordEvent::Ended {
                 id,
@@ -145,9 +145,9 @@ impl Engine {
             .and_then(|f| crate::sip::uri::dialled_number(NameAddr::parse(f).uri))
             .unwrap_or_default();
         tracing::debug!(caller = %mask_number(&caller_num), call = key, "call queued");
-        let record = new_record_id();
+        let record = new_record_id(&mut self.ids);
         self.record_arrival(now, &record, &msg, &trunk_name, number.as_deref(), q);
-        let local_tag = random_token(12);
+        let local_tag = self.ids.token(12);
         let mut caller = Leg {
             flow,
             call_id: msg.call_id().to_string(),
@@ -438,10 +438,10 @@ impl Engine {
         let display = from.display.map(str::to_string);
         let mut leg = Leg {
             flow,
-            call_id: format!("{}@dasan", random_token(20)),
+            call_id: format!("{}@dasan", self.ids.token(20)),
             local: match display {
-                Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", random_token(12)),
-                None => format!("<sip:{caller_user}@{local}>;tag={}", random_token(12)),
+                Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", self.ids.token(12)),
+                None => format!("<sip:{caller_user}@{local}>;tag={}", self.ids.token(12)),
             },
             remote,
             remote_target: target,
@@ -449,7 +449,7 @@ impl Engine {
             local_cseq: 0,
             pending_2xx: None,
         };
-        let mut req = leg.request(Method::Invite, local, None);
+        let mut req = leg.request(Method::Invite, local, None, &mut self.ids);
         req.headers.push(Header {
             name: "Contact".into(),
             value: contact_value(leg.flow, local, "dasan"),
@@ -601,13 +601,18 @@ impl Engine {
         };
         leg.learn_target(msg, true);
         let ack = leg
-            .request(Method::Ack, self.cfg.local, Some(leg.local_cseq))
+            .request(
+                Method::Ack,
+                self.cfg.local,
+                Some(leg.local_cseq),
+                &mut self.ids,
+            )
             .to_bytes();
         if let Some(tx) = self.client.get_mut(&tx_id) {
             tx.ack_2xx = Some(ack.clone());
         }
         self.send(flow, ack);
-        let bye = leg.request(Method::Bye, self.cfg.local, None);
+        let bye = leg.request(Method::Bye, self.cfg.local, None, &mut self.ids);
         self.start_client(now, flow, bye, Owner::Fire, None);
     }
 
@@ -635,7 +640,10 @@ impl Engine {
         let mut ack_bytes = None;
         if !a.ack_waits_for_caller {
             let cseq = a.invite_cseq;
-            let ack = a.leg.request(Method::Ack, local, Some(cseq)).to_bytes();
+            let ack = a
+                .leg
+                .request(Method::Ack, local, Some(cseq), &mut self.ids)
+                .to_bytes();
             ack_bytes = Some((a.leg.flow, ack));
         }
         call.answered = true;
@@ -888,7 +896,9 @@ impl Engine {
                 .filter(|a| a.answered && a.ack_waits_for_caller)
             {
                 a.ack_waits_for_caller = false;
-                let mut ack = a.leg.request(Method::Ack, local, Some(a.invite_cseq));
+                let mut ack = a
+                    .leg
+                    .request(Method::Ack, local, Some(a.invite_cseq), &mut self.ids);
                 copy_body(&msg, &mut ack);
                 let (flow, bytes, tx) = (a.leg.flow, ack.to_bytes(), a.invite_tx);
                 if let Some(t) = self.client.get_mut(&tx) {
@@ -967,7 +977,7 @@ impl Engine {
         } else if outcome != Outcome::Abandoned {
             // A transferred call is past its INVITE: its caller gets a BYE instead.
             let local = self.cfg.local;
-            let mut bye = call.caller.request(Method::Bye, local, None);
+            let mut bye = call.caller.request(Method::Bye, local, None, &mut self.ids);
             bye.set_header("Reason", format!("SIP;cause={code}"));
             let flow = call.caller.flow;
             self.after_records(|e| e.start_client(now, flow, bye, Owner::Fire, None));
@@ -1034,7 +1044,7 @@ impl Engine {
             None => None,
         };
         if let Some(leg) = target {
-            let mut bye = leg.request(Method::Bye, local, None);
+            let mut bye = leg.request(Method::Bye, local, None, &mut self.ids);
             if let Some(r) = reason {
                 bye.set_header("Reason", r);
             }
@@ -1050,7 +1060,7 @@ impl Engine {
             .into_iter()
             .flatten()
             {
-                let mut bye = leg.request(Method::Bye, local, None);
+                let mut bye = leg.request(Method::Bye, local, None, &mut self.ids);
                 if let Some(r) = reason {
                     bye.set_header("Reason", r);
                 }
@@ -1176,7 +1186,7 @@ impl Engine {
             Side::Caller => &mut a.leg,
             Side::Agent => &mut call.caller,
         };
-        let mut req = other.request(method.clone(), local, None);
+        let mut req = other.request(method.clone(), local, None, &mut self.ids);
         if method == Method::Invite || method == Method::Update {
             req.headers.push(Header {
                 name: "Contact".into(),
@@ -1240,7 +1250,9 @@ impl Engine {
         if is_invite && (200..300).contains(&status) {
             other.learn_target(&resp, true);
             let cseq = resp.cseq().map(|(n, _)| n).unwrap_or(other.local_cseq);
-            let bytes = other.request(Method::Ack, local, Some(cseq)).to_bytes();
+            let bytes = other
+                .request(Method::Ack, local, Some(cseq), &mut self.ids)
+                .to_bytes();
             ack = Some((other.flow, bytes));
         }
         let tag = tag_of(&origin.local);
@@ -1372,8 +1384,8 @@ impl Engine {
 }
 
 /// A record id that stays unique across restarts: time and randomness, no state.
-fn new_record_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+fn new_record_id(ids: &mut crate::sip::build::Ids) -> String {
+    format!("{:016x}", ids.u64())
 }
 
 /// A recording's file name: the trunk's Call-ID made safe for a file system, with the

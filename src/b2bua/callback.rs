@@ -14,7 +14,7 @@ use super::{Call, Engine, MediaCommand, MusicRef, Outcome, Owner, Side, TimerRef
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
 use crate::records::RecordEvent;
-use crate::sip::build::{random_token, response};
+use crate::sip::build::response;
 use crate::sip::message::{Header, Message, NameAddr};
 use crate::sip::{Flow, Method};
 use bytes::Bytes;
@@ -166,22 +166,22 @@ impl Engine {
             },
             caller_sdp: Bytes::new(),
             agent: None,
-            session: rand::random::<u32>() as u64,
+            session: self.ids.u32() as u64,
             versions: [1, 1],
             started: false,
         };
         let local = self.cfg.local;
         let leg = Leg {
             flow: Flow::udp(trunk),
-            call_id: format!("{}@dasan", random_token(20)),
-            local: format!("<sip:{caller_id}@{local}>;tag={}", random_token(12)),
+            call_id: format!("{}@dasan", self.ids.token(20)),
+            local: format!("<sip:{caller_id}@{local}>;tag={}", self.ids.token(12)),
             remote: format!("<sip:{number}@{trunk}>"),
             remote_target: format!("sip:{number}@{trunk}"),
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
         };
-        let record = format!("{:016x}", rand::random::<u64>());
+        let record = format!("{:016x}", self.ids.u64());
         self.record(RecordEvent::Arrived {
             id: record.clone(),
             sip_call_id: leg.call_id.clone(),
@@ -291,7 +291,9 @@ impl Engine {
             Some((101, 8000)),
             Direction::SendRecv,
         );
-        let mut req = call.caller.request(Method::Invite, local, None);
+        let mut req = call
+            .caller
+            .request(Method::Invite, local, None, &mut self.ids);
         req.headers.push(Header {
             name: "Contact".into(),
             value: contact_value(call.caller.flow, local, "dasan"),
@@ -342,7 +344,7 @@ impl Engine {
         let cseq = msg.cseq().map(|(n, _)| n).unwrap_or(1);
         let ack = call
             .caller
-            .request(Method::Ack, local, Some(cseq))
+            .request(Method::Ack, local, Some(cseq), &mut self.ids)
             .to_bytes();
         let flow = call.caller.flow;
         call.answered_at = Some(now);
@@ -416,7 +418,7 @@ impl Engine {
             at_ms: self.unix_ms(now),
         });
         if let Some(mut a) = call.agent.take() {
-            let bye = a.leg.request(Method::Bye, local, None);
+            let bye = a.leg.request(Method::Bye, local, None, &mut self.ids);
             let flow = a.leg.flow;
             self.start_client(now, flow, bye, Owner::Fire, None);
             self.dialogs.remove(&a.leg.call_id);

@@ -1,7 +1,7 @@
 //! One side of a call: the dialog state needed to send in-dialog requests to that peer
 //! (RFC 3261 12.2.1.1) and the 2xx retransmission the UAS core owes it (13.3.1.4).
 
-use crate::sip::build::new_branch;
+use crate::sip::build::Ids;
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
 use crate::sip::{Flow, Method};
 use bytes::Bytes;
@@ -34,7 +34,13 @@ pub struct Pending2xx {
 impl Leg {
     /// A request in this dialog (BYE, re-INVITE, UPDATE, INFO, ACK). ACK reuses the INVITE's
     /// CSeq number; other methods take the next local CSeq.
-    pub fn request(&mut self, method: Method, local: SocketAddr, ack_cseq: Option<u32>) -> Message {
+    pub fn request(
+        &mut self,
+        method: Method,
+        local: SocketAddr,
+        ack_cseq: Option<u32>,
+        ids: &mut Ids,
+    ) -> Message {
         let cseq = match (method == Method::Ack, ack_cseq) {
             (true, Some(n)) => n,
             _ => {
@@ -49,7 +55,7 @@ impl Leg {
                 value,
             })
         };
-        push("Via", via_value(self.flow, local));
+        push("Via", via_value(self.flow, local, ids));
         push("Max-Forwards", "70".into());
         push("From", self.local.clone());
         push("To", self.remote.clone());
@@ -87,12 +93,12 @@ impl Leg {
     }
 }
 
-pub fn via_value(flow: Flow, local: SocketAddr) -> String {
+pub fn via_value(flow: Flow, local: SocketAddr, ids: &mut Ids) -> String {
     format!(
         "SIP/2.0/{} {};branch={};rport",
         flow.transport.via_name(),
         local,
-        new_branch()
+        ids.branch()
     )
 }
 

@@ -85,12 +85,7 @@ impl Engine {
             }
             Err(_) => (404, "Not Found".to_string()),
         };
-        let resp = response(
-            &msg,
-            status,
-            Some(&phrase),
-            Some(&crate::sip::build::random_token(10)),
-        );
+        let resp = response(&msg, status, Some(&phrase), Some(&self.ids.token(10)));
         self.respond(now, tx, resp);
     }
 }
@@ -439,6 +434,8 @@ pub struct Engine {
     windows: Vec<stats::QueueWindow>,
     /// When the message being handled reached us (kernel timestamp when known).
     received: Instant,
+    /// Tags, branches, Call-IDs, record ids: the only randomness the engine uses.
+    ids: crate::sip::build::Ids,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -451,8 +448,15 @@ pub enum EngineError {
 
 impl Engine {
     /// Builds the engine from a validated config. `unix_now` anchors wall-clock time (for
-    /// digest nonces) to `now`.
-    pub fn new(config: &Config, metrics: Arc<Metrics>, now: Instant, unix_now: u64) -> Engine {
+    /// digest nonces) to `now`; `ids` is every random value it will use (seed it from the
+    /// operating system in production, from a number in tests).
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        now: Instant,
+        unix_now: u64,
+        mut ids: crate::sip::build::Ids,
+    ) -> Engine {
         let specs = config.agent_specs();
         let registrar = Registrar::new(
             &config.sip.realm,
@@ -462,6 +466,7 @@ impl Engine {
                 .collect::<Vec<_>>(),
             config.sip.min_expires_s,
             config.sip.max_expires_s,
+            ids.fork(),
         )
         .with_algorithms(
             config
@@ -675,6 +680,7 @@ impl Engine {
                 .map(|q| stats::QueueWindow::new(now, Duration::from_secs(q.sl_threshold_s as u64)))
                 .collect(),
             received: now,
+            ids,
         }
     }
 
@@ -1034,18 +1040,18 @@ impl Engine {
                 }
             }
             Method::Options => {
-                let mut r = response(&msg, 200, None, Some(&crate::sip::build::random_token(10)));
+                let mut r = response(&msg, 200, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
                 r.set_header("Accept", "application/sdp");
                 self.respond(now, id, r);
             }
             Method::Extension(_) => {
-                let mut r = response(&msg, 501, None, Some(&crate::sip::build::random_token(10)));
+                let mut r = response(&msg, 501, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
                 self.respond(now, id, r);
             }
             _ => {
-                let mut r = response(&msg, 405, None, Some(&crate::sip::build::random_token(10)));
+                let mut r = response(&msg, 405, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
                 self.respond(now, id, r);
             }
@@ -1056,7 +1062,7 @@ impl Engine {
     fn reply(&mut self, now: Instant, tx: u64, req: &Message, code: u16, to_tag: Option<&str>) {
         let tag = to_tag
             .map(str::to_string)
-            .unwrap_or_else(|| crate::sip::build::random_token(10));
+            .unwrap_or_else(|| self.ids.token(10));
         let r = response(req, code, None, Some(&tag));
         self.respond(now, tx, r);
     }

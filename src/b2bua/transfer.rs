@@ -97,12 +97,12 @@ impl Engine {
         call.ring_deadline = None;
         call.max_wait_at = q.map(|q| now + self.cfg.queues[q].max_wait);
         // The transferor learns it worked, then its leg is closed.
-        let mut notify = a.leg.request(Method::Notify, local, None);
+        let mut notify = a.leg.request(Method::Notify, local, None, &mut self.ids);
         notify.set_header("Event", "refer");
         notify.set_header("Subscription-State", "terminated;reason=noresource");
         notify.set_header("Content-Type", "message/sipfrag;version=2.0");
         notify.body = bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n");
-        let bye = a.leg.request(Method::Bye, local, None);
+        let bye = a.leg.request(Method::Bye, local, None, &mut self.ids);
         let flow = a.leg.flow;
         self.start_client(now, flow, notify, Owner::Fire, None);
         self.start_client(now, flow, bye, Owner::Fire, None);

@@ -70,7 +70,7 @@ impl Tokens {
             let (token, src) = match std::fs::read_to_string(&path) {
                 Ok(t) if t.trim().len() >= 16 => (t.trim().to_string(), Source::Existing(path)),
                 _ => {
-                    let t = crate::sip::build::random_token(32);
+                    let t = crate::util::random_token(32);
                     write_private(&path, &t)?;
                     (t, Source::Generated(path))
                 }

@@ -33,7 +33,7 @@ impl Sessions {
     /// A new login for `agent`: its token and when it expires.
     pub fn open(&self, agent: &str, now: Instant) -> Result<(String, Instant), LoginRefused> {
         use dashmap::mapref::entry::Entry;
-        let token = crate::sip::build::random_token(32);
+        let token = crate::util::random_token(32);
         let expires = now + self.ttl;
         match self.by_agent.entry(agent.to_string()) {
             Entry::Occupied(_) => return Err(LoginRefused::AlreadyLoggedIn),

@@ -4,7 +4,7 @@
 
 pub mod digest;
 
-use crate::sip::build::{random_token, response};
+use crate::sip::build::{response, Ids};
 use crate::sip::message::{split_list, Message, NameAddr};
 use crate::sip::Flow;
 use digest::{ct_eq, expected_response, Algorithm, Credentials, NonceKey};
@@ -53,6 +53,8 @@ pub struct Registrar {
     max_expires: u32,
     algorithms: Vec<Algorithm>,
     dummy: Cred,
+    /// Response tags and the nonce key come from here, never from a generator of our own.
+    ids: Ids,
 }
 
 impl Registrar {
@@ -62,6 +64,7 @@ impl Registrar {
         agents: &[(String, String)],
         min_expires: u32,
         max_expires: u32,
+        mut ids: Ids,
     ) -> Self {
         let mk = |user: &str, pass: &str| Cred {
             ha1_md5: Algorithm::Md5.hash(&format!("{user}:{realm}:{pass}")),
@@ -69,7 +72,7 @@ impl Registrar {
         };
         Registrar {
             realm: realm.to_string(),
-            key: NonceKey::new(random_token(32)),
+            key: NonceKey::new(ids.token(32)),
             users: agents
                 .iter()
                 .enumerate()
@@ -80,7 +83,8 @@ impl Registrar {
             min_expires,
             max_expires,
             algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
-            dummy: mk("-", &random_token(16)),
+            dummy: mk("-", &ids.token(16)),
+            ids,
         }
     }
 
@@ -138,19 +142,19 @@ impl Registrar {
         had && list.is_empty()
     }
 
-    fn challenge(&self, req: &Message, unix_now: u64, stale: bool) -> Message {
+    fn challenge(&mut self, req: &Message, unix_now: u64, stale: bool) -> Message {
         self.challenge_with(req, unix_now, stale, 401, "WWW-Authenticate")
     }
 
     fn challenge_with(
-        &self,
+        &mut self,
         req: &Message,
         unix_now: u64,
         stale: bool,
         code: u16,
         header: &str,
     ) -> Message {
-        let mut r = response(req, code, None, Some(&random_token(10)));
+        let mut r = response(req, code, None, Some(&self.ids.token(10)));
         let nonce = self.key.issue(unix_now);
         // RFC 8760 allows one challenge per algorithm, in order of preference; the order is
         // configured because SIPp answers only the first and baresip 1.0 fails on SHA-256.
@@ -173,7 +177,7 @@ impl Registrar {
 
     /// Authenticates a request other than REGISTER from an agent's phone (a feature-code
     /// INVITE) with proxy digest (RFC 3261 22.3): the agent, or the 407 / 403 to answer.
-    pub fn authenticate(&self, req: &Message, unix_now: u64) -> Result<AgentIdx, Message> {
+    pub fn authenticate(&mut self, req: &Message, unix_now: u64) -> Result<AgentIdx, Message> {
         let method = req
             .method()
             .map(|m| m.as_str().to_string())
@@ -184,7 +188,8 @@ impl Registrar {
         else {
             return Err(self.challenge_with(req, unix_now, false, 407, "Proxy-Authenticate"));
         };
-        let forbidden = || response(req, 403, None, Some(&random_token(10)));
+        let tag = self.ids.token(10);
+        let forbidden = || response(req, 403, None, Some(&tag));
         let (Some(alg), Some(username), Some(given)) = (
             auth.algorithm().filter(|a| self.algorithms.contains(a)),
             auth.get("username"),
@@ -233,7 +238,8 @@ impl Registrar {
         let Some(auth) = req.header("Authorization").and_then(Credentials::parse) else {
             return (self.challenge(req, unix_now, false), None);
         };
-        let forbidden = || response(req, 403, None, Some(&random_token(10)));
+        let tag = self.ids.token(10);
+        let forbidden = || response(req, 403, None, Some(&tag));
         let (Some(alg), Some(username), Some(given)) = (
             auth.algorithm().filter(|a| self.algorithms.contains(a)),
             auth.get("username"),
@@ -285,7 +291,7 @@ impl Registrar {
                 Ok(n) => Some(n),
                 Err(_) => {
                     return (
-                        response(req, 400, Some("Invalid Expires"), Some(&random_token(10))),
+                        response(req, 400, Some("Invalid Expires"), Some(&self.ids.token(10))),
                         None,
                     )
                 }
@@ -304,7 +310,7 @@ impl Registrar {
                         req,
                         400,
                         Some("Wildcard Contact Needs Expires 0"),
-                        Some(&random_token(10)),
+                        Some(&self.ids.token(10)),
                     ),
                     None,
                 );
@@ -318,7 +324,7 @@ impl Registrar {
                             req,
                             400,
                             Some("Invalid Wildcard Contact"),
-                            Some(&random_token(10)),
+                            Some(&self.ids.token(10)),
                         ),
                         None,
                     );
@@ -332,7 +338,7 @@ impl Registrar {
                                 req,
                                 400,
                                 Some("Invalid Contact Expires"),
-                                Some(&random_token(10)),
+                                Some(&self.ids.token(10)),
                             ),
                             None,
                         )
@@ -340,7 +346,7 @@ impl Registrar {
                     None => default_expires.unwrap_or(3600),
                 };
                 if expires != 0 && expires < self.min_expires {
-                    let mut r = response(req, 423, None, Some(&random_token(10)));
+                    let mut r = response(req, 423, None, Some(&self.ids.token(10)));
                     r.set_header("Min-Expires", self.min_expires.to_string());
                     return (r, None);
                 }
@@ -352,7 +358,7 @@ impl Registrar {
                             req,
                             400,
                             Some("Invalid Contact URI"),
-                            Some(&random_token(10)),
+                            Some(&self.ids.token(10)),
                         ),
                         None,
                     );
@@ -393,7 +399,7 @@ impl Registrar {
             }
         }
 
-        let mut r = response(req, 200, None, Some(&random_token(10)));
+        let mut r = response(req, 200, None, Some(&self.ids.token(10)));
         for b in list.iter() {
             let left = b.expires_at.saturating_duration_since(now).as_secs();
             r.headers.push(crate::sip::message::Header {
@@ -460,7 +466,13 @@ mod tests {
     }
 
     fn registrar() -> Registrar {
-        Registrar::new("dasan", &[("1001".into(), "pw".into())], 30, 3600)
+        Registrar::new(
+            "dasan",
+            &[("1001".into(), "pw".into())],
+            30,
+            3600,
+            Ids::seeded(1),
+        )
     }
 
     fn flow() -> Flow {
@@ -602,6 +614,7 @@ mod tests {
             &[("1001".into(), "pw".into()), ("1002".into(), "pw".into())],
             30,
             3600,
+            Ids::seeded(2),
         );
         // authorize() puts 1001 in To; authenticate as 1002.
         let m = authorize(

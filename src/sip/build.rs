@@ -2,7 +2,8 @@
 
 use super::message::{Header, Message, StartLine};
 use bytes::Bytes;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
@@ -38,17 +39,47 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// A random token for tags, branches and Call-IDs.
-pub fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
+/// Tags, branches, Call-IDs, nonce keys and SDP session ids, from a generator the owner
+/// was given: seeded from the operating system in production, from a fixed seed in tests,
+/// so that a test run (and a failing seed) replays exactly.
+pub struct Ids(StdRng);
 
-pub fn new_branch() -> String {
-    format!("z9hG4bK{}", random_token(16))
+impl Ids {
+    /// 256 bits of seed (production: from the operating system, see `util::entropy`).
+    pub fn from_seed(seed: [u8; 32]) -> Ids {
+        Ids(StdRng::from_seed(seed))
+    }
+
+    /// A reproducible generator for tests and simulations.
+    pub fn seeded(seed: u64) -> Ids {
+        Ids(StdRng::seed_from_u64(seed))
+    }
+
+    /// An independent generator drawn from this one (for a component with its own, such
+    /// as the registrar's nonce key).
+    pub fn fork(&mut self) -> Ids {
+        let mut seed = [0u8; 32];
+        self.0.fill_bytes(&mut seed);
+        Ids::from_seed(seed)
+    }
+
+    /// A token of `len` characters from `[a-z0-9]`.
+    pub fn token(&mut self, len: usize) -> String {
+        crate::util::token_from(&mut self.0, len)
+    }
+
+    /// A new RFC 3261 branch (with the magic cookie).
+    pub fn branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.token(16))
+    }
+
+    pub fn u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+
+    pub fn u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
 }
 
 /// A response to `req` (RFC 3261 8.2.6.2): Via, From, To, Call-ID and CSeq copied; the To

@@ -11,9 +11,10 @@
 //! connection closes and the engine logs the agent out at once.
 
 use crate::b2bua::leg::{contact_value, Leg};
-use crate::sip::build::{random_token, response};
+use crate::sip::build::response;
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
 use crate::sip::{Flow, Method};
+use crate::util::random_token;
 use std::net::SocketAddr;
 
 /// What the engine's INVITE tells the agent's desktop about the call.
@@ -79,6 +80,7 @@ pub struct AgentUa {
     call: Option<UaCall>,
     /// The Opus payload type the engine offered us last (for our answer).
     pub opus_pt: u8,
+    ids: crate::sip::build::Ids,
 }
 
 impl AgentUa {
@@ -105,6 +107,7 @@ impl AgentUa {
             expires: 300,
             call: None,
             opus_pt: 111,
+            ids: crate::sip::build::Ids::from_seed(crate::util::entropy()),
         }
     }
 
@@ -127,7 +130,10 @@ impl AgentUa {
             headers: Vec::new(),
             body: bytes::Bytes::new(),
         };
-        m.set_header("Via", crate::b2bua::leg::via_value(self.flow, self.local));
+        m.set_header(
+            "Via",
+            crate::b2bua::leg::via_value(self.flow, self.local, &mut self.ids),
+        );
         m.set_header("Max-Forwards", "70");
         m.set_header("From", format!("{aor};tag={}", random_token(8)));
         m.set_header("To", aor);
@@ -333,7 +339,7 @@ impl AgentUa {
             CallState::Ringing => response(&c.invite, 486, None, Some(&c.tag)),
             _ => {
                 let mut leg = c.leg;
-                leg.request(Method::Bye, self.local, None)
+                leg.request(Method::Bye, self.local, None, &mut self.ids)
             }
         })
     }
@@ -345,7 +351,7 @@ impl AgentUa {
             .call
             .as_mut()
             .filter(|c| c.state == CallState::Confirmed)?;
-        let mut info = c.leg.request(Method::Info, local, None);
+        let mut info = c.leg.request(Method::Info, local, None, &mut self.ids);
         info.set_header("Content-Type", "application/dtmf-relay");
         info.body = bytes::Bytes::from(format!("Signal={digit}\r\nDuration=160\r\n"));
         Some(info)
@@ -359,7 +365,7 @@ impl AgentUa {
             .call
             .as_mut()
             .filter(|c| c.state == CallState::Confirmed)?;
-        let mut refer = c.leg.request(Method::Refer, local, None);
+        let mut refer = c.leg.request(Method::Refer, local, None, &mut self.ids);
         refer.headers.push(Header {
             name: "Refer-To".into(),
             value: format!("<sip:{target}@{engine}>"),
