@@ -2,14 +2,13 @@
 
 use super::leg::{contact_value, copy_body, Leg, Pending2xx};
 use super::{
-    AgentLeg, Call, Engine, MusicRef, Outcome, Owner, Relay, RouteTarget, ServerKind, Side,
-    TimerRef, ALLOW,
+    AgentLeg, Call, Engine, MusicRef, Outcome, Owner, Relay, RouteTarget, Side, TimerRef, ALLOW,
 };
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::records::RecordEvent;
 use crate::sip::build::response;
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
-use crate::sip::transaction::ClientInviteState;
+use crate::sip::transaction::{ClientInviteState, ClientKind, ServerInviteState, ServerKind};
 use crate::sip::{Flow, Method};
 use crate::util::mask_number;
 use std::time::Instant;
@@ -159,8 +158,8 @@ impl Engine {
             pending_2xx: None,
         };
         caller.learn_target(&msg, false);
-        if let Some(t) = self.server.get_mut(&tx) {
-            t.call = Some(key);
+        if let Some(t) = self.tx.server_mut(tx) {
+            t.tu = Some(key);
         }
         // The caller heard the closed queue's prompt: its callback digit stays live.
         let closed_prompt_heard = closed_prompt.is_some() && early_media && media.is_some();
@@ -516,7 +515,7 @@ impl Engine {
     /// A response to one of our INVITEs reached the TU.
     pub(super) fn on_invite_response(&mut self, now: Instant, tx_id: u64, msg: Message) {
         let Some(status) = msg.status() else { return };
-        let owner = self.client.get(&tx_id).map(|t| t.owner);
+        let owner = self.tx.client(tx_id).map(|t| t.owner);
         match owner {
             Some(Owner::AgentInvite(key)) => {
                 let current = self
@@ -570,7 +569,7 @@ impl Engine {
     /// A response on an agent INVITE we no longer want (withdrawn, RONA, call gone).
     pub(super) fn orphan_invite_response(&mut self, now: Instant, tx_id: u64, msg: &Message) {
         let Some(status) = msg.status() else { return };
-        let Some(tx) = self.client.get_mut(&tx_id) else {
+        let Some(tx) = self.tx.client_mut(tx_id) else {
             return;
         };
         if (101..200).contains(&status) && std::mem::take(&mut tx.cancel_on_provisional) {
@@ -608,7 +607,7 @@ impl Engine {
                 &mut self.ids,
             )
             .to_bytes();
-        if let Some(tx) = self.client.get_mut(&tx_id) {
+        if let Some(tx) = self.tx.client_mut(tx_id) {
             tx.ack_2xx = Some(ack.clone());
         }
         self.send(flow, ack);
@@ -662,7 +661,7 @@ impl Engine {
         let arrived = call.arrived;
         let caller_call_id = call.caller.call_id.clone();
         if let Some((flow, ack)) = ack_bytes {
-            if let Some(tx) = self.client.get_mut(&tx_id) {
+            if let Some(tx) = self.tx.client_mut(tx_id) {
                 tx.ack_2xx = Some(ack.clone());
             }
             self.send(flow, ack);
@@ -796,8 +795,8 @@ impl Engine {
     /// CANCEL our INVITE if it got a provisional; otherwise stop retransmitting it and
     /// CANCEL once a provisional shows up (RFC 3261 9.1).
     pub(super) fn cancel_invite(&mut self, now: Instant, tx_id: u64) {
-        if let Some(tx) = self.client.get_mut(&tx_id) {
-            if let super::ClientKind::Invite(ci) = &mut tx.kind {
+        if let Some(tx) = self.tx.client_mut(tx_id) {
+            if let ClientKind::Invite(ci) = &mut tx.kind {
                 match ci.state() {
                     ClientInviteState::Proceeding => {
                         if let Some(req) = tx.request.as_ref() {
@@ -822,7 +821,7 @@ impl Engine {
         if status < 200 {
             return;
         }
-        if let Some(Owner::Relay { call, server_tx }) = self.client.get(&tx_id).map(|t| t.owner) {
+        if let Some(Owner::Relay { call, server_tx }) = self.tx.client(tx_id).map(|t| t.owner) {
             self.relay_final(now, call, server_tx, tx_id, msg);
         }
     }
@@ -858,9 +857,9 @@ impl Engine {
     /// An ACK: for a non-2xx it belongs to the INVITE server transaction; for a 2xx it
     /// belongs to the dialog (RFC 6026).
     pub(super) fn on_ack(&mut self, now: Instant, msg: Message) {
-        if let Some(key) = Self::server_key(&msg, &Method::Ack) {
-            if let Some(&id) = self.server_ids.get(&key) {
-                if let Some(tx) = self.server.get_mut(&id) {
+        if let Some(key) = crate::sip::transaction::server_key(&msg, &Method::Ack) {
+            if let Some(id) = self.tx.find_server(&key) {
+                if let Some(tx) = self.tx.server_mut(id) {
                     if let ServerKind::Invite(si) = &mut tx.kind {
                         if si.on_ack(now) == crate::sip::transaction::AckAction::Absorb {
                             self.arm(TimerRef::Server(id));
@@ -901,7 +900,7 @@ impl Engine {
                     .request(Method::Ack, local, Some(a.invite_cseq), &mut self.ids);
                 copy_body(&msg, &mut ack);
                 let (flow, bytes, tx) = (a.leg.flow, ack.to_bytes(), a.invite_tx);
-                if let Some(t) = self.client.get_mut(&tx) {
+                if let Some(t) = self.tx.client_mut(tx) {
                     t.ack_2xx = Some(bytes.clone());
                 }
                 self.send(flow, bytes);
@@ -910,20 +909,20 @@ impl Engine {
     }
 
     pub(super) fn on_cancel(&mut self, now: Instant, tx: u64, msg: Message) {
-        let invite_key = Self::server_key(&msg, &Method::Invite);
-        let invite_tx = invite_key.and_then(|k| self.server_ids.get(&k).copied());
+        let invite_key = crate::sip::transaction::server_key(&msg, &Method::Invite);
+        let invite_tx = invite_key.and_then(|k| self.tx.find_server(&k));
         let Some(invite_tx) = invite_tx else {
             self.reply(now, tx, &msg, 481, None);
             return;
         };
         // RFC 3261 9.2: the CANCEL's To tag must match the INVITE response's; reuse ours.
-        let call_key = self.server.get(&invite_tx).and_then(|t| t.call);
+        let call_key = self.tx.server(invite_tx).and_then(|t| t.tu);
         let tag = call_key
             .and_then(|k| self.calls.get(&k))
             .map(|c| tag_of(&c.caller.local));
         self.reply(now, tx, &msg, 200, tag.as_deref());
-        let proceeding = self.server.get(&invite_tx).is_some_and(|t| {
-            matches!(&t.kind, ServerKind::Invite(si) if si.state() == crate::sip::transaction::ServerInviteState::Proceeding)
+        let proceeding = self.tx.server(invite_tx).is_some_and(|t| {
+            matches!(&t.kind, ServerKind::Invite(si) if si.state() == ServerInviteState::Proceeding)
         });
         if let (Some(key), true) = (call_key, proceeding) {
             self.end_unanswered(now, key, 487, Outcome::Abandoned);
@@ -1276,7 +1275,7 @@ impl Engine {
             });
         }
         if let Some((flow, bytes)) = ack {
-            if let Some(t) = self.client.get_mut(&client_tx) {
+            if let Some(t) = self.tx.client_mut(client_tx) {
                 t.ack_2xx = Some(bytes.clone());
             }
             self.send(flow, bytes);

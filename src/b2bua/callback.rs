@@ -353,7 +353,7 @@ impl Engine {
             .ok()
             .and_then(|t| Sdp::parse(t).ok())
             .and_then(|s| sdp::negotiate(&s, &[Codec::Pcmu, Codec::Pcma, Codec::Opus]).ok());
-        if let Some(t) = self.client.get_mut(&tx) {
+        if let Some(t) = self.tx.client_mut(tx) {
             t.ack_2xx = Some(ack.clone());
         }
         self.send(flow, ack);

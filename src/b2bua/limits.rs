@@ -146,14 +146,6 @@ impl Engine {
         Some((call.arrived + after).max(now))
     }
 
-    /// The next time queue `q` opens (None: it has no hours).
-    pub(crate) fn next_opening(&self, q: QueueIdx, now: Instant) -> Option<Instant> {
-        let (start, _) = self.cfg.queues[q].hours?;
-        let local_s = (self.unix_ms(now) / 1000 + self.cfg.utc_offset_s).rem_euclid(86_400);
-        let wait = (start as i64 * 60 - local_s).rem_euclid(86_400);
-        Some(now + Duration::from_secs(wait as u64))
-    }
-
     /// A new call found queue `q` full: where it waits instead, or the status it gets.
     pub(super) fn when_full(
         &mut self,

@@ -9,6 +9,8 @@ mod anchor;
 pub mod api;
 mod call_flow;
 mod callback;
+mod features;
+mod hours;
 pub mod leg;
 mod limits;
 mod menu;
@@ -16,79 +18,6 @@ mod ring_all;
 mod stats;
 mod survey;
 mod transfer;
-
-impl Engine {
-    /// Whether queue `q` is within its opening hours at `now` (local time).
-    pub(crate) fn queue_open(&self, q: QueueIdx, now: Instant) -> bool {
-        let Some((start, end)) = self.cfg.queues[q].hours else {
-            return true;
-        };
-        let local_s = (self.unix_ms(now) / 1000 + self.cfg.utc_offset_s).rem_euclid(86_400);
-        let minute = (local_s / 60) as u32;
-        if start < end {
-            (start..end).contains(&minute)
-        } else {
-            minute >= start || minute < end
-        }
-    }
-
-    /// The queue a call for `q` goes to now: `q` itself when open, else its closed
-    /// fallback (with the prompt to play first); None when neither is open.
-    pub(crate) fn open_queue(
-        &self,
-        q: QueueIdx,
-        now: Instant,
-    ) -> Option<(QueueIdx, Option<String>)> {
-        if self.queue_open(q, now) {
-            return Some((q, None));
-        }
-        let t = &self.cfg.queues[q];
-        let f = t.closed_fallback.filter(|f| self.queue_open(*f, now))?;
-        Some((f, t.closed_prompt.clone()))
-    }
-
-    /// An agent's phone dialled a feature code: authenticate (407 proxy digest) and change
-    /// the agent's state; the final response's reason phrase names the result.
-    fn on_feature_code(&mut self, now: Instant, tx: u64, msg: Message, code: &str) {
-        let unix = self.unix_now(now);
-        let agent = match self.registrar.authenticate(&msg, unix) {
-            Ok(a) => a,
-            Err(resp) => {
-                self.respond(now, tx, resp);
-                return;
-            }
-        };
-        let id = self.acd.agent_id(agent).to_string();
-        let change = if code == self.cfg.features.logout {
-            api::StateChange::Logout
-        } else if self.acd.agent_state(agent) == &crate::acd::AgentState::Ready {
-            api::StateChange::NotReady("feature code".into())
-        } else {
-            api::StateChange::Ready
-        };
-        let (status, phrase) = match self.set_agent_state(now, &id, change) {
-            Ok(v) => (
-                603,
-                match v.state {
-                    "ready" => "Ready",
-                    "not-ready" => "Not Ready",
-                    "logged-out" => "Logged Out",
-                    other => other,
-                }
-                .to_string(),
-            ),
-            Err(api::ApiRefusal::State(crate::acd::StateError::Busy)) => {
-                (486, "Busy: Change After The Call".to_string())
-            }
-            Err(api::ApiRefusal::State(crate::acd::StateError::LoggedOut)) => {
-                (603, "Register First".to_string())
-            }
-            Err(_) => (404, "Not Found".to_string()),
-        };
-        let resp = response(&msg, status, Some(&phrase), Some(&self.ids.token(10)));
-        self.respond(now, tx, resp);
-    }
-}
 
 pub use anchor::{MediaCommand, MusicRef};
 
@@ -98,9 +27,7 @@ use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::sip::build::response;
 use crate::sip::message::{Message, ParseError};
-use crate::sip::transaction::{
-    ClientInvite, ClientNonInvite, ServerInvite, ServerNonInvite, TimerAction, TimerConfig,
-};
+use crate::sip::transaction::{ClientTimeout, TimerConfig, TransactionTable, TxRef};
 use crate::sip::{Flow, Method, Transport};
 use bytes::Bytes;
 use ipnet::IpNet;
@@ -203,33 +130,6 @@ enum TimerRef {
     Callback(CallKey),
 }
 
-enum ServerKind {
-    Invite(ServerInvite),
-    NonInvite(ServerNonInvite),
-}
-
-struct ServerTx {
-    key: String,
-    kind: ServerKind,
-    flow: Flow,
-    call: Option<CallKey>,
-    armed: Option<Instant>,
-}
-
-impl ServerTx {
-    fn poll_timeout(&self) -> Option<Instant> {
-        match &self.kind {
-            ServerKind::Invite(t) => t.poll_timeout(),
-            ServerKind::NonInvite(t) => t.poll_timeout(),
-        }
-    }
-}
-
-enum ClientKind {
-    Invite(ClientInvite),
-    NonInvite(ClientNonInvite),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     /// The INVITE offering a call to an agent.
@@ -240,29 +140,6 @@ enum Owner {
     Relay { call: CallKey, server_tx: u64 },
     /// BYE, CANCEL, ACK-less requests whose response only ends the transaction.
     Fire,
-}
-
-struct ClientTx {
-    branch: String,
-    kind: ClientKind,
-    flow: Flow,
-    owner: Owner,
-    /// The INVITE, kept to build its ACK or CANCEL.
-    request: Option<Message>,
-    /// The ACK we sent for a 2xx, resent on 2xx retransmissions.
-    ack_2xx: Option<Bytes>,
-    /// The TU gave up before any provisional: CANCEL as soon as one arrives.
-    cancel_on_provisional: bool,
-    armed: Option<Instant>,
-}
-
-impl ClientTx {
-    fn poll_timeout(&self) -> Option<Instant> {
-        match &self.kind {
-            ClientKind::Invite(t) => t.poll_timeout(),
-            ClientKind::NonInvite(t) => t.poll_timeout(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,16 +279,14 @@ pub struct Engine {
     registrar: Registrar,
     acd: Acd,
     metrics: Arc<Metrics>,
-    server: HashMap<u64, ServerTx>,
-    server_ids: HashMap<String, u64>,
-    client: HashMap<u64, ClientTx>,
-    client_ids: HashMap<String, u64>,
+    /// Every SIP transaction; server ones carry the call they belong to, client ones what
+    /// their response is for.
+    tx: TransactionTable<Option<CallKey>, Owner>,
     calls: HashMap<CallKey, Call>,
     dialogs: HashMap<String, (CallKey, Side)>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     agent_armed: Vec<Option<Instant>>,
     out: VecDeque<Transmit>,
-    next_id: u64,
     start: Instant,
     unix_at_start: u64,
     unix_ms_at_start: i64,
@@ -630,21 +505,18 @@ impl Engine {
                 )
             }),
         };
+        let timers = cfg.timers;
         Engine {
             agent_armed: vec![None; acd.agent_count()],
             cfg,
             registrar,
             acd,
             metrics,
-            server: HashMap::new(),
-            server_ids: HashMap::new(),
-            client: HashMap::new(),
-            client_ids: HashMap::new(),
+            tx: TransactionTable::new(timers),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
             timers: BinaryHeap::new(),
             out: VecDeque::new(),
-            next_id: 1,
             start: now,
             unix_at_start: unix_now,
             unix_ms_at_start: unix_now as i64 * 1000,
@@ -700,7 +572,7 @@ impl Engine {
     }
 
     pub fn transactions(&self) -> usize {
-        self.server.len() + self.client.len()
+        self.tx.len()
     }
 
     /// (agent id, state name) for every agent.
@@ -806,11 +678,6 @@ impl Engine {
 
     fn unix_now(&self, now: Instant) -> u64 {
         self.unix_at_start + now.saturating_duration_since(self.start).as_secs()
-    }
-
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
     }
 
     fn send(&mut self, flow: Flow, data: Bytes) {
@@ -932,26 +799,6 @@ impl Engine {
         }
     }
 
-    fn server_key(msg: &Message, method: &Method) -> Option<String> {
-        let via = msg.top_via()?;
-        let m = match method {
-            Method::Ack | Method::Invite => "INVITE",
-            other => other.as_str(),
-        };
-        Some(match via.branch() {
-            Some(b) if b.starts_with("z9hG4bK") => format!("{b}|{}|{m}", via.sent_by()),
-            // RFC 2543 peers: match on the request's identity (RFC 3261 17.2.3).
-            _ => format!(
-                "2543|{}|{}|{}|{}|{}|{m}",
-                msg.request_uri().unwrap_or(""),
-                msg.from_tag().unwrap_or_default(),
-                msg.call_id(),
-                msg.cseq().map(|(n, _)| n).unwrap_or(0),
-                via.sent_by()
-            ),
-        })
-    }
-
     fn on_request(&mut self, now: Instant, flow: Flow, mut msg: Message, method: Method) {
         let label = match &method {
             Method::Extension(_) => "other",
@@ -983,41 +830,21 @@ impl Engine {
             self.on_ack(now, msg);
             return;
         }
-        let Some(key) = Self::server_key(&msg, &method) else {
+        let Some(key) = crate::sip::transaction::server_key(&msg, &method) else {
             self.metrics.sip_garbage.inc();
             return;
         };
-        if let Some(id) = self.server_ids.get(&key) {
+        if let Some(id) = self.tx.find_server(&key) {
             // A retransmission: the transaction answers it.
-            let resend = self.server.get(id).and_then(|tx| match &tx.kind {
-                ServerKind::Invite(t) => t.on_request_retransmission(),
-                ServerKind::NonInvite(t) => t.on_request_retransmission(),
-            });
-            if let (Some(bytes), Some(tx)) = (resend, self.server.get(id)) {
-                let f = tx.flow;
+            if let Some((f, bytes)) = self.tx.retransmitted(id) {
                 self.metrics.sip_retransmissions.inc();
                 self.send(f, bytes);
             }
             return;
         }
-        let reliable = flow.transport.is_reliable();
-        let kind = if method == Method::Invite {
-            ServerKind::Invite(ServerInvite::new(self.cfg.timers, reliable))
-        } else {
-            ServerKind::NonInvite(ServerNonInvite::new(self.cfg.timers, reliable))
-        };
-        let id = self.id();
-        self.server_ids.insert(key.clone(), id);
-        self.server.insert(
-            id,
-            ServerTx {
-                key,
-                kind,
-                flow: resp_flow,
-                call: None,
-                armed: None,
-            },
-        );
+        let id = self
+            .tx
+            .new_server(key, method == Method::Invite, resp_flow, None);
         self.metrics.sip_transactions.inc();
         if let Some(mf) = msg.header("Max-Forwards") {
             if mf.trim() == "0" && method != Method::Options {
@@ -1071,15 +898,7 @@ impl Engine {
     fn respond(&mut self, now: Instant, tx: u64, resp: Message) {
         let Some(code) = resp.status() else { return };
         let bytes = resp.to_bytes();
-        let Some(t) = self.server.get_mut(&tx) else {
-            return;
-        };
-        let ok = match &mut t.kind {
-            ServerKind::Invite(s) => s.send_response(now, code, bytes.clone()),
-            ServerKind::NonInvite(s) => s.send_response(now, code, bytes.clone()),
-        };
-        if ok {
-            let flow = t.flow;
+        if let Some(flow) = self.tx.respond(tx, now, code, bytes.clone()) {
             let method = resp
                 .cseq()
                 .map(|(_, m)| method_label(m.as_str()))
@@ -1095,66 +914,28 @@ impl Engine {
 
     fn on_response(&mut self, now: Instant, msg: Message) {
         let Some(status) = msg.status() else { return };
-        let Some(branch) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+        if msg.top_via().is_none_or(|v| v.branch().is_none()) {
             self.metrics.sip_garbage.inc();
             return;
-        };
-        // RFC 3261 17.1.3: branch and CSeq method together (a CANCEL shares the INVITE's branch).
-        let Some((_, method)) = msg.cseq() else {
-            return;
-        };
-        let Some(&id) = self.client_ids.get(&client_key(&branch, &method)) else {
+        }
+        let Some(route) = self.tx.on_response(now, &msg) else {
             return; // stray response: not ours or its transaction is gone
         };
-        let Some(tx) = self.client.get_mut(&id) else {
-            return;
-        };
-        let flow = tx.flow;
-        match &mut tx.kind {
-            ClientKind::Invite(ci) => {
-                let request = tx.request.as_ref();
-                let action = ci.on_response(now, status, || match request {
-                    Some(req) => crate::sip::build::ack_for_non2xx(req, &msg).to_bytes(),
-                    None => Bytes::new(),
-                });
-                use crate::sip::transaction::ResponseAction::*;
-                match action {
-                    PassToTuAndAck(ack) => {
-                        self.send(flow, ack);
-                        self.on_invite_response(now, id, msg);
-                        self.forget_request(id);
-                    }
-                    ResendAck(ack) => self.send(flow, ack),
-                    PassToTu => {
-                        if status >= 200 {
-                            if let Some(ack) = tx.ack_2xx.clone() {
-                                self.send(flow, ack);
-                                return;
-                            }
-                        }
-                        self.on_invite_response(now, id, msg);
-                        if status >= 200 {
-                            self.forget_request(id);
-                        }
-                    }
-                    Absorb => {}
+        if let Some((flow, ack)) = route.send {
+            self.send(flow, ack);
+        }
+        let id = route.tx;
+        match route.to_tu {
+            Some(true) => {
+                self.on_invite_response(now, id, msg);
+                if status >= 200 {
+                    self.tx.forget_request(id);
                 }
             }
-            ClientKind::NonInvite(cn) => {
-                if cn.on_response(now, status) {
-                    self.on_non_invite_response(now, id, msg);
-                }
-            }
+            Some(false) => self.on_non_invite_response(now, id, msg),
+            None => {}
         }
         self.arm(TimerRef::Client(id));
-    }
-
-    /// After a final response the INVITE is no longer needed (no CANCEL, ACKs are built);
-    /// dropping it keeps lingering transactions small.
-    fn forget_request(&mut self, id: u64) {
-        if let Some(tx) = self.client.get_mut(&id) {
-            tx.request = None;
-        }
     }
 
     /// Starts a client transaction and sends its request.
@@ -1166,46 +947,7 @@ impl Engine {
         owner: Owner,
         pdd_start: Option<Instant>,
     ) -> u64 {
-        let bytes = req.to_bytes();
-        let reliable = flow.transport.is_reliable();
-        let branch = client_key(
-            req.top_via()
-                .and_then(|v| v.branch().map(str::to_string))
-                .as_deref()
-                .unwrap_or(""),
-            req.method().unwrap_or(&Method::Invite),
-        );
-        let is_invite = req.method() == Some(&Method::Invite);
-        let kind = if is_invite {
-            ClientKind::Invite(ClientInvite::new(
-                now,
-                bytes.clone(),
-                self.cfg.timers,
-                reliable,
-            ))
-        } else {
-            ClientKind::NonInvite(ClientNonInvite::new(
-                now,
-                bytes.clone(),
-                self.cfg.timers,
-                reliable,
-            ))
-        };
-        let id = self.id();
-        self.client_ids.insert(branch.clone(), id);
-        self.client.insert(
-            id,
-            ClientTx {
-                branch,
-                kind,
-                flow,
-                owner,
-                request: is_invite.then_some(req),
-                ack_2xx: None,
-                cancel_on_provisional: false,
-                armed: None,
-            },
-        );
+        let (id, bytes) = self.tx.new_client(now, flow, req, owner);
         self.metrics.sip_transactions.inc();
         self.out.push_back(Transmit {
             flow,
@@ -1219,14 +961,16 @@ impl Engine {
 
     fn arm(&mut self, r: TimerRef) {
         let (next, armed) = match r {
-            TimerRef::Server(id) => match self.server.get_mut(&id) {
-                Some(t) => (t.poll_timeout(), &mut t.armed),
-                None => return,
-            },
-            TimerRef::Client(id) => match self.client.get_mut(&id) {
-                Some(t) => (t.poll_timeout(), &mut t.armed),
-                None => return,
-            },
+            TimerRef::Server(id) | TimerRef::Client(id) => {
+                let t = match r {
+                    TimerRef::Server(_) => TxRef::Server(id),
+                    _ => TxRef::Client(id),
+                };
+                if let Some(at) = self.tx.arm(t) {
+                    self.timers.push(Reverse((at, r)));
+                }
+                return;
+            }
             TimerRef::Call(k) => match self.calls.get_mut(&k) {
                 Some(c) => (c.poll_timeout(), &mut c.armed),
                 None => return,
@@ -1268,8 +1012,22 @@ impl Engine {
             }
             self.timers.pop();
             let armed = match r {
-                TimerRef::Server(id) => self.server.get_mut(&id).map(|t| &mut t.armed),
-                TimerRef::Client(id) => self.client.get_mut(&id).map(|t| &mut t.armed),
+                TimerRef::Server(id) => {
+                    if !self.tx.fire(TxRef::Server(id), t) {
+                        continue;
+                    }
+                    self.server_timeout(now, id);
+                    self.arm(r);
+                    continue;
+                }
+                TimerRef::Client(id) => {
+                    if !self.tx.fire(TxRef::Client(id), t) {
+                        continue;
+                    }
+                    self.client_timeout(now, id);
+                    self.arm(r);
+                    continue;
+                }
                 TimerRef::Call(k) => self.calls.get_mut(&k).map(|c| &mut c.armed),
                 TimerRef::Agent(a) => self.agent_armed.get_mut(a as usize),
                 TimerRef::Callback(k) => self.callbacks.get_mut(&k).map(|j| &mut j.armed),
@@ -1279,8 +1037,7 @@ impl Engine {
                 _ => continue, // superseded by an earlier entry
             }
             match r {
-                TimerRef::Server(id) => self.server_timeout(now, id),
-                TimerRef::Client(id) => self.client_timeout(now, id),
+                TimerRef::Server(_) | TimerRef::Client(_) => {}
                 TimerRef::Call(k) => self.call_timeout(now, k),
                 TimerRef::Agent(a) => self.agent_timeout(now, a),
                 TimerRef::Callback(k) => self.callback_retry(now, k),
@@ -1290,76 +1047,32 @@ impl Engine {
     }
 
     fn server_timeout(&mut self, now: Instant, id: u64) {
-        loop {
-            let Some(tx) = self.server.get_mut(&id) else {
-                return;
-            };
-            if tx.poll_timeout().is_none_or(|t| t > now) {
-                return;
-            }
-            let action = match &mut tx.kind {
-                ServerKind::Invite(t) => t.handle_timeout(now),
-                ServerKind::NonInvite(t) => t.handle_timeout(now),
-            };
-            match action {
-                Some(TimerAction::Retransmit(b)) => {
-                    let f = tx.flow;
-                    self.metrics.sip_retransmissions.inc();
-                    self.send(f, b);
-                }
-                Some(TimerAction::Timeout(_)) | Some(TimerAction::Terminated(_)) => {
-                    self.remove_server(id);
-                    return;
-                }
-                None => return,
-            }
-        }
-    }
-
-    fn remove_server(&mut self, id: u64) {
-        if let Some(tx) = self.server.remove(&id) {
-            self.server_ids.remove(&tx.key);
+        let mut resend = Vec::new();
+        let reclaimed = self.tx.server_timeout(id, now, &mut resend);
+        self.resend(resend);
+        if reclaimed {
             self.metrics.sip_transactions.dec();
         }
     }
 
     fn client_timeout(&mut self, now: Instant, id: u64) {
-        loop {
-            let Some(tx) = self.client.get_mut(&id) else {
-                return;
-            };
-            if tx.poll_timeout().is_none_or(|t| t > now) {
-                return;
-            }
-            let action = match &mut tx.kind {
-                ClientKind::Invite(t) => t.handle_timeout(now),
-                ClientKind::NonInvite(t) => t.handle_timeout(now),
-            };
-            match action {
-                Some(TimerAction::Retransmit(b)) => {
-                    let f = tx.flow;
-                    self.metrics.sip_retransmissions.inc();
-                    self.send(f, b);
-                }
-                Some(TimerAction::Timeout(_)) => {
-                    let owner = tx.owner;
-                    self.remove_client(id);
-                    self.on_client_timeout(now, id, owner);
-                    return;
-                }
-                Some(TimerAction::Terminated(_)) => {
-                    self.remove_client(id);
-                    return;
-                }
-                None => return,
+        let mut resend = Vec::new();
+        let outcome = self.tx.client_timeout(id, now, &mut resend);
+        self.resend(resend);
+        match outcome {
+            ClientTimeout::Running => {}
+            ClientTimeout::Reclaimed => self.metrics.sip_transactions.dec(),
+            ClientTimeout::TimedOut(owner) => {
+                self.metrics.sip_transactions.dec();
+                self.on_client_timeout(now, id, owner);
             }
         }
     }
 
-    fn remove_client(&mut self, id: u64) {
-        if let Some(tx) = self.client.remove(&id) {
-            self.client_ids.remove(&tx.branch);
-            self.metrics.sip_transactions.dec();
+    fn resend(&mut self, packets: Vec<(Flow, Bytes)>) {
+        for (flow, bytes) in packets {
+            self.metrics.sip_retransmissions.inc();
+            self.send(flow, bytes);
         }
     }
 
@@ -1439,10 +1152,6 @@ impl Engine {
             self.dispatch(now, q);
         }
     }
-}
-
-fn client_key(branch: &str, method: &Method) -> String {
-    format!("{branch}|{method}")
 }
 
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER, REFER";

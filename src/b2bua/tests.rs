@@ -170,7 +170,11 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_tags() {
     let a = call_bytes(7);
     assert!(a.len() >= 4, "{}", a.len());
     assert_eq!(a, call_bytes(7), "a seeded engine replays byte for byte");
-    assert_ne!(a, call_bytes(8), "tags, branches and Call-IDs come from the seed");
+    assert_ne!(
+        a,
+        call_bytes(8),
+        "tags, branches and Call-IDs come from the seed"
+    );
 }
 
 #[test]

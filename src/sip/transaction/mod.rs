@@ -11,11 +11,16 @@ mod client;
 mod client_invite;
 mod server;
 mod server_invite;
+mod table;
 
 pub use client::{ClientNonInvite, ClientNonInviteState};
 pub use client_invite::{ClientInvite, ClientInviteState, ResponseAction};
 pub use server::{ServerNonInvite, ServerNonInviteState};
 pub use server_invite::{AckAction, ServerInvite, ServerInviteState};
+pub use table::{
+    server_key, ClientKind, ClientTimeout, ClientTx, ResponseRoute, ServerKind, ServerTx,
+    TransactionTable, TxId, TxRef,
+};
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
