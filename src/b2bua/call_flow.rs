@@ -221,7 +221,7 @@ impl Engine {
                 survey_for: None,
                 survey: None,
                 callback: None,
-                armed: None,
+                armed: Default::default(),
             },
         );
         if menu.is_none() {
@@ -1282,103 +1282,6 @@ impl Engine {
         }
         self.respond(now, server_tx, r);
         self.arm(TimerRef::Call(key));
-    }
-
-    pub(super) fn call_timeout(&mut self, now: Instant, key: CallKey) {
-        let t2 = self.cfg.timers.t2;
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        // 2xx retransmission (RFC 3261 13.3.1.4): T1 doubling up to T2 until ACK or 64*T1.
-        let mut resend = Vec::new();
-        let mut no_ack = false;
-        for leg in [
-            Some(&mut call.caller),
-            call.agent.as_mut().map(|a| &mut a.leg),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(p) = leg.pending_2xx.as_mut() {
-                if p.next <= now {
-                    if now >= p.give_up {
-                        leg.pending_2xx = None;
-                        no_ack = true;
-                    } else {
-                        p.interval = (p.interval * 2).min(t2);
-                        p.next = now + p.interval;
-                        resend.push((leg.flow, p.bytes.clone()));
-                    }
-                }
-            }
-        }
-        for (flow, bytes) in resend {
-            self.metrics.sip_retransmissions.inc();
-            self.send(flow, bytes);
-        }
-        if no_ack {
-            tracing::info!(call = key, "2xx never ACKed: ending call");
-            self.end_answered(now, key, None, None);
-            return;
-        }
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.max_wait_at.is_some_and(|t| t <= now) && !call.answered {
-            self.max_wait_reached(now, key);
-            return;
-        }
-        if call.callback_offer_at.is_some_and(|t| t <= now) && !call.answered {
-            self.play_callback_offer(key);
-        }
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.survey.flatten().is_some_and(|t| t <= now) {
-            // No rating: thank-you-free goodbye.
-            self.end_answered(now, key, Some(Side::Caller), None);
-            return;
-        }
-        let menu_due = call
-            .menu
-            .as_ref()
-            .and_then(|m| m.run.poll_timeout())
-            .is_some_and(|t| t <= now);
-        if menu_due {
-            self.menu_timeout(now, key);
-            return;
-        }
-        if call.announce_at.is_some_and(|t| t <= now) && !call.answered {
-            self.announce(now, key);
-        }
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.overflow_at.is_some_and(|t| t <= now) && !call.answered && call.menu.is_none() {
-            self.overflow(now, key);
-            return;
-        }
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.step_at.is_some_and(|t| t <= now) && !call.answered {
-            // A wider routing step: agents of lower proficiency may take it now.
-            let q = call.queue;
-            self.set_queue_timers(now, key);
-            self.dispatch(now, q);
-        }
-        let Some(call) = self.calls.get(&key) else {
-            return;
-        };
-        if call.ring_deadline.is_some_and(|t| t <= now) && !call.answered {
-            let q = call.queue;
-            if self.outside_failed(now, key) {
-                return;
-            }
-            tracing::info!(call = key, "ring timeout: agent not ready (RONA)");
-            self.withdraw_agent_leg(now, key, OfferFailure::NoAnswer, true);
-            self.dispatch(now, q);
-        }
     }
 }
 

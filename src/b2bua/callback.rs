@@ -232,7 +232,7 @@ impl Engine {
                     agent: None,
                     invite_tx: None,
                 }),
-                armed: None,
+                armed: Default::default(),
             },
         );
         self.metrics.calls_active.inc();

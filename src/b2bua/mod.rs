@@ -17,6 +17,7 @@ mod menu;
 mod ring_all;
 mod stats;
 mod survey;
+mod timers;
 mod transfer;
 
 pub use anchor::{MediaCommand, MusicRef};
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::sip::build::response;
 use crate::sip::message::{Message, ParseError};
-use crate::sip::transaction::{ClientTimeout, TimerConfig, TransactionTable, TxRef};
+use crate::sip::transaction::{TimerConfig, TransactionTable};
 use crate::sip::{Flow, Method, Transport};
 use bytes::Bytes;
 use ipnet::IpNet;
@@ -37,6 +38,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timers::TimerRef;
 
 /// Bytes to send and where.
 #[derive(Debug, Clone)]
@@ -118,16 +120,6 @@ pub(crate) struct EngineConfig {
     pub utc_offset_s: i64,
     /// Outbound trunk for callbacks and the number they present.
     pub outbound: Option<(SocketAddr, String)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerRef {
-    Server(u64),
-    Client(u64),
-    Call(CallKey),
-    Agent(AgentIdx),
-    /// A callback waiting to rejoin its queue for another attempt.
-    Callback(CallKey),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +234,7 @@ struct Call {
     forks: Vec<AgentLeg>,
     /// A survey call: the consultation record its rating belongs to.
     survey_for: Option<String>,
-    armed: Option<Instant>,
+    armed: timers::CallArmed,
 }
 
 struct MenuState {
@@ -250,28 +242,6 @@ struct MenuState {
     run: crate::dialplan::MenuRun,
     /// Where the caller goes if they choose nothing.
     back_to: QueueIdx,
-}
-
-impl Call {
-    fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.ring_deadline,
-            self.max_wait_at,
-            self.announce_at,
-            self.step_at,
-            self.overflow_at,
-            self.callback_offer_at,
-            self.survey.flatten(),
-            self.menu.as_ref().and_then(|m| m.run.poll_timeout()),
-            self.caller.pending_2xx.as_ref().map(|p| p.next),
-            self.agent
-                .as_ref()
-                .and_then(|a| a.leg.pending_2xx.as_ref().map(|p| p.next)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
 }
 
 pub struct Engine {
@@ -284,8 +254,8 @@ pub struct Engine {
     tx: TransactionTable<Option<CallKey>, Owner>,
     calls: HashMap<CallKey, Call>,
     dialogs: HashMap<String, (CallKey, Side)>,
-    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
-    agent_armed: Vec<Option<Instant>>,
+    timers: BinaryHeap<Reverse<(Instant, timers::Wake)>>,
+    agent_armed: Vec<timers::AgentArmed>,
     out: VecDeque<Transmit>,
     start: Instant,
     unix_at_start: u64,
@@ -507,7 +477,7 @@ impl Engine {
         };
         let timers = cfg.timers;
         Engine {
-            agent_armed: vec![None; acd.agent_count()],
+            agent_armed: vec![Default::default(); acd.agent_count()],
             cfg,
             registrar,
             acd,
@@ -957,137 +927,6 @@ impl Engine {
         });
         self.arm(TimerRef::Client(id));
         id
-    }
-
-    fn arm(&mut self, r: TimerRef) {
-        let (next, armed) = match r {
-            TimerRef::Server(id) | TimerRef::Client(id) => {
-                let t = match r {
-                    TimerRef::Server(_) => TxRef::Server(id),
-                    _ => TxRef::Client(id),
-                };
-                if let Some(at) = self.tx.arm(t) {
-                    self.timers.push(Reverse((at, r)));
-                }
-                return;
-            }
-            TimerRef::Call(k) => match self.calls.get_mut(&k) {
-                Some(c) => (c.poll_timeout(), &mut c.armed),
-                None => return,
-            },
-            TimerRef::Callback(k) => match self.callbacks.get_mut(&k) {
-                Some(j) => (j.retry_at, &mut j.armed),
-                None => return,
-            },
-            TimerRef::Agent(a) if a as usize >= self.acd.agent_count() => return,
-            TimerRef::Agent(a) => {
-                let next = [self.acd.agent_deadline(a), self.registrar.next_expiry(a)]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                match self.agent_armed.get_mut(a as usize) {
-                    Some(slot) => (next, slot),
-                    None => return,
-                }
-            }
-        };
-        if let Some(t) = next {
-            if armed.is_none_or(|a| t < a) {
-                *armed = Some(t);
-                self.timers.push(Reverse((t, r)));
-            }
-        }
-    }
-
-    /// Runs every timer that is due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.run_timers(now);
-        self.note_wrap_ups(now);
-    }
-
-    fn run_timers(&mut self, now: Instant) {
-        while let Some(Reverse((t, r))) = self.timers.peek().copied() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let armed = match r {
-                TimerRef::Server(id) => {
-                    if !self.tx.fire(TxRef::Server(id), t) {
-                        continue;
-                    }
-                    self.server_timeout(now, id);
-                    self.arm(r);
-                    continue;
-                }
-                TimerRef::Client(id) => {
-                    if !self.tx.fire(TxRef::Client(id), t) {
-                        continue;
-                    }
-                    self.client_timeout(now, id);
-                    self.arm(r);
-                    continue;
-                }
-                TimerRef::Call(k) => self.calls.get_mut(&k).map(|c| &mut c.armed),
-                TimerRef::Agent(a) => self.agent_armed.get_mut(a as usize),
-                TimerRef::Callback(k) => self.callbacks.get_mut(&k).map(|j| &mut j.armed),
-            };
-            match armed {
-                Some(slot) if *slot == Some(t) => *slot = None,
-                _ => continue, // superseded by an earlier entry
-            }
-            match r {
-                TimerRef::Server(_) | TimerRef::Client(_) => {}
-                TimerRef::Call(k) => self.call_timeout(now, k),
-                TimerRef::Agent(a) => self.agent_timeout(now, a),
-                TimerRef::Callback(k) => self.callback_retry(now, k),
-            }
-            self.arm(r);
-        }
-    }
-
-    fn server_timeout(&mut self, now: Instant, id: u64) {
-        let mut resend = Vec::new();
-        let reclaimed = self.tx.server_timeout(id, now, &mut resend);
-        self.resend(resend);
-        if reclaimed {
-            self.metrics.sip_transactions.dec();
-        }
-    }
-
-    fn client_timeout(&mut self, now: Instant, id: u64) {
-        let mut resend = Vec::new();
-        let outcome = self.tx.client_timeout(id, now, &mut resend);
-        self.resend(resend);
-        match outcome {
-            ClientTimeout::Running => {}
-            ClientTimeout::Reclaimed => self.metrics.sip_transactions.dec(),
-            ClientTimeout::TimedOut(owner) => {
-                self.metrics.sip_transactions.dec();
-                self.on_client_timeout(now, id, owner);
-            }
-        }
-    }
-
-    fn resend(&mut self, packets: Vec<(Flow, Bytes)>) {
-        for (flow, bytes) in packets {
-            self.metrics.sip_retransmissions.inc();
-            self.send(flow, bytes);
-        }
-    }
-
-    fn agent_timeout(&mut self, now: Instant, a: AgentIdx) {
-        if self.registrar.next_expiry(a).is_some_and(|t| t <= now) && self.registrar.expire(a, now)
-        {
-            tracing::info!(
-                agent = self.acd.agent_id(a),
-                "registration expired: logged out"
-            );
-            self.acd.logout(a, now);
-        }
-        if self.acd.agent_timer(a, now) {
-            self.dispatch_for_agent(now, a);
-        }
     }
 
     /// A running bridge reported something.

@@ -1905,3 +1905,44 @@ fn survey_by_a_call_minutes_later_stores_the_rating_in_the_consultation_record()
     h.advance(Duration::from_secs(600));
     assert!(requests(&h.out(), &Method::Invite).is_empty());
 }
+
+#[test]
+fn every_timer_in_the_heap_says_why_it_fires() {
+    use super::timers::{CallTimer, Wake};
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let start = h.now;
+    let out = h.invite("why1");
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    h.input(aflow, &answer(&ainv, 180, "a1", false));
+    h.out();
+    let mut wakes: Vec<(Duration, Wake)> =
+        h.e.timers
+            .iter()
+            .map(|std::cmp::Reverse((t, w))| (t.saturating_duration_since(start), *w))
+            .collect();
+    wakes.sort();
+    let ring = wakes
+        .iter()
+        .find(|(_, w)| matches!(w, Wake::Call(_, CallTimer::RingTimeout)));
+    let max_wait = wakes
+        .iter()
+        .find(|(_, w)| matches!(w, Wake::Call(_, CallTimer::MaxWait)));
+    assert_eq!(
+        ring.map(|r| r.0),
+        Some(Duration::from_secs(15)),
+        "{wakes:?}"
+    );
+    assert_eq!(
+        max_wait.map(|r| r.0),
+        Some(Duration::from_secs(60)),
+        "{wakes:?}"
+    );
+    // The agent's phone rings and never answers: the ring timeout fires at 15 s (RONA) and
+    // the INVITE to the agent is CANCELled, not a moment earlier.
+    h.advance(Duration::from_millis(14_999));
+    assert!(requests(&h.out(), &Method::Cancel).is_empty());
+    h.advance(Duration::from_millis(1));
+    let out = h.out();
+    assert_eq!(requests(&out, &Method::Cancel).len(), 1, "{out:?}");
+}
