@@ -103,7 +103,7 @@ impl Engine {
                 inv,
                 480,
                 Some("Callback Scheduled"),
-                Some(&super::call_flow::tag_of(&call.caller.local)),
+                Some(&super::leg::tag_of(&call.caller.local)),
             );
             let tx = call.caller_invite_tx;
             self.after_records(|e| e.respond(now, tx, r));

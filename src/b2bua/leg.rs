@@ -121,3 +121,8 @@ pub fn copy_body(from: &Message, to: &mut Message) {
         }
     }
 }
+
+/// The tag parameter of a From/To value.
+pub fn tag_of(v: &str) -> String {
+    NameAddr::parse(v).param("tag").unwrap_or("").to_string()
+}

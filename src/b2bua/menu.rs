@@ -8,7 +8,7 @@
 //! that queue. Digits come from RFC 4733, SIP INFO and in-band detection and are merged per
 //! call, so one key press counts once.
 
-use super::call_flow::tag_of;
+use super::leg::tag_of;
 use super::leg::{contact_value, Pending2xx};
 use super::{Engine, MenuState, Outcome, Side, TimerRef, ALLOW};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};

@@ -5,18 +5,21 @@
 //! [`Engine::poll_transmit`] and re-arm a timer for [`Engine::poll_timeout`]. It never
 //! reads a clock or touches a socket, so every path runs under virtual time in tests.
 
+mod admission;
 mod anchor;
 pub mod api;
-mod call_flow;
 mod callback;
 mod features;
 mod hours;
 pub mod leg;
 mod limits;
 mod menu;
+mod offering;
+mod relay;
 mod ring_all;
 mod stats;
 mod survey;
+mod teardown;
 mod timers;
 mod transfer;
 
@@ -242,6 +245,53 @@ struct MenuState {
     run: crate::dialplan::MenuRun,
     /// Where the caller goes if they choose nothing.
     back_to: QueueIdx,
+}
+
+impl Call {
+    /// A trunk call as it starts waiting in queue `queue` (the admission fills in the
+    /// trunk's and the queue's settings).
+    fn waiting(
+        queue: QueueIdx,
+        arrived: Instant,
+        caller: Leg,
+        invite_tx: u64,
+        invite: Message,
+        media: Option<anchor::CallMedia>,
+        record: String,
+    ) -> Call {
+        Call {
+            queue,
+            arrived,
+            caller,
+            caller_invite_tx: invite_tx,
+            caller_invite: Some(invite),
+            agent: None,
+            ringing_sent: false,
+            early_media: false,
+            answered: false,
+            ring_deadline: None,
+            max_wait_at: None,
+            relay: None,
+            media,
+            answered_at: None,
+            record,
+            menu: None,
+            digits: Default::default(),
+            announce_at: None,
+            queued_at: arrived,
+            step_at: None,
+            overflow_at: None,
+            callback_offer_at: None,
+            callback_offered: false,
+            closed_from: None,
+            limit: None,
+            forks: Vec::new(),
+            survey_for: None,
+            survey: None,
+            callback: None,
+            armed: Default::default(),
+        }
+    }
 }
 
 pub struct Engine {

@@ -11,8 +11,8 @@
 //! target that is not a number, 603. Attended transfer (Replaces, RFC 3891) is not
 //! implemented.
 
-use super::call_flow::tag_of;
 use super::leg::contact_value;
+use super::leg::tag_of;
 use super::{Engine, MediaCommand, MusicRef, Owner, RouteTarget, Side, TimerRef};
 use crate::acd::{CallKey, OUTSIDE};
 use crate::sip::build::response;
