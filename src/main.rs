@@ -253,44 +253,13 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
     raise_fd_limit();
     let recordings = cfg.data.dir.join("recordings");
-    let db = dasan::records::StoreLocation::from_config(&cfg);
-    let mut store = db.open()?;
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let interrupted = store.mark_interrupted(unix_ms)?;
-    if interrupted > 0 {
-        tracing::warn!(
-            calls = interrupted,
-            "calls in progress when the engine last stopped are recorded as interrupted"
-        );
-    }
-    tracing::info!(db = %db.describe(), "consultation records");
-    let kb_db = cfg.data.dir.join("kb.db");
-    {
-        let mut kb = dasan::kb::Kb::open(&kb_db)?;
-        if kb.count()? == 0 {
-            let sample = dasan::kb::parse_file("kb/sample.json", dasan::kb::SAMPLE)?;
-            let n = kb.upsert(&sample)?;
-            tracing::info!(
-                "knowledge base was empty: loaded the {n}-entry sample (replace with `dasan kb import FILE`)"
-            );
-        }
-    }
-    let (auth, source) =
-        dasan::http::auth::Tokens::load(&cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
-            .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
-    use dasan::http::auth::Source;
-    match source {
-        Source::Generated(p) => tracing::warn!(
-            "generated a supervisor API token: {} (send it as 'Authorization: Bearer …')",
-            p.display()
-        ),
-        Source::Existing(p) => tracing::info!("supervisor API token in {}", p.display()),
-        Source::Environment => tracing::info!("supervisor API token from DASAN_API_TOKEN"),
-        Source::Config => tracing::info!("API tokens from the config"),
-    }
+    let (db, store) = open_records(&cfg, unix_ms)?;
+    let kb_db = open_kb(&cfg)?;
+    let auth = load_tokens(&cfg)?;
     let threads = cfg.runtime.threads();
     tracing::info!(threads, "worker threads");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -381,6 +350,62 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// The record store, with calls left in progress by the last run marked interrupted.
+fn open_records(
+    cfg: &Config,
+    unix_ms: i64,
+) -> Result<
+    (
+        dasan::records::StoreLocation,
+        Box<dyn dasan::records::Store>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let db = dasan::records::StoreLocation::from_config(cfg);
+    let mut store = db.open()?;
+    let interrupted = store.mark_interrupted(unix_ms)?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls in progress when the engine last stopped are recorded as interrupted"
+        );
+    }
+    tracing::info!(db = %db.describe(), "consultation records");
+    Ok((db, store))
+}
+
+/// The knowledge base file, loaded with the sample when empty.
+fn open_kb(cfg: &Config) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let kb_db = cfg.data.dir.join("kb.db");
+    let mut kb = dasan::kb::Kb::open(&kb_db)?;
+    if kb.count()? == 0 {
+        let sample = dasan::kb::parse_file("kb/sample.json", dasan::kb::SAMPLE)?;
+        let n = kb.upsert(&sample)?;
+        tracing::info!(
+            "knowledge base was empty: loaded the {n}-entry sample (replace with `dasan kb import FILE`)"
+        );
+    }
+    Ok(kb_db)
+}
+
+/// API tokens, saying where the supervisor's came from.
+fn load_tokens(cfg: &Config) -> Result<dasan::http::auth::Tokens, String> {
+    use dasan::http::auth::Source;
+    let (auth, source) =
+        dasan::http::auth::Tokens::load(cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
+            .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
+    match source {
+        Source::Generated(p) => tracing::warn!(
+            "generated a supervisor API token: {} (send it as 'Authorization: Bearer …')",
+            p.display()
+        ),
+        Source::Existing(p) => tracing::info!("supervisor API token in {}", p.display()),
+        Source::Environment => tracing::info!("supervisor API token from DASAN_API_TOKEN"),
+        Source::Config => tracing::info!("API tokens from the config"),
+    }
+    Ok(auth)
 }
 
 /// Each anchored call holds four sockets: lift the soft file limit to the hard one.

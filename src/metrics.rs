@@ -84,216 +84,193 @@ impl Process {
     }
 }
 
-impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
-        let sip_requests = IntCounterVec::new(
-            Opts::new(
-                "dasan_sip_requests_received_total",
-                "SIP requests received, by method",
-            ),
-            &["method"],
-        )?;
-        let sip_responses_sent = IntCounterVec::new(
-            Opts::new(
-                "dasan_sip_responses_sent_total",
-                "SIP responses sent, by request method and status code",
-            ),
-            &["method", "code"],
-        )?;
-        let sip_parse_errors = IntCounter::new(
-            "dasan_sip_parse_errors_total",
-            "Malformed SIP requests answered with 400",
-        )?;
-        let sip_garbage = IntCounter::new(
-            "dasan_sip_garbage_dropped_total",
-            "Datagrams or stream data dropped as not SIP",
-        )?;
-        let sip_retransmissions = IntCounter::new(
-            "dasan_sip_retransmissions_total",
-            "SIP messages retransmitted by timers",
-        )?;
-        let sip_transactions = IntGauge::new("dasan_sip_transactions", "SIP transactions alive")?;
-        let calls = IntCounterVec::new(
-            Opts::new("dasan_calls_total", "Calls ended, by queue and outcome"),
-            &["queue", "outcome"],
-        )?;
-        let calls_active = IntGauge::new("dasan_calls_active", "Calls in progress")?;
-        let queue_waiting = IntGaugeVec::new(
-            Opts::new(
-                "dasan_queue_calls",
-                "Calls in a queue (waiting or ringing an agent)",
-            ),
-            &["queue"],
-        )?;
-        let post_dial_delay = Histogram::with_opts(
-            HistogramOpts::new(
-                "dasan_post_dial_delay_seconds",
-                "Trunk INVITE received to agent INVITE sent",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
-            ]),
-        )?;
-        let rtp_relayed = IntCounter::new(
-            "dasan_rtp_packets_relayed_total",
-            "RTP packets the engine sent on anchored calls",
-        )?;
-        let records_written = IntCounter::new(
-            "dasan_record_events_written_total",
-            "Consultation record state changes committed to the store",
-        )?;
-        let record_backlog = IntGauge::new(
-            "dasan_record_backlog",
-            "Record state changes waiting for the writer (queue plus overflow)",
-        )?;
-        let record_overflow = IntCounter::new(
-            "dasan_record_queue_full_total",
-            "Record state changes that found the writer's queue full and waited in memory",
-        )?;
-        let record_commit = Histogram::with_opts(
-            HistogramOpts::new(
-                "dasan_record_commit_seconds",
-                "Time to commit one batch of record changes (fsync included)",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
-        )?;
-        let call_wait = HistogramVec::new(
-            HistogramOpts::new(
-                "dasan_call_wait_seconds",
-                "Caller wait from arrival to answer or hang-up, by queue and outcome",
-            )
-            .buckets(vec![
-                1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-            ]),
-            &["queue", "outcome"],
-        )?;
-        let call_talk = HistogramVec::new(
-            HistogramOpts::new(
-                "dasan_call_talk_seconds",
-                "Talk time of answered calls, by queue",
-            )
-            .buckets(vec![
-                10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0,
-            ]),
-            &["queue"],
-        )?;
-        let agents = IntGaugeVec::new(
-            Opts::new(
-                "dasan_agents",
-                "Agents by queue (agents with the queue's skill) and state",
-            ),
-            &["queue", "state"],
-        )?;
-        let queue_service_level = GaugeVec::new(
-            Opts::new(
-                "dasan_queue_service_level_ratio",
-                "Answered within the queue's service-level threshold / answered, rolling window",
-            ),
-            &["queue"],
-        )?;
-        let queue_asa = GaugeVec::new(
-            Opts::new(
-                "dasan_queue_answer_speed_seconds",
-                "Average speed of answer (mean wait of answered calls), rolling window",
-            ),
-            &["queue"],
-        )?;
-        let queue_abandon = GaugeVec::new(
-            Opts::new(
-                "dasan_queue_abandon_ratio",
-                "Calls abandoned / calls that ended waiting or answered, rolling window",
-            ),
-            &["queue"],
-        )?;
-        let queue_wrap_up = GaugeVec::new(
-            Opts::new(
-                "dasan_queue_wrap_up_seconds",
-                "Average measured wrap-up (call end until the agent left wrap-up), rolling window",
-            ),
-            &["queue"],
-        )?;
-        let rtp_bytes = IntCounter::new(
-            "dasan_rtp_bytes_relayed_total",
-            "RTP bytes the engine sent on anchored calls",
-        )?;
-        let rtp_lost = IntCounter::new(
-            "dasan_rtp_packets_lost_total",
-            "RTP packets lost on the way to the engine (sequence gaps), counted at call end",
-        )?;
-        let process = Process {
-            cpu: Counter::new("process_cpu_seconds_total", "User and system CPU time")?,
-            rss: Gauge::new("process_resident_memory_bytes", "Resident memory")?,
-            vsize: Gauge::new("process_virtual_memory_bytes", "Virtual memory")?,
-            fds: Gauge::new("process_open_fds", "Open file descriptors")?,
-            start: Gauge::new(
+/// Makes metrics and registers each on the owned registry as it is made, so that no metric
+/// can be made and forgotten.
+struct Reg(Registry);
+
+type R<T> = Result<T, prometheus::Error>;
+
+impl Reg {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(&self, c: R<C>) -> R<C> {
+        let c = c?;
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> R<IntCounter> {
+        self.add(IntCounter::new(name, help))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> R<IntCounterVec> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> R<IntGauge> {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> R<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn ratios(&self, name: &str, help: &str) -> R<GaugeVec> {
+        self.add(GaugeVec::new(Opts::new(name, help), &["queue"]))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> R<Histogram> {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        ))
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> R<HistogramVec> {
+        self.add(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        ))
+    }
+}
+
+impl Process {
+    fn new(r: &Reg) -> R<Process> {
+        Ok(Process {
+            cpu: r.add(Counter::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time",
+            ))?,
+            rss: r.add(Gauge::new(
+                "process_resident_memory_bytes",
+                "Resident memory",
+            ))?,
+            vsize: r.add(Gauge::new("process_virtual_memory_bytes", "Virtual memory"))?,
+            fds: r.add(Gauge::new("process_open_fds", "Open file descriptors"))?,
+            start: r.add(Gauge::new(
                 "process_start_time_seconds",
                 "Start time since the Unix epoch",
-            )?,
-        };
-        for c in [
-            Box::new(rtp_relayed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(call_wait.clone()),
-            Box::new(call_talk.clone()),
-            Box::new(agents.clone()),
-            Box::new(queue_service_level.clone()),
-            Box::new(queue_asa.clone()),
-            Box::new(queue_abandon.clone()),
-            Box::new(queue_wrap_up.clone()),
-            Box::new(rtp_bytes.clone()),
-            Box::new(rtp_lost.clone()),
-            Box::new(process.cpu.clone()),
-            Box::new(process.rss.clone()),
-            Box::new(process.vsize.clone()),
-            Box::new(process.fds.clone()),
-            Box::new(process.start.clone()),
-            Box::new(records_written.clone()),
-            Box::new(record_backlog.clone()),
-            Box::new(record_overflow.clone()),
-            Box::new(record_commit.clone()),
-            Box::new(sip_requests.clone()),
-            Box::new(sip_responses_sent.clone()),
-            Box::new(sip_parse_errors.clone()),
-            Box::new(sip_garbage.clone()),
-            Box::new(sip_retransmissions.clone()),
-            Box::new(sip_transactions.clone()),
-            Box::new(calls.clone()),
-            Box::new(calls_active.clone()),
-            Box::new(queue_waiting.clone()),
-            Box::new(post_dial_delay.clone()),
-        ] {
-            registry.register(c)?;
-        }
+            ))?,
+        })
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let r = Reg(Registry::new());
         Ok(Metrics {
-            registry,
-            sip_requests,
-            sip_responses_sent,
-            sip_parse_errors,
-            sip_garbage,
-            sip_retransmissions,
-            sip_transactions,
-            calls,
-            calls_active,
-            queue_waiting,
-            post_dial_delay,
-            rtp_relayed,
-            records_written,
-            record_backlog,
-            record_overflow,
-            record_commit,
-            call_wait,
-            call_talk,
-            agents,
-            queue_service_level,
-            queue_asa,
-            queue_abandon,
-            queue_wrap_up,
-            rtp_bytes,
-            rtp_lost,
-            process,
+            sip_requests: r.counters(
+                "dasan_sip_requests_received_total",
+                "SIP requests received, by method",
+                &["method"],
+            )?,
+            sip_responses_sent: r.counters(
+                "dasan_sip_responses_sent_total",
+                "SIP responses sent, by request method and status code",
+                &["method", "code"],
+            )?,
+            sip_parse_errors: r.counter(
+                "dasan_sip_parse_errors_total",
+                "Malformed SIP requests answered with 400",
+            )?,
+            sip_garbage: r.counter(
+                "dasan_sip_garbage_dropped_total",
+                "Datagrams or stream data dropped as not SIP",
+            )?,
+            sip_retransmissions: r.counter(
+                "dasan_sip_retransmissions_total",
+                "SIP messages retransmitted by timers",
+            )?,
+            sip_transactions: r.gauge("dasan_sip_transactions", "SIP transactions alive")?,
+            calls: r.counters(
+                "dasan_calls_total",
+                "Calls ended, by queue and outcome",
+                &["queue", "outcome"],
+            )?,
+            calls_active: r.gauge("dasan_calls_active", "Calls in progress")?,
+            queue_waiting: r.gauges(
+                "dasan_queue_calls",
+                "Calls in a queue (waiting or ringing an agent)",
+                &["queue"],
+            )?,
+            post_dial_delay: r.histogram(
+                "dasan_post_dial_delay_seconds",
+                "Trunk INVITE received to agent INVITE sent",
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+                    30.0,
+                ],
+            )?,
+            rtp_relayed: r.counter(
+                "dasan_rtp_packets_relayed_total",
+                "RTP packets the engine sent on anchored calls",
+            )?,
+            records_written: r.counter(
+                "dasan_record_events_written_total",
+                "Consultation record state changes committed to the store",
+            )?,
+            record_backlog: r.gauge(
+                "dasan_record_backlog",
+                "Record state changes waiting for the writer (queue plus overflow)",
+            )?,
+            record_overflow: r.counter(
+                "dasan_record_queue_full_total",
+                "Record state changes that found the writer's queue full and waited in memory",
+            )?,
+            record_commit: r.histogram(
+                "dasan_record_commit_seconds",
+                "Time to commit one batch of record changes (fsync included)",
+                &[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            )?,
+            call_wait: r.histograms(
+                "dasan_call_wait_seconds",
+                "Caller wait from arrival to answer or hang-up, by queue and outcome",
+                &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+                &["queue", "outcome"],
+            )?,
+            call_talk: r.histograms(
+                "dasan_call_talk_seconds",
+                "Talk time of answered calls, by queue",
+                &[10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0],
+                &["queue"],
+            )?,
+            agents: r.gauges(
+                "dasan_agents",
+                "Agents by queue (agents with the queue's skill) and state",
+                &["queue", "state"],
+            )?,
+            queue_service_level: r.ratios(
+                "dasan_queue_service_level_ratio",
+                "Answered within the queue's service-level threshold / answered, rolling window",
+            )?,
+            queue_asa: r.ratios(
+                "dasan_queue_answer_speed_seconds",
+                "Average speed of answer (mean wait of answered calls), rolling window",
+            )?,
+            queue_abandon: r.ratios(
+                "dasan_queue_abandon_ratio",
+                "Calls abandoned / calls that ended waiting or answered, rolling window",
+            )?,
+            queue_wrap_up: r.ratios(
+                "dasan_queue_wrap_up_seconds",
+                "Average measured wrap-up (call end until the agent left wrap-up), rolling window",
+            )?,
+            rtp_bytes: r.counter(
+                "dasan_rtp_bytes_relayed_total",
+                "RTP bytes the engine sent on anchored calls",
+            )?,
+            rtp_lost: r.counter(
+                "dasan_rtp_packets_lost_total",
+                "RTP packets lost on the way to the engine (sequence gaps), counted at call end",
+            )?,
+            process: Process::new(&r)?,
             pdd_us: LatencyHist::new(),
+            registry: r.0,
         })
     }
 

@@ -94,7 +94,7 @@ impl Engine {
                 }
             },
         };
-        let Some(call) = self.calls.get_mut(&key) else {
+        let Some(call) = self.calls.get(&key) else {
             fail(self, OfferFailure::Withdrawn);
             return None;
         };
@@ -123,32 +123,8 @@ impl Engine {
             pending_2xx: None,
         };
         let mut req = leg.request(Method::Invite, local, None, &mut self.ids);
-        req.headers.push(Header {
-            name: "Contact".into(),
-            value: contact_value(leg.flow, local, "dasan"),
-        });
-        req.headers.push(Header {
-            name: "Allow".into(),
-            value: ALLOW.into(),
-        });
-        // What an agent's desktop shows with the offer (the browser gateway reads these;
-        // other phones ignore X- headers).
-        for (name, value) in [
-            ("X-Dasan-Record", call.record.clone()),
-            ("X-Dasan-Queue", self.acd.queue_name(q).to_string()),
-            ("X-Dasan-Language", self.acd.queue_skill(q).to_string()),
-            (
-                "X-Dasan-Wait-Ms",
-                now.saturating_duration_since(call.arrived)
-                    .as_millis()
-                    .to_string(),
-            ),
-        ] {
-            req.headers.push(Header {
-                name: name.into(),
-                value,
-            });
-        }
+        let waited = now.saturating_duration_since(call.arrived);
+        self.offer_headers(&mut req, leg.flow, q, &call.record, waited);
         let anchored = match (&call.media, &self.anchor) {
             (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
             _ => None,
@@ -184,6 +160,32 @@ impl Engine {
             ack_waits_for_caller: late_offer,
             invite_cseq: cseq,
         })
+    }
+
+    /// Contact and Allow, and what an agent's desktop shows with the offer (the browser
+    /// gateway reads these; other phones ignore X- headers).
+    fn offer_headers(
+        &self,
+        req: &mut Message,
+        flow: Flow,
+        q: QueueIdx,
+        record: &str,
+        waited: std::time::Duration,
+    ) {
+        let local = self.cfg.local;
+        for (name, value) in [
+            ("Contact", contact_value(flow, local, "dasan")),
+            ("Allow", ALLOW.into()),
+            ("X-Dasan-Record", record.to_string()),
+            ("X-Dasan-Queue", self.acd.queue_name(q).to_string()),
+            ("X-Dasan-Language", self.acd.queue_skill(q).to_string()),
+            ("X-Dasan-Wait-Ms", waited.as_millis().to_string()),
+        ] {
+            req.headers.push(Header {
+                name: name.into(),
+                value,
+            });
+        }
     }
 
     /// A response to one of our INVITEs reached the TU.
@@ -360,17 +362,7 @@ impl Engine {
         }
         let Some(inv) = inv else {
             // A transferred call: the caller's dialog exists already; bridge the new agent.
-            if let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) {
-                let record = self.cfg.queues[q]
-                    .record
-                    .then(|| recording_name(&caller_call_id, key));
-                if let Err(e) = self.anchor_attach(key, &mut cm, &msg, record) {
-                    tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
-                }
-                if let Some(c) = self.calls.get_mut(&key) {
-                    c.media = Some(cm);
-                }
-            }
+            self.attach_agent_media(key, q, &msg, &caller_call_id);
             self.arm(TimerRef::Call(key));
             return;
         };
@@ -383,23 +375,13 @@ impl Engine {
             name: "Allow".into(),
             value: ALLOW.into(),
         });
-        let media = self.calls.get_mut(&key).and_then(|c| c.media.take());
-        match media {
-            Some(mut cm) => {
-                let record = self.cfg.queues[q]
-                    .record
-                    .then(|| recording_name(inv.call_id(), key));
-                if let Err(e) = self.anchor_attach(key, &mut cm, &msg, record) {
-                    tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
-                }
+        match self.attach_agent_media(key, q, &msg, inv.call_id()) {
+            Some(sdp) => {
                 ok.headers.push(Header {
                     name: "Content-Type".into(),
                     value: "application/sdp".into(),
                 });
-                ok.body = cm.caller_sdp.clone();
-                if let Some(c) = self.calls.get_mut(&key) {
-                    c.media = Some(cm);
-                }
+                ok.body = sdp;
             }
             None => copy_body(&msg, &mut ok),
         }
@@ -416,6 +398,29 @@ impl Engine {
             });
         }
         self.arm(TimerRef::Call(key));
+    }
+
+    /// Connects the answering agent's SDP to the call's anchored media (recording from
+    /// now if the queue records); the SDP the caller gets, None when media is not anchored.
+    fn attach_agent_media(
+        &mut self,
+        key: CallKey,
+        q: QueueIdx,
+        answer: &Message,
+        caller_call_id: &str,
+    ) -> Option<bytes::Bytes> {
+        let mut cm = self.calls.get_mut(&key).and_then(|c| c.media.take())?;
+        let record = self.cfg.queues[q]
+            .record
+            .then(|| recording_name(caller_call_id, key));
+        if let Err(e) = self.anchor_attach(key, &mut cm, answer, record) {
+            tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
+        }
+        let sdp = cm.caller_sdp.clone();
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.media = Some(cm);
+        }
+        Some(sdp)
     }
 
     /// The current agent attempt failed; the call goes back to the head of the queue.

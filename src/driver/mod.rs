@@ -89,7 +89,7 @@ pub enum Phase {
 /// Binds SIP on UDP and TCP and runs the engine until told to stop, or until a drain has
 /// no call left.
 pub async fn run(
-    mut engine: Engine,
+    engine: Engine,
     listen: SocketAddr,
     udp_buffer: usize,
     inbox: Inbox,
@@ -101,13 +101,80 @@ pub async fn run(
         prompts,
         local_rtp,
         recordings,
-        mut records,
+        records,
     } = plumbing;
     let Inbox {
         rx: mut events,
         tx: events_tx,
         sip_ready,
     } = inbox;
+    let (udp, tcp) = bind(listen, udp_buffer).await?;
+    tokio::spawn(tcp::accept_loop(tcp, events_tx, metrics.clone()));
+    sip_ready.store(true, Ordering::SeqCst);
+    tracing::info!(%listen, "SIP listening on UDP and TCP");
+    let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
+    let plane = media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
+        .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
+        .with_local(local_rtp);
+    let commits = records
+        .as_ref()
+        .map(|r| r.commits())
+        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+    let mut core = Core {
+        engine,
+        udp,
+        conns: HashMap::new(),
+        plane,
+        records,
+        deferred: Default::default(),
+        overloaded: false,
+        buf: vec![0u8; 65_536],
+        metrics,
+    };
+    loop {
+        let deadline = core.engine.poll_timeout();
+        let sleep = tokio::time::sleep_until(
+            deadline
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
+        );
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                match *shutdown.borrow() {
+                    Phase::Stop => break,
+                    Phase::Drain => {
+                        tracing::info!(calls = core.engine.active_calls(), "draining: new calls get 503");
+                        core.engine.set_draining(true);
+                    }
+                    Phase::Run => {}
+                }
+            }
+            r = core.udp.readable() => {
+                if r.is_ok() {
+                    core.on_datagrams();
+                }
+            }
+            Some(ev) = events.recv() => core.on_event(ev),
+            Some(ev) = media_rx.recv() => core.on_media(ev),
+            _ = commits.notified() => {}
+            _ = sleep => {}
+        }
+        core.after_wake().await;
+        let draining = *shutdown.borrow() == Phase::Drain;
+        if draining && core.engine.active_calls() == 0 && core.deferred.is_empty() {
+            tracing::info!("drained: no call left");
+            break;
+        }
+    }
+    tracing::info!("SIP stopped");
+    Ok(())
+}
+
+async fn bind(
+    listen: SocketAddr,
+    udp_buffer: usize,
+) -> Result<(UdpSocket, tokio::net::TcpListener), DriverError> {
     let udp = bind_udp(listen, udp_buffer).map_err(|source| DriverError::Bind {
         transport: "UDP",
         addr: listen,
@@ -125,95 +192,96 @@ pub async fn run(
             addr: listen,
             source,
         })?;
-    tokio::spawn(tcp::accept_loop(tcp, events_tx, metrics.clone()));
-    sip_ready.store(true, Ordering::SeqCst);
-    tracing::info!(%listen, "SIP listening on UDP and TCP");
+    Ok((udp, tcp))
+}
 
-    let mut conns: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
-    let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
-    let mut plane =
-        media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
-            .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
-            .with_local(local_rtp);
-    let mut buf = vec![0u8; 65_536];
-    let mut overloaded = false;
-    // Messages waiting for their call's record to be durable (see Transmit::durable_after).
-    let mut deferred: std::collections::VecDeque<Transmit> = Default::default();
-    let commits = records
-        .as_ref()
-        .map(|r| r.commits())
-        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
-    loop {
-        let deadline = engine.poll_timeout();
-        let sleep = tokio::time::sleep_until(
-            deadline
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600)),
-        );
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                match *shutdown.borrow() {
-                    Phase::Stop => break,
-                    Phase::Drain => {
-                        tracing::info!(calls = engine.active_calls(), "draining: new calls get 503");
-                        engine.set_draining(true);
-                    }
-                    Phase::Run => {}
-                }
-            }
-            r = udp.readable() => {
-                if r.is_ok() {
-                    for _ in 0..BATCH {
-                        match udp::try_recv(&udp, &mut buf) {
-                            Ok((n, src, received)) => {
-                                let now = Instant::now();
-                                let waited = now.saturating_duration_since(received);
-                                if overloaded != (waited > if overloaded { OVERLOAD_CLEAR } else { OVERLOAD_AFTER }) {
-                                    overloaded = !overloaded;
-                                    engine.set_overloaded(overloaded);
-                                    tracing::warn!(waited_ms = waited.as_millis() as u64, "overload {}", if overloaded { "begins: refusing new calls" } else { "over" });
-                                }
-                                engine.handle_datagram(now, received, Flow::udp(src), &buf[..n]);
+/// What the engine task owns besides the engine: its sockets, the media plane, the record
+/// sink, and the messages held back until their records are durable.
+struct Core {
+    engine: Engine,
+    udp: UdpSocket,
+    conns: HashMap<u64, mpsc::Sender<Bytes>>,
+    plane: media::MediaPlane,
+    records: Option<crate::records::writer::RecordSink>,
+    /// Messages waiting for their call's record to be durable (see Transmit::durable_after).
+    deferred: std::collections::VecDeque<Transmit>,
+    overloaded: bool,
+    buf: Vec<u8>,
+    metrics: Arc<Metrics>,
+}
+
+impl Core {
+    /// Up to a batch of datagrams; how long each waited in the socket switches overload.
+    fn on_datagrams(&mut self) {
+        for _ in 0..BATCH {
+            match udp::try_recv(&self.udp, &mut self.buf) {
+                Ok((n, src, received)) => {
+                    let now = Instant::now();
+                    let waited = now.saturating_duration_since(received);
+                    let limit = if self.overloaded {
+                        OVERLOAD_CLEAR
+                    } else {
+                        OVERLOAD_AFTER
+                    };
+                    if self.overloaded != (waited > limit) {
+                        self.overloaded = !self.overloaded;
+                        self.engine.set_overloaded(self.overloaded);
+                        tracing::warn!(
+                            waited_ms = waited.as_millis() as u64,
+                            "overload {}",
+                            if self.overloaded {
+                                "begins: refusing new calls"
+                            } else {
+                                "over"
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(_) => break, // ICMP errors surface here on Linux; ignore
-                        }
+                        );
                     }
+                    let flow = Flow::udp(src);
+                    self.engine
+                        .handle_datagram(now, received, flow, &self.buf[..n]);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break, // ICMP errors surface here on Linux; ignore
             }
-            ev = events.recv() => {
-                match ev {
-                    Some(CoreEvent::Message(flow, data)) => engine.handle_message(Instant::now(), flow, &data),
-                    Some(CoreEvent::Opened(id, tx)) => { conns.insert(id, tx); }
-                    Some(CoreEvent::Closed(id)) => {
-                        conns.remove(&id);
-                        engine.connection_closed(Instant::now(), id);
-                    }
-                    Some(CoreEvent::Query(q)) => answer(&mut engine, q),
-                    None => {}
-                }
-            }
-            ev = media_rx.recv() => {
-                if let Some(ev) = ev {
-                    if let media::MediaEvent::Timeout { call } | media::MediaEvent::Failed { call, .. } = &ev {
-                        plane.forget(*call);
-                    }
-                    engine.handle_media_event(Instant::now(), ev);
-                }
-            }
-            _ = commits.notified() => {}
-            _ = sleep => {}
         }
+    }
+
+    fn on_event(&mut self, ev: CoreEvent) {
+        match ev {
+            CoreEvent::Message(flow, data) => {
+                self.engine.handle_message(Instant::now(), flow, &data)
+            }
+            CoreEvent::Opened(id, tx) => {
+                self.conns.insert(id, tx);
+            }
+            CoreEvent::Closed(id) => {
+                self.conns.remove(&id);
+                self.engine.connection_closed(Instant::now(), id);
+            }
+            CoreEvent::Query(q) => answer(&mut self.engine, q),
+        }
+    }
+
+    fn on_media(&mut self, ev: media::MediaEvent) {
+        if let media::MediaEvent::Timeout { call } | media::MediaEvent::Failed { call, .. } = &ev {
+            self.plane.forget(*call);
+        }
+        self.engine.handle_media_event(Instant::now(), ev);
+    }
+
+    /// After any wake: due timers, media commands, record changes, then everything to send
+    /// (what waited for durable records first).
+    async fn after_wake(&mut self) {
         let t_timers = Instant::now();
+        let engine = &mut self.engine;
         engine.handle_timeout(t_timers);
         while let Some(cmd) = engine.poll_media() {
-            if let Err((call, reason)) = plane.execute(cmd) {
+            if let Err((call, reason)) = self.plane.execute(cmd) {
                 engine
                     .handle_media_event(Instant::now(), media::MediaEvent::Failed { call, reason });
             }
         }
-        if let Some(sink) = records.as_mut() {
+        if let Some(sink) = self.records.as_mut() {
             while let Some(ev) = engine.poll_record() {
                 sink.push(ev);
             }
@@ -222,29 +290,7 @@ pub async fn run(
             while engine.poll_record().is_some() {}
         }
         let t_send = Instant::now();
-        let mut sent = 0;
-        let committed = records.as_ref().map_or(u64::MAX, |r| r.committed());
-        while deferred
-            .front()
-            .is_some_and(|t| t.durable_after.is_none_or(|n| n <= committed))
-        {
-            if let Some(t) = deferred.pop_front() {
-                send(&udp, &conns, &metrics, t).await;
-                sent += 1;
-            }
-        }
-        while let Some(t) = engine.poll_transmit() {
-            if t.durable_after.is_some_and(|n| n > committed) {
-                deferred.push_back(t);
-                continue;
-            }
-            send(&udp, &conns, &metrics, t).await;
-            sent += 1;
-        }
-        if *shutdown.borrow() == Phase::Drain && engine.active_calls() == 0 && deferred.is_empty() {
-            tracing::info!("drained: no call left");
-            break;
-        }
+        let sent = self.send_all().await;
         let t_end = Instant::now();
         if t_end - t_timers > SLOW_ITERATION {
             tracing::warn!(
@@ -255,8 +301,31 @@ pub async fn run(
             );
         }
     }
-    tracing::info!("SIP stopped");
-    Ok(())
+
+    /// Sends what may go now; holds what waits for a record to be durable.
+    async fn send_all(&mut self) -> usize {
+        let mut sent = 0;
+        let committed = self.records.as_ref().map_or(u64::MAX, |r| r.committed());
+        while self
+            .deferred
+            .front()
+            .is_some_and(|t| t.durable_after.is_none_or(|n| n <= committed))
+        {
+            if let Some(t) = self.deferred.pop_front() {
+                send(&self.udp, &self.conns, &self.metrics, t).await;
+                sent += 1;
+            }
+        }
+        while let Some(t) = self.engine.poll_transmit() {
+            if t.durable_after.is_some_and(|n| n > committed) {
+                self.deferred.push_back(t);
+                continue;
+            }
+            send(&self.udp, &self.conns, &self.metrics, t).await;
+            sent += 1;
+        }
+        sent
+    }
 }
 
 fn answer(engine: &mut Engine, q: Query) {

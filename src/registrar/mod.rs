@@ -289,79 +289,41 @@ impl Registrar {
         let default_expires: Option<u32> = match req.header("Expires") {
             Some(v) => match v.trim().parse() {
                 Ok(n) => Some(n),
-                Err(_) => {
-                    return (
-                        response(req, 400, Some("Invalid Expires"), Some(&self.ids.token(10))),
-                        None,
-                    )
-                }
+                Err(_) => return self.bad(req, "Invalid Expires"),
             },
             None => None,
         };
         let contacts: Vec<&str> = req.header_values("Contact").collect();
+        let (min_expires, max_expires) = (self.min_expires, self.max_expires);
         let list = &mut self.bindings[agent as usize];
         let had_any = !list.is_empty();
         let mut fresh_session = false;
 
         if contacts.len() == 1 && contacts[0] == "*" {
             if default_expires != Some(0) {
-                return (
-                    response(
-                        req,
-                        400,
-                        Some("Wildcard Contact Needs Expires 0"),
-                        Some(&self.ids.token(10)),
-                    ),
-                    None,
-                );
+                return self.bad(req, "Wildcard Contact Needs Expires 0");
             }
             list.clear();
         } else {
             for c in &contacts {
                 if *c == "*" {
-                    return (
-                        response(
-                            req,
-                            400,
-                            Some("Invalid Wildcard Contact"),
-                            Some(&self.ids.token(10)),
-                        ),
-                        None,
-                    );
+                    return self.bad(req, "Invalid Wildcard Contact");
                 }
                 let na = NameAddr::parse(c);
                 let expires = match na.param("expires").map(|e| e.parse::<u32>()) {
                     Some(Ok(e)) => e,
-                    Some(Err(_)) => {
-                        return (
-                            response(
-                                req,
-                                400,
-                                Some("Invalid Contact Expires"),
-                                Some(&self.ids.token(10)),
-                            ),
-                            None,
-                        )
-                    }
+                    Some(Err(_)) => return self.bad(req, "Invalid Contact Expires"),
                     None => default_expires.unwrap_or(3600),
                 };
-                if expires != 0 && expires < self.min_expires {
+                if expires != 0 && expires < min_expires {
                     let mut r = response(req, 423, None, Some(&self.ids.token(10)));
-                    r.set_header("Min-Expires", self.min_expires.to_string());
+                    r.set_header("Min-Expires", min_expires.to_string());
                     return (r, None);
                 }
-                let expires = expires.min(self.max_expires);
+                let expires = expires.min(max_expires);
                 let uri = na.uri.to_string();
                 if crate::sip::uri::parse_sip_uri(&uri).is_none() {
-                    return (
-                        response(
-                            req,
-                            400,
-                            Some("Invalid Contact URI"),
-                            Some(&self.ids.token(10)),
-                        ),
-                        None,
-                    );
+                    return self.bad(req, "Invalid Contact URI");
                 }
                 let existing = list.iter().position(|b| b.uri == uri);
                 if let Some(i) = existing {
@@ -413,6 +375,14 @@ impl Registrar {
             _ => Change::None,
         };
         (r, Some((agent, change)))
+    }
+
+    /// A 400 with the reason phrase saying what was wrong.
+    fn bad(&mut self, req: &Message, reason: &str) -> (Message, Option<(AgentIdx, Change)>) {
+        (
+            response(req, 400, Some(reason), Some(&self.ids.token(10))),
+            None,
+        )
     }
 }
 

@@ -188,9 +188,28 @@ impl SipLink {
 
 type Failure = (&'static str, String);
 
+fn unreachable(e: std::io::Error) -> Failure {
+    ("engine-unreachable", e.to_string())
+}
+
 struct Call {
     record: String,
     connected: bool,
+}
+
+/// A logged-in desktop: its stand-in user agent and SIP connection, its WebRTC bridge,
+/// and what the agent asked for.
+struct Desk<'a> {
+    s: &'a Arc<WebState>,
+    agent: &'a str,
+    sip: SipLink,
+    ua: AgentUa,
+    bridge: Option<Bridge>,
+    peer_events: mpsc::Receiver<PeerEvent>,
+    media_up: bool,
+    registered: bool,
+    want_ready: bool,
+    call: Option<Call>,
 }
 
 async fn session(
@@ -200,17 +219,24 @@ async fn session(
     password: &str,
     expires: Instant,
 ) -> Result<(), Failure> {
-    let mut sip = connect(s.sip)
+    let sip = connect(s.sip)
         .await
         .map_err(|e| ("engine-unreachable", format!("engine SIP: {e}")))?;
-    let mut ua = AgentUa::new(agent, password, sip.local, s.sip, 0);
-    let mut bridge: Option<Bridge> = None;
-    let (dead_tx, mut peer_events) = mpsc::channel::<PeerEvent>(8);
+    let ua = AgentUa::new(agent, password, sip.local, s.sip, 0);
+    let (dead_tx, peer_events) = mpsc::channel::<PeerEvent>(8);
     drop(dead_tx);
-    let mut media_up = false;
-    let mut registered = false;
-    let mut want_ready = false;
-    let mut call: Option<Call> = None;
+    let mut d = Desk {
+        s,
+        agent,
+        sip,
+        ua,
+        bridge: None,
+        peer_events,
+        media_up: false,
+        registered: false,
+        want_ready: false,
+        call: None,
+    };
     let mut last_state = String::new();
     let mut own = OwnStates::subscribe(s, agent);
     let expiry = tokio::time::sleep_until(expires.into());
@@ -226,151 +252,24 @@ async fn session(
                     Some(Ok(_)) => continue,
                 };
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let op = v["op"].as_str().unwrap_or("");
-                match op {
-                    "sdp" => {
-                        let Some(offer) = v["sdp"].as_str() else {
-                            let _ = send(ws, error("bad-request", "sdp: the browser's offer")).await;
-                            continue;
-                        };
-                        if let Some(old) = bridge.take() {
-                            old.close().await;
-                        }
-                        match Bridge::answer(s.media_ip, s.webrtc_ports, offer.to_string(), &s.local_rtp).await {
-                            Ok((b, answer, events)) => {
-                                bridge = Some(b);
-                                peer_events = events;
-                                let _ = send(ws, json!({"ev": "sdp", "sdp": answer})).await;
-                            }
-                            Err(e) => {
-                                let _ = send(ws, error("media", &e)).await;
-                            }
-                        }
-                    }
-                    "state" => {
-                        let state = v["state"].as_str().unwrap_or("");
-                        match state {
-                            "ready" if !media_up => {
-                                let _ = send(ws, error("media-not-ready", "the audio connection is not up yet (microphone allowed?)")).await;
-                            }
-                            "ready" if !registered => {
-                                want_ready = true;
-                                let m = ua.register(300, None);
-                                sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
-                            }
-                            "ready" => set_state(s, agent, crate::b2bua::api::StateChange::Ready, ws).await,
-                            "not-ready" if registered => {
-                                let reason = v["reason"].as_str().unwrap_or("break").chars().take(40).collect();
-                                set_state(s, agent, crate::b2bua::api::StateChange::NotReady(reason), ws).await;
-                            }
-                            "not-ready" => {}
-                            "logout" => {
-                                if registered {
-                                    let m = ua.register(0, None);
-                                    sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
-                                }
-                            }
-                            _ => {
-                                let _ = send(ws, error("bad-request", "state: ready, not-ready or logout")).await;
-                            }
-                        }
-                    }
-                    "answer" => {
-                        let port = bridge.as_ref().and_then(|b| b.local_rtp());
-                        match (port, ua.answer(s.media_ip, port.map_or(0, |p| p.port()))) {
-                            (Some(_), Some(ok)) => {
-                                sip.send(&ok).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
-                            }
-                            _ => {
-                                let _ = send(ws, error("no-call", "no call is ringing")).await;
-                            }
-                        }
-                    }
-                    "hangup" => {
-                        if let Some(m) = ua.hang_up() {
-                            sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
-                            if let Some(b) = &bridge { b.set_target(None); }
-                            if let Some(c) = call.take() {
-                                let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": "agent"})).await;
-                            }
-                        }
-                    }
-                    "hold" => {
-                        if let (Some(b), Some(c)) = (&bridge, &call) {
-                            let on = v["on"].as_bool().unwrap_or(true);
-                            b.set_hold(on);
-                            let _ = send(ws, json!({"ev": "hold", "record": c.record, "on": on})).await;
-                        }
-                    }
-                    "dtmf" => {
-                        let d = v["digit"].as_str().and_then(|d| d.chars().next()).filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#');
-                        match d.and_then(|d| ua.dtmf(d)) {
-                            Some(m) => sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?,
-                            None => { let _ = send(ws, error("bad-request", "dtmf: one of 0-9 * # during a call")).await; }
-                        }
-                    }
-                    "transfer" => {
-                        let target = v["target"].as_str().unwrap_or("").trim();
-                        let ok = !target.is_empty() && target.len() <= 32 && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
-                        match ua.refer(target).filter(|_| ok) {
-                            Some(m) => sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?,
-                            None => { let _ = send(ws, error("bad-request", "transfer: a queue name or a number, during a call")).await; }
-                        }
-                    }
-                    "login" => { let _ = send(ws, error("bad-request", "already logged in")).await; }
-                    _ => { let _ = send(ws, error("bad-request", "unknown op")).await; }
+                if let Err(f) = d.on_client(ws, &v).await {
+                    break Err(f);
                 }
             }
-            m = sip.incoming.recv() => {
+            m = d.sip.incoming.recv() => {
                 let Some(m) = m else {
                     // The engine closed the connection (restart, shutdown): nothing works
                     // without it, and the page must say so rather than look logged in.
                     break Err(("engine-unreachable", "the engine closed the connection".into()));
                 };
-                let (out, events) = ua.on_message(&m);
-                for o in out {
-                    sip.send(&o).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
-                }
-                for e in events {
-                    match e {
-                        UaEvent::Registered => {
-                            registered = true;
-                            if want_ready {
-                                want_ready = false;
-                            }
-                        }
-                        UaEvent::RegisterFailed(code) => {
-                            let _ = send(ws, error("register-failed", &format!("the engine refused the registration ({code})"))).await;
-                        }
-                        UaEvent::Unregistered => registered = false,
-                        UaEvent::Offer(info) => {
-                            let masked = crate::util::mask_number(&info.caller);
-                            call = Some(Call { record: info.record.clone(), connected: false });
-                            let _ = send(ws, json!({
-                                "ev": "offer", "record": info.record, "caller": masked,
-                                "queue": info.queue, "language": info.language, "wait_ms": info.wait_ms,
-                            })).await;
-                        }
-                        UaEvent::Connected { rtp, pt } => {
-                            if let Some(b) = &bridge { b.set_target(Some((rtp, pt))); }
-                            if let Some(c) = call.as_mut() {
-                                c.connected = true;
-                                let _ = send(ws, json!({"ev": "connected", "record": c.record})).await;
-                            }
-                        }
-                        UaEvent::Ended { by } => {
-                            if let Some(b) = &bridge { b.set_target(None); }
-                            if let Some(c) = call.take() {
-                                let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": by, "answered": c.connected})).await;
-                            }
-                        }
-                    }
+                if let Err(f) = d.on_sip(ws, &m).await {
+                    break Err(f);
                 }
             }
-            Some(pe) = peer_events.recv() => {
+            Some(pe) = d.peer_events.recv() => {
                 match pe {
                     PeerEvent::Connected => {
-                        media_up = true;
+                        d.media_up = true;
                         let _ = send(ws, json!({"ev": "media", "state": "connected"})).await;
                     }
                     PeerEvent::Failed => {
@@ -392,27 +291,245 @@ async fn session(
                     }
                 }
             }
-            _ = refresh.tick(), if registered => {
-                let m = ua.register(300, None);
-                sip.send(&m).await.map_err(|e| ("engine-unreachable", e.to_string()))?;
+            _ = refresh.tick(), if d.registered => {
+                let m = d.ua.register(300, None);
+                if let Err(e) = d.sip.send(&m).await {
+                    break Err(unreachable(e));
+                }
             }
         }
     };
-    // The end of the session: the call (if any) is hung up so the engine ends it and writes
-    // its record, then the agent is unregistered and the connection closed (which logs it out
-    // in any case).
-    if let Some(m) = ua.hang_up() {
-        let _ = sip.send(&m).await;
-    }
-    if registered {
-        let m = ua.register(0, None);
-        let _ = sip.send(&m).await;
-    }
-    let _ = sip.write.shutdown().await;
-    if let Some(b) = bridge {
-        b.close().await;
-    }
+    d.close().await;
     outcome
+}
+
+impl Desk<'_> {
+    /// One JSON request from the page.
+    async fn on_client(&mut self, ws: &mut WebSocket, v: &Value) -> Result<(), Failure> {
+        match v["op"].as_str().unwrap_or("") {
+            "sdp" => self.on_offer(ws, v).await,
+            "state" => return self.on_state(ws, v).await,
+            "answer" => {
+                let port = self.bridge.as_ref().and_then(|b| b.local_rtp());
+                match (
+                    port,
+                    self.ua
+                        .answer(self.s.media_ip, port.map_or(0, |p| p.port())),
+                ) {
+                    (Some(_), Some(ok)) => self.sip.send(&ok).await.map_err(unreachable)?,
+                    _ => {
+                        let _ = send(ws, error("no-call", "no call is ringing")).await;
+                    }
+                }
+            }
+            "hangup" => {
+                if let Some(m) = self.ua.hang_up() {
+                    self.sip.send(&m).await.map_err(unreachable)?;
+                    if let Some(b) = &self.bridge {
+                        b.set_target(None);
+                    }
+                    if let Some(c) = self.call.take() {
+                        let _ = send(
+                            ws,
+                            json!({"ev": "ended", "record": c.record, "by": "agent"}),
+                        )
+                        .await;
+                    }
+                }
+            }
+            "hold" => {
+                if let (Some(b), Some(c)) = (&self.bridge, &self.call) {
+                    let on = v["on"].as_bool().unwrap_or(true);
+                    b.set_hold(on);
+                    let _ = send(ws, json!({"ev": "hold", "record": c.record, "on": on})).await;
+                }
+            }
+            "dtmf" => {
+                let d = v["digit"]
+                    .as_str()
+                    .and_then(|d| d.chars().next())
+                    .filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#');
+                match d.and_then(|d| self.ua.dtmf(d)) {
+                    Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
+                    None => {
+                        let _ = send(
+                            ws,
+                            error("bad-request", "dtmf: one of 0-9 * # during a call"),
+                        )
+                        .await;
+                    }
+                }
+            }
+            "transfer" => {
+                let target = v["target"].as_str().unwrap_or("").trim();
+                let ok = !target.is_empty()
+                    && target.len() <= 32
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
+                match self.ua.refer(target).filter(|_| ok) {
+                    Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
+                    None => {
+                        let _ = send(
+                            ws,
+                            error(
+                                "bad-request",
+                                "transfer: a queue name or a number, during a call",
+                            ),
+                        )
+                        .await;
+                    }
+                }
+            }
+            "login" => {
+                let _ = send(ws, error("bad-request", "already logged in")).await;
+            }
+            _ => {
+                let _ = send(ws, error("bad-request", "unknown op")).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The browser's SDP offer: a new WebRTC bridge replaces any old one.
+    async fn on_offer(&mut self, ws: &mut WebSocket, v: &Value) {
+        let Some(offer) = v["sdp"].as_str() else {
+            let _ = send(ws, error("bad-request", "sdp: the browser's offer")).await;
+            return;
+        };
+        if let Some(old) = self.bridge.take() {
+            old.close().await;
+        }
+        let s = self.s;
+        match Bridge::answer(s.media_ip, s.webrtc_ports, offer.to_string(), &s.local_rtp).await {
+            Ok((b, answer, events)) => {
+                self.bridge = Some(b);
+                self.peer_events = events;
+                let _ = send(ws, json!({"ev": "sdp", "sdp": answer})).await;
+            }
+            Err(e) => {
+                let _ = send(ws, error("media", &e)).await;
+            }
+        }
+    }
+
+    /// Ready (registers first, once the audio is up), not ready, log out.
+    async fn on_state(&mut self, ws: &mut WebSocket, v: &Value) -> Result<(), Failure> {
+        use crate::b2bua::api::StateChange;
+        match v["state"].as_str().unwrap_or("") {
+            "ready" if !self.media_up => {
+                let _ = send(
+                    ws,
+                    error(
+                        "media-not-ready",
+                        "the audio connection is not up yet (microphone allowed?)",
+                    ),
+                )
+                .await;
+            }
+            "ready" if !self.registered => {
+                self.want_ready = true;
+                let m = self.ua.register(300, None);
+                self.sip.send(&m).await.map_err(unreachable)?;
+            }
+            "ready" => set_state(self.s, self.agent, StateChange::Ready, ws).await,
+            "not-ready" if self.registered => {
+                let reason = v["reason"]
+                    .as_str()
+                    .unwrap_or("break")
+                    .chars()
+                    .take(40)
+                    .collect();
+                set_state(self.s, self.agent, StateChange::NotReady(reason), ws).await;
+            }
+            "not-ready" => {}
+            "logout" => {
+                if self.registered {
+                    let m = self.ua.register(0, None);
+                    self.sip.send(&m).await.map_err(unreachable)?;
+                }
+            }
+            _ => {
+                let _ = send(
+                    ws,
+                    error("bad-request", "state: ready, not-ready or logout"),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A SIP message from the engine to the stand-in user agent.
+    async fn on_sip(&mut self, ws: &mut WebSocket, m: &Message) -> Result<(), Failure> {
+        let (out, events) = self.ua.on_message(m);
+        for o in out {
+            self.sip.send(&o).await.map_err(unreachable)?;
+        }
+        for e in events {
+            match e {
+                UaEvent::Registered => {
+                    self.registered = true;
+                    self.want_ready = false;
+                }
+                UaEvent::RegisterFailed(code) => {
+                    let msg = format!("the engine refused the registration ({code})");
+                    let _ = send(ws, error("register-failed", &msg)).await;
+                }
+                UaEvent::Unregistered => self.registered = false,
+                UaEvent::Offer(info) => {
+                    let masked = crate::util::mask_number(&info.caller);
+                    self.call = Some(Call {
+                        record: info.record.clone(),
+                        connected: false,
+                    });
+                    let _ = send(
+                        ws,
+                        json!({
+                            "ev": "offer", "record": info.record, "caller": masked,
+                            "queue": info.queue, "language": info.language, "wait_ms": info.wait_ms,
+                        }),
+                    )
+                    .await;
+                }
+                UaEvent::Connected { rtp, pt } => {
+                    if let Some(b) = &self.bridge {
+                        b.set_target(Some((rtp, pt)));
+                    }
+                    if let Some(c) = self.call.as_mut() {
+                        c.connected = true;
+                        let _ = send(ws, json!({"ev": "connected", "record": c.record})).await;
+                    }
+                }
+                UaEvent::Ended { by } => {
+                    if let Some(b) = &self.bridge {
+                        b.set_target(None);
+                    }
+                    if let Some(c) = self.call.take() {
+                        let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": by, "answered": c.connected})).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the session: the call (if any) is hung up so the engine ends it and
+    /// writes its record, then the agent is unregistered and the connection closed (which
+    /// logs it out in any case).
+    async fn close(mut self) {
+        if let Some(m) = self.ua.hang_up() {
+            let _ = self.sip.send(&m).await;
+        }
+        if self.registered {
+            let m = self.ua.register(0, None);
+            let _ = self.sip.send(&m).await;
+        }
+        let _ = self.sip.write.shutdown().await;
+        if let Some(b) = self.bridge {
+            b.close().await;
+        }
+    }
 }
 
 async fn set_state(
