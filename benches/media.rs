@@ -28,7 +28,7 @@
 //! transcoded calls, the Opus encoder are.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dasan::media::bridge::{Bridge, BridgeEvent, Leg, LegId};
+use dasan::media::bridge::{BridgeEvent, LegId, RtpBridge, RtpLeg};
 use dasan::media::g711::Law;
 use dasan::media::opus::{G711ToOpus, OpusDecoder, OpusEncoder, OpusToG711};
 use dasan::media::rtp::build_rtp;
@@ -51,9 +51,9 @@ fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
 fn benches(c: &mut Criterion) {
     let t0 = Instant::now();
     let d = Duration::from_secs(30);
-    let mut bridge = Bridge::new(
-        Leg::new(t0, &neg(Codec::Pcmu, 0, 4000), 1, d),
-        Leg::new(t0, &neg(Codec::Pcmu, 0, 5000), 2, d),
+    let mut bridge = RtpBridge::new(
+        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 4000), 1, d),
+        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 5000), 2, d),
     )
     .unwrap();
     let src: SocketAddr = "127.0.0.1:4000".parse().unwrap();

@@ -188,7 +188,7 @@ impl Engine {
         let qn = self.acd.queue_name(a.q).to_string();
         self.metrics
             .calls
-            .with_label_values(&[&qn, Outcome::Rejected.label()])
+            .with_label_values(&[&qn, Outcome::Rejected.as_str()])
             .inc();
     }
 

@@ -72,6 +72,15 @@ pub enum MediaCommand {
     },
 }
 
+/// Why an agent's answer could not be bridged into the call's media.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AttachError {
+    #[error("agent SDP is not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Sdp(#[from] crate::media::sdp::SdpError),
+}
+
 pub(super) struct Anchor {
     pub pool: PortPool,
     pub ip: IpAddr,
@@ -240,10 +249,10 @@ impl Engine {
         cm: &mut CallMedia,
         answer: &Message,
         record: Option<String>,
-    ) -> Result<(), String> {
-        let text = std::str::from_utf8(&answer.body).map_err(|_| "agent SDP is not UTF-8")?;
-        let sdp = Sdp::parse(text).map_err(|e| e.to_string())?;
-        let agent = sdp::negotiate(&sdp, &SUPPORTED).map_err(|e| e.to_string())?;
+    ) -> Result<(), AttachError> {
+        let text = std::str::from_utf8(&answer.body).map_err(|_| AttachError::NotUtf8)?;
+        let sdp = Sdp::parse(text)?;
+        let agent = sdp::negotiate(&sdp, &SUPPORTED)?;
         cm.agent = Some(agent.clone());
         self.media_out.push_back(MediaCommand::Attach {
             call: key,

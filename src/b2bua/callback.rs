@@ -111,7 +111,7 @@ impl Engine {
         self.metrics.calls_active.dec();
         self.metrics
             .calls
-            .with_label_values(&[self.acd.queue_name(q), Outcome::Callback.label()])
+            .with_label_values(&[self.acd.queue_name(q), Outcome::Callback.as_str()])
             .inc();
         tracing::info!(call = key, "callback scheduled, place in line kept");
         self.callbacks.insert(

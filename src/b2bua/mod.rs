@@ -153,36 +153,8 @@ struct AgentLeg {
     invite_cseq: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Answered,
-    Abandoned,
-    TimedOut,
-    Rejected,
-    Callback,
-}
-
-impl Outcome {
-    fn record(self) -> crate::records::Outcome {
-        match self {
-            Outcome::Answered => crate::records::Outcome::Answered,
-            Outcome::Abandoned => crate::records::Outcome::Abandoned,
-            Outcome::TimedOut => crate::records::Outcome::TimedOut,
-            Outcome::Rejected => crate::records::Outcome::Rejected,
-            Outcome::Callback => crate::records::Outcome::Callback,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Answered => "answered",
-            Outcome::Abandoned => "abandoned",
-            Outcome::TimedOut => "timed_out",
-            Outcome::Rejected => "rejected",
-            Outcome::Callback => "callback",
-        }
-    }
-}
+/// How a call ended, as its record says (one vocabulary for records and metrics).
+pub(crate) use crate::records::Outcome;
 
 struct Relay {
     client_tx: u64,

@@ -60,11 +60,11 @@ impl Engine {
         }
         self.metrics
             .call_wait
-            .with_label_values(&[self.acd.queue_name(call.queue), outcome.label()])
+            .with_label_values(&[self.acd.queue_name(call.queue), outcome.as_str()])
             .observe(now.saturating_duration_since(call.arrived).as_secs_f64());
         self.record(RecordEvent::Ended {
             id: call.record.clone(),
-            outcome: outcome.record(),
+            outcome,
             side: if outcome == Outcome::Abandoned {
                 "caller"
             } else {
@@ -93,7 +93,7 @@ impl Engine {
         let qn = self.acd.queue_name(q).to_string();
         self.metrics
             .calls
-            .with_label_values(&[&qn, outcome.label()])
+            .with_label_values(&[&qn, outcome.as_str()])
             .inc();
     }
 

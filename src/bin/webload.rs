@@ -358,7 +358,7 @@ async fn browser_peer(
     handler: Arc<dyn PeerConnectionEventHandler>,
     ip: std::net::IpAddr,
 ) -> Result<Arc<dyn PeerConnection>, String> {
-    let mut media = dasan::web::peer::opus_media_engine()?;
+    let mut media = dasan::web::peer::opus_media_engine().map_err(|e| e.to_string())?;
     let registry = webrtc::peer_connection::register_default_interceptors(
         webrtc::peer_connection::Registry::new(),
         &mut media,

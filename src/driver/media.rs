@@ -27,19 +27,36 @@ pub struct Prompts {
     pub ringback: Arc<Prompt>,
 }
 
+/// Why the prompts could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptsError {
+    #[error(transparent)]
+    Load(#[from] crate::media::prompt::PromptError),
+    #[error(
+        "{used_by} names prompt '{name}', which is neither built in nor in [media] prompts_dir"
+    )]
+    Missing { used_by: String, name: String },
+}
+
+/// An RTP or RTCP port of a call that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("RTP port {port}: {source}")]
+pub struct RtpBindError {
+    port: u16,
+    source: std::io::Error,
+}
+
 impl Prompts {
     /// The built-in prompts, then `[media] prompts_dir` over them; every prompt the
     /// dialplan names must exist.
-    pub fn load(cfg: &crate::config::Config) -> Result<Prompts, String> {
-        let mut all = crate::media::prompt::embedded().map_err(|e| e.to_string())?;
+    pub fn load(cfg: &crate::config::Config) -> Result<Prompts, PromptsError> {
+        let mut all = crate::media::prompt::embedded()?;
         if let Some(dir) = &cfg.media.prompts_dir {
-            all.extend(crate::media::prompt::load_dir(dir).map_err(|e| e.to_string())?);
+            all.extend(crate::media::prompt::load_dir(dir)?);
         }
         for (name, used_by) in cfg.prompt_names() {
             if !all.contains_key(&name) {
-                return Err(format!(
-                    "{used_by} names prompt '{name}', which is neither built in nor in [media] prompts_dir"
-                ));
+                return Err(PromptsError::Missing { used_by, name });
             }
         }
         Ok(Prompts {
@@ -141,7 +158,8 @@ impl MediaPlane {
                 timeout,
                 music,
             } => {
-                let socks = bind_all(ip, caller_port, agent_port).map_err(|e| (call, e))?;
+                let socks =
+                    bind_all(ip, caller_port, agent_port).map_err(|e| (call, e.to_string()))?;
                 let session = MediaSession::new(
                     Instant::now(),
                     SystemTime::now(),
@@ -238,12 +256,12 @@ impl MediaPlane {
 /// RTP and RTCP sockets of the two legs: [caller RTP, caller RTCP, agent RTP, agent RTCP].
 struct Sockets([UdpSocket; 4]);
 
-fn bind_all(ip: IpAddr, caller_port: u16, agent_port: u16) -> Result<Sockets, String> {
-    let bind = |port: u16| -> Result<UdpSocket, String> {
-        let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port))
-            .map_err(|e| format!("RTP port {port}: {e}"))?;
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
-        UdpSocket::from_std(s).map_err(|e| e.to_string())
+fn bind_all(ip: IpAddr, caller_port: u16, agent_port: u16) -> Result<Sockets, RtpBindError> {
+    let bind = |port: u16| -> Result<UdpSocket, RtpBindError> {
+        let err = |source| RtpBindError { port, source };
+        let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        UdpSocket::from_std(s).map_err(err)
     };
     Ok(Sockets([
         bind(caller_port)?,
@@ -576,7 +594,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let err = Prompts::load(&bad).err().unwrap();
+        let err = Prompts::load(&bad).err().unwrap().to_string();
         assert!(
             err.contains("queue 'q' announce_position names prompt 'queue-position-fr'"),
             "{err}"

@@ -27,7 +27,7 @@ impl LegId {
     }
 }
 
-pub struct Leg {
+pub struct RtpLeg {
     pub session: RtpSession,
     pub codec: Codec,
     pub pt: u8,
@@ -39,9 +39,9 @@ pub struct Leg {
     dtmf: EventReceiver,
 }
 
-impl Leg {
-    pub fn new(now: Instant, n: &Negotiated, ssrc: u32, media_timeout: Duration) -> Leg {
-        Leg {
+impl RtpLeg {
+    pub fn new(now: Instant, n: &Negotiated, ssrc: u32, media_timeout: Duration) -> RtpLeg {
+        RtpLeg {
             session: RtpSession::new(now, n.codec.clock_rate(), ssrc, media_timeout),
             codec: n.codec,
             pt: n.pt,
@@ -114,9 +114,9 @@ pub enum BridgeEvent {
     },
 }
 
-pub struct Bridge {
-    caller: Leg,
-    agent: Leg,
+pub struct RtpBridge {
+    caller: RtpLeg,
+    agent: RtpLeg,
     transcode: Transcode,
     /// Our own timestamp clock for transcoded output, per destination leg.
     out_ts: [u32; 2],
@@ -139,8 +139,8 @@ fn law(c: Codec) -> Option<Law> {
     }
 }
 
-impl Bridge {
-    pub fn new(caller: Leg, agent: Leg) -> Result<Bridge, BridgeError> {
+impl RtpBridge {
+    pub fn new(caller: RtpLeg, agent: RtpLeg) -> Result<RtpBridge, BridgeError> {
         let transcode = match (caller.codec, agent.codec) {
             (a, b) if a == b => Transcode::None,
             (Codec::Opus, g) | (g, Codec::Opus) => {
@@ -159,7 +159,7 @@ impl Bridge {
             // PCMU ↔ PCMA: sample-wise through linear, no codec state needed.
             _ => Transcode::None,
         };
-        Ok(Bridge {
+        Ok(RtpBridge {
             caller,
             agent,
             transcode,
@@ -169,7 +169,7 @@ impl Bridge {
     }
 
     /// The agent left: the caller's leg goes on alone (post-call survey).
-    pub fn into_caller(self) -> Leg {
+    pub fn into_caller(self) -> RtpLeg {
         self.caller
     }
 
@@ -177,14 +177,14 @@ impl Bridge {
         !matches!(self.transcode, Transcode::None) || self.caller.codec != self.agent.codec
     }
 
-    pub fn leg(&self, id: LegId) -> &Leg {
+    pub fn leg(&self, id: LegId) -> &RtpLeg {
         match id {
             LegId::Caller => &self.caller,
             LegId::Agent => &self.agent,
         }
     }
 
-    pub fn leg_mut(&mut self, id: LegId) -> &mut Leg {
+    pub fn leg_mut(&mut self, id: LegId) -> &mut RtpLeg {
         match id {
             LegId::Caller => &mut self.caller,
             LegId::Agent => &mut self.agent,
@@ -333,12 +333,12 @@ mod tests {
         Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
-    fn bridge(c: Codec, cpt: u8, a: Codec, apt: u8) -> Bridge {
+    fn bridge(c: Codec, cpt: u8, a: Codec, apt: u8) -> RtpBridge {
         let t0 = Instant::now();
         let d = Duration::from_secs(30);
-        Bridge::new(
-            Leg::new(t0, &neg(c, cpt, 4000), 1, d),
-            Leg::new(t0, &neg(a, apt, 5000), 2, d),
+        RtpBridge::new(
+            RtpLeg::new(t0, &neg(c, cpt, 4000), 1, d),
+            RtpLeg::new(t0, &neg(a, apt, 5000), 2, d),
         )
         .unwrap()
     }

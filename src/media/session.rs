@@ -4,14 +4,14 @@
 //! `183 Session Progress` and its own SDP, and this session plays the queue's audio to the
 //! caller (ringback, music, prompts) while it listens for digits (RFC 4733 events, and
 //! in-band tones on G.711). When an agent answers, the agent's leg is attached and the
-//! session becomes a [`Bridge`]; the caller's RTP stream carries on with the same SSRC and
+//! session becomes a [`RtpBridge`]; the caller's RTP stream carries on with the same SSRC and
 //! continuous sequence numbers and timestamps, because prompt frames and relayed packets
 //! both go through the caller leg's [`RtpSession::rewrite`](super::rtp::RtpSession::rewrite).
 //!
 //! The media timeout applies only once the call is bridged: many gateways send nothing
 //! during early media, and a caller waiting in a queue must not be cut off for that.
 
-use super::bridge::{Bridge, BridgeError, BridgeEvent, Leg, LegId};
+use super::bridge::{BridgeError, BridgeEvent, LegId, RtpBridge, RtpLeg};
 use super::dtmf::{DigitSource, ToneDetector};
 use super::g711::Law;
 use super::opus::OpusDecoder;
@@ -90,8 +90,8 @@ pub enum Output {
 }
 
 enum Phase {
-    Early(Box<Leg>),
-    Bridged(Box<Bridge>),
+    Early(Box<RtpLeg>),
+    Bridged(Box<RtpBridge>),
     Gone,
 }
 
@@ -168,7 +168,7 @@ impl MediaSession {
         timeout: Duration,
         music: Music,
     ) -> MediaSession {
-        let leg = Leg::new(now, caller, ssrc, timeout);
+        let leg = RtpLeg::new(now, caller, ssrc, timeout);
         let tones = match caller.codec {
             Codec::Pcmu => Some((Law::Ulaw, ToneDetector::default())),
             Codec::Pcma => Some((Law::Alaw, ToneDetector::default())),
@@ -199,7 +199,7 @@ impl MediaSession {
 
     /// RTP packets lost towards the engine so far (sequence gaps), both legs.
     pub fn lost(&self) -> u64 {
-        let legs: Vec<&Leg> = match &self.phase {
+        let legs: Vec<&RtpLeg> = match &self.phase {
             Phase::Early(l) => vec![l],
             Phase::Bridged(b) => vec![b.leg(LegId::Caller), b.leg(LegId::Agent)],
             Phase::Gone => vec![],
@@ -241,7 +241,7 @@ impl MediaSession {
                 caller.session.restart_timeout(now);
                 let agent_codec = agent.codec;
                 let caller_codec = caller.codec;
-                let bridge = Bridge::new(*caller, Leg::new(now, &agent, ssrc, self.timeout))?;
+                let bridge = RtpBridge::new(*caller, RtpLeg::new(now, &agent, ssrc, self.timeout))?;
                 self.phase = Phase::Bridged(Box::new(bridge));
                 self.player.prompts.clear();
                 self.player.then = Music::Silence;
@@ -279,7 +279,7 @@ impl MediaSession {
         Ok(())
     }
 
-    fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+    fn leg_mut(&mut self, id: LegId) -> Option<&mut RtpLeg> {
         match (&mut self.phase, id) {
             (Phase::Early(l), LegId::Caller) => Some(l),
             (Phase::Bridged(b), id) => Some(b.leg_mut(id)),
@@ -410,7 +410,7 @@ impl MediaSession {
         if now >= self.rtcp_next {
             self.rtcp_next = now + RTCP_INTERVAL;
             let ntp = self.ntp(now);
-            let legs: Vec<&Leg> = match &self.phase {
+            let legs: Vec<&RtpLeg> = match &self.phase {
                 Phase::Early(l) => vec![l],
                 Phase::Bridged(b) => vec![b.leg(LegId::Caller), b.leg(LegId::Agent)],
                 Phase::Gone => vec![],
@@ -443,7 +443,7 @@ fn rand_u16(seed: u32) -> u16 {
 /// Decodes a leg's audio packet for the recorder (telephone-events and unknown payloads
 /// are left out).
 fn record_audio(
-    bridge: &Bridge,
+    bridge: &RtpBridge,
     decoders: &mut [Option<OpusDecoder>; 2],
     leg: LegId,
     packet: &[u8],

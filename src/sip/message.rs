@@ -281,25 +281,23 @@ impl Message {
             None => rest,
         };
         msg.body = Bytes::copy_from_slice(body);
-        msg.check_mandatory().map_err(bad)?;
+        msg.check_mandatory().map_err(|e| bad(e.to_string()))?;
         Ok(msg)
     }
 
-    fn check_mandatory(&self) -> Result<(), String> {
+    fn check_mandatory(&self) -> Result<(), Unusable> {
         for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
             if self.header(name).is_none() {
-                return Err(format!("Missing {name}"));
+                return Err(Unusable::Missing(name));
             }
         }
-        let (_, cseq_method) = self.cseq().ok_or_else(|| "Invalid CSeq".to_string())?;
+        let (_, cseq_method) = self.cseq().ok_or(Unusable::InvalidCseq)?;
         if let StartLine::Request { method, .. } = &self.start {
             if &cseq_method != method && *method != Method::Ack && *method != Method::Cancel {
-                return Err("CSeq Method Mismatch".into());
+                return Err(Unusable::CseqMismatch);
             }
         }
-        self.top_via()
-            .ok_or_else(|| "Invalid Via".to_string())
-            .map(|_| ())
+        self.top_via().ok_or(Unusable::InvalidVia).map(|_| ())
     }
 
     pub fn method(&self) -> Option<&Method> {
@@ -456,6 +454,20 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
 }
 
 /// Splits a header value on commas that are outside quotes and angle brackets.
+/// A message that parsed but lacks what RFC 3261 8.1.1 requires of every request; the
+/// text is the 400's reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unusable {
+    #[error("Missing {0}")]
+    Missing(&'static str),
+    #[error("Invalid CSeq")]
+    InvalidCseq,
+    #[error("CSeq Method Mismatch")]
+    CseqMismatch,
+    #[error("Invalid Via")]
+    InvalidVia,
+}
+
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     let mut parts = Vec::new();
     let (mut quoted, mut angle, mut escape, mut start) = (false, false, false, 0);

@@ -408,7 +408,7 @@ impl Desk<'_> {
                 let _ = send(ws, json!({"ev": "sdp", "sdp": answer})).await;
             }
             Err(e) => {
-                let _ = send(ws, error("media", &e)).await;
+                let _ = send(ws, error("media", &e.to_string())).await;
             }
         }
     }

@@ -42,6 +42,24 @@ pub struct Bridge {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Why a browser's audio connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("{what} socket: no free port in {lo}-{hi} ([media] webrtc_port_min/max)")]
+    NoPort {
+        what: &'static str,
+        lo: u16,
+        hi: u16,
+    },
+    #[error("{what} socket: {source}")]
+    Socket {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Peer(#[from] super::peer::PeerError),
+}
+
 impl Bridge {
     /// Answers the browser's offer. `ip` is the address ICE and the engine-side RTP address
     /// bind (the engine's media address), on ports from `ports` (`[media]
@@ -52,13 +70,14 @@ impl Bridge {
         ports: (u16, u16),
         offer_sdp: String,
         local: &LocalRtp,
-    ) -> Result<(Bridge, String, mpsc::Receiver<PeerEvent>), String> {
-        let ice = bind_in(ip, ports).map_err(|e| format!("ICE socket: {e}"))?;
+    ) -> Result<(Bridge, String, mpsc::Receiver<PeerEvent>), BridgeError> {
+        let ice = bind_in(ip, ports, "ICE")?;
         // The engine-side RTP address: bound so that it is ours, and read in case a packet
         // comes by UDP rather than through the in-process switch.
-        let rtp = bind_in(ip, ports).map_err(|e| format!("RTP socket: {e}"))?;
-        let ice_addr = ice.local_addr().map_err(|e| e.to_string())?;
-        let local_rtp = rtp.local_addr().map_err(|e| e.to_string())?;
+        let rtp = bind_in(ip, ports, "RTP")?;
+        let socket = |what| move |source| BridgeError::Socket { what, source };
+        let ice_addr = ice.local_addr().map_err(socket("ICE"))?;
+        let local_rtp = rtp.local_addr().map_err(socket("RTP"))?;
         let (peer, sdp) = BrowserPeer::answer(Instant::now(), offer_sdp, ice_addr, local_rtp)?;
         let (events_tx, events) = mpsc::channel(8);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
@@ -131,19 +150,18 @@ impl Bridge {
 
 /// A UDP socket on a free port of `lo..=hi`, tried from a random point on (a port some
 /// other program holds is skipped).
-fn bind_in(ip: IpAddr, (lo, hi): (u16, u16)) -> Result<UdpSocket, String> {
+fn bind_in(ip: IpAddr, (lo, hi): (u16, u16), what: &'static str) -> Result<UdpSocket, BridgeError> {
     let n = u32::from(hi.saturating_sub(lo)) + 1;
     let start = rand::random::<u32>() % n;
+    let socket = |source| BridgeError::Socket { what, source };
     for i in 0..n {
         let port = lo + ((start + i) % n) as u16;
         if let Ok(s) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
-            s.set_nonblocking(true).map_err(|e| e.to_string())?;
-            return UdpSocket::from_std(s).map_err(|e| e.to_string());
+            s.set_nonblocking(true).map_err(socket)?;
+            return UdpSocket::from_std(s).map_err(socket);
         }
     }
-    Err(format!(
-        "no free port in {lo}-{hi} ([media] webrtc_port_min/max)"
-    ))
+    Err(BridgeError::NoPort { what, lo, hi })
 }
 
 /// The session's connection and what it sends with, shared by its task and the media
@@ -344,11 +362,11 @@ mod tests {
         };
         // `lo` is held by "another program": the one free port is found from any start.
         for _ in 0..8 {
-            let s = bind_in(ip, (lo, lo + 1)).unwrap();
+            let s = bind_in(ip, (lo, lo + 1), "RTP").unwrap();
             assert_eq!(s.local_addr().unwrap().port(), lo + 1);
         }
-        let _second = bind_in(ip, (lo, lo + 1)).unwrap();
-        let err = bind_in(ip, (lo, lo + 1)).err().unwrap();
+        let _second = bind_in(ip, (lo, lo + 1), "RTP").unwrap();
+        let err = bind_in(ip, (lo, lo + 1), "RTP").err().unwrap().to_string();
         assert!(
             err.contains(&format!("no free port in {lo}-{}", lo + 1)),
             "{err}"

@@ -65,6 +65,27 @@ pub struct BrowserPeer {
     pub to_browser: u64,
 }
 
+/// Why a browser's WebRTC leg could not be set up, at which step.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("{step}: {source}")]
+    Rtc {
+        step: &'static str,
+        source: rtc::shared::error::Error,
+    },
+    #[error("the offer has no audio the engine can take (Opus)")]
+    NoOpus,
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("the in-memory browser did not connect within 5 s")]
+    NotConnected,
+}
+
+/// Tags an rtc error with the step that failed.
+fn at(step: &'static str) -> impl Fn(rtc::shared::error::Error) -> PeerError {
+    move |source| PeerError::Rtc { step, source }
+}
+
 impl BrowserPeer {
     /// Answers the browser's offer with one host candidate at `ice` (every candidate in the
     /// answer: the browser needs no trickle). Returns the leg and the SDP answer.
@@ -73,30 +94,29 @@ impl BrowserPeer {
         offer_sdp: String,
         ice: SocketAddr,
         local_rtp: SocketAddr,
-    ) -> Result<(BrowserPeer, String), String> {
+    ) -> Result<(BrowserPeer, String), PeerError> {
         let ssrc = rand::random::<u32>();
-        let (mut pc, sender) = peer(now, ssrc).map_err(|e| format!("peer connection: {e}"))?;
-        let offer = RTCSessionDescription::offer(offer_sdp).map_err(|e| format!("offer: {e}"))?;
-        pc.set_remote_description(now, offer)
-            .map_err(|e| format!("offer: {e}"))?;
+        let (mut pc, sender) = peer(now, ssrc)?;
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(at("offer"))?;
+        pc.set_remote_description(now, offer).map_err(at("offer"))?;
         pc.add_local_candidate(host_candidate(ice)?)
-            .map_err(|e| format!("candidate: {e}"))?;
+            .map_err(at("candidate"))?;
         // End of gathering: one host candidate is all a server has.
         pc.add_local_candidate(RTCIceCandidateInit::default())
-            .map_err(|e| format!("candidate: {e}"))?;
-        let answer = pc.create_answer(None).map_err(|e| format!("answer: {e}"))?;
+            .map_err(at("candidate"))?;
+        let answer = pc.create_answer(None).map_err(at("answer"))?;
         pc.set_local_description(now, answer)
-            .map_err(|e| format!("answer: {e}"))?;
+            .map_err(at("answer"))?;
         let sdp = pc
             .local_description()
             .map(|d| d.sdp)
-            .ok_or("no local description")?;
+            .ok_or(PeerError::Missing("local description"))?;
         // An offer without Opus audio gets an answer rejecting everything: say so instead.
         if !sdp
             .lines()
             .any(|l| l.starts_with("m=audio ") && !l.starts_with("m=audio 0 "))
         {
-            return Err("the offer has no audio the engine can take (Opus)".into());
+            return Err(PeerError::NoOpus);
         }
         Ok((
             BrowserPeer {
@@ -271,7 +291,7 @@ impl BrowserPeer {
     }
 }
 
-fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, String> {
+fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
     let host = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
@@ -283,10 +303,10 @@ fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, String> {
         ..Default::default()
     }
     .new_candidate_host()
-    .map_err(|e| format!("candidate: {e}"))?;
+    .map_err(at("candidate"))?;
     RTCIceCandidate::from(&host)
         .to_json()
-        .map_err(|e| format!("candidate: {e}"))
+        .map_err(at("candidate"))
 }
 
 /// Opus as both sides of a browser call use it: 48 kHz clock, and (RFC 7587
@@ -305,7 +325,7 @@ pub fn opus_codec() -> RTCRtpCodec {
 }
 
 /// Our one Opus codec, registered in a media engine.
-pub fn opus_media_engine() -> Result<MediaEngine, String> {
+pub fn opus_media_engine() -> Result<MediaEngine, PeerError> {
     let mut media = MediaEngine::default();
     media
         .register_codec(
@@ -315,7 +335,7 @@ pub fn opus_media_engine() -> Result<MediaEngine, String> {
             },
             RtpCodecKind::Audio,
         )
-        .map_err(|e| format!("codec: {e}"))?;
+        .map_err(at("codec"))?;
     Ok(media)
 }
 
@@ -343,7 +363,7 @@ pub fn opus_track(ssrc: u32, label: &str) -> MediaStreamTrack {
 /// control and simulcast are for video. No mDNS: it needs a multicast-capable interface (absent where only loopback
 /// exists) and a server's candidates are plain addresses anyway. Also the browser side of
 /// the tests and the bench.
-pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, String> {
+pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, PeerError> {
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .build();
@@ -352,7 +372,7 @@ pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, String> {
         .with_setting_engine(settings)
         .with_interceptor_registry(rtcp_reports())
         .build(now)
-        .map_err(|e| e.to_string())
+        .map_err(at("peer connection"))
 }
 
 /// How often each leg sends its sender and receiver reports: RFC 3550's 5 s, as the trunk
@@ -377,11 +397,11 @@ fn rtcp_reports() -> Registry {
         )
 }
 
-fn peer(now: Instant, ssrc: u32) -> Result<(RTCPeerConnection, RTCRtpSenderId), String> {
+fn peer(now: Instant, ssrc: u32) -> Result<(RTCPeerConnection, RTCRtpSenderId), PeerError> {
     let mut pc = opus_peer_connection(now)?;
     let sender = pc
         .add_track(opus_track(ssrc, "caller"))
-        .map_err(|e| format!("track: {e}"))?;
+        .map_err(at("track"))?;
     Ok((pc, sender))
 }
 
@@ -403,26 +423,28 @@ pub mod loopback {
     pub fn connect(
         engine_ice: SocketAddr,
         engine_rtp: SocketAddr,
-    ) -> Result<(Browser, BrowserPeer), String> {
+    ) -> Result<(Browser, BrowserPeer), PeerError> {
         let now = Instant::now();
         let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
         let mut pc = opus_peer_connection(now)?;
         let mic_ssrc = rand::random();
         let mic = pc
             .add_track(opus_track(mic_ssrc, "mic"))
-            .map_err(|e| e.to_string())?;
-        let offer = pc.create_offer(None).map_err(|e| e.to_string())?;
-        pc.set_local_description(now, offer)
-            .map_err(|e| e.to_string())?;
+            .map_err(at("track"))?;
+        let offer = pc.create_offer(None).map_err(at("offer"))?;
+        pc.set_local_description(now, offer).map_err(at("offer"))?;
         pc.add_local_candidate(host_candidate(addr)?)
-            .map_err(|e| e.to_string())?;
+            .map_err(at("candidate"))?;
         pc.add_local_candidate(RTCIceCandidateInit::default())
-            .map_err(|e| e.to_string())?;
-        let offer_sdp = pc.local_description().ok_or("no offer")?.sdp;
+            .map_err(at("candidate"))?;
+        let offer_sdp = pc
+            .local_description()
+            .ok_or(PeerError::Missing("offer"))?
+            .sdp;
         let (mut engine, answer) = BrowserPeer::answer(now, offer_sdp, engine_ice, engine_rtp)?;
-        let answer = RTCSessionDescription::answer(answer).map_err(|e| e.to_string())?;
+        let answer = RTCSessionDescription::answer(answer).map_err(at("answer"))?;
         pc.set_remote_description(now, answer)
-            .map_err(|e| e.to_string())?;
+            .map_err(at("answer"))?;
         let mut b = Browser {
             pc,
             mic,
@@ -453,7 +475,7 @@ pub mod loopback {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Err("the in-memory browser did not connect within 5 s".into())
+        Err(PeerError::NotConnected)
     }
 
     impl Browser {
@@ -491,7 +513,7 @@ pub mod loopback {
         }
 
         /// The microphone: one Opus packet (48 kHz timestamps).
-        pub fn send_mic(&mut self, now: Instant, seq: u16, opus: &[u8]) -> Result<(), String> {
+        pub fn send_mic(&mut self, now: Instant, seq: u16, opus: &[u8]) -> Result<(), PeerError> {
             let p = rtc::rtp::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -503,8 +525,11 @@ pub mod loopback {
                 },
                 payload: Bytes::copy_from_slice(opus),
             };
-            let mut s = self.pc.rtp_sender(self.mic).ok_or("no mic sender")?;
-            s.write_rtp(now, p).map_err(|e| e.to_string())
+            let mut s = self
+                .pc
+                .rtp_sender(self.mic)
+                .ok_or(PeerError::Missing("mic sender"))?;
+            s.write_rtp(now, p).map_err(at("rtp"))
         }
 
         /// The browser's next datagram (for the engine's leg).
