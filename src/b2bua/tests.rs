@@ -2,6 +2,7 @@
 //! engine with messages and instants and inspects what it wants to send.
 
 use super::*;
+use crate::config::Config;
 use crate::registrar::digest::authorization;
 use crate::sip::message::{Message, NameAddr};
 
