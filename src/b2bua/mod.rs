@@ -373,14 +373,6 @@ pub struct Engine {
     received: Instant,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("queue '{0}' has no skill any agent could have")]
-    Queue(String),
-}
-
 impl Engine {
     /// While set, new calls are refused with 503 + Retry-After; calls already admitted
     /// carry on. The driver sets it when it falls behind its input.

@@ -55,6 +55,21 @@ pub enum ConfigError {
     },
 }
 
+/// Something that loads but is probably not what was meant, e.g. a queue only overflow
+/// reaches that no agent can serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: warning: {}", self.file, self.line, self.message)
+    }
+}
+
 /// The file as written, before validation. [`Config`] has the same sections; keeping this
 /// one private means a `Config` can only come from [`Config::parse`], validated.
 #[derive(Deserialize)]
@@ -107,6 +122,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub runtime: RuntimeConfig,
     engine: Arc<EngineSettings>,
+    warnings: Vec<ConfigWarning>,
 }
 
 /// Where a validation error points: a span from the parser, or the first line that sets
@@ -160,18 +176,27 @@ impl Config {
         Config::parse(&src, &file)
     }
 
-    /// Parses and validates TOML text; `file` names it in errors.
+    /// Parses and validates TOML text; `file` names it in errors and warnings.
     pub fn parse(src: &str, file: &str) -> Result<Config, ConfigError> {
         let f: ConfigFile = toml::from_str(src).map_err(|e| ConfigError::Invalid {
             file: file.to_string(),
             line: e.span().map(|s| line_of(src, s.start)).unwrap_or(1),
             message: e.message().trim().to_string(),
         })?;
-        let engine = validate::validate(&f).map_err(|(at, message)| ConfigError::Invalid {
-            file: file.to_string(),
-            line: at.line(src),
-            message,
-        })?;
+        let (engine, warnings) =
+            validate::validate(&f).map_err(|(at, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                line: at.line(src),
+                message,
+            })?;
+        let warnings = warnings
+            .into_iter()
+            .map(|(at, message)| ConfigWarning {
+                file: file.to_string(),
+                line: at.line(src),
+                message,
+            })
+            .collect();
         Ok(Config {
             sip: f.sip,
             http: f.http,
@@ -187,12 +212,18 @@ impl Config {
             outbound: f.outbound,
             runtime: f.runtime,
             engine: Arc::new(engine),
+            warnings,
         })
     }
 
     /// What the engine runs on: the dialplan resolved and parsed at load.
     pub fn engine(&self) -> &EngineSettings {
         &self.engine
+    }
+
+    /// What loaded but looks wrong; `check-config` prints these and `run` logs them.
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
     }
 
     /// All agents with ranges expanded, in configuration order.

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// An agent for the queues these tests configure: a queue no agent could serve is an
+/// error of its own (see `a_queue_no_agent_can_serve_is_refused_with_its_line`).
+const STAFF: &str = "\n[[agents]]\nids = \"9001\"\npassword = \"pw\"\nskills = [\"ko\", \"en\"]\n";
+
 #[test]
 fn embedded_default_is_valid_and_provisions_demo_agents() {
     let cfg = Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
@@ -65,7 +69,7 @@ fn bad_range_and_duplicates() {
 #[test]
 fn menus_are_checked() {
     let base = "[queue.general]\nskill = \"ko\"\n[queue.en]\nskill = \"en\"\n";
-    let ok = format!("{base}[menu.lang]\n[[menu.lang.option]]\ndigit = \"1\"\nprompt = \"menu-en\"\nqueue = \"en\"\n[[route]]\nnumber = \"1209\"\nmenu = \"lang\"\n");
+    let ok = format!("{base}[menu.lang]\n[[menu.lang.option]]\ndigit = \"1\"\nprompt = \"menu-en\"\nqueue = \"en\"\n[[route]]\nnumber = \"1209\"\nmenu = \"lang\"\n{STAFF}");
     assert!(Config::parse(&ok, "m").is_ok());
     let bad_queue = ok.replace("queue = \"en\"", "queue = \"xx\"");
     let err = Config::parse(&bad_queue, "m").unwrap_err().to_string();
@@ -102,7 +106,7 @@ fn values_without_spans_point_at_their_key() {
 
 #[test]
 fn worker_threads_default_to_the_cpus_and_are_checked_with_their_line() {
-    let src = "[queue.general]\nskill = \"ko\"\n\n[runtime]\nworker_threads = 0\n";
+    let src = &format!("[queue.general]\nskill = \"ko\"\n\n[runtime]\nworker_threads = 0\n{STAFF}");
     let e = Config::parse(src, "r.toml").unwrap_err().to_string();
     assert!(
         e.starts_with("r.toml:5: runtime.worker_threads must be 1..=1024, not 0"),
@@ -121,7 +125,7 @@ fn worker_threads_default_to_the_cpus_and_are_checked_with_their_line() {
 
 #[test]
 fn port_ranges_are_checked_with_their_line() {
-    let cfg = |media: &str| format!("[queue.general]\nskill = \"ko\"\n\n[media]\n{media}\n");
+    let cfg = |media: &str| format!("[queue.general]\nskill = \"ko\"\n\n[media]\n{media}\n{STAFF}");
     let e = Config::parse(
         &cfg("webrtc_port_min = 29000\nwebrtc_port_max = 30999"),
         "p.toml",
@@ -166,7 +170,7 @@ fn port_ranges_are_checked_with_their_line() {
 #[test]
 fn limit_actions_are_checked_with_their_line() {
     let q = |extra: &str| {
-        format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\n[queue.general]\nskill = \"ko\"\n{extra}\n[queue.en]\nskill = \"en\"\n")
+        format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\n[queue.general]\nskill = \"ko\"\n{extra}\n[queue.en]\nskill = \"en\"\n{STAFF}")
     };
     let err = |extra: &str| Config::parse(&q(extra), "l.toml").unwrap_err().to_string();
     let e = err("when_max_wait = \"queue:nope\"");
@@ -227,7 +231,7 @@ fn hours_offsets_and_skills_parse_or_name_the_problem() {
         .to_string();
     assert!(err.starts_with("h.toml:3: queue 'en': hours"), "{err}");
     let cfg = Config::parse(
-        "[queue.q]\nskill = \"ko\"\nstrategy = \"ring-all\"\n",
+        &format!("[queue.q]\nskill = \"ko\"\nstrategy = \"ring-all\"\n{STAFF}"),
         "r.toml",
     )
     .unwrap();
@@ -249,7 +253,7 @@ fn hours_offsets_and_skills_parse_or_name_the_problem() {
 
 #[test]
 fn an_unknown_digest_algorithm_is_refused_with_its_line() {
-    let src = "[sip]\nrealm = \"x\"\ndigest_algorithms = [\"MD5\",\n  \"SHA-1\"]\n".to_string();
+    let src = format!("[sip]\nrealm = \"x\"\ndigest_algorithms = [\"MD5\",\n  \"SHA-1\"]\n{STAFF}");
     let e = Config::parse(&src, "d.toml").unwrap_err().to_string();
     assert!(e.starts_with("d.toml:4:") && e.contains("SHA-1"), "{e}");
     let e = Config::parse(
@@ -283,7 +287,7 @@ fn a_bad_skill_is_refused_with_its_own_line() {
 
 #[test]
 fn an_rtp_range_without_a_port_pair_is_refused_while_anchoring() {
-    let cfg = |media: &str| format!("[queue.general]\nskill = \"ko\"\n\n[media]\n{media}\n");
+    let cfg = |media: &str| format!("[queue.general]\nskill = \"ko\"\n\n[media]\n{media}\n{STAFF}");
     let narrow = "rtp_port_min = 20001\nrtp_port_max = 20002";
     let e = Config::parse(&cfg(narrow), "p.toml")
         .unwrap_err()
@@ -306,7 +310,7 @@ fn an_rtp_range_without_a_port_pair_is_refused_while_anchoring() {
 #[test]
 fn an_unknown_limit_action_is_refused_and_a_known_one_is_resolved() {
     let q = |extra: &str| {
-        format!("[queue.en]\nskill = \"en\"\n[queue.general]\nskill = \"ko\"\n{extra}\n")
+        format!("[queue.en]\nskill = \"en\"\n[queue.general]\nskill = \"ko\"\n{extra}\n{STAFF}")
     };
     let e = Config::parse(&q("when_max_wait = \"hang-up\""), "l.toml")
         .unwrap_err()
@@ -336,6 +340,50 @@ fn an_unknown_limit_action_is_refused_and_a_known_one_is_resolved() {
     );
     assert_eq!(general.timing.when_full, Limit::Reject(480));
     assert_eq!(cfg.engine().queues[0].timing.when_full, Limit::Reject(503));
+}
+
+#[test]
+fn a_queue_no_agent_can_serve_is_refused_with_its_line() {
+    let src = "[[route]]\nnumber = \"120\"\nqueue = \"general\"\n[queue.general]\nskill = \"ko\"\n[queue.en]\nskill = \"en\"\n[[route]]\nnumber = \"121\"\nqueue = \"en\"\n[[agents]]\nids = \"1001\"\npassword = \"pw\"\nskills = [\"ko\"]\n";
+    let e = Config::parse(src, "a.toml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("a.toml:7: queue 'en': no agent has skill 'en'"),
+        "{e}"
+    );
+    // Named by nothing at all: still no one could ever take its calls (transfers reach
+    // queues by name).
+    let unrouted = src.replace("[[route]]\nnumber = \"121\"\nqueue = \"en\"\n", "");
+    let e = Config::parse(&unrouted, "a.toml").unwrap_err().to_string();
+    assert!(e.starts_with("a.toml:7: queue 'en'"), "{e}");
+    // Reached by overflow and by a menu: an error as well.
+    let both = unrouted.replace(
+        "[queue.general]\nskill = \"ko\"\n",
+        "[queue.general]\nskill = \"ko\"\nwhen_full = \"queue:en\"\noverflow = { after_s = 60, queue = \"en\" }\n",
+    );
+    let e = Config::parse(&both, "a.toml").unwrap_err().to_string();
+    assert!(
+        e.starts_with("a.toml:9: queue 'en': no agent has skill 'en'"),
+        "{e}"
+    );
+    assert!(Config::parse(DEFAULT_CONFIG, "d")
+        .unwrap()
+        .warnings()
+        .is_empty());
+}
+
+#[test]
+fn a_queue_only_overflow_reaches_without_agents_is_a_warning() {
+    let src = "[[route]]\nnumber = \"120\"\nqueue = \"general\"\n[queue.general]\nskill = \"ko\"\noverflow = { after_s = 60, queue = \"night\" }\n[queue.night]\nskill = \"night\"\nwhen_max_wait = \"message:closed-en\"\n[[agents]]\nids = \"1001\"\npassword = \"pw\"\nskills = [\"ko\"]\n";
+    let cfg = Config::parse(src, "w.toml").unwrap();
+    let w: Vec<String> = cfg.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        ["w.toml:8: warning: queue 'night': no agent has skill 'night', so calls that overflow here wait for no one"]
+    );
+    assert_eq!(
+        cfg.engine().queues[0].timing.overflow,
+        Some((std::time::Duration::from_secs(60), 1))
+    );
 }
 
 #[test]
@@ -371,7 +419,7 @@ fn the_engine_settings_hold_parsed_values() {
 
 #[test]
 fn a_callback_needs_at_least_one_attempt() {
-    let src = "[outbound]\ntrunk = \"127.0.0.1:5090\"\n[queue.general]\nskill = \"ko\"\ncallback_digit = \"*\"\ncallback_attempts = 0\n".to_string();
+    let src = format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\n[queue.general]\nskill = \"ko\"\ncallback_digit = \"*\"\ncallback_attempts = 0\n{STAFF}");
     let e = Config::parse(&src, "c.toml").unwrap_err().to_string();
     assert!(
         e.starts_with("c.toml:3: queue 'general': callback_attempts must be at least 1"),

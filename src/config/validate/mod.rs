@@ -11,7 +11,7 @@ use crate::acd::QueueIdx;
 use crate::media::ports::PortPool;
 use crate::sip::transaction::TimerConfig;
 use ipnet::IpNet;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -19,8 +19,8 @@ use toml::Spanned;
 type Problem = (Where, String);
 type Check<T> = Result<T, Problem>;
 
-/// Checks `f` and builds what the engine runs on.
-pub(super) fn validate(f: &ConfigFile) -> Check<EngineSettings> {
+/// Checks `f` and builds what the engine runs on, with the warnings worth printing.
+pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> {
     runtime(&f.runtime)?;
     let anchor = media(&f.media)?;
     let trusted = trunks(&f.trunks)?;
@@ -45,7 +45,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<EngineSettings> {
     let agents = agents(&f.agents)?;
     let timers = sip(&f.sip)?;
     let routes = menu_routes(routes, &menus)?;
-    Ok(EngineSettings {
+    let settings = EngineSettings {
         agents,
         queues,
         routes,
@@ -58,7 +58,9 @@ pub(super) fn validate(f: &ConfigFile) -> Check<EngineSettings> {
             (t, caller_id.unwrap_or_else(|| "120".into()))
         }),
         anchor,
-    })
+    };
+    let warnings = staffing(f, &settings)?;
+    Ok((settings, warnings))
 }
 
 fn secs(s: u32) -> Duration {
@@ -412,4 +414,53 @@ fn sip(s: &SipConfig) -> Check<TimerConfig> {
         t2: Duration::from_millis(s.t2_ms),
         t4: Duration::from_millis(s.t4_ms),
     })
+}
+
+/// A queue whose skill no agent has can never answer a call: an error, unless only other
+/// queues' overflow leads there (a holding queue whose calls end by its own limits), which
+/// is worth a warning.
+fn staffing(f: &ConfigFile, s: &EngineSettings) -> Check<Vec<Problem>> {
+    let skills: HashSet<&str> = s
+        .agents
+        .iter()
+        .flat_map(|a| a.skills.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let mut reached = BTreeSet::new();
+    let mut overflowed = BTreeSet::new();
+    for r in s.routes.values() {
+        reached.insert(match r {
+            RouteTarget::Queue(q) | RouteTarget::Menu(_, q) => *q,
+        });
+    }
+    for m in s.menus.values() {
+        reached.insert(m.fallback);
+        reached.extend(m.options.iter().map(|o| o.queue));
+    }
+    for q in &s.queues {
+        let t = &q.timing;
+        reached.extend(t.closed_fallback);
+        for l in [&t.when_max_wait, &t.when_full] {
+            if let Limit::Queue(i) = l {
+                reached.insert(*i);
+            }
+        }
+        overflowed.extend(t.overflow.map(|(_, i)| i));
+    }
+    let mut warnings = Vec::new();
+    for (i, (name, q)) in f.queues.iter().enumerate() {
+        let skill = q.skill.get_ref();
+        if skills.contains(skill.as_str()) {
+            continue;
+        }
+        let at = Where::from(q.skill.span());
+        if overflowed.contains(&i) && !reached.contains(&i) {
+            warnings.push((
+                at,
+                format!("queue '{name}': no agent has skill '{skill}', so calls that overflow here wait for no one"),
+            ));
+        } else {
+            return Err((at, format!("queue '{name}': no agent has skill '{skill}'")));
+        }
+    }
+    Ok(warnings)
 }
