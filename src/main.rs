@@ -172,6 +172,9 @@ fn main() -> ExitCode {
         },
         Cmd::CheckConfig { path } => match Config::load(&path) {
             Ok(cfg) => {
+                for w in cfg.warnings() {
+                    eprintln!("{w}");
+                }
                 println!(
                     "{}: ok ({} agents, {} queues, {} routes)",
                     path.display(),
@@ -230,6 +233,9 @@ fn main() -> ExitCode {
             if let Err(e) = cfg.check_runtime() {
                 eprintln!("dasan: {e}");
                 return ExitCode::FAILURE;
+            }
+            for w in cfg.warnings() {
+                tracing::warn!("{w}");
             }
             if cfg.uses_demo_credentials() {
                 tracing::warn!(

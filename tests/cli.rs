@@ -36,6 +36,41 @@ fn check_config_accepts_the_shipped_dialplan_and_names_file_and_line_on_error() 
 }
 
 #[test]
+fn check_config_refuses_a_queue_no_agent_can_serve_and_warns_when_only_overflow_reaches_it() {
+    let dir = std::env::temp_dir().join(format!("dasan-cli-staff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("staff.toml");
+    let src = "[[route]]\nnumber = \"120\"\nqueue = \"general\"\n\n[queue.general]\nskill = \"ko\"\noverflow = { after_s = 60, queue = \"night\" }\n\n[queue.night]\nskill = \"night\"\n\n[[agents]]\nids = \"1001\"\npassword = \"pw\"\nskills = [\"ko\"]\n";
+    std::fs::write(&cfg, src).unwrap();
+    let (ok, text) = dasan(&["check-config", cfg.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{}:10: warning: queue 'night': no agent has skill 'night'",
+            cfg.display()
+        )),
+        "{text}"
+    );
+    std::fs::write(
+        &cfg,
+        src.replace(
+            "[[route]]",
+            "[[route]]\nnumber = \"121\"\nqueue = \"night\"\n[[route]]",
+        ),
+    )
+    .unwrap();
+    let (ok, text) = dasan(&["check-config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.starts_with(&format!(
+            "{}:13: queue 'night': no agent has skill 'night'",
+            cfg.display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
 fn demo_credentials_never_listen_beyond_loopback() {
     for flag in [
         ["--sip-listen", "0.0.0.0:25060"],

@@ -53,6 +53,12 @@ ids = "1005"
 password = "test-pw"
 skills = ["en"]
 
+# Never logged in: a queue no agent could serve does not load.
+[[agents]]
+ids = "1006"
+password = "test-pw"
+skills = ["zh"]
+
 [media]
 rtp_port_min = {lo}
 rtp_port_max = {hi}

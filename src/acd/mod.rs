@@ -401,10 +401,6 @@ impl Acd {
             .count()
     }
 
-    pub fn skill_known(&self, s: &str) -> bool {
-        self.skill_ids.contains_key(s)
-    }
-
     /// The agent's place in queue `q`'s ready order. Computed from fields that only change
     /// while the agent is not ready, so insertion and removal agree.
     fn key(&self, q: QueueIdx, a: AgentIdx) -> ReadyKey {

@@ -13,23 +13,7 @@ use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// What a waiting caller hears, by reference (the driver owns the audio).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MusicRef {
-    Silence,
-    Ringback,
-    Prompt(String),
-}
-
-impl MusicRef {
-    pub fn from_config(s: &str) -> MusicRef {
-        match s {
-            "silence" => MusicRef::Silence,
-            "ringback" => MusicRef::Ringback,
-            p => MusicRef::Prompt(p.to_string()),
-        }
-    }
-}
+pub use crate::media::prompt::MusicRef;
 
 /// What the engine asks of the media driver.
 #[derive(Debug, Clone, PartialEq, Eq)]

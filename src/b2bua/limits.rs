@@ -8,7 +8,6 @@
 
 use super::{Engine, Limit, MediaCommand, MusicRef, Outcome, TimerRef};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
-use crate::config::LimitAction;
 use std::time::{Duration, Instant};
 
 /// After the callback is offered at max wait, how long the caller has to press the digit.
@@ -22,23 +21,6 @@ pub(super) enum LimitState {
     CallbackOffered,
     /// The max-wait message plays (the call has left its queue); 480 when it has played.
     Message,
-}
-
-impl Limit {
-    /// `reject` is the status when the action names nothing usable (config checks refuse
-    /// that at load; this keeps the engine total).
-    pub(crate) fn from_config(s: &str, queues: &[&String], reject: u16) -> Limit {
-        match LimitAction::parse(s) {
-            Some(LimitAction::Reject(c)) => Limit::Reject(c),
-            Some(LimitAction::Queue(n)) => queues
-                .iter()
-                .position(|q| **q == n)
-                .map_or(Limit::Reject(reject), Limit::Queue),
-            Some(LimitAction::Message(p)) => Limit::Message(p),
-            Some(LimitAction::Callback) => Limit::Callback,
-            None => Limit::Reject(reject),
-        }
-    }
 }
 
 impl Engine {

@@ -17,6 +17,7 @@ mod menu;
 mod offering;
 mod relay;
 mod ring_all;
+mod setup;
 mod stats;
 mod survey;
 mod teardown;
@@ -25,20 +26,20 @@ mod transfer;
 
 pub use anchor::{MediaCommand, MusicRef};
 
-use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx, QueueParams};
-use crate::config::Config;
+use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx};
+pub(crate) use crate::config::{Limit, QueueTiming, RouteTarget};
 use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::sip::build::response;
 use crate::sip::message::{Message, ParseError};
-use crate::sip::transaction::{TimerConfig, TransactionTable};
+use crate::sip::transaction::TransactionTable;
 use crate::sip::{Flow, Method, Transport};
 use bytes::Bytes;
-use ipnet::IpNet;
 use leg::Leg;
+use setup::EngineConfig;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timers::TimerRef;
@@ -54,75 +55,6 @@ pub struct Transmit {
     /// Send only once the first N record events ([`Engine::poll_record`]) are durable: the
     /// messages that tell a caller the call is over wait for its record.
     pub durable_after: Option<u64>,
-}
-
-pub(crate) struct QueueTiming {
-    pub ring_timeout: Duration,
-    pub max_wait: Duration,
-    pub music: MusicRef,
-    pub announce: Option<Announce>,
-    pub record: bool,
-    /// After this long in the queue, the call moves to the other queue.
-    pub overflow: Option<(Duration, QueueIdx)>,
-    /// Post-call survey prompt and how long to wait for the rating.
-    pub survey: Option<(String, Duration)>,
-    /// The survey is made by calling the caller back this long after the call.
-    pub survey_call: Option<Duration>,
-    /// The digit that asks for a callback, attempts, and the pause between them.
-    pub callback: Option<(char, u32, Duration)>,
-    /// Opening hours (minutes after local midnight); outside them, the prompt and the queue
-    /// that takes the call instead.
-    pub hours: Option<(u32, u32)>,
-    pub closed_prompt: Option<String>,
-    pub closed_fallback: Option<QueueIdx>,
-    /// The spoken callback offer: after how long (if at all), and the prompt (also used by
-    /// `when_max_wait = "callback"`).
-    pub callback_offer: (Option<Duration>, String),
-    pub when_max_wait: Limit,
-    pub when_full: Limit,
-}
-
-/// A queue's limit action with its queue resolved (see `config::LimitAction`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Limit {
-    Reject(u16),
-    Queue(QueueIdx),
-    Message(String),
-    Callback,
-}
-
-/// What a queue tells its waiting callers, and how often.
-#[derive(Debug, Clone)]
-pub(crate) struct Announce {
-    pub prompt: Option<String>,
-    pub position: bool,
-    pub wait: bool,
-    pub language: String,
-    pub every: Duration,
-}
-
-/// Where a dialled number goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RouteTarget {
-    Queue(QueueIdx),
-    /// A menu, and the queue a caller who chooses nothing ends up in.
-    Menu(String, QueueIdx),
-}
-
-pub(crate) struct EngineConfig {
-    pub timers: TimerConfig,
-    pub local: SocketAddr,
-    /// Trunk source networks, each with its trunk's early-media setting and name.
-    pub trusted: Vec<(IpNet, bool, Arc<str>)>,
-    pub routes: HashMap<String, RouteTarget>,
-    pub queues: Vec<QueueTiming>,
-    pub max_calls: usize,
-    pub retry_after_s: u32,
-    pub features: crate::config::FeatureCodes,
-    /// The centre's offset from UTC, seconds.
-    pub utc_offset_s: i64,
-    /// Outbound trunk for callbacks and the number they present.
-    pub outbound: Option<(SocketAddr, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,249 +237,7 @@ pub struct Engine {
     ids: crate::sip::build::Ids,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("queue '{0}' has no skill any agent could have")]
-    Queue(String),
-}
-
 impl Engine {
-    /// Builds the engine from a validated config. `unix_now` anchors wall-clock time (for
-    /// digest nonces) to `now`; `ids` is every random value it will use (seed it from the
-    /// operating system in production, from a number in tests).
-    pub fn new(
-        config: &Config,
-        metrics: Arc<Metrics>,
-        now: Instant,
-        unix_now: u64,
-        mut ids: crate::sip::build::Ids,
-    ) -> Engine {
-        let specs = config.agent_specs();
-        let registrar = Registrar::new(
-            &config.sip.realm,
-            &specs
-                .iter()
-                .map(|a| (a.id.clone(), a.password.clone()))
-                .collect::<Vec<_>>(),
-            config.sip.min_expires_s,
-            config.sip.max_expires_s,
-            ids.fork(),
-        )
-        .with_algorithms(
-            config
-                .sip
-                .digest_algorithms
-                .iter()
-                .map(|a| match a.as_str() {
-                    "SHA-256" => crate::registrar::digest::Algorithm::Sha256,
-                    _ => crate::registrar::digest::Algorithm::Md5,
-                })
-                .collect(),
-        );
-        let queue_names: Vec<&String> = config.queues.keys().collect();
-        let acd = Acd::new(
-            now,
-            &specs
-                .iter()
-                .map(|a| {
-                    let skills = a
-                        .skills
-                        .iter()
-                        .filter_map(|s| crate::config::parse_skill(s).ok())
-                        .collect();
-                    (a.id.clone(), skills)
-                })
-                .collect::<Vec<_>>(),
-            config
-                .queues
-                .iter()
-                .map(|(name, q)| QueueParams {
-                    name: name.clone(),
-                    skill: q.skill.clone(),
-                    max_length: q.max_length,
-                    wrap_up: Duration::from_secs(q.wrap_up_s as u64),
-                    busy_delay: Duration::from_secs(q.busy_delay_s as u64),
-                    strategy: q.strategy.core(),
-                    steps: q
-                        .steps
-                        .iter()
-                        .map(|st| (Duration::from_secs(st.after_s as u64), st.min_proficiency))
-                        .collect(),
-                    priority: q.priority,
-                    max_no_answer: q.max_no_answer,
-                })
-                .collect(),
-        );
-        let qidx = |name: &str| queue_names.iter().position(|n| *n == name);
-        let routes = config
-            .routes
-            .iter()
-            .filter_map(|r| {
-                let target = match (&r.queue, &r.menu) {
-                    (Some(q), _) => RouteTarget::Queue(qidx(q.get_ref())?),
-                    (None, Some(m)) => {
-                        let menu = config.menus.get(m.get_ref())?;
-                        let fallback = menu
-                            .fallback
-                            .as_ref()
-                            .or(menu.options.first().map(|o| &o.queue))?;
-                        RouteTarget::Menu(m.get_ref().clone(), qidx(fallback.get_ref())?)
-                    }
-                    (None, None) => return None,
-                };
-                Some((r.number.get_ref().clone(), target))
-            })
-            .collect();
-        let trusted = config
-            .trunks
-            .iter()
-            .flat_map(|t| {
-                let name: Arc<str> = Arc::from(t.name.as_str());
-                t.sources
-                    .iter()
-                    .map(move |s| (s, t.early_media, name.clone()))
-            })
-            .filter_map(|(s, early, name)| {
-                let s = s.get_ref();
-                let net = s
-                    .parse::<IpNet>()
-                    .ok()
-                    .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))?;
-                Some((net, early, name))
-            })
-            .collect();
-        for name in config.queues.keys() {
-            metrics.queue_waiting.with_label_values(&[name]).set(0);
-        }
-        let cfg = EngineConfig {
-            timers: TimerConfig {
-                t1: Duration::from_millis(config.sip.t1_ms),
-                t2: Duration::from_millis(config.sip.t2_ms),
-                t4: Duration::from_millis(config.sip.t4_ms),
-            },
-            local: config.advertised_sip(),
-            trusted,
-            routes,
-            queues: config
-                .queues
-                .values()
-                .map(|q| QueueTiming {
-                    ring_timeout: Duration::from_secs(q.ring_timeout_s as u64),
-                    max_wait: Duration::from_secs(q.max_wait_s as u64),
-                    music: MusicRef::from_config(q.music.get_ref()),
-                    announce: (q.announce.is_some() || q.announce_position || q.announce_wait)
-                        .then(|| Announce {
-                            prompt: q.announce.as_ref().map(|a| a.get_ref().clone()),
-                            position: q.announce_position,
-                            wait: q.announce_wait,
-                            language: q.language.clone(),
-                            every: Duration::from_secs(q.announce_every_s as u64),
-                        }),
-                    record: q.record,
-                    hours: q
-                        .hours
-                        .as_ref()
-                        .and_then(|h| crate::config::parse_hours(h.get_ref())),
-                    closed_prompt: q.closed_prompt.as_ref().map(|p| p.get_ref().clone()),
-                    closed_fallback: q
-                        .closed_fallback
-                        .as_ref()
-                        .and_then(|f| queue_names.iter().position(|n| *n == f.get_ref())),
-                    callback: q.callback_digit.as_ref().and_then(|d| {
-                        Some((
-                            d.get_ref().chars().next()?,
-                            q.callback_attempts.max(1),
-                            Duration::from_secs(q.callback_retry_s as u64),
-                        ))
-                    }),
-                    survey_call: q.survey_call_after_s.map(|s| Duration::from_secs(s as u64)),
-                    survey: q.survey.as_ref().map(|p| {
-                        (
-                            p.get_ref().clone(),
-                            Duration::from_secs(q.survey_timeout_s as u64),
-                        )
-                    }),
-                    callback_offer: (
-                        q.callback_offer_after_s
-                            .map(|s| Duration::from_secs(s as u64)),
-                        q.callback_prompt_name(),
-                    ),
-                    when_max_wait: Limit::from_config(q.when_max_wait.get_ref(), &queue_names, 480),
-                    when_full: Limit::from_config(q.when_full.get_ref(), &queue_names, 503),
-                    overflow: q.overflow.as_ref().and_then(|o| {
-                        let target = queue_names.iter().position(|n| *n == o.queue.get_ref())?;
-                        Some((Duration::from_secs(o.after_s as u64), target))
-                    }),
-                })
-                .collect(),
-            max_calls: config.sip.max_calls,
-            retry_after_s: config.sip.retry_after_s,
-            features: config.features.clone(),
-            utc_offset_s: config.clock.offset_s().unwrap_or(9 * 3600),
-            outbound: config.outbound.trunk.map(|t| {
-                (
-                    t,
-                    config
-                        .outbound
-                        .caller_id
-                        .clone()
-                        .unwrap_or_else(|| "120".into()),
-                )
-            }),
-        };
-        let timers = cfg.timers;
-        Engine {
-            agent_armed: vec![Default::default(); acd.agent_count()],
-            cfg,
-            registrar,
-            acd,
-            metrics,
-            tx: TransactionTable::new(timers),
-            calls: HashMap::new(),
-            dialogs: HashMap::new(),
-            timers: BinaryHeap::new(),
-            out: VecDeque::new(),
-            start: now,
-            unix_at_start: unix_now,
-            unix_ms_at_start: unix_now as i64 * 1000,
-            records_out: VecDeque::new(),
-            records_emitted: 0,
-            durable_gate: None,
-            overloaded: false,
-            draining: false,
-            anchor: config
-                .media
-                .anchor
-                .then(|| {
-                    let m = &config.media;
-                    crate::media::ports::PortPool::new(m.rtp_port_min, m.rtp_port_max)
-                        .ok()
-                        .map(|pool| anchor::Anchor {
-                            pool,
-                            ip: m.ip.unwrap_or(config.advertised_sip().ip()),
-                            timeout: Duration::from_secs(m.media_timeout_s as u64),
-                        })
-                })
-                .flatten(),
-            media_out: VecDeque::new(),
-            dialplan: crate::dialplan::Dialplan::from_config(config),
-            not_ready_reasons: HashMap::new(),
-            callbacks: HashMap::new(),
-            // Until a queue has finished calls of its own: three minutes, a common figure
-            // for public information lines.
-            talk_avg: vec![Duration::from_secs(180); config.queues.len()],
-            windows: config
-                .queues
-                .values()
-                .map(|q| stats::QueueWindow::new(now, Duration::from_secs(q.sl_threshold_s as u64)))
-                .collect(),
-            received: now,
-            ids,
-        }
-    }
-
     /// While set, new calls are refused with 503 + Retry-After; calls already admitted
     /// carry on. The driver sets it when it falls behind its input.
     pub fn set_overloaded(&mut self, on: bool) {

@@ -2,6 +2,7 @@
 //! engine with messages and instants and inspects what it wants to send.
 
 use super::*;
+use crate::config::Config;
 use crate::registrar::digest::authorization;
 use crate::sip::message::{Message, NameAddr};
 
@@ -1289,6 +1290,8 @@ fn outside_opening_hours_the_caller_hears_why_and_waits_for_a_korean_counsellor(
             "[[route]]\nnumber = \"1209\"",
             "[[route]]\nnumber = \"1201\"\nqueue = \"en\"\n[[route]]\nnumber = \"1202\"\nqueue = \"zh\"\n[[route]]\nnumber = \"1209\"",
         );
+    // A Chinese counsellor (never logged in here), or the zh queue would not load.
+    let cfg = format!("{cfg}[[agents]]\nids = \"1004\"\npassword = \"pw\"\nskills = [\"zh\"]\n");
     let mut h = anchored_with(&cfg, "");
     h.register("1001", 1);
     h.register("1003", 3);

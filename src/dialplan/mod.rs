@@ -2,7 +2,7 @@
 //! number reaches, what a digit does while a caller waits, and the menu's own small state
 //! machine (prompts, timeout, retries) under time passed in.
 
-use crate::config::Config;
+use crate::config::{Config, RouteTarget};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -28,55 +28,42 @@ pub struct Dialplan {
 }
 
 impl Dialplan {
-    /// From a validated config.
+    /// From a loaded config: its menus and waiting digits are already parsed and checked,
+    /// so this only names the queues.
     pub fn from_config(cfg: &Config) -> Dialplan {
-        let routes = cfg
+        let s = cfg.engine();
+        let queue = |q: usize| s.queues[q].acd.name.clone();
+        let routes = s
             .routes
             .iter()
-            .filter_map(|r| {
-                let t = match (&r.queue, &r.menu) {
-                    (Some(q), _) => Target::Queue(q.get_ref().clone()),
-                    (None, Some(m)) => Target::Menu(m.get_ref().clone()),
-                    (None, None) => return None,
+            .map(|(number, t)| {
+                let t = match t {
+                    RouteTarget::Queue(q) => Target::Queue(queue(*q)),
+                    RouteTarget::Menu(m, _) => Target::Menu(m.clone()),
                 };
-                Some((r.number.get_ref().clone(), t))
+                (number.clone(), t)
             })
             .collect();
-        let waiting_digits = cfg
+        let waiting_digits = s
             .queues
             .iter()
-            .map(|(name, q)| {
-                let map = q
-                    .digits
-                    .iter()
-                    .filter_map(|(d, m)| Some((d.chars().next()?, m.get_ref().clone())))
-                    .collect();
-                (name.clone(), map)
-            })
+            .map(|q| (q.acd.name.clone(), q.digits.clone().into_iter().collect()))
             .collect();
-        let menus = cfg
+        let menus = s
             .menus
             .iter()
             .map(|(name, m)| {
                 let options = m
                     .options
                     .iter()
-                    .filter_map(|o| {
-                        Some((
-                            o.digit.get_ref().chars().next()?,
-                            o.prompt.get_ref().clone(),
-                            o.queue.get_ref().clone(),
-                        ))
-                    })
+                    .map(|o| (o.digit, o.prompt.clone(), queue(o.queue)))
                     .collect();
-                (
-                    name.clone(),
-                    Menu {
-                        timeout: Duration::from_secs(m.timeout_s as u64),
-                        retries: m.retries,
-                        options,
-                    },
-                )
+                let menu = Menu {
+                    timeout: m.timeout,
+                    retries: m.retries,
+                    options,
+                };
+                (name.clone(), menu)
             })
             .collect();
         Dialplan {

@@ -590,7 +590,7 @@ mod tests {
         let p = Prompts::load(&cfg).unwrap();
         assert!(p.by_name.contains_key("menu-mn") && p.by_name.contains_key("pos-ko-10"));
         let bad = crate::config::Config::parse(
-            "[queue.q]\nskill = \"fr\"\nlanguage = \"fr\"\nannounce_position = true\n",
+            "[queue.q]\nskill = \"fr\"\nlanguage = \"fr\"\nannounce_position = true\n\n[[agents]]\nids = \"1\"\npassword = \"pw\"\nskills = [\"fr\"]\n",
             "t.toml",
         )
         .unwrap();

@@ -12,6 +12,7 @@ pub enum PortError {
     Exhausted,
 }
 
+#[derive(Debug, Clone)]
 pub struct PortPool {
     free: VecDeque<u16>,
     legs: usize,

@@ -20,6 +20,14 @@ pub enum PromptError {
     Opus { file: String, reason: String },
 }
 
+/// What a waiting caller hears, by reference (the driver owns the audio).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MusicRef {
+    Silence,
+    Ringback,
+    Prompt(String),
+}
+
 /// One prompt, encoded: 20 ms frames per codec.
 #[derive(Debug, Clone)]
 pub struct Prompt {

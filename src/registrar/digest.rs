@@ -7,20 +7,11 @@ use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Md5,
-    Sha256,
-}
+/// Defined with the config, which names the algorithms to challenge with; the hashing is
+/// here.
+pub use crate::config::DigestAlgorithm as Algorithm;
 
 impl Algorithm {
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "MD5",
-            Algorithm::Sha256 => "SHA-256",
-        }
-    }
-
     pub fn hash(self, data: &str) -> String {
         match self {
             Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),

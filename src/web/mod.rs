@@ -70,8 +70,8 @@ impl WebState {
             app,
             passwords: cfg
                 .agent_specs()
-                .into_iter()
-                .map(|a| (a.id, a.password))
+                .iter()
+                .map(|a| (a.id.clone(), a.password.clone()))
                 .collect(),
             sip,
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),

@@ -1,0 +1,142 @@
+//! Building the engine from a loaded [`Config`]. Validation has already resolved and
+//! parsed everything ([`crate::config::EngineSettings`]), so this only hands each part its
+//! share: no string is parsed here and nothing can fail.
+
+use super::{anchor, stats, Engine, QueueTiming, RouteTarget};
+use crate::acd::Acd;
+use crate::config::{Config, EngineSettings, FeatureCodes};
+use crate::metrics::Metrics;
+use crate::registrar::Registrar;
+use crate::sip::build::Ids;
+use crate::sip::transaction::{TimerConfig, TransactionTable};
+use ipnet::IpNet;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the call flow reads from the configuration while it runs.
+pub(crate) struct EngineConfig {
+    pub timers: TimerConfig,
+    pub local: SocketAddr,
+    /// Trunk source networks, each with its trunk's early-media setting and name.
+    pub trusted: Vec<(IpNet, bool, Arc<str>)>,
+    pub routes: HashMap<String, RouteTarget>,
+    pub queues: Vec<QueueTiming>,
+    pub max_calls: usize,
+    pub retry_after_s: u32,
+    pub features: FeatureCodes,
+    /// The centre's offset from UTC, seconds.
+    pub utc_offset_s: i64,
+    /// Outbound trunk for callbacks and the number they present.
+    pub outbound: Option<(SocketAddr, String)>,
+}
+
+impl EngineConfig {
+    /// `config`'s addresses are read here, not at load, because CLI overrides change them.
+    fn new(config: &Config, s: &EngineSettings) -> EngineConfig {
+        EngineConfig {
+            timers: s.timers,
+            local: config.advertised_sip(),
+            trusted: s.trusted.clone(),
+            routes: s.routes.clone(),
+            queues: s.queues.iter().map(|q| q.timing.clone()).collect(),
+            max_calls: config.sip.max_calls,
+            retry_after_s: config.sip.retry_after_s,
+            features: config.features.clone(),
+            utc_offset_s: s.utc_offset_s,
+            outbound: s.outbound.clone(),
+        }
+    }
+}
+
+fn registrar(config: &Config, s: &EngineSettings, ids: Ids) -> Registrar {
+    let creds: Vec<(String, String)> = s
+        .agents
+        .iter()
+        .map(|a| (a.id.clone(), a.password.clone()))
+        .collect();
+    Registrar::new(
+        &config.sip.realm,
+        &creds,
+        config.sip.min_expires_s,
+        config.sip.max_expires_s,
+        ids,
+    )
+    .with_algorithms(config.sip.digest_algorithms.clone())
+}
+
+fn acd(s: &EngineSettings, now: Instant) -> Acd {
+    let agents: Vec<(String, Vec<(String, u8)>)> = s
+        .agents
+        .iter()
+        .map(|a| (a.id.clone(), a.skills.clone()))
+        .collect();
+    Acd::new(
+        now,
+        &agents,
+        s.queues.iter().map(|q| q.acd.clone()).collect(),
+    )
+}
+
+impl Engine {
+    /// Builds the engine from a loaded (so validated) config. `unix_now` anchors wall-clock
+    /// time (for digest nonces) to `now`; `ids` is every random value it will use (seed it
+    /// from the operating system in production, from a number in tests).
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        now: Instant,
+        unix_now: u64,
+        mut ids: Ids,
+    ) -> Engine {
+        let s = config.engine();
+        let acd = acd(s, now);
+        for q in &s.queues {
+            metrics
+                .queue_waiting
+                .with_label_values(&[&q.acd.name])
+                .set(0);
+        }
+        let anchor = s.anchor.as_ref().map(|a| anchor::Anchor {
+            pool: a.pool.clone(),
+            ip: config.media.ip.unwrap_or(config.advertised_sip().ip()),
+            timeout: a.timeout,
+        });
+        Engine {
+            agent_armed: vec![Default::default(); acd.agent_count()],
+            cfg: EngineConfig::new(config, s),
+            registrar: registrar(config, s, ids.fork()),
+            acd,
+            metrics,
+            tx: TransactionTable::new(s.timers),
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            timers: BinaryHeap::new(),
+            out: VecDeque::new(),
+            start: now,
+            unix_at_start: unix_now,
+            unix_ms_at_start: unix_now as i64 * 1000,
+            records_out: VecDeque::new(),
+            records_emitted: 0,
+            durable_gate: None,
+            overloaded: false,
+            draining: false,
+            anchor,
+            media_out: VecDeque::new(),
+            dialplan: crate::dialplan::Dialplan::from_config(config),
+            not_ready_reasons: HashMap::new(),
+            callbacks: HashMap::new(),
+            // Until a queue has finished calls of its own: three minutes, a common figure
+            // for public information lines.
+            talk_avg: vec![Duration::from_secs(180); s.queues.len()],
+            windows: s
+                .queues
+                .iter()
+                .map(|q| stats::QueueWindow::new(now, q.sl_threshold))
+                .collect(),
+            received: now,
+            ids,
+        }
+    }
+}

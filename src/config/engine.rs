@@ -1,0 +1,202 @@
+//! What validation makes of a config file: the typed settings the engine runs on. Queue and
+//! menu names are resolved to indices, strings are parsed (skills, hours, networks, limit
+//! actions, digits), seconds are `Duration`s. Nothing here is checked or parsed again, so
+//! building the engine from it cannot fail or fall back to a default.
+
+use crate::acd::{QueueIdx, QueueParams};
+use crate::media::ports::PortPool;
+use crate::media::prompt::MusicRef;
+use crate::sip::transaction::TimerConfig;
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The engine's configuration, resolved. Addresses are not here: CLI overrides change them
+/// after loading, so the engine reads them from [`super::Config`] itself.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Every agent with ranges expanded, in configuration order (the registrar and the ACD
+    /// number them alike).
+    pub agents: Vec<AgentSpec>,
+    /// Index = [`QueueIdx`], in the order of the queue names.
+    pub queues: Vec<QueueSettings>,
+    /// Dialled number → where it goes.
+    pub routes: HashMap<String, RouteTarget>,
+    /// Trunk source networks, each with its trunk's early-media setting and name.
+    pub trusted: Vec<(IpNet, bool, Arc<str>)>,
+    pub menus: BTreeMap<String, MenuSettings>,
+    pub timers: TimerConfig,
+    /// The centre's offset from UTC, seconds.
+    pub utc_offset_s: i64,
+    /// Outbound trunk for callbacks and the number they present.
+    pub outbound: Option<(SocketAddr, String)>,
+    /// Media anchoring (`[media] anchor = true`): the RTP ports and the silence timeout.
+    pub anchor: Option<Anchoring>,
+}
+
+/// A configured agent after ranges are expanded, skills parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSpec {
+    pub id: String,
+    pub password: String,
+    /// (skill, proficiency 1-5).
+    pub skills: Vec<(String, u8)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Anchoring {
+    pub pool: PortPool,
+    pub timeout: Duration,
+}
+
+/// One queue, split by who uses what.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// The routing core's share: name, skill, strategy, steps, length, priority.
+    pub acd: QueueParams,
+    /// The call flow's share.
+    pub timing: QueueTiming,
+    /// Digits that open a menu while a caller waits: digit → menu name.
+    pub digits: BTreeMap<char, String>,
+    /// A call answered within this counts as within service level.
+    pub sl_threshold: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueTiming {
+    pub ring_timeout: Duration,
+    pub max_wait: Duration,
+    pub music: MusicRef,
+    pub announce: Option<Announce>,
+    pub record: bool,
+    /// After this long in the queue, the call moves to the other queue.
+    pub overflow: Option<(Duration, QueueIdx)>,
+    /// Post-call survey prompt and how long to wait for the rating.
+    pub survey: Option<(String, Duration)>,
+    /// The survey is made by calling the caller back this long after the call.
+    pub survey_call: Option<Duration>,
+    /// The digit that asks for a callback, attempts, and the pause between them.
+    pub callback: Option<(char, u32, Duration)>,
+    /// Opening hours (minutes after local midnight); outside them, the prompt and the queue
+    /// that takes the call instead.
+    pub hours: Option<(u32, u32)>,
+    pub closed_prompt: Option<String>,
+    pub closed_fallback: Option<QueueIdx>,
+    /// The spoken callback offer: after how long (if at all), and the prompt (also used by
+    /// `when_max_wait = "callback"`).
+    pub callback_offer: (Option<Duration>, String),
+    pub when_max_wait: Limit,
+    pub when_full: Limit,
+}
+
+/// A queue's limit action with its queue resolved (the config spells it as a
+/// [`super::LimitAction`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// End the call (never answered) with this status: 480 or 503.
+    Reject(u16),
+    Queue(QueueIdx),
+    /// Play the prompt, then 480.
+    Message(String),
+    /// Offer the callback (the queue's callback prompt), then 480 if not taken.
+    Callback,
+}
+
+/// What a queue tells its waiting callers, and how often.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    pub prompt: Option<String>,
+    pub position: bool,
+    pub wait: bool,
+    pub language: String,
+    pub every: Duration,
+}
+
+/// Where a dialled number goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    Queue(QueueIdx),
+    /// A menu, and the queue a caller who chooses nothing ends up in.
+    Menu(String, QueueIdx),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuSettings {
+    pub timeout: Duration,
+    pub retries: u32,
+    /// In the order the prompts play.
+    pub options: Vec<MenuChoice>,
+    /// Where a caller who chose nothing goes when they did not come from a queue.
+    pub fallback: QueueIdx,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuChoice {
+    pub digit: char,
+    pub prompt: String,
+    pub queue: QueueIdx,
+}
+
+impl EngineSettings {
+    /// Every prompt the dialplan names, with where it is named (for a clear error when a
+    /// prompt file is missing).
+    pub fn prompt_names(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for q in &self.queues {
+            q.prompt_names(&mut out);
+        }
+        for (name, m) in &self.menus {
+            for o in &m.options {
+                out.push((o.prompt.clone(), format!("menu '{name}'")));
+            }
+        }
+        out
+    }
+}
+
+impl QueueSettings {
+    fn prompt_names(&self, out: &mut Vec<(String, String)>) {
+        let (name, t) = (&self.acd.name, &self.timing);
+        let mut add =
+            |p: &str, what: &str| out.push((p.to_string(), format!("queue '{name}' {what}")));
+        if let MusicRef::Prompt(p) = &t.music {
+            add(p, "music");
+        }
+        if let Some(p) = t.announce.as_ref().and_then(|a| a.prompt.as_ref()) {
+            add(p, "announce");
+        }
+        if let Some((p, _)) = &t.survey {
+            add(p, "survey");
+        }
+        if let Some(p) = &t.closed_prompt {
+            add(p, "closed_prompt");
+        }
+        if t.callback_offer.0.is_some() || t.when_max_wait == Limit::Callback {
+            add(&t.callback_offer.1, "callback offer");
+        }
+        if let Limit::Message(p) = &t.when_max_wait {
+            add(p, "when_max_wait");
+        }
+        let Some(a) = &t.announce else {
+            return;
+        };
+        let l = &a.language;
+        let numbered = |lead: &str, num: &str| {
+            let mut v = vec![format!("{lead}-{l}"), format!("{num}-{l}-many")];
+            v.extend((1..=10).map(|n| format!("{num}-{l}-{n}")));
+            v
+        };
+        if a.position {
+            for p in numbered("queue-position", "pos") {
+                add(&p, "announce_position");
+            }
+        }
+        if a.wait {
+            for p in numbered("queue-ewt", "min") {
+                add(&p, "announce_wait");
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Process settings: the `[sip]`, `[http]`, `[data]`, `[media]`, `[runtime]`, `[clock]` and
+//! `[outbound]` tables, read by the drivers as well as the engine. Every one has a default,
+//! and CLI overrides (`--sip-listen`, …) apply to these after loading.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Threads that run SIP, media and the browser legs. Default: one per CPU the engine
+    /// may run on (its affinity mask, so `taskset -c 0 dasan run` gets one). 1..=1024.
+    pub worker_threads: Option<usize>,
+}
+
+impl RuntimeConfig {
+    pub fn threads(&self) -> usize {
+        self.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Anchor calls' RTP in the engine (our SDP on both legs, 183 early media, digits,
+    /// menus, recording). Default true. With false the engine relays SDP end to end:
+    /// signalling only, no menus (routes to a menu are then a config error).
+    pub anchor: bool,
+    /// RTP port range, inclusive. Each call takes 4 ports (RTP and RTCP per leg), so the
+    /// range bounds concurrent anchored calls: 20000-29999 carries 2,500. When it runs
+    /// out, new calls get 503. Default 20000-29999.
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// UDP ports for browser agents' WebRTC, inclusive: each logged-in browser takes two
+    /// (ICE, and the leg's RTP towards the media plane), so 30000-31999 carries 1,000. A
+    /// range of their own, away from the RTP range and the kernel's ephemeral ports, so
+    /// the two never take each other's ports and a firewall can open exactly these.
+    /// Default 30000-31999.
+    pub webrtc_port_min: u16,
+    pub webrtc_port_max: u16,
+    /// Seconds without RTP from a leg before the call is ended. Default 30.
+    pub media_timeout_s: u32,
+    /// Address for RTP and in SDP; defaults to the SIP address.
+    pub ip: Option<std::net::IpAddr>,
+    /// A directory of extra prompts (16-bit mono WAV at 8, 16 or 48 kHz), named by file
+    /// stem; they add to, and override, the prompts built into the binary.
+    pub prompts_dir: Option<PathBuf>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            anchor: true,
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            webrtc_port_min: 30000,
+            webrtc_port_max: 31999,
+            media_timeout_s: 30,
+            ip: None,
+            prompts_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP and TCP listen address. Default 127.0.0.1:5060.
+    pub listen: SocketAddr,
+    /// Address written into Via and Contact; defaults to `listen`. Required when `listen`
+    /// is a wildcard address.
+    pub advertise: Option<SocketAddr>,
+    /// Digest realm for agent registration. Default "dasan".
+    pub realm: String,
+    /// RFC 3261 T1 in milliseconds. Default 500.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 in milliseconds. Default 4000.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 in milliseconds. Default 5000.
+    pub t4_ms: u64,
+    /// Calls held at once before new ones get 503. Default 50000.
+    pub max_calls: usize,
+    /// Longest registration accepted, seconds. Default 3600.
+    pub max_expires_s: u32,
+    /// Shortest registration accepted (shorter gets 423), seconds. Default 30.
+    pub min_expires_s: u32,
+    /// Retry-After seconds sent with 503 when shedding load. Default 5.
+    pub retry_after_s: u32,
+    /// Kernel socket buffer for the UDP socket, bytes. Default 8 MiB.
+    pub udp_buffer_bytes: usize,
+    /// Digest algorithms challenged on REGISTER, one WWW-Authenticate each, in this order
+    /// (RFC 8760). Default ["MD5"]: baresip 1.0 rejects a whole 401 that lists SHA-256,
+    /// and SIPp answers only the first challenge, so add "SHA-256" after "MD5" only when
+    /// every phone copes with it.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// On SIGTERM, seconds to let calls in progress finish before stopping. Default 30.
+    pub drain_timeout_s: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "127.0.0.1:5060".parse().expect("literal"),
+            advertise: None,
+            realm: "dasan".into(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            max_calls: 50_000,
+            max_expires_s: 3600,
+            min_expires_s: 30,
+            retry_after_s: 5,
+            udp_buffer_bytes: 8 << 20,
+            digest_algorithms: vec![DigestAlgorithm::Md5],
+            drain_timeout_s: 30,
+        }
+    }
+}
+
+/// A digest algorithm, spelled as in the config and in `WWW-Authenticate` (RFC 8760). The
+/// registrar implements the hashing; the type lives here so that an unknown name is a
+/// load error with its line rather than a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Md5 => "MD5",
+            DigestAlgorithm::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// Where the engine places calls of its own (callbacks): a carrier trunk's SIP address.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// SIP address of the outbound trunk, e.g. "192.0.2.10:5060". None: no callbacks.
+    pub trunk: Option<SocketAddr>,
+    /// The number callbacks present. Default "120".
+    pub caller_id: Option<String>,
+}
+
+/// The centre's local time, for queue opening hours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// Offset from UTC, "+09:00" (Seoul, the default; Korea keeps no daylight saving).
+    pub utc_offset: String,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            utc_offset: "+09:00".into(),
+        }
+    }
+}
+
+impl ClockConfig {
+    /// The offset in seconds, if well formed.
+    pub fn offset_s(&self) -> Option<i64> {
+        let s = self.utc_offset.trim();
+        let (sign, rest) = match s.as_bytes().first()? {
+            b'+' => (1, &s[1..]),
+            b'-' => (-1, &s[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 3600 + m * 60))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// HTTP listen address (health, metrics, API). Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// API bearer tokens and their roles. With none here and no DASAN_API_TOKEN in the
+    /// environment, the engine generates a supervisor token at first start and keeps it in
+    /// `<data dir>/api-token` (mode 0600).
+    pub tokens: Vec<TokenConfig>,
+    /// How long a browser agent's login lasts (the desktop's session token for the API).
+    /// Default 43200 (12 hours, a long shift).
+    pub session_ttl_s: u32,
+}
+
+/// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
+/// (read-only, caller numbers masked), `agent` (its own agent only; needs `agent`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: Spanned<String>,
+    pub role: Spanned<String>,
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().expect("literal"),
+            tokens: Vec::new(),
+            session_ttl_s: 43_200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data directory (records.db, recordings/, the generated API token). Default
+    /// ./dasan-data.
+    pub dir: PathBuf,
+    /// A record change is committed (fsync'd) within this many milliseconds while the
+    /// writer keeps up; slower commits are logged. Default 100.
+    pub flush_interval_ms: u64,
+    /// Record changes queued for the writer before further ones wait in memory (counted in
+    /// dasan_record_queue_full_total). Default 65536.
+    pub record_queue: usize,
+    /// Keep records in PostgreSQL instead of SQLite: a `postgresql://user:pass@host/db`
+    /// URL. Default: SQLite at `<dir>/records.db`, no server needed.
+    pub database: Option<String>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from("./dasan-data"),
+            flush_interval_ms: 100,
+            record_queue: 65_536,
+            database: None,
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! Validation, section by section. Each check that passes hands back the typed value it
+//! checked (a queue index for a queue name, minutes for "09:00-22:00", an `IpNet` for a
+//! trunk source), and [`validate`] assembles them into the [`EngineSettings`]. The order of
+//! the sections is the order errors are reported in: the first problem wins.
+
+mod queue;
+
+use super::dialplan::is_prompt_name;
+use super::*;
+use crate::acd::QueueIdx;
+use crate::media::ports::PortPool;
+use crate::sip::transaction::TimerConfig;
+use ipnet::IpNet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A problem and where it is; [`Config::parse`] turns `Where` into a line.
+type Problem = (Where, String);
+type Check<T> = Result<T, Problem>;
+
+/// Checks `f` and builds what the engine runs on, with the warnings worth printing.
+pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> {
+    runtime(&f.runtime)?;
+    let anchor = media(&f.media)?;
+    let trusted = trunks(&f.trunks)?;
+    let index: HashMap<&str, QueueIdx> = f
+        .queues
+        .keys()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let routes = routes(f, &index)?;
+    let mut queues = Vec::with_capacity(f.queues.len());
+    for (name, q) in &f.queues {
+        queues.push(queue::queue(f, &index, name, q)?);
+    }
+    for ((name, q), settings) in f.queues.iter().zip(&mut queues) {
+        settings.digits = queue::waiting_digits(f, name, q)?;
+    }
+    let menus = menus(f, &index)?;
+    tokens(&f.http)?;
+    let utc_offset_s = clock(&f.clock)?;
+    data(&f.data)?;
+    let agents = agents(&f.agents)?;
+    let timers = sip(&f.sip)?;
+    let routes = menu_routes(routes, &menus)?;
+    let settings = EngineSettings {
+        agents,
+        queues,
+        routes,
+        trusted,
+        menus,
+        timers,
+        utc_offset_s,
+        outbound: f.outbound.trunk.map(|t| {
+            let caller_id = f.outbound.caller_id.clone();
+            (t, caller_id.unwrap_or_else(|| "120".into()))
+        }),
+        anchor,
+    };
+    let warnings = staffing(f, &settings)?;
+    Ok((settings, warnings))
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(s as u64)
+}
+
+/// The character of a one-digit DTMF string: `"5"`, `"*"`, `"#"`, `"A"`…
+fn dtmf(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if "0123456789*#ABCD".contains(c) => Some(c),
+        _ => None,
+    }
+}
+
+fn runtime(r: &RuntimeConfig) -> Check<()> {
+    if let Some(n) = r.worker_threads {
+        if !(1..=1024).contains(&n) {
+            return Err((
+                Where::Key("worker_threads".into()),
+                format!("runtime.worker_threads must be 1..=1024, not {n}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The port ranges, and with `anchor = true` the RTP port pool itself: a range that holds
+/// no port pair would otherwise leave the engine unable to anchor anything.
+fn media(m: &MediaConfig) -> Check<Option<Anchoring>> {
+    let at = || Where::Key("[media".into());
+    if m.rtp_port_min > m.rtp_port_max || m.rtp_port_min < 1024 {
+        return Err((
+            at(),
+            "media.rtp_port_min must be 1024..=rtp_port_max".into(),
+        ));
+    }
+    if m.webrtc_port_min > m.webrtc_port_max || m.webrtc_port_min < 1024 {
+        return Err((
+            at(),
+            "media.webrtc_port_min must be 1024..=webrtc_port_max".into(),
+        ));
+    }
+    if m.webrtc_port_min <= m.rtp_port_max && m.rtp_port_min <= m.webrtc_port_max {
+        return Err((
+            at(),
+            format!(
+                "media: the WebRTC ports {}-{} overlap the RTP ports {}-{}",
+                m.webrtc_port_min, m.webrtc_port_max, m.rtp_port_min, m.rtp_port_max
+            ),
+        ));
+    }
+    if !m.anchor {
+        return Ok(None);
+    }
+    let pool = PortPool::new(m.rtp_port_min, m.rtp_port_max).map_err(|e| {
+        (
+            at(),
+            format!("media: {e}: anchoring needs an even port and the odd one above it"),
+        )
+    })?;
+    Ok(Some(Anchoring {
+        pool,
+        timeout: secs(m.media_timeout_s),
+    }))
+}
+
+fn trunks(trunks: &[TrunkConfig]) -> Check<Vec<(IpNet, bool, Arc<str>)>> {
+    let mut out = Vec::new();
+    for t in trunks {
+        let name: Arc<str> = Arc::from(t.name.as_str());
+        for s in &t.sources {
+            let v = s.get_ref();
+            let net = v
+                .parse::<IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    (
+                        s.span().into(),
+                        format!("trunk '{}': '{v}' is not an address or network", t.name),
+                    )
+                })?;
+            out.push((net, t.early_media, name.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// A route before its menu's fallback queue is known (menus are checked later).
+enum Routed<'a> {
+    Queue(QueueIdx),
+    Menu(&'a Spanned<String>),
+}
+
+fn routes<'a>(
+    f: &'a ConfigFile,
+    index: &HashMap<&str, QueueIdx>,
+) -> Check<Vec<(String, Routed<'a>)>> {
+    let mut out = Vec::new();
+    let mut numbers = HashSet::new();
+    for r in &f.routes {
+        let number = r.number.get_ref();
+        let to = match (&r.queue, &r.menu) {
+            (Some(q), None) => {
+                Routed::Queue(*index.get(q.get_ref().as_str()).ok_or_else(|| {
+                    (
+                        q.span().into(),
+                        format!("route '{number}' names unknown queue '{}'", q.get_ref()),
+                    )
+                })?)
+            }
+            (None, Some(m)) if !f.menus.contains_key(m.get_ref()) => {
+                return Err((
+                    m.span().into(),
+                    format!("route '{number}' names unknown menu '{}'", m.get_ref()),
+                ));
+            }
+            (None, Some(m)) => Routed::Menu(m),
+            _ => {
+                return Err((
+                    r.number.span().into(),
+                    format!("route '{number}' needs exactly one of queue or menu"),
+                ));
+            }
+        };
+        if let (Some(m), false) = (&r.menu, f.media.anchor) {
+            return Err((
+                m.span().into(),
+                format!("route '{number}' goes to a menu, which needs [media] anchor = true"),
+            ));
+        }
+        if !numbers.insert(number.clone()) {
+            return Err((
+                r.number.span().into(),
+                format!("number '{number}' is routed twice"),
+            ));
+        }
+        out.push((number.clone(), to));
+    }
+    Ok(out)
+}
+
+/// The routes with each menu's fallback queue filled in.
+fn menu_routes(
+    routes: Vec<(String, Routed)>,
+    menus: &BTreeMap<String, MenuSettings>,
+) -> Check<HashMap<String, RouteTarget>> {
+    let mut out = HashMap::new();
+    for (number, to) in routes {
+        let target = match to {
+            Routed::Queue(q) => RouteTarget::Queue(q),
+            // `routes` has checked that the menu exists; this keeps the lookup total.
+            Routed::Menu(m) => match menus.get(m.get_ref()) {
+                Some(menu) => RouteTarget::Menu(m.get_ref().clone(), menu.fallback),
+                None => {
+                    return Err((
+                        m.span().into(),
+                        format!("route '{number}' names unknown menu '{}'", m.get_ref()),
+                    ))
+                }
+            },
+        };
+        out.insert(number, target);
+    }
+    Ok(out)
+}
+
+fn menus(f: &ConfigFile, index: &HashMap<&str, QueueIdx>) -> Check<BTreeMap<String, MenuSettings>> {
+    let mut out = BTreeMap::new();
+    for (name, m) in &f.menus {
+        out.insert(name.clone(), menu(index, name, m)?);
+    }
+    Ok(out)
+}
+
+fn menu(index: &HashMap<&str, QueueIdx>, name: &str, m: &MenuConfig) -> Check<MenuSettings> {
+    let fallback = match &m.fallback {
+        Some(v) => Some(*index.get(v.get_ref().as_str()).ok_or_else(|| {
+            (
+                v.span().into(),
+                format!("menu '{name}': unknown fallback queue '{}'", v.get_ref()),
+            )
+        })?),
+        None => None,
+    };
+    let mut options = Vec::new();
+    for o in &m.options {
+        let digit = dtmf(o.digit.get_ref())
+            .filter(|d| options.iter().all(|c: &MenuChoice| c.digit != *d))
+            .ok_or_else(|| {
+                (
+                    o.digit.span().into(),
+                    format!(
+                        "menu '{name}': digit '{}' is not a DTMF digit or is used twice",
+                        o.digit.get_ref()
+                    ),
+                )
+            })?;
+        let queue = *index.get(o.queue.get_ref().as_str()).ok_or_else(|| {
+            (
+                o.queue.span().into(),
+                format!("menu '{name}': unknown queue '{}'", o.queue.get_ref()),
+            )
+        })?;
+        let prompt = o.prompt.get_ref();
+        if !is_prompt_name(prompt) {
+            return Err((
+                o.prompt.span().into(),
+                format!("menu '{name}': prompt '{prompt}' must be a file name without extension"),
+            ));
+        }
+        options.push(MenuChoice {
+            digit,
+            prompt: prompt.clone(),
+            queue,
+        });
+    }
+    let Some(first) = options.first() else {
+        return Err((
+            Where::Key(format!("[menu.{name}")),
+            format!("menu '{name}' has no options"),
+        ));
+    };
+    let fallback = fallback.unwrap_or(first.queue);
+    Ok(MenuSettings {
+        timeout: secs(m.timeout_s),
+        retries: m.retries,
+        options,
+        fallback,
+    })
+}
+
+fn tokens(h: &HttpConfig) -> Check<()> {
+    for t in &h.tokens {
+        let role = t.role.get_ref().as_str();
+        if !matches!(role, "supervisor" | "reporting" | "agent") {
+            return Err((
+                t.role.span().into(),
+                format!("token role '{role}': use supervisor, reporting or agent"),
+            ));
+        }
+        if (role == "agent") != t.agent.is_some() {
+            return Err((
+                t.role.span().into(),
+                "an agent token names its agent (agent = \"1001\"); other roles do not".into(),
+            ));
+        }
+        if t.token.get_ref().len() < 16 {
+            return Err((
+                t.token.span().into(),
+                "API tokens must be at least 16 characters".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn clock(c: &ClockConfig) -> Check<i64> {
+    c.offset_s().ok_or_else(|| {
+        (
+            Where::Key("utc_offset".into()),
+            "clock.utc_offset must look like \"+09:00\"".into(),
+        )
+    })
+}
+
+fn data(d: &DataConfig) -> Check<()> {
+    if let Some(url) = &d.database {
+        if !url.starts_with("postgresql://") && !url.starts_with("postgres://") {
+            return Err((
+                Where::Key("database".into()),
+                "data.database must be a postgresql:// URL (leave it out for SQLite)".into(),
+            ));
+        }
+    }
+    if d.flush_interval_ms == 0 || d.record_queue == 0 {
+        return Err((
+            Where::Key("[data".into()),
+            "data.flush_interval_ms and data.record_queue must be > 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn agents(groups: &[AgentGroup]) -> Check<Vec<AgentSpec>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for g in groups {
+        let ids = expand_ids(g.ids.get_ref()).map_err(|m| (g.ids.span().into(), m))?;
+        let skills = g
+            .skills
+            .iter()
+            .map(|sk| parse_skill(sk.get_ref()).map_err(|m| (sk.span().into(), m)))
+            .collect::<Check<Vec<_>>>()?;
+        if g.password.is_empty() {
+            return Err((
+                g.ids.span().into(),
+                "agent password must not be empty".into(),
+            ));
+        }
+        for id in ids {
+            if !seen.insert(id.clone()) {
+                return Err((
+                    g.ids.span().into(),
+                    format!("agent '{id}' is defined twice"),
+                ));
+            }
+            out.push(AgentSpec {
+                id,
+                password: g.password.clone(),
+                skills: skills.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn sip(s: &SipConfig) -> Check<TimerConfig> {
+    if s.t1_ms == 0 || s.t1_ms > 60_000 {
+        return Err((
+            Where::Key("t1_ms".into()),
+            "sip.t1_ms must be 1..=60000".into(),
+        ));
+    }
+    if s.t2_ms < s.t1_ms || s.t2_ms > 600_000 {
+        return Err((
+            Where::Key("t2_ms".into()),
+            "sip.t2_ms must be t1_ms..=600000".into(),
+        ));
+    }
+    if s.t4_ms == 0 || s.t4_ms > 600_000 {
+        return Err((
+            Where::Key("t4_ms".into()),
+            "sip.t4_ms must be 1..=600000".into(),
+        ));
+    }
+    if s.digest_algorithms.is_empty() {
+        return Err((
+            Where::Key("digest_algorithms".into()),
+            "sip.digest_algorithms: list one or both of \"MD5\", \"SHA-256\"".into(),
+        ));
+    }
+    if s.min_expires_s > s.max_expires_s {
+        return Err((
+            Where::Key("min_expires_s".into()),
+            "sip: min_expires_s > max_expires_s".into(),
+        ));
+    }
+    Ok(TimerConfig {
+        t1: Duration::from_millis(s.t1_ms),
+        t2: Duration::from_millis(s.t2_ms),
+        t4: Duration::from_millis(s.t4_ms),
+    })
+}
+
+/// A queue whose skill no agent has can never answer a call: an error, unless only other
+/// queues' overflow leads there (a holding queue whose calls end by its own limits), which
+/// is worth a warning.
+fn staffing(f: &ConfigFile, s: &EngineSettings) -> Check<Vec<Problem>> {
+    let skills: HashSet<&str> = s
+        .agents
+        .iter()
+        .flat_map(|a| a.skills.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    let mut reached = BTreeSet::new();
+    let mut overflowed = BTreeSet::new();
+    for r in s.routes.values() {
+        reached.insert(match r {
+            RouteTarget::Queue(q) | RouteTarget::Menu(_, q) => *q,
+        });
+    }
+    for m in s.menus.values() {
+        reached.insert(m.fallback);
+        reached.extend(m.options.iter().map(|o| o.queue));
+    }
+    for q in &s.queues {
+        let t = &q.timing;
+        reached.extend(t.closed_fallback);
+        for l in [&t.when_max_wait, &t.when_full] {
+            if let Limit::Queue(i) = l {
+                reached.insert(*i);
+            }
+        }
+        overflowed.extend(t.overflow.map(|(_, i)| i));
+    }
+    let mut warnings = Vec::new();
+    for (i, (name, q)) in f.queues.iter().enumerate() {
+        let skill = q.skill.get_ref();
+        if skills.contains(skill.as_str()) {
+            continue;
+        }
+        let at = Where::from(q.skill.span());
+        if overflowed.contains(&i) && !reached.contains(&i) {
+            warnings.push((
+                at,
+                format!("queue '{name}': no agent has skill '{skill}', so calls that overflow here wait for no one"),
+            ));
+        } else {
+            return Err((at, format!("queue '{name}': no agent has skill '{skill}'")));
+        }
+    }
+    Ok(warnings)
+}
