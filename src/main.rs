@@ -74,18 +74,38 @@ enum KbCmd {
     },
 }
 
-fn kb_path(config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, String> {
+/// Why a command-line action failed (printed as `dasan: …`).
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] dasan::config::ConfigError),
+    #[error(transparent)]
+    Kb(#[from] dasan::kb::KbError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn kb_path(config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
     let cfg = match config {
         Some(p) => Config::load(p),
         None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let dir = data_dir.unwrap_or(cfg.data.dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
     Ok(dir.join("kb.db"))
 }
 
-fn kb_cmd(cmd: KbCmd) -> Result<String, String> {
+fn kb_cmd(cmd: KbCmd) -> Result<String, CliError> {
     match cmd {
         KbCmd::Import {
             file,
@@ -93,17 +113,15 @@ fn kb_cmd(cmd: KbCmd) -> Result<String, String> {
             config,
         } => {
             let path = kb_path(config.as_ref(), data_dir)?;
-            let text =
-                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let entries = dasan::kb::parse_file(&file.display().to_string(), &text)
-                .map_err(|e| e.to_string())?;
-            let mut kb = dasan::kb::Kb::open(&path).map_err(|e| e.to_string())?;
-            let n = kb.upsert(&entries).map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&file).map_err(io_at(&file))?;
+            let entries = dasan::kb::parse_file(&file.display().to_string(), &text)?;
+            let mut kb = dasan::kb::Kb::open(&path)?;
+            let n = kb.upsert(&entries)?;
             Ok(format!(
                 "{}: imported {n} entries into {} ({} in total)",
                 file.display(),
                 path.display(),
-                kb.count().map_err(|e| e.to_string())?
+                kb.count()?
             ))
         }
         KbCmd::Search {
@@ -112,8 +130,8 @@ fn kb_cmd(cmd: KbCmd) -> Result<String, String> {
             config,
         } => {
             let path = kb_path(config.as_ref(), data_dir)?;
-            let kb = dasan::kb::Kb::open(&path).map_err(|e| e.to_string())?;
-            let hits = kb.search(&query, 10).map_err(|e| e.to_string())?;
+            let kb = dasan::kb::Kb::open(&path)?;
+            let hits = kb.search(&query, 10)?;
             Ok(hits
                 .iter()
                 .map(|h| {
@@ -397,11 +415,11 @@ fn open_kb(cfg: &Config) -> Result<PathBuf, Box<dyn std::error::Error>> {
 }
 
 /// API tokens, saying where the supervisor's came from.
-fn load_tokens(cfg: &Config) -> Result<dasan::http::auth::Tokens, String> {
+fn load_tokens(cfg: &Config) -> Result<dasan::http::auth::Tokens, CliError> {
     use dasan::http::auth::Source;
     let (auth, source) =
         dasan::http::auth::Tokens::load(cfg, std::env::var("DASAN_API_TOKEN").ok(), &cfg.data.dir)
-            .map_err(|e| format!("API token in {}: {e}", cfg.data.dir.display()))?;
+            .map_err(io_at(&cfg.data.dir.join("api-token")))?;
     match source {
         Source::Generated(p) => tracing::warn!(
             "generated a supervisor API token: {} (send it as 'Authorization: Bearer …')",

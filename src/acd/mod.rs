@@ -109,13 +109,19 @@ struct Agent {
     wrap: Option<(QueueIdx, Instant)>,
 }
 
-/// How a queue picks among eligible ready agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a queue picks among eligible ready agents (the dialplan names them in kebab case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
+    /// Offer each call to the ready agent that has waited longest since their last call.
     #[default]
+    #[serde(rename = "longest-idle-agent")]
     LongestIdle,
+    /// The ready agent who has answered the fewest calls (then longest idle).
     FewestCalls,
+    /// The ready agent who has gone longest without being offered a call.
     RoundRobin,
+    /// Always the first ready agent in configuration order.
     TopDown,
     /// Every eligible ready agent's phone rings at once (longest idle first, up to
     /// [`RING_ALL_MAX`]); the first to answer takes the call. The one exception to "a call
@@ -391,13 +397,6 @@ impl Acd {
                 a.skills.iter().any(|(s, _)| *s == skill)
                     && !matches!(a.state, AgentState::LoggedOut | AgentState::NotReady(_))
             })
-            .count()
-    }
-
-    pub fn ready_count(&self) -> usize {
-        self.agents
-            .iter()
-            .filter(|a| a.state == AgentState::Ready)
             .count()
     }
 

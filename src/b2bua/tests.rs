@@ -397,6 +397,17 @@ fn mutated_messages_never_panic() {
     }
     h.advance(Duration::from_secs(400));
     while h.e.poll_transmit().is_some() {}
+    // Whatever the garbage started (calls from INVITEs that still parsed, transactions),
+    // the timers end it: nothing is left over and no agent is stuck mid-offer.
+    assert_eq!(h.e.transactions(), 0, "transactions left over");
+    assert_eq!(h.e.active_calls(), 0, "calls left over");
+    assert!(h.e.dialogs.is_empty(), "dialogs left over");
+    for (agent, state) in h.e.agent_states() {
+        assert!(
+            matches!(state, "ready" | "logged-out" | "not-ready"),
+            "agent {agent} stuck in {state}"
+        );
+    }
 }
 
 #[test]

@@ -104,33 +104,9 @@ fn d_menu_retries() -> u32 {
     2
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Offer each call to the ready agent that has waited longest since their last call.
-    #[default]
-    LongestIdleAgent,
-    /// The ready agent who has gone longest without being offered a call.
-    RoundRobin,
-    /// The ready agent who has answered the fewest calls (then longest idle).
-    FewestCalls,
-    /// Always the first ready agent in configuration order.
-    TopDown,
-    /// Ring every eligible ready agent at once (up to 32); the first to answer takes it.
-    RingAll,
-}
-
-impl Strategy {
-    pub fn core(self) -> crate::acd::Strategy {
-        match self {
-            Strategy::LongestIdleAgent => crate::acd::Strategy::LongestIdle,
-            Strategy::RingAll => crate::acd::Strategy::RingAll,
-            Strategy::RoundRobin => crate::acd::Strategy::RoundRobin,
-            Strategy::FewestCalls => crate::acd::Strategy::FewestCalls,
-            Strategy::TopDown => crate::acd::Strategy::TopDown,
-        }
-    }
-}
+/// How a queue picks among eligible ready agents: the router's own type, named in the
+/// dialplan in kebab case (`longest-idle-agent`, `round-robin`, …).
+pub use crate::acd::Strategy;
 
 /// What happens at a queue's limit (max wait, max length).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,17 +151,24 @@ pub struct OverflowConfig {
     pub queue: Spanned<String>,
 }
 
+/// A skill that is not `name` or `name:1`..`name:5`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkillError {
+    #[error("skill '{0}': the proficiency after ':' must be 1 to 5")]
+    Proficiency(String),
+    #[error("skill '{0}' is empty")]
+    Empty(String),
+}
+
 /// `"ko"` (proficiency 5) or `"en:3"`: a skill and a proficiency 1–5.
-pub fn parse_skill(s: &str) -> Result<(String, u8), String> {
+pub fn parse_skill(s: &str) -> Result<(String, u8), SkillError> {
     match s.split_once(':') {
         None if !s.trim().is_empty() => Ok((s.trim().to_string(), 5)),
         Some((name, level)) if !name.trim().is_empty() => match level.trim().parse::<u8>() {
             Ok(p @ 1..=5) => Ok((name.trim().to_string(), p)),
-            _ => Err(format!(
-                "skill '{s}': the proficiency after ':' must be 1 to 5"
-            )),
+            _ => Err(SkillError::Proficiency(s.to_string())),
         },
-        _ => Err(format!("skill '{s}' is empty")),
+        _ => Err(SkillError::Empty(s.to_string())),
     }
 }
 

@@ -246,20 +246,27 @@ impl Config {
     }
 
     /// Checks that only make sense after CLI overrides: wildcard binds and demo passwords.
-    pub fn check_runtime(&self) -> Result<(), String> {
+    pub fn check_runtime(&self) -> Result<(), RuntimeError> {
         // The security refusal comes first, whatever else is wrong.
         if self.uses_demo_credentials()
             && (!self.sip.listen.ip().is_loopback() || !self.http.listen.ip().is_loopback())
         {
-            return Err(format!(
-                "refusing to listen on a non-loopback address while demo agents use the password '{DEMO_PASSWORD}': change the agents' passwords first"
-            ));
+            return Err(RuntimeError::DemoPasswordExposed);
         }
         if self.sip.listen.ip().is_unspecified() && self.sip.advertise.is_none() {
-            return Err("sip.listen is a wildcard address: set sip.advertise".into());
+            return Err(RuntimeError::WildcardWithoutAdvertise);
         }
         Ok(())
     }
+}
+
+/// A configuration that loaded but cannot run as the command line left it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("refusing to listen on a non-loopback address while demo agents use the password '{DEMO_PASSWORD}': change the agents' passwords first")]
+    DemoPasswordExposed,
+    #[error("sip.listen is a wildcard address: set sip.advertise")]
+    WildcardWithoutAdvertise,
 }
 
 #[cfg(test)]

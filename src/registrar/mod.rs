@@ -5,7 +5,7 @@
 pub mod digest;
 
 use crate::sip::build::{response, Ids};
-use crate::sip::message::{split_list, Message, NameAddr};
+use crate::sip::message::{Message, NameAddr};
 use crate::sip::Flow;
 use digest::{ct_eq, expected_response, Algorithm, Credentials, NonceKey};
 use std::collections::HashMap;
@@ -399,11 +399,6 @@ fn target_flow(uri: &str, flow: Flow) -> Flow {
             )))
         })
         .unwrap_or(flow)
-}
-
-/// Splits a header value list; re-exported for callers that parse Contact lists.
-pub fn contact_list(v: &str) -> Vec<&str> {
-    split_list(v).collect()
 }
 
 #[cfg(test)]

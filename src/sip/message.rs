@@ -352,10 +352,6 @@ impl Message {
         }
     }
 
-    pub fn remove_header(&mut self, name: &str) {
-        self.headers.retain(|h| !h.name.eq_ignore_ascii_case(name));
-    }
-
     pub fn call_id(&self) -> &str {
         self.header("Call-ID").unwrap_or("")
     }

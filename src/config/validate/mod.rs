@@ -353,7 +353,7 @@ fn agents(groups: &[AgentGroup]) -> Check<Vec<AgentSpec>> {
         let skills = g
             .skills
             .iter()
-            .map(|sk| parse_skill(sk.get_ref()).map_err(|m| (sk.span().into(), m)))
+            .map(|sk| parse_skill(sk.get_ref()).map_err(|m| (sk.span().into(), m.to_string())))
             .collect::<Check<Vec<_>>>()?;
         if g.password.is_empty() {
             return Err((

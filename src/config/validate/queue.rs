@@ -118,7 +118,7 @@ pub(super) fn queue(
             max_length: q.max_length,
             wrap_up: secs(q.wrap_up_s),
             busy_delay: secs(q.busy_delay_s),
-            strategy: q.strategy.core(),
+            strategy: q.strategy,
             steps,
             priority: q.priority,
             max_no_answer: q.max_no_answer,
