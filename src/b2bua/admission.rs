@@ -243,7 +243,7 @@ impl Engine {
             .map(|an| now + an.every);
         self.dialogs
             .insert(caller.call_id.clone(), (key, Side::Caller));
-        let mut call = Call::waiting(q, self.received, caller, key, msg, media, record);
+        let mut call = Call::waiting(q, self.received, caller, key, Some(msg), media, record);
         call.early_media = a.early_media;
         call.max_wait_at = Some(now + self.cfg.queues[q].max_wait);
         call.announce_at = announce_at;

@@ -197,44 +197,15 @@ impl Engine {
             language: self.acd.queue_skill(q).to_string(),
             at_ms: self.unix_ms(now),
         });
-        self.calls.insert(
-            key,
-            Call {
-                queue: q,
-                arrived: now,
-                caller: leg,
-                caller_invite_tx: 0,
-                caller_invite: None,
-                agent: None,
-                ringing_sent: true,
-                early_media: false,
-                answered: false,
-                ring_deadline: None,
-                max_wait_at: None,
-                relay: None,
-                media: Some(media),
-                answered_at: None,
-                record,
-                menu: None,
-                digits: Default::default(),
-                announce_at: None,
-                queued_at: now,
-                step_at: None,
-                overflow_at: None,
-                callback_offer_at: None,
-                callback_offered: false,
-                closed_from: None,
-                limit: None,
-                forks: Vec::new(),
-                survey_for,
-                survey: None,
-                callback: Some(Dialling {
-                    agent: None,
-                    invite_tx: None,
-                }),
-                armed: Default::default(),
-            },
-        );
+        // Our own outgoing call: no trunk INVITE to answer, ringing already heard.
+        let mut call = Call::waiting(q, now, leg, 0, None, Some(media), record);
+        call.ringing_sent = true;
+        call.survey_for = survey_for;
+        call.callback = Some(Dialling {
+            agent: None,
+            invite_tx: None,
+        });
+        self.calls.insert(key, call);
         self.metrics.calls_active.inc();
         true
     }

@@ -152,14 +152,15 @@ struct MenuState {
 }
 
 impl Call {
-    /// A trunk call as it starts waiting in queue `queue` (the admission fills in the
-    /// trunk's and the queue's settings).
+    /// A call as it starts waiting in queue `queue`, with nothing decided yet (the caller
+    /// fills in its trunk's and queue's settings): a trunk's call with its INVITE, or a
+    /// callback the engine places itself, without.
     fn waiting(
         queue: QueueIdx,
         arrived: Instant,
         caller: Leg,
         invite_tx: u64,
-        invite: Message,
+        invite: Option<Message>,
         media: Option<anchor::CallMedia>,
         record: String,
     ) -> Call {
@@ -168,7 +169,7 @@ impl Call {
             arrived,
             caller,
             caller_invite_tx: invite_tx,
-            caller_invite: Some(invite),
+            caller_invite: invite,
             agent: None,
             ringing_sent: false,
             early_media: false,
@@ -565,6 +566,20 @@ impl Engine {
                 self.respond(now, id, r);
             }
         }
+    }
+
+    /// The call and side an in-dialog request belongs to; for an unknown dialog the request
+    /// is answered 481 (RFC 3261 12.2.2) and None.
+    fn dialog_of(&mut self, now: Instant, tx: u64, msg: &Message) -> Option<(CallKey, Side)> {
+        let found = self
+            .dialogs
+            .get(msg.call_id())
+            .copied()
+            .filter(|(key, _)| self.calls.contains_key(key));
+        if found.is_none() {
+            self.reply(now, tx, msg, 481, None);
+        }
+        found
     }
 
     /// A plain response with the given code to a request on server transaction `tx`.

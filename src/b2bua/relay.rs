@@ -77,13 +77,11 @@ impl Engine {
 
     /// re-INVITE, UPDATE or INFO inside a call: relayed to the other leg.
     pub(super) fn on_relayable(&mut self, now: Instant, tx: u64, msg: Message) {
-        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
-            self.reply(now, tx, &msg, 481, None);
+        let Some((key, side)) = self.dialog_of(now, tx, &msg) else {
             return;
         };
         let local = self.cfg.local;
         let Some(call) = self.calls.get_mut(&key) else {
-            self.reply(now, tx, &msg, 481, None);
             return;
         };
         let method = msg.method().cloned().unwrap_or(Method::Info);

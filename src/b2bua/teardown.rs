@@ -192,12 +192,10 @@ impl Engine {
     }
 
     pub(super) fn on_bye(&mut self, now: Instant, tx: u64, msg: Message) {
-        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
-            self.reply(now, tx, &msg, 481, None);
+        let Some((key, side)) = self.dialog_of(now, tx, &msg) else {
             return;
         };
         let Some(call) = self.calls.get(&key) else {
-            self.reply(now, tx, &msg, 481, None);
             return;
         };
         let local_tag = match side {
