@@ -38,7 +38,7 @@ pub struct AgentScript {
     pub id: String,
     pub password: String,
     pub register_at: Duration,
-    /// One per offer, in turn; past the end, answer after 100 ms and talk.
+    /// One per offer, in turn; past the end, answer at once and talk (as SIPp's agent.xml).
     pub offers: Vec<OnOffer>,
     /// After an offer it let ring, it dials the ready toggle this long later.
     pub ready_again: Duration,
@@ -402,7 +402,7 @@ impl Agent {
             .get(self.offers)
             .cloned()
             .unwrap_or(OnOffer::Answer {
-                ring: Duration::from_millis(100),
+                ring: Duration::ZERO,
                 then: AfterAnswer::Wait,
             });
         self.offers += 1;

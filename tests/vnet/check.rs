@@ -63,6 +63,12 @@ impl World {
         if self.engine.active_calls() != 0 {
             p.push(format!("{} calls left", self.engine.active_calls()));
         }
+        if self.metrics.sip_transactions.get() != 0 {
+            p.push(format!(
+                "sip_transactions gauge at {}",
+                self.metrics.sip_transactions.get()
+            ));
+        }
         if self.metrics.calls_active.get() != 0 {
             p.push(format!(
                 "calls_active gauge at {}",

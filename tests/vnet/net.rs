@@ -74,6 +74,8 @@ pub struct Net {
     /// One-shot drops for targeted tests: the first datagram each matches is lost.
     drops: Vec<Matcher>,
     pub stats: NetStats,
+    /// Print every datagram's fate (set VNET_TRACE=1 when replaying a seed).
+    pub trace: bool,
 }
 
 impl Net {
@@ -89,6 +91,7 @@ impl Net {
             links: HashMap::new(),
             drops: Vec::new(),
             stats: NetStats::default(),
+            trace: std::env::var_os("VNET_TRACE").is_some(),
         }
     }
 
@@ -116,6 +119,7 @@ impl Net {
         if let Some(i) = self.drops.iter().position(|m| m(&d)) {
             drop(self.drops.remove(i));
             self.stats.lost += 1;
+            self.log("dropped", &d);
             return;
         }
         let Datagram { data, .. } = d;
@@ -128,6 +132,14 @@ impl Net {
         for _ in 0..copies {
             if self.rng.gen_bool(imp.loss) {
                 self.stats.lost += 1;
+                self.log(
+                    "lost",
+                    &Datagram {
+                        from,
+                        to,
+                        data: data.clone(),
+                    },
+                );
                 continue;
             }
             let jitter = imp.jitter.mul_f64(self.rng.gen::<f64>());
@@ -154,7 +166,31 @@ impl Net {
             return None;
         }
         self.stats.delivered += 1;
-        self.in_flight.pop().map(|Reverse(f)| f.d)
+        let d = self.in_flight.pop().map(|Reverse(f)| f.d)?;
+        self.log("delivered", &d);
+        Some(d)
+    }
+
+    fn log(&self, what: &str, d: &Datagram) {
+        if !self.trace {
+            return;
+        }
+        let text = String::from_utf8_lossy(&d.data);
+        let first = text.lines().next().unwrap_or("");
+        let call_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("");
+        let cseq = text
+            .lines()
+            .find_map(|l| l.strip_prefix("CSeq: "))
+            .unwrap_or("");
+        eprintln!(
+            "{:>9.3} {what:>9} {} -> {}: {first} [{call_id} {cseq}]",
+            self.elapsed().as_secs_f64(),
+            d.from,
+            d.to
+        );
     }
 
     pub fn is_empty(&self) -> bool {
