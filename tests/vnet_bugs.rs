@@ -118,7 +118,10 @@ fn caller_hangs_up_while_the_agents_180_is_lost_and_the_phone_rings_on() {
 fn a_ring_timeout_over_32_s_is_cut_by_timer_b_and_the_phone_rings_on() {
     let config = ONE_AGENT.replace("skill = \"ko\"", "skill = \"ko\"\nring_timeout_s = 40");
     let mut w = World::new(1, &vnet::config(&config), quiet_net());
-    w.add_agent(agent(vec![OnOffer::NoAnswer]));
+    let mut phone = agent(vec![OnOffer::NoAnswer]);
+    // Not ready (RONA) after the ring timeout, and not back before the caller gives up.
+    phone.ready_again = Duration::from_secs(60);
+    w.add_agent(phone);
     let mut script = caller(Duration::from_secs(10));
     script.hang_up = Some(Duration::from_secs(50));
     let c = w.add_caller(script);
