@@ -19,6 +19,12 @@ pub mod world;
 /// The parts of a config every run shares: the engine's address, the trunk, media
 /// anchoring with room for many calls. `rest` adds routes, queues, menus and agents.
 pub fn config(rest: &str) -> String {
+    config_with(rest, true)
+}
+
+/// `config`, choosing whether the engine anchors media (without it, SDP and re-INVITEs
+/// are relayed end to end, and there are no menus, RTP digits or transfers).
+pub fn config_with(rest: &str, anchor: bool) -> String {
     format!(
         r#"
 [sip]
@@ -31,6 +37,7 @@ sources = ["10.0.0.0/8"]
 {rest}
 
 [media]
+anchor = {anchor}
 rtp_port_min = 20000
 rtp_port_max = 20399
 "#,

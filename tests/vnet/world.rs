@@ -46,7 +46,7 @@ pub struct World {
     /// Prompts playing, by call key: when they end.
     prompts: HashMap<u64, Instant>,
     pub records: Vec<RecordEvent>,
-    /// Invariants broken while running (checked after every engine input).
+    /// Invariants broken while running (checked after every step the engine took input).
     pub violations: Vec<String>,
     /// The engine took input since the offers were last checked.
     engine_moved: bool,
