@@ -143,7 +143,10 @@ fn a_ring_timeout_over_32_s_is_cut_by_timer_b_and_the_phone_rings_on() {
 fn refer_while_the_callers_info_is_relayed_leaves_it_unanswered_forever() {
     // The transfer goes to a queue nobody serves, so that no new agent leg is there to
     // take the relayed answer either; the caller waits there until its max wait.
-    let config = format!("{ONE_AGENT}\n[queue.en]\nskill = \"en\"\nmax_wait_s = 20\n");
+    // (An English agent who never logs in: the engine refuses a queue nobody could serve.)
+    let config = format!(
+        "{ONE_AGENT}\n[queue.en]\nskill = \"en\"\nmax_wait_s = 20\n[[agents]]\nids = \"1099\"\npassword = \"pw\"\nskills = [\"en\"]\n"
+    );
     let mut w = World::new(1, &vnet::config(&config), quiet_net());
     // With 5 ms each way: the agent answers at 1.510 s; the caller's INFO, sent at
     // 3.000 s, is relayed at 3.005 s and answered by the agent at 3.010 s, just when its

@@ -141,6 +141,9 @@ fn scenario(seed: u64) -> (World, String) {
             1001 + i
         );
     }
+    // The engine refuses a queue no configured agent could serve: an English speaker who
+    // never logs in keeps `en` staffed on paper (drawn after the rest, so seeds replay).
+    agents.push_str("[[agents]]\nids = \"1099\"\npassword = \"pw\"\nskills = [\"en\"]\n");
     // One run in five relays media end to end: re-INVITEs then cross the engine.
     let anchor = rng.gen_bool(0.8);
     let config = vnet::config_with(
