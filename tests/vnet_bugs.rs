@@ -1,5 +1,6 @@
-//! Engine bugs the virtual network found, each reduced to a script, kept `#[ignore]`d
-//! until the engine is fixed (run them with `cargo test --test vnet_bugs -- --ignored`).
+//! Engine bugs the virtual network found, each reduced to a script: the open ones kept
+//! `#[ignore]`d until the engine is fixed (run them with `cargo test --test vnet_bugs --
+//! --ignored`), the fixed ones run as regression tests.
 //! Each asserts what RFC 3261 asks for, so it passes once the bug is gone.
 
 mod vnet;
@@ -90,8 +91,8 @@ fn agent_hangs_up_before_the_callers_ack_and_the_caller_never_gets_the_200() {
 /// transaction), and the engine, which holds the agent ready, may offer it the next call
 /// meanwhile (seed 452). Retransmitting the INVITE until a provisional arrives (or Timer
 /// B) and then sending the CANCEL would end the ringing.
+/// Fixed: the INVITE is retransmitted until the phone's 180 comes again, then CANCELled.
 #[test]
-#[ignore = "engine bug: a withdrawn offer whose 180 was lost rings on (no CANCEL ever)"]
 fn caller_hangs_up_while_the_agents_180_is_lost_and_the_phone_rings_on() {
     let mut w = World::new(1, &vnet::config(ONE_AGENT), quiet_net());
     let a = w.add_agent(agent(vec![OnOffer::NoAnswer]));
@@ -113,8 +114,8 @@ fn caller_hangs_up_while_the_agents_180_is_lost_and_the_phone_rings_on() {
 /// `OUTSIDE_RING` in b2bua/transfer.rs) never reaches its ring timeout: at 32 s Timer B
 /// ends the transaction, `on_client_timeout` takes it for a no-answer and moves on without
 /// a CANCEL, and the agent's phone rings on for a call that is gone.
+/// Fixed: Timer B guards the Calling state only (RFC 3261 17.1.1.2).
 #[test]
-#[ignore = "engine bug: Timer B cuts a ring timeout over 32 s, without a CANCEL"]
 fn a_ring_timeout_over_32_s_is_cut_by_timer_b_and_the_phone_rings_on() {
     let config = ONE_AGENT.replace("skill = \"ko\"", "skill = \"ko\"\nring_timeout_s = 40");
     let mut w = World::new(1, &vnet::config(&config), quiet_net());

@@ -249,6 +249,9 @@ impl Engine {
             return;
         };
         if (101..200).contains(&status) && std::mem::take(&mut tx.cancel_on_provisional) {
+            if let ClientKind::Invite(ci) = &mut tx.kind {
+                ci.cancelled(now);
+            }
             if let Some(req) = tx.request.as_ref() {
                 let cancel = crate::sip::build::cancel_for(req);
                 let flow = tx.flow;
@@ -471,26 +474,28 @@ impl Engine {
         self.arm(TimerRef::Agent(a.agent));
     }
 
-    /// CANCEL our INVITE if it got a provisional; otherwise stop retransmitting it and
-    /// CANCEL once a provisional shows up (RFC 3261 9.1).
+    /// CANCEL our INVITE if it got a provisional; otherwise CANCEL once a provisional
+    /// shows up (RFC 3261 9.1). The INVITE keeps being retransmitted meanwhile: a phone
+    /// whose 180 was lost answers the retransmission with it again, and only then can it be
+    /// told to stop ringing.
     pub(super) fn cancel_invite(&mut self, now: Instant, tx_id: u64) {
-        if let Some(tx) = self.tx.client_mut(tx_id) {
-            if let ClientKind::Invite(ci) = &mut tx.kind {
-                match ci.state() {
-                    ClientInviteState::Proceeding => {
-                        if let Some(req) = tx.request.as_ref() {
-                            let cancel = crate::sip::build::cancel_for(req);
-                            let flow = tx.flow;
-                            self.start_client(now, flow, cancel, Owner::Fire, None);
-                        }
-                    }
-                    ClientInviteState::Calling => {
-                        ci.stop_retransmissions();
-                        tx.cancel_on_provisional = true;
-                    }
-                    _ => {}
+        let Some(tx) = self.tx.client_mut(tx_id) else {
+            return;
+        };
+        let ClientKind::Invite(ci) = &mut tx.kind else {
+            return;
+        };
+        match ci.state() {
+            ClientInviteState::Proceeding => {
+                ci.cancelled(now);
+                if let Some(req) = tx.request.as_ref() {
+                    let cancel = crate::sip::build::cancel_for(req);
+                    let flow = tx.flow;
+                    self.start_client(now, flow, cancel, Owner::Fire, None);
                 }
             }
+            ClientInviteState::Calling => tx.cancel_on_provisional = true,
+            _ => {}
         }
         self.arm(TimerRef::Client(tx_id));
     }

@@ -36,6 +36,8 @@ pub struct ClientInvite {
     timer_b: Option<Instant>,
     timer_d: Option<Instant>,
     timer_m: Option<Instant>,
+    /// RFC 3261 9.1: after a CANCEL, a final response is awaited 64*T1 at most.
+    cancel_deadline: Option<Instant>,
 }
 
 impl ClientInvite {
@@ -55,6 +57,7 @@ impl ClientInvite {
             timer_b: Some(now + cfg.t1x64()),
             timer_d: None,
             timer_m: None,
+            cancel_deadline: None,
         }
     }
 
@@ -79,6 +82,9 @@ impl ClientInvite {
             (Calling | Proceeding, 100..=199) => {
                 self.state = Proceeding;
                 self.timer_a = None;
+                // Timer B guards Calling only (17.1.1.2): a phone that rings may ring as long
+                // as the TU lets it, and the TU ends that with a CANCEL (see `cancelled`).
+                self.timer_b = None;
                 ResponseAction::PassToTu
             }
             (Calling | Proceeding, 200..=299) => {
@@ -91,6 +97,7 @@ impl ClientInvite {
                 self.state = Completed;
                 self.timer_a = None;
                 self.timer_b = None;
+                self.cancel_deadline = None;
                 self.timer_d = Some(if self.reliable {
                     now
                 } else {
@@ -112,16 +119,21 @@ impl ClientInvite {
         self.state = ClientInviteState::Accepted;
         self.timer_a = None;
         self.timer_b = None;
+        self.cancel_deadline = None;
         self.timer_m = Some(now + self.cfg.t1x64());
         // The request is not needed any more; drop it to keep idle transactions small.
         self.request = Bytes::new();
     }
 
-    /// The TU gave up on this transaction (e.g. the callee never sent a provisional, so it
-    /// cannot be CANCELled): stop retransmitting but keep absorbing late responses until
-    /// Timer B would have fired.
-    pub fn stop_retransmissions(&mut self) {
-        self.timer_a = None;
+    /// The TU sent a CANCEL for this INVITE (RFC 3261 9.1): if no final response arrives
+    /// within 64*T1, the transaction times out as though it had been answered with one.
+    pub fn cancelled(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            ClientInviteState::Calling | ClientInviteState::Proceeding
+        ) {
+            self.cancel_deadline = Some(now + self.cfg.t1x64());
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -130,10 +142,18 @@ impl ClientInvite {
             self.timer_b,
             self.timer_d,
             self.timer_m,
+            self.cancel_deadline,
         ])
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Option<TimerAction> {
+        if due(self.cancel_deadline, now) {
+            self.cancel_deadline = None;
+            self.timer_a = None;
+            self.timer_b = None;
+            self.state = ClientInviteState::Terminated;
+            return Some(TimerAction::Timeout(Timer::Cancelled));
+        }
         if due(self.timer_b, now) {
             self.timer_b = None;
             self.timer_a = None;
@@ -211,7 +231,31 @@ mod tests {
     }
 
     #[test]
-    fn provisional_stops_a_and_2xx_enters_accepted_then_m() {
+    fn a_cancelled_invite_without_a_final_response_times_out_after_64_t1() {
+        let t0 = Instant::now();
+        let mut t = tx(t0, false);
+        t.on_response(t0 + ms(100), 180, || unreachable!());
+        t.cancelled(t0 + ms(40_000));
+        assert_eq!(t.poll_timeout(), Some(t0 + ms(72_000)));
+        assert_eq!(
+            t.handle_timeout(t0 + ms(72_000)),
+            Some(TimerAction::Timeout(Timer::Cancelled))
+        );
+        assert!(t.is_terminated());
+        // The 487 in time ends it the ordinary way instead.
+        let mut t = tx(t0, false);
+        t.on_response(t0 + ms(100), 180, || unreachable!());
+        t.cancelled(t0 + ms(1_000));
+        let acked = t.on_response(t0 + ms(1_100), 487, || Bytes::from_static(b"ACK"));
+        assert_eq!(
+            acked,
+            ResponseAction::PassToTuAndAck(Bytes::from_static(b"ACK"))
+        );
+        assert_eq!(t.state(), ClientInviteState::Completed);
+    }
+
+    #[test]
+    fn provisional_stops_a_and_b_and_2xx_enters_accepted_then_m() {
         let t0 = Instant::now();
         let mut t = tx(t0, false);
         assert_eq!(
@@ -219,7 +263,8 @@ mod tests {
             ResponseAction::PassToTu
         );
         assert_eq!(t.state(), ClientInviteState::Proceeding);
-        assert_eq!(t.poll_timeout(), Some(t0 + ms(32_000)), "only Timer B left");
+        // Timer B guards Calling only: a ringing phone may ring past 64*T1.
+        assert_eq!(t.poll_timeout(), None, "no timer while it rings");
         assert_eq!(
             t.on_response(t0 + ms(200), 200, || unreachable!()),
             ResponseAction::PassToTu

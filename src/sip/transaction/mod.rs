@@ -68,6 +68,8 @@ pub enum Timer {
     K,
     L,
     M,
+    /// Not a lettered timer: RFC 3261 9.1's 64*T1 wait for a final response after a CANCEL.
+    Cancelled,
 }
 
 /// What a timer asks the owner to do.
