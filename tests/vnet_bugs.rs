@@ -11,20 +11,6 @@ use vnet::caller::{CallerScript, DigitVia, End};
 use vnet::net::Impairment;
 use vnet::world::World;
 
-const ONE_AGENT: &str = r#"
-[[route]]
-number = "120"
-queue = "general"
-
-[queue.general]
-skill = "ko"
-
-[[agents]]
-ids = "1001"
-password = "pw"
-skills = ["ko"]
-"#;
-
 fn quiet_net() -> Impairment {
     Impairment {
         delay: Duration::from_millis(5),
@@ -66,7 +52,11 @@ fn caller(talk: Duration) -> CallerScript {
 #[test]
 #[ignore = "engine bug: BYE before the caller's ACK drops the 200's retransmissions"]
 fn agent_hangs_up_before_the_callers_ack_and_the_caller_never_gets_the_200() {
-    let mut w = World::new(1, &vnet::config(ONE_AGENT), quiet_net());
+    let mut w = World::new(
+        1,
+        &vnet::config(&vnet::korean_queue("1001", "")),
+        quiet_net(),
+    );
     w.add_agent(agent(vec![OnOffer::Answer {
         ring: Duration::from_secs(1),
         then: AfterAnswer::HangUp(Duration::from_millis(100)),
@@ -94,7 +84,11 @@ fn agent_hangs_up_before_the_callers_ack_and_the_caller_never_gets_the_200() {
 /// Fixed: the INVITE is retransmitted until the phone's 180 comes again, then CANCELled.
 #[test]
 fn caller_hangs_up_while_the_agents_180_is_lost_and_the_phone_rings_on() {
-    let mut w = World::new(1, &vnet::config(ONE_AGENT), quiet_net());
+    let mut w = World::new(
+        1,
+        &vnet::config(&vnet::korean_queue("1001", "")),
+        quiet_net(),
+    );
     let a = w.add_agent(agent(vec![OnOffer::NoAnswer]));
     let mut script = caller(Duration::from_secs(10));
     script.hang_up = Some(Duration::from_millis(300));
@@ -117,7 +111,7 @@ fn caller_hangs_up_while_the_agents_180_is_lost_and_the_phone_rings_on() {
 /// Fixed: Timer B guards the Calling state only (RFC 3261 17.1.1.2).
 #[test]
 fn a_ring_timeout_over_32_s_is_cut_by_timer_b_and_the_phone_rings_on() {
-    let config = ONE_AGENT.replace("skill = \"ko\"", "skill = \"ko\"\nring_timeout_s = 40");
+    let config = vnet::korean_queue("1001", "ring_timeout_s = 40");
     let mut w = World::new(1, &vnet::config(&config), quiet_net());
     let mut phone = agent(vec![OnOffer::NoAnswer]);
     // Not ready (RONA) after the ring timeout, and not back before the caller gives up.
@@ -146,7 +140,8 @@ fn refer_while_the_callers_info_is_relayed_leaves_it_unanswered_forever() {
     // take the relayed answer either; the caller waits there until its max wait.
     // (An English agent who never logs in: the engine refuses a queue nobody could serve.)
     let config = format!(
-        "{ONE_AGENT}\n[queue.en]\nskill = \"en\"\nmax_wait_s = 20\n[[agents]]\nids = \"1099\"\npassword = \"pw\"\nskills = [\"en\"]\n"
+        "{}\n[queue.en]\nskill = \"en\"\nmax_wait_s = 20\n[[agents]]\nids = \"1099\"\npassword = \"pw\"\nskills = [\"en\"]\n",
+        vnet::korean_queue("1001", "")
     );
     let mut w = World::new(1, &vnet::config(&config), quiet_net());
     // With 5 ms each way: the agent answers at 1.510 s; the caller's INFO, sent at

@@ -10,20 +10,6 @@ use vnet::caller::CallerScript;
 use vnet::net::Impairment;
 use vnet::world::World;
 
-const AGENTS: &str = r#"
-[[route]]
-number = "120"
-queue = "general"
-
-[queue.general]
-skill = "ko"
-
-[[agents]]
-ids = "1001-1004"
-password = "test-pw"
-skills = ["ko"]
-"#;
-
 #[test]
 fn ten_percent_signalling_loss_loses_no_call() {
     let loss = Impairment {
@@ -32,11 +18,15 @@ fn ten_percent_signalling_loss_loses_no_call() {
         delay: Duration::from_millis(1),
         jitter: Duration::ZERO,
     };
-    let mut w = World::new(10, &vnet::config(AGENTS), loss);
+    let mut w = World::new(
+        10,
+        &vnet::config(&vnet::korean_queue("1001-1004", "")),
+        loss,
+    );
     for i in 0..4 {
         w.add_agent(AgentScript {
             id: format!("100{}", i + 1),
-            password: "test-pw".into(),
+            password: "pw".into(),
             register_at: Duration::from_millis(10 * i),
             // Like agent.xml: 180 and 200 at once, then wait for the caller's BYE.
             offers: Vec::new(),

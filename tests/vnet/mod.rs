@@ -18,6 +18,14 @@ pub mod world;
 
 /// The parts of a config every run shares: the engine's address, the trunk, media
 /// anchoring with room for many calls. `rest` adds routes, queues, menus and agents.
+/// `120` routed to one Korean queue `general` (with `queue_extra` lines in its section)
+/// and agents `ids` who speak Korean, password `pw`.
+pub fn korean_queue(ids: &str, queue_extra: &str) -> String {
+    format!(
+        "[[route]]\nnumber = \"120\"\nqueue = \"general\"\n\n[queue.general]\nskill = \"ko\"\n{queue_extra}\n[[agents]]\nids = \"{ids}\"\npassword = \"pw\"\nskills = [\"ko\"]\n"
+    )
+}
+
 pub fn config(rest: &str) -> String {
     config_with(rest, true)
 }
