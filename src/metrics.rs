@@ -13,6 +13,8 @@ pub struct Metrics {
     pub sip_responses_sent: IntCounterVec,
     pub sip_parse_errors: IntCounter,
     pub sip_garbage: IntCounter,
+    /// What the hostile-network defences refused, by event.
+    pub security: IntCounterVec,
     pub sip_retransmissions: IntCounter,
     pub sip_transactions: IntGauge,
     pub calls: IntCounterVec,
@@ -179,6 +181,11 @@ impl Metrics {
             sip_garbage: r.counter(
                 "dasan_sip_garbage_dropped_total",
                 "Datagrams or stream data dropped as not SIP",
+            )?,
+            security: r.counters(
+                "dasan_security_events_total",
+                "Requests, packets and connections refused by a defence, by event",
+                &["event"],
             )?,
             sip_retransmissions: r.counter(
                 "dasan_sip_retransmissions_total",

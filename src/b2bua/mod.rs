@@ -571,15 +571,40 @@ impl Engine {
     /// The call and side an in-dialog request belongs to; for an unknown dialog the request
     /// is answered 481 (RFC 3261 12.2.2) and None.
     fn dialog_of(&mut self, now: Instant, tx: u64, msg: &Message) -> Option<(CallKey, Side)> {
-        let found = self
-            .dialogs
-            .get(msg.call_id())
-            .copied()
-            .filter(|(key, _)| self.calls.contains_key(key));
+        let found = self.matching_dialog(msg);
         if found.is_none() {
+            self.metrics
+                .security
+                .with_label_values(&["unknown_dialog"])
+                .inc();
             self.reply(now, tx, msg, 481, None);
         }
         found
+    }
+
+    /// The call and side whose dialog is identified by the request's Call-ID, From tag
+    /// and To tag (RFC 3261 12.2.2): the Call-ID alone is not enough, as anyone who saw
+    /// it (or guessed it) could otherwise hang up, re-route or re-negotiate the call.
+    fn matching_dialog(&self, msg: &Message) -> Option<(CallKey, Side)> {
+        let &(key, side) = self.dialogs.get(msg.call_id())?;
+        let call = self.calls.get(&key)?;
+        let call_id = msg.call_id();
+        let legs: Vec<&leg::Leg> = match side {
+            Side::Caller => vec![&call.caller],
+            Side::Agent => call
+                .agent
+                .iter()
+                .chain(call.forks.iter())
+                .map(|a| &a.leg)
+                .filter(|l| l.call_id == call_id)
+                .collect(),
+        };
+        let (from, to) = (msg.from_tag(), msg.to_tag());
+        let matches = legs.iter().any(|l| {
+            from.as_deref().unwrap_or("") == leg::tag_of(&l.remote)
+                && to.as_deref().unwrap_or("") == leg::tag_of(&l.local)
+        });
+        matches.then_some((key, side))
     }
 
     /// A plain response with the given code to a request on server transaction `tx`.

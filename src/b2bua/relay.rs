@@ -36,7 +36,7 @@ impl Engine {
                 }
             }
         }
-        let Some(&(key, side)) = self.dialogs.get(msg.call_id()) else {
+        let Some((key, side)) = self.matching_dialog(&msg) else {
             return;
         };
         let cseq = msg.cseq().map(|(n, _)| n);

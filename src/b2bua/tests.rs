@@ -350,6 +350,13 @@ fn torture_messages() {
         ("\r\n\r\n".into(), None),
         ("\u{0}\u{1}garbage".into(), None),
         ("INVITE sip:120@dasan SIP/2.0\r\nv: SIP/2.0/UDP [::1]:5060;branch=z9hG4bKv6;rport\r\ni: v6\r\nf: <sip:a@b>;tag=1\r\nt: <tel:120>\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n".into(), Some(100)),
+        // RFC 4475 3.3.8 (mcl01): two Content-Length values that disagree.
+        ("OPTIONS sip:user@example.com SIP/2.0\r\nVia: SIP/2.0/UDP host5.example.net;branch=z9hG4bK293423\r\nTo: sip:user@example.com\r\nFrom: sip:other@example.net;tag=3923942\r\nCall-ID: mcl01.fhn2323orihawfdoa3o4r52o3irsdf\r\nCSeq: 15932 OPTIONS\r\nContent-Length: 13\r\nMax-Forwards: 60\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nThere's no way to know how many octets are supposed to be here.\r\n".into(), Some(400)),
+        // RFC 4475 3.3.11-3.3.13 (cparam01, cparam02, regescrt): well-formed REGISTERs for
+        // an address the registrar does not serve still get an answer.
+        ("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw\r\nMax-Forwards: 70\r\nFrom: sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe\r\nTo: sip:watson@example.com\r\nCall-ID: cparam01.70710@saturn.example.com\r\nCSeq: 2 REGISTER\r\nContact: sip:+19725552222@gw1.example.net;unknownparam\r\nl: 0\r\n\r\n".into(), Some(401)),
+        ("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw\r\nMax-Forwards: 70\r\nFrom: sip:watson@example.com;tag=838293\r\nTo: sip:watson@example.com\r\nCall-ID: cparam02.70710@saturn.example.com\r\nCSeq: 3 REGISTER\r\nContact: <sip:+19725552222@gw1.example.net;unknownparam>\r\nl: 0\r\n\r\n".into(), Some(401)),
+        ("REGISTER sip:example.com SIP/2.0\r\nTo: sip:user@example.com\r\nFrom: sip:user@example.com;tag=8\r\nMax-Forwards: 70\r\nVia: SIP/2.0/UDP host5.example.net;branch=z9hG4bKkdjuw\r\nCall-ID: regescrt.k345d6@example.net\r\nCSeq: 1 REGISTER\r\nContact: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>\r\nl: 0\r\n\r\n".into(), Some(401)),
     ];
     for (raw, want) in cases {
         let mut h = Harness::new();

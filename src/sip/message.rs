@@ -10,6 +10,9 @@ use std::fmt::Write as _;
 
 /// Upper bound for one message; larger input is garbage, not a message.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// More header fields than any real peer sends (RFC 4475's longest messages have ~40):
+/// beyond it a message is refused before its headers cost memory and lookups.
+pub const MAX_HEADERS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -248,6 +251,9 @@ impl Message {
                 }
                 continue;
             }
+            if headers.len() >= MAX_HEADERS {
+                return Err(bad("Too Many Header Fields".into()));
+            }
             let Some(colon) = line.find(':') else {
                 return Err(bad("Malformed Header Line".into()));
             };
@@ -267,19 +273,28 @@ impl Message {
             headers,
             body: Bytes::new(),
         };
-        let body = match msg.header("Content-Length") {
+        let first_length = {
+            let mut lengths = msg.header_values("Content-Length").map(str::trim);
+            let first = lengths.next();
+            if lengths.any(|v| Some(v) != first) {
+                // RFC 4475 3.3.8: the body's end cannot be known.
+                return Err(bad("Conflicting Content-Length".into()));
+            }
+            first.map(str::to_string)
+        };
+        let body_len = match first_length {
             Some(v) => {
                 let len: usize = v
-                    .trim()
                     .parse()
                     .map_err(|_| bad("Invalid Content-Length".into()))?;
                 if len > rest.len() {
                     return Err(bad("Content-Length Exceeds Message".into()));
                 }
-                &rest[..len]
+                len
             }
-            None => rest,
+            None => rest.len(),
         };
+        let body = &rest[..body_len];
         msg.body = Bytes::copy_from_slice(body);
         msg.check_mandatory().map_err(|e| bad(e.to_string()))?;
         Ok(msg)
