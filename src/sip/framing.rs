@@ -42,7 +42,11 @@ impl StreamFramer {
                 self.buf.advance(4);
                 return Ok(Some(Frame::Ping));
             }
-            if self.buf.starts_with(b"\r\n") && self.buf.len() >= 4 {
+            // A CRLF not followed by CR is a pong or padding, whatever comes after it; one
+            // followed by CR may still become a ping (wait for the fourth byte).
+            if self.buf.starts_with(b"\r\n")
+                && (self.buf.len() >= 4 || self.buf.get(2).is_some_and(|&b| b != b'\r'))
+            {
                 self.buf.advance(2);
                 continue;
             }
@@ -131,6 +135,31 @@ mod tests {
         assert_eq!(f.next_frame(), Ok(None));
         f.push(&MSG[MSG.len() - 1..]);
         assert!(matches!(f.next_frame(), Ok(Some(Frame::Message(_)))));
+    }
+
+    /// Found by fuzzing: CRLF LF arriving alone (before the rest of the stream) was taken
+    /// for an empty header block and framed as a 3-byte message, while the same bytes in one
+    /// read were skipped as keep-alives. Framing must not depend on where reads split.
+    #[test]
+    fn keepalive_bytes_frame_the_same_however_reads_split() {
+        let mut data = b"\r\n\n\r\n".to_vec();
+        data.extend_from_slice(MSG);
+        let mut whole = StreamFramer::new();
+        whole.push(&data);
+        let mut cut = StreamFramer::new();
+        let mut got = Vec::new();
+        for piece in [&data[..3], &data[3..]] {
+            cut.push(piece);
+            while let Some(f) = cut.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, vec![Frame::Message(Bytes::from_static(MSG))]);
+        assert_eq!(
+            whole.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
+        );
+        assert_eq!(whole.next_frame(), Ok(None));
     }
 
     #[test]
