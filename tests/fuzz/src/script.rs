@@ -181,6 +181,13 @@ impl Run {
     pub fn drain(&mut self) {
         while let Some(t) = self.engine.poll_transmit() {
             let Ok(m) = Message::parse(&t.data) else {
+                // A 400 echoes the peer's broken headers (RFC 3261 8.2.6), so a response
+                // may not parse; a request the engine sends always must.
+                assert!(
+                    t.data.starts_with(b"SIP/2.0 "),
+                    "the engine sent an invalid request: {:?}",
+                    String::from_utf8_lossy(&t.data)
+                );
                 continue;
             };
             let last = self.last.entry(t.flow).or_default();
