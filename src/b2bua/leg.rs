@@ -81,7 +81,7 @@ impl Leg {
             let uri = NameAddr::parse(c).uri;
             // Only a URI that can stand in a request line: a Contact with whitespace in
             // it would make every later request on this leg unparsable for the peer.
-            if is_request_uri(uri) {
+            if crate::sip::uri::is_request_uri(uri) {
                 self.remote_target = uri.to_string();
             }
         }
