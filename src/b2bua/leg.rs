@@ -98,15 +98,6 @@ impl Leg {
     }
 }
 
-/// Whether `uri` can be a Request-URI as the parser reads one: a scheme, and no
-/// whitespace or control characters (RFC 3261 25.1).
-fn is_request_uri(uri: &str) -> bool {
-    uri.contains(':')
-        && !uri
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-}
-
 pub fn via_value(flow: Flow, local: SocketAddr, ids: &mut Ids) -> String {
     format!(
         "SIP/2.0/{} {};branch={};rport",
