@@ -93,6 +93,13 @@ skills = ["ko", "en"]
 
 const UNIX_NOW: u64 = 1_700_000_000;
 
+/// `DASAN_FUZZ_TRACE=1` prints every message in and out (to read what an input does:
+/// run the target binary on that one file).
+fn trace() -> bool {
+    static T: OnceLock<bool> = OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("DASAN_FUZZ_TRACE").is_some())
+}
+
 fn metrics() -> Arc<Metrics> {
     static M: OnceLock<Arc<Metrics>> = OnceLock::new();
     M.get_or_init(|| Arc::new(Metrics::new().expect("metrics")))
@@ -149,6 +156,13 @@ impl Run {
 
     /// Delivers one payload on `flow` (through a framer for TCP), then drains the output.
     pub fn deliver(&mut self, flow: Flow, payload: &[u8]) {
+        if trace() {
+            eprintln!(
+                "<< {:?} from {flow:?}\n{}",
+                self.now,
+                String::from_utf8_lossy(payload)
+            );
+        }
         if flow.transport == Transport::Tcp {
             let framer = self.framers.entry(flow.conn).or_default();
             framer.push(payload);
@@ -180,6 +194,9 @@ impl Run {
     /// and challenge per flow, and the anchored calls.
     pub fn drain(&mut self) {
         while let Some(t) = self.engine.poll_transmit() {
+            if trace() {
+                eprintln!(">> to {:?}\n{}", t.flow, String::from_utf8_lossy(&t.data));
+            }
             let Ok(m) = Message::parse(&t.data) else {
                 // A 400 echoes the peer's broken headers (RFC 3261 8.2.6), so a response
                 // may not parse; a request the engine sends always must.
