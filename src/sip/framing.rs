@@ -66,10 +66,11 @@ impl StreamFramer {
             return Ok(None);
         };
         let len = content_length(&self.buf[..head_end])?;
-        let total = head_end + len;
-        if total > MAX_MESSAGE_LEN {
-            return Err(FramingError::TooLarge);
-        }
+        // A peer's Content-Length can be near usize::MAX: the sum must not wrap.
+        let total = head_end
+            .checked_add(len)
+            .filter(|&t| t <= MAX_MESSAGE_LEN)
+            .ok_or(FramingError::TooLarge)?;
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -160,6 +161,15 @@ mod tests {
             Ok(Some(Frame::Message(Bytes::from_static(MSG))))
         );
         assert_eq!(whole.next_frame(), Ok(None));
+    }
+
+    /// Found by fuzzing: a Content-Length near usize::MAX overflowed the frame's length
+    /// (a panic with overflow checks, a wrapped length that cut the stream without them).
+    #[test]
+    fn a_huge_content_length_is_too_large_not_an_overflow() {
+        let mut f = StreamFramer::new();
+        f.push(format!("OPTIONS sip:x SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert_eq!(f.next_frame(), Err(FramingError::TooLarge));
     }
 
     #[test]
