@@ -238,10 +238,13 @@ fn frame(buf: &[u8]) -> Option<(usize, Option<Message>)> {
                 .flatten()
         })
         .unwrap_or(0);
-    if buf.len() < end + len {
+    // A Content-Length that overflows waits for bytes that never come: the reader drops the
+    // connection at 1 MiB.
+    let total = end.checked_add(len)?;
+    if buf.len() < total {
         return None;
     }
-    Some((end + len, Message::parse(&buf[..end + len]).ok()))
+    Some((total, Message::parse(&buf[..total]).ok()))
 }
 
 impl SipLink {
@@ -669,6 +672,15 @@ async fn keep_own_states(s: Arc<WebState>) {
 #[cfg(test)]
 mod tests {
     use super::{frame, Request};
+
+    #[test]
+    fn a_content_length_that_overflows_is_never_framed() {
+        let m = format!(
+            "OPTIONS sip:x SIP/2.0\r\nContent-Length: {}\r\n\r\nabc",
+            usize::MAX
+        );
+        assert!(frame(m.as_bytes()).is_none());
+    }
 
     #[test]
     fn page_requests_are_checked_when_read() {
