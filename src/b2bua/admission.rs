@@ -88,7 +88,7 @@ impl Engine {
             .find(|(n, _, _)| n.contains(&flow.remote.ip()));
         let Some((_, early_media, trunk)) = trunk.cloned() else {
             tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
-            self.reply(now, tx, msg, 403, None);
+            self.refuse_stateless(tx, msg, 403);
             return None;
         };
         // We implement no option tags: any Require (e.g. 100rel) gets 420 (RFC 3261 8.2.2.3).

@@ -14,7 +14,8 @@ impl Engine {
         let agent = match self.registrar.authenticate(&msg, unix) {
             Ok(a) => a,
             Err(resp) => {
-                self.respond(now, tx, resp);
+                // 407 and 403 before authentication: one copy, no transaction kept.
+                self.respond_stateless(tx, resp);
                 return;
             }
         };

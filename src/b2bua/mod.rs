@@ -535,6 +535,19 @@ impl Engine {
                 return;
             }
         }
+        // RFC 3261 12.2.2: a request with a To tag belongs to a dialog; one we do not have
+        // (or whose tags do not match) is refused, whatever its method.
+        if msg.to_tag().is_some()
+            && !matches!(method, Method::Cancel | Method::Register)
+            && self.matching_dialog(&msg).is_none()
+        {
+            self.metrics
+                .security
+                .with_label_values(&["unknown_dialog"])
+                .inc();
+            self.refuse_stateless(id, &msg, 481);
+            return;
+        }
         match method {
             Method::Invite if msg.to_tag().is_none() => self.on_new_invite(now, id, flow, msg),
             Method::Invite | Method::Update | Method::Info => self.on_relayable(now, id, msg),
@@ -544,6 +557,11 @@ impl Engine {
             Method::Register => {
                 let unix = self.unix_now(now);
                 let (resp, change) = self.registrar.handle(&msg, flow, now, unix);
+                if change.is_none() {
+                    // Challenges and refusals keep no state (no amplification, no memory).
+                    self.respond_stateless(id, resp);
+                    return;
+                }
                 self.respond(now, id, resp);
                 if let Some((agent, change)) = change {
                     self.on_registration(now, agent, change);
@@ -614,6 +632,32 @@ impl Engine {
             .unwrap_or_else(|| self.ids.token(10));
         let r = response(req, code, None, Some(&tag));
         self.respond(now, tx, r);
+    }
+
+    /// Sends a response once, without a transaction: for refusals before authentication
+    /// or trust (403, 401/407 challenges, 481, 503). A spoofed source gets one answer per
+    /// request it sends, never Timer G's retransmissions, and no state is kept for it.
+    fn respond_stateless(&mut self, tx: u64, resp: Message) {
+        let Some(code) = resp.status() else { return };
+        let Some(flow) = self.tx.forget_server(tx) else {
+            return;
+        };
+        self.metrics.sip_transactions.dec();
+        let method = resp
+            .cseq()
+            .map(|(_, m)| method_label(m.as_str()))
+            .unwrap_or("other");
+        self.metrics
+            .sip_responses_sent
+            .with_label_values(&[method, code_label(code)])
+            .inc();
+        self.send(flow, resp.to_bytes());
+    }
+
+    /// A stateless refusal with the given code (see [`Engine::respond_stateless`]).
+    fn refuse_stateless(&mut self, tx: u64, req: &Message, code: u16) {
+        let tag = self.ids.token(10);
+        self.respond_stateless(tx, response(req, code, None, Some(&tag)));
     }
 
     /// Sends a response through its server transaction.

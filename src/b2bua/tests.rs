@@ -1967,3 +1967,102 @@ fn every_timer_in_the_heap_says_why_it_fires() {
     let out = h.out();
     assert_eq!(requests(&out, &Method::Cancel).len(), 1, "{out:?}");
 }
+
+/// The attack of issue 15: the right Call-ID with made-up tags, from anywhere, must not
+/// touch the call (a `Signal=9` would move a waiting caller into the language menu).
+#[test]
+fn spoofed_in_dialog_requests_with_the_call_id_but_other_tags_get_481() {
+    use crate::media::sdp::Direction;
+    let mut h = anchored_wide();
+    h.register("1003", 3);
+    let out = invite_with_sdp(&mut h, "sp1", PCMU_OFFER);
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(183))
+        .and_then(|(_, m)| m.to_tag())
+        .unwrap();
+    media(&mut h);
+    let attacker = Flow::udp("203.0.113.66:5060".parse().unwrap());
+    let info = |from_tag: &str, to_tag: &str, n: u32| {
+        format!("INFO sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKsp{n}\r\nFrom: <sip:0212345678@carrier>;tag={from_tag}\r\nTo: <sip:120@dasan>;tag={to_tag}\r\nCall-ID: sp1\r\nCSeq: {n} INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=9\r\nDuration=160\r\n")
+    };
+    // Random tags, our tag with a wrong From tag, the caller's tag with a wrong To tag.
+    for (n, (f, t)) in [("x1", "y1"), ("x2", tag.as_str()), ("csp1", "y3")]
+        .into_iter()
+        .enumerate()
+    {
+        h.input(attacker, &info(f, t, n as u32 + 2));
+        assert_eq!(codes(&h.out()), vec![481], "tags {f}/{t}");
+        assert!(media(&mut h).is_empty(), "the menu must not start");
+    }
+    let update = format!("UPDATE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKspu\r\nFrom: <sip:0212345678@carrier>;tag=evil\r\nTo: <sip:120@dasan>;tag=evil2\r\nCall-ID: sp1\r\nCSeq: 9 UPDATE\r\nContact: <sip:x@203.0.113.66>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}", PCMU_OFFER.len() + 12, PCMU_OFFER.to_string() + "a=inactive\r\n");
+    h.input(attacker, &update);
+    assert_eq!(codes(&h.out()), vec![481]);
+    let bye = "BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKspb\r\nFrom: <sip:0212345678@carrier>;tag=evil\r\nTo: <sip:120@dasan>;tag=evil2\r\nCall-ID: sp1\r\nCSeq: 10 BYE\r\nContent-Length: 0\r\n\r\n";
+    h.input(attacker, bye);
+    assert_eq!(codes(&h.out()), vec![481]);
+    assert_eq!(h.e.active_calls(), 1, "the call is still there");
+    // Nothing of that was kept: no transaction waits for an ACK or a timer.
+    let m = &h.e.metrics;
+    assert_eq!(
+        m.security.with_label_values(&["unknown_dialog"]).get(),
+        5,
+        "each refusal counted"
+    );
+    // The caller's own INFO (its tags) still works: the menu starts.
+    let t = h.trunk;
+    h.input(
+        t,
+        &info("csp1", &tag, 20).replace("203.0.113.66", "10.1.1.1"),
+    );
+    assert_eq!(codes(&h.out()), vec![200]);
+    assert!(
+        !media(&mut h).is_empty(),
+        "the caller's digit opens the menu"
+    );
+    let _ = Direction::SendRecv;
+}
+
+/// Any request with a To tag that names no dialog of ours gets 481 (RFC 3261 12.2.2),
+/// whatever its method, and keeps no transaction.
+#[test]
+fn in_dialog_requests_for_unknown_dialogs_get_481_statelessly() {
+    let mut h = Harness::new();
+    for method in [
+        "INFO", "UPDATE", "BYE", "REFER", "OPTIONS", "MESSAGE", "NOTIFY", "PRACK", "INVITE",
+    ] {
+        let raw = format!("{method} sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKu{method}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:120@dasan>;tag=nope\r\nCall-ID: unknown-{method}\r\nCSeq: 1 {method}\r\nContact: <sip:a@198.51.100.7>\r\nContent-Length: 0\r\n\r\n");
+        h.input(Flow::udp("198.51.100.7:5060".parse().unwrap()), &raw);
+        assert_eq!(codes(&h.out()), vec![481], "{method}");
+    }
+    assert_eq!(h.e.transactions(), 0, "no state kept for refusals");
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "and nothing retransmitted");
+}
+
+/// One INVITE to a feature code, never ACKed, from a spoofed address: exactly one 407
+/// (no Timer G retransmissions to reflect at a victim), and no transaction kept.
+#[test]
+fn a_never_acked_feature_code_invite_gets_one_407_only() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let invite = "INVITE sip:*21@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.99:5070;branch=z9hG4bKamp\r\nFrom: <sip:1001@dasan>;tag=amp\r\nTo: <sip:*21@dasan>\r\nCall-ID: amp\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@192.0.2.99:5070>\r\nContent-Length: 0\r\n\r\n";
+    h.advance(Duration::from_secs(40));
+    h.out();
+    h.input(Flow::udp("192.0.2.99:5070".parse().unwrap()), invite);
+    assert_eq!(codes(&h.out()), vec![407]);
+    assert_eq!(
+        h.e.transactions(),
+        0,
+        "no transaction for an unauthenticated request"
+    );
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "no retransmission of the 407");
+    // The same for an untrusted INVITE to the service number (403) and a REGISTER challenge.
+    let untrusted = "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKut\r\nFrom: <sip:x@y>;tag=u\r\nTo: <sip:120@dasan>\r\nCall-ID: ut\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    h.input(Flow::udp("198.51.100.9:5060".parse().unwrap()), untrusted);
+    assert_eq!(codes(&h.out()), vec![403]);
+    assert_eq!(h.e.transactions(), 0);
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "no retransmission of the 403");
+}

@@ -222,6 +222,15 @@ impl<S, C: Copy> TransactionTable<S, C> {
         }
     }
 
+    /// Ends a server transaction at once and returns where its response goes: for an
+    /// answer that must not keep state (a refusal before authentication), so that it is
+    /// sent exactly once and never retransmitted by Timer G.
+    pub fn forget_server(&mut self, id: TxId) -> Option<Flow> {
+        let flow = self.server.get(&id)?.flow;
+        self.remove_server(id);
+        Some(flow)
+    }
+
     fn remove_server(&mut self, id: TxId) {
         if let Some(tx) = self.server.remove(&id) {
             self.server_ids.remove(&tx.key);
