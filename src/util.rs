@@ -42,6 +42,15 @@ pub fn mask_number(n: &str) -> String {
         .collect()
 }
 
+/// A name that came from the network, fit for one log line: printable ASCII only (others
+/// become `?`, so nobody can forge a line), at most 64 characters.
+pub fn sanitize_for_log(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -33,7 +33,7 @@ impl Engine {
         if let Some(code) = dialled
             .filter(|n| *n == self.cfg.features.toggle_ready || *n == self.cfg.features.logout)
         {
-            self.on_feature_code(now, tx, msg, &code);
+            self.on_feature_code(now, tx, flow, msg, &code);
             return;
         }
         let Some(mut a) = self.screen(now, tx, flow, &msg) else {

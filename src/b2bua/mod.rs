@@ -557,6 +557,7 @@ impl Engine {
             Method::Register => {
                 let unix = self.unix_now(now);
                 let (resp, change) = self.registrar.handle(&msg, flow, now, unix);
+                self.note_auth_events("sip-register");
                 if change.is_none() {
                     // Challenges and refusals keep no state (no amplification, no memory).
                     self.respond_stateless(id, resp);
@@ -598,6 +599,37 @@ impl Engine {
             self.reply(now, tx, msg, 481, None);
         }
         found
+    }
+
+    /// Counts what authentication saw and logs each block once, in a form fail2ban-style
+    /// tools can match: `auth blocked: source=<ip> account=<name> service=<s> until=<unix>`.
+    fn note_auth_events(&mut self, service: &str) {
+        use crate::registrar::{throttle::Blocked, AuthEvent};
+        for e in self.registrar.take_events() {
+            let label = match &e {
+                AuthEvent::Failed { .. } => "auth_failed",
+                AuthEvent::Blocked(_) => "auth_blocked",
+                AuthEvent::Refused { .. } => "auth_refused_while_blocked",
+                AuthEvent::Replayed { .. } => "auth_replayed",
+            };
+            self.metrics.security.with_label_values(&[label]).inc();
+            match e {
+                AuthEvent::Blocked(Blocked::Source { source, until }) => tracing::warn!(
+                    "auth blocked: source={source} account=* service={service} until={}",
+                    self.unix_now(until)
+                ),
+                AuthEvent::Blocked(Blocked::Account { account, until }) => tracing::warn!(
+                    "auth blocked: source=* account={} service={service} until={}",
+                    crate::util::sanitize_for_log(&account),
+                    self.unix_now(until)
+                ),
+                AuthEvent::Replayed { source, account } => tracing::info!(
+                    "auth replay refused: source={source} account={} service={service}",
+                    crate::util::sanitize_for_log(&account)
+                ),
+                AuthEvent::Failed { .. } | AuthEvent::Refused { .. } => {}
+            }
+        }
     }
 
     /// The call and side whose dialog is identified by the request's Call-ID, From tag

@@ -1262,32 +1262,42 @@ fn feature_codes_toggle_ready_and_log_out_after_proxy_digest() {
     let out = h.out();
     assert_eq!(codes(&out), vec![407]);
     let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
-    let auth = |pw: &str| {
+    // One nonce serves the phone's next requests with growing counts (RFC 7616 3.4.5).
+    let auth_nc = |pw: &str, uri: &str, nc: u32| {
         format!(
             "Proxy-Authorization: {}\r\n",
-            authorization(&ch, "1001", pw, "INVITE", "sip:*21@dasan", "cn").unwrap()
+            crate::registrar::digest::authorization_nc(&ch, "1001", pw, "INVITE", uri, "cn", nc)
+                .unwrap()
         )
     };
-    h.input(agent_flow(1), &invite(2, &auth("wrong")));
+    let auth = |pw: &str, nc: u32| auth_nc(pw, "sip:*21@dasan", nc);
+    h.input(agent_flow(1), &invite(2, &auth("wrong", 1)));
     assert_eq!(codes(&h.out()), vec![403]);
-    h.input(agent_flow(1), &invite(3, &auth("pw")));
+    h.input(agent_flow(1), &invite(3, &auth("pw", 1)));
     let out = h.out();
     assert_eq!(codes(&out), vec![603]);
     assert!(
         matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Not Ready")
     );
     assert_eq!(h.e.agent_states()[0].1, "not-ready");
-    h.input(agent_flow(1), &invite(4, &auth("pw")));
+    // The same count again is a replay: a fresh challenge, nothing changes.
+    h.input(agent_flow(1), &invite(6, &auth("pw", 1)));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![407]);
+    assert!(out[0]
+        .1
+        .header("Proxy-Authenticate")
+        .unwrap()
+        .contains("stale=true"));
+    assert_eq!(h.e.agent_states()[0].1, "not-ready");
+    h.input(agent_flow(1), &invite(4, &auth("pw", 2)));
     let out = h.out();
     assert!(
         matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Ready")
     );
     assert_eq!(h.e.agent_states()[0].1, "ready");
-    let logout = invite(5, &auth("pw")).replace("*21@dasan SIP", "*22@dasan SIP");
-    let logout = logout.replace(
-        &authorization(&ch, "1001", "pw", "INVITE", "sip:*21@dasan", "cn").unwrap(),
-        &authorization(&ch, "1001", "pw", "INVITE", "sip:*22@dasan", "cn").unwrap(),
-    );
+    let logout =
+        invite(5, &auth_nc("pw", "sip:*22@dasan", 3)).replace("*21@dasan SIP", "*22@dasan SIP");
     h.input(agent_flow(1), &logout);
     let out = h.out();
     assert!(

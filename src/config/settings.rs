@@ -101,6 +101,17 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// On SIGTERM, seconds to let calls in progress finish before stopping. Default 30.
     pub drain_timeout_s: u32,
+    /// Contacts one agent may have registered at once; a new one replaces the oldest.
+    /// Default 5.
+    pub max_bindings: usize,
+    /// Failed authentications (REGISTER, feature codes) from one source address, or for
+    /// one account, within `auth_window_s` that block it for `auth_block_s`: while
+    /// blocked, credentials are refused (403) without being checked. Default 10.
+    pub auth_max_failures: u32,
+    /// Default 60 seconds.
+    pub auth_window_s: u32,
+    /// Default 300 seconds.
+    pub auth_block_s: u32,
 }
 
 impl Default for SipConfig {
@@ -119,6 +130,10 @@ impl Default for SipConfig {
             udp_buffer_bytes: 8 << 20,
             digest_algorithms: vec![DigestAlgorithm::Md5],
             drain_timeout_s: 30,
+            max_bindings: 5,
+            auth_max_failures: 10,
+            auth_window_s: 60,
+            auth_block_s: 300,
         }
     }
 }
