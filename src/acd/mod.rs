@@ -373,6 +373,10 @@ impl Acd {
         self.queues[q].waiting.len()
     }
 
+    pub fn max_length(&self, q: QueueIdx) -> usize {
+        self.queues[q].p.max_length
+    }
+
     pub fn members(&self, q: QueueIdx) -> usize {
         self.queues[q].members
     }

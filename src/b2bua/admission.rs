@@ -158,8 +158,17 @@ impl Engine {
         if self.overloaded || self.draining || self.calls.len() >= self.cfg.max_calls {
             return Err(503);
         }
-        if a.menu.is_some() || self.acd.enqueue(a.q, key, now).is_ok() {
+        // A menu caller holds a seat of the queue it falls back to (taken in enter_menu).
+        if (a.menu.is_some() && !self.queue_full(a.q)) || self.try_enqueue(a.q, key, now) {
             return Ok(());
+        }
+        if a.menu.is_some() {
+            // A full menu is full for its fallback queue's reasons: its when_full answer,
+            // never a queue to wait in (the caller has chosen no language yet).
+            return match self.cfg.queues[a.q].when_full {
+                crate::config::engine::Limit::Reject(code) => Err(code),
+                _ => Err(503),
+            };
         }
         a.q = self.when_full(a.q, key, now)?;
         Ok(())

@@ -84,7 +84,7 @@ impl Engine {
             }
             None => (waiting_in, None),
         };
-        let Some(mut call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         self.dialogs.remove(&call.caller.call_id);
@@ -132,6 +132,9 @@ impl Engine {
     /// The callback's turn: set up its call (our own outbound leg towards the caller, not
     /// dialled yet) so that the agent can be offered it. False if it cannot be (no ports).
     pub(super) fn prepare_callback(&mut self, now: Instant, q: QueueIdx, key: CallKey) -> bool {
+        if self.calls.len() >= self.cfg.max_calls || self.draining {
+            return false;
+        }
         let Some((trunk, caller_id)) = self.cfg.outbound.clone() else {
             return false;
         };
@@ -373,7 +376,7 @@ impl Engine {
     /// The attempt failed (`status` from the trunk, or 408): free the agent, try again
     /// later or give up.
     pub(super) fn callback_failed(&mut self, now: Instant, key: CallKey, status: u16) {
-        let Some(mut call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         let q = call.queue;
@@ -475,7 +478,7 @@ impl Engine {
             }
             return;
         }
-        if self.acd.enqueue(q, key, now).is_err() {
+        if !self.try_enqueue(q, key, now) {
             tracing::warn!(call = key, "queue full: callback given up");
             self.callbacks.remove(&key);
             return;

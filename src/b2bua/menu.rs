@@ -100,11 +100,21 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        call.menu = Some(MenuState {
+        let previous = call.menu.replace(MenuState {
             name: name.to_string(),
             run,
             back_to,
         });
+        if let Some(p) = previous {
+            self.release_menu_seat(p.back_to);
+        }
+        if self.menu_seats.len() <= back_to {
+            self.menu_seats.resize(back_to + 1, 0);
+        }
+        self.menu_seats[back_to] += 1;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.announce_at = None;
         self.menu_step(now, key, step);
     }
@@ -144,12 +154,16 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let back_to = call.menu.take().map_or(call.queue, |m| m.back_to);
-        let q = if self.acd.enqueue(q, key, now).is_ok() {
+        let left_menu = call.menu.take().map(|m| m.back_to);
+        let back_to = left_menu.unwrap_or(call.queue);
+        if let Some(b) = left_menu {
+            self.release_menu_seat(b);
+        }
+        let q = if self.try_enqueue(q, key, now) {
             q
         } else if let Ok(t) = self.when_full(q, key, now) {
             t
-        } else if q != back_to && self.acd.enqueue(back_to, key, now).is_ok() {
+        } else if q != back_to && self.try_enqueue(back_to, key, now) {
             back_to
         } else {
             // Every queue the caller could go to is full.

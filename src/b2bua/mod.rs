@@ -221,6 +221,9 @@ pub struct Engine {
     durable_gate: Option<u64>,
     overloaded: bool,
     draining: bool,
+    /// Callers in a menu, per the queue they fall back to: they count against that
+    /// queue's `max_length`, so a menu number is no way around the limit.
+    menu_seats: Vec<usize>,
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
@@ -599,6 +602,33 @@ impl Engine {
             self.reply(now, tx, msg, 481, None);
         }
         found
+    }
+
+    /// Removes a call from the table, giving back its menu seat if it held one.
+    fn take_call(&mut self, key: CallKey) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        if let Some(m) = &call.menu {
+            self.release_menu_seat(m.back_to);
+        }
+        Some(call)
+    }
+
+    fn release_menu_seat(&mut self, q: QueueIdx) {
+        if let Some(n) = self.menu_seats.get_mut(q) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Whether queue `q` has no room for one more caller: its members (waiting or being
+    /// offered) and the callers in a menu that falls back to it, against `max_length`.
+    fn queue_full(&self, q: QueueIdx) -> bool {
+        let seats = self.menu_seats.get(q).copied().unwrap_or(0);
+        self.acd.members(q) + seats >= self.acd.max_length(q)
+    }
+
+    /// Puts a call in queue `q` if it has room (see [`Engine::queue_full`]).
+    fn try_enqueue(&mut self, q: QueueIdx, key: CallKey, now: Instant) -> bool {
+        !self.queue_full(q) && self.acd.enqueue(q, key, now).is_ok()
     }
 
     /// Counts what authentication saw and logs each block once, in a form fail2ban-style

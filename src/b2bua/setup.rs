@@ -128,6 +128,7 @@ impl Engine {
             durable_gate: None,
             overloaded: false,
             draining: false,
+            menu_seats: Vec::new(),
             anchor,
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),

@@ -2076,3 +2076,47 @@ fn a_never_acked_feature_code_invite_gets_one_407_only() {
     h.advance(Duration::from_secs(40));
     assert!(h.out().is_empty(), "no retransmission of the 403");
 }
+
+/// Issue 15: callers of the menu number (`1209`) sat in the menu uncounted, so any number
+/// of them got in past `max_length`. A menu caller now holds a seat of its fallback queue.
+#[test]
+fn menu_callers_count_against_the_fallback_queues_max_length() {
+    let mut h = anchored_wide();
+    // general: max_length 2. Two callers in the 1209 menu fill it...
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m1", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m2", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    // ...so a third menu caller and a direct 120 caller are both refused.
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m3", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "120", "m4", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(h.e.active_calls(), 2);
+    // One menu caller hangs up: its seat is free again.
+    let key = h.e.calls.keys().copied().min().unwrap();
+    let call_id = h.e.calls[&key].caller.call_id.clone();
+    let tag = leg::tag_of(&h.e.calls[&key].caller.local);
+    let cancel = format!("CANCEL sip:1209@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call_id}\r\nFrom: <sip:0212345678@carrier>;tag=c{call_id}\r\nTo: <sip:1209@dasan>\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    let t = h.trunk;
+    h.input(t, &cancel);
+    let out = h.out();
+    assert!(codes(&out).contains(&487), "{:?} (tag {tag})", codes(&out));
+    assert_eq!(
+        codes(&invite_to(&mut h, "120", "m5", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m6", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(h.e.menu_seats.iter().sum::<usize>(), 1);
+}

@@ -75,6 +75,13 @@ impl Engine {
             self.reply(now, tx, &msg, 603, Some(&tag));
             return;
         }
+        if q.is_some_and(|q| self.queue_full(q)) {
+            // The caller stays with the agent rather than being dropped by a full queue.
+            let mut r = response(&msg, 503, Some("Queue Full"), Some(&tag));
+            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            self.respond(now, tx, r);
+            return;
+        }
         let mut accepted = response(&msg, 202, None, Some(&tag));
         accepted.headers.push(Header {
             name: "Contact".into(),
