@@ -339,7 +339,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let sip = tokio::spawn(dasan::driver::run(
             engine,
             cfg.sip.listen,
-            cfg.sip.udp_buffer_bytes,
+            dasan::driver::SocketSettings::from_config(&cfg.sip),
             inbox,
             dasan::driver::Plumbing {
                 metrics,

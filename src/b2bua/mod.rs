@@ -528,6 +528,16 @@ impl Engine {
             }
             return;
         }
+        if self.over_transaction_limit(flow.remote.ip()) {
+            self.metrics
+                .security
+                .with_label_values(&["transaction_limit"])
+                .inc();
+            let mut r = response(&msg, 503, None, Some(&self.ids.token(10)));
+            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            self.send(resp_flow, r.to_bytes());
+            return;
+        }
         let id = self
             .tx
             .new_server(key, method == Method::Invite, resp_flow, None);
@@ -624,6 +634,18 @@ impl Engine {
     fn queue_full(&self, q: QueueIdx) -> bool {
         let seats = self.menu_seats.get(q).copied().unwrap_or(0);
         self.acd.members(q) + seats >= self.acd.max_length(q)
+    }
+
+    /// Whether a new server transaction from `source` would pass the bounds on state kept
+    /// for requests: four per call the engine may hold in total, and
+    /// `max_transactions_per_source` for a source outside the trunks' networks.
+    fn over_transaction_limit(&self, source: std::net::IpAddr) -> bool {
+        let (total, mine) = self.tx.servers_from(source);
+        if total >= self.cfg.max_calls.saturating_mul(4).max(1_000) {
+            return true;
+        }
+        mine >= self.cfg.max_transactions_per_source
+            && !self.cfg.trusted.iter().any(|(n, _, _)| n.contains(&source))
     }
 
     /// Puts a call in queue `q` if it has room (see [`Engine::queue_full`]).

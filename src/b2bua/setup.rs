@@ -24,6 +24,8 @@ pub(crate) struct EngineConfig {
     pub routes: HashMap<String, RouteTarget>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
+    /// Server transactions alive from one untrusted source address at most.
+    pub max_transactions_per_source: usize,
     pub retry_after_s: u32,
     pub features: FeatureCodes,
     /// The centre's offset from UTC, seconds.
@@ -42,6 +44,7 @@ impl EngineConfig {
             routes: s.routes.clone(),
             queues: s.queues.iter().map(|q| q.timing.clone()).collect(),
             max_calls: config.sip.max_calls,
+            max_transactions_per_source: config.sip.max_transactions_per_source.max(1),
             retry_after_s: config.sip.retry_after_s,
             features: config.features.clone(),
             utc_offset_s: s.utc_offset_s,

@@ -2120,3 +2120,39 @@ fn menu_callers_count_against_the_fallback_queues_max_length() {
     );
     assert_eq!(h.e.menu_seats.iter().sum::<usize>(), 1);
 }
+
+/// A source outside the trunks' networks keeps at most `max_transactions_per_source`
+/// transactions alive; beyond it, 503 with nothing kept. Trunks are not limited this way.
+#[test]
+fn one_untrusted_source_cannot_hold_unbounded_transactions() {
+    let mut h = Harness::with(&format!(
+        "[sip]\nmax_transactions_per_source = 20\n{CFG}\n[media]\nanchor = false\n"
+    ));
+    let options = |n: u32, host: &str| {
+        format!("OPTIONS sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP {host}:5060;branch=z9hG4bKo{n}\r\nFrom: <sip:a@b>;tag=o{n}\r\nTo: <sip:dasan>\r\nCall-ID: o{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    };
+    let src = Flow::udp("198.51.100.7:5060".parse().unwrap());
+    let mut got = Vec::new();
+    for n in 0..30 {
+        h.input(src, &options(n, "198.51.100.7"));
+        got.extend(codes(&h.out()));
+    }
+    assert_eq!(got.iter().filter(|&&c| c == 200).count(), 20);
+    assert_eq!(got.iter().filter(|&&c| c == 503).count(), 10);
+    assert_eq!(h.e.transactions(), 20);
+    // Another source is not affected; neither is the trunk.
+    h.input(
+        Flow::udp("198.51.100.8:5060".parse().unwrap()),
+        &options(100, "198.51.100.8"),
+    );
+    assert_eq!(codes(&h.out()), vec![200]);
+    for n in 200..230 {
+        let t = h.trunk;
+        h.input(t, &options(n, "10.1.1.1"));
+        assert_eq!(codes(&h.out()), vec![200]);
+    }
+    // Once its transactions end (Timer J), the source is served again.
+    h.advance(Duration::from_secs(40));
+    h.input(src, &options(300, "198.51.100.7"));
+    assert_eq!(codes(&h.out()), vec![200]);
+}

@@ -112,6 +112,19 @@ pub struct SipConfig {
     pub auth_window_s: u32,
     /// Default 300 seconds.
     pub auth_block_s: u32,
+    /// A TCP connection that has sent no complete message since it opened, or has had
+    /// an incomplete message buffered, for this long is closed. Keep-alive pings keep
+    /// registered phones' connections up. Default 32 seconds.
+    pub tcp_idle_s: u32,
+    /// TCP connections open at once, in total. Default 10000.
+    pub max_connections: usize,
+    /// TCP connections open at once from one source address (an office NAT counts as
+    /// one). Default 500.
+    pub max_connections_per_source: usize,
+    /// Server transactions alive at once from one source address outside the trunks'
+    /// networks (trunks are bounded by `max_calls`); beyond it requests get 503.
+    /// Default 200.
+    pub max_transactions_per_source: usize,
 }
 
 impl Default for SipConfig {
@@ -134,6 +147,10 @@ impl Default for SipConfig {
             auth_max_failures: 10,
             auth_window_s: 60,
             auth_block_s: 300,
+            tcp_idle_s: 32,
+            max_connections: 10_000,
+            max_connections_per_source: 500,
+            max_transactions_per_source: 200,
         }
     }
 }
