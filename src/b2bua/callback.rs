@@ -73,6 +73,12 @@ impl Engine {
             );
             return;
         };
+        if !self.cfg.outbound_rules.permits(&number) {
+            // A caller whose number may not be dialled (abroad, premium rate, or forged to
+            // be): it keeps its place in the queue instead.
+            self.outbound_refused(now, &number, "callback", "caller");
+            return;
+        }
         let waiting_in = call.queue;
         // The place stays: a ringing offer is withdrawn and the key goes back to the head.
         self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, true);
@@ -134,6 +140,19 @@ impl Engine {
     pub(super) fn prepare_callback(&mut self, now: Instant, q: QueueIdx, key: CallKey) -> bool {
         if self.calls.len() >= self.cfg.max_calls || self.draining {
             return false;
+        }
+        if let Some(job) = self.callbacks.get(&key) {
+            let (number, kind) = (
+                job.number.clone(),
+                if job.survey_for.is_some() {
+                    "survey"
+                } else {
+                    "callback"
+                },
+            );
+            if !self.outbound_audited(now, &number, kind, "caller") {
+                return false;
+            }
         }
         let Some((trunk, caller_id)) = self.cfg.outbound.clone() else {
             return false;

@@ -224,6 +224,8 @@ pub struct Engine {
     /// Callers in a menu, per the queue they fall back to: they count against that
     /// queue's `max_length`, so a menu number is no way around the limit.
     menu_seats: Vec<usize>,
+    /// When each agent last transferred calls to outside numbers (for the rate limit).
+    transfers: HashMap<AgentIdx, VecDeque<Instant>>,
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
@@ -646,6 +648,64 @@ impl Engine {
         }
         mine >= self.cfg.max_transactions_per_source
             && !self.cfg.trusted.iter().any(|(n, _, _)| n.contains(&source))
+    }
+
+    /// Whether the engine may dial `number` for `kind` (transfer, callback, survey) asked
+    /// by `who`: only numbers `[outbound] allow` lets out. Every attempt, allowed or not,
+    /// goes to the audit trail and the log (the number masked there).
+    fn outbound_audited(&mut self, now: Instant, number: &str, kind: &str, who: &str) -> bool {
+        let allowed = self.cfg.outbound_rules.permits(number);
+        self.record(crate::records::RecordEvent::Audit {
+            at_ms: self.unix_ms(now),
+            actor: who.to_string(),
+            action: format!("outbound {kind}"),
+            target: number.to_string(),
+            detail: if allowed {
+                "dialled".into()
+            } else {
+                "refused: not allowed by [outbound] allow/deny".into()
+            },
+        });
+        if allowed {
+            tracing::info!(kind, who, number = %crate::util::mask_number(number), "outbound call");
+        } else {
+            self.outbound_refused(now, number, kind, who);
+        }
+        allowed
+    }
+
+    fn outbound_refused(&mut self, _now: Instant, number: &str, kind: &str, who: &str) {
+        self.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .inc();
+        tracing::warn!(
+            kind,
+            who = %crate::util::sanitize_for_log(who),
+            number = %crate::util::mask_number(number),
+            "outbound call refused: destination not allowed"
+        );
+    }
+
+    /// An agent's transfers to outside numbers: at most `max_transfers_per_minute`.
+    fn transfer_rate_ok(&mut self, now: Instant, agent: AgentIdx) -> bool {
+        let limit = self.cfg.max_transfers_per_minute as usize;
+        let times = self.transfers.entry(agent).or_default();
+        while times.front().is_some_and(|&t| {
+            now.saturating_duration_since(t) >= std::time::Duration::from_secs(60)
+        }) {
+            times.pop_front();
+        }
+        if times.len() >= limit {
+            self.metrics
+                .security
+                .with_label_values(&["transfer_rate_limited"])
+                .inc();
+            tracing::warn!(agent, "outside transfer refused: rate limit");
+            return false;
+        }
+        times.push_back(now);
+        true
     }
 
     /// Puts a call in queue `q` if it has room (see [`Engine::queue_full`]).

@@ -32,6 +32,8 @@ pub(crate) struct EngineConfig {
     pub utc_offset_s: i64,
     /// Outbound trunk for callbacks and the number they present.
     pub outbound: Option<(SocketAddr, String)>,
+    pub outbound_rules: crate::config::pattern::OutboundRules,
+    pub max_transfers_per_minute: u32,
 }
 
 impl EngineConfig {
@@ -49,6 +51,8 @@ impl EngineConfig {
             features: config.features.clone(),
             utc_offset_s: s.utc_offset_s,
             outbound: s.outbound.clone(),
+            outbound_rules: s.outbound_rules.clone(),
+            max_transfers_per_minute: s.max_transfers_per_minute,
         }
     }
 }
@@ -132,6 +136,7 @@ impl Engine {
             overloaded: false,
             draining: false,
             menu_seats: Vec::new(),
+            transfers: HashMap::new(),
             anchor,
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),

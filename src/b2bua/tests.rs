@@ -2156,3 +2156,109 @@ fn one_untrusted_source_cannot_hold_unbounded_transactions() {
     h.input(src, &options(300, "198.51.100.7"));
     assert_eq!(codes(&h.out()), vec![200]);
 }
+
+/// Toll fraud: an agent (or whoever holds its phone) transfers callers abroad or to
+/// premium-rate numbers; only `[outbound] allow` destinations are dialled, each attempt
+/// audited, and outside transfers are rate-limited per agent.
+#[test]
+fn transfers_out_only_to_allowed_numbers_audited_and_rate_limited() {
+    use crate::records::RecordEvent as E;
+    let mut h = anchored_with(
+        ANCHORED,
+        "[outbound]\ntrunk = \"10.9.9.9:5060\"\nmax_transfers_per_minute = 1",
+    );
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "tf1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    let refer = |h: &mut Harness, target: &str, n: u32| {
+        let raw = format!("REFER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKtf{n}\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {n} REFER\r\nContact: <sip:1001@192.0.2.1:5070>\r\nRefer-To: <sip:{target}@dasan>\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+        h.input(aflow, &raw);
+        h.out()
+    };
+    for (n, target) in ["00441234567", "+441234567", "0601234567"]
+        .iter()
+        .enumerate()
+    {
+        let out = refer(&mut h, target, n as u32 + 5);
+        assert_eq!(codes(&out), vec![403], "{target}");
+        assert!(
+            requests(&out, &Method::Invite).is_empty(),
+            "nothing dialled"
+        );
+    }
+    let audits: Vec<_> =
+        h.e.records_out
+            .iter()
+            .filter_map(|e| match e {
+                E::Audit {
+                    actor,
+                    action,
+                    target,
+                    detail,
+                    ..
+                } => Some((
+                    actor.clone(),
+                    action.clone(),
+                    target.clone(),
+                    detail.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(audits.len(), 3, "{audits:?}");
+    assert!(audits.iter().all(|(who, what, _, detail)| who == "1001"
+        && what == "outbound transfer"
+        && detail.starts_with("refused")));
+    assert_eq!(
+        h.e.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .get(),
+        3
+    );
+    // A domestic department number: the rate (1 a minute) is used up by a first attempt
+    // in the same minute, so with one spent the second is refused.
+    assert!(h.e.transfer_rate_ok(h.now, 0));
+    assert_eq!(codes(&refer(&mut h, "0221330000", 9)), vec![403]);
+    let later = h.now + Duration::from_secs(61);
+    assert!(
+        h.e.transfer_rate_ok(later, 0),
+        "a minute later it may again"
+    );
+}
+
+/// A caller whose number may not be dialled (international here) asks for a callback:
+/// nothing is booked, it keeps waiting.
+#[test]
+fn a_callback_to_a_number_abroad_is_not_booked() {
+    let cfg = ANCHORED.replace("max_length = 2", "max_length = 2\ncallback_digit = \"*\"");
+    let mut h = anchored_with(&cfg, "[outbound]\ntrunk = \"10.9.9.9:5060\"");
+    let raw = format!(
+        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKcbi\r\nFrom: <sip:00447700900123@carrier>;tag=ccbi\r\nTo: <sip:120@dasan>\r\nCall-ID: cbi\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PCMU_OFFER}",
+        PCMU_OFFER.len()
+    );
+    let t = h.trunk;
+    h.input(t, &raw);
+    h.out();
+    media(&mut h);
+    let key = key_of(&h, "cbi");
+    h.e.on_digit(h.now, key, '*', crate::media::dtmf::DigitSource::Rfc4733);
+    let out = h.out();
+    assert!(!codes(&out).contains(&480), "no 'callback scheduled'");
+    assert_eq!(h.e.active_calls(), 1, "still waiting");
+    assert_eq!(
+        h.e.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .get(),
+        1
+    );
+}

@@ -12,6 +12,7 @@
 
 pub mod dialplan;
 pub mod engine;
+pub mod pattern;
 pub mod settings;
 mod validate;
 

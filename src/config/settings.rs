@@ -176,13 +176,34 @@ impl DigestAlgorithm {
 }
 
 /// Where the engine places calls of its own (callbacks): a carrier trunk's SIP address.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// SIP address of the outbound trunk, e.g. "192.0.2.10:5060". None: no callbacks.
     pub trunk: Option<SocketAddr>,
     /// The number callbacks present. Default "120".
     pub caller_id: Option<String>,
+    /// Numbers the engine may dial out to (callbacks, surveys, transfers to outside
+    /// numbers), as dial patterns (`X` any digit, `Z` 1-9, `N` 2-9, `[1-5]`, a final `.`
+    /// for one or more digits, `!` for zero or more). Default `["0Z."]`: Korean domestic
+    /// numbers (02…, 031…, 010…), no international prefix (00…, +).
+    pub allow: Vec<String>,
+    /// Patterns refused even when `allow` matches. Default `["060!"]` (premium rate).
+    pub deny: Vec<String>,
+    /// Transfers to outside numbers one agent may ask for per minute. Default 10.
+    pub max_transfers_per_minute: u32,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            trunk: None,
+            caller_id: None,
+            allow: vec!["0Z.".into()],
+            deny: vec!["060!".into()],
+            max_transfers_per_minute: 10,
+        }
+    }
 }
 
 /// The centre's local time, for queue opening hours.

@@ -432,3 +432,17 @@ fn a_callback_needs_at_least_one_attempt() {
         Some(('*', 2, std::time::Duration::from_secs(60)))
     );
 }
+
+#[test]
+fn outbound_dial_patterns_are_checked_with_their_line() {
+    let src = format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\nallow = [\"0Z.\", \"0A\"]\n[queue.general]\nskill = \"ko\"\n{STAFF}");
+    let err = Config::parse(&src, "o.toml").unwrap_err().to_string();
+    assert!(err.starts_with("o.toml:3: outbound.allow"), "{err}");
+    let cfg = Config::parse(
+        &format!("[queue.general]\nskill = \"ko\"\n{STAFF}"),
+        "d.toml",
+    )
+    .unwrap();
+    let rules = &cfg.engine().outbound_rules;
+    assert!(rules.permits("01012345678") && !rules.permits("0012025550100"));
+}

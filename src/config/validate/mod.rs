@@ -57,10 +57,27 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
             let caller_id = f.outbound.caller_id.clone();
             (t, caller_id.unwrap_or_else(|| "120".into()))
         }),
+        outbound_rules: outbound_rules(&f.outbound)?,
+        max_transfers_per_minute: f.outbound.max_transfers_per_minute,
         anchor,
     };
     let warnings = staffing(f, &settings)?;
     Ok((settings, warnings))
+}
+
+fn outbound_rules(o: &OutboundConfig) -> Check<super::pattern::OutboundRules> {
+    let parse = |key: &str, list: &[String]| {
+        list.iter()
+            .map(|p| {
+                super::pattern::NumberPattern::parse(p)
+                    .map_err(|e| (Where::Key(key.into()), format!("outbound.{key}: {e}")))
+            })
+            .collect::<Check<Vec<_>>>()
+    };
+    Ok(super::pattern::OutboundRules {
+        allow: parse("allow", &o.allow)?,
+        deny: parse("deny", &o.deny)?,
+    })
 }
 
 fn secs(s: u32) -> Duration {
