@@ -73,9 +73,14 @@ webrtc_port_max = {hi}
 }
 
 fn engine(name: &str, sip: &str, queue: &str) -> EngineProc {
+    engine_with(name, sip, queue, "")
+}
+
+/// With more tables (`tail`, e.g. `[outbound]`) after the others.
+fn engine_with(name: &str, sip: &str, queue: &str, tail: &str) -> EngineProc {
     let base = port_block();
     let dir = workdir(name);
-    EngineProc::start(&dir, &config(sip, queue), base, base + 1)
+    EngineProc::start(&dir, &(config(sip, queue) + tail), base, base + 1)
 }
 
 /// A raw SIP endpoint on one UDP socket.
@@ -539,4 +544,70 @@ fn slow_tcp_peers_are_bounded_and_cut_off() {
         .expect("the phone's connection is still open");
     let n = phone.read(&mut b).unwrap_or(0);
     assert!(n > 0, "pong");
+}
+
+/// Toll fraud: whoever holds an agent's phone transfers a caller abroad. The engine
+/// refuses (403), dials nothing, and audits the attempt; a domestic department number
+/// still works.
+#[test]
+fn an_agent_cannot_transfer_callers_abroad() {
+    let outbound = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let out_port = outbound.local_addr().expect("addr").port();
+    let e = engine_with(
+        "atk-toll",
+        "",
+        "",
+        &format!("\n[outbound]\ntrunk = \"127.0.0.1:{out_port}\"\n"),
+    );
+    let phone = Peer::new("127.0.0.1", &e);
+    assert_eq!(register_agent(&phone, "1001", "test-pw"), 200);
+    let trunk = Peer::new("127.0.0.1", &e);
+    trunk.send(&invite(&trunk, "120", "toll-1"));
+    let offer = phone
+        .recv_for(Duration::from_secs(3))
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .expect("the agent's phone rings");
+    // The phone answers.
+    let via: Vec<String> = offer
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("via:"))
+        .map(str::to_string)
+        .collect();
+    let from = header(&offer, "From").expect("From");
+    let to = header(&offer, "To").expect("To");
+    let call_id = header(&offer, "Call-ID").expect("Call-ID");
+    let cseq = header(&offer, "CSeq").expect("CSeq");
+    let body = sdp(&phone);
+    let a = phone.addr();
+    let ok = format!(
+        "SIP/2.0 200 OK\r\n{}\r\nFrom: {from}\r\nTo: {to};tag=agent1\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nContact: <sip:1001@{a}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        via.join("\r\n"),
+        body.len()
+    );
+    phone.send(&ok);
+    let answered = trunk.response(|c| c == 200);
+    assert!(answered.contains("toll-1"));
+    std::thread::sleep(Duration::from_millis(200));
+    let refer = |target: &str, n: u32| {
+        format!("REFER sip:dasan@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKrefer{n};rport\r\nMax-Forwards: 70\r\nFrom: {to};tag=agent1\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {n} REFER\r\nContact: <sip:1001@{a}>\r\nRefer-To: <sip:{target}@127.0.0.1>\r\nContent-Length: 0\r\n\r\n")
+    };
+    for (n, target) in ["00441632960001", "0601234567"].iter().enumerate() {
+        phone.send(&refer(target, 10 + n as u32));
+        assert_eq!(status(&phone.final_response()), Some(403), "{target}");
+    }
+    let _ = outbound.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 4096];
+    assert!(
+        outbound.recv_from(&mut buf).is_err(),
+        "nothing was dialled out"
+    );
+    assert!(e.metric("dasan_security_events_total{event=\"outbound_denied\"}") >= 2.0);
+    // A department's domestic number goes out through the trunk.
+    phone.send(&refer("0221330000", 20));
+    assert_eq!(status(&phone.response(|c| c >= 200 && c != 200)), Some(202));
+    let _ = outbound.set_read_timeout(Some(Duration::from_secs(3)));
+    let (n, _) = outbound.recv_from(&mut buf).expect("dialled out");
+    let dial = String::from_utf8_lossy(&buf[..n]);
+    assert!(dial.starts_with("INVITE sip:0221330000@"), "{dial}");
 }
