@@ -214,6 +214,8 @@ fn main() -> ExitCode {
             data_dir,
         } => {
             tracing_subscriber::fmt()
+                // Colour only on a terminal: a log file is read by tools (fail2ban).
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_env_filter({
                     // The WebRTC stack logs every ICE and DTLS step at info: only its
                     // warnings unless DASAN_LOG names it.
