@@ -436,18 +436,39 @@ fn menu_callers_cannot_bypass_max_length() {
 fn a_source_cannot_hold_unbounded_transactions() {
     let e = engine("atk-tx", "max_transactions_per_source = 50", "");
     let attacker = Peer::new(ATTACKER, &e);
+    // Unauthenticated floods keep no state at all (OPTIONS, challenges): all answered.
     let a = attacker.addr();
     for n in 0..80 {
         attacker.send(&format!("OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {a};branch=z9hG4bKflood{n};rport\r\nMax-Forwards: 70\r\nFrom: <sip:x@127.0.0.1>;tag={n}\r\nTo: <sip:127.0.0.1>\r\nCall-ID: flood-{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"));
+    }
+    let got = attacker.recv_for(Duration::from_secs(2));
+    assert_eq!(got.iter().filter(|m| status(m) == Some(200)).count(), 80);
+    // What keeps state (here an agent's own authenticated REGISTERs, one nonce, growing
+    // counts: a stolen phone or a runaway one) is bounded per source address.
+    attacker.send(&register(&attacker, "1004", "tx0", 1, ""));
+    let ch = header(&attacker.final_response(), "WWW-Authenticate").expect("challenge");
+    for n in 1..=80u32 {
+        let auth =
+            authorization_nc(&ch, "1004", "test-pw", "REGISTER", "sip:127.0.0.1", "cn", n).unwrap();
+        attacker.send(&register(
+            &attacker,
+            "1004",
+            &format!("tx{n}"),
+            n + 1,
+            &format!("Authorization: {auth}\r\n"),
+        ));
     }
     let got = attacker.recv_for(Duration::from_secs(2));
     let ok = got.iter().filter(|m| status(m) == Some(200)).count();
     let refused = got.iter().filter(|m| status(m) == Some(503)).count();
     assert_eq!((ok, refused), (50, 30));
     assert!(e.metric("dasan_security_events_total{event=\"transaction_limit\"}") >= 30.0);
-    // The trunk is not limited by it, and agents still register.
+    // The trunk is not limited by it, and agents elsewhere still register.
     let phone = Peer::new("127.0.0.1", &e);
     assert_eq!(register_agent(&phone, "1001", "test-pw"), 200);
+    let trunk = Peer::new("127.0.0.1", &e);
+    trunk.send(&invite(&trunk, "120", "tx-call"));
+    assert!(status(&trunk.response(|c| c >= 180)).is_some_and(|c| c < 300));
 }
 
 fn open_fds(e: &EngineProc) -> usize {

@@ -583,21 +583,22 @@ impl Engine {
                     self.on_registration(now, agent, change);
                 }
             }
+            // Answers that change nothing keep no state: a retransmission is answered anew.
             Method::Options => {
                 let mut r = response(&msg, 200, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
                 r.set_header("Accept", "application/sdp");
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
             Method::Extension(_) => {
                 let mut r = response(&msg, 501, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
             _ => {
                 let mut r = response(&msg, 405, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
         }
     }

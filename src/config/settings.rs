@@ -122,8 +122,10 @@ pub struct SipConfig {
     /// one). Default 500.
     pub max_connections_per_source: usize,
     /// Server transactions alive at once from one source address outside the trunks'
-    /// networks (trunks are bounded by `max_calls`); beyond it requests get 503.
-    /// Default 200.
+    /// networks (trunks are bounded by `max_calls`); beyond it requests get 503. Only
+    /// authenticated and in-dialog requests keep a transaction (refusals, OPTIONS are
+    /// answered statelessly), so this bounds an office NAT's phones too: raise it for
+    /// more than ~1,000 phones behind one address. Default 1000.
     pub max_transactions_per_source: usize,
 }
 
@@ -150,7 +152,7 @@ impl Default for SipConfig {
             tcp_idle_s: 32,
             max_connections: 10_000,
             max_connections_per_source: 500,
-            max_transactions_per_source: 200,
+            max_transactions_per_source: 1000,
         }
     }
 }
