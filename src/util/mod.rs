@@ -1,5 +1,6 @@
 //! Small helpers shared across layers.
 
+pub mod csv;
 pub mod throttle;
 
 /// A random token for the I/O side (API and session tokens, the browser's stand-in user
