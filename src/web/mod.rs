@@ -231,6 +231,7 @@ mod tests {
             sessions: crate::http::Sessions::new(Duration::from_secs(60)),
             records_db: None,
             kb_db: None,
+            metrics_token: None,
         });
         let w = WebState::from_config(&cfg, app, LocalRtp::default());
         assert!(w.check_password("1001", "dasan-demo"));
