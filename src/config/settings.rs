@@ -356,7 +356,8 @@ pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
 }
 
 /// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
-/// (read-only, caller numbers masked), `agent` (its own agent only; needs `agent`).
+/// (read-only, caller numbers masked), `agent` (its own agent, the calls it is on and the
+/// notes of calls it was offered, the knowledge base; needs `agent`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {

@@ -177,12 +177,12 @@ fn metrics_access(token: Option<&str>, headers: &HeaderMap, peer: IpAddr) -> Res
 }
 
 /// Post-dial delay quantiles as the engine measured them (trunk INVITE in → agent INVITE
-/// out), in microseconds.
+/// out), in microseconds. Supervisor and reporting tokens.
 async fn stats(
     State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
+    if let Err(e) = authorize(&s, &headers, |r| !matches!(r, auth::Role::Agent(_))) {
         return e.into_response();
     }
     let h = &s.metrics.pdd_us;
