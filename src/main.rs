@@ -305,6 +305,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             )),
             records_db: Some(db.clone()),
             kb_db: Some(kb_db),
+            metrics_token: cfg.http.metrics_token.as_ref().map(|t| t.get_ref().clone()),
         });
         let web = Arc::new(dasan::web::WebState::from_config(
             &cfg,

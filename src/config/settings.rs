@@ -251,10 +251,115 @@ pub struct HttpConfig {
     /// How long a browser agent's login lasts (the desktop's session token for the API).
     /// Default 43200 (12 hours, a long shift).
     pub session_ttl_s: u32,
+    /// Pages served from elsewhere that may open the agent desktop's and the wallboard's
+    /// WebSockets, as origins: `["https://desk.example"]` (scheme, host and port; no
+    /// path). The engine's own pages may always, when reached by an IP address or
+    /// `localhost`; reached by a DNS name, list that name's origin here (a page at a name
+    /// the engine does not know may be a DNS-rebinding attack). Other origins get 403.
+    /// Clients that send no Origin at all (not browsers) are not refused. Default: none.
+    pub allowed_origins: Vec<WebOrigin>,
+    /// Bearer token for `/metrics` (`Authorization: Bearer …`, at least 16 characters).
+    /// Without one, `/metrics` answers loopback clients only (127.0.0.0/8, ::1) and 403 to
+    /// others. Default: none.
+    pub metrics_token: Option<Spanned<String>>,
+    /// Failed browser logins within `login_window_s`, from one client address or on one
+    /// agent id from any addresses, after which that address or agent id is refused
+    /// without its password being checked for `login_block_s`. Default 10 failures in 60
+    /// s block for 300 s (5 minutes). Each 1..=86400 (failures 1..=1000).
+    pub login_max_failures: u32,
+    pub login_window_s: u32,
+    pub login_block_s: u32,
+}
+
+/// A web origin (RFC 6454) as browsers send it in `Origin`: `http` or `https`, a host,
+/// and a port unless it is the scheme's default. Parsed at load, lower-cased, with the
+/// default port left out, so two spellings of one origin compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin {
+    pub scheme: String,
+    /// Lower-cased; an IPv6 address keeps its brackets.
+    pub host: String,
+    /// None for the scheme's default port.
+    pub port: Option<u16>,
+}
+
+impl WebOrigin {
+    /// `scheme://host[:port]`, or None for anything else (a path, user info, `null`).
+    pub fn parse(s: &str) -> Option<WebOrigin> {
+        let (scheme, rest) = s.trim().split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let (host, port) = split_host_port(rest)?;
+        Some(WebOrigin {
+            scheme,
+            host,
+            port: port.filter(|p| *p != default),
+        })
+    }
+
+    /// The port, the scheme's default if none was written.
+    pub fn port_or_default(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.scheme == "https" { 443 } else { 80 })
+    }
+}
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(s: String) -> Result<WebOrigin, String> {
+        WebOrigin::parse(&s).ok_or_else(|| {
+            format!("'{s}' is not an origin: write scheme://host[:port], e.g. \"https://desk.example\", with no path")
+        })
+    }
+}
+
+impl std::fmt::Display for WebOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `host[:port]` as in an origin or a `Host` header: the host lower-cased (an IPv6
+/// address in brackets), the port if written. None for an empty or malformed one.
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{v6}]"), port)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (s.to_string(), None),
+        }
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || !(host.starts_with('[') || host.chars().all(ok)) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((host.to_ascii_lowercase(), port))
 }
 
 /// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
-/// (read-only, caller numbers masked), `agent` (its own agent only; needs `agent`).
+/// (read-only, caller numbers masked), `agent` (its own agent, the calls it is on and the
+/// notes of calls it was offered, the knowledge base; needs `agent`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -270,6 +375,11 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal"),
             tokens: Vec::new(),
             session_ttl_s: 43_200,
+            allowed_origins: Vec::new(),
+            metrics_token: None,
+            login_max_failures: 10,
+            login_window_s: 60,
+            login_block_s: 300,
         }
     }
 }

@@ -332,6 +332,26 @@ fn tokens(h: &HttpConfig) -> Check<()> {
             ));
         }
     }
+    if let Some(t) = &h.metrics_token {
+        if t.get_ref().trim().len() < 16 || t.get_ref().trim() != t.get_ref() {
+            return Err((
+                t.span().into(),
+                "http.metrics_token must be at least 16 characters, without spaces around".into(),
+            ));
+        }
+    }
+    for (key, v, max) in [
+        ("login_max_failures", h.login_max_failures, 1000),
+        ("login_window_s", h.login_window_s, 86_400),
+        ("login_block_s", h.login_block_s, 86_400),
+    ] {
+        if !(1..=max).contains(&v) {
+            return Err((
+                Where::Key(key.into()),
+                format!("http.{key} must be 1 to {max}"),
+            ));
+        }
+    }
     Ok(())
 }
 

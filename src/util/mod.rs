@@ -1,5 +1,8 @@
 //! Small helpers shared across layers.
 
+pub mod csv;
+pub mod throttle;
+
 /// A random token for the I/O side (API and session tokens, the browser's stand-in user
 /// agent), from the operating system's generator. The sans-IO core never calls this: it
 /// draws from the `sip::build::Ids` it was given.
