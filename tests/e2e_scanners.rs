@@ -85,7 +85,7 @@ fn sipvicious_sees_a_server_enumerates_nobody_and_cracks_nothing() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         e.log()
-            .contains("auth blocked: source=127.0.0.1 account=* service=sip-register until="),
+            .contains("auth blocked: source=127.0.0.1 account=1002 service=sip-register until="),
         "{}",
         e.log()
     );

@@ -715,26 +715,32 @@ impl Engine {
     }
 
     /// Counts what authentication saw and logs each block once, in a form fail2ban-style
-    /// tools can match: `auth blocked: source=<ip> account=<name> service=<s> until=<unix>`.
+    /// tools can match (as the desktop login does):
+    /// `auth blocked: source=<ip> account=<name> service=<s> until=<unix> scope=<source|account>`.
     fn note_auth_events(&mut self, service: &str) {
-        use crate::registrar::{throttle::Blocked, AuthEvent};
+        use crate::registrar::AuthEvent;
         for e in self.registrar.take_events() {
             let label = match &e {
                 AuthEvent::Failed { .. } => "auth_failed",
-                AuthEvent::Blocked(_) => "auth_blocked",
+                AuthEvent::Blocked { .. } => "auth_blocked",
                 AuthEvent::Refused { .. } => "auth_refused_while_blocked",
                 AuthEvent::Replayed { .. } => "auth_replayed",
             };
             self.metrics.security.with_label_values(&[label]).inc();
             match e {
-                AuthEvent::Blocked(Blocked::Source { source, until }) => tracing::warn!(
-                    "auth blocked: source={source} account=* service={service} until={}",
-                    self.unix_now(until)
-                ),
-                AuthEvent::Blocked(Blocked::Account { account, until }) => tracing::warn!(
-                    "auth blocked: source=* account={} service={service} until={}",
+                AuthEvent::Blocked {
+                    scope,
+                    source,
+                    account,
+                    until,
+                } => tracing::warn!(
+                    "auth blocked: source={source} account={} service={service} until={} scope={}",
                     crate::util::sanitize_for_log(&account),
-                    self.unix_now(until)
+                    self.unix_now(until),
+                    match scope {
+                        crate::util::throttle::Scope::Source => "source",
+                        crate::util::throttle::Scope::Account => "account",
+                    }
                 ),
                 AuthEvent::Replayed { source, account } => tracing::info!(
                     "auth replay refused: source={source} account={} service={service}",

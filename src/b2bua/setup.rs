@@ -72,11 +72,11 @@ fn registrar(config: &Config, s: &EngineSettings, ids: Ids) -> Registrar {
     )
     .with_algorithms(config.sip.digest_algorithms.clone())
     .with_max_bindings(config.sip.max_bindings)
-    .with_throttle(crate::registrar::throttle::Limits {
-        max_failures: config.sip.auth_max_failures.max(1),
-        window: std::time::Duration::from_secs(config.sip.auth_window_s.into()),
-        block: std::time::Duration::from_secs(config.sip.auth_block_s.into()),
-    })
+    .with_throttle(crate::util::throttle::AuthThrottle::new(
+        config.sip.auth_max_failures,
+        std::time::Duration::from_secs(config.sip.auth_window_s.into()),
+        std::time::Duration::from_secs(config.sip.auth_block_s.into()),
+    ))
 }
 
 fn acd(s: &EngineSettings, now: Instant) -> Acd {

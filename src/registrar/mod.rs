@@ -3,16 +3,15 @@
 //! for the agent (logged in / out).
 
 pub mod digest;
-pub mod throttle;
 
 use crate::sip::build::{response, Ids};
 use crate::sip::message::{Message, NameAddr};
 use crate::sip::Flow;
+use crate::util::throttle::{AuthThrottle, Scope};
 use digest::{ct_eq, expected_response, Algorithm, Credentials, NonceKey};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use throttle::{AuthThrottle, Blocked};
 
 pub type AgentIdx = u32;
 
@@ -82,8 +81,13 @@ const MAX_NONCE_COUNTS: usize = 100_000;
 pub enum AuthEvent {
     /// Wrong credentials (or an unknown account) from `source`.
     Failed { source: IpAddr, account: String },
-    /// This failure started a block.
-    Blocked(Blocked),
+    /// This failure started a block of `source` (scope Source) or `account` (Account).
+    Blocked {
+        scope: Scope,
+        source: IpAddr,
+        account: String,
+        until: Instant,
+    },
     /// Credentials arrived while their source or account is blocked: not checked.
     Refused { source: IpAddr },
     /// A nonce used again with a count not above the last one (a replay).
@@ -129,15 +133,15 @@ impl Registrar {
             dummy: mk("-", &ids.token(16)),
             ids,
             nonce_counts: HashMap::new(),
-            throttle: AuthThrottle::new(throttle::Limits::default()),
+            throttle: AuthThrottle::new(10, Duration::from_secs(60), Duration::from_secs(300)),
             max_bindings: 5,
             events: Vec::new(),
         }
     }
 
     /// Failed-authentication throttling (per source address and per account).
-    pub fn with_throttle(mut self, limits: throttle::Limits) -> Self {
-        self.throttle = AuthThrottle::new(limits);
+    pub fn with_throttle(mut self, throttle: AuthThrottle) -> Self {
+        self.throttle = throttle;
         self
     }
 
@@ -273,13 +277,14 @@ impl Registrar {
                 .iter()
                 .any(|b| b.flow.remote.ip() == source)
         });
-        if self
-            .throttle
-            .check(now, source, username, own_phone)
-            .is_err()
-        {
-            self.events.push(AuthEvent::Refused { source });
-            return Verdict::Forbidden;
+        match self.throttle.check(now, source, username) {
+            // An agent's phone, registered from this address, is not locked out by
+            // strangers failing its account elsewhere.
+            Err(b) if !(own_phone && b.scope == Scope::Account) => {
+                self.events.push(AuthEvent::Refused { source });
+                return Verdict::Forbidden;
+            }
+            _ => {}
         }
         // Unknown users are checked against a dummy credential so that they cost the same
         // time and get the same answer as a wrong password (no user enumeration).
@@ -300,7 +305,12 @@ impl Registrar {
                 account: username.to_string(),
             });
             if let Some(b) = self.throttle.failed(now, source, username) {
-                self.events.push(AuthEvent::Blocked(b));
+                self.events.push(AuthEvent::Blocked {
+                    scope: b.scope,
+                    source,
+                    account: username.to_string(),
+                    until: b.until,
+                });
             }
             return Verdict::Forbidden;
         };
@@ -808,9 +818,13 @@ mod tests {
             assert_eq!(r.handle(&m, attacker, t0, 1000).0.status(), Some(403));
         }
         let events = r.take_events();
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, AuthEvent::Blocked(Blocked::Source { .. }))));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            AuthEvent::Blocked {
+                scope: Scope::Source,
+                ..
+            }
+        )));
         // The right password from the blocked address: refused, unchecked, same answer.
         let right = register_from(&ch, "pw", 1, "1001");
         assert_eq!(r.handle(&right, attacker, t0, 1000).0.status(), Some(403));
