@@ -71,7 +71,7 @@ impl Engine {
         let trying = response(&msg, 100, None, None);
         self.respond(now, tx, trying);
         if let Some(m) = media.as_mut() {
-            self.start_early_media(key, m, &a);
+            self.start_early_media(key, m, flow.remote.ip(), &a);
         }
         self.insert_call(now, key, flow, msg, media, record, &a);
         self.start_waiting(now, key, &a);
@@ -203,14 +203,21 @@ impl Engine {
 
     /// What the caller hears while waiting: the queue's music (silence in a menu, or when
     /// the trunk takes no early media), after the closed prompt if there is one.
-    fn start_early_media(&mut self, key: CallKey, m: &mut super::anchor::CallMedia, a: &Admission) {
+    /// `signalling`: where the caller's INVITE came from.
+    fn start_early_media(
+        &mut self,
+        key: CallKey,
+        m: &mut super::anchor::CallMedia,
+        signalling: std::net::IpAddr,
+        a: &Admission,
+    ) {
         // Without early media the caller has no SDP of ours yet: nothing to send.
         let music = match a.menu {
             Some(_) => MusicRef::Silence,
             None if !a.early_media => MusicRef::Silence,
             None => self.cfg.queues[a.q].music.clone(),
         };
-        self.anchor_begin(key, m, music.clone());
+        self.anchor_begin(key, m, signalling, music.clone());
         if let Some(p) = a.closed_prompt.clone().filter(|_| a.early_media) {
             self.media_out.push_back(super::MediaCommand::Play {
                 call: key,

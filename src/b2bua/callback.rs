@@ -377,6 +377,7 @@ impl Engine {
             caller_port,
             agent_port,
             caller,
+            signalling: flow.remote.ip(),
             timeout,
             music: MusicRef::Silence,
         };
@@ -384,10 +385,18 @@ impl Engine {
             self.survey_call_answered(key, start);
             return;
         };
+        // The reserved agent's phone answered over its leg's flow (without one, only its
+        // SDP's host is trusted).
+        let signalling = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.agent.as_ref())
+            .map_or(agent.remote.0, |a| a.leg.flow.remote.ip());
         self.media_out.push_back(start);
         self.media_out.push_back(MediaCommand::Attach {
             call: key,
             agent,
+            signalling,
             record: None,
         });
     }

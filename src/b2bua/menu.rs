@@ -334,6 +334,22 @@ impl Engine {
             self.cfg.timers.t2,
             now + self.cfg.timers.t1x64(),
         );
+        // The offer's source: the dialog's peer (matched by Call-ID and both tags).
+        let Some(signalling) = self
+            .tx
+            .server(tx)
+            .map(|t| t.flow)
+            .or_else(|| {
+                let call = self.calls.get(&key)?;
+                match side {
+                    Side::Caller => Some(call.caller.flow),
+                    Side::Agent => call.agent.as_ref().map(|a| a.leg.flow),
+                }
+            })
+            .map(|f| f.remote.ip())
+        else {
+            return;
+        };
         let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) else {
             return;
         };
@@ -341,7 +357,7 @@ impl Engine {
             Side::Caller => LegId::Caller,
             Side::Agent => LegId::Agent,
         };
-        let answer = self.anchor_reanswer(key, &mut cm, leg_id, &msg);
+        let answer = self.anchor_reanswer(key, &mut cm, leg_id, &msg, signalling);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

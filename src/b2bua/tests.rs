@@ -654,9 +654,15 @@ fn anchored_call_gets_183_early_media_then_the_agent_is_attached() {
             caller_port,
             agent_port,
             music,
+            signalling,
             ..
         }] => {
             assert_eq!(caller.codec, Codec::Pcmu);
+            assert_eq!(
+                *signalling,
+                trunk().remote.ip(),
+                "the caller's RTP is trusted from where its INVITE came"
+            );
             assert_eq!((*caller_port, *agent_port), (30000, 30002));
             assert_eq!(
                 *music,
@@ -690,9 +696,19 @@ fn anchored_call_gets_183_early_media_then_the_agent_is_attached() {
         "the same SDP as in the 183 (RFC 3261 13.2.1)"
     );
     match &media(&mut h)[..] {
-        [MediaCommand::Attach { agent, record, .. }] => {
+        [MediaCommand::Attach {
+            agent,
+            record,
+            signalling,
+            ..
+        }] => {
             assert_eq!((agent.codec, agent.remote.1), (Codec::Pcma, 6000));
             assert_eq!(*record, None, "recording is off by default");
+            assert_eq!(
+                *signalling,
+                aflow.remote.ip(),
+                "where the agent's 200 came from"
+            );
         }
         other => panic!("expected the agent to be attached, got {other:?}"),
     }
@@ -881,9 +897,19 @@ fn sip_info_dtmf_relay_opens_the_menu_and_hold_is_answered_locally() {
         "version bumped"
     );
     match &media(&mut h)[..] {
-        [MediaCommand::Remote { send, to, .. }] => {
+        [MediaCommand::Remote {
+            send,
+            to,
+            signalling,
+            ..
+        }] => {
             assert!(!send, "we stop sending to a caller on hold");
             assert_eq!(to.port(), 4000);
+            assert_eq!(
+                *signalling,
+                trunk().remote.ip(),
+                "where the re-INVITE came from"
+            );
         }
         other => panic!("expected a remote update, got {other:?}"),
     }
