@@ -337,7 +337,11 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let http_listen = cfg.http.listen;
         let http = {
             let rx = stop_rx.clone();
-            tokio::spawn(async move { dasan::http::serve(http_listen, routes, rx).await })
+            let m = metrics.clone();
+            let limits = dasan::http::HttpLimits::default();
+            tokio::spawn(async move {
+                dasan::http::serve(http_listen, routes, limits, Some(m), rx).await
+            })
         };
         let sip = tokio::spawn(dasan::driver::run(
             engine,

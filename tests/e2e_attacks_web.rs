@@ -595,3 +595,50 @@ fn eleven_wrong_logins_from_one_address_block_it_and_the_agent_until_the_block_e
     let mut s = desk(a);
     assert_eq!(login(&mut s, "1001", "test-pw"), "login-ok");
 }
+
+/// Slowloris on the HTTP port: 300 connections that never finish their headers are cut
+/// off after the header timeout (10 s), and the API answers throughout.
+#[test]
+fn slow_http_clients_are_cut_off_and_the_api_keeps_answering() {
+    let base = port_block();
+    let dir = workdir("attack-slowloris");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let mut slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = tcp_from([127, 0, 0, 77], e.http_port);
+            s.write_all(b"GET /api/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                .expect("write");
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    // Meanwhile the API answers its own clients at once.
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(e.http_get("/healthz").map(|(c, _)| c), Some(200));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut buf = [0u8; 64];
+    for s in slow.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let closed = match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        assert!(
+            closed,
+            "a connection that never finishes its headers is closed"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(16),
+        "cut off after the header timeout, not before: {took:?}"
+    );
+}

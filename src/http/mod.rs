@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -268,29 +269,129 @@ async fn kb_get(
     }
 }
 
-/// Serves `app` (the API's [`router`] with whatever the caller merged into it) until
-/// `shutdown` turns true.
+/// Bounds on HTTP connections, which any peer can open before it has authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (slowloris).
+    pub header_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_per_source: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            max_connections: 20_000,
+            max_per_source: 2_000,
+        }
+    }
+}
+
+/// Serves `app` until `shutdown` turns true. Each connection is HTTP/1.1 with upgrades
+/// (WebSockets); a peer gets `limits.header_timeout` to send a request's headers, and
+/// connections are bounded in total and per source address (beyond them, closed at once
+/// and counted in `metrics`), so slow or numerous peers cannot starve the API.
 pub async fn serve(
     listen: SocketAddr,
     app: Router,
+    limits: HttpLimits,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "HTTP listening");
-    // The peer's address reaches handlers (`ConnectInfo`): /metrics and the desktop's
-    // login throttle need it.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
+    let counts = Arc::new(std::sync::Mutex::new(ConnCounts::default()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let Some(slot) = ConnSlot::take(&counts, peer.ip(), &limits) else {
+            if let Some(m) = &metrics {
+                m.security
+                    .with_label_values(&["http_connection_refused"])
+                    .inc();
+            }
+            drop(stream);
+            continue;
+        };
+        // The peer's address reaches handlers (`ConnectInfo`): /metrics and the desktop's
+        // login throttle need it.
+        let svc = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let _ = b
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+            drop(slot);
+        });
+    }
+}
+
+#[derive(Default)]
+struct ConnCounts {
+    total: usize,
+    per_source: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One connection's place in [`ConnCounts`], given back when it ends.
+struct ConnSlot {
+    counts: Arc<std::sync::Mutex<ConnCounts>>,
+    source: std::net::IpAddr,
+}
+
+impl ConnSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<ConnCounts>>,
+        source: std::net::IpAddr,
+        limits: &HttpLimits,
+    ) -> Option<ConnSlot> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = c.per_source.get(&source).copied().unwrap_or(0);
+        if c.total >= limits.max_connections || mine >= limits.max_per_source {
+            return None;
+        }
+        c.total += 1;
+        *c.per_source.entry(source).or_insert(0) += 1;
+        Some(ConnSlot {
+            counts: counts.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_source.remove(&self.source);
             }
         }
-    })
-    .await
+    }
 }
 
 #[cfg(test)]
