@@ -22,3 +22,5 @@ source scripts/pg-test.sh
 cargo test --lib --locked -- --ignored
 # Benchmarks run once each as a smoke test (criterion's harness takes no thread flag).
 cargo test --benches --locked
+# Every fuzz target for 20 s from its seed corpus: no crash, hang or OOM (tests/fuzz).
+scripts/fuzz.sh 20

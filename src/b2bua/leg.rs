@@ -78,7 +78,12 @@ impl Leg {
     /// 12.1.2: a UAC reverses the Record-Route order; `reverse` says which side we are).
     pub fn learn_target(&mut self, msg: &Message, reverse: bool) {
         if let Some(c) = msg.header_values("Contact").next() {
-            self.remote_target = NameAddr::parse(c).uri.to_string();
+            let uri = NameAddr::parse(c).uri;
+            // Only a URI that can stand in a request line: a Contact with whitespace in
+            // it would make every later request on this leg unparsable for the peer.
+            if crate::sip::uri::is_request_uri(uri) {
+                self.remote_target = uri.to_string();
+            }
         }
         let mut rr: Vec<String> = msg
             .header_values("Record-Route")

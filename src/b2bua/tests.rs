@@ -2313,3 +2313,27 @@ fn a_callback_to_a_number_abroad_is_not_booked() {
         1
     );
 }
+
+/// Found by fuzzing (the agent_ws target, through the user agent's copy of `Leg`): a Contact
+/// whose URI holds whitespace became the leg's target, and every later request on the leg
+/// (here the engine's BYE to the caller) had an unparsable request line. Such a Contact is
+/// ignored; the leg keeps the target it had.
+#[test]
+fn a_contact_with_whitespace_does_not_become_the_request_uri() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let raw = "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKws\r\nFrom: <sip:0212345678@carrier>;tag=cws\r\nTo: <sip:120@dasan>\r\nCall-ID: ws\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1:5060;transport=udp x: 1>\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
+    let t = h.trunk;
+    h.input(t, raw);
+    let out = h.out();
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    h.input(aflow, &answer(&ainv, 200, "a1", true));
+    h.out();
+    let bye = format!("BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKabws\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+    h.input(aflow, &bye);
+    // `out` panics on a message that does not parse.
+    let out = h.out();
+    let to_caller = requests(&out, &Method::Bye);
+    assert_eq!(to_caller.len(), 1, "BYE to the caller");
+    assert!(!to_caller[0].1.request_uri().unwrap().contains(' '));
+}

@@ -462,7 +462,9 @@ impl Registrar {
                 }
                 let expires = expires.min(max_expires);
                 let uri = na.uri.to_string();
-                if crate::sip::uri::parse_sip_uri(&uri).is_none() {
+                if !crate::sip::uri::is_request_uri(&uri)
+                    || crate::sip::uri::parse_sip_uri(&uri).is_none()
+                {
                     return self.bad(req, "Invalid Contact URI");
                 }
                 let existing = list.iter().position(|b| b.uri == uri);
@@ -594,6 +596,19 @@ mod tests {
 
     fn flow() -> Flow {
         Flow::udp("127.0.0.1:5070".parse().unwrap())
+    }
+
+    /// Found by fuzzing (the engine target): a Contact URI with a space in it was bound,
+    /// and the engine's INVITE to that agent had an unparsable request line.
+    #[test]
+    fn a_contact_uri_with_whitespace_is_refused() {
+        let mut r = registrar();
+        let contact = "Contact: <sip:1001@192.0. <sip:1202.2:5070;transport=tcp>\r\n";
+        let req = authorize(&mut r, "1001", "pw", Algorithm::Md5, contact, 1000);
+        let (resp, who) = r.handle(&req, flow(), Instant::now(), 1000);
+        assert_eq!(resp.status(), Some(400));
+        assert!(who.is_none());
+        assert!(r.bindings(0).is_empty());
     }
 
     #[test]

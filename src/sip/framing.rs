@@ -47,7 +47,11 @@ impl StreamFramer {
                 self.buf.advance(4);
                 return Ok(Some(Frame::Ping));
             }
-            if self.buf.starts_with(b"\r\n") && self.buf.len() >= 4 {
+            // A CRLF not followed by CR is a pong or padding, whatever comes after it; one
+            // followed by CR may still become a ping (wait for the fourth byte).
+            if self.buf.starts_with(b"\r\n")
+                && (self.buf.len() >= 4 || self.buf.get(2).is_some_and(|&b| b != b'\r'))
+            {
                 self.buf.advance(2);
                 continue;
             }
@@ -67,10 +71,11 @@ impl StreamFramer {
             return Ok(None);
         };
         let len = content_length(&self.buf[..head_end])?;
-        let total = head_end + len;
-        if total > MAX_MESSAGE_LEN {
-            return Err(FramingError::TooLarge);
-        }
+        // A peer's Content-Length can be near usize::MAX: the sum must not wrap.
+        let total = head_end
+            .checked_add(len)
+            .filter(|&t| t <= MAX_MESSAGE_LEN)
+            .ok_or(FramingError::TooLarge)?;
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -136,6 +141,40 @@ mod tests {
         assert_eq!(f.next_frame(), Ok(None));
         f.push(&MSG[MSG.len() - 1..]);
         assert!(matches!(f.next_frame(), Ok(Some(Frame::Message(_)))));
+    }
+
+    /// Found by fuzzing: CRLF LF arriving alone (before the rest of the stream) was taken
+    /// for an empty header block and framed as a 3-byte message, while the same bytes in one
+    /// read were skipped as keep-alives. Framing must not depend on where reads split.
+    #[test]
+    fn keepalive_bytes_frame_the_same_however_reads_split() {
+        let mut data = b"\r\n\n\r\n".to_vec();
+        data.extend_from_slice(MSG);
+        let mut whole = StreamFramer::new();
+        whole.push(&data);
+        let mut cut = StreamFramer::new();
+        let mut got = Vec::new();
+        for piece in [&data[..3], &data[3..]] {
+            cut.push(piece);
+            while let Some(f) = cut.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got, vec![Frame::Message(Bytes::from_static(MSG))]);
+        assert_eq!(
+            whole.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
+        );
+        assert_eq!(whole.next_frame(), Ok(None));
+    }
+
+    /// Found by fuzzing: a Content-Length near usize::MAX overflowed the frame's length
+    /// (a panic with overflow checks, a wrapped length that cut the stream without them).
+    #[test]
+    fn a_huge_content_length_is_too_large_not_an_overflow() {
+        let mut f = StreamFramer::new();
+        f.push(format!("OPTIONS sip:x SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert_eq!(f.next_frame(), Err(FramingError::TooLarge));
     }
 
     #[test]

@@ -36,6 +36,16 @@ fn strip_scheme<'a>(uri: &'a str, scheme: &str) -> Option<&'a str> {
     s.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
+/// Whether `uri` can stand in a request line as the parser reads one: a scheme, and no
+/// whitespace or control characters (RFC 3261 25.1). A URI taken from a peer (Contact) to
+/// address later requests must pass this, or those requests would not parse.
+pub fn is_request_uri(uri: &str) -> bool {
+    uri.contains(':')
+        && !uri
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+}
+
 pub fn parse_sip_uri(uri: &str) -> Option<SipUri> {
     let Ok(parsed) = rsip::Uri::try_from(uri.trim()) else {
         return parse_sip_uri_fallback(uri.trim());

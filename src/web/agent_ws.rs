@@ -84,13 +84,11 @@ async fn login(
             }
             continue;
         };
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if v["op"] != "login" {
+        let Request::Login { agent, password } = Request::parse(&text) else {
             let _ = send(ws, error("not-logged-in", "log in first")).await;
             continue;
-        }
-        let agent = v["agent"].as_str().unwrap_or("").trim().to_string();
-        let password = v["password"].as_str().unwrap_or("").to_string();
+        };
+        let agent = agent.trim().to_string();
         let refusal = match s.try_login(source, &agent, &password) {
             LoginCheck::Ok => None,
             LoginCheck::Wrong => {
@@ -130,6 +128,73 @@ async fn login(
                 )
                 .await;
             }
+        }
+    }
+}
+
+/// One request from the page (the `op`s in the module doc), read from a text frame: every
+/// field the session uses is checked here, so the rest of the session never looks at the
+/// page's JSON. Public as the fuzzing entry point for the page's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Login {
+        agent: String,
+        password: String,
+    },
+    /// The browser's SDP offer (None: the field is missing).
+    Sdp(Option<String>),
+    /// `state` as sent; `reason` (for not-ready) at most 40 characters, "break" if absent.
+    State {
+        state: String,
+        reason: String,
+    },
+    Answer,
+    Hangup,
+    Hold(bool),
+    /// The key, if it is one of 0-9 * #.
+    Dtmf(Option<char>),
+    /// The target, if it is a queue name or a number (1-32 of `[A-Za-z0-9+-]`).
+    Transfer(Option<String>),
+    /// Not JSON, no `op`, or an `op` we do not know.
+    Unknown,
+}
+
+impl Request {
+    pub fn parse(text: &str) -> Request {
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let field = |k: &str| v[k].as_str();
+        match field("op").unwrap_or("") {
+            "login" => Request::Login {
+                agent: field("agent").unwrap_or("").trim().to_string(),
+                password: field("password").unwrap_or("").to_string(),
+            },
+            "sdp" => Request::Sdp(field("sdp").map(str::to_string)),
+            "state" => Request::State {
+                state: field("state").unwrap_or("").to_string(),
+                reason: field("reason")
+                    .unwrap_or("break")
+                    .chars()
+                    .take(40)
+                    .collect(),
+            },
+            "answer" => Request::Answer,
+            "hangup" => Request::Hangup,
+            "hold" => Request::Hold(v["on"].as_bool().unwrap_or(true)),
+            "dtmf" => Request::Dtmf(
+                field("digit")
+                    .and_then(|d| d.chars().next())
+                    .filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#'),
+            ),
+            "transfer" => {
+                let target = field("target").unwrap_or("").trim();
+                let ok = !target.is_empty()
+                    && target.len() <= 32
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
+                Request::Transfer(ok.then(|| target.to_string()))
+            }
+            _ => Request::Unknown,
         }
     }
 }
@@ -198,10 +263,13 @@ fn frame(buf: &[u8]) -> Option<(usize, Option<Message>)> {
                 .flatten()
         })
         .unwrap_or(0);
-    if buf.len() < end + len {
+    // A Content-Length that overflows waits for bytes that never come: the reader drops the
+    // connection at 1 MiB.
+    let total = end.checked_add(len)?;
+    if buf.len() < total {
         return None;
     }
-    Some((end + len, Message::parse(&buf[..end + len]).ok()))
+    Some((total, Message::parse(&buf[..total]).ok()))
 }
 
 impl SipLink {
@@ -275,8 +343,7 @@ async fn session(
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break Ok(()),
                     Some(Ok(_)) => continue,
                 };
-                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                if let Err(f) = d.on_client(ws, &v).await {
+                if let Err(f) = d.on_client(ws, Request::parse(&text)).await {
                     break Err(f);
                 }
             }
@@ -329,11 +396,11 @@ async fn session(
 
 impl Desk<'_> {
     /// One JSON request from the page.
-    async fn on_client(&mut self, ws: &mut WebSocket, v: &Value) -> Result<(), Failure> {
-        match v["op"].as_str().unwrap_or("") {
-            "sdp" => self.on_offer(ws, v).await,
-            "state" => return self.on_state(ws, v).await,
-            "answer" => {
+    async fn on_client(&mut self, ws: &mut WebSocket, req: Request) -> Result<(), Failure> {
+        match req {
+            Request::Sdp(offer) => self.on_offer(ws, offer).await,
+            Request::State { state, reason } => return self.on_state(ws, &state, reason).await,
+            Request::Answer => {
                 let port = self.bridge.as_ref().and_then(|b| b.local_rtp());
                 match (
                     port,
@@ -346,7 +413,7 @@ impl Desk<'_> {
                     }
                 }
             }
-            "hangup" => {
+            Request::Hangup => {
                 if let Some(m) = self.ua.hang_up() {
                     self.sip.send(&m).await.map_err(unreachable)?;
                     if let Some(b) = &self.bridge {
@@ -361,54 +428,39 @@ impl Desk<'_> {
                     }
                 }
             }
-            "hold" => {
+            Request::Hold(on) => {
                 if let (Some(b), Some(c)) = (&self.bridge, &self.call) {
-                    let on = v["on"].as_bool().unwrap_or(true);
                     b.set_hold(on);
                     let _ = send(ws, json!({"ev": "hold", "record": c.record, "on": on})).await;
                 }
             }
-            "dtmf" => {
-                let d = v["digit"]
-                    .as_str()
-                    .and_then(|d| d.chars().next())
-                    .filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#');
-                match d.and_then(|d| self.ua.dtmf(d)) {
-                    Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
-                    None => {
-                        let _ = send(
-                            ws,
-                            error("bad-request", "dtmf: one of 0-9 * # during a call"),
-                        )
-                        .await;
-                    }
+            Request::Dtmf(d) => match d.and_then(|d| self.ua.dtmf(d)) {
+                Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
+                None => {
+                    let _ = send(
+                        ws,
+                        error("bad-request", "dtmf: one of 0-9 * # during a call"),
+                    )
+                    .await;
                 }
-            }
-            "transfer" => {
-                let target = v["target"].as_str().unwrap_or("").trim();
-                let ok = !target.is_empty()
-                    && target.len() <= 32
-                    && target
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
-                match self.ua.refer(target).filter(|_| ok) {
-                    Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
-                    None => {
-                        let _ = send(
-                            ws,
-                            error(
-                                "bad-request",
-                                "transfer: a queue name or a number, during a call",
-                            ),
-                        )
-                        .await;
-                    }
+            },
+            Request::Transfer(target) => match target.and_then(|t| self.ua.refer(&t)) {
+                Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
+                None => {
+                    let _ = send(
+                        ws,
+                        error(
+                            "bad-request",
+                            "transfer: a queue name or a number, during a call",
+                        ),
+                    )
+                    .await;
                 }
-            }
-            "login" => {
+            },
+            Request::Login { .. } => {
                 let _ = send(ws, error("bad-request", "already logged in")).await;
             }
-            _ => {
+            Request::Unknown => {
                 let _ = send(ws, error("bad-request", "unknown op")).await;
             }
         }
@@ -416,8 +468,8 @@ impl Desk<'_> {
     }
 
     /// The browser's SDP offer: a new WebRTC bridge replaces any old one.
-    async fn on_offer(&mut self, ws: &mut WebSocket, v: &Value) {
-        let Some(offer) = v["sdp"].as_str() else {
+    async fn on_offer(&mut self, ws: &mut WebSocket, offer: Option<String>) {
+        let Some(offer) = offer else {
             let _ = send(ws, error("bad-request", "sdp: the browser's offer")).await;
             return;
         };
@@ -425,7 +477,7 @@ impl Desk<'_> {
             old.close().await;
         }
         let s = self.s;
-        match Bridge::answer(s.media_ip, s.webrtc_ports, offer.to_string(), &s.local_rtp).await {
+        match Bridge::answer(s.media_ip, s.webrtc_ports, offer, &s.local_rtp).await {
             Ok((b, answer, events)) => {
                 self.bridge = Some(b);
                 self.peer_events = events;
@@ -438,9 +490,14 @@ impl Desk<'_> {
     }
 
     /// Ready (registers first, once the audio is up), not ready, log out.
-    async fn on_state(&mut self, ws: &mut WebSocket, v: &Value) -> Result<(), Failure> {
+    async fn on_state(
+        &mut self,
+        ws: &mut WebSocket,
+        state: &str,
+        reason: String,
+    ) -> Result<(), Failure> {
         use crate::b2bua::api::StateChange;
-        match v["state"].as_str().unwrap_or("") {
+        match state {
             "ready" if !self.media_up => {
                 let _ = send(
                     ws,
@@ -458,12 +515,6 @@ impl Desk<'_> {
             }
             "ready" => set_state(self.s, self.agent, StateChange::Ready, ws).await,
             "not-ready" if self.registered => {
-                let reason = v["reason"]
-                    .as_str()
-                    .unwrap_or("break")
-                    .chars()
-                    .take(40)
-                    .collect();
                 set_state(self.s, self.agent, StateChange::NotReady(reason), ws).await;
             }
             "not-ready" => {}
@@ -645,7 +696,52 @@ async fn keep_own_states(s: Arc<WebState>) {
 
 #[cfg(test)]
 mod tests {
-    use super::frame;
+    use super::{frame, Request};
+
+    #[test]
+    fn a_content_length_that_overflows_is_never_framed() {
+        let m = format!(
+            "OPTIONS sip:x SIP/2.0\r\nContent-Length: {}\r\n\r\nabc",
+            usize::MAX
+        );
+        assert!(frame(m.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn page_requests_are_checked_when_read() {
+        let p = Request::parse;
+        assert_eq!(
+            p(r#"{"op":"login","agent":" 1001 ","password":"pw"}"#),
+            Request::Login {
+                agent: "1001".into(),
+                password: "pw".into()
+            }
+        );
+        assert_eq!(
+            p(r##"{"op":"dtmf","digit":"#"}"##),
+            Request::Dtmf(Some('#'))
+        );
+        assert_eq!(p(r#"{"op":"dtmf","digit":"x"}"#), Request::Dtmf(None));
+        assert_eq!(
+            p(r#"{"op":"transfer","target":" +8210-1 "}"#),
+            Request::Transfer(Some("+8210-1".into()))
+        );
+        assert_eq!(
+            p(r#"{"op":"transfer","target":"a@evil>"}"#),
+            Request::Transfer(None)
+        );
+        let long = "x".repeat(50);
+        let Request::State { state, reason } = p(&format!(
+            r#"{{"op":"state","state":"not-ready","reason":"{long}"}}"#
+        )) else {
+            panic!("a state request");
+        };
+        assert_eq!((state.as_str(), reason.len()), ("not-ready", 40));
+        assert_eq!(p(r#"{"op":"hold"}"#), Request::Hold(true));
+        assert_eq!(p(r#"{"op":"sdp"}"#), Request::Sdp(None));
+        assert_eq!(p("not json"), Request::Unknown);
+        assert_eq!(p(r#"{"op":7}"#), Request::Unknown);
+    }
 
     #[test]
     fn frames_messages_by_content_length_and_skips_keepalives() {
