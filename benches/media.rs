@@ -35,8 +35,10 @@ use dasan::media::rtp::build_rtp;
 use dasan::media::sdp::{Codec, Direction, Negotiated};
 use dasan::media::session::{Command, MediaSession, Music, Output};
 use std::hint::black_box;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
     Negotiated {
@@ -52,8 +54,8 @@ fn benches(c: &mut Criterion) {
     let t0 = Instant::now();
     let d = Duration::from_secs(30);
     let mut bridge = RtpBridge::new(
-        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 4000), 1, d),
-        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 5000), 2, d),
+        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 4000), LOOPBACK, 1, d),
+        RtpLeg::new(t0, &neg(Codec::Pcmu, 0, 5000), LOOPBACK, 2, d),
     )
     .unwrap();
     let src: SocketAddr = "127.0.0.1:4000".parse().unwrap();
@@ -81,6 +83,7 @@ fn benches(c: &mut Criterion) {
         t0,
         SystemTime::now(),
         &neg(Codec::Pcmu, 0, 4000),
+        LOOPBACK,
         1,
         d,
         Music::Silence,
@@ -91,6 +94,7 @@ fn benches(c: &mut Criterion) {
             t0,
             Command::Attach {
                 agent: neg(Codec::Pcmu, 0, 5000),
+                signalling: LOOPBACK,
                 ssrc: 2,
                 record: false,
             },
@@ -113,6 +117,7 @@ fn benches(c: &mut Criterion) {
         t0,
         SystemTime::now(),
         &neg(Codec::Pcmu, 0, 4000),
+        LOOPBACK,
         1,
         d,
         Music::Loop(dasan::media::prompt::ringback()),

@@ -67,6 +67,7 @@ fn benches(c: &mut Criterion) {
         t0,
         SystemTime::now(),
         &neg(Codec::Pcmu, 0, trunk),
+        trunk.ip(),
         1,
         Duration::from_secs(3600),
         Music::Silence,
@@ -77,6 +78,7 @@ fn benches(c: &mut Criterion) {
             t0,
             Command::Attach {
                 agent: neg(Codec::Opus, 111, bridge_rtp),
+                signalling: bridge_rtp.ip(),
                 ssrc: 2,
                 record: false,
             },

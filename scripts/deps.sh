@@ -27,3 +27,13 @@ need_node() {
     fi
     need_pkgs nodejs npm
 }
+
+# The SIPVicious scanners (PyPI `sipvicious`: svmap, svwar, svcrack), which the attack tests
+# run against the engine; pinned so that a new release cannot change what the tests see.
+need_sipvicious() {
+    command -v sipvicious_svmap >/dev/null 2>&1 && return 0
+    command -v python3 >/dev/null 2>&1 || need_pkgs python3 python3-pip
+    python3 -m pip install -q sipvicious==0.3.8 >&2 ||
+        python3 -m pip install -q --break-system-packages sipvicious==0.3.8 >&2
+    hash -r
+}

@@ -214,6 +214,8 @@ fn main() -> ExitCode {
             data_dir,
         } => {
             tracing_subscriber::fmt()
+                // Colour only on a terminal: a log file is read by tools (fail2ban).
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_env_filter({
                     // The WebRTC stack logs every ICE and DTLS step at info: only its
                     // warnings unless DASAN_LOG names it.
@@ -303,6 +305,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             )),
             records_db: Some(db.clone()),
             kb_db: Some(kb_db),
+            metrics_token: cfg.http.metrics_token.as_ref().map(|t| t.get_ref().clone()),
         });
         let web = Arc::new(dasan::web::WebState::from_config(
             &cfg,
@@ -334,12 +337,16 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let http_listen = cfg.http.listen;
         let http = {
             let rx = stop_rx.clone();
-            tokio::spawn(async move { dasan::http::serve(http_listen, routes, rx).await })
+            let m = metrics.clone();
+            let limits = dasan::http::HttpLimits::default();
+            tokio::spawn(async move {
+                dasan::http::serve(http_listen, routes, limits, Some(m), rx).await
+            })
         };
         let sip = tokio::spawn(dasan::driver::run(
             engine,
             cfg.sip.listen,
-            cfg.sip.udp_buffer_bytes,
+            dasan::driver::SocketSettings::from_config(&cfg.sip),
             inbox,
             dasan::driver::Plumbing {
                 metrics,

@@ -79,6 +79,7 @@ fn api_needs_a_token_answers_bad_input_with_4xx_and_searches_the_kb() {
 }
 
 const AGENT_TOKEN: &str = "agent-1001-token-abcdef";
+const AGENT2_TOKEN: &str = "agent-1002-token-abcdef";
 const REPORT_TOKEN: &str = "reporting-token-abcdef12";
 
 /// Agents' states, queues and calls through the API, with roles, bad bodies, a
@@ -91,7 +92,7 @@ fn agents_queues_calls_and_notes_through_the_api() {
     config = config.replace(
         "[[agents]]",
         &format!(
-            "[[http.tokens]]\ntoken = \"{AGENT_TOKEN}\"\nrole = \"agent\"\nagent = \"1001\"\n\n[[http.tokens]]\ntoken = \"{REPORT_TOKEN}\"\nrole = \"reporting\"\n\n[[agents]]"
+            "[[http.tokens]]\ntoken = \"{AGENT_TOKEN}\"\nrole = \"agent\"\nagent = \"1001\"\n\n[[http.tokens]]\ntoken = \"{AGENT2_TOKEN}\"\nrole = \"agent\"\nagent = \"1002\"\n\n[[http.tokens]]\ntoken = \"{REPORT_TOKEN}\"\nrole = \"reporting\"\n\n[[agents]]"
         ),
     );
     let e = EngineProc::start(&dir, &config, base, base + 1);
@@ -177,6 +178,29 @@ fn agents_queues_calls_and_notes_through_the_api() {
         assert_eq!(got, code, "{path} {body}: {resp}");
         assert!(resp.contains("\"error\""), "{resp}");
     }
+    // What an agent token sees (the README's roles): its own agent, not the others,
+    // queues, records or statistics; the knowledge base.
+    let (code, body) = http_get_as(port, "/api/agents", Some(AGENT_TOKEN)).unwrap();
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(list.as_array().map(|a| a.len()), Some(1), "{body}");
+    assert_eq!(list[0]["id"], "1001");
+    let (_, all) = http_get_as(port, "/api/agents", Some(REPORT_TOKEN)).unwrap();
+    assert!(all.contains("\"1004\""), "{all}");
+    for (path, code) in [
+        ("/api/agents/1001", 200),
+        ("/api/agents/1002", 403),
+        ("/api/queues", 403),
+        ("/api/stats", 403),
+        ("/api/records", 403),
+        ("/api/records/x", 403),
+        ("/api/kb?q=%EC%97%AC%EA%B6%8C", 200),
+    ] {
+        let (got, body) = http_get_as(port, path, Some(AGENT_TOKEN)).unwrap();
+        assert_eq!(got, code, "agent token, {path}: {body}");
+        let (got, body) = http_get_as(port, path, Some(REPORT_TOKEN)).unwrap();
+        assert_ne!(got, 403, "reporting token, {path}: {body}");
+    }
     // The agent takes a break and comes back.
     let (code, body) = post(
         "/api/agents/1001/state",
@@ -231,6 +255,15 @@ fn agents_queues_calls_and_notes_through_the_api() {
         !masked.contains("0212345678") && masked.contains(&call_id),
         "{masked}"
     );
+    // An agent token sees the calls it is on (numbers masked), and no one else's.
+    let (code, own) = http_get_as(port, "/api/calls", Some(AGENT_TOKEN)).unwrap();
+    assert_eq!(code, 200, "{own}");
+    assert!(
+        !own.contains("0212345678") && own.contains(&call_id),
+        "{own}"
+    );
+    let (code, other) = http_get_as(port, "/api/calls", Some(AGENT2_TOKEN)).unwrap();
+    assert_eq!((code, other.as_str()), (200, "[]"));
     let (code, body) = e.http_get("/api/queues").unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("\"general\""), "{body}");

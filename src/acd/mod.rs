@@ -373,6 +373,10 @@ impl Acd {
         self.queues[q].waiting.len()
     }
 
+    pub fn max_length(&self, q: QueueIdx) -> usize {
+        self.queues[q].p.max_length
+    }
+
     pub fn members(&self, q: QueueIdx) -> usize {
         self.queues[q].members
     }
@@ -913,8 +917,9 @@ mod tests {
         assert_eq!(a.next_offer(0, t0), None);
     }
 
-    fn pool(strategy: Strategy, steps: Vec<(Duration, u8)>) -> Acd {
-        let t0 = Instant::now();
+    /// Three agents; `t0` is the test's own start, so that logins the test times from it
+    /// are never earlier than the pool's (two clock readings raced under load).
+    fn pool(t0: Instant, strategy: Strategy, steps: Vec<(Duration, u8)>) -> Acd {
         let agents = vec![
             agent("a", &[("ko", 2)]),
             agent("b", &[("ko", 5)]),
@@ -955,7 +960,7 @@ mod tests {
             a.login(0, t0 + Duration::from_millis(1));
             a.login(1, t0 + Duration::from_millis(2));
         };
-        let mut a = pool(Strategy::LongestIdle, vec![]);
+        let mut a = pool(t0, Strategy::LongestIdle, vec![]);
         login(&mut a);
         let t = t0 + Duration::from_secs(1);
         assert_eq!(
@@ -963,17 +968,17 @@ mod tests {
             vec![2, 0, 1, 2],
             "idle longest first, then rotate"
         );
-        let mut a = pool(Strategy::TopDown, vec![]);
+        let mut a = pool(t0, Strategy::TopDown, vec![]);
         login(&mut a);
         assert_eq!(
             takers(&mut a, t, 3),
             vec![0, 0, 0],
             "always the first in order"
         );
-        let mut a = pool(Strategy::RoundRobin, vec![]);
+        let mut a = pool(t0, Strategy::RoundRobin, vec![]);
         login(&mut a);
         assert_eq!(takers(&mut a, t, 4), vec![0, 1, 2, 0], "in turn");
-        let mut a = pool(Strategy::FewestCalls, vec![]);
+        let mut a = pool(t0, Strategy::FewestCalls, vec![]);
         // Agent 0 took calls before (set while logged out: keys only change off the sets).
         a.agents[0].calls_taken = 5;
         login(&mut a);
@@ -985,7 +990,7 @@ mod tests {
         let t0 = Instant::now();
         // First 10 s only proficiency >= 4 (b and c), then anyone.
         let steps = vec![(Duration::ZERO, 4), (Duration::from_secs(10), 1)];
-        let mut a = pool(Strategy::RingAll, steps);
+        let mut a = pool(t0, Strategy::RingAll, steps);
         for ag in 0..3 {
             a.login(ag, t0 + Duration::from_millis(ag as u64));
         }
@@ -1016,7 +1021,7 @@ mod tests {
         assert_eq!(a.agent_state(2), &AgentState::OnCall(1));
         assert_eq!(a.waiting(0), 0, "both calls are being offered, none lost");
         // The cap counts the first phone.
-        let mut a = pool(Strategy::RingAll, vec![]);
+        let mut a = pool(t0, Strategy::RingAll, vec![]);
         for ag in 0..3 {
             a.login(ag, t0);
         }
@@ -1029,7 +1034,7 @@ mod tests {
     fn routing_steps_widen_with_waiting_time() {
         let t0 = Instant::now();
         let steps = vec![(Duration::ZERO, 5), (Duration::from_secs(30), 1)];
-        let mut a = pool(Strategy::LongestIdle, steps);
+        let mut a = pool(t0, Strategy::LongestIdle, steps);
         a.login(0, t0); // proficiency 2 only
         a.enqueue(0, 1, t0).unwrap();
         assert_eq!(

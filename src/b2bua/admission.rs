@@ -33,7 +33,7 @@ impl Engine {
         if let Some(code) = dialled
             .filter(|n| *n == self.cfg.features.toggle_ready || *n == self.cfg.features.logout)
         {
-            self.on_feature_code(now, tx, msg, &code);
+            self.on_feature_code(now, tx, flow, msg, &code);
             return;
         }
         let Some(mut a) = self.screen(now, tx, flow, &msg) else {
@@ -71,7 +71,7 @@ impl Engine {
         let trying = response(&msg, 100, None, None);
         self.respond(now, tx, trying);
         if let Some(m) = media.as_mut() {
-            self.start_early_media(key, m, &a);
+            self.start_early_media(key, m, flow.remote.ip(), &a);
         }
         self.insert_call(now, key, flow, msg, media, record, &a);
         self.start_waiting(now, key, &a);
@@ -88,7 +88,7 @@ impl Engine {
             .find(|(n, _, _)| n.contains(&flow.remote.ip()));
         let Some((_, early_media, trunk)) = trunk.cloned() else {
             tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
-            self.reply(now, tx, msg, 403, None);
+            self.refuse_stateless(tx, msg, 403);
             return None;
         };
         // We implement no option tags: any Require (e.g. 100rel) gets 420 (RFC 3261 8.2.2.3).
@@ -158,8 +158,17 @@ impl Engine {
         if self.overloaded || self.draining || self.calls.len() >= self.cfg.max_calls {
             return Err(503);
         }
-        if a.menu.is_some() || self.acd.enqueue(a.q, key, now).is_ok() {
+        // A menu caller holds a seat of the queue it falls back to (taken in enter_menu).
+        if (a.menu.is_some() && !self.queue_full(a.q)) || self.try_enqueue(a.q, key, now) {
             return Ok(());
+        }
+        if a.menu.is_some() {
+            // A full menu is full for its fallback queue's reasons: its when_full answer,
+            // never a queue to wait in (the caller has chosen no language yet).
+            return match self.cfg.queues[a.q].when_full {
+                crate::config::engine::Limit::Reject(code) => Err(code),
+                _ => Err(503),
+            };
         }
         a.q = self.when_full(a.q, key, now)?;
         Ok(())
@@ -194,14 +203,21 @@ impl Engine {
 
     /// What the caller hears while waiting: the queue's music (silence in a menu, or when
     /// the trunk takes no early media), after the closed prompt if there is one.
-    fn start_early_media(&mut self, key: CallKey, m: &mut super::anchor::CallMedia, a: &Admission) {
+    /// `signalling`: where the caller's INVITE came from.
+    fn start_early_media(
+        &mut self,
+        key: CallKey,
+        m: &mut super::anchor::CallMedia,
+        signalling: std::net::IpAddr,
+        a: &Admission,
+    ) {
         // Without early media the caller has no SDP of ours yet: nothing to send.
         let music = match a.menu {
             Some(_) => MusicRef::Silence,
             None if !a.early_media => MusicRef::Silence,
             None => self.cfg.queues[a.q].music.clone(),
         };
-        self.anchor_begin(key, m, music.clone());
+        self.anchor_begin(key, m, signalling, music.clone());
         if let Some(p) = a.closed_prompt.clone().filter(|_| a.early_media) {
             self.media_out.push_back(super::MediaCommand::Play {
                 call: key,

@@ -18,13 +18,16 @@ pub use crate::media::prompt::MusicRef;
 /// What the engine asks of the media driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// A caller arrived: open both legs' ports, play `music` to the caller.
+    /// A caller arrived: open both legs' ports, play `music` to the caller. `signalling` is
+    /// the IP the caller's SIP comes from: its RTP is accepted from there or from its SDP's
+    /// host, from nowhere else.
     Start {
         call: CallKey,
         ip: IpAddr,
         caller_port: u16,
         agent_port: u16,
         caller: Negotiated,
+        signalling: IpAddr,
         timeout: Duration,
         music: MusicRef,
     },
@@ -34,21 +37,25 @@ pub enum MediaCommand {
         prompts: Vec<String>,
         then: MusicRef,
     },
-    /// The agent answered: bridge. `record` names the recording file (without extension).
+    /// The agent answered: bridge. `signalling` is the IP the agent's SIP comes from (as
+    /// for the caller in `Start`); `record` names the recording file (without extension).
     Attach {
         call: CallKey,
         agent: Negotiated,
+        signalling: IpAddr,
         record: Option<String>,
     },
     /// The agent left; the caller stays for the post-call survey.
     Detach {
         call: CallKey,
     },
-    /// A re-INVITE/UPDATE changed a leg's address or hold state.
+    /// A re-INVITE/UPDATE changed a leg's address or hold state; `signalling` is the IP it
+    /// came from. A new address is where the leg's RTP is learned afresh.
     Remote {
         call: CallKey,
         leg: LegId,
         to: SocketAddr,
+        signalling: IpAddr,
         send: bool,
     },
     Stop {
@@ -159,8 +166,15 @@ impl Engine {
         }))
     }
 
-    /// Starts the caller's media (early media) for a call just admitted.
-    pub(super) fn anchor_begin(&mut self, key: CallKey, cm: &mut CallMedia, music: MusicRef) {
+    /// Starts the caller's media (early media) for a call just admitted; `signalling` is
+    /// the IP its INVITE came from.
+    pub(super) fn anchor_begin(
+        &mut self,
+        key: CallKey,
+        cm: &mut CallMedia,
+        signalling: IpAddr,
+        music: MusicRef,
+    ) {
         let Some(a) = self.anchor.as_ref() else {
             return;
         };
@@ -171,6 +185,7 @@ impl Engine {
             caller_port: cm.caller_port,
             agent_port: cm.agent_port,
             caller: cm.caller.clone(),
+            signalling,
             timeout: a.timeout,
             music,
         });
@@ -180,12 +195,14 @@ impl Engine {
     /// (the bridge keeps running), the peer's new address, and the answer's direction
     /// (RFC 3264 8.4: `sendonly` → `recvonly`, `inactive` → `inactive`). `Err(488)` when the
     /// offer drops our codec. An offer-less request gets our current SDP as the offer.
+    /// `signalling` is the IP the offer came from.
     pub(super) fn anchor_reanswer(
         &mut self,
         key: CallKey,
         cm: &mut CallMedia,
         leg: LegId,
         offer: &Message,
+        signalling: IpAddr,
     ) -> Result<Bytes, u16> {
         let a = self.anchor.as_ref().ok_or(488u16)?;
         let current = match leg {
@@ -210,6 +227,7 @@ impl Engine {
                 call: key,
                 leg,
                 to: SocketAddr::new(neg.remote.0, neg.remote.1),
+                signalling,
                 send,
             });
         }
@@ -226,21 +244,25 @@ impl Engine {
         )))
     }
 
-    /// The agent answered with `answer`: bridge the legs.
+    /// The agent answered with `answer`, which came from `signalling` (without it, only the
+    /// SDP's host is trusted for the agent's RTP): bridge the legs.
     pub(super) fn anchor_attach(
         &mut self,
         key: CallKey,
         cm: &mut CallMedia,
         answer: &Message,
+        signalling: Option<IpAddr>,
         record: Option<String>,
     ) -> Result<(), AttachError> {
         let text = std::str::from_utf8(&answer.body).map_err(|_| AttachError::NotUtf8)?;
         let sdp = Sdp::parse(text)?;
         let agent = sdp::negotiate(&sdp, &SUPPORTED)?;
+        let signalling = signalling.unwrap_or(agent.remote.0);
         cm.agent = Some(agent.clone());
         self.media_out.push_back(MediaCommand::Attach {
             call: key,
             agent,
+            signalling,
             record,
         });
         Ok(())

@@ -73,6 +73,12 @@ impl Engine {
             );
             return;
         };
+        if !self.cfg.outbound_rules.permits(&number) {
+            // A caller whose number may not be dialled (abroad, premium rate, or forged to
+            // be): it keeps its place in the queue instead.
+            self.outbound_refused(now, &number, "callback", "caller");
+            return;
+        }
         let waiting_in = call.queue;
         // The place stays: a ringing offer is withdrawn and the key goes back to the head.
         self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, true);
@@ -84,7 +90,7 @@ impl Engine {
             }
             None => (waiting_in, None),
         };
-        let Some(mut call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         self.dialogs.remove(&call.caller.call_id);
@@ -132,6 +138,22 @@ impl Engine {
     /// The callback's turn: set up its call (our own outbound leg towards the caller, not
     /// dialled yet) so that the agent can be offered it. False if it cannot be (no ports).
     pub(super) fn prepare_callback(&mut self, now: Instant, q: QueueIdx, key: CallKey) -> bool {
+        if self.calls.len() >= self.cfg.max_calls || self.draining {
+            return false;
+        }
+        if let Some(job) = self.callbacks.get(&key) {
+            let (number, kind) = (
+                job.number.clone(),
+                if job.survey_for.is_some() {
+                    "survey"
+                } else {
+                    "callback"
+                },
+            );
+            if !self.outbound_audited(now, &number, kind, "caller") {
+                return false;
+            }
+        }
         let Some((trunk, caller_id)) = self.cfg.outbound.clone() else {
             return false;
         };
@@ -355,6 +377,7 @@ impl Engine {
             caller_port,
             agent_port,
             caller,
+            signalling: flow.remote.ip(),
             timeout,
             music: MusicRef::Silence,
         };
@@ -362,10 +385,18 @@ impl Engine {
             self.survey_call_answered(key, start);
             return;
         };
+        // The reserved agent's phone answered over its leg's flow (without one, only its
+        // SDP's host is trusted).
+        let signalling = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.agent.as_ref())
+            .map_or(agent.remote.0, |a| a.leg.flow.remote.ip());
         self.media_out.push_back(start);
         self.media_out.push_back(MediaCommand::Attach {
             call: key,
             agent,
+            signalling,
             record: None,
         });
     }
@@ -373,7 +404,7 @@ impl Engine {
     /// The attempt failed (`status` from the trunk, or 408): free the agent, try again
     /// later or give up.
     pub(super) fn callback_failed(&mut self, now: Instant, key: CallKey, status: u16) {
-        let Some(mut call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         let q = call.queue;
@@ -475,7 +506,7 @@ impl Engine {
             }
             return;
         }
-        if self.acd.enqueue(q, key, now).is_err() {
+        if !self.try_enqueue(q, key, now) {
             tracing::warn!(call = key, "queue full: callback given up");
             self.callbacks.remove(&key);
             return;

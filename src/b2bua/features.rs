@@ -9,12 +9,22 @@ use std::time::Instant;
 impl Engine {
     /// An agent's phone dialled a feature code: authenticate (407 proxy digest) and change
     /// the agent's state; the final response's reason phrase names the result.
-    pub(super) fn on_feature_code(&mut self, now: Instant, tx: u64, msg: Message, code: &str) {
+    pub(super) fn on_feature_code(
+        &mut self,
+        now: Instant,
+        tx: u64,
+        flow: crate::sip::Flow,
+        msg: Message,
+        code: &str,
+    ) {
         let unix = self.unix_now(now);
-        let agent = match self.registrar.authenticate(&msg, unix) {
+        let verdict = self.registrar.authenticate(&msg, flow, now, unix);
+        self.note_auth_events("sip-feature-code");
+        let agent = match verdict {
             Ok(a) => a,
             Err(resp) => {
-                self.respond(now, tx, resp);
+                // 407 and 403 before authentication: one copy, no transaction kept.
+                self.respond_stateless(tx, resp);
                 return;
             }
         };

@@ -135,8 +135,8 @@ impl Engine {
         key: CallKey,
         now: Instant,
     ) -> Result<QueueIdx, u16> {
-        match self.cfg.queues[q].when_full {
-            Limit::Queue(t) if self.acd.enqueue(t, key, now).is_ok() => Ok(t),
+        match self.cfg.queues[q].when_full.clone() {
+            Limit::Queue(t) if self.try_enqueue(t, key, now) => Ok(t),
             Limit::Reject(code) => Err(code),
             _ => Err(503),
         }

@@ -100,11 +100,21 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        call.menu = Some(MenuState {
+        let previous = call.menu.replace(MenuState {
             name: name.to_string(),
             run,
             back_to,
         });
+        if let Some(p) = previous {
+            self.release_menu_seat(p.back_to);
+        }
+        if self.menu_seats.len() <= back_to {
+            self.menu_seats.resize(back_to + 1, 0);
+        }
+        self.menu_seats[back_to] += 1;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         call.announce_at = None;
         self.menu_step(now, key, step);
     }
@@ -144,12 +154,16 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let back_to = call.menu.take().map_or(call.queue, |m| m.back_to);
-        let q = if self.acd.enqueue(q, key, now).is_ok() {
+        let left_menu = call.menu.take().map(|m| m.back_to);
+        let back_to = left_menu.unwrap_or(call.queue);
+        if let Some(b) = left_menu {
+            self.release_menu_seat(b);
+        }
+        let q = if self.try_enqueue(q, key, now) {
             q
         } else if let Ok(t) = self.when_full(q, key, now) {
             t
-        } else if q != back_to && self.acd.enqueue(back_to, key, now).is_ok() {
+        } else if q != back_to && self.try_enqueue(back_to, key, now) {
             back_to
         } else {
             // Every queue the caller could go to is full.
@@ -320,6 +334,22 @@ impl Engine {
             self.cfg.timers.t2,
             now + self.cfg.timers.t1x64(),
         );
+        // The offer's source: the dialog's peer (matched by Call-ID and both tags).
+        let Some(signalling) = self
+            .tx
+            .server(tx)
+            .map(|t| t.flow)
+            .or_else(|| {
+                let call = self.calls.get(&key)?;
+                match side {
+                    Side::Caller => Some(call.caller.flow),
+                    Side::Agent => call.agent.as_ref().map(|a| a.leg.flow),
+                }
+            })
+            .map(|f| f.remote.ip())
+        else {
+            return;
+        };
         let Some(mut cm) = self.calls.get_mut(&key).and_then(|c| c.media.take()) else {
             return;
         };
@@ -327,7 +357,7 @@ impl Engine {
             Side::Caller => LegId::Caller,
             Side::Agent => LegId::Agent,
         };
-        let answer = self.anchor_reanswer(key, &mut cm, leg_id, &msg);
+        let answer = self.anchor_reanswer(key, &mut cm, leg_id, &msg, signalling);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

@@ -221,6 +221,11 @@ pub struct Engine {
     durable_gate: Option<u64>,
     overloaded: bool,
     draining: bool,
+    /// Callers in a menu, per the queue they fall back to: they count against that
+    /// queue's `max_length`, so a menu number is no way around the limit.
+    menu_seats: Vec<usize>,
+    /// When each agent last transferred calls to outside numbers (for the rate limit).
+    transfers: HashMap<AgentIdx, VecDeque<Instant>>,
     anchor: Option<anchor::Anchor>,
     media_out: VecDeque<MediaCommand>,
     dialplan: crate::dialplan::Dialplan,
@@ -525,6 +530,16 @@ impl Engine {
             }
             return;
         }
+        if self.over_transaction_limit(flow.remote.ip()) {
+            self.metrics
+                .security
+                .with_label_values(&["transaction_limit"])
+                .inc();
+            let mut r = response(&msg, 503, None, Some(&self.ids.token(10)));
+            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            self.send(resp_flow, r.to_bytes());
+            return;
+        }
         let id = self
             .tx
             .new_server(key, method == Method::Invite, resp_flow, None);
@@ -535,6 +550,19 @@ impl Engine {
                 return;
             }
         }
+        // RFC 3261 12.2.2: a request with a To tag belongs to a dialog; one we do not have
+        // (or whose tags do not match) is refused, whatever its method.
+        if msg.to_tag().is_some()
+            && !matches!(method, Method::Cancel | Method::Register)
+            && self.matching_dialog(&msg).is_none()
+        {
+            self.metrics
+                .security
+                .with_label_values(&["unknown_dialog"])
+                .inc();
+            self.refuse_stateless(id, &msg, 481);
+            return;
+        }
         match method {
             Method::Invite if msg.to_tag().is_none() => self.on_new_invite(now, id, flow, msg),
             Method::Invite | Method::Update | Method::Info => self.on_relayable(now, id, msg),
@@ -544,26 +572,33 @@ impl Engine {
             Method::Register => {
                 let unix = self.unix_now(now);
                 let (resp, change) = self.registrar.handle(&msg, flow, now, unix);
+                self.note_auth_events("sip-register");
+                if change.is_none() {
+                    // Challenges and refusals keep no state (no amplification, no memory).
+                    self.respond_stateless(id, resp);
+                    return;
+                }
                 self.respond(now, id, resp);
                 if let Some((agent, change)) = change {
                     self.on_registration(now, agent, change);
                 }
             }
+            // Answers that change nothing keep no state: a retransmission is answered anew.
             Method::Options => {
                 let mut r = response(&msg, 200, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
                 r.set_header("Accept", "application/sdp");
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
             Method::Extension(_) => {
                 let mut r = response(&msg, 501, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
             _ => {
                 let mut r = response(&msg, 405, None, Some(&self.ids.token(10)));
                 r.set_header("Allow", ALLOW);
-                self.respond(now, id, r);
+                self.respond_stateless(id, r);
             }
         }
     }
@@ -580,6 +615,140 @@ impl Engine {
             self.reply(now, tx, msg, 481, None);
         }
         found
+    }
+
+    /// Removes a call from the table, giving back its menu seat if it held one.
+    fn take_call(&mut self, key: CallKey) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        if let Some(m) = &call.menu {
+            self.release_menu_seat(m.back_to);
+        }
+        Some(call)
+    }
+
+    fn release_menu_seat(&mut self, q: QueueIdx) {
+        if let Some(n) = self.menu_seats.get_mut(q) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Whether queue `q` has no room for one more caller: its members (waiting or being
+    /// offered) and the callers in a menu that falls back to it, against `max_length`.
+    fn queue_full(&self, q: QueueIdx) -> bool {
+        let seats = self.menu_seats.get(q).copied().unwrap_or(0);
+        self.acd.members(q) + seats >= self.acd.max_length(q)
+    }
+
+    /// Whether a new server transaction from `source` would pass the bounds on state kept
+    /// for requests: four per call the engine may hold in total, and
+    /// `max_transactions_per_source` for a source outside the trunks' networks.
+    fn over_transaction_limit(&self, source: std::net::IpAddr) -> bool {
+        let (total, mine) = self.tx.servers_from(source);
+        if total >= self.cfg.max_calls.saturating_mul(4).max(1_000) {
+            return true;
+        }
+        mine >= self.cfg.max_transactions_per_source
+            && !self.cfg.trusted.iter().any(|(n, _, _)| n.contains(&source))
+    }
+
+    /// Whether the engine may dial `number` for `kind` (transfer, callback, survey) asked
+    /// by `who`: only numbers `[outbound] allow` lets out. Every attempt, allowed or not,
+    /// goes to the audit trail and the log (the number masked there).
+    fn outbound_audited(&mut self, now: Instant, number: &str, kind: &str, who: &str) -> bool {
+        let allowed = self.cfg.outbound_rules.permits(number);
+        self.record(crate::records::RecordEvent::Audit {
+            at_ms: self.unix_ms(now),
+            actor: who.to_string(),
+            action: format!("outbound {kind}"),
+            target: number.to_string(),
+            detail: if allowed {
+                "dialled".into()
+            } else {
+                "refused: not allowed by [outbound] allow/deny".into()
+            },
+        });
+        if allowed {
+            tracing::info!(kind, who, number = %crate::util::mask_number(number), "outbound call");
+        } else {
+            self.outbound_refused(now, number, kind, who);
+        }
+        allowed
+    }
+
+    fn outbound_refused(&mut self, _now: Instant, number: &str, kind: &str, who: &str) {
+        self.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .inc();
+        tracing::warn!(
+            kind,
+            who = %crate::util::sanitize_for_log(who),
+            number = %crate::util::mask_number(number),
+            "outbound call refused: destination not allowed"
+        );
+    }
+
+    /// An agent's transfers to outside numbers: at most `max_transfers_per_minute`.
+    fn transfer_rate_ok(&mut self, now: Instant, agent: AgentIdx) -> bool {
+        let limit = self.cfg.max_transfers_per_minute as usize;
+        let times = self.transfers.entry(agent).or_default();
+        while times.front().is_some_and(|&t| {
+            now.saturating_duration_since(t) >= std::time::Duration::from_secs(60)
+        }) {
+            times.pop_front();
+        }
+        if times.len() >= limit {
+            self.metrics
+                .security
+                .with_label_values(&["transfer_rate_limited"])
+                .inc();
+            tracing::warn!(agent, "outside transfer refused: rate limit");
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+
+    /// Puts a call in queue `q` if it has room (see [`Engine::queue_full`]).
+    fn try_enqueue(&mut self, q: QueueIdx, key: CallKey, now: Instant) -> bool {
+        !self.queue_full(q) && self.acd.enqueue(q, key, now).is_ok()
+    }
+
+    /// Counts what authentication saw and logs each block once, in a form fail2ban-style
+    /// tools can match (as the desktop login does):
+    /// `auth blocked: source=<ip> account=<name> service=<s> until=<unix> scope=<source|account>`.
+    fn note_auth_events(&mut self, service: &str) {
+        use crate::registrar::AuthEvent;
+        for e in self.registrar.take_events() {
+            let label = match &e {
+                AuthEvent::Failed { .. } => "auth_failed",
+                AuthEvent::Blocked { .. } => "auth_blocked",
+                AuthEvent::Refused { .. } => "auth_refused_while_blocked",
+                AuthEvent::Replayed { .. } => "auth_replayed",
+            };
+            self.metrics.security.with_label_values(&[label]).inc();
+            match e {
+                AuthEvent::Blocked {
+                    scope,
+                    source,
+                    account,
+                    until,
+                } => tracing::warn!(
+                    "auth blocked: source={source} account={} service={service} until={} scope={}",
+                    crate::util::sanitize_for_log(&account),
+                    self.unix_now(until),
+                    match scope {
+                        crate::util::throttle::Scope::Source => "source",
+                        crate::util::throttle::Scope::Account => "account",
+                    }
+                ),
+                AuthEvent::Replayed { source, account } => tracing::info!(
+                    "auth replay refused: source={source} account={} service={service}",
+                    crate::util::sanitize_for_log(&account)
+                ),
+                AuthEvent::Failed { .. } | AuthEvent::Refused { .. } => {}
+            }
+        }
     }
 
     /// The call and side whose dialog is identified by the request's Call-ID, From tag
@@ -614,6 +783,32 @@ impl Engine {
             .unwrap_or_else(|| self.ids.token(10));
         let r = response(req, code, None, Some(&tag));
         self.respond(now, tx, r);
+    }
+
+    /// Sends a response once, without a transaction: for refusals before authentication
+    /// or trust (403, 401/407 challenges, 481, 503). A spoofed source gets one answer per
+    /// request it sends, never Timer G's retransmissions, and no state is kept for it.
+    fn respond_stateless(&mut self, tx: u64, resp: Message) {
+        let Some(code) = resp.status() else { return };
+        let Some(flow) = self.tx.forget_server(tx) else {
+            return;
+        };
+        self.metrics.sip_transactions.dec();
+        let method = resp
+            .cseq()
+            .map(|(_, m)| method_label(m.as_str()))
+            .unwrap_or("other");
+        self.metrics
+            .sip_responses_sent
+            .with_label_values(&[method, code_label(code)])
+            .inc();
+        self.send(flow, resp.to_bytes());
+    }
+
+    /// A stateless refusal with the given code (see [`Engine::respond_stateless`]).
+    fn refuse_stateless(&mut self, tx: u64, req: &Message, code: u16) {
+        let tag = self.ids.token(10);
+        self.respond_stateless(tx, response(req, code, None, Some(&tag)));
     }
 
     /// Sends a response through its server transaction.

@@ -412,11 +412,14 @@ impl Engine {
         answer: &Message,
         caller_call_id: &str,
     ) -> Option<bytes::Bytes> {
-        let mut cm = self.calls.get_mut(&key).and_then(|c| c.media.take())?;
+        let call = self.calls.get_mut(&key)?;
+        // The agent's phone answered over its leg's flow: its RTP may come from that host.
+        let signalling = call.agent.as_ref().map(|a| a.leg.flow.remote.ip());
+        let mut cm = call.media.take()?;
         let record = self.cfg.queues[q]
             .record
             .then(|| recording_name(caller_call_id, key));
-        if let Err(e) = self.anchor_attach(key, &mut cm, answer, record) {
+        if let Err(e) = self.anchor_attach(key, &mut cm, answer, signalling, record) {
             tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
         }
         let sdp = cm.caller_sdp.clone();

@@ -24,12 +24,16 @@ pub(crate) struct EngineConfig {
     pub routes: HashMap<String, RouteTarget>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
+    /// Server transactions alive from one untrusted source address at most.
+    pub max_transactions_per_source: usize,
     pub retry_after_s: u32,
     pub features: FeatureCodes,
     /// The centre's offset from UTC, seconds.
     pub utc_offset_s: i64,
     /// Outbound trunk for callbacks and the number they present.
     pub outbound: Option<(SocketAddr, String)>,
+    pub outbound_rules: crate::config::pattern::OutboundRules,
+    pub max_transfers_per_minute: u32,
 }
 
 impl EngineConfig {
@@ -42,10 +46,13 @@ impl EngineConfig {
             routes: s.routes.clone(),
             queues: s.queues.iter().map(|q| q.timing.clone()).collect(),
             max_calls: config.sip.max_calls,
+            max_transactions_per_source: config.sip.max_transactions_per_source.max(1),
             retry_after_s: config.sip.retry_after_s,
             features: config.features.clone(),
             utc_offset_s: s.utc_offset_s,
             outbound: s.outbound.clone(),
+            outbound_rules: s.outbound_rules.clone(),
+            max_transfers_per_minute: s.max_transfers_per_minute,
         }
     }
 }
@@ -64,6 +71,12 @@ fn registrar(config: &Config, s: &EngineSettings, ids: Ids) -> Registrar {
         ids,
     )
     .with_algorithms(config.sip.digest_algorithms.clone())
+    .with_max_bindings(config.sip.max_bindings)
+    .with_throttle(crate::util::throttle::AuthThrottle::new(
+        config.sip.auth_max_failures,
+        std::time::Duration::from_secs(config.sip.auth_window_s.into()),
+        std::time::Duration::from_secs(config.sip.auth_block_s.into()),
+    ))
 }
 
 fn acd(s: &EngineSettings, now: Instant) -> Acd {
@@ -122,6 +135,8 @@ impl Engine {
             durable_gate: None,
             overloaded: false,
             draining: false,
+            menu_seats: Vec::new(),
+            transfers: HashMap::new(),
             anchor,
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),

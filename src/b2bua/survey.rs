@@ -90,7 +90,8 @@ impl Engine {
         let number = crate::sip::uri::dialled_number(
             crate::sip::message::NameAddr::parse(&call.caller.remote).uri,
         )
-        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'+'));
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit() || b == b'+'))
+        .filter(|n| self.cfg.outbound_rules.permits(n));
         let Some(number) = number else {
             return;
         };

@@ -42,7 +42,7 @@ impl Engine {
         outcome: Outcome,
     ) {
         self.withdraw_agent_leg(now, key, OfferFailure::Withdrawn, false);
-        let Some(call) = self.calls.remove(&key) else {
+        let Some(call) = self.take_call(key) else {
             return;
         };
         if call.menu.is_none() {
@@ -105,7 +105,7 @@ impl Engine {
         bye_to: Option<Side>,
         reason: Option<&str>,
     ) {
-        let Some(mut call) = self.calls.remove(&key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         if let Some(m) = call.media.take() {

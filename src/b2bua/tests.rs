@@ -654,9 +654,15 @@ fn anchored_call_gets_183_early_media_then_the_agent_is_attached() {
             caller_port,
             agent_port,
             music,
+            signalling,
             ..
         }] => {
             assert_eq!(caller.codec, Codec::Pcmu);
+            assert_eq!(
+                *signalling,
+                trunk().remote.ip(),
+                "the caller's RTP is trusted from where its INVITE came"
+            );
             assert_eq!((*caller_port, *agent_port), (30000, 30002));
             assert_eq!(
                 *music,
@@ -690,9 +696,19 @@ fn anchored_call_gets_183_early_media_then_the_agent_is_attached() {
         "the same SDP as in the 183 (RFC 3261 13.2.1)"
     );
     match &media(&mut h)[..] {
-        [MediaCommand::Attach { agent, record, .. }] => {
+        [MediaCommand::Attach {
+            agent,
+            record,
+            signalling,
+            ..
+        }] => {
             assert_eq!((agent.codec, agent.remote.1), (Codec::Pcma, 6000));
             assert_eq!(*record, None, "recording is off by default");
+            assert_eq!(
+                *signalling,
+                aflow.remote.ip(),
+                "where the agent's 200 came from"
+            );
         }
         other => panic!("expected the agent to be attached, got {other:?}"),
     }
@@ -881,9 +897,19 @@ fn sip_info_dtmf_relay_opens_the_menu_and_hold_is_answered_locally() {
         "version bumped"
     );
     match &media(&mut h)[..] {
-        [MediaCommand::Remote { send, to, .. }] => {
+        [MediaCommand::Remote {
+            send,
+            to,
+            signalling,
+            ..
+        }] => {
             assert!(!send, "we stop sending to a caller on hold");
             assert_eq!(to.port(), 4000);
+            assert_eq!(
+                *signalling,
+                trunk().remote.ip(),
+                "where the re-INVITE came from"
+            );
         }
         other => panic!("expected a remote update, got {other:?}"),
     }
@@ -1262,32 +1288,42 @@ fn feature_codes_toggle_ready_and_log_out_after_proxy_digest() {
     let out = h.out();
     assert_eq!(codes(&out), vec![407]);
     let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
-    let auth = |pw: &str| {
+    // One nonce serves the phone's next requests with growing counts (RFC 7616 3.4.5).
+    let auth_nc = |pw: &str, uri: &str, nc: u32| {
         format!(
             "Proxy-Authorization: {}\r\n",
-            authorization(&ch, "1001", pw, "INVITE", "sip:*21@dasan", "cn").unwrap()
+            crate::registrar::digest::authorization_nc(&ch, "1001", pw, "INVITE", uri, "cn", nc)
+                .unwrap()
         )
     };
-    h.input(agent_flow(1), &invite(2, &auth("wrong")));
+    let auth = |pw: &str, nc: u32| auth_nc(pw, "sip:*21@dasan", nc);
+    h.input(agent_flow(1), &invite(2, &auth("wrong", 1)));
     assert_eq!(codes(&h.out()), vec![403]);
-    h.input(agent_flow(1), &invite(3, &auth("pw")));
+    h.input(agent_flow(1), &invite(3, &auth("pw", 1)));
     let out = h.out();
     assert_eq!(codes(&out), vec![603]);
     assert!(
         matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Not Ready")
     );
     assert_eq!(h.e.agent_states()[0].1, "not-ready");
-    h.input(agent_flow(1), &invite(4, &auth("pw")));
+    // The same count again is a replay: a fresh challenge, nothing changes.
+    h.input(agent_flow(1), &invite(6, &auth("pw", 1)));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![407]);
+    assert!(out[0]
+        .1
+        .header("Proxy-Authenticate")
+        .unwrap()
+        .contains("stale=true"));
+    assert_eq!(h.e.agent_states()[0].1, "not-ready");
+    h.input(agent_flow(1), &invite(4, &auth("pw", 2)));
     let out = h.out();
     assert!(
         matches!(&out[0].1.start, crate::sip::StartLine::Response { reason, .. } if reason == "Ready")
     );
     assert_eq!(h.e.agent_states()[0].1, "ready");
-    let logout = invite(5, &auth("pw")).replace("*21@dasan SIP", "*22@dasan SIP");
-    let logout = logout.replace(
-        &authorization(&ch, "1001", "pw", "INVITE", "sip:*21@dasan", "cn").unwrap(),
-        &authorization(&ch, "1001", "pw", "INVITE", "sip:*22@dasan", "cn").unwrap(),
-    );
+    let logout =
+        invite(5, &auth_nc("pw", "sip:*22@dasan", 3)).replace("*21@dasan SIP", "*22@dasan SIP");
     h.input(agent_flow(1), &logout);
     let out = h.out();
     assert!(
@@ -1966,6 +2002,316 @@ fn every_timer_in_the_heap_says_why_it_fires() {
     h.advance(Duration::from_millis(1));
     let out = h.out();
     assert_eq!(requests(&out, &Method::Cancel).len(), 1, "{out:?}");
+}
+
+/// The attack of issue 15: the right Call-ID with made-up tags, from anywhere, must not
+/// touch the call (a `Signal=9` would move a waiting caller into the language menu).
+#[test]
+fn spoofed_in_dialog_requests_with_the_call_id_but_other_tags_get_481() {
+    use crate::media::sdp::Direction;
+    let mut h = anchored_wide();
+    h.register("1003", 3);
+    let out = invite_with_sdp(&mut h, "sp1", PCMU_OFFER);
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(183))
+        .and_then(|(_, m)| m.to_tag())
+        .unwrap();
+    media(&mut h);
+    let attacker = Flow::udp("203.0.113.66:5060".parse().unwrap());
+    let info = |from_tag: &str, to_tag: &str, n: u32| {
+        format!("INFO sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKsp{n}\r\nFrom: <sip:0212345678@carrier>;tag={from_tag}\r\nTo: <sip:120@dasan>;tag={to_tag}\r\nCall-ID: sp1\r\nCSeq: {n} INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=9\r\nDuration=160\r\n")
+    };
+    // Random tags, our tag with a wrong From tag, the caller's tag with a wrong To tag.
+    for (n, (f, t)) in [("x1", "y1"), ("x2", tag.as_str()), ("csp1", "y3")]
+        .into_iter()
+        .enumerate()
+    {
+        h.input(attacker, &info(f, t, n as u32 + 2));
+        assert_eq!(codes(&h.out()), vec![481], "tags {f}/{t}");
+        assert!(media(&mut h).is_empty(), "the menu must not start");
+    }
+    let update = format!("UPDATE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKspu\r\nFrom: <sip:0212345678@carrier>;tag=evil\r\nTo: <sip:120@dasan>;tag=evil2\r\nCall-ID: sp1\r\nCSeq: 9 UPDATE\r\nContact: <sip:x@203.0.113.66>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}", PCMU_OFFER.len() + 12, PCMU_OFFER.to_string() + "a=inactive\r\n");
+    h.input(attacker, &update);
+    assert_eq!(codes(&h.out()), vec![481]);
+    let bye = "BYE sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.66:5060;branch=z9hG4bKspb\r\nFrom: <sip:0212345678@carrier>;tag=evil\r\nTo: <sip:120@dasan>;tag=evil2\r\nCall-ID: sp1\r\nCSeq: 10 BYE\r\nContent-Length: 0\r\n\r\n";
+    h.input(attacker, bye);
+    assert_eq!(codes(&h.out()), vec![481]);
+    assert_eq!(h.e.active_calls(), 1, "the call is still there");
+    // Nothing of that was kept: no transaction waits for an ACK or a timer.
+    let m = &h.e.metrics;
+    assert_eq!(
+        m.security.with_label_values(&["unknown_dialog"]).get(),
+        5,
+        "each refusal counted"
+    );
+    // The caller's own INFO (its tags) still works: the menu starts.
+    let t = h.trunk;
+    h.input(
+        t,
+        &info("csp1", &tag, 20).replace("203.0.113.66", "10.1.1.1"),
+    );
+    assert_eq!(codes(&h.out()), vec![200]);
+    assert!(
+        !media(&mut h).is_empty(),
+        "the caller's digit opens the menu"
+    );
+    let _ = Direction::SendRecv;
+}
+
+/// Any request with a To tag that names no dialog of ours gets 481 (RFC 3261 12.2.2),
+/// whatever its method, and keeps no transaction.
+#[test]
+fn in_dialog_requests_for_unknown_dialogs_get_481_statelessly() {
+    let mut h = Harness::new();
+    for method in [
+        "INFO", "UPDATE", "BYE", "REFER", "OPTIONS", "MESSAGE", "NOTIFY", "PRACK", "INVITE",
+    ] {
+        let raw = format!("{method} sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKu{method}\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:120@dasan>;tag=nope\r\nCall-ID: unknown-{method}\r\nCSeq: 1 {method}\r\nContact: <sip:a@198.51.100.7>\r\nContent-Length: 0\r\n\r\n");
+        h.input(Flow::udp("198.51.100.7:5060".parse().unwrap()), &raw);
+        assert_eq!(codes(&h.out()), vec![481], "{method}");
+    }
+    assert_eq!(h.e.transactions(), 0, "no state kept for refusals");
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "and nothing retransmitted");
+}
+
+/// One INVITE to a feature code, never ACKed, from a spoofed address: exactly one 407
+/// (no Timer G retransmissions to reflect at a victim), and no transaction kept.
+#[test]
+fn a_never_acked_feature_code_invite_gets_one_407_only() {
+    let mut h = Harness::new();
+    h.register("1001", 1);
+    let invite = "INVITE sip:*21@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.99:5070;branch=z9hG4bKamp\r\nFrom: <sip:1001@dasan>;tag=amp\r\nTo: <sip:*21@dasan>\r\nCall-ID: amp\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@192.0.2.99:5070>\r\nContent-Length: 0\r\n\r\n";
+    h.advance(Duration::from_secs(40));
+    h.out();
+    h.input(Flow::udp("192.0.2.99:5070".parse().unwrap()), invite);
+    assert_eq!(codes(&h.out()), vec![407]);
+    assert_eq!(
+        h.e.transactions(),
+        0,
+        "no transaction for an unauthenticated request"
+    );
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "no retransmission of the 407");
+    // The same for an untrusted INVITE to the service number (403) and a REGISTER challenge.
+    let untrusted = "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKut\r\nFrom: <sip:x@y>;tag=u\r\nTo: <sip:120@dasan>\r\nCall-ID: ut\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    h.input(Flow::udp("198.51.100.9:5060".parse().unwrap()), untrusted);
+    assert_eq!(codes(&h.out()), vec![403]);
+    assert_eq!(h.e.transactions(), 0);
+    h.advance(Duration::from_secs(40));
+    assert!(h.out().is_empty(), "no retransmission of the 403");
+}
+
+/// Issue 15: callers of the menu number (`1209`) sat in the menu uncounted, so any number
+/// of them got in past `max_length`. A menu caller now holds a seat of its fallback queue.
+#[test]
+fn menu_callers_count_against_the_fallback_queues_max_length() {
+    let mut h = anchored_wide();
+    // general: max_length 2. Two callers in the 1209 menu fill it...
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m1", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m2", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    // ...so a third menu caller and a direct 120 caller are both refused.
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m3", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "120", "m4", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(h.e.active_calls(), 2);
+    // One menu caller hangs up: its seat is free again.
+    let key = h.e.calls.keys().copied().min().unwrap();
+    let call_id = h.e.calls[&key].caller.call_id.clone();
+    let tag = leg::tag_of(&h.e.calls[&key].caller.local);
+    let cancel = format!("CANCEL sip:1209@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{call_id}\r\nFrom: <sip:0212345678@carrier>;tag=c{call_id}\r\nTo: <sip:1209@dasan>\r\nCall-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    let t = h.trunk;
+    h.input(t, &cancel);
+    let out = h.out();
+    assert!(codes(&out).contains(&487), "{:?} (tag {tag})", codes(&out));
+    assert_eq!(
+        codes(&invite_to(&mut h, "120", "m5", PCMU_OFFER)),
+        vec![100, 183]
+    );
+    assert_eq!(
+        codes(&invite_to(&mut h, "1209", "m6", PCMU_OFFER)),
+        vec![503]
+    );
+    assert_eq!(h.e.menu_seats.iter().sum::<usize>(), 1);
+}
+
+/// A source outside the trunks' networks keeps at most `max_transactions_per_source`
+/// transactions alive; beyond it, 503 with nothing kept. Trunks are not limited this way.
+/// Refusals and OPTIONS keep no state at all, so the requests that count are the ones
+/// that passed authentication: here one phone's REGISTERs, one nonce, growing counts.
+#[test]
+fn one_untrusted_source_cannot_hold_unbounded_transactions() {
+    let mut h = Harness::with(&format!(
+        "[sip]\nmax_transactions_per_source = 20\n{CFG}\n[media]\nanchor = false\n"
+    ));
+    let src = agent_flow(7);
+    let reg = |n: u32, auth: &str| {
+        format!("REGISTER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKtx{n}\r\nFrom: <sip:1001@dasan>;tag=t\r\nTo: <sip:1001@dasan>\r\nCall-ID: tx-reg\r\nCSeq: {n} REGISTER\r\nContact: <sip:1001@192.0.2.7:5070>\r\nExpires: 120\r\n{auth}Content-Length: 0\r\n\r\n")
+    };
+    h.input(src, &reg(1, ""));
+    let ch = h.out()[0].1.header("WWW-Authenticate").unwrap().to_string();
+    assert_eq!(h.e.transactions(), 0, "a challenge keeps nothing");
+    let mut got = Vec::new();
+    for n in 1..=30u32 {
+        let auth = crate::registrar::digest::authorization_nc(
+            &ch,
+            "1001",
+            "pw",
+            "REGISTER",
+            "sip:dasan",
+            "cn",
+            n,
+        )
+        .unwrap();
+        h.input(src, &reg(n + 1, &format!("Authorization: {auth}\r\n")));
+        got.extend(codes(&h.out()));
+    }
+    assert_eq!(got.iter().filter(|&&c| c == 200).count(), 20, "{got:?}");
+    assert_eq!(got.iter().filter(|&&c| c == 503).count(), 10, "{got:?}");
+    assert_eq!(h.e.transactions(), 20);
+    // OPTIONS keep no state, so a flood of them costs nothing and is answered.
+    let options = |n: u32, host: &str| {
+        format!("OPTIONS sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP {host}:5060;branch=z9hG4bKo{n}\r\nFrom: <sip:a@b>;tag=o{n}\r\nTo: <sip:dasan>\r\nCall-ID: o{n}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    };
+    let other = Flow::udp("198.51.100.8:5060".parse().unwrap());
+    for n in 0..50 {
+        h.input(other, &options(n, "198.51.100.8"));
+        assert_eq!(codes(&h.out()), vec![200]);
+    }
+    assert_eq!(h.e.transactions(), 20);
+    // Once its transactions end (Timer J), the source is served again.
+    h.advance(Duration::from_secs(40));
+    h.out();
+    let auth = crate::registrar::digest::authorization_nc(
+        &ch,
+        "1001",
+        "pw",
+        "REGISTER",
+        "sip:dasan",
+        "cn",
+        40,
+    )
+    .unwrap();
+    h.input(src, &reg(50, &format!("Authorization: {auth}\r\n")));
+    assert_eq!(codes(&h.out()), vec![200]);
+}
+
+/// Toll fraud: an agent (or whoever holds its phone) transfers callers abroad or to
+/// premium-rate numbers; only `[outbound] allow` destinations are dialled, each attempt
+/// audited, and outside transfers are rate-limited per agent.
+#[test]
+fn transfers_out_only_to_allowed_numbers_audited_and_rate_limited() {
+    use crate::records::RecordEvent as E;
+    let mut h = anchored_with(
+        ANCHORED,
+        "[outbound]\ntrunk = \"10.9.9.9:5060\"\nmax_transfers_per_minute = 1",
+    );
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "tf1", PCMU_OFFER);
+    let (aflow, ainv) = requests(&out, &Method::Invite)[0].clone();
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 6000 RTP/AVP 0\r\n",
+    );
+    h.out();
+    media(&mut h);
+    let refer = |h: &mut Harness, target: &str, n: u32| {
+        let raw = format!("REFER sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKtf{n}\r\nFrom: <sip:1001@dasan>;tag=a1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {n} REFER\r\nContact: <sip:1001@192.0.2.1:5070>\r\nRefer-To: <sip:{target}@dasan>\r\nContent-Length: 0\r\n\r\n", ainv.header("From").unwrap(), ainv.call_id());
+        h.input(aflow, &raw);
+        h.out()
+    };
+    for (n, target) in ["00441234567", "+441234567", "0601234567"]
+        .iter()
+        .enumerate()
+    {
+        let out = refer(&mut h, target, n as u32 + 5);
+        assert_eq!(codes(&out), vec![403], "{target}");
+        assert!(
+            requests(&out, &Method::Invite).is_empty(),
+            "nothing dialled"
+        );
+    }
+    let audits: Vec<_> =
+        h.e.records_out
+            .iter()
+            .filter_map(|e| match e {
+                E::Audit {
+                    actor,
+                    action,
+                    target,
+                    detail,
+                    ..
+                } => Some((
+                    actor.clone(),
+                    action.clone(),
+                    target.clone(),
+                    detail.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(audits.len(), 3, "{audits:?}");
+    assert!(audits.iter().all(|(who, what, _, detail)| who == "1001"
+        && what == "outbound transfer"
+        && detail.starts_with("refused")));
+    assert_eq!(
+        h.e.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .get(),
+        3
+    );
+    // A domestic department number: the rate (1 a minute) is used up by a first attempt
+    // in the same minute, so with one spent the second is refused.
+    assert!(h.e.transfer_rate_ok(h.now, 0));
+    assert_eq!(codes(&refer(&mut h, "0221330000", 9)), vec![403]);
+    let later = h.now + Duration::from_secs(61);
+    assert!(
+        h.e.transfer_rate_ok(later, 0),
+        "a minute later it may again"
+    );
+}
+
+/// A caller whose number may not be dialled (international here) asks for a callback:
+/// nothing is booked, it keeps waiting.
+#[test]
+fn a_callback_to_a_number_abroad_is_not_booked() {
+    let cfg = ANCHORED.replace("max_length = 2", "max_length = 2\ncallback_digit = \"*\"");
+    let mut h = anchored_with(&cfg, "[outbound]\ntrunk = \"10.9.9.9:5060\"");
+    let raw = format!(
+        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKcbi\r\nFrom: <sip:00447700900123@carrier>;tag=ccbi\r\nTo: <sip:120@dasan>\r\nCall-ID: cbi\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.1.1.1:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{PCMU_OFFER}",
+        PCMU_OFFER.len()
+    );
+    let t = h.trunk;
+    h.input(t, &raw);
+    h.out();
+    media(&mut h);
+    let key = key_of(&h, "cbi");
+    h.e.on_digit(h.now, key, '*', crate::media::dtmf::DigitSource::Rfc4733);
+    let out = h.out();
+    assert!(!codes(&out).contains(&480), "no 'callback scheduled'");
+    assert_eq!(h.e.active_calls(), 1, "still waiting");
+    assert_eq!(
+        h.e.metrics
+            .security
+            .with_label_values(&["outbound_denied"])
+            .get(),
+        1
+    );
 }
 
 /// Found by fuzzing (the agent_ws target, through the user agent's copy of `Leg`): a Contact

@@ -75,10 +75,30 @@ impl Engine {
             self.reply(now, tx, &msg, 603, Some(&tag));
             return;
         }
+        let (agent, agent_flow) = (a.agent, a.leg.flow);
+        if outside {
+            let agent_id = self.acd.agent_id(agent).to_string();
+            // Audited first, so that refused destinations are on record too; only
+            // transfers that would dial count against the rate.
+            if !self.outbound_audited(now, &target, "transfer", &agent_id)
+                || !self.transfer_rate_ok(now, agent)
+            {
+                let r = response(&msg, 403, Some("Destination Not Allowed"), Some(&tag));
+                self.respond(now, tx, r);
+                return;
+            }
+        }
+        if q.is_some_and(|q| self.queue_full(q)) {
+            // The caller stays with the agent rather than being dropped by a full queue.
+            let mut r = response(&msg, 503, Some("Queue Full"), Some(&tag));
+            r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+            self.respond(now, tx, r);
+            return;
+        }
         let mut accepted = response(&msg, 202, None, Some(&tag));
         accepted.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(a.leg.flow, self.cfg.local, "dasan"),
+            value: contact_value(agent_flow, self.cfg.local, "dasan"),
         });
         self.respond(now, tx, accepted);
         let local = self.cfg.local;

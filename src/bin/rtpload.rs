@@ -94,12 +94,14 @@ async fn main() {
             caller_port: cp,
             agent_port: ap,
             caller: neg(caller_phone.local_addr().expect("addr")),
+            signalling: ip,
             timeout: Duration::from_secs(30),
             music: MusicRef::Silence,
         });
         let attached = plane.execute(MediaCommand::Attach {
             call: call as u64,
             agent: neg(agent_phone.local_addr().expect("addr")),
+            signalling: ip,
             record: None,
         });
         if let Err((_, e)) = started.and(attached) {

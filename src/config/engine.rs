@@ -32,6 +32,9 @@ pub struct EngineSettings {
     pub utc_offset_s: i64,
     /// Outbound trunk for callbacks and the number they present.
     pub outbound: Option<(SocketAddr, String)>,
+    /// Which numbers may be dialled out, and how often an agent may transfer out.
+    pub outbound_rules: super::pattern::OutboundRules,
+    pub max_transfers_per_minute: u32,
     /// Media anchoring (`[media] anchor = true`): the RTP ports and the silence timeout.
     pub anchor: Option<Anchoring>,
 }

@@ -12,6 +12,7 @@
 
 pub mod dialplan;
 pub mod engine;
+pub mod pattern;
 pub mod settings;
 mod validate;
 
@@ -24,8 +25,8 @@ pub use engine::{
     QueueTiming, RouteTarget,
 };
 pub use settings::{
-    ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, MediaConfig, OutboundConfig,
-    RuntimeConfig, SipConfig, TokenConfig,
+    split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, MediaConfig,
+    OutboundConfig, RuntimeConfig, SipConfig, TokenConfig, WebOrigin,
 };
 
 use serde::Deserialize;

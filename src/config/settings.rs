@@ -101,6 +101,32 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// On SIGTERM, seconds to let calls in progress finish before stopping. Default 30.
     pub drain_timeout_s: u32,
+    /// Contacts one agent may have registered at once; a new one replaces the oldest.
+    /// Default 5.
+    pub max_bindings: usize,
+    /// Failed authentications (REGISTER, feature codes) from one source address, or for
+    /// one account, within `auth_window_s` that block it for `auth_block_s`: while
+    /// blocked, credentials are refused (403) without being checked. Default 10.
+    pub auth_max_failures: u32,
+    /// Default 60 seconds.
+    pub auth_window_s: u32,
+    /// Default 300 seconds.
+    pub auth_block_s: u32,
+    /// A TCP connection that has sent no complete message since it opened, or has had
+    /// an incomplete message buffered, for this long is closed. Keep-alive pings keep
+    /// registered phones' connections up. Default 32 seconds.
+    pub tcp_idle_s: u32,
+    /// TCP connections open at once, in total. Default 10000.
+    pub max_connections: usize,
+    /// TCP connections open at once from one source address (an office NAT counts as
+    /// one). Default 500.
+    pub max_connections_per_source: usize,
+    /// Server transactions alive at once from one source address outside the trunks'
+    /// networks (trunks are bounded by `max_calls`); beyond it requests get 503. Only
+    /// authenticated and in-dialog requests keep a transaction (refusals, OPTIONS are
+    /// answered statelessly), so this bounds an office NAT's phones too: raise it for
+    /// more than ~1,000 phones behind one address. Default 1000.
+    pub max_transactions_per_source: usize,
 }
 
 impl Default for SipConfig {
@@ -119,6 +145,14 @@ impl Default for SipConfig {
             udp_buffer_bytes: 8 << 20,
             digest_algorithms: vec![DigestAlgorithm::Md5],
             drain_timeout_s: 30,
+            max_bindings: 5,
+            auth_max_failures: 10,
+            auth_window_s: 60,
+            auth_block_s: 300,
+            tcp_idle_s: 32,
+            max_connections: 10_000,
+            max_connections_per_source: 500,
+            max_transactions_per_source: 1000,
         }
     }
 }
@@ -144,13 +178,34 @@ impl DigestAlgorithm {
 }
 
 /// Where the engine places calls of its own (callbacks): a carrier trunk's SIP address.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// SIP address of the outbound trunk, e.g. "192.0.2.10:5060". None: no callbacks.
     pub trunk: Option<SocketAddr>,
     /// The number callbacks present. Default "120".
     pub caller_id: Option<String>,
+    /// Numbers the engine may dial out to (callbacks, surveys, transfers to outside
+    /// numbers), as dial patterns (`X` any digit, `Z` 1-9, `N` 2-9, `[1-5]`, a final `.`
+    /// for one or more digits, `!` for zero or more). Default `["0Z."]`: Korean domestic
+    /// numbers (02…, 031…, 010…), no international prefix (00…, +).
+    pub allow: Vec<String>,
+    /// Patterns refused even when `allow` matches. Default `["060!"]` (premium rate).
+    pub deny: Vec<String>,
+    /// Transfers to outside numbers one agent may ask for per minute. Default 10.
+    pub max_transfers_per_minute: u32,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            trunk: None,
+            caller_id: None,
+            allow: vec!["0Z.".into()],
+            deny: vec!["060!".into()],
+            max_transfers_per_minute: 10,
+        }
+    }
 }
 
 /// The centre's local time, for queue opening hours.
@@ -196,10 +251,115 @@ pub struct HttpConfig {
     /// How long a browser agent's login lasts (the desktop's session token for the API).
     /// Default 43200 (12 hours, a long shift).
     pub session_ttl_s: u32,
+    /// Pages served from elsewhere that may open the agent desktop's and the wallboard's
+    /// WebSockets, as origins: `["https://desk.example"]` (scheme, host and port; no
+    /// path). The engine's own pages may always, when reached by an IP address or
+    /// `localhost`; reached by a DNS name, list that name's origin here (a page at a name
+    /// the engine does not know may be a DNS-rebinding attack). Other origins get 403.
+    /// Clients that send no Origin at all (not browsers) are not refused. Default: none.
+    pub allowed_origins: Vec<WebOrigin>,
+    /// Bearer token for `/metrics` (`Authorization: Bearer …`, at least 16 characters).
+    /// Without one, `/metrics` answers loopback clients only (127.0.0.0/8, ::1) and 403 to
+    /// others. Default: none.
+    pub metrics_token: Option<Spanned<String>>,
+    /// Failed browser logins within `login_window_s`, from one client address or on one
+    /// agent id from any addresses, after which that address or agent id is refused
+    /// without its password being checked for `login_block_s`. Default 10 failures in 60
+    /// s block for 300 s (5 minutes). Each 1..=86400 (failures 1..=1000).
+    pub login_max_failures: u32,
+    pub login_window_s: u32,
+    pub login_block_s: u32,
+}
+
+/// A web origin (RFC 6454) as browsers send it in `Origin`: `http` or `https`, a host,
+/// and a port unless it is the scheme's default. Parsed at load, lower-cased, with the
+/// default port left out, so two spellings of one origin compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin {
+    pub scheme: String,
+    /// Lower-cased; an IPv6 address keeps its brackets.
+    pub host: String,
+    /// None for the scheme's default port.
+    pub port: Option<u16>,
+}
+
+impl WebOrigin {
+    /// `scheme://host[:port]`, or None for anything else (a path, user info, `null`).
+    pub fn parse(s: &str) -> Option<WebOrigin> {
+        let (scheme, rest) = s.trim().split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let (host, port) = split_host_port(rest)?;
+        Some(WebOrigin {
+            scheme,
+            host,
+            port: port.filter(|p| *p != default),
+        })
+    }
+
+    /// The port, the scheme's default if none was written.
+    pub fn port_or_default(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.scheme == "https" { 443 } else { 80 })
+    }
+}
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(s: String) -> Result<WebOrigin, String> {
+        WebOrigin::parse(&s).ok_or_else(|| {
+            format!("'{s}' is not an origin: write scheme://host[:port], e.g. \"https://desk.example\", with no path")
+        })
+    }
+}
+
+impl std::fmt::Display for WebOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `host[:port]` as in an origin or a `Host` header: the host lower-cased (an IPv6
+/// address in brackets), the port if written. None for an empty or malformed one.
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{v6}]"), port)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (s.to_string(), None),
+        }
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || !(host.starts_with('[') || host.chars().all(ok)) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    Some((host.to_ascii_lowercase(), port))
 }
 
 /// One API token. Roles: `supervisor` (everything, caller numbers in clear), `reporting`
-/// (read-only, caller numbers masked), `agent` (its own agent only; needs `agent`).
+/// (read-only, caller numbers masked), `agent` (its own agent, the calls it is on and the
+/// notes of calls it was offered, the knowledge base; needs `agent`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -215,6 +375,11 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".parse().expect("literal"),
             tokens: Vec::new(),
             session_ttl_s: 43_200,
+            allowed_origins: Vec::new(),
+            metrics_token: None,
+            login_max_failures: 10,
+            login_window_s: 60,
+            login_block_s: 300,
         }
     }
 }

@@ -432,3 +432,71 @@ fn a_callback_needs_at_least_one_attempt() {
         Some(('*', 2, std::time::Duration::from_secs(60)))
     );
 }
+
+#[test]
+fn outbound_dial_patterns_are_checked_with_their_line() {
+    let src = format!("[outbound]\ntrunk = \"127.0.0.1:5090\"\nallow = [\"0Z.\", \"0A\"]\n[queue.general]\nskill = \"ko\"\n{STAFF}");
+    let err = Config::parse(&src, "o.toml").unwrap_err().to_string();
+    assert!(err.starts_with("o.toml:3: outbound.allow"), "{err}");
+    let cfg = Config::parse(
+        &format!("[queue.general]\nskill = \"ko\"\n{STAFF}"),
+        "d.toml",
+    )
+    .unwrap();
+    let rules = &cfg.engine().outbound_rules;
+    assert!(rules.permits("01012345678") && !rules.permits("0012025550100"));
+}
+
+#[test]
+fn web_origins_metrics_token_and_login_throttle_are_typed_or_refused_with_their_line() {
+    let src = format!(
+        "[http]\nallowed_origins = [\"HTTPS://Desk.Example:443\", \"http://[::1]:8080\"]\nmetrics_token = \"{}\"\nlogin_block_s = 30\n[queue.general]\nskill = \"ko\"\n{STAFF}",
+        "m".repeat(20)
+    );
+    let ok = Config::parse(&src, "h.toml").unwrap();
+    let o = &ok.http.allowed_origins;
+    assert_eq!(o[0].to_string(), "https://desk.example");
+    assert_eq!(o[0], WebOrigin::parse("https://desk.example").unwrap());
+    assert_eq!((o[1].host.as_str(), o[1].port), ("[::1]", Some(8080)));
+    assert_eq!(ok.http.login_block_s, 30);
+    assert_eq!(
+        (ok.http.login_max_failures, ok.http.login_window_s),
+        (10, 60)
+    );
+    for (bad, line, what) in [
+        ("\"https://desk.example/agent\"", 2, "not an origin"),
+        ("\"desk.example\"", 2, "not an origin"),
+        ("\"ftp://desk.example\"", 2, "not an origin"),
+        ("\"https://user@desk.example\"", 2, "not an origin"),
+        ("\"null\"", 2, "not an origin"),
+    ] {
+        let e = Config::parse(&src.replace("\"HTTPS://Desk.Example:443\"", bad), "h.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("h.toml:{line}:")) && e.contains(what),
+            "{bad}: {e}"
+        );
+    }
+    let e = Config::parse(&src.replace(&"m".repeat(20), "short"), "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("h.toml:3: http.metrics_token"), "{e}");
+    let e = Config::parse(
+        &src.replace("login_block_s = 30", "login_block_s = 0"),
+        "h.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("h.toml:4: http.login_block_s must be 1"),
+        "{e}"
+    );
+    let e = Config::parse(&src.replace("login_block_s", "login_blok_s"), "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("h.toml:4:") && e.contains("login_blok_s"),
+        "{e}"
+    );
+}

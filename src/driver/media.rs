@@ -98,6 +98,8 @@ struct Counters {
     relayed: prometheus::IntCounter,
     bytes: prometheus::IntCounter,
     lost: prometheus::IntCounter,
+    /// RTP dropped because it came from a source other than the leg's.
+    foreign: prometheus::IntCounter,
 }
 
 impl MediaPlane {
@@ -115,6 +117,7 @@ impl MediaPlane {
                 relayed,
                 bytes: spare("rtp_bytes"),
                 lost: spare("rtp_lost"),
+                foreign: spare("rtp_foreign_source"),
             },
             recordings,
             calls: HashMap::new(),
@@ -140,6 +143,13 @@ impl MediaPlane {
         self
     }
 
+    /// Counts RTP dropped for coming from a source other than the leg's (in production
+    /// `dasan_security_events_total{event="rtp_foreign_source"}`).
+    pub fn with_foreign_counter(mut self, foreign: prometheus::IntCounter) -> Self {
+        self.counters.foreign = foreign;
+        self
+    }
+
     /// The task of `call` ended on its own (timeout, failure).
     pub fn forget(&mut self, call: u64) {
         self.calls.remove(&call);
@@ -155,6 +165,7 @@ impl MediaPlane {
                 caller_port,
                 agent_port,
                 caller,
+                signalling,
                 timeout,
                 music,
             } => {
@@ -164,6 +175,7 @@ impl MediaPlane {
                     Instant::now(),
                     SystemTime::now(),
                     &caller,
+                    signalling,
                     rand::random(),
                     timeout,
                     self.prompts.music(&music),
@@ -212,6 +224,7 @@ impl MediaPlane {
             MediaCommand::Attach {
                 call,
                 agent,
+                signalling,
                 record,
             } => {
                 if let Some(name) = record.as_deref() {
@@ -222,6 +235,7 @@ impl MediaPlane {
                     call,
                     Ctl::Cmd(Command::Attach {
                         agent,
+                        signalling,
                         ssrc: rand::random(),
                         record: record.is_some(),
                     }),
@@ -232,8 +246,17 @@ impl MediaPlane {
                 call,
                 leg,
                 to,
+                signalling,
                 send,
-            } => self.send(call, Ctl::Cmd(Command::Remote { leg, to, send })),
+            } => self.send(
+                call,
+                Ctl::Cmd(Command::Remote {
+                    leg,
+                    to,
+                    signalling,
+                    send,
+                }),
+            ),
             MediaCommand::Stop { call } => {
                 // Dropping the sender ends the task.
                 self.calls.remove(&call);
@@ -341,6 +364,12 @@ impl CallIo {
                     digit,
                     source,
                 });
+            }
+            Output::ForeignSource { leg, src, first } => {
+                self.counters.foreign.inc();
+                if first {
+                    tracing::info!(call = self.call, ?leg, %src, "RTP from a source other than the leg's dropped");
+                }
             }
             o => return Some(o),
         }
@@ -628,6 +657,7 @@ mod tests {
                 caller_port: cp,
                 agent_port: ap,
                 caller: neg(Codec::Pcmu, 0, caller_phone.local_addr().unwrap()),
+                signalling: "127.0.0.1".parse().unwrap(),
                 timeout: Duration::from_secs(5),
                 music: MusicRef::Silence,
             })
@@ -636,6 +666,7 @@ mod tests {
             .execute(MediaCommand::Attach {
                 call: 9,
                 agent: neg(Codec::Pcma, 8, bridge_addr),
+                signalling: "127.0.0.1".parse().unwrap(),
                 record: None,
             })
             .unwrap();
@@ -697,6 +728,7 @@ mod tests {
                 caller_port: cp,
                 agent_port: ap,
                 caller: neg(Codec::Pcmu, 0, caller_phone.local_addr().unwrap()),
+                signalling: "127.0.0.1".parse().unwrap(),
                 timeout: Duration::from_millis(600),
                 music: MusicRef::Ringback,
             })
@@ -743,6 +775,7 @@ mod tests {
             .execute(MediaCommand::Attach {
                 call: 7,
                 agent: neg(Codec::Pcma, 8, agent_phone.local_addr().unwrap()),
+                signalling: "127.0.0.1".parse().unwrap(),
                 record: Some("rec-7".into()),
             })
             .unwrap();

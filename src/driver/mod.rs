@@ -76,6 +76,27 @@ pub struct Plumbing {
     pub records: Option<crate::records::writer::RecordSink>,
 }
 
+/// How the SIP sockets are set up and bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketSettings {
+    /// Kernel buffer of the UDP socket, bytes.
+    pub udp_buffer: usize,
+    pub tcp: tcp::TcpLimits,
+}
+
+impl SocketSettings {
+    pub fn from_config(sip: &crate::config::SipConfig) -> Self {
+        SocketSettings {
+            udp_buffer: sip.udp_buffer_bytes,
+            tcp: tcp::TcpLimits {
+                idle: std::time::Duration::from_secs(sip.tcp_idle_s.max(1).into()),
+                max_connections: sip.max_connections,
+                max_per_source: sip.max_connections_per_source,
+            },
+        }
+    }
+}
+
 /// What the process is asked to do (pingora-style phased shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -91,7 +112,7 @@ pub enum Phase {
 pub async fn run(
     engine: Engine,
     listen: SocketAddr,
-    udp_buffer: usize,
+    sockets: SocketSettings,
     inbox: Inbox,
     plumbing: Plumbing,
     mut shutdown: watch::Receiver<Phase>,
@@ -108,13 +129,19 @@ pub async fn run(
         tx: events_tx,
         sip_ready,
     } = inbox;
-    let (udp, tcp) = bind(listen, udp_buffer).await?;
-    tokio::spawn(tcp::accept_loop(tcp, events_tx, metrics.clone()));
+    let (udp, tcp) = bind(listen, sockets.udp_buffer).await?;
+    tokio::spawn(tcp::accept_loop(
+        tcp,
+        events_tx,
+        metrics.clone(),
+        sockets.tcp,
+    ));
     sip_ready.store(true, Ordering::SeqCst);
     tracing::info!(%listen, "SIP listening on UDP and TCP");
     let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
     let plane = media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
         .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
+        .with_foreign_counter(metrics.security.with_label_values(&["rtp_foreign_source"]))
         .with_local(local_rtp);
     let commits = records
         .as_ref()

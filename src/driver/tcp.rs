@@ -6,22 +6,88 @@ use crate::metrics::Metrics;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::{Flow, Transport};
 use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Bounds on stream connections, which any peer can open before it has authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// A connection that has a partial message buffered, or has sent no complete message
+    /// since it opened, for this long is closed (slowloris, idle scanners). Keep-alive
+    /// pings (RFC 5626 CRLF) and complete messages keep a connection up.
+    pub idle: Duration,
+    pub max_connections: usize,
+    pub max_per_source: usize,
+}
+
+/// Connections open, in total and per source address.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in [`Counts`], given back when the connection ends.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    source: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+fn take_slot(counts: &Arc<Mutex<Counts>>, source: IpAddr, limits: &TcpLimits) -> Option<Slot> {
+    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = c.per_source.get(&source).copied().unwrap_or(0);
+    if c.total >= limits.max_connections || mine >= limits.max_per_source {
+        return None;
+    }
+    c.total += 1;
+    *c.per_source.entry(source).or_insert(0) += 1;
+    Some(Slot {
+        counts: counts.clone(),
+        source,
+    })
+}
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
+    limits: TcpLimits,
 ) {
+    let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = take_slot(&counts, peer.ip(), &limits) else {
+                    // Closed at once: the kernel's backlog, not our memory, absorbs a flood.
+                    metrics
+                        .security
+                        .with_label_values(&["tcp_connection_refused"])
+                        .inc();
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                 let flow = Flow {
@@ -29,11 +95,18 @@ pub(super) async fn accept_loop(
                     remote: peer,
                     conn: id,
                 };
-                tokio::spawn(connection(stream, flow, events.clone(), metrics.clone()));
+                tokio::spawn(connection(
+                    stream,
+                    flow,
+                    events.clone(),
+                    metrics.clone(),
+                    limits.idle,
+                    slot,
+                ));
             }
             Err(e) => {
                 tracing::warn!("TCP accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -44,6 +117,8 @@ async fn connection(
     flow: Flow,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
+    idle: Duration,
+    slot: Slot,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
@@ -63,20 +138,41 @@ async fn connection(
     });
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
+    // Until the first complete message, or while a message is incomplete, the peer has
+    // `idle` to finish: after that the connection is closed.
+    let mut deadline = Some(Instant::now() + idle);
     'read: loop {
-        let n = match rd.read(&mut buf).await {
+        let read = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rd.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(peer = %flow.remote, "closing TCP connection: no complete message in time");
+                    metrics
+                        .security
+                        .with_label_values(&["tcp_idle_closed"])
+                        .inc();
+                    break;
+                }
+            },
+            None => rd.read(&mut buf).await,
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let was_waiting = framer.pending() > 0 || deadline.is_some();
         framer.push(&buf[..n]);
+        let mut progressed = false;
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(m))) => {
+                    progressed = true;
                     if events.send(CoreEvent::Message(flow, m)).await.is_err() {
                         break 'read;
                     }
                 }
                 Ok(Some(Frame::Ping)) => {
+                    progressed = true;
                     // RFC 5626 4.4.1 pong.
                     let _ = tx.try_send(Bytes::from_static(b"\r\n"));
                 }
@@ -88,8 +184,16 @@ async fn connection(
                 }
             }
         }
+        deadline = match (framer.pending() > 0, progressed, was_waiting) {
+            // Nothing left over: no deadline until the next partial message.
+            (false, true, _) => None,
+            // A new partial message starts its clock; one still growing keeps the old one.
+            (true, true, _) | (true, false, false) => Some(Instant::now() + idle),
+            (_, false, _) => deadline,
+        };
     }
     let _ = events.send(CoreEvent::Closed(flow.conn)).await;
     drop(tx);
     let _ = writer.await;
+    drop(slot);
 }

@@ -1,9 +1,11 @@
 //! HTTP listener: health, Prometheus metrics, engine statistics and the API. `/healthz`
-//! and `/metrics` are open (probes and scrapers); everything under `/api` needs a bearer
-//! token ([`auth`]). Errors are JSON `{"error": "…"}` with a 4xx code for bad input.
+//! is open (probes); `/metrics` needs `[http] metrics_token` when one is set and is open
+//! to loopback clients otherwise; everything under `/api` needs a bearer token
+//! ([`auth`]). Errors are JSON `{"error": "…"}` with a 4xx code for bad input.
 
 pub mod auth;
 mod ops;
+pub mod origin;
 mod records;
 mod sessions;
 
@@ -11,12 +13,13 @@ pub use sessions::{LoginRefused, Sessions};
 
 use crate::driver::{EngineHandle, HandleError};
 use crate::metrics::Metrics;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -34,6 +37,8 @@ pub struct AppState {
     pub records_db: Option<crate::records::StoreLocation>,
     /// The knowledge base file.
     pub kb_db: Option<PathBuf>,
+    /// `[http] metrics_token`: what `/metrics` asks for; None opens it to loopback clients.
+    pub metrics_token: Option<String>,
 }
 
 /// The API's routes. The web pages (`crate::web`) add theirs to it.
@@ -121,7 +126,14 @@ async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    if let Err(e) = metrics_access(s.metrics_token.as_deref(), &headers, peer.ip()) {
+        return e.into_response();
+    }
     // Scrape-time gauges come from the engine task; a stopped engine still renders the rest.
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -132,15 +144,46 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         s.metrics.render(),
     )
+        .into_response()
+}
+
+/// Who may read `/metrics`: with a token configured, whoever presents it (401 otherwise);
+/// without one, loopback clients that reached the engine by an address or `localhost`
+/// (not a page that re-pointed its own name at 127.0.0.1), and 403 for the rest.
+fn metrics_access(token: Option<&str>, headers: &HeaderMap, peer: IpAddr) -> Result<(), ApiError> {
+    match token {
+        Some(want) => {
+            let given = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given {
+                Some(g) if auth::constant_time_eq(g.as_bytes(), want.as_bytes()) => Ok(()),
+                Some(_) => Err(ApiError(StatusCode::UNAUTHORIZED, "wrong metrics token".into())),
+                None => Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "missing Authorization: Bearer <[http] metrics_token>".into(),
+                )),
+            }
+        }
+        None if peer.to_canonical().is_loopback() && origin::host_is_address_or_localhost(headers) => {
+            Ok(())
+        }
+        None => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "/metrics is open to loopback clients only: set [http] metrics_token to scrape from elsewhere".into(),
+        )),
+    }
 }
 
 /// Post-dial delay quantiles as the engine measured them (trunk INVITE in → agent INVITE
-/// out), in microseconds.
+/// out), in microseconds. Supervisor and reporting tokens.
 async fn stats(
     State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
+    if let Err(e) = authorize(&s, &headers, |r| !matches!(r, auth::Role::Agent(_))) {
         return e.into_response();
     }
     let h = &s.metrics.pdd_us;
@@ -226,24 +269,129 @@ async fn kb_get(
     }
 }
 
-/// Serves `app` (the API's [`router`] with whatever the caller merged into it) until
-/// `shutdown` turns true.
+/// Bounds on HTTP connections, which any peer can open before it has authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (slowloris).
+    pub header_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_per_source: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            max_connections: 20_000,
+            max_per_source: 2_000,
+        }
+    }
+}
+
+/// Serves `app` until `shutdown` turns true. Each connection is HTTP/1.1 with upgrades
+/// (WebSockets); a peer gets `limits.header_timeout` to send a request's headers, and
+/// connections are bounded in total and per source address (beyond them, closed at once
+/// and counted in `metrics`), so slow or numerous peers cannot starve the API.
 pub async fn serve(
     listen: SocketAddr,
     app: Router,
+    limits: HttpLimits,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "HTTP listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
+    let counts = Arc::new(std::sync::Mutex::new(ConnCounts::default()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("HTTP accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
                 }
+            },
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                continue;
             }
+        };
+        let Some(slot) = ConnSlot::take(&counts, peer.ip(), &limits) else {
+            if let Some(m) = &metrics {
+                m.security
+                    .with_label_values(&["http_connection_refused"])
+                    .inc();
+            }
+            drop(stream);
+            continue;
+        };
+        // The peer's address reaches handlers (`ConnectInfo`): /metrics and the desktop's
+        // login throttle need it.
+        let svc = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let header_timeout = limits.header_timeout;
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let _ = b
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades()
+                .await;
+            drop(slot);
+        });
+    }
+}
+
+#[derive(Default)]
+struct ConnCounts {
+    total: usize,
+    per_source: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One connection's place in [`ConnCounts`], given back when it ends.
+struct ConnSlot {
+    counts: Arc<std::sync::Mutex<ConnCounts>>,
+    source: std::net::IpAddr,
+}
+
+impl ConnSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<ConnCounts>>,
+        source: std::net::IpAddr,
+        limits: &HttpLimits,
+    ) -> Option<ConnSlot> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = c.per_source.get(&source).copied().unwrap_or(0);
+        if c.total >= limits.max_connections || mine >= limits.max_per_source {
+            return None;
+        }
+        c.total += 1;
+        *c.per_source.entry(source).or_insert(0) += 1;
+        Some(ConnSlot {
+            counts: counts.clone(),
+            source,
         })
-        .await
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_source.remove(&self.source);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +431,56 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn metrics_need_the_token_if_one_is_set_else_a_loopback_client() {
+        use super::{metrics_access, HeaderMap, StatusCode};
+        let code = |token: Option<&str>, auth: Option<&str>, host: &str, peer: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", host.parse().unwrap());
+            if let Some(a) = auth {
+                h.insert("authorization", a.parse().unwrap());
+            }
+            match metrics_access(token, &h, peer.parse().unwrap()) {
+                Ok(()) => StatusCode::OK,
+                Err(e) => e.0,
+            }
+        };
+        let t = Some("metrics-token-0123456789");
+        let good = Some("Bearer metrics-token-0123456789");
+        assert_eq!(code(t, good, "10.0.0.1:8080", "192.0.2.7"), StatusCode::OK);
+        assert_eq!(code(t, good, "127.0.0.1:8080", "127.0.0.1"), StatusCode::OK);
+        for bad in [None, Some("Bearer nope"), Some("Basic eHg=")] {
+            assert_eq!(
+                code(t, bad, "127.0.0.1:8080", "127.0.0.1"),
+                StatusCode::UNAUTHORIZED,
+                "{bad:?}"
+            );
+        }
+        for (host, peer) in [
+            ("127.0.0.1:8080", "127.0.0.1"),
+            ("127.0.0.1:8080", "127.9.9.9"),
+            ("[::1]:8080", "::1"),
+            ("localhost:8080", "::ffff:127.0.0.1"),
+        ] {
+            assert_eq!(
+                code(None, None, host, peer),
+                StatusCode::OK,
+                "{host} {peer}"
+            );
+        }
+        for (host, peer) in [
+            ("10.0.0.1:8080", "192.0.2.7"),
+            ("10.0.0.1:8080", "::ffff:192.0.2.7"),
+            ("evil.example:8080", "127.0.0.1"),
+        ] {
+            assert_eq!(
+                code(None, good, host, peer),
+                StatusCode::FORBIDDEN,
+                "{host} {peer}"
+            );
+        }
     }
 
     #[test]

@@ -41,22 +41,45 @@ pub(crate) async fn audit(s: &AppState, role: &Role, action: &str, target: &str,
     }
 }
 
-pub async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
-        return e.into_response();
+/// What an agent token may see of the centre: its own agent and the calls it rings or
+/// talks on; queues, other agents, records and statistics are for supervisor and reporting
+/// tokens (the README's roles).
+fn sees_agent(role: &Role, id: &str) -> bool {
+    match role {
+        Role::Agent(own) => own == id,
+        Role::Supervisor | Role::Reporting => true,
     }
+}
+
+fn sees_call(role: &Role, agent: Option<&str>) -> bool {
+    match role {
+        Role::Agent(own) => agent == Some(own.as_str()),
+        Role::Supervisor | Role::Reporting => true,
+    }
+}
+
+/// `GET /api/agents`: every agent; an agent token gets a list of itself.
+pub async fn agents(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let role = match authorize(&s, &headers, |_| true) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     match s.engine.agents().await {
-        Ok(list) => Json(list).into_response(),
+        Ok(mut list) => {
+            list.retain(|a| sees_agent(&role, &a.id));
+            Json(list).into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
+/// `GET /api/agents/{id}`: an agent token for its own agent only.
 pub async fn agent(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
+    if let Err(e) = authorize(&s, &headers, |r| sees_agent(r, &id)) {
         return e.into_response();
     }
     match s.engine.agents().await {
@@ -131,8 +154,9 @@ pub async fn set_state(
     }
 }
 
+/// `GET /api/queues`: supervisor and reporting tokens.
 pub async fn queues(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&s, &headers, |_| true) {
+    if let Err(e) = authorize(&s, &headers, |r| !matches!(r, Role::Agent(_))) {
         return e.into_response();
     }
     match s.engine.queues().await {
@@ -141,6 +165,7 @@ pub async fn queues(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     }
 }
 
+/// `GET /api/calls`: calls in progress; an agent token sees the ones it rings or talks on.
 pub async fn calls(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let role = match authorize(&s, &headers, |_| true) {
         Ok(r) => r,
@@ -148,7 +173,10 @@ pub async fn calls(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     };
     let numbers = role.sees_numbers();
     match s.engine.calls(numbers).await {
-        Ok(c) => Json(c).into_response(),
+        Ok(mut c) => {
+            c.retain(|c| sees_call(&role, c.agent.as_deref()));
+            Json(c).into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -169,5 +197,23 @@ pub async fn hang_up(
             (StatusCode::OK, Json(serde_json::json!({ "ended": id }))).into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_token_sees_its_own_agent_and_calls_and_others_see_all() {
+        let me = Role::Agent("1001".into());
+        assert!(sees_agent(&me, "1001"));
+        assert!(!sees_agent(&me, "1002"));
+        assert!(sees_call(&me, Some("1001")));
+        assert!(!sees_call(&me, Some("1002")));
+        assert!(!sees_call(&me, None), "a waiting call is no agent's");
+        for r in [Role::Supervisor, Role::Reporting] {
+            assert!(sees_agent(&r, "1002") && sees_call(&r, None) && sees_call(&r, Some("1002")));
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /api/records`: consultation records by arrival time and queue, as JSON or CSV,
 //! a page at a time. Caller numbers are masked unless the token's role may see them.
+//! CSV fields go through [`crate::util::csv`], which quotes them and neutralises formulas.
 
 use super::auth::Role;
 use super::{api_error, authorize, ApiError, AppState};
@@ -189,16 +190,6 @@ pub async fn get_one(
 
 const CSV_HEADER: &str = "call_id,sip_call_id,trunk,caller,dialled,channel,language,queue,queues,agent,agents,arrived_ms,offered_ms,answered_ms,ended_ms,wait_ms,talk_ms,outcome,hangup_side,sip_cause,dtmf,survey_score,category,notes\n";
 
-fn csv_field(out: &mut String, v: &str) {
-    if v.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(v);
-    }
-}
-
 fn csv_row(out: &mut String, r: &Record) {
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
     let fields = [
@@ -227,13 +218,7 @@ fn csv_row(out: &mut String, r: &Record) {
         r.category.clone().unwrap_or_default(),
         r.notes.clone().unwrap_or_default(),
     ];
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(out, f);
-    }
-    out.push('\n');
+    crate::util::csv::push_row(out, &fields);
 }
 
 #[cfg(test)]
@@ -257,11 +242,65 @@ mod tests {
         }
     }
 
+    /// Every text column holding a formula comes out as text; the numbers as they were.
     #[test]
-    fn csv_quotes_what_needs_quoting() {
-        let mut s = String::new();
-        csv_field(&mut s, "a,\"b\"");
-        assert_eq!(s, "\"a,\"\"b\"\"\"");
+    fn csv_neutralises_formulas_in_every_text_column() {
+        let evil = ["=cmd|' /C calc'!A0", "+1", "-1", "@A1", "\t=1", "\r=1"];
+        let mut n = 0;
+        let mut e = || {
+            n += 1;
+            format!("{}{n}", evil[n % evil.len()])
+        };
+        let r = Record {
+            call_id: e(),
+            sip_call_id: e(),
+            trunk: e(),
+            caller: e(),
+            dialled: e(),
+            channel: e(),
+            language: e(),
+            queue: e(),
+            queues: vec![e(), e()],
+            agent: Some(e()),
+            agents: vec![e()],
+            arrived_ms: 1_795_597_200_000,
+            offered_ms: Some(1),
+            answered_ms: Some(2),
+            ended_ms: Some(3),
+            wait_ms: Some(4),
+            talk_ms: Some(5),
+            outcome: Some(e()),
+            hangup_side: Some(e()),
+            sip_cause: Some(200),
+            dtmf: e(),
+            survey_score: Some(5),
+            category: Some(e()),
+            notes: Some(e()),
+        };
+        let mut out = String::from(CSV_HEADER);
+        csv_row(&mut out, &r);
+        let rows = crate::util::csv::parse(&out);
+        let (head, row) = (&rows[0], &rows[1]);
+        assert_eq!(head.len(), row.len());
+        let numbers = [
+            "arrived_ms",
+            "offered_ms",
+            "answered_ms",
+            "ended_ms",
+            "wait_ms",
+            "talk_ms",
+            "sip_cause",
+            "survey_score",
+        ];
+        for (name, v) in head.iter().zip(row) {
+            if numbers.contains(&name.as_str()) {
+                assert!(v.bytes().all(|b| b.is_ascii_digit()), "{name}: {v:?}");
+            } else {
+                assert!(v.starts_with('\''), "{name}: {v:?}");
+                assert!(evil.iter().any(|x| v[1..].starts_with(x)), "{name}: {v:?}");
+            }
+        }
+        assert_eq!(head.len() - numbers.len(), 16, "text columns");
     }
 }
 

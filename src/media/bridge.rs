@@ -7,9 +7,9 @@
 use super::dtmf::EventReceiver;
 use super::g711::Law;
 use super::opus::{G711ToOpus, OpusError, OpusToG711};
-use super::rtp::{build_rtp, is_rtcp, Accept, RtpSession};
+use super::rtp::{build_rtp, is_rtcp, Accept, Expected, RtpSession};
 use super::sdp::{Codec, Direction, Negotiated};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,21 +32,30 @@ pub struct RtpLeg {
     pub codec: Codec,
     pub pt: u8,
     pub dtmf_pt: Option<u8>,
-    /// Where to send until the peer's real address is latched (from its SDP).
-    pub sdp_target: SocketAddr,
     /// False while the peer holds the call (`sendonly`/`inactive` from its side).
     pub send: bool,
     dtmf: EventReceiver,
 }
 
 impl RtpLeg {
-    pub fn new(now: Instant, n: &Negotiated, ssrc: u32, media_timeout: Duration) -> RtpLeg {
+    /// A leg negotiated as `n`, whose SIP signalling comes from `signalling`: its media is
+    /// accepted from the SDP's host or the signalling host (see [`Expected`]).
+    pub fn new(
+        now: Instant,
+        n: &Negotiated,
+        signalling: IpAddr,
+        ssrc: u32,
+        media_timeout: Duration,
+    ) -> RtpLeg {
+        let expected = Expected {
+            sdp: SocketAddr::new(n.remote.0, n.remote.1),
+            signalling,
+        };
         RtpLeg {
-            session: RtpSession::new(now, n.codec.clock_rate(), ssrc, media_timeout),
+            session: RtpSession::new(now, n.codec.clock_rate(), ssrc, media_timeout, expected),
             codec: n.codec,
             pt: n.pt,
             dtmf_pt: n.dtmf.map(|(pt, _)| pt),
-            sdp_target: SocketAddr::new(n.remote.0, n.remote.1),
             send: matches!(n.direction, Direction::SendRecv | Direction::SendOnly),
             dtmf: EventReceiver::default(),
         }
@@ -54,7 +63,7 @@ impl RtpLeg {
 
     /// The latched source, else the SDP address.
     pub fn target(&self) -> SocketAddr {
-        self.session.peer().unwrap_or(self.sdp_target)
+        self.session.peer().unwrap_or(self.session.expected().sdp)
     }
 
     /// A telephone-event payload: the digit, once per event.
@@ -111,6 +120,13 @@ pub enum BridgeEvent {
     Digit {
         leg: LegId,
         digit: char,
+    },
+    /// RTP on `leg`'s port from `src`, which is not the leg's source: dropped. `first` for
+    /// the leg's first such packet.
+    ForeignSource {
+        leg: LegId,
+        src: SocketAddr,
+        first: bool,
     },
 }
 
@@ -206,6 +222,14 @@ impl RtpBridge {
         }
         let leg = self.leg_mut(from);
         let (accept, header) = leg.session.on_rtp(now, src, &packet);
+        if accept == Accept::WrongSource {
+            out.push(BridgeEvent::ForeignSource {
+                leg: from,
+                src,
+                first: leg.session.foreign() == 1,
+            });
+            return Ok(());
+        }
         let (Accept::Yes, Some(h)) = (accept, header) else {
             return Ok(());
         };
@@ -329,6 +353,8 @@ mod tests {
     use super::*;
     use crate::media::rtp::parse_rtp;
 
+    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
         Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
@@ -337,8 +363,8 @@ mod tests {
         let t0 = Instant::now();
         let d = Duration::from_secs(30);
         RtpBridge::new(
-            RtpLeg::new(t0, &neg(c, cpt, 4000), 1, d),
-            RtpLeg::new(t0, &neg(a, apt, 5000), 2, d),
+            RtpLeg::new(t0, &neg(c, cpt, 4000), LOOPBACK, 1, d),
+            RtpLeg::new(t0, &neg(a, apt, 5000), LOOPBACK, 2, d),
         )
         .unwrap()
     }

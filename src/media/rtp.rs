@@ -5,8 +5,17 @@
 //! tracking, A.8 jitter), rewrites what the engine sends so that SSRC, sequence numbers and
 //! timestamps stay continuous when the source switches (prompt → agent audio), builds basic
 //! SR/RR reports, and reports a media timeout when the peer goes silent.
+//!
+//! Latching is strict. Only a source the leg's own signalling vouches for is learned: the
+//! address its SDP names, or any port on the SDP's IP or on the IP its SIP messages come
+//! from (a phone behind NAT names a private address in its SDP and sends from its public
+//! one). Once learned, packets from anywhere else are dropped and counted
+//! ([`Accept::WrongSource`]). The learned source moves only to another vouched-for source,
+//! and only after it has been silent for a while (NAT rebinding of the same host), or at
+//! once after a new offer/answer moves the SDP address ([`RtpSession::renegotiated`]) —
+//! never to an unrelated address because the peer fell silent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// RFC 5761 4: RTP and RTCP on one port are told apart by the payload-type byte.
@@ -110,12 +119,31 @@ impl RxStats {
     }
 }
 
+/// Where a leg's media may come from before anything is learned, and where a learned source
+/// may move to: what the leg's signalling says about its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The RTP address in the peer's SDP (where we send until a source is learned).
+    pub sdp: SocketAddr,
+    /// The IP the leg's SIP signalling comes from (the peer's public address behind NAT).
+    pub signalling: IpAddr,
+}
+
+impl Expected {
+    /// The SDP address, or the same host on another port: the SDP's IP or the signalling IP.
+    pub fn admits(&self, src: SocketAddr) -> bool {
+        let ip = src.ip().to_canonical();
+        ip == self.sdp.ip().to_canonical() || ip == self.signalling.to_canonical()
+    }
+}
+
 /// What the session thinks of a received packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     /// From the latched peer: use it.
     Yes,
-    /// From another address while the latched one is alive: drop it.
+    /// Not from the learned source (nor a source the leg's signalling vouches for that may
+    /// take over): dropped, and counted in [`RtpSession::foreign`].
     WrongSource,
     /// Not RTP.
     Malformed,
@@ -144,7 +172,10 @@ struct TxState {
 
 pub struct RtpSession {
     clock_rate: u32,
+    expected: Expected,
     latched: Option<SocketAddr>,
+    /// Packets dropped as [`Accept::WrongSource`].
+    foreign: u64,
     last_rx: Option<Instant>,
     started: Instant,
     media_timeout: Duration,
@@ -156,11 +187,20 @@ pub struct RtpSession {
 }
 
 impl RtpSession {
-    /// `clock_rate` of the negotiated codec; `ssrc` ours (random in production).
-    pub fn new(now: Instant, clock_rate: u32, ssrc: u32, media_timeout: Duration) -> Self {
+    /// `clock_rate` of the negotiated codec; `ssrc` ours (random in production); `expected`
+    /// what the leg's signalling says about where its media comes from.
+    pub fn new(
+        now: Instant,
+        clock_rate: u32,
+        ssrc: u32,
+        media_timeout: Duration,
+        expected: Expected,
+    ) -> Self {
         RtpSession {
             clock_rate,
+            expected,
             latched: None,
+            foreign: 0,
             last_rx: None,
             started: now,
             media_timeout,
@@ -181,16 +221,40 @@ impl RtpSession {
         }
     }
 
+    /// The learned source, where we send.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.latched
+    }
+
+    pub fn expected(&self) -> Expected {
+        self.expected
+    }
+
+    /// Packets dropped so far because they came from a source other than the learned one.
+    pub fn foreign(&self) -> u64 {
+        self.foreign
+    }
+
+    /// A new offer/answer (re-INVITE, UPDATE) for this leg: its SDP address and the IP that
+    /// signalling came from. When the SDP address moved, what was learned is forgotten and
+    /// the next source the new signalling vouches for is learned at once. An unspecified
+    /// address (`c=0.0.0.0`, the old way to hold) changes nothing but the signalling IP.
+    pub fn renegotiated(&mut self, sdp: SocketAddr, signalling: IpAddr) {
+        self.expected.signalling = signalling;
+        if sdp.ip().is_unspecified() || sdp == self.expected.sdp {
+            return;
+        }
+        self.expected.sdp = sdp;
+        self.latched = None;
     }
 
     pub fn ssrc(&self) -> u32 {
         self.tx.ssrc
     }
 
-    /// A packet arrived from `src`. Latches onto the first source, and re-latches when the
-    /// latched one has been silent for a while (the peer moved, e.g. NAT rebinding).
+    /// A packet arrived from `src`. The first source the leg's signalling vouches for is
+    /// learned; another such source takes over once the learned one has been silent for a
+    /// while (the same host behind a NAT that rebound). Anything else is dropped and counted.
     pub fn on_rtp(
         &mut self,
         now: Instant,
@@ -200,18 +264,18 @@ impl RtpSession {
         let Some(h) = parse_rtp(packet) else {
             return (Accept::Malformed, None);
         };
-        match self.latched {
-            Some(l) if l != src => {
-                let silent = self
+        if self.latched != Some(src) {
+            let may_take_over = match self.latched {
+                None => true,
+                Some(_) => self
                     .last_rx
-                    .is_none_or(|t| now.duration_since(t) >= self.relatch_after);
-                if !silent {
-                    return (Accept::WrongSource, Some(h));
-                }
-                self.latched = Some(src);
+                    .is_none_or(|t| now.saturating_duration_since(t) >= self.relatch_after),
+            };
+            if !(may_take_over && self.expected.admits(src)) {
+                self.foreign += 1;
+                return (Accept::WrongSource, Some(h));
             }
-            None => self.latched = Some(src),
-            _ => {}
+            self.latched = Some(src);
         }
         self.last_rx = Some(now);
         let arrival =
@@ -343,6 +407,14 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], p))
     }
 
+    fn session(t0: Instant, ssrc: u32) -> RtpSession {
+        let expected = Expected {
+            sdp: addr(4000),
+            signalling: [127, 0, 0, 1].into(),
+        };
+        RtpSession::new(t0, 8000, ssrc, Duration::from_secs(30), expected)
+    }
+
     #[test]
     fn demux_rtp_and_rtcp() {
         let rtp = build_rtp(0, true, 1, 160, 7, &[0xFF; 160]);
@@ -359,7 +431,7 @@ mod tests {
             ),
             (0, true, 1, 160, 7, 12)
         );
-        let s = RtpSession::new(Instant::now(), 8000, 42, Duration::from_secs(30));
+        let s = session(Instant::now(), 42);
         let rr = s.rtcp_report(Instant::now(), (0, 0));
         assert!(is_rtcp(&rr));
         assert_eq!(parse_rtcp(&rr), Some((201, 42)));
@@ -370,26 +442,156 @@ mod tests {
         assert!(parse_rtp(&[0x80]).is_none());
     }
 
+    /// A caller behind NAT: its SDP names a private address, its SIP comes from its public
+    /// IP 198.51.100.7.
+    const SDP: ([u8; 4], u16) = ([10, 0, 0, 5], 4000);
+    const PUBLIC: [u8; 4] = [198, 51, 100, 7];
+    const STRANGER: [u8; 4] = [203, 0, 113, 66];
+
+    fn at(ip: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::from((ip, port))
+    }
+
+    fn natted(t0: Instant) -> RtpSession {
+        RtpSession::new(
+            t0,
+            8000,
+            1,
+            Duration::from_secs(300),
+            Expected {
+                sdp: at(SDP.0, SDP.1),
+                signalling: PUBLIC.into(),
+            },
+        )
+    }
+
+    fn secs(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    fn pkt(seq: u16) -> Vec<u8> {
+        build_rtp(0, false, seq, u32::from(seq) * 160, 9, &[0; 160])
+    }
+
     #[test]
-    fn latching_rejects_others_until_silent() {
+    fn the_first_source_must_be_the_sdp_host_or_the_signalling_host() {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, 8000, 1, Duration::from_secs(30));
-        let p = build_rtp(0, false, 1, 0, 9, &[0; 160]);
-        assert_eq!(s.on_rtp(t0, addr(4000), &p).0, Accept::Yes);
-        assert_eq!(s.on_rtp(t0, addr(5000), &p).0, Accept::WrongSource);
+        let mut s = natted(t0);
         assert_eq!(
-            s.on_rtp(t0 + Duration::from_secs(3), addr(5000), &p).0,
-            Accept::Yes,
-            "re-latch after silence"
+            s.on_rtp(t0, at(STRANGER, 4000), &pkt(1)).0,
+            Accept::WrongSource,
+            "a stranger is never learned, not even first"
         );
-        assert_eq!(s.peer(), Some(addr(5000)));
-        assert_eq!(s.on_rtp(t0, addr(5000), b"junk").0, Accept::Malformed);
+        assert_eq!((s.peer(), s.foreign()), (None, 1));
+        // Symmetric RTP behind NAT: the public IP, a port the SDP never named.
+        assert_eq!(s.on_rtp(t0, at(PUBLIC, 31_337), &pkt(2)).0, Accept::Yes);
+        assert_eq!(s.peer(), Some(at(PUBLIC, 31_337)));
+        // Without NAT: the SDP's own address, or its host on another port.
+        for src in [at(SDP.0, SDP.1), at(SDP.0, 4002)] {
+            let mut s = natted(t0);
+            assert_eq!(s.on_rtp(t0, src, &pkt(1)).0, Accept::Yes);
+            assert_eq!((s.peer(), s.foreign()), (Some(src), 0));
+        }
+        assert_eq!(
+            s.on_rtp(t0, at(PUBLIC, 31_337), b"junk").0,
+            Accept::Malformed
+        );
+    }
+
+    #[test]
+    fn a_stranger_is_dropped_however_long_the_peer_is_silent() {
+        let t0 = Instant::now();
+        let mut s = natted(t0);
+        let caller = at(PUBLIC, 31_337);
+        assert_eq!(s.on_rtp(t0, caller, &pkt(1)).0, Accept::Yes);
+        for (i, silent) in [0, 3, 60].into_iter().enumerate() {
+            assert_eq!(
+                s.on_rtp(secs(t0, silent), at(STRANGER, 31_337), &pkt(2)).0,
+                Accept::WrongSource,
+                "a stranger after {silent} s of silence"
+            );
+            assert_eq!(s.peer(), Some(caller), "still sending to the caller");
+            assert_eq!(s.foreign(), i as u64 + 1);
+        }
+        assert_eq!(
+            s.rx.received, 1,
+            "the stranger's packets are not counted as received"
+        );
+        assert_eq!(s.on_rtp(secs(t0, 61), caller, &pkt(3)).0, Accept::Yes);
+    }
+
+    #[test]
+    fn the_same_host_on_a_new_port_takes_over_after_silence() {
+        let t0 = Instant::now();
+        let half = Duration::from_millis(500);
+        for (first, rebound) in [
+            (at(PUBLIC, 31_337), at(PUBLIC, 40_000)),
+            (at(SDP.0, SDP.1), at(SDP.0, 4010)),
+        ] {
+            let mut s = natted(t0);
+            assert_eq!(s.on_rtp(t0, first, &pkt(1)).0, Accept::Yes);
+            assert_eq!(
+                s.on_rtp(t0 + half, rebound, &pkt(2)).0,
+                Accept::WrongSource,
+                "not while {first} is alive"
+            );
+            assert_eq!(s.on_rtp(t0 + half, first, &pkt(3)).0, Accept::Yes);
+            let later = t0 + half + s.relatch_after;
+            assert_eq!(s.on_rtp(later, rebound, &pkt(4)).0, Accept::Yes);
+            assert_eq!(s.peer(), Some(rebound), "NAT rebinding of {first}");
+            assert_eq!(
+                s.on_rtp(later, first, &pkt(5)).0,
+                Accept::WrongSource,
+                "the old port is the one that must wait now"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_sdp_address_is_learned_at_once() {
+        let t0 = Instant::now();
+        let mut s = natted(t0);
+        let old = at(SDP.0, SDP.1);
+        assert_eq!(s.on_rtp(t0, old, &pkt(1)).0, Accept::Yes);
+        // A re-INVITE on hold (c=0.0.0.0) or with the same address keeps what was learned.
+        s.renegotiated(at([0, 0, 0, 0], 4000), PUBLIC.into());
+        s.renegotiated(old, PUBLIC.into());
+        assert_eq!(s.peer(), Some(old));
+        // The phone moved its media to another host.
+        let moved = at([192, 0, 2, 9], 5000);
+        s.renegotiated(moved, PUBLIC.into());
+        assert_eq!(
+            s.peer(),
+            None,
+            "sending to the new SDP address until it is heard"
+        );
+        assert_eq!(s.expected().sdp, moved);
+        assert_eq!(
+            s.on_rtp(t0, moved, &pkt(2)).0,
+            Accept::Yes,
+            "no silence needed"
+        );
+        assert_eq!(s.peer(), Some(moved));
+        assert_eq!(
+            s.on_rtp(secs(t0, 10), old, &pkt(3)).0,
+            Accept::WrongSource,
+            "the old host is no longer vouched for"
+        );
+        // The signalling moved too (a new network): its IP may take over after silence.
+        let roamed: IpAddr = [198, 51, 100, 99].into();
+        s.renegotiated(moved, roamed);
+        assert_eq!(s.peer(), Some(moved));
+        assert_eq!(
+            s.on_rtp(secs(t0, 20), SocketAddr::new(roamed, 7000), &pkt(4))
+                .0,
+            Accept::Yes
+        );
     }
 
     #[test]
     fn sequence_wrap_loss_and_jitter() {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, 8000, 1, Duration::from_secs(30));
+        let mut s = session(t0, 1);
         let mut n = 0;
         for i in 0..100u32 {
             let seq = 65500u16.wrapping_add(i as u16);
@@ -418,7 +620,7 @@ mod tests {
     #[test]
     fn output_stays_continuous_across_source_switch() {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, 8000, 0xABCD, Duration::from_secs(30));
+        let mut s = session(t0, 0xABCD);
         let mut out = Vec::new();
         for i in 0..3u16 {
             let mut p = build_rtp(0, false, 100 + i, 1000 + i as u32 * 160, 0x1111, &[0; 160]);
@@ -456,7 +658,7 @@ mod tests {
     #[test]
     fn media_timeout_and_reports() {
         let t0 = Instant::now();
-        let mut s = RtpSession::new(t0, 8000, 5, Duration::from_secs(30));
+        let mut s = session(t0, 5);
         s.on_rtp(t0, addr(4000), &build_rtp(0, false, 1, 0, 9, &[0; 160]));
         assert_eq!(s.handle_timeout(t0 + Duration::from_secs(29)), None);
         assert_eq!(

@@ -18,7 +18,7 @@ use super::opus::OpusDecoder;
 use super::prompt::Prompt;
 use super::rtp::{build_rtp, is_rtcp, Accept};
 use super::sdp::{Codec, Negotiated};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,19 +44,24 @@ pub enum Command {
         prompts: Vec<Arc<Prompt>>,
         then: Music,
     },
-    /// The agent answered: bridge the legs. `record` asks for decoded audio of both sides.
+    /// The agent answered: bridge the legs. `signalling` is the IP the agent's SIP comes
+    /// from (its media may come from there); `record` asks for decoded audio of both sides.
     Attach {
         agent: Negotiated,
+        signalling: IpAddr,
         ssrc: u32,
         record: bool,
     },
     /// The agent hung up but the caller stays (post-call survey): the caller's leg goes on
     /// alone, hearing prompts and sending digits again.
     Detach,
-    /// A re-INVITE/UPDATE moved a leg's peer or put it on (or off) hold.
+    /// A re-INVITE/UPDATE moved a leg's peer or put it on (or off) hold: its SDP address
+    /// `to`, and `signalling`, the IP that offer/answer came from. A new SDP address is
+    /// learned afresh (see [`RtpSession::renegotiated`](super::rtp::RtpSession::renegotiated)).
     Remote {
         leg: LegId,
         to: SocketAddr,
+        signalling: IpAddr,
         send: bool,
     },
 }
@@ -87,6 +92,13 @@ pub enum Output {
     PromptsDone,
     /// No RTP from a leg of the bridged call for the media timeout.
     Timeout,
+    /// RTP on `leg`'s port from `src`, which is not the leg's source: dropped (count it).
+    /// `first` for the leg's first such packet.
+    ForeignSource {
+        leg: LegId,
+        src: SocketAddr,
+        first: bool,
+    },
 }
 
 enum Phase {
@@ -159,16 +171,18 @@ pub struct MediaSession {
 }
 
 impl MediaSession {
-    /// A waiting caller: `caller` is its negotiated SDP, `ssrc` ours towards it.
+    /// A waiting caller: `caller` is its negotiated SDP, `signalling` the IP its SIP comes
+    /// from (its media is accepted from the SDP's host or that one), `ssrc` ours towards it.
     pub fn new(
         now: Instant,
         wall: SystemTime,
         caller: &Negotiated,
+        signalling: IpAddr,
         ssrc: u32,
         timeout: Duration,
         music: Music,
     ) -> MediaSession {
-        let leg = RtpLeg::new(now, caller, ssrc, timeout);
+        let leg = RtpLeg::new(now, caller, signalling, ssrc, timeout);
         let tones = match caller.codec {
             Codec::Pcmu => Some((Law::Ulaw, ToneDetector::default())),
             Codec::Pcma => Some((Law::Alaw, ToneDetector::default())),
@@ -231,6 +245,7 @@ impl MediaSession {
             }
             Command::Attach {
                 agent,
+                signalling,
                 ssrc,
                 record,
             } => {
@@ -241,7 +256,8 @@ impl MediaSession {
                 caller.session.restart_timeout(now);
                 let agent_codec = agent.codec;
                 let caller_codec = caller.codec;
-                let bridge = RtpBridge::new(*caller, RtpLeg::new(now, &agent, ssrc, self.timeout))?;
+                let agent_leg = RtpLeg::new(now, &agent, signalling, ssrc, self.timeout);
+                let bridge = RtpBridge::new(*caller, agent_leg)?;
                 self.phase = Phase::Bridged(Box::new(bridge));
                 self.player.prompts.clear();
                 self.player.then = Music::Silence;
@@ -269,9 +285,14 @@ impl MediaSession {
                 self.record = None;
                 self.phase = Phase::Early(Box::new(caller));
             }
-            Command::Remote { leg, to, send } => {
+            Command::Remote {
+                leg,
+                to,
+                signalling,
+                send,
+            } => {
                 if let Some(l) = self.leg_mut(leg) {
-                    l.sdp_target = to;
+                    l.session.renegotiated(to, signalling);
                     l.send = send;
                 }
             }
@@ -299,6 +320,14 @@ impl MediaSession {
         match &mut self.phase {
             Phase::Early(caller) if leg == LegId::Caller && !is_rtcp(&packet) => {
                 let (accept, h) = caller.session.on_rtp(now, src, &packet);
+                if accept == Accept::WrongSource {
+                    out.push(Output::ForeignSource {
+                        leg,
+                        src,
+                        first: caller.session.foreign() == 1,
+                    });
+                    return Ok(());
+                }
                 let (Accept::Yes, Some(h)) = (accept, h) else {
                     return Ok(());
                 };
@@ -340,6 +369,9 @@ impl MediaSession {
                             digit,
                             source: DigitSource::Rfc4733,
                         },
+                        BridgeEvent::ForeignSource { leg, src, first } => {
+                            Output::ForeignSource { leg, src, first }
+                        }
                     });
                 }
                 Ok(())
@@ -479,6 +511,8 @@ mod tests {
     use super::*;
     use crate::media::rtp::parse_rtp;
 
+    const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
         Negotiated::simple(codec, pt, SocketAddr::from(([127, 0, 0, 1], port)))
     }
@@ -495,6 +529,7 @@ mod tests {
             t0,
             SystemTime::now(),
             &neg(codec, pt, 4000),
+            LOOPBACK,
             7,
             Duration::from_secs(timeout_s),
             music,
@@ -626,6 +661,7 @@ mod tests {
             t,
             Command::Attach {
                 agent: neg(Codec::Pcma, 8, 5000),
+                signalling: LOOPBACK,
                 ssrc: 9,
                 record: true,
             },
@@ -674,6 +710,7 @@ mod tests {
             t0,
             Command::Attach {
                 agent: neg(Codec::Pcmu, 0, 5000),
+                signalling: LOOPBACK,
                 ssrc: 9,
                 record: false,
             },
@@ -735,6 +772,7 @@ mod tests {
             Command::Remote {
                 leg: LegId::Caller,
                 to: SocketAddr::from(([127, 0, 0, 1], 4100)),
+                signalling: LOOPBACK,
                 send: false,
             },
             &mut out,
@@ -747,6 +785,7 @@ mod tests {
             Command::Remote {
                 leg: LegId::Caller,
                 to: SocketAddr::from(([127, 0, 0, 1], 4100)),
+                signalling: LOOPBACK,
                 send: true,
             },
             &mut out,
@@ -756,5 +795,136 @@ mod tests {
         let sent = sends(&out);
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].1.port(), 4100, "to the new address");
+    }
+
+    fn foreign(out: &[Output]) -> Vec<(LegId, SocketAddr, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::ForeignSource { leg, src, first } => Some((*leg, *src, *first)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stranger_cannot_press_digits_for_a_waiting_caller() {
+        let t0 = Instant::now();
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 30, Music::Silence);
+        let stranger = SocketAddr::from(([127, 0, 0, 66], 4000));
+        let mut out = Vec::new();
+        let events = crate::media::dtmf::events_for_digit('9', 60, 8000).unwrap();
+        let n = events.len();
+        for (i, (_, ev)) in events.into_iter().enumerate() {
+            let p = build_rtp(101, i == 0, 10 + i as u16, 5000, 99, &ev);
+            s.handle_packet(t0, LegId::Caller, stranger, p, &mut out)
+                .unwrap();
+        }
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Digit { .. })),
+            "{out:?}"
+        );
+        let dropped = foreign(&out);
+        assert_eq!(dropped.len(), n, "each of the event's packets counted");
+        assert_eq!(dropped[0], (LegId::Caller, stranger, true));
+        assert!(dropped[1..].iter().all(|d| !d.2), "first only once");
+    }
+
+    #[test]
+    fn a_stranger_after_the_caller_fell_silent_is_dropped_and_hears_nothing() {
+        let t0 = Instant::now();
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 300, Music::Silence);
+        let mut out = Vec::new();
+        s.handle_command(
+            t0,
+            Command::Attach {
+                agent: neg(Codec::Pcmu, 0, 5000),
+                signalling: LOOPBACK,
+                ssrc: 9,
+                record: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let caller = SocketAddr::from(([127, 0, 0, 1], 4000));
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let stranger = SocketAddr::from(([127, 0, 0, 66], 4000));
+        let talk = |s: &mut MediaSession, t: Instant, from: SocketAddr, seq: u16, byte: u8| {
+            let mut out = Vec::new();
+            let leg = if from == agent {
+                LegId::Agent
+            } else {
+                LegId::Caller
+            };
+            let p = build_rtp(0, false, seq, u32::from(seq) * 160, 0xC0, &[byte; 160]);
+            s.handle_packet(t, leg, from, p, &mut out).unwrap();
+            out
+        };
+        assert_eq!(sends(&talk(&mut s, t0, caller, 1, 0x11)).len(), 1);
+        for (seq, silent) in [(2, 3), (3, 60)] {
+            let t = t0 + Duration::from_secs(silent);
+            let out = talk(&mut s, t, stranger, seq, 0x66);
+            assert!(sends(&out).is_empty(), "after {silent} s: {out:?}");
+            assert_eq!(foreign(&out), vec![(LegId::Caller, stranger, seq == 2)]);
+            // The agent's voice still goes to the caller, not to the stranger.
+            let out = talk(&mut s, t, agent, seq, 0x22);
+            assert_eq!(sends(&out)[0].1, caller, "after {silent} s");
+        }
+        // The caller resumes: relayed as before, one stream towards the agent.
+        let out = talk(&mut s, t0 + Duration::from_secs(61), caller, 4, 0x11);
+        let sent = sends(&out);
+        assert_eq!((sent[0].0, sent[0].1), (LegId::Agent, agent));
+        assert_eq!(&sent[0].2[12..], &[0x11; 160][..]);
+    }
+
+    #[test]
+    fn a_re_invite_moving_the_agent_is_learned_at_once() {
+        let t0 = Instant::now();
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 300, Music::Silence);
+        let mut out = Vec::new();
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        s.handle_command(
+            t0,
+            Command::Attach {
+                agent: neg(Codec::Pcmu, 0, 5000),
+                signalling: LOOPBACK,
+                ssrc: 9,
+                record: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let p = |seq: u16| build_rtp(0, false, seq, u32::from(seq) * 160, 0xA0, &[0; 160]);
+        s.handle_packet(t0, LegId::Agent, agent, p(1), &mut out)
+            .unwrap();
+        // The agent's phone hands the call to its desk set at 127.0.0.20 (a re-INVITE).
+        let desk = SocketAddr::from(([127, 0, 0, 20], 6000));
+        s.handle_command(
+            t0,
+            Command::Remote {
+                leg: LegId::Agent,
+                to: desk,
+                signalling: LOOPBACK,
+                send: true,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let caller = SocketAddr::from(([127, 0, 0, 1], 4000));
+        s.handle_packet(t0, LegId::Caller, caller, p(2), &mut out)
+            .unwrap();
+        assert_eq!(sends(&out)[0].1, desk, "sent to the new SDP address");
+        let mut out = Vec::new();
+        s.handle_packet(t0, LegId::Agent, desk, p(3), &mut out)
+            .unwrap();
+        assert!(
+            foreign(&out).is_empty() && sends(&out).len() == 1,
+            "{out:?}"
+        );
+        // While the desk talks, the old address is dropped.
+        let mut out = Vec::new();
+        s.handle_packet(t0 + FRAME, LegId::Agent, agent, p(4), &mut out)
+            .unwrap();
+        assert!(sends(&out).is_empty(), "{out:?}");
     }
 }

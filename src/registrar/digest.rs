@@ -6,6 +6,7 @@
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Defined with the config, which names the algorithms to challenge with; the hashing is
 /// here.
@@ -78,21 +79,55 @@ impl NonceKey {
         NonceKey { secret }
     }
 
-    pub fn issue(&self, unix_now: u64) -> String {
+    /// A nonce for a client at `source` in `realm`: `<issued unix secs hex>.<salt>.<tag>`,
+    /// where the tag is an HMAC over the time, the salt, the address and the realm, so a
+    /// nonce (and a response computed with it) is worthless from any other address. The
+    /// salt makes every challenge's nonce its own, so that counting uses per nonce never
+    /// mixes two challenges answered in the same second.
+    pub fn issue(&self, unix_now: u64, salt: &str, source: IpAddr, realm: &str) -> String {
         let ts = format!("{unix_now:x}");
-        let tag = Algorithm::Sha256.hash(&format!("{ts}:{}", self.secret));
-        format!("{ts}.{}", &tag[..24])
+        format!("{ts}.{salt}.{}", self.tag(&ts, salt, source, realm))
     }
 
-    /// `Some(true)` fresh, `Some(false)` genuine but stale, `None` forged.
-    pub fn check(&self, nonce: &str, unix_now: u64) -> Option<bool> {
-        let (ts, tag) = nonce.split_once('.')?;
-        let expect = Algorithm::Sha256.hash(&format!("{ts}:{}", self.secret));
-        if expect.get(..24)? != tag {
+    fn tag(&self, ts: &str, salt: &str, source: IpAddr, realm: &str) -> String {
+        use hmac::Mac;
+        let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(self.secret.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC takes a key of any length"),
+        };
+        for part in [ts, salt, &source.to_string(), realm] {
+            mac.update(part.as_bytes());
+            mac.update(b"|");
+        }
+        let mut out = hex(&mac.finalize().into_bytes());
+        out.truncate(32);
+        out
+    }
+
+    /// `Some(true)` fresh, `Some(false)` genuine but stale, `None` forged or issued to
+    /// another address or realm.
+    pub fn check(&self, nonce: &str, unix_now: u64, source: IpAddr, realm: &str) -> Option<bool> {
+        let mut parts = nonce.split('.');
+        let (ts, salt, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || ts.len() > 16 || salt.len() > 32 {
+            return None;
+        }
+        if !ct_eq(&self.tag(ts, salt, source, realm), tag) {
             return None;
         }
         let issued = u64::from_str_radix(ts, 16).ok()?;
+        if issued > unix_now.saturating_add(5) {
+            return None;
+        }
         Some(unix_now.saturating_sub(issued) <= NONCE_LIFETIME_S)
+    }
+
+    /// When a nonce issued at the time it names stops being accepted (unix seconds).
+    pub fn expiry(nonce: &str) -> Option<u64> {
+        let (ts, _) = nonce.split_once('.')?;
+        u64::from_str_radix(ts, 16)
+            .ok()
+            .map(|t| t.saturating_add(NONCE_LIFETIME_S))
     }
 }
 
@@ -127,14 +162,27 @@ pub fn authorization(
     uri: &str,
     cnonce: &str,
 ) -> Option<String> {
+    authorization_nc(challenge, user, password, method, uri, cnonce, 1)
+}
+
+/// [`authorization`] for the `nc`-th use of the challenge's nonce (RFC 7616 3.4).
+pub fn authorization_nc(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> Option<String> {
     let ch = Credentials::parse(challenge)?;
     let alg = ch.algorithm()?;
     let (realm, nonce) = (ch.get("realm")?, ch.get("nonce")?);
     let ha1 = alg.hash(&format!("{user}:{realm}:{password}"));
     let ha2 = alg.hash(&format!("{method}:{uri}"));
-    let response = alg.hash(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+    let response = alg.hash(&format!("{ha1}:{nonce}:{nc:08x}:{cnonce}:auth:{ha2}"));
     Some(format!(
-        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"{cnonce}\"",
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc={nc:08x}, cnonce=\"{cnonce}\"",
         alg.name()
     ))
 }
@@ -182,12 +230,31 @@ mod tests {
     }
 
     #[test]
-    fn nonce_fresh_stale_forged() {
+    fn nonce_fresh_stale_forged_and_bound_to_its_address() {
         let k = NonceKey::new("s".into());
-        let n = k.issue(1000);
-        assert_eq!(k.check(&n, 1100), Some(true));
-        assert_eq!(k.check(&n, 1000 + NONCE_LIFETIME_S + 1), Some(false));
-        assert_eq!(k.check("3e8.000000000000000000000000", 1000), None);
-        assert_eq!(k.check("garbage", 1000), None);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let n = k.issue(1000, "salt", ip, "dasan");
+        assert_eq!(k.check(&n, 1100, ip, "dasan"), Some(true));
+        assert_eq!(
+            k.check(&n, 1000 + NONCE_LIFETIME_S + 1, ip, "dasan"),
+            Some(false)
+        );
+        assert_eq!(
+            k.check(&n, 1100, "192.0.2.2".parse().unwrap(), "dasan"),
+            None
+        );
+        assert_eq!(k.check(&n, 1100, ip, "other"), None);
+        assert_eq!(
+            k.check("3e8.salt.000000000000000000000000", 1000, ip, "dasan"),
+            None
+        );
+        assert_ne!(
+            n,
+            k.issue(1000, "salt2", ip, "dasan"),
+            "a nonce per challenge"
+        );
+        assert_eq!(k.check("garbage", 1000, ip, "dasan"), None);
+        let other = NonceKey::new("t".into());
+        assert_eq!(other.check(&n, 1100, ip, "dasan"), None, "another key");
     }
 }

@@ -29,6 +29,11 @@ impl StreamFramer {
         Self::default()
     }
 
+    /// Bytes of an incomplete message buffered.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }

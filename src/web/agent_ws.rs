@@ -17,7 +17,7 @@
 
 use super::bridge::{Bridge, PeerEvent};
 use super::ua::{AgentUa, UaEvent};
-use super::WebState;
+use super::{LoginCheck, WebState};
 use crate::sip::message::Message;
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use serde_json::{json, Value};
@@ -28,11 +28,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-/// Failed logins on one socket before it is closed.
+/// Failed logins on one socket before it is closed (the throttle across sockets is
+/// [`WebState::try_login`]'s).
 const MAX_LOGIN_TRIES: u32 = 5;
 
-pub async fn run(s: Arc<WebState>, mut ws: WebSocket) {
-    let Some((agent, password, token, expires)) = login(&s, &mut ws).await else {
+/// How long a socket may stay open without logging in.
+const LOGIN_WITHIN: Duration = Duration::from_secs(120);
+
+/// One desktop's socket, from `source` (the client's address, for the login throttle).
+pub async fn run(s: Arc<WebState>, mut ws: WebSocket, source: std::net::IpAddr) {
+    let Some((agent, password, token, expires)) = login(&s, &mut ws, source).await else {
         return;
     };
     tracing::info!(agent = %agent, "browser agent logged in");
@@ -57,13 +62,22 @@ fn error(code: &'static str, message: &str) -> Value {
     json!({"ev": "error", "code": code, "message": message})
 }
 
-async fn login(s: &WebState, ws: &mut WebSocket) -> Option<(String, String, String, Instant)> {
+async fn login(
+    s: &WebState,
+    ws: &mut WebSocket,
+    source: std::net::IpAddr,
+) -> Option<(String, String, String, Instant)> {
     let mut tries = 0;
+    let deadline = tokio::time::Instant::now() + LOGIN_WITHIN;
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(120), ws.recv())
+        let msg = tokio::time::timeout_at(deadline, ws.recv())
             .await
             .ok()??
             .ok()?;
+        if super::too_big_before_login(&msg) {
+            super::close_too_big(ws).await;
+            return None;
+        }
         let WsMessage::Text(text) = msg else {
             if matches!(msg, WsMessage::Close(_)) {
                 return None;
@@ -74,10 +88,21 @@ async fn login(s: &WebState, ws: &mut WebSocket) -> Option<(String, String, Stri
             let _ = send(ws, error("not-logged-in", "log in first")).await;
             continue;
         };
-        if !s.check_password(&agent, &password) {
+        let agent = agent.trim().to_string();
+        let refusal = match s.try_login(source, &agent, &password) {
+            LoginCheck::Ok => None,
+            LoginCheck::Wrong => {
+                tracing::info!(agent = %crate::util::sanitize_for_log(&agent), %source, "browser login refused: wrong agent or password");
+                Some(error("bad-login", "wrong agent id or password"))
+            }
+            LoginCheck::Blocked => Some(error(
+                "login-blocked",
+                "too many failed logins: wait a few minutes, then try again",
+            )),
+        };
+        if let Some(refusal) = refusal {
             tries += 1;
-            tracing::info!(agent = %agent, "browser login refused: wrong agent or password");
-            let _ = send(ws, error("bad-login", "wrong agent id or password")).await;
+            let _ = send(ws, refusal).await;
             if tries >= MAX_LOGIN_TRIES {
                 return None;
             }

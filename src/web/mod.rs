@@ -7,6 +7,12 @@
 //!   up by JSON messages on the same socket ([`agent_ws`]).
 //! - `/supervisor`: queues, agents and calls in progress, pushed over `/supervisor/ws`
 //!   whenever they change (checked every 250 ms on the server; nothing polls from the page).
+//!   The page sends its token in the socket's first message, never in the URL.
+//!
+//! Both WebSockets refuse a handshake from another site's page with 403
+//! ([`crate::http::origin`]), take messages of at most 64 KiB, and at most 4 KiB until the
+//! login (or the wallboard's token) is accepted. The desktop's logins are throttled per
+//! client address and per agent id ([`crate::util::throttle`]).
 //!
 //! Signalling is a small JSON protocol on a WebSocket rather than SIP over WebSocket
 //! (RFC 7118): the desktop is our own page, so it needs no SIP stack in the browser (no
@@ -21,10 +27,12 @@ pub mod peer;
 pub mod ua;
 
 use crate::http::auth::Role;
+use crate::http::origin::OriginPolicy;
 use crate::http::AppState;
 use crate::runtime::LocalRtp;
+use crate::util::throttle::AuthThrottle;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,7 +62,28 @@ pub struct WebState {
     pub own_states: agent_ws::OwnStates,
     /// The in-process RTP switch the browser legs share with the media plane.
     pub local_rtp: LocalRtp,
+    /// Which pages may open the WebSockets (`[http] allowed_origins`).
+    pub origins: OriginPolicy,
+    /// Failed desktop logins by client address and agent id (`[http] login_*`).
+    throttle: std::sync::Mutex<AuthThrottle>,
 }
+
+/// What a desktop's login attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCheck {
+    Ok,
+    /// Wrong agent id or password.
+    Wrong,
+    /// Refused without checking: too many failures from this address or on this agent id.
+    Blocked,
+}
+
+/// Largest WebSocket message (and frame) either socket takes: a browser's SDP offer is a
+/// few KiB.
+pub const MAX_MESSAGE: usize = 64 << 10;
+/// Largest message before the login (or the wallboard's token) is accepted: a bigger one
+/// closes the socket.
+pub const MAX_MESSAGE_BEFORE_LOGIN: usize = 4 << 10;
 
 impl WebState {
     pub fn from_config(
@@ -78,7 +107,44 @@ impl WebState {
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
             own_states: Default::default(),
             local_rtp,
+            origins: OriginPolicy::new(cfg.http.allowed_origins.clone()),
+            throttle: std::sync::Mutex::new(AuthThrottle::new(
+                cfg.http.login_max_failures,
+                Duration::from_secs(cfg.http.login_window_s.into()),
+                Duration::from_secs(cfg.http.login_block_s.into()),
+            )),
         }
+    }
+
+    /// A desktop's login from `source`: refused unchecked while the address or the agent id
+    /// is blocked (the same answer whether the agent exists or not), else the password is
+    /// checked and the outcome counted. A failure that starts a block is logged once, in a
+    /// line fail2ban-style tools can match:
+    /// `auth blocked: source=<ip> account=<id> service=web until=<unix seconds>`.
+    pub fn try_login(&self, source: IpAddr, agent: &str, password: &str) -> LoginCheck {
+        let now = Instant::now();
+        let security = &self.app.metrics.security;
+        let mut throttle = crate::runtime::lock(&self.throttle);
+        if throttle.check(now, source, agent).is_err() {
+            security.with_label_values(&["auth_blocked"]).inc();
+            return LoginCheck::Blocked;
+        }
+        if self.check_password(agent, password) {
+            throttle.succeeded(source, agent);
+            return LoginCheck::Ok;
+        }
+        security.with_label_values(&["auth_failed"]).inc();
+        if let Some(b) = throttle.failed(now, source, agent) {
+            let until = std::time::SystemTime::now() + b.until.saturating_duration_since(now);
+            let until = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            tracing::warn!(
+                "auth blocked: source={source} account={} service=web until={until}",
+                crate::util::sanitize_for_log(agent)
+            );
+        }
+        LoginCheck::Wrong
     }
 
     /// Whether `password` is the agent's (compared in constant time).
@@ -134,36 +200,144 @@ async fn asset(Path(file): Path<String>) -> Response {
     ([("content-type", ct)], *body).into_response()
 }
 
-async fn agent_socket(State(s): State<Arc<WebState>>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| agent_ws::run(s, socket))
-}
-
-#[derive(serde::Deserialize)]
-struct TokenParam {
-    token: String,
-}
-
-/// The wallboard's feed. Browsers cannot set headers on a WebSocket, so the supervisor
-/// token comes as `?token=`; only supervisor and reporting tokens are accepted.
-async fn supervisor_socket(
+async fn agent_socket(
     State(s): State<Arc<WebState>>,
-    q: Result<Query<TokenParam>, axum::extract::rejection::QueryRejection>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return crate::http::api_error(StatusCode::UNAUTHORIZED, "token missing");
+    if let Err(refused) = checked_origin(&s, &headers, peer) {
+        return refused.into_response();
+    }
+    limited(ws).on_upgrade(move |socket| agent_ws::run(s, socket, peer.ip()))
+}
+
+/// The 403 for a handshake from a page that may not open our sockets (counted).
+fn checked_origin(
+    s: &WebState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), crate::http::ApiError> {
+    s.origins.check(headers).map_err(|why| {
+        s.app
+            .metrics
+            .security
+            .with_label_values(&["ws_origin"])
+            .inc();
+        let origin = headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(crate::util::sanitize_for_log)
+            .unwrap_or_default();
+        tracing::info!(%peer, origin, "WebSocket handshake refused: {why}");
+        crate::http::ApiError(StatusCode::FORBIDDEN, why.into())
+    })
+}
+
+fn limited(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE)
+}
+
+/// Whether a message received before the login is too big to be one (the socket is then
+/// closed).
+pub(crate) fn too_big_before_login(msg: &WsMessage) -> bool {
+    let len = match msg {
+        WsMessage::Text(t) => t.len(),
+        WsMessage::Binary(b) => b.len(),
+        _ => 0,
+    };
+    len > MAX_MESSAGE_BEFORE_LOGIN
+}
+
+/// Closes a socket whose peer sent a message too big before logging in (1009).
+pub(crate) async fn close_too_big(socket: &mut WebSocket) {
+    let _ = socket
+        .send(WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+            code: 1009,
+            reason: "message too big before login".into(),
+        })))
+        .await;
+}
+
+/// The wallboard's feed: supervisor and reporting tokens only. Browsers cannot set
+/// headers on a WebSocket, and a token in the URL ends up in proxies' and servers' logs
+/// and the browser's history, so the page sends it as the first message,
+/// `{"op": "auth", "token": "…"}`, and gets `{"ev": "auth-ok", "role": …}` or an error
+/// and the socket closed.
+async fn supervisor_socket(
+    State(s): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(refused) = checked_origin(&s, &headers, peer) {
+        return refused.into_response();
+    }
+    limited(ws).on_upgrade(move |mut socket| async move {
+        if let Some(role) = wallboard_auth(&s, &mut socket).await {
+            wallboard(s, socket, role).await;
+        }
+    })
+}
+
+/// How long the wallboard has to send its token.
+const AUTH_WITHIN: Duration = Duration::from_secs(10);
+
+async fn wallboard_auth(s: &WebState, socket: &mut WebSocket) -> Option<Role> {
+    let refuse = |code: &str, message: &str| {
+        WsMessage::Text(
+            serde_json::json!({"ev": "error", "code": code, "message": message})
+                .to_string()
+                .into(),
+        )
+    };
+    let msg = match tokio::time::timeout(AUTH_WITHIN, socket.recv()).await {
+        Ok(Some(Ok(m))) => m,
+        Ok(_) => return None,
+        Err(_) => {
+            let _ = socket
+                .send(refuse(
+                    "no-token",
+                    "send {\"op\":\"auth\",\"token\":…} first",
+                ))
+                .await;
+            let _ = socket.send(WsMessage::Close(None)).await;
+            return None;
+        }
+    };
+    if too_big_before_login(&msg) {
+        close_too_big(socket).await;
+        return None;
+    }
+    let v: serde_json::Value = match &msg {
+        WsMessage::Text(t) => serde_json::from_str(t).unwrap_or_default(),
+        _ => serde_json::Value::Null,
     };
     let mut headers = HeaderMap::new();
-    if let Ok(v) = format!("Bearer {}", q.token).parse() {
-        headers.insert("authorization", v);
+    if let (Some("auth"), Some(token)) = (v["op"].as_str(), v["token"].as_str()) {
+        if let Ok(h) = format!("Bearer {token}").parse() {
+            headers.insert("authorization", h);
+        }
     }
-    let role = match crate::http::authorize(&s.app, &headers, |r| {
+    let role = crate::http::authorize(&s.app, &headers, |r| {
         matches!(r, Role::Supervisor | Role::Reporting)
-    }) {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    ws.on_upgrade(move |socket| wallboard(s, socket, role))
+    });
+    match role {
+        Ok(role) => {
+            let who = match role {
+                Role::Supervisor => "supervisor",
+                _ => "reporting",
+            };
+            let ok = serde_json::json!({"ev": "auth-ok", "role": who}).to_string();
+            socket.send(WsMessage::Text(ok.into())).await.ok()?;
+            Some(role)
+        }
+        Err(e) => {
+            let _ = socket.send(refuse("bad-token", &e.1)).await;
+            let _ = socket.send(WsMessage::Close(None)).await;
+            None
+        }
+    }
 }
 
 /// Pushes a snapshot (queues with their figures, agents, calls) whenever it changed, and at
@@ -231,10 +405,31 @@ mod tests {
             sessions: crate::http::Sessions::new(Duration::from_secs(60)),
             records_db: None,
             kb_db: None,
+            metrics_token: None,
         });
         let w = WebState::from_config(&cfg, app, LocalRtp::default());
         assert!(w.check_password("1001", "dasan-demo"));
         assert!(!w.check_password("1001", "dasan-dem"));
         assert!(!w.check_password("9999", "dasan-demo"));
+        // Ten failures from one address, then even the right password is refused
+        // unchecked, from that address; another address and agent still log in.
+        let (a, b) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        for _ in 0..10 {
+            assert_eq!(w.try_login(a, "1001", "guess"), LoginCheck::Wrong);
+        }
+        assert_eq!(w.try_login(a, "1001", "dasan-demo"), LoginCheck::Blocked);
+        assert_eq!(w.try_login(a, "1002", "dasan-demo"), LoginCheck::Blocked);
+        assert_eq!(w.try_login(b, "1001", "dasan-demo"), LoginCheck::Blocked);
+        assert_eq!(w.try_login(b, "1002", "dasan-demo"), LoginCheck::Ok);
+        let count = |e: &str| w.app.metrics.security.with_label_values(&[e]).get();
+        assert_eq!((count("auth_failed"), count("auth_blocked")), (10, 3));
+    }
+
+    #[test]
+    fn ids_from_clients_cannot_forge_log_lines() {
+        let id = "x service=web\nauth blocked: source=1.2.3.4";
+        let logged = crate::util::sanitize_for_log(id);
+        assert!(!logged.contains([' ', '\n']), "{logged}");
+        assert_eq!(crate::util::sanitize_for_log(&"9".repeat(500)).len(), 64);
     }
 }

@@ -84,17 +84,18 @@ async function setState(agent: string, state: string): Promise<void> {
 function connect(): void {
   if (!token) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/supervisor/ws?token=${encodeURIComponent(token)}`);
+  // The token goes in the first message, not the URL (URLs end up in logs and history).
+  const ws = new WebSocket(`${proto}//${location.host}/supervisor/ws`);
   let opened = false;
-  ws.onopen = () => {
-    opened = true;
-    $("connect").hidden = true;
-    $("live").textContent = t("live");
-    $("alert").textContent = "";
-  };
+  ws.onopen = () => ws.send(JSON.stringify({ op: "auth", token }));
   ws.onmessage = (m) => {
     const s = JSON.parse(m.data);
-    if (s.ev === "snapshot") {
+    if (s.ev === "auth-ok") {
+      opened = true;
+      $("connect").hidden = true;
+      $("live").textContent = t("live");
+      $("alert").textContent = "";
+    } else if (s.ev === "snapshot") {
       (window as any).wallboard.snapshots++;
       render(s);
     } else if (s.ev === "error") {

@@ -57,10 +57,27 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
             let caller_id = f.outbound.caller_id.clone();
             (t, caller_id.unwrap_or_else(|| "120".into()))
         }),
+        outbound_rules: outbound_rules(&f.outbound)?,
+        max_transfers_per_minute: f.outbound.max_transfers_per_minute,
         anchor,
     };
     let warnings = staffing(f, &settings)?;
     Ok((settings, warnings))
+}
+
+fn outbound_rules(o: &OutboundConfig) -> Check<super::pattern::OutboundRules> {
+    let parse = |key: &str, list: &[String]| {
+        list.iter()
+            .map(|p| {
+                super::pattern::NumberPattern::parse(p)
+                    .map_err(|e| (Where::Key(key.into()), format!("outbound.{key}: {e}")))
+            })
+            .collect::<Check<Vec<_>>>()
+    };
+    Ok(super::pattern::OutboundRules {
+        allow: parse("allow", &o.allow)?,
+        deny: parse("deny", &o.deny)?,
+    })
 }
 
 fn secs(s: u32) -> Duration {
@@ -312,6 +329,26 @@ fn tokens(h: &HttpConfig) -> Check<()> {
             return Err((
                 t.token.span().into(),
                 "API tokens must be at least 16 characters".into(),
+            ));
+        }
+    }
+    if let Some(t) = &h.metrics_token {
+        if t.get_ref().trim().len() < 16 || t.get_ref().trim() != t.get_ref() {
+            return Err((
+                t.span().into(),
+                "http.metrics_token must be at least 16 characters, without spaces around".into(),
+            ));
+        }
+    }
+    for (key, v, max) in [
+        ("login_max_failures", h.login_max_failures, 1000),
+        ("login_window_s", h.login_window_s, 86_400),
+        ("login_block_s", h.login_block_s, 86_400),
+    ] {
+        if !(1..=max).contains(&v) {
+            return Err((
+                Where::Key(key.into()),
+                format!("http.{key} must be 1 to {max}"),
             ));
         }
     }

@@ -103,6 +103,8 @@ pub struct TransactionTable<S, C> {
     client: HashMap<TxId, ClientTx<C>>,
     client_ids: HashMap<String, TxId>,
     next_id: TxId,
+    /// Server transactions alive per source address, for per-source limits.
+    per_source: HashMap<std::net::IpAddr, usize>,
 }
 
 impl<S, C: Copy> TransactionTable<S, C> {
@@ -114,6 +116,7 @@ impl<S, C: Copy> TransactionTable<S, C> {
             client: HashMap::new(),
             client_ids: HashMap::new(),
             next_id: 1,
+            per_source: HashMap::new(),
         }
     }
 
@@ -159,6 +162,7 @@ impl<S, C: Copy> TransactionTable<S, C> {
             ServerKind::NonInvite(ServerNonInvite::new(self.timers, reliable))
         };
         let id = self.id();
+        *self.per_source.entry(flow.remote.ip()).or_insert(0) += 1;
         self.server_ids.insert(key.clone(), id);
         self.server.insert(
             id,
@@ -222,8 +226,32 @@ impl<S, C: Copy> TransactionTable<S, C> {
         }
     }
 
+    /// Ends a server transaction at once and returns where its response goes: for an
+    /// answer that must not keep state (a refusal before authentication), so that it is
+    /// sent exactly once and never retransmitted by Timer G.
+    pub fn forget_server(&mut self, id: TxId) -> Option<Flow> {
+        let flow = self.server.get(&id)?.flow;
+        self.remove_server(id);
+        Some(flow)
+    }
+
+    /// Server transactions alive, in total and from `source`.
+    pub fn servers_from(&self, source: std::net::IpAddr) -> (usize, usize) {
+        (
+            self.server.len(),
+            self.per_source.get(&source).copied().unwrap_or(0),
+        )
+    }
+
     fn remove_server(&mut self, id: TxId) {
         if let Some(tx) = self.server.remove(&id) {
+            let ip = tx.flow.remote.ip();
+            if let Some(n) = self.per_source.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_source.remove(&ip);
+                }
+            }
             self.server_ids.remove(&tx.key);
         }
     }

@@ -21,8 +21,13 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Some(n) = c.get("nonce") {
             let key = NonceKey::new("fuzz".into());
-            let _ = key.check(n, 1_700_000_000);
-            let _ = key.check(n, u64::MAX);
+            let ip = std::net::IpAddr::from([192, 0, 2, 1]);
+            let _ = key.check(n, 1_700_000_000, ip, "dasan");
+            let _ = key.check(n, u64::MAX, ip, "dasan");
+            let _ = NonceKey::expiry(n);
+            // A nonce we issue is accepted where it was issued.
+            let ours = key.issue(1_700_000_000, "salt", ip, "dasan");
+            assert_eq!(key.check(&ours, 1_700_000_000, ip, "dasan"), Some(true));
         }
         let _ = alg.map(Algorithm::name);
     }

@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 resp
             }
-            Some(_) => match r.authenticate(&m, unix_now) {
+            Some(_) => match r.authenticate(&m, flow, now, unix_now) {
                 Ok(_) => continue,
                 Err(resp) => resp,
             },

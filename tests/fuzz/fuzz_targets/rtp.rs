@@ -61,6 +61,9 @@ fuzz_target!(|data: &[u8]| {
         now,
         SystemTime::UNIX_EPOCH,
         &caller,
+        // The caller's SIP comes from its SDP host: another port of that host is welcome
+        // after silence, the other sources are strangers (strict source, issue 15).
+        srcs[1].ip(),
         0x1234,
         Duration::from_secs(30),
         Music::Silence,
@@ -83,6 +86,7 @@ fuzz_target!(|data: &[u8]| {
             let agent = Negotiated::simple(ac, apt, srcs[2]);
             let cmd = Command::Attach {
                 agent,
+                signalling: srcs[2].ip(),
                 ssrc: 0x5678,
                 record: mode & 0x20 != 0,
             };

@@ -1,5 +1,8 @@
 //! Small helpers shared across layers.
 
+pub mod csv;
+pub mod throttle;
+
 /// A random token for the I/O side (API and session tokens, the browser's stand-in user
 /// agent), from the operating system's generator. The sans-IO core never calls this: it
 /// draws from the `sip::build::Ids` it was given.
@@ -39,6 +42,15 @@ pub fn mask_number(n: &str) -> String {
                 '*'
             }
         })
+        .collect()
+}
+
+/// A name that came from the network, fit for one log line: printable ASCII only (others
+/// become `?`, so nobody can forge a line), at most 64 characters.
+pub fn sanitize_for_log(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect()
 }
 
