@@ -276,38 +276,7 @@ fn the_wallboard_takes_its_token_in_the_first_message_and_never_from_the_url() {
 
 /// An engine whose HTTP listens on every address (to be reached from a non-loopback one).
 fn start_on_any(dir: &std::path::Path, config: &str, sip_port: u16, http_port: u16) -> EngineProc {
-    let cfg = dir.join("dasan.toml");
-    std::fs::write(&cfg, config).expect("config");
-    let log = std::fs::File::create(dir.join("engine.log")).expect("log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dasan"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
-        .args(["--http-listen", &format!("0.0.0.0:{http_port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("DASAN_LOG", "info")
-        .env("DASAN_API_TOKEN", API_TOKEN)
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start dasan");
-    let e = EngineProc {
-        child,
-        sip_port,
-        http_port,
-        dir: dir.to_path_buf(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while e.http_get("/healthz").map(|r| r.0) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "engine not healthy:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    e
+    EngineProc::start_http_on(dir, config, sip_port, http_port, "0.0.0.0")
 }
 
 /// This host's address on its default route, if it has one that is not loopback.

@@ -89,6 +89,18 @@ skills = ["ko"]
 
 impl EngineProc {
     pub fn start(dir: &Path, config: &str, sip_port: u16, http_port: u16) -> EngineProc {
+        EngineProc::start_http_on(dir, config, sip_port, http_port, "127.0.0.1")
+    }
+
+    /// As [`EngineProc::start`], with the HTTP server listening on `http_host` (e.g.
+    /// `0.0.0.0`, to be reached from the machine's other addresses).
+    pub fn start_http_on(
+        dir: &Path,
+        config: &str,
+        sip_port: u16,
+        http_port: u16,
+        http_host: &str,
+    ) -> EngineProc {
         let cfg = dir.join("dasan.toml");
         std::fs::write(&cfg, config).expect("write config");
         let log = std::fs::File::create(dir.join("engine.log")).expect("log");
@@ -96,7 +108,7 @@ impl EngineProc {
             .args(["run", "--config"])
             .arg(&cfg)
             .args(["--sip-listen", &format!("127.0.0.1:{sip_port}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+            .args(["--http-listen", &format!("{http_host}:{http_port}")])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .env("DASAN_LOG", "info")
