@@ -12,7 +12,8 @@ pub fn parse_hours(s: &str) -> Option<(u32, u32)> {
     let hm = |t: &str| -> Option<u32> {
         let (h, m) = t.trim().split_once(':')?;
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        // `then`, not `then_some`: the minutes must not be computed for a huge hour.
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then(|| h * 60 + m)
     };
     let (start, end) = (hm(a)?, hm(b)?);
     (start != end).then_some((start, end))

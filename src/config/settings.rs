@@ -127,6 +127,18 @@ pub struct SipConfig {
     /// answered statelessly), so this bounds an office NAT's phones too: raise it for
     /// more than ~1,000 phones behind one address. Default 1000.
     pub max_transactions_per_source: usize,
+    /// SIP over TLS listen address (RFC 3261 §26.2, e.g. "0.0.0.0:5061"); none by
+    /// default. Its Via and Contact take `advertise`'s address with this port when the
+    /// address is a wildcard.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) and private key for `tls_listen`. Without
+    /// them the engine generates a self-signed pair in `<data.dir>/tls/` at first start
+    /// and logs its SHA-256 fingerprint. Relative paths are from the working directory.
+    /// SIGHUP rereads both for new connections.
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Seconds a new TLS connection has to finish its handshake. Default 10.
+    pub tls_handshake_timeout_s: u32,
 }
 
 impl Default for SipConfig {
@@ -153,6 +165,10 @@ impl Default for SipConfig {
             max_connections: 10_000,
             max_connections_per_source: 500,
             max_transactions_per_source: 1000,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout_s: 10,
         }
     }
 }
@@ -235,7 +251,7 @@ impl ClockConfig {
         };
         let (h, m) = rest.split_once(':')?;
         let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-        ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 3600 + m * 60))
+        ((0..=14).contains(&h) && (0..60).contains(&m)).then(|| sign * (h * 3600 + m * 60))
     }
 }
 

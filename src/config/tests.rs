@@ -214,7 +214,16 @@ fn demo_credentials_refuse_public_listen() {
 fn hours_offsets_and_skills_parse_or_name_the_problem() {
     assert_eq!(parse_hours("09:00-22:00"), Some((540, 1320)));
     assert_eq!(parse_hours("22:00-06:00"), Some((1320, 360)), "overnight");
-    for bad in ["9-22", "09:00-09:00", "25:00-01:00", "09:60-10:00", ""] {
+    // The last one was found by the config fuzzer: an hour this large overflowed u32 in
+    // minutes (a panic in debug builds) before being refused.
+    for bad in [
+        "9-22",
+        "09:00-09:00",
+        "25:00-01:00",
+        "09:60-10:00",
+        "",
+        "0000000001903340778:00-22:00",
+    ] {
         assert_eq!(parse_hours(bad), None, "{bad}");
     }
     let c = |o: &str| {
@@ -227,6 +236,8 @@ fn hours_offsets_and_skills_parse_or_name_the_problem() {
         (c("+09:00"), c("-03:30"), c("09:00")),
         (Some(32_400), Some(-12_600), None)
     );
+    // Found by reading after the fuzzer's hours bug: the same eager multiplication.
+    assert_eq!(c("+9999999999999999:00"), None);
     assert_eq!(parse_skill("en:3"), Ok(("en".into(), 3)));
     assert_eq!(parse_skill("ko"), Ok(("ko".into(), 5)));
     assert!(parse_skill("en:9").is_err() && parse_skill(":2").is_err());
