@@ -286,6 +286,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let (db, store) = open_records(&cfg, unix_ms)?;
     let kb_db = open_kb(&cfg)?;
     let auth = load_tokens(&cfg)?;
+    let sip_tls = sip_tls(&cfg)?;
     let threads = cfg.runtime.threads();
     tracing::info!(threads, "worker threads");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -343,10 +344,15 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 dasan::http::serve(http_listen, routes, limits, Some(m), rx).await
             })
         };
+        let mut sockets = dasan::driver::SocketSettings::from_config(&cfg.sip);
+        if let Some(t) = &sip_tls {
+            tokio::spawn(reload_on_sighup(vec![("SIP", t.identity.clone())]));
+        }
+        sockets.tls = sip_tls;
         let sip = tokio::spawn(dasan::driver::run(
             engine,
             cfg.sip.listen,
-            dasan::driver::SocketSettings::from_config(&cfg.sip),
+            sockets,
             inbox,
             dasan::driver::Plumbing {
                 metrics,
@@ -419,6 +425,70 @@ fn open_kb(cfg: &Config) -> Result<PathBuf, Box<dyn std::error::Error>> {
         );
     }
     Ok(kb_db)
+}
+
+/// The SIP over TLS listener, with its certificate loaded (or generated: said loudly, with
+/// the fingerprint phones can pin).
+fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::error::Error>> {
+    use dasan::runtime::tls::{Origin, Reloadable, TlsFiles};
+    let Some(listen) = cfg.sip.tls_listen else {
+        return Ok(None);
+    };
+    let hosts: Vec<String> = cfg
+        .advertised_sip_tls()
+        .map(|a| a.ip().to_string())
+        .into_iter()
+        .collect();
+    let (files, origin) = TlsFiles::resolve(
+        cfg.sip.tls_cert.as_deref(),
+        cfg.sip.tls_key.as_deref(),
+        &cfg.data.dir,
+        "sip",
+        &hosts,
+    )?;
+    let identity = Reloadable::new(files)?;
+    let fp = identity.files().fingerprint()?;
+    let cert = identity.files().cert.display().to_string();
+    match origin {
+        Origin::Generated => tracing::warn!(
+            "sip.tls_cert is not set: generated a self-signed certificate {cert} (SHA-256 {fp}); phones must trust it or pin this fingerprint"
+        ),
+        Origin::Existing => tracing::warn!(
+            "sip.tls_cert is not set: using the self-signed certificate {cert} (SHA-256 {fp})"
+        ),
+        Origin::Configured => tracing::info!("SIP TLS certificate {cert} (SHA-256 {fp})"),
+    }
+    Ok(Some(dasan::driver::SipTls {
+        listen,
+        identity: Arc::new(identity),
+        handshake_timeout: std::time::Duration::from_secs(cfg.sip.tls_handshake_timeout_s.into()),
+    }))
+}
+
+/// SIGHUP rereads every listener's certificate for new connections; a file that does not
+/// load leaves that listener on its old certificate.
+async fn reload_on_sighup(identities: Vec<(&'static str, Arc<dasan::runtime::tls::Reloadable>)>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP: certificates reload only on restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            for (name, id) in &identities {
+                match id.reload() {
+                    Ok(fp) => tracing::info!(
+                        "SIGHUP: {name} TLS certificate reloaded from {} (SHA-256 {fp}) for new connections",
+                        id.files().cert.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        "SIGHUP: {name} TLS certificate not reloaded, keeping the old one: {e}"
+                    ),
+                }
+            }
+        }
+    }
 }
 
 /// API tokens, saying where the supervisor's came from.

@@ -196,7 +196,11 @@ impl Engine {
         let leg = Leg {
             flow: Flow::udp(trunk),
             call_id: format!("{}@dasan", self.ids.token(20)),
-            local: format!("<sip:{caller_id}@{local}>;tag={}", self.ids.token(12)),
+            local: format!(
+                "<sip:{caller_id}@{}>;tag={}",
+                local.plain,
+                self.ids.token(12)
+            ),
             remote: format!("<sip:{number}@{trunk}>"),
             remote_target: format!("sip:{number}@{trunk}"),
             route_set: Vec::new(),

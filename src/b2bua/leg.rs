@@ -3,9 +3,8 @@
 
 use crate::sip::build::Ids;
 use crate::sip::message::{Header, Message, NameAddr, StartLine};
-use crate::sip::{Flow, Method};
+use crate::sip::{Flow, Locals, Method};
 use bytes::Bytes;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub struct Leg {
@@ -37,7 +36,7 @@ impl Leg {
     pub fn request(
         &mut self,
         method: Method,
-        local: SocketAddr,
+        local: Locals,
         ack_cseq: Option<u32>,
         ids: &mut Ids,
     ) -> Message {
@@ -98,19 +97,24 @@ impl Leg {
     }
 }
 
-pub fn via_value(flow: Flow, local: SocketAddr, ids: &mut Ids) -> String {
+pub fn via_value(flow: Flow, local: Locals, ids: &mut Ids) -> String {
     format!(
         "SIP/2.0/{} {};branch={};rport",
         flow.transport.via_name(),
-        local,
+        local.for_transport(flow.transport),
         ids.branch()
     )
 }
 
-pub fn contact_value(flow: Flow, local: SocketAddr, user: &str) -> String {
+/// Our Contact for a leg on `flow`: the listener of its transport, so that the peer's
+/// in-dialog requests come back the way the dialog began (RFC 3261 §12.1.1; over TLS with
+/// `transport=tls`, as phones and trunks that register `sip:` URIs over TLS expect).
+pub fn contact_value(flow: Flow, local: Locals, user: &str) -> String {
+    let addr = local.for_transport(flow.transport);
     match flow.transport {
-        crate::sip::Transport::Udp => format!("<sip:{user}@{local}>"),
-        crate::sip::Transport::Tcp => format!("<sip:{user}@{local};transport=tcp>"),
+        crate::sip::Transport::Udp => format!("<sip:{user}@{addr}>"),
+        crate::sip::Transport::Tcp => format!("<sip:{user}@{addr};transport=tcp>"),
+        crate::sip::Transport::Tls => format!("<sip:{user}@{addr};transport=tls>"),
     }
 }
 

@@ -476,7 +476,7 @@ impl Engine {
     /// RFC 3261 18.2.2 with RFC 3581: responses over UDP go to the source address when the
     /// Via asks for rport, else to the source IP and the Via port. Never a DNS lookup.
     fn response_flow_for(&self, flow: Flow, via: Option<&crate::sip::Via>) -> Flow {
-        if flow.transport == Transport::Tcp {
+        if flow.transport.is_reliable() {
             return flow;
         }
         match via {

@@ -85,7 +85,11 @@ impl Engine {
             ),
             (Some(_), None) => return None,
             (None, _) => match self.registrar.best_binding(agent) {
-                Some(b) => (b.flow, b.uri.clone(), format!("<sip:{agent_id}@{local}>")),
+                Some(b) => (
+                    b.flow,
+                    b.uri.clone(),
+                    format!("<sip:{agent_id}@{}>", local.for_transport(b.flow.transport)),
+                ),
                 None => {
                     // Ready without a binding cannot happen through the registrar; be safe.
                     fail(self, OfferFailure::Error);
@@ -109,12 +113,13 @@ impl Engine {
         let caller_user =
             crate::sip::uri::dialled_number(from.uri).unwrap_or_else(|| "anonymous".into());
         let display = from.display.map(str::to_string);
+        let host = local.for_transport(flow.transport);
         let mut leg = Leg {
             flow,
             call_id: format!("{}@dasan", self.ids.token(20)),
             local: match display {
-                Some(d) => format!("{d} <sip:{caller_user}@{local}>;tag={}", self.ids.token(12)),
-                None => format!("<sip:{caller_user}@{local}>;tag={}", self.ids.token(12)),
+                Some(d) => format!("{d} <sip:{caller_user}@{host}>;tag={}", self.ids.token(12)),
+                None => format!("<sip:{caller_user}@{host}>;tag={}", self.ids.token(12)),
             },
             remote,
             remote_target: target,

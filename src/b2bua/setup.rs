@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// What the call flow reads from the configuration while it runs.
 pub(crate) struct EngineConfig {
     pub timers: TimerConfig,
-    pub local: SocketAddr,
+    pub local: crate::sip::Locals,
     /// Trunk source networks, each with its trunk's early-media setting and name.
     pub trusted: Vec<(IpNet, bool, Arc<str>)>,
     pub routes: HashMap<String, RouteTarget>,
@@ -41,7 +41,7 @@ impl EngineConfig {
     fn new(config: &Config, s: &EngineSettings) -> EngineConfig {
         EngineConfig {
             timers: s.timers,
-            local: config.advertised_sip(),
+            local: config.sip_locals(),
             trusted: s.trusted.clone(),
             routes: s.routes.clone(),
             queues: s.queues.iter().map(|q| q.timing.clone()).collect(),

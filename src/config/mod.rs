@@ -246,6 +246,26 @@ impl Config {
         self.sip.advertise.unwrap_or(self.sip.listen)
     }
 
+    /// The TLS listener's address as peers reach it: `tls_listen`, or on a wildcard bind
+    /// the advertised address with the TLS port.
+    pub fn advertised_sip_tls(&self) -> Option<SocketAddr> {
+        self.sip.tls_listen.map(|t| {
+            if t.ip().is_unspecified() {
+                SocketAddr::new(self.advertised_sip().ip(), t.port())
+            } else {
+                t
+            }
+        })
+    }
+
+    /// Via and Contact addresses for each transport.
+    pub fn sip_locals(&self) -> crate::sip::Locals {
+        crate::sip::Locals {
+            plain: self.advertised_sip(),
+            tls: self.advertised_sip_tls(),
+        }
+    }
+
     /// Checks that only make sense after CLI overrides: wildcard binds and demo passwords.
     pub fn check_runtime(&self) -> Result<(), RuntimeError> {
         // The security refusal comes first, whatever else is wrong.

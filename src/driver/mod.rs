@@ -6,6 +6,7 @@
 mod handle;
 pub mod media;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use handle::{EngineHandle, HandleError, Inbox};
@@ -77,14 +78,25 @@ pub struct Plumbing {
 }
 
 /// How the SIP sockets are set up and bounded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct SocketSettings {
     /// Kernel buffer of the UDP socket, bytes.
     pub udp_buffer: usize,
+    /// Limits on TCP and TLS connections (counted together).
     pub tcp: tcp::TcpLimits,
+    pub tls: Option<SipTls>,
+}
+
+/// The SIP over TLS listener: where, with which (reloadable) certificate.
+#[derive(Clone)]
+pub struct SipTls {
+    pub listen: SocketAddr,
+    pub identity: Arc<crate::runtime::tls::Reloadable>,
+    pub handshake_timeout: Duration,
 }
 
 impl SocketSettings {
+    /// The UDP and TCP settings; `tls` is set by the caller, which loads the certificate.
     pub fn from_config(sip: &crate::config::SipConfig) -> Self {
         SocketSettings {
             udp_buffer: sip.udp_buffer_bytes,
@@ -93,6 +105,7 @@ impl SocketSettings {
                 max_connections: sip.max_connections,
                 max_per_source: sip.max_connections_per_source,
             },
+            tls: None,
         }
     }
 }
@@ -130,11 +143,34 @@ pub async fn run(
         sip_ready,
     } = inbox;
     let (udp, tcp) = bind(listen, sockets.udp_buffer).await?;
+    let counts = Arc::new(std::sync::Mutex::new(tcp::Counts::default()));
+    if let Some(t) = sockets.tls {
+        let listener = tokio::net::TcpListener::bind(t.listen)
+            .await
+            .map_err(|source| DriverError::Bind {
+                transport: "TLS",
+                addr: t.listen,
+                source,
+            })?;
+        tracing::info!(listen = %t.listen, "SIP listening on TLS");
+        tokio::spawn(tls::accept_loop(
+            tls::TlsListener {
+                listener,
+                identity: t.identity,
+                handshake_timeout: t.handshake_timeout,
+            },
+            events_tx.clone(),
+            metrics.clone(),
+            sockets.tcp,
+            counts.clone(),
+        ));
+    }
     tokio::spawn(tcp::accept_loop(
         tcp,
         events_tx,
         metrics.clone(),
         sockets.tcp,
+        counts,
     ));
     sip_ready.store(true, Ordering::SeqCst);
     tracing::info!(%listen, "SIP listening on UDP and TCP");
@@ -395,13 +431,17 @@ async fn send(
             }
             Err(e) => tracing::debug!(to = %t.flow.remote, "UDP send failed: {e}"),
         },
-        Transport::Tcp => match conns.get(&t.flow.conn) {
+        // The engine never opens a stream connection: it answers and calls back on the
+        // one the peer opened (RFC 5923-style reuse), which is also what gets through NAT.
+        Transport::Tcp | Transport::Tls => match conns.get(&t.flow.conn) {
             Some(tx) => {
                 if tx.try_send(t.data).is_err() {
-                    tracing::warn!(to = %t.flow.remote, "TCP connection backlogged or closed: message dropped");
+                    tracing::warn!(to = %t.flow.remote, transport = t.flow.transport.via_name(), "connection backlogged or closed: message dropped");
                 }
             }
-            None => tracing::debug!(to = %t.flow.remote, "TCP connection gone: message dropped"),
+            None => {
+                tracing::debug!(to = %t.flow.remote, transport = t.flow.transport.via_name(), "connection gone: message dropped")
+            }
         },
     }
     if let Some(start) = t.pdd_start {

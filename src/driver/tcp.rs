@@ -1,5 +1,6 @@
-//! SIP over TCP: one reader and one writer task per connection; complete messages are cut
-//! by the stream framer and handed to the engine task.
+//! SIP over TCP (and, through [`super::tls`], TLS): one reader and one writer task per
+//! connection; complete messages are cut by the stream framer and handed to the engine
+//! task.
 
 use super::CoreEvent;
 use crate::metrics::Metrics;
@@ -11,8 +12,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -29,15 +30,15 @@ pub struct TcpLimits {
     pub max_per_source: usize,
 }
 
-/// Connections open, in total and per source address.
+/// Connections open, in total and per source address, over TCP and TLS together.
 #[derive(Default)]
-struct Counts {
+pub(super) struct Counts {
     total: usize,
     per_source: HashMap<IpAddr, usize>,
 }
 
 /// One open connection's place in [`Counts`], given back when the connection ends.
-struct Slot {
+pub(super) struct Slot {
     counts: Arc<Mutex<Counts>>,
     source: IpAddr,
 }
@@ -55,7 +56,11 @@ impl Drop for Slot {
     }
 }
 
-fn take_slot(counts: &Arc<Mutex<Counts>>, source: IpAddr, limits: &TcpLimits) -> Option<Slot> {
+pub(super) fn take_slot(
+    counts: &Arc<Mutex<Counts>>,
+    source: IpAddr,
+    limits: &TcpLimits,
+) -> Option<Slot> {
     let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
     let mine = c.per_source.get(&source).copied().unwrap_or(0);
     if c.total >= limits.max_connections || mine >= limits.max_per_source {
@@ -69,13 +74,17 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, source: IpAddr, limits: &TcpLimits) ->
     })
 }
 
+pub(super) fn next_conn() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
 pub(super) async fn accept_loop(
     listener: TcpListener,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
     limits: TcpLimits,
+    counts: Arc<Mutex<Counts>>,
 ) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -89,14 +98,15 @@ pub(super) async fn accept_loop(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
                 let flow = Flow {
                     transport: Transport::Tcp,
                     remote: peer,
-                    conn: id,
+                    conn: next_conn(),
                 };
+                let (rd, wr) = stream.into_split();
                 tokio::spawn(connection(
-                    stream,
+                    rd,
+                    wr,
                     flow,
                     events.clone(),
                     metrics.clone(),
@@ -112,15 +122,20 @@ pub(super) async fn accept_loop(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Reads and frames one connection's messages until it closes, breaks framing or idles;
+/// a writer task sends what the engine queues for it.
+pub(super) async fn connection<R, W>(
+    mut rd: R,
+    mut wr: W,
     flow: Flow,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
     idle: Duration,
     slot: Slot,
-) {
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
     if events
         .send(CoreEvent::Opened(flow.conn, tx.clone()))
@@ -134,7 +149,13 @@ async fn connection(
             if wr.write_all(&b).await.is_err() {
                 break;
             }
+            // TLS buffers records until flushed (a no-op on TCP): flush when nothing else
+            // is queued, so a burst goes out in as few records as it can.
+            if rx.is_empty() && wr.flush().await.is_err() {
+                break;
+            }
         }
+        let _ = wr.shutdown().await;
     });
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
@@ -146,7 +167,7 @@ async fn connection(
             Some(d) => match tokio::time::timeout_at(d, rd.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    tracing::debug!(peer = %flow.remote, "closing TCP connection: no complete message in time");
+                    tracing::debug!(peer = %flow.remote, transport = flow.transport.via_name(), "closing connection: no complete message in time");
                     metrics
                         .security
                         .with_label_values(&["tcp_idle_closed"])
@@ -178,7 +199,7 @@ async fn connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(peer = %flow.remote, "closing TCP connection: {e}");
+                    tracing::debug!(peer = %flow.remote, transport = flow.transport.via_name(), "closing connection: {e}");
                     metrics.sip_garbage.inc();
                     break 'read;
                 }

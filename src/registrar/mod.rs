@@ -191,9 +191,7 @@ impl Registrar {
         let mut out = Vec::new();
         for (i, list) in self.bindings.iter_mut().enumerate() {
             let had = !list.is_empty();
-            list.retain(|b| {
-                !(b.flow.transport == crate::sip::Transport::Tcp && b.flow.conn == conn)
-            });
+            list.retain(|b| !(b.flow.transport.is_reliable() && b.flow.conn == conn));
             if had && list.is_empty() {
                 out.push(i as AgentIdx);
             }
@@ -540,7 +538,7 @@ impl Registrar {
 }
 
 fn target_flow(uri: &str, flow: Flow) -> Flow {
-    if flow.transport == crate::sip::Transport::Tcp {
+    if flow.transport.is_reliable() {
         return flow;
     }
     crate::sip::uri::parse_sip_uri(uri)

@@ -1,9 +1,10 @@
 //! Small pieces of the tokio runtime side shared by the drivers (`driver`'s media plane,
 //! `web`'s browser legs): the in-process RTP switch between them, a rotating poll over
-//! several sources, and a lock that survives a poisoned mutex. Nothing here knows SIP,
+//! several sources, a lock that survives a poisoned mutex, and the listeners' TLS identities. Nothing here knows SIP,
 //! calls or the engine; the sans-IO core never imports it.
 
 mod local_rtp;
+pub mod tls;
 
 pub use local_rtp::{LocalRtp, Registration, Sink};
 

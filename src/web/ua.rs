@@ -70,7 +70,7 @@ pub struct AgentUa {
     agent: String,
     password: String,
     /// Our end of the TCP connection (Via, Contact).
-    local: SocketAddr,
+    local: crate::sip::Locals,
     engine: SocketAddr,
     flow: Flow,
     reg_call_id: String,
@@ -94,7 +94,7 @@ impl AgentUa {
         AgentUa {
             agent: agent.to_string(),
             password: password.to_string(),
-            local,
+            local: crate::sip::Locals::plain(local),
             engine,
             flow: Flow {
                 transport: crate::sip::Transport::Tcp,

@@ -137,6 +137,10 @@ impl EngineProc {
         std::fs::read_to_string(self.dir.join("engine.log")).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, path)
     }
@@ -578,7 +582,17 @@ impl Capture {
     }
 
     /// Stops the capture and returns the UDP payloads captured, in order.
-    pub fn stop(mut self) -> Vec<Vec<u8>> {
+    pub fn stop(self) -> Vec<Vec<u8>> {
+        self.stop_payloads()
+            .into_iter()
+            .filter(|(proto, _)| *proto == 17)
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Stops the capture and returns every IPv4 UDP (17) and TCP (6) payload captured, in
+    /// order, with its protocol number (empty TCP segments left out).
+    pub fn stop_payloads(mut self) -> Vec<(u8, Vec<u8>)> {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -597,12 +611,23 @@ impl Capture {
             };
             i += 16 + incl;
             let Some(ip) = pkt.get(l2..) else { continue };
-            if ip.is_empty() || ip[0] >> 4 != 4 {
+            if ip.len() < 20 || ip[0] >> 4 != 4 {
                 continue;
             }
             let ihl = (ip[0] & 15) as usize * 4;
-            if let Some(udp) = ip.get(ihl + 8..) {
-                out.push(udp.to_vec());
+            match ip[9] {
+                17 => {
+                    if let Some(udp) = ip.get(ihl + 8..) {
+                        out.push((17, udp.to_vec()));
+                    }
+                }
+                6 => {
+                    let off = ip.get(ihl + 12).map_or(20, |o| (o >> 4) as usize * 4);
+                    if let Some(tcp) = ip.get(ihl + off..).filter(|p| !p.is_empty()) {
+                        out.push((6, tcp.to_vec()));
+                    }
+                }
+                _ => {}
             }
         }
         out

@@ -446,6 +446,46 @@ fn sip(s: &SipConfig) -> Check<TimerConfig> {
             "sip: min_expires_s > max_expires_s".into(),
         ));
     }
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(_), None) => {
+            return Err((
+                Where::Key("tls_cert".into()),
+                "sip.tls_cert is set without sip.tls_key: give both, or neither for a generated self-signed certificate".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                Where::Key("tls_key".into()),
+                "sip.tls_key is set without sip.tls_cert: give both, or neither for a generated self-signed certificate".into(),
+            ))
+        }
+        _ => {}
+    }
+    if s.tls_cert.is_some() && s.tls_listen.is_none() {
+        return Err((
+            Where::Key("tls_cert".into()),
+            "sip.tls_cert is set but sip.tls_listen is not: no TLS listener would use it".into(),
+        ));
+    }
+    if let Some(t) = s.tls_listen {
+        if t == s.listen
+            || (t.port() == s.listen.port()
+                && (t.ip().is_unspecified()
+                    || s.listen.ip().is_unspecified()
+                    || t.ip() == s.listen.ip()))
+        {
+            return Err((
+                Where::Key("tls_listen".into()),
+                format!("sip.tls_listen {t} is the TCP port of sip.listen {}: TLS needs a port of its own (5061 by convention)", s.listen),
+            ));
+        }
+    }
+    if s.tls_handshake_timeout_s == 0 || s.tls_handshake_timeout_s > 120 {
+        return Err((
+            Where::Key("tls_handshake_timeout_s".into()),
+            "sip.tls_handshake_timeout_s must be 1..=120".into(),
+        ));
+    }
     Ok(TimerConfig {
         t1: Duration::from_millis(s.t1_ms),
         t2: Duration::from_millis(s.t2_ms),

@@ -1,0 +1,339 @@
+//! TLS identities for the listeners (SIP over TLS now, HTTPS next): the certificate and key
+//! from the operator's PEM files, or a self-signed pair generated once in the data
+//! directory; a rustls server configuration built from them that SIGHUP can swap for new
+//! connections while established ones keep theirs.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no PEM certificate in the file", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{}: no PEM private key in the file (PKCS#8, PKCS#1 or SEC1)", .0.display())]
+    NoKey(PathBuf),
+    #[error("{}: {reason}", path.display())]
+    Pem { path: PathBuf, reason: String },
+    #[error("certificate {} and key {} do not make a TLS identity: {source}", cert.display(), key.display())]
+    Identity {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// Where a listener's certificate and key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What [`TlsFiles::resolve`] did, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The operator's files.
+    Configured,
+    /// A self-signed pair already in the data directory from an earlier start.
+    Existing,
+    /// A self-signed pair generated just now.
+    Generated,
+}
+
+impl TlsFiles {
+    /// The configured files, or else `<data_dir>/tls/<name>.crt` and `.key`, generated
+    /// self-signed (for `hosts`: names and addresses) if they do not exist yet. The
+    /// directory is 0700 and the key 0600: the key is a secret and the data directory may
+    /// be shared with other services' users.
+    pub fn resolve(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        data_dir: &Path,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(TlsFiles, Origin), TlsError> {
+        if let (Some(cert), Some(key)) = (cert, key) {
+            let files = TlsFiles {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            };
+            return Ok((files, Origin::Configured));
+        }
+        let dir = data_dir.join("tls");
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        if files.cert.exists() && files.key.exists() {
+            return Ok((files, Origin::Existing));
+        }
+        create_private_dir(&dir)?;
+        let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        for h in hosts {
+            if !names.contains(h) {
+                names.push(h.clone());
+            }
+        }
+        let generate = || -> Result<(String, String), rcgen::Error> {
+            let mut params = rcgen::CertificateParams::new(names)?;
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                format!("dasan {name} (self-signed)"),
+            );
+            // Valid from the start of this year for ten years (rcgen's default runs from
+            // 1975 to 4096, which some clients reject as absurd).
+            let year = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| 1970 + (d.as_secs() / 31_556_952) as i32)
+                .unwrap_or(2026);
+            params.not_before = rcgen::date_time_ymd(year, 1, 1);
+            params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+            let key = rcgen::KeyPair::generate()?;
+            let cert = params.self_signed(&key)?;
+            Ok((key.serialize_pem(), cert.pem()))
+        };
+        let (key, cert) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        write_private(&files.key, key.as_bytes())?;
+        write_private(&files.cert, cert.as_bytes())?;
+        Ok((files, Origin::Generated))
+    }
+
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let pem = read(&self.cert)?;
+        let chain = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem {
+                path: self.cert.clone(),
+                reason: e.to_string(),
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate(self.cert.clone()));
+        }
+        Ok(chain)
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let pem = read(&self.key)?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey(self.key.clone()),
+            e => TlsError::Pem {
+                path: self.key.clone(),
+                reason: e.to_string(),
+            },
+        })
+    }
+
+    /// A server configuration for these files: TLS 1.2 and 1.3 (rustls has nothing older),
+    /// no client certificate asked for.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let chain = self.chain()?;
+        let key = self.private_key()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(|source| TlsError::Identity {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                source,
+            })?;
+        Ok(Arc::new(config))
+    }
+
+    /// SHA-256 of the leaf certificate, as `AB:CD:…` (what a phone's or browser's
+    /// certificate dialog shows, and what a pinned-certificate setting takes).
+    pub fn fingerprint(&self) -> Result<String, TlsError> {
+        Ok(fingerprint(&self.chain()?[0]))
+    }
+}
+
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A listener's current server configuration. New connections take [`Self::current`];
+/// [`Self::reload`] (SIGHUP) rereads the files and swaps it, and a failed reload keeps the
+/// old one, so a half-copied certificate never takes the listener down.
+pub struct Reloadable {
+    files: TlsFiles,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Reloadable {
+    pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
+        let config = files.server_config()?;
+        Ok(Reloadable {
+            files,
+            current: RwLock::new(config),
+        })
+    }
+
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Rereads the files; on success new connections get the new certificate, whose
+    /// fingerprint is returned.
+    pub fn reload(&self) -> Result<String, TlsError> {
+        let config = self.files.server_config()?;
+        let fp = self.files.fingerprint()?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(fp)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read, created with that mode (no window in which it
+/// is world-readable).
+fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dasan-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_self_signed_identity_is_generated_once_with_private_modes() {
+        let dir = tmp("gen");
+        let (files, origin) =
+            TlsFiles::resolve(None, None, &dir, "sip", &["sip.example.org".into()]).unwrap();
+        assert_eq!(origin, Origin::Generated);
+        let fp = files.fingerprint().unwrap();
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        files.server_config().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&files.key), 0o600);
+            assert_eq!(mode(&files.cert), 0o600);
+            assert_eq!(mode(&dir.join("tls")), 0o700);
+        }
+        // A second start finds the same pair: phones that pinned it keep working.
+        let (again, origin) = TlsFiles::resolve(None, None, &dir, "sip", &[]).unwrap();
+        assert_eq!(origin, Origin::Existing);
+        assert_eq!(again.fingerprint().unwrap(), fp);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn broken_files_are_errors_that_name_the_file() {
+        let dir = tmp("bad");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("c.pem");
+        let key = dir.join("k.pem");
+        std::fs::write(&cert, "not a certificate").unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let (files, origin) = TlsFiles::resolve(Some(&cert), Some(&key), &dir, "sip", &[]).unwrap();
+        assert_eq!(origin, Origin::Configured);
+        let e = files.server_config().unwrap_err().to_string();
+        assert!(
+            e.contains("c.pem") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+
+        // A real certificate with another certificate's key.
+        let (a, _) = TlsFiles::resolve(None, None, &dir.join("a"), "sip", &[]).unwrap();
+        let (b, _) = TlsFiles::resolve(None, None, &dir.join("b"), "sip", &[]).unwrap();
+        let mixed = TlsFiles {
+            cert: a.cert.clone(),
+            key: b.key.clone(),
+        };
+        let e = mixed.server_config().unwrap_err().to_string();
+        assert!(e.contains("do not make a TLS identity"), "{e}");
+        let missing = TlsFiles {
+            cert: dir.join("nope.crt"),
+            key: a.key.clone(),
+        };
+        assert!(missing
+            .server_config()
+            .unwrap_err()
+            .to_string()
+            .contains("nope.crt"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_old_identity() {
+        let dir = tmp("reload");
+        let (files, _) = TlsFiles::resolve(None, None, &dir, "sip", &[]).unwrap();
+        let r = Reloadable::new(files.clone()).unwrap();
+        let before = Arc::as_ptr(&r.current());
+        std::fs::write(&files.cert, "half a file").unwrap();
+        assert!(r.reload().is_err());
+        assert_eq!(Arc::as_ptr(&r.current()), before);
+        // A new pair in place: the reload takes it.
+        std::fs::remove_file(&files.cert).unwrap();
+        std::fs::remove_file(&files.key).unwrap();
+        let (fresh, _) = TlsFiles::resolve(None, None, &dir, "sip", &[]).unwrap();
+        let fp = r.reload().unwrap();
+        assert_eq!(fp, fresh.fingerprint().unwrap());
+        assert_ne!(Arc::as_ptr(&r.current()), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,516 @@
+//! SIP over TLS (issue 16) with real clients on loopback: baresip agents and callers over
+//! TLS, `openssl s_client` against the listener, hostile handshakes, and certificate
+//! rotation with SIGHUP during a call.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test config with a TLS listener on `tls` (and `extra` more `[sip]` keys).
+fn tls_config(tls: u16, extra: &str) -> String {
+    format!("[sip]\ntls_listen = \"127.0.0.1:{tls}\"\n{extra}\n") + &test_config("")
+}
+
+fn wait_ready(e: &EngineProc, id: &str, phone: &Baresip) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state(id) != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} did not register over TLS:\n{}\n{}",
+            phone.log(),
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_on_call(e: &EngineProc, id: &str, caller: &Baresip) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.agent_state(id) != "on-call" {
+        assert!(
+            Instant::now() < deadline,
+            "the TLS call did not reach agent {id}:\n{}\n{}",
+            caller.log(),
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_metric(e: &EngineProc, sample: &str, at_least: f64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while e.metric(sample) < at_least {
+        assert!(Instant::now() < deadline, "{what}:\n{}", e.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `openssl s_client` against `port` with more arguments; what it printed (stdout and
+/// stderr), after sending `input` and waiting `linger` for answers.
+fn s_client(port: u16, extra: &[&str], input: &[u8], linger: Duration) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl (install Debian package openssl)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(input);
+    std::thread::sleep(linger);
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("openssl output");
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The SHA-256 fingerprint of a PEM certificate file, as `AB:CD:…`.
+fn fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.trim()
+        .split_once('=')
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_else(|| panic!("no fingerprint for {}: {text}", cert.display()))
+}
+
+/// A new self-signed EC key and certificate for 127.0.0.1 with subject CN `cn`.
+fn make_cert(dir: &Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl req");
+    assert!(st.success(), "openssl req failed");
+    (cert, key)
+}
+
+fn options(tls: u16, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:120@127.0.0.1:{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK{branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{branch}\r\nTo: <sip:120@127.0.0.1>\r\n\
+         Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// A baresip agent registers over TLS and a baresip caller dials 120 over TLS: the call is
+/// answered, audio flows both ways, and a capture of the engine's SIP ports shows not one
+/// byte of plaintext SIP.
+#[test]
+fn baresip_agent_and_caller_over_tls_talk_and_no_sip_is_plaintext() {
+    let base = port_block();
+    // baresip listens for TLS on its SIP port + 1.
+    let (sip, http, tls, agent_sip, caller_sip) = (base, base + 1, base + 2, base + 3, base + 5);
+    let dir = workdir("tls-call");
+    let capture = Capture::start(
+        &dir,
+        "sip",
+        &format!("tcp port {tls} or tcp port {sip} or udp port {sip}"),
+    );
+    let e = EngineProc::start(&dir, &tls_config(tls, ""), sip, http);
+    assert!(
+        e.log().contains("generated a self-signed certificate"),
+        "no self-signed certificate announced:\n{}",
+        e.log()
+    );
+    let agent = Baresip::start(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
+        &[],
+    );
+    wait_ready(&e, "1001", &agent);
+    assert!(
+        agent.log().contains("{0/TLS/v4} 200 OK"),
+        "baresip did not register over TLS:\n{}",
+        agent.log()
+    );
+    let caller = Baresip::start(
+        &dir,
+        "caller",
+        caller_sip,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "8",
+        ],
+    );
+    wait_on_call(&e, "1001", &caller);
+    std::thread::sleep(Duration::from_secs(3));
+    let agent_heard = agent.stop_and_heard_rms();
+    let caller_heard = caller.stop_and_heard_rms();
+    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
+    assert!(
+        caller_heard > 0.01,
+        "caller heard silence ({caller_heard:.4})"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let payloads = capture.stop_payloads();
+    let tls_bytes: usize = payloads
+        .iter()
+        .filter(|(p, _)| *p == 6)
+        .map(|(_, d)| d.len())
+        .sum();
+    assert!(
+        tls_bytes > 2_000,
+        "the capture saw only {tls_bytes} bytes on the TLS port: did it capture the call?"
+    );
+    for (proto, p) in &payloads {
+        for needle in [
+            &b"SIP/2.0"[..],
+            b"INVITE sip:",
+            b"REGISTER sip:",
+            b"Call-ID",
+        ] {
+            assert!(
+                !p.windows(needle.len()).any(|w| w == needle),
+                "plaintext SIP ({}) in a captured {} payload: {}",
+                String::from_utf8_lossy(needle),
+                if *proto == 6 { "TCP" } else { "UDP" },
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+}
+
+/// `openssl s_client`: the certificate the engine announced is the one served, TLS 1.3
+/// and 1.2 work, TLS 1.1 and 1.0 are refused, and SIP works over the session.
+#[test]
+fn s_client_gets_the_announced_certificate_and_only_tls_12_and_13() {
+    let base = port_block();
+    let (sip, http, tls) = (base, base + 1, base + 2);
+    let dir = workdir("tls-s-client");
+    let e = EngineProc::start(&dir, &tls_config(tls, ""), sip, http);
+    let cert = dir.join("data/tls/sip.crt");
+    let fp = fingerprint(&cert);
+    assert!(
+        e.log().contains(&format!("SHA-256 {fp}")),
+        "the log does not announce {fp}:\n{}",
+        e.log()
+    );
+    let out = s_client(
+        tls,
+        &["-tls1_3", "-showcerts"],
+        b"",
+        Duration::from_millis(500),
+    );
+    assert!(out.contains("TLSv1.3"), "TLS 1.3 handshake failed:\n{out}");
+    assert!(out.contains("dasan sip (self-signed)"), "{out}");
+    let out = s_client(tls, &["-tls1_2"], b"", Duration::from_millis(500));
+    assert!(
+        out.contains("Protocol  : TLSv1.2") || out.contains("TLSv1.2, Cipher is"),
+        "TLS 1.2 handshake failed:\n{out}"
+    );
+    for old in ["-tls1_1", "-tls1"] {
+        // SECLEVEL=0 so that OpenSSL itself offers the old version: the refusal is ours.
+        let out = s_client(
+            tls,
+            &[old, "-cipher", "DEFAULT@SECLEVEL=0"],
+            b"",
+            Duration::from_millis(500),
+        );
+        assert!(
+            out.contains("alert")
+                && !out.contains("Cipher is ECDHE")
+                && !out.contains("Cipher is TLS_"),
+            "{old} was not refused:\n{out}"
+        );
+    }
+    // SIP over the TLS session: OPTIONS gets its 200 back on the same connection.
+    let out = s_client(
+        tls,
+        &["-quiet"],
+        options(tls, "opt1").as_bytes(),
+        Duration::from_secs(1),
+    );
+    assert!(
+        out.contains("SIP/2.0 200"),
+        "no 200 to OPTIONS over TLS:\n{out}"
+    );
+    assert!(out.contains("Via: SIP/2.0/TLS"), "{out}");
+}
+
+/// Garbage instead of a ClientHello and a handshake that never starts are both refused and
+/// counted, and a proper client is served meanwhile.
+#[test]
+fn garbage_and_stalled_handshakes_are_refused_and_counted() {
+    let base = port_block();
+    let (sip, http, tls) = (base, base + 1, base + 2);
+    let dir = workdir("tls-hostile");
+    let e = EngineProc::start(
+        &dir,
+        &tls_config(tls, "tls_handshake_timeout_s = 2"),
+        sip,
+        http,
+    );
+    // Stalled: connections that send nothing, held open across the timeout.
+    let stalled: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(("127.0.0.1", tls)).expect("connect"))
+        .collect();
+    // Garbage: plaintext SIP and random bytes where a ClientHello belongs.
+    for junk in [
+        options(tls, "plain").into_bytes(),
+        vec![0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3],
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", tls)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&junk);
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            !String::from_utf8_lossy(&got).contains("SIP/2.0"),
+            "plaintext was answered as SIP on the TLS port"
+        );
+    }
+    wait_metric(
+        &e,
+        "dasan_security_events_total{event=\"tls_handshake_failed\"}",
+        2.0,
+        "garbage handshakes were not counted",
+    );
+    // A real client is served while the stalled ones wait.
+    let out = s_client(
+        tls,
+        &["-quiet"],
+        options(tls, "ok1").as_bytes(),
+        Duration::from_secs(1),
+    );
+    assert!(out.contains("SIP/2.0 200"), "served nobody else:\n{out}");
+    wait_metric(
+        &e,
+        "dasan_security_events_total{event=\"tls_handshake_timeout\"}",
+        5.0,
+        "stalled handshakes were not closed and counted",
+    );
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "a stalled connection is still open"
+        );
+    }
+}
+
+/// The operator's certificate is served; replaced on disk and signalled with SIGHUP, new
+/// connections get the new one while the call set up before goes on to the end, and a
+/// broken file on a later SIGHUP leaves the listener on the certificate it had.
+#[test]
+fn sighup_rotates_the_certificate_without_dropping_a_call() {
+    let base = port_block();
+    // baresip listens for TLS on its SIP port + 1.
+    let (sip, http, tls, agent_sip, caller_sip) = (base, base + 1, base + 2, base + 3, base + 5);
+    let dir = workdir("tls-rotate");
+    let (c1, k1) = make_cert(&dir, "first");
+    let (c2, k2) = make_cert(&dir, "second");
+    let live_cert = dir.join("live.crt");
+    let live_key = dir.join("live.key");
+    std::fs::copy(&c1, &live_cert).unwrap();
+    std::fs::copy(&k1, &live_key).unwrap();
+    let e = EngineProc::start(
+        &dir,
+        &tls_config(
+            tls,
+            &format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"",
+                live_cert.display(),
+                live_key.display()
+            ),
+        ),
+        sip,
+        http,
+    );
+    let out = s_client(tls, &[], b"", Duration::from_millis(300));
+    assert!(
+        out.contains("CN = first") || out.contains("CN=first"),
+        "{out}"
+    );
+    let agent = Baresip::start(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=600;audio_codecs=pcmu"),
+        &[],
+    );
+    wait_ready(&e, "1001", &agent);
+    let caller = Baresip::start(
+        &dir,
+        "caller",
+        caller_sip,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "30",
+        ],
+    );
+    wait_on_call(&e, "1001", &caller);
+    // Rotate mid-call.
+    std::fs::copy(&c2, &live_cert).unwrap();
+    std::fs::copy(&k2, &live_key).unwrap();
+    let pid = e.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.log().contains("TLS certificate reloaded") {
+        assert!(Instant::now() < deadline, "no reload logged:\n{}", e.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = s_client(tls, &[], b"", Duration::from_millis(300));
+    assert!(
+        out.contains("CN = second") || out.contains("CN=second"),
+        "{out}"
+    );
+    assert_eq!(
+        e.agent_state("1001"),
+        "on-call",
+        "the call did not survive the reload"
+    );
+    // A broken file: the reload fails loudly and the listener keeps `second`.
+    std::fs::write(&live_cert, "-----BEGIN CERTIFICATE-----\ntruncated\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.log().contains("not reloaded, keeping the old one") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload logged:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = s_client(tls, &[], b"", Duration::from_millis(300));
+    assert!(
+        out.contains("CN = second") || out.contains("CN=second"),
+        "{out}"
+    );
+    // The call set up before both reloads ends normally, with audio throughout.
+    let caller_heard = caller.stop_and_heard_rms();
+    assert!(
+        caller_heard > 0.01,
+        "caller heard silence ({caller_heard:.4})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1001") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "the call did not end cleanly:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        e.metric("dasan_calls_total{outcome=\"answered\",queue=\"general\"}"),
+        1.0
+    );
+    drop(agent);
+}
+
+/// Configuration mistakes around TLS are load-time errors that name the key.
+#[test]
+fn tls_config_mistakes_are_named() {
+    let dir = workdir("tls-config");
+    for (extra, needle) in [
+        (
+            "tls_listen = \"127.0.0.1:5061\"\ntls_cert = \"/x.crt\"",
+            "without sip.tls_key",
+        ),
+        (
+            "tls_cert = \"/x.crt\"\ntls_key = \"/x.key\"",
+            "sip.tls_listen is not",
+        ),
+        (
+            "listen = \"127.0.0.1:5070\"\ntls_listen = \"127.0.0.1:5070\"",
+            "port of its own",
+        ),
+    ] {
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, format!("[sip]\n{extra}\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_dasan"))
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra} was accepted");
+        assert!(
+            err.contains("bad.toml:") && err.contains(needle),
+            "{extra}: {err}"
+        );
+    }
+    // A certificate file that is not one: the engine refuses to start and says which file.
+    let path = dir.join("run.toml");
+    std::fs::write(dir.join("junk.crt"), "junk").unwrap();
+    std::fs::write(dir.join("junk.key"), "junk").unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[sip]\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:9\"\ntls_cert = \"{0}/junk.crt\"\ntls_key = \"{0}/junk.key\"\n[http]\nlisten = \"127.0.0.1:0\"\n[data]\ndir = \"{0}/data\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_dasan"), "run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a junk certificate");
+    assert!(
+        err.contains("junk.crt") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}
