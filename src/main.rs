@@ -287,6 +287,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let kb_db = open_kb(&cfg)?;
     let auth = load_tokens(&cfg)?;
     let sip_tls = sip_tls(&cfg)?;
+    let http_tls = http_tls(&cfg)?;
     let threads = cfg.runtime.threads();
     tracing::info!(threads, "worker threads");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -336,18 +337,23 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         let (phase_tx, phase_rx) = tokio::sync::watch::channel(dasan::driver::Phase::Run);
         let drain_timeout = std::time::Duration::from_secs(cfg.sip.drain_timeout_s as u64);
         let http_listen = cfg.http.listen;
+        let reloadable_http = http_tls.clone();
         let http = {
             let rx = stop_rx.clone();
             let m = metrics.clone();
             let limits = dasan::http::HttpLimits::default();
             tokio::spawn(async move {
-                dasan::http::serve(http_listen, routes, limits, Some(m), rx).await
+                dasan::http::serve(http_listen, routes, limits, Some(m), http_tls, rx).await
             })
         };
         let mut sockets = dasan::driver::SocketSettings::from_config(&cfg.sip);
-        if let Some(t) = &sip_tls {
-            tokio::spawn(reload_on_sighup(vec![("SIP", t.identity.clone())]));
-        }
+        tokio::spawn(reload_on_sighup(
+            sip_tls
+                .iter()
+                .map(|t| ("SIP", t.identity.clone()))
+                .chain(reloadable_http.map(|t| ("HTTPS", t)))
+                .collect(),
+        ));
         sockets.tls = sip_tls;
         let sip = tokio::spawn(dasan::driver::run(
             engine,
@@ -427,10 +433,61 @@ fn open_kb(cfg: &Config) -> Result<PathBuf, Box<dyn std::error::Error>> {
     Ok(kb_db)
 }
 
+/// The HTTPS identity when `[http]` asks for TLS.
+fn http_tls(
+    cfg: &Config,
+) -> Result<Option<Arc<dasan::runtime::tls::Reloadable>>, Box<dyn std::error::Error>> {
+    if !cfg.http.https() {
+        if !cfg.http.listen.ip().is_loopback() {
+            tracing::warn!(
+                "[http] insecure = true: plain HTTP on {}, agents' passwords and API tokens cross the network in clear",
+                cfg.http.listen
+            );
+        }
+        return Ok(None);
+    }
+    let hosts = vec![cfg.http.listen.ip().to_string()];
+    let identity = load_identity(
+        "HTTPS",
+        "http",
+        cfg.http.tls_cert.as_deref(),
+        cfg.http.tls_key.as_deref(),
+        cfg,
+        &hosts,
+    )?;
+    Ok(Some(Arc::new(identity)))
+}
+
+/// A listener's certificate: the configured files, or a self-signed pair in the data
+/// directory, said loudly with the fingerprint clients can pin.
+fn load_identity(
+    what: &str,
+    name: &str,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    cfg: &Config,
+    hosts: &[String],
+) -> Result<dasan::runtime::tls::Reloadable, Box<dyn std::error::Error>> {
+    use dasan::runtime::tls::{Origin, Reloadable, TlsFiles};
+    let (files, origin) = TlsFiles::resolve(cert, key, &cfg.data.dir, name, hosts)?;
+    let identity = Reloadable::new(files)?;
+    let fp = identity.files().fingerprint()?;
+    let path = identity.files().cert.display().to_string();
+    match origin {
+        Origin::Generated => tracing::warn!(
+            "{what}: no certificate configured: generated a self-signed certificate {path} (SHA-256 {fp}); clients must trust it or pin this fingerprint"
+        ),
+        Origin::Existing => tracing::warn!(
+            "{what}: no certificate configured: using the self-signed certificate {path} (SHA-256 {fp})"
+        ),
+        Origin::Configured => tracing::info!("{what} certificate {path} (SHA-256 {fp})"),
+    }
+    Ok(identity)
+}
+
 /// The SIP over TLS listener, with its certificate loaded (or generated: said loudly, with
 /// the fingerprint phones can pin).
 fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::error::Error>> {
-    use dasan::runtime::tls::{Origin, Reloadable, TlsFiles};
     let Some(listen) = cfg.sip.tls_listen else {
         return Ok(None);
     };
@@ -439,25 +496,14 @@ fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::e
         .map(|a| a.ip().to_string())
         .into_iter()
         .collect();
-    let (files, origin) = TlsFiles::resolve(
+    let identity = load_identity(
+        "SIP over TLS",
+        "sip",
         cfg.sip.tls_cert.as_deref(),
         cfg.sip.tls_key.as_deref(),
-        &cfg.data.dir,
-        "sip",
+        cfg,
         &hosts,
     )?;
-    let identity = Reloadable::new(files)?;
-    let fp = identity.files().fingerprint()?;
-    let cert = identity.files().cert.display().to_string();
-    match origin {
-        Origin::Generated => tracing::warn!(
-            "sip.tls_cert is not set: generated a self-signed certificate {cert} (SHA-256 {fp}); phones must trust it or pin this fingerprint"
-        ),
-        Origin::Existing => tracing::warn!(
-            "sip.tls_cert is not set: using the self-signed certificate {cert} (SHA-256 {fp})"
-        ),
-        Origin::Configured => tracing::info!("SIP TLS certificate {cert} (SHA-256 {fp})"),
-    }
     Ok(Some(dasan::driver::SipTls {
         listen,
         identity: Arc::new(identity),

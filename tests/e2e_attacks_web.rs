@@ -275,8 +275,15 @@ fn the_wallboard_takes_its_token_in_the_first_message_and_never_from_the_url() {
 }
 
 /// An engine whose HTTP listens on every address (to be reached from a non-loopback one).
+/// Plain HTTP there needs `insecure = true` (issue 16): these tests attack the HTTP layer
+/// itself, which is the same under TLS.
 fn start_on_any(dir: &std::path::Path, config: &str, sip_port: u16, http_port: u16) -> EngineProc {
-    EngineProc::start_http_on(dir, config, sip_port, http_port, "0.0.0.0")
+    let config = if config.contains("[http]\n") {
+        config.replacen("[http]\n", "[http]\ninsecure = true\n", 1)
+    } else {
+        with_http(config, "insecure = true")
+    };
+    EngineProc::start_http_on(dir, &config, sip_port, http_port, "0.0.0.0")
 }
 
 /// This host's address on its default route, if it has one that is not loopback.

@@ -514,3 +514,58 @@ fn tls_config_mistakes_are_named() {
         "{err}"
     );
 }
+
+/// HTTPS for the desktop, the wallboard and the API: TLS 1.3 and 1.2 only, the generated
+/// certificate announced and served, plain HTTP and garbage on the port refused and
+/// counted while real clients are served.
+#[test]
+fn https_serves_tls_12_and_13_only_and_counts_bad_handshakes() {
+    let base = port_block();
+    let (sip, http) = (base, base + 1);
+    let dir = workdir("tls-https");
+    let config = test_config("").replace("[[trunk]]", "[http]\ntls = true\n\n[[trunk]]");
+    let e = EngineProc::start_https(&dir, &config, sip, http);
+    let fp = fingerprint(&dir.join("data/tls/http.crt"));
+    assert!(
+        e.log().contains(&format!("SHA-256 {fp}")) && e.log().contains("HTTPS listening"),
+        "{}",
+        e.log()
+    );
+    let out = s_client(http, &["-tls1_3"], b"", Duration::from_millis(500));
+    assert!(out.contains("TLSv1.3"), "TLS 1.3 handshake failed:\n{out}");
+    assert!(out.contains("dasan http (self-signed)"), "{out}");
+    for old in ["-tls1_1", "-tls1"] {
+        let out = s_client(
+            http,
+            &[old, "-cipher", "DEFAULT@SECLEVEL=0"],
+            b"",
+            Duration::from_millis(500),
+        );
+        assert!(
+            out.contains("alert") && !out.contains("Cipher is ECDHE"),
+            "{old} was not refused:\n{out}"
+        );
+    }
+    // Plain HTTP on the HTTPS port: no page, and counted.
+    let mut s = TcpStream::connect(("127.0.0.1", http)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /agent HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !String::from_utf8_lossy(&got).contains("HTTP/1.1 200"),
+        "plain HTTP served on the HTTPS port"
+    );
+    wait_metric(
+        &e,
+        "dasan_security_events_total{event=\"https_handshake_failed\"}",
+        1.0,
+        "the plaintext request was not counted",
+    );
+    // The API over HTTPS works (the harness's own checks go through curl).
+    let (code, body) = e
+        .http_get("/api/agents")
+        .expect("GET /api/agents over HTTPS");
+    assert_eq!(code, 200, "{body}");
+}

@@ -20,11 +20,22 @@ struct Browser {
 
 impl Browser {
     fn start(dir: &std::path::Path, name: &str, args: &[&str]) -> Browser {
+        Browser::start_env(dir, name, args, &[])
+    }
+
+    /// As [`Browser::start`], with environment variables for browser.mjs (SPKI).
+    fn start_env(
+        dir: &std::path::Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Browser {
         let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
         let log = dir.join(format!("{name}.browser.log"));
         let mut child = Command::new("node")
             .arg(web.join("test/browser.mjs"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(&web)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -567,4 +578,89 @@ fn the_keypad_sends_the_digit_to_the_caller_as_sip_info() {
     let v = b.wait_for("pressed", Duration::from_secs(40));
     assert_eq!(v["pressed"], "5");
     caller.expect_success(Duration::from_secs(30));
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate: what Chromium's
+/// `--ignore-certificate-errors-spki-list` takes.
+fn spki_hash(cert: &std::path::Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            cert.display()
+        ))
+        .output()
+        .expect("openssl");
+    let h = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(h.len(), 44, "no SPKI hash for {}", cert.display());
+    h
+}
+
+/// The desktop as an agent on another PC sees it (issue 16): HTTPS at a DNS name with the
+/// engine's self-signed certificate accepted by its key, the WebSocket over wss:, and a
+/// call answered with audio both ways.
+#[test]
+fn over_https_at_a_dns_name_the_desktop_answers_a_call_with_audio() {
+    let base = port_block();
+    let dir = workdir("web-https");
+    let http = base + 1;
+    let config = test_config("").replace(
+        "[[trunk]]",
+        &format!(
+            "[http]\ntls = true\nallowed_origins = [\"https://dasan.test:{http}\"]\n\n[[trunk]]"
+        ),
+    );
+    let e = EngineProc::start_https(&dir, &config, base, http);
+    let spki = spki_hash(&dir.join("data/tls/http.crt"));
+    let mic = dir.join("mic.wav");
+    write_tone(&mic, 30, (660.0, 48000, 1));
+    let caller_audio = dir.join("caller.ul");
+    write_ulaw_tone(&caller_audio, 30, 440.0);
+    let url = format!("https://dasan.test:{http}");
+    let browser = Browser::start_env(
+        &dir,
+        "agent",
+        &[
+            "agent-call",
+            &url,
+            "1001",
+            "test-pw",
+            "https",
+            &mic.display().to_string(),
+        ],
+        &[("SPKI", &spki)],
+    );
+    browser.wait_for("ready", Duration::from_secs(60));
+    assert_eq!(e.agent_state("1001"), "ready");
+    let caller = one_caller(&dir, base, "caller-stream.xml", "60s");
+    browser.wait_for("offer", Duration::from_secs(30));
+    let done = browser.wait_for("done", Duration::from_secs(60));
+    caller.expect_success(Duration::from_secs(30));
+    let heard = done["rms"].as_f64().unwrap_or(0.0);
+    assert!(heard > 0.01, "browser heard silence over HTTPS: {done}");
+    // Plain HTTP on the HTTPS port gets nothing served.
+    let plain = http_get(http, "/agent");
+    assert!(
+        plain.is_none_or(|(code, _)| code != 200),
+        "plain HTTP was served on the HTTPS port"
+    );
+}
+
+/// The same desk over plain http:// at a DNS name is no secure context: the page says a
+/// secure connection is needed and never logs in, rather than failing silently later.
+#[test]
+fn over_plain_http_at_a_dns_name_the_desktop_says_https_is_needed() {
+    let base = port_block();
+    let dir = workdir("web-insecure");
+    let e = EngineProc::start(&dir, &test_config(""), base, base + 1);
+    let url = format!("http://dasan.test:{}", base + 1);
+    let b = Browser::start(&dir, "insecure", &["insecure", &url, "1001", "test-pw"]);
+    let v = b.wait_for("insecure", Duration::from_secs(60));
+    assert_eq!(v["secureContext"], false);
+    for key in ["insecure", "afterLogin"] {
+        let text = v[key].as_str().unwrap_or("");
+        assert!(text.contains("https://"), "{key}: {text}");
+    }
+    assert_eq!(v["loginShown"], true, "the login form stays");
+    assert_eq!(e.agent_state("1001"), "logged-out");
 }

@@ -277,6 +277,9 @@ impl Config {
         if self.sip.listen.ip().is_unspecified() && self.sip.advertise.is_none() {
             return Err(RuntimeError::WildcardWithoutAdvertise);
         }
+        if !self.http.listen.ip().is_loopback() && !self.http.https() && !self.http.insecure {
+            return Err(RuntimeError::PlainHttpExposed(self.http.listen));
+        }
         Ok(())
     }
 }
@@ -288,6 +291,8 @@ pub enum RuntimeError {
     DemoPasswordExposed,
     #[error("sip.listen is a wildcard address: set sip.advertise")]
     WildcardWithoutAdvertise,
+    #[error("refusing plain HTTP on {0}, a non-loopback address: agents' passwords and API tokens would cross the network in clear and remote browsers refuse the microphone. Set [http] tls = true (with tls_cert and tls_key, or a generated self-signed certificate), or [http] insecure = true to accept the risk")]
+    PlainHttpExposed(SocketAddr),
 }
 
 #[cfg(test)]

@@ -285,6 +285,25 @@ pub struct HttpConfig {
     pub login_max_failures: u32,
     pub login_window_s: u32,
     pub login_block_s: u32,
+    /// Serve HTTPS (and `wss:` for the desktop's and wallboard's WebSockets) instead of
+    /// plain HTTP. Browsers give a page the microphone only in a secure context, so agents
+    /// on other PCs need this. On with `tls_cert`; `tls = true` without a certificate
+    /// generates a self-signed one in `<data.dir>/tls/`. Default false.
+    pub tls: bool,
+    /// PEM certificate chain (leaf first) and private key for HTTPS; SIGHUP rereads them.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (API tokens and agents' passwords then
+    /// cross the network in clear, and remote browsers refuse the microphone). Default
+    /// false: such a listener is refused at start.
+    pub insecure: bool,
+}
+
+impl HttpConfig {
+    /// Whether HTTPS is on.
+    pub fn https(&self) -> bool {
+        self.tls || self.tls_cert.is_some()
+    }
 }
 
 /// A web origin (RFC 6454) as browsers send it in `Origin`: `http` or `https`, a host,
@@ -396,6 +415,10 @@ impl Default for HttpConfig {
             login_max_failures: 10,
             login_window_s: 60,
             login_block_s: 300,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            insecure: false,
         }
     }
 }

@@ -199,6 +199,31 @@ fn limit_actions_are_checked_with_their_line() {
 }
 
 #[test]
+fn plain_http_on_a_public_address_is_refused_unless_tls_or_insecure() {
+    let cfg = |http: &str| {
+        Config::parse(
+            &format!("[http]\nlisten = \"192.0.2.1:8443\"\n{http}\n{STAFF}"),
+            "h.toml",
+        )
+        .unwrap()
+    };
+    let e = cfg("").check_runtime().unwrap_err().to_string();
+    assert!(
+        e.contains("plain HTTP on 192.0.2.1:8443") && e.contains("insecure"),
+        "{e}"
+    );
+    assert!(cfg("tls = true").check_runtime().is_ok());
+    assert!(cfg("insecure = true").check_runtime().is_ok());
+    let e = Config::parse("[http]\ntls_cert = \"/c.pem\"\n", "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("h.toml:2:") && e.contains("without http.tls_key"),
+        "{e}"
+    );
+}
+
+#[test]
 fn demo_credentials_refuse_public_listen() {
     let mut cfg = Config::parse(DEFAULT_CONFIG, "d").unwrap();
     assert!(cfg.check_runtime().is_ok());

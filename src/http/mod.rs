@@ -297,11 +297,16 @@ pub async fn serve(
     app: Router,
     limits: HttpLimits,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    tls: Option<Arc<crate::runtime::tls::Reloadable>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "HTTP listening");
+    if tls.is_some() {
+        tracing::info!(%listen, "HTTPS listening");
+    } else {
+        tracing::info!(%listen, "HTTP listening");
+    }
     let counts = Arc::new(std::sync::Mutex::new(ConnCounts::default()));
     loop {
         let (stream, peer) = tokio::select! {
@@ -336,14 +341,45 @@ pub async fn serve(
             .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let header_timeout = limits.header_timeout;
+        // Taken per connection: a SIGHUP reload serves new connections the new certificate.
+        let acceptor = tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let _ = b
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades()
-                .await;
+            match acceptor {
+                None => {
+                    let _ = b
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                }
+                Some(acceptor) => {
+                    // The handshake shares the header deadline: a client that stalls in
+                    // either holds a connection slot no longer.
+                    let event =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => {
+                                let _ = b
+                                    .serve_connection(TokioIo::new(s), svc)
+                                    .with_upgrades()
+                                    .await;
+                                None
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "HTTPS handshake failed: {e}");
+                                Some("https_handshake_failed")
+                            }
+                            Err(_) => Some("https_handshake_timeout"),
+                        };
+                    if let (Some(ev), Some(m)) = (event, &metrics) {
+                        m.security.with_label_values(&[ev]).inc();
+                    }
+                }
+            }
             drop(slot);
         });
     }

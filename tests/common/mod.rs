@@ -48,6 +48,8 @@ pub struct EngineProc {
     pub sip_port: u16,
     pub http_port: u16,
     pub dir: PathBuf,
+    /// The engine serves HTTPS (its own checks then go through curl).
+    pub https: bool,
 }
 
 /// Agents 1001-1004 with password `test-pw`; `queue` goes into `[queue.general]`. Media
@@ -101,6 +103,22 @@ impl EngineProc {
         http_port: u16,
         http_host: &str,
     ) -> EngineProc {
+        EngineProc::launch(dir, config, sip_port, http_port, http_host, false)
+    }
+
+    /// An engine whose config turns HTTPS on (`[http] tls = true`), on loopback.
+    pub fn start_https(dir: &Path, config: &str, sip_port: u16, http_port: u16) -> EngineProc {
+        EngineProc::launch(dir, config, sip_port, http_port, "127.0.0.1", true)
+    }
+
+    fn launch(
+        dir: &Path,
+        config: &str,
+        sip_port: u16,
+        http_port: u16,
+        http_host: &str,
+        https: bool,
+    ) -> EngineProc {
         let cfg = dir.join("dasan.toml");
         std::fs::write(&cfg, config).expect("write config");
         let log = std::fs::File::create(dir.join("engine.log")).expect("log");
@@ -122,6 +140,7 @@ impl EngineProc {
             sip_port,
             http_port,
             dir: dir.to_path_buf(),
+            https,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -142,7 +161,11 @@ impl EngineProc {
     }
 
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.http_port, path)
+        if self.https {
+            https_get(self.http_port, path)
+        } else {
+            http_get(self.http_port, path)
+        }
     }
 
     pub fn agent_state(&self, id: &str) -> String {
@@ -172,6 +195,20 @@ impl Drop for EngineProc {
 
 /// The supervisor token the test engines get through DASAN_API_TOKEN.
 pub const API_TOKEN: &str = "test-supervisor-token-0123456789";
+
+/// GET over HTTPS with the test supervisor token, through curl (any certificate).
+pub fn https_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "5", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {API_TOKEN}"))
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n')?;
+    let code: u16 = code.trim().parse().ok()?;
+    (code != 0).then(|| (code, body.to_string()))
+}
 
 /// GET with the test supervisor token.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

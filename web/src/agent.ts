@@ -42,6 +42,12 @@ function show(id: string, on: boolean): void {
 function login(ev: Event): void {
   ev.preventDefault();
   alert("");
+  // Over plain http:// from another PC the browser withholds the microphone
+  // (navigator.mediaDevices is undefined): say so rather than fail silently later.
+  if (!window.isSecureContext) {
+    alert(t("insecure"));
+    return;
+  }
   if (!("RTCPeerConnection" in window)) {
     alert(t("no_webrtc"));
     return;
@@ -269,7 +275,8 @@ function wire(): void {
     if (callSince) $("call-timer").textContent = seconds(Date.now() - callSince);
     if (!$("offer").hidden) $("o-wait").textContent = seconds(offerWait + Date.now() - offerAt);
   }, 1000);
-  if (!("RTCPeerConnection" in window)) alert(t("no_webrtc"));
+  if (!window.isSecureContext) alert(t("insecure"));
+  else if (!("RTCPeerConnection" in window)) alert(t("no_webrtc"));
 }
 
 wire();

@@ -39,6 +39,8 @@ const ko: Dict = {
   save: "저장",
   saved: "저장했습니다",
   no_webrtc: "이 브라우저는 WebRTC를 지원하지 않아 전화를 받을 수 없습니다.",
+  insecure:
+    "보안 연결(https://)이 필요합니다: 브라우저는 보안 연결이 아닌 페이지에 마이크를 허용하지 않습니다. 관리자에게 https:// 주소를 받아 다시 접속하세요.",
   no_mic: "마이크 사용이 허용되지 않았습니다. 마이크를 허용한 뒤 다시 로그인하세요.",
   media_up: "음성 연결됨",
   media_down: "음성 연결이 끊겼습니다",
@@ -107,6 +109,8 @@ const en: Dict = {
   save: "Save",
   saved: "Saved",
   no_webrtc: "This browser has no WebRTC: calls cannot be taken here.",
+  insecure:
+    "A secure connection (https://) is needed: browsers give the microphone only to secure pages. Open the desk's https:// address (ask your administrator).",
   no_mic: "Microphone permission was denied. Allow the microphone, then log in again.",
   media_up: "Audio connected",
   media_down: "Audio connection lost",

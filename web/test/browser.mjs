@@ -10,6 +10,9 @@
 //   node browser.mjs drop-call URL AGENT PASSWORD
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
 //   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
+//   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
+// The name dasan.test resolves to 127.0.0.1; with SPKI=<base64 SHA-256 of a certificate's
+// public key> in the environment, that certificate is accepted (an engine's self-signed one).
 import { chromium } from "playwright-core";
 
 const [mode, url, ...rest] = process.argv.slice(2);
@@ -28,6 +31,8 @@ async function launch(mic, { allowMic = true } = {}) {
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
   ];
+  args.push("--host-resolver-rules=MAP dasan.test 127.0.0.1");
+  if (process.env.SPKI) args.push(`--ignore-certificate-errors-spki-list=${process.env.SPKI}`);
   // Without the fake permission UI, headless Chromium refuses the microphone.
   if (allowMic) args.push("--use-fake-ui-for-media-stream");
   if (mic) args.push(`--use-file-for-fake-audio-capture=${mic}`);
@@ -236,6 +241,24 @@ async function noWebrtc([agent, password]) {
   await browser.close();
 }
 
+// The desk over plain http:// at a DNS name: not a secure context, so no microphone.
+async function insecure([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(`${url}/agent`);
+  await waitFor(page, () => document.querySelector("#alert").textContent !== "", null, 15000);
+  const onLoad = await page.textContent("#alert");
+  await login(page, agent, password);
+  await sleep(1000);
+  say({
+    insecure: onLoad,
+    secureContext: await page.evaluate(() => window.isSecureContext),
+    afterLogin: await page.textContent("#alert"),
+    loginShown: await page.isVisible("#login"),
+  });
+  await browser.close();
+}
+
 // A supervisor sets an agent not ready from the wallboard.
 async function supervise([token, agent]) {
   const browser = await launch();
@@ -290,6 +313,7 @@ const modes = {
   transfer,
   "no-mic": noMic,
   "no-webrtc": noWebrtc,
+  insecure,
   supervise,
   "agent-call": agentCall,
   "bad-login": badLogin,

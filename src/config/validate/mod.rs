@@ -311,6 +311,21 @@ fn menu(index: &HashMap<&str, QueueIdx>, name: &str, m: &MenuConfig) -> Check<Me
 }
 
 fn tokens(h: &HttpConfig) -> Check<()> {
+    match (&h.tls_cert, &h.tls_key) {
+        (Some(_), None) => {
+            return Err((
+                Where::Key("tls_cert".into()),
+                "http.tls_cert is set without http.tls_key: give both, or neither (with tls = true) for a generated self-signed certificate".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                Where::Key("tls_key".into()),
+                "http.tls_key is set without http.tls_cert: give both, or neither (with tls = true) for a generated self-signed certificate".into(),
+            ))
+        }
+        _ => {}
+    }
     for t in &h.tokens {
         let role = t.role.get_ref().as_str();
         if !matches!(role, "supervisor" | "reporting" | "agent") {
