@@ -45,6 +45,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Print an agent's digest hashes (password_ha1_md5, password_ha1_sha256) for a
+    /// password typed on the terminal (not echoed) or given on standard input, to put in
+    /// the config instead of the password.
+    Passwd {
+        agent: String,
+        /// The digest realm (default: the config's sip.realm, else "dasan").
+        #[arg(long)]
+        realm: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The counselling knowledge base.
     Kb {
         #[command(subcommand)]
@@ -148,6 +159,67 @@ fn kb_cmd(cmd: KbCmd) -> Result<String, CliError> {
     }
 }
 
+/// The TOML lines for an agent's hashed password.
+fn passwd(
+    agent: &str,
+    realm: Option<String>,
+    config: Option<&PathBuf>,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let valid = !agent.is_empty()
+        && agent
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+".contains(&b));
+    if !valid {
+        return Err(format!("'{agent}' is not an agent id (letters, digits, . _ +)").into());
+    }
+    let realm = match (realm, config) {
+        (Some(r), _) => r,
+        (None, Some(p)) => Config::load(p)?.sip.realm,
+        (None, None) => dasan::config::SipConfig::default().realm,
+    };
+    let password = read_password(&format!("password for agent {agent}: "))?;
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(format!(
+        "# agent {agent}, realm \"{realm}\"\nids = \"{agent}\"\npassword_ha1_md5 = \"{}\"\npassword_ha1_sha256 = \"{}\"",
+        dasan::config::ha1(false, agent, &realm, &password),
+        dasan::config::ha1(true, agent, &realm, &password)
+    ))
+}
+
+/// One line from the terminal with echo off, or from standard input when it is not one.
+fn read_password(prompt: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let tty = stdin.is_terminal();
+    let mut saved: Option<libc::termios> = None;
+    if tty {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        // SAFETY: tcgetattr/tcsetattr read and write the termios struct we own, on fd 0.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) == 0 {
+                saved = Some(t);
+                t.c_lflag &= !libc::ECHO;
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
+        }
+    }
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    if let Some(t) = saved {
+        // SAFETY: as above, restoring the settings read before.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+        eprintln!();
+    }
+    r?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -178,6 +250,20 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::Passwd {
+            agent,
+            realm,
+            config,
+        } => match passwd(&agent, realm, config.as_ref()) {
+            Ok(lines) => {
+                println!("{lines}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dasan: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Kb { cmd } => match kb_cmd(cmd) {
             Ok(msg) => {
                 println!("{msg}");
@@ -257,6 +343,21 @@ fn main() -> ExitCode {
             for w in cfg.warnings() {
                 tracing::warn!("{w}");
             }
+            let exposed = !cfg.sip.listen.ip().is_loopback()
+                || !cfg.http.listen.ip().is_loopback()
+                || cfg.sip.tls_listen.is_some_and(|t| !t.ip().is_loopback());
+            let plain: Vec<&str> = cfg
+                .agents
+                .iter()
+                .filter(|g| !g.password.is_empty())
+                .map(|g| g.ids.get_ref().as_str())
+                .collect();
+            if exposed && !plain.is_empty() {
+                tracing::warn!(
+                    agents = %plain.join(", "),
+                    "agents' passwords are in the config in clear while listening beyond loopback: replace each with password_ha1_md5/password_ha1_sha256 (`dasan passwd AGENT`)"
+                );
+            }
             if cfg.uses_demo_credentials() {
                 tracing::warn!(
                     "demo agents with password '{DEMO_PASSWORD}' are active: for loopback testing only"
@@ -274,8 +375,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    // Records, recordings, tokens and keys are personal data or secrets: everything the
+    // engine creates is its user's alone (files 0600, directories 0700).
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     std::fs::create_dir_all(&cfg.data.dir)
         .map_err(|e| format!("data directory {}: {e}", cfg.data.dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // A directory from an older version (or made by hand) is closed too.
+        std::fs::set_permissions(&cfg.data.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("data directory {}: {e}", cfg.data.dir.display()))?;
+    }
     let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
     raise_fd_limit();
     let recordings = cfg.data.dir.join("recordings");

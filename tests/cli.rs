@@ -119,3 +119,71 @@ fn kb_import_then_search_and_bad_files_are_refused_with_the_reason() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `dasan passwd` prints the digest hashes of a password read from standard input; they
+/// are what `md5sum`/`sha256sum` make of `id:realm:password`, and a config with them in
+/// place of the password passes `check-config`.
+#[test]
+fn passwd_prints_the_digest_hashes_a_config_accepts() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dasan"))
+        .args(["passwd", "1005", "--realm", "seoul120"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dasan passwd");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret pass\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("s3cret"), "the password was printed: {text}");
+    let sum = |tool: &str| {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' '1005:seoul120:s3cret pass' | {tool}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        text.contains(&format!("password_ha1_md5 = \"{}\"", sum("md5sum"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("password_ha1_sha256 = \"{}\"", sum("sha256sum"))),
+        "{text}"
+    );
+    // What it printed is a valid [[agents]] entry.
+    let dir = std::env::temp_dir().join(format!("dasan-cli-passwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("hashed.toml");
+    let entry: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(
+        &cfg,
+        format!("[sip]\nrealm = \"seoul120\"\n\n[[agents]]\n{entry}\nskills = [\"ko\"]\n"),
+    )
+    .unwrap();
+    let (ok, out) = dasan(&["check-config", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    // Bad agent ids are refused before anything is read.
+    let (ok, out) = dasan(&["passwd", "10 05"]);
+    assert!(!ok && out.contains("not an agent id"), "{out}");
+}

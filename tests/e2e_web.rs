@@ -664,3 +664,49 @@ fn over_plain_http_at_a_dns_name_the_desktop_says_https_is_needed() {
     assert_eq!(v["loginShown"], true, "the login form stays");
     assert_eq!(e.agent_state("1001"), "logged-out");
 }
+
+/// Agents configured with digest hashes instead of passwords (issue 16): a SIP phone
+/// registers with the password the hash was made from and the browser login checks the
+/// same hash; what the engine writes in its data directory is its user's alone.
+#[test]
+fn hashed_credentials_serve_phone_and_browser_and_the_data_directory_is_private() {
+    let base = port_block();
+    let dir = workdir("web-hashed");
+    let h = |id: &str, pw: &str| dasan::config::ha1(false, id, "dasan", pw);
+    let config = test_config("").replace(
+        "[[agents]]",
+        &format!(
+            "[[agents]]\nids = \"1005\"\npassword_ha1_md5 = \"{}\"\nskills = [\"ko\"]\n\n\
+             [[agents]]\nids = \"1006\"\npassword_ha1_md5 = \"{}\"\nskills = [\"ko\"]\n\n[[agents]]",
+            h("1005", "pw-1005"),
+            h("1006", "test-pw")
+        ),
+    );
+    let e = EngineProc::start(&dir, &config, base, base + 1);
+    register_agent(
+        &dir,
+        base,
+        "1006",
+        base + 20,
+        (base + 21, base + 22, base + 23),
+    );
+    assert_eq!(e.agent_state("1006"), "ready");
+    let b = Browser::start(
+        &dir,
+        "hashed",
+        &["agent-idle", &url(&e), "1005", "pw-1005", "3"],
+    );
+    b.wait_for("ready", Duration::from_secs(60));
+    assert_eq!(e.agent_state("1005"), "ready");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&dir.join("data")), 0o700);
+    assert_eq!(mode(&dir.join("data/records.db")), 0o600);
+    assert_eq!(mode(&dir.join("data/kb.db")), 0o600);
+}

@@ -58,13 +58,20 @@ impl EngineConfig {
 }
 
 fn registrar(config: &Config, s: &EngineSettings, ids: Ids) -> Registrar {
-    let creds: Vec<(String, String)> = s
+    let realm = &config.sip.realm;
+    let creds: Vec<(String, crate::registrar::Ha1)> = s
         .agents
         .iter()
-        .map(|a| (a.id.clone(), a.password.clone()))
+        .map(|a| {
+            let ha1 = crate::registrar::Ha1 {
+                md5: a.credential.ha1(false, &a.id, realm),
+                sha256: a.credential.ha1(true, &a.id, realm),
+            };
+            (a.id.clone(), ha1)
+        })
         .collect();
-    Registrar::new(
-        &config.sip.realm,
+    Registrar::with_ha1(
+        realm,
         &creds,
         config.sip.min_expires_s,
         config.sip.max_expires_s,

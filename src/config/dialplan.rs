@@ -347,7 +347,15 @@ fn d_busy() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct AgentGroup {
     pub ids: Spanned<String>,
+    /// The password in clear; or, for one agent, the digest hashes below instead
+    /// (`dasan passwd AGENT` prints them). A hash is bound to the agent id and to
+    /// `sip.realm`: changing the realm needs new hashes.
+    #[serde(default)]
     pub password: String,
+    #[serde(default)]
+    pub password_ha1_md5: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_ha1_sha256: Option<Spanned<String>>,
     pub skills: Vec<Spanned<String>>,
 }
 

@@ -43,7 +43,7 @@ pub struct EngineSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSpec {
     pub id: String,
-    pub password: String,
+    pub credential: Credential,
     /// (skill, proficiency 1-5).
     pub skills: Vec<(String, u8)>,
 }
@@ -202,4 +202,77 @@ impl QueueSettings {
             }
         }
     }
+}
+
+/// How an agent proves who it is: a password, or only the digest hashes of one (RFC 7616
+/// HA1 = H(id:realm:password)), which authenticate the phone's digest and the browser
+/// login alike without the password being stored anywhere.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    Password(String),
+    /// Lower-case hex; at least one is present.
+    Ha1 {
+        md5: Option<String>,
+        sha256: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    // Never print a password or a hash (a hash is as good as the password here).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(…)"),
+            Credential::Ha1 { .. } => f.write_str("Ha1(…)"),
+        }
+    }
+}
+
+/// H(id:realm:password) in lower-case hex, with MD5 or SHA-256.
+pub fn ha1(sha256: bool, id: &str, realm: &str, password: &str) -> String {
+    use md5::Digest as _;
+    let input = format!("{id}:{realm}:{password}");
+    let bytes: Vec<u8> = if sha256 {
+        sha2::Sha256::digest(input.as_bytes()).to_vec()
+    } else {
+        md5::Md5::digest(input.as_bytes()).to_vec()
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Credential {
+    pub fn is_plaintext(&self) -> bool {
+        matches!(self, Credential::Password(_))
+    }
+
+    /// The HA1 for MD5 or SHA-256 digest, None when only the other hash was given.
+    pub fn ha1(&self, sha256: bool, id: &str, realm: &str) -> Option<String> {
+        match self {
+            Credential::Password(p) => Some(ha1(sha256, id, realm, p)),
+            Credential::Ha1 { md5, sha256: s } => {
+                if sha256 {
+                    s.clone()
+                } else {
+                    md5.clone()
+                }
+            }
+        }
+    }
+
+    /// Whether `typed` is this agent's password (the browser login), in constant time.
+    pub fn matches(&self, id: &str, realm: &str, typed: &str) -> bool {
+        match self {
+            Credential::Password(p) => constant_eq(p.as_bytes(), typed.as_bytes()),
+            Credential::Ha1 {
+                sha256: Some(h), ..
+            } => constant_eq(h.as_bytes(), ha1(true, id, realm, typed).as_bytes()),
+            Credential::Ha1 { md5: Some(h), .. } => {
+                constant_eq(h.as_bytes(), ha1(false, id, realm, typed).as_bytes())
+            }
+            Credential::Ha1 { .. } => false,
+        }
+    }
+}
+
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

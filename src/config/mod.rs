@@ -21,8 +21,8 @@ pub use dialplan::{
     MenuOption, OverflowConfig, QueueConfig, RouteConfig, StepConfig, Strategy, TrunkConfig,
 };
 pub use engine::{
-    AgentSpec, Anchoring, Announce, EngineSettings, Limit, MenuChoice, MenuSettings, QueueSettings,
-    QueueTiming, RouteTarget,
+    ha1, AgentSpec, Anchoring, Announce, Credential, EngineSettings, Limit, MenuChoice,
+    MenuSettings, QueueSettings, QueueTiming, RouteTarget,
 };
 pub use settings::{
     split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, MediaConfig,

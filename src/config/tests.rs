@@ -224,6 +224,66 @@ fn plain_http_on_a_public_address_is_refused_unless_tls_or_insecure() {
 }
 
 #[test]
+fn hashed_passwords_are_checked_at_load_and_match_the_password() {
+    let md5 = ha1(false, "1005", "dasan", "pw5");
+    let sha = ha1(true, "1005", "dasan", "pw5");
+    let agents = |body: &str| {
+        format!("[queue.q]\nskill = \"ko\"\n\n[[agents]]\n{body}\nskills = [\"ko\"]\n")
+    };
+    let cfg = Config::parse(
+        &agents(&format!("ids = \"1005\"\npassword_ha1_md5 = \"{md5}\"")),
+        "a.toml",
+    )
+    .unwrap();
+    let c = &cfg.agent_specs()[0].credential;
+    assert!(!c.is_plaintext());
+    assert!(c.matches("1005", "dasan", "pw5"));
+    assert!(!c.matches("1005", "dasan", "pw6"));
+    assert!(!c.matches("1005", "other", "pw5"), "bound to the realm");
+    assert_eq!(c.ha1(false, "1005", "dasan"), Some(md5.clone()));
+    assert_eq!(c.ha1(true, "1005", "dasan"), None);
+    assert!(!format!("{c:?}").contains(&md5), "Debug hides the hash");
+    for (body, needle) in [
+        (
+            format!("ids = \"1005-1006\"\npassword_ha1_md5 = \"{md5}\""),
+            "for one agent",
+        ),
+        (
+            format!("ids = \"1005\"\npassword = \"x\"\npassword_ha1_md5 = \"{md5}\""),
+            "not both",
+        ),
+        (
+            "ids = \"1005\"\npassword_ha1_md5 = \"abc\"".to_string(),
+            "32 hex digits",
+        ),
+        (
+            format!("ids = \"1005\"\npassword_ha1_sha256 = \"{sha}\""),
+            "no password_ha1_md5",
+        ),
+        ("ids = \"1005\"".to_string(), "must not be empty"),
+    ] {
+        let e = Config::parse(&agents(&body), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a.toml:") && e.contains(needle),
+            "{body}: {e}"
+        );
+    }
+    // SHA-256 challenged: the agent needs that hash too.
+    let e = Config::parse(
+        &format!(
+            "[sip]\ndigest_algorithms = [\"MD5\", \"SHA-256\"]\n{}",
+            agents(&format!("ids = \"1005\"\npassword_ha1_md5 = \"{md5}\""))
+        ),
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no password_ha1_sha256"), "{e}");
+}
+
+#[test]
 fn demo_credentials_refuse_public_listen() {
     let mut cfg = Config::parse(DEFAULT_CONFIG, "d").unwrap();
     assert!(cfg.check_runtime().is_ok());

@@ -104,6 +104,13 @@ enum Verdict {
     Forbidden,
 }
 
+/// An agent's digest secrets (HA1 = H(id:realm:password)); a missing one never matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ha1 {
+    pub md5: Option<String>,
+    pub sha256: Option<String>,
+}
+
 impl Registrar {
     /// `agents` are (id, password) in agent-index order.
     pub fn new(
@@ -111,11 +118,38 @@ impl Registrar {
         agents: &[(String, String)],
         min_expires: u32,
         max_expires: u32,
+        ids: Ids,
+    ) -> Self {
+        let creds: Vec<(String, Ha1)> = agents
+            .iter()
+            .map(|(u, p)| {
+                let ha1 = Ha1 {
+                    md5: Some(Algorithm::Md5.hash(&format!("{u}:{realm}:{p}"))),
+                    sha256: Some(Algorithm::Sha256.hash(&format!("{u}:{realm}:{p}"))),
+                };
+                (u.clone(), ha1)
+            })
+            .collect();
+        Registrar::with_ha1(realm, &creds, min_expires, max_expires, ids)
+    }
+
+    /// As [`Registrar::new`], from the agents' HA1 hashes (the password need not be known).
+    pub fn with_ha1(
+        realm: &str,
+        agents: &[(String, Ha1)],
+        min_expires: u32,
+        max_expires: u32,
         mut ids: Ids,
     ) -> Self {
         let mk = |user: &str, pass: &str| Cred {
             ha1_md5: Algorithm::Md5.hash(&format!("{user}:{realm}:{pass}")),
             ha1_sha256: Algorithm::Sha256.hash(&format!("{user}:{realm}:{pass}")),
+        };
+        // A hash that was not given: a random one that no response matches.
+        let unknown = Algorithm::Sha256.hash(&ids.token(32));
+        let cred = |h: &Ha1| Cred {
+            ha1_md5: h.md5.clone().unwrap_or_else(|| unknown.clone()),
+            ha1_sha256: h.sha256.clone().unwrap_or_else(|| unknown.clone()),
         };
         Registrar {
             realm: realm.to_string(),
@@ -125,7 +159,7 @@ impl Registrar {
                 .enumerate()
                 .map(|(i, (u, _))| (u.clone(), i as AgentIdx))
                 .collect(),
-            creds: agents.iter().map(|(u, p)| mk(u, p)).collect(),
+            creds: agents.iter().map(|(_, h)| cred(h)).collect(),
             bindings: vec![Vec::new(); agents.len()],
             min_expires,
             max_expires,

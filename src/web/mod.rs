@@ -51,7 +51,9 @@ mod assets {
 pub struct WebState {
     pub app: Arc<AppState>,
     /// Agent id → password (the desktop's login checks it before registering).
-    passwords: HashMap<String, String>,
+    passwords: HashMap<String, crate::config::Credential>,
+    /// The digest realm, which hashed credentials are bound to.
+    realm: String,
     /// The engine's SIP listener, as the agents' stand-in user agents reach it.
     pub sip: SocketAddr,
     /// The address WebRTC and the bridge's RTP socket bind (the engine's media address).
@@ -100,8 +102,9 @@ impl WebState {
             passwords: cfg
                 .agent_specs()
                 .iter()
-                .map(|a| (a.id.clone(), a.password.clone()))
+                .map(|a| (a.id.clone(), a.credential.clone()))
                 .collect(),
+            realm: cfg.sip.realm.clone(),
             sip,
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
@@ -149,17 +152,13 @@ impl WebState {
 
     /// Whether `password` is the agent's (compared in constant time).
     pub fn check_password(&self, agent: &str, password: &str) -> bool {
-        let Some(p) = self.passwords.get(agent) else {
+        let Some(c) = self.passwords.get(agent) else {
             // Same work for an unknown agent: no timing hint about which ids exist.
-            let _ = constant_eq(password.as_bytes(), password.as_bytes());
+            let _ = crate::config::ha1(true, agent, &self.realm, password);
             return false;
         };
-        constant_eq(p.as_bytes(), password.as_bytes())
+        c.matches(agent, &self.realm, password)
     }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The desktop's and the wallboard's routes, to merge into the API's router.

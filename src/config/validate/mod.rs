@@ -42,7 +42,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     tokens(&f.http)?;
     let utc_offset_s = clock(&f.clock)?;
     data(&f.data)?;
-    let agents = agents(&f.agents)?;
+    let agents = agents(&f.agents, &f.sip)?;
     let timers = sip(&f.sip)?;
     let routes = menu_routes(routes, &menus)?;
     let settings = EngineSettings {
@@ -397,7 +397,63 @@ fn data(d: &DataConfig) -> Check<()> {
     Ok(())
 }
 
-fn agents(groups: &[AgentGroup]) -> Check<Vec<AgentSpec>> {
+/// A group's password, or its digest hashes: one form, hashes only for a single agent
+/// (they include the id), hex of the right length, and a SHA-256 hash whenever the
+/// registrar challenges with SHA-256.
+fn credential(g: &AgentGroup, ids: &[String], sip: &SipConfig) -> Check<Credential> {
+    let hex = |h: &Option<Spanned<String>>, len: usize, key: &str| -> Check<Option<String>> {
+        let Some(h) = h else { return Ok(None) };
+        let v = h.get_ref().trim().to_ascii_lowercase();
+        if v.len() != len || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err((
+                h.span().into(),
+                format!("{key} must be {len} hex digits (`dasan passwd AGENT` prints it)"),
+            ));
+        }
+        Ok(Some(v))
+    };
+    let md5 = hex(&g.password_ha1_md5, 32, "password_ha1_md5")?;
+    let sha256 = hex(&g.password_ha1_sha256, 64, "password_ha1_sha256")?;
+    if md5.is_none() && sha256.is_none() {
+        if g.password.is_empty() {
+            return Err((
+                g.ids.span().into(),
+                "agent password must not be empty (or give password_ha1_md5 / password_ha1_sha256)"
+                    .into(),
+            ));
+        }
+        return Ok(Credential::Password(g.password.clone()));
+    }
+    if !g.password.is_empty() {
+        return Err((
+            g.ids.span().into(),
+            "give either password or password_ha1_* for these agents, not both".into(),
+        ));
+    }
+    if ids.len() != 1 {
+        return Err((
+            g.ids.span().into(),
+            "password_ha1_* is for one agent: the hash includes the agent id, so give each agent its own [[agents]] entry".into(),
+        ));
+    }
+    let challenged = |a: DigestAlgorithm| sip.digest_algorithms.contains(&a);
+    if challenged(DigestAlgorithm::Md5) && md5.is_none() {
+        return Err((
+            g.ids.span().into(),
+            "sip.digest_algorithms includes MD5 but this agent has no password_ha1_md5".into(),
+        ));
+    }
+    if challenged(DigestAlgorithm::Sha256) && sha256.is_none() {
+        return Err((
+            g.ids.span().into(),
+            "sip.digest_algorithms includes SHA-256 but this agent has no password_ha1_sha256"
+                .into(),
+        ));
+    }
+    Ok(Credential::Ha1 { md5, sha256 })
+}
+
+fn agents(groups: &[AgentGroup], sip: &SipConfig) -> Check<Vec<AgentSpec>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in groups {
@@ -407,12 +463,7 @@ fn agents(groups: &[AgentGroup]) -> Check<Vec<AgentSpec>> {
             .iter()
             .map(|sk| parse_skill(sk.get_ref()).map_err(|m| (sk.span().into(), m.to_string())))
             .collect::<Check<Vec<_>>>()?;
-        if g.password.is_empty() {
-            return Err((
-                g.ids.span().into(),
-                "agent password must not be empty".into(),
-            ));
-        }
+        let credential = credential(g, &ids, sip)?;
         for id in ids {
             if !seen.insert(id.clone()) {
                 return Err((
@@ -422,7 +473,7 @@ fn agents(groups: &[AgentGroup]) -> Check<Vec<AgentSpec>> {
             }
             out.push(AgentSpec {
                 id,
-                password: g.password.clone(),
+                credential: credential.clone(),
                 skills: skills.clone(),
             });
         }
