@@ -187,3 +187,14 @@ fn passwd_prints_the_digest_hashes_a_config_accepts() {
     let (ok, out) = dasan(&["passwd", "10 05"]);
     assert!(!ok && out.contains("not an agent id"), "{out}");
 }
+
+/// The TLS example deployment in dialplans/ is a valid config as shipped.
+#[test]
+fn the_tls_example_dialplan_passes_check_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ok, text) = dasan(&[
+        "check-config",
+        &format!("{root}/dialplans/tls-example.toml"),
+    ]);
+    assert!(ok, "{text}");
+}
