@@ -567,6 +567,7 @@ fn http_tls(
         cfg.http.tls_key.as_deref(),
         cfg,
         &hosts,
+        None,
     )?;
     Ok(Some(Arc::new(identity)))
 }
@@ -580,10 +581,11 @@ fn load_identity(
     key: Option<&std::path::Path>,
     cfg: &Config,
     hosts: &[String],
+    clients: Option<Arc<dasan::runtime::tls::PinnedClients>>,
 ) -> Result<dasan::runtime::tls::Reloadable, Box<dyn std::error::Error>> {
     use dasan::runtime::tls::{Origin, Reloadable, TlsFiles};
     let (files, origin) = TlsFiles::resolve(cert, key, &cfg.data.dir, name, hosts)?;
-    let identity = Reloadable::new(files)?;
+    let identity = Reloadable::with_clients(files, clients)?;
     let fp = identity.files().fingerprint()?;
     let path = identity.files().cert.display().to_string();
     match origin {
@@ -609,6 +611,14 @@ fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::e
         .map(|a| a.ip().to_string())
         .into_iter()
         .collect();
+    let pins = cfg.tls_client_pins();
+    let clients = (!pins.is_empty()).then(|| {
+        tracing::info!(
+            certificates = pins.len(),
+            "SIP over TLS asks clients for a certificate: trunks' are pinned, phones need none"
+        );
+        Arc::new(dasan::runtime::tls::PinnedClients::new(pins))
+    });
     let identity = load_identity(
         "SIP over TLS",
         "sip",
@@ -616,6 +626,7 @@ fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::e
         cfg.sip.tls_key.as_deref(),
         cfg,
         &hosts,
+        clients,
     )?;
     Ok(Some(dasan::driver::SipTls {
         listen,

@@ -569,3 +569,117 @@ fn https_serves_tls_12_and_13_only_and_counts_bad_handshakes() {
         .expect("GET /api/agents over HTTPS");
     assert_eq!(code, 200, "{body}");
 }
+
+/// A self-signed certificate and key for 127.0.0.1, valid only in 2020, as PEM files.
+fn expired_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (dir.join("expired.crt"), dir.join("expired.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+/// Mutual TLS: a trunk known only by its client certificate's fingerprint. Its caller
+/// (baresip presenting the certificate) reaches an agent whose phone has no certificate
+/// at all; the same INVITE without a certificate gets 403; a certificate not on the list
+/// and an expired one that is on it fail the handshake and are counted.
+#[test]
+fn a_trunk_identified_by_its_client_certificate_reaches_an_agent() {
+    let base = port_block();
+    let (sip, http, tls, agent_sip, caller_sip) = (base, base + 1, base + 2, base + 3, base + 5);
+    let dir = workdir("tls-mutual");
+    let (carrier_crt, carrier_key) = make_cert(&dir, "carrier");
+    let (stranger_crt, stranger_key) = make_cert(&dir, "stranger");
+    let (expired_crt, expired_key) = expired_cert(&dir);
+    let config = tls_config(tls, "").replace(
+        "sources = [\"127.0.0.0/8\"]",
+        &format!(
+            "tls_client_certs = [\"{}\", \"{}\"]",
+            fingerprint(&carrier_crt),
+            fingerprint(&expired_crt)
+        ),
+    );
+    let e = EngineProc::start(&dir, &config, sip, http);
+    let agent = Baresip::start(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
+        &[],
+    );
+    wait_ready(&e, "1001", &agent);
+    // No certificate: TLS is fine (phones have none) but the INVITE is from no trunk.
+    let invite = format!(
+        "INVITE sip:120@127.0.0.1:{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKnocert\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:0212345678@127.0.0.1>;tag=nc\r\nTo: <sip:120@127.0.0.1>\r\n\
+         Call-ID: nocert@probe\r\nCSeq: 1 INVITE\r\nContact: <sip:0212345678@127.0.0.1:5999;transport=tls>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let out = s_client(tls, &["-quiet"], invite.as_bytes(), Duration::from_secs(1));
+    assert!(
+        out.contains("SIP/2.0 403"),
+        "an INVITE without a certificate was not refused:\n{out}"
+    );
+    // A certificate not on the list, and a listed one that has expired: no handshake.
+    for (crt, key, what) in [
+        (&stranger_crt, &stranger_key, "unlisted"),
+        (&expired_crt, &expired_key, "expired"),
+    ] {
+        let out = s_client(
+            tls,
+            &[
+                "-cert",
+                &crt.display().to_string(),
+                "-key",
+                &key.display().to_string(),
+            ],
+            invite.as_bytes(),
+            Duration::from_secs(1),
+        );
+        assert!(
+            !out.contains("SIP/2.0"),
+            "the {what} certificate was served:\n{out}"
+        );
+    }
+    wait_metric(
+        &e,
+        "dasan_security_events_total{event=\"tls_handshake_failed\"}",
+        2.0,
+        "refused client certificates were not counted",
+    );
+    // The carrier's caller, presenting its certificate, reaches the agent.
+    let pem = dir.join("carrier.pem");
+    let both = std::fs::read_to_string(&carrier_crt).unwrap()
+        + &std::fs::read_to_string(&carrier_key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        caller_sip,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "8",
+        ],
+        &format!("sip_certificate {}\n", pem.display()),
+    );
+    wait_on_call(&e, "1001", &caller);
+    assert!(
+        e.log()
+            .contains("TLS client certificate identifies a trunk"),
+        "{}",
+        e.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_heard = agent.stop_and_heard_rms();
+    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
+}

@@ -81,12 +81,7 @@ impl Engine {
     /// required, a routable number, an open queue, SDP. None when it was refused (the
     /// response is sent).
     fn screen(&mut self, now: Instant, tx: u64, flow: Flow, msg: &Message) -> Option<Admission> {
-        let trunk = self
-            .cfg
-            .trusted
-            .iter()
-            .find(|(n, _, _)| n.contains(&flow.remote.ip()));
-        let Some((_, early_media, trunk)) = trunk.cloned() else {
+        let Some((early_media, trunk)) = self.trunk_of(flow) else {
             tracing::debug!(src = %flow.remote, "INVITE from untrusted source refused");
             self.refuse_stateless(tx, msg, 403);
             return None;

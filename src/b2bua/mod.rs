@@ -202,6 +202,9 @@ impl Call {
 pub struct Engine {
     cfg: EngineConfig,
     registrar: Registrar,
+    /// TLS connections whose client certificate is a trunk's: connection → index in
+    /// `cfg.cert_trunks`.
+    cert_conns: HashMap<u64, usize>,
     acd: Acd,
     metrics: Arc<Metrics>,
     /// Every SIP transaction; server ones carry the call they belong to, client ones what
@@ -905,7 +908,45 @@ impl Engine {
     }
 
     /// The driver saw a TCP connection close.
+    /// A TLS connection's client presented a certificate (already checked against the
+    /// pins by the TLS layer): if it is a trunk's, the connection speaks for that trunk.
+    pub fn connection_identified(&mut self, conn: u64, fingerprint: [u8; 32]) {
+        if let Some(i) = self
+            .cfg
+            .cert_trunks
+            .iter()
+            .position(|t| t.fingerprints.contains(&fingerprint))
+        {
+            tracing::info!(trunk = %self.cfg.cert_trunks[i].name, conn, "TLS client certificate identifies a trunk");
+            self.cert_conns.insert(conn, i);
+        }
+    }
+
+    /// The trunk a request on `flow` comes from, with its early-media setting: by client
+    /// certificate on TLS (and source, when that trunk lists sources), else by source
+    /// network among the trunks without certificates.
+    fn trunk_of(&self, flow: Flow) -> Option<(bool, Arc<str>)> {
+        let ip = flow.remote.ip();
+        if flow.transport == Transport::Tls {
+            if let Some(t) = self
+                .cert_conns
+                .get(&flow.conn)
+                .map(|&i| &self.cfg.cert_trunks[i])
+            {
+                if t.sources.is_empty() || t.sources.iter().any(|n| n.contains(&ip)) {
+                    return Some((t.early_media, t.name.clone()));
+                }
+            }
+        }
+        self.cfg
+            .trusted
+            .iter()
+            .find(|(n, _, _)| n.contains(&ip))
+            .map(|(_, e, name)| (*e, name.clone()))
+    }
+
     pub fn connection_closed(&mut self, now: Instant, conn: u64) {
+        self.cert_conns.remove(&conn);
         for a in self.registrar.connection_closed(conn) {
             tracing::info!(
                 agent = self.acd.agent_id(a),

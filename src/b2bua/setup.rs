@@ -21,6 +21,8 @@ pub(crate) struct EngineConfig {
     pub local: crate::sip::Locals,
     /// Trunk source networks, each with its trunk's early-media setting and name.
     pub trusted: Vec<(IpNet, bool, Arc<str>)>,
+    /// Trunks identified by their TLS client certificate.
+    pub cert_trunks: Vec<crate::config::CertTrunk>,
     pub routes: HashMap<String, RouteTarget>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
@@ -43,6 +45,7 @@ impl EngineConfig {
             timers: s.timers,
             local: config.sip_locals(),
             trusted: s.trusted.clone(),
+            cert_trunks: s.cert_trunks.clone(),
             routes: s.routes.clone(),
             queues: s.queues.iter().map(|q| q.timing.clone()).collect(),
             max_calls: config.sip.max_calls,
@@ -127,6 +130,7 @@ impl Engine {
             agent_armed: vec![Default::default(); acd.agent_count()],
             cfg: EngineConfig::new(config, s),
             registrar: registrar(config, s, ids.fork()),
+            cert_conns: HashMap::new(),
             acd,
             metrics,
             tx: TransactionTable::new(s.timers),

@@ -44,7 +44,14 @@ impl Default for FeatureCodes {
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     pub name: String,
+    /// Networks or addresses the trunk's signalling comes from.
+    #[serde(default)]
     pub sources: Vec<Spanned<String>>,
+    /// SHA-256 fingerprints (`AB:CD:…`, 32 bytes) of client certificates that identify
+    /// this trunk over SIP TLS (mutual TLS), instead of its source address or, with
+    /// `sources` too, in addition to it. Needs `sip.tls_listen`.
+    #[serde(default)]
+    pub tls_client_certs: Vec<Spanned<String>>,
     /// Answer this trunk's calls with `183 Session Progress` and play the queue's audio as
     /// early media (default true). False: a plain `180 Ringing` and the caller's own
     /// ringback, for peers that cannot take a 183 (SIPp's built-in `uac_pcap`). Media is

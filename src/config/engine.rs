@@ -26,6 +26,9 @@ pub struct EngineSettings {
     pub routes: HashMap<String, RouteTarget>,
     /// Trunk source networks, each with its trunk's early-media setting and name.
     pub trusted: Vec<(IpNet, bool, Arc<str>)>,
+    /// Trunks identified by a TLS client certificate (mutual TLS); they are not in
+    /// `trusted`, whatever their sources.
+    pub cert_trunks: Vec<CertTrunk>,
     pub menus: BTreeMap<String, MenuSettings>,
     pub timers: TimerConfig,
     /// The centre's offset from UTC, seconds.
@@ -275,4 +278,14 @@ impl Credential {
 
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A trunk that presents a client certificate over SIP TLS: one of `fingerprints`
+/// (SHA-256 of the certificate), and, when `sources` is not empty, from one of them too.
+#[derive(Debug, Clone)]
+pub struct CertTrunk {
+    pub name: Arc<str>,
+    pub fingerprints: Vec<[u8; 32]>,
+    pub sources: Vec<IpNet>,
+    pub early_media: bool,
 }

@@ -21,7 +21,7 @@ pub use dialplan::{
     MenuOption, OverflowConfig, QueueConfig, RouteConfig, StepConfig, Strategy, TrunkConfig,
 };
 pub use engine::{
-    ha1, AgentSpec, Anchoring, Announce, Credential, EngineSettings, Limit, MenuChoice,
+    ha1, AgentSpec, Anchoring, Announce, CertTrunk, Credential, EngineSettings, Limit, MenuChoice,
     MenuSettings, QueueSettings, QueueTiming, RouteTarget,
 };
 pub use settings::{
@@ -256,6 +256,15 @@ impl Config {
                 t
             }
         })
+    }
+
+    /// Every trunk's pinned client-certificate fingerprint (for the TLS listener).
+    pub fn tls_client_pins(&self) -> Vec<[u8; 32]> {
+        self.engine
+            .cert_trunks
+            .iter()
+            .flat_map(|t| t.fingerprints.iter().copied())
+            .collect()
     }
 
     /// Via and Contact addresses for each transport.

@@ -284,6 +284,39 @@ fn hashed_passwords_are_checked_at_load_and_match_the_password() {
 }
 
 #[test]
+fn trunks_identified_by_client_certificates_are_checked_at_load() {
+    let fp = "AB:".repeat(31) + "AB";
+    let cfg = |sip: &str, trunk: &str| {
+        Config::parse(
+            &format!("{sip}\n[[trunk]]\nname = \"carrier\"\n{trunk}\n{STAFF}"),
+            "t.toml",
+        )
+    };
+    let tls = "[sip]\ntls_listen = \"127.0.0.1:5061\"";
+    let c = cfg(tls, &format!("tls_client_certs = [\"{fp}\"]")).unwrap();
+    assert_eq!(c.tls_client_pins(), vec![[0xAB; 32]]);
+    for (sip, trunk, needle) in [
+        (
+            tls,
+            "tls_client_certs = [\"AB:CD\"]".to_string(),
+            "not a SHA-256 fingerprint",
+        ),
+        (
+            "",
+            format!("tls_client_certs = [\"{fp}\"]"),
+            "need sip.tls_listen",
+        ),
+        (tls, String::new(), "give sources, tls_client_certs or both"),
+    ] {
+        let e = cfg(sip, &trunk).unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.toml:") && e.contains(needle),
+            "{trunk}: {e}"
+        );
+    }
+}
+
+#[test]
 fn demo_credentials_refuse_public_listen() {
     let mut cfg = Config::parse(DEFAULT_CONFIG, "d").unwrap();
     assert!(cfg.check_runtime().is_ok());

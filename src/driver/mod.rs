@@ -37,7 +37,8 @@ pub enum DriverError {
 /// What reaches the engine task besides UDP datagrams and media events.
 enum CoreEvent {
     Message(Flow, Bytes),
-    Opened(u64, mpsc::Sender<Bytes>),
+    /// A connection is up: its writer, and for TLS the SHA-256 of the client's certificate.
+    Opened(u64, mpsc::Sender<Bytes>, Option<[u8; 32]>),
     Closed(u64),
     Query(Query),
 }
@@ -314,8 +315,11 @@ impl Core {
             CoreEvent::Message(flow, data) => {
                 self.engine.handle_message(Instant::now(), flow, &data)
             }
-            CoreEvent::Opened(id, tx) => {
+            CoreEvent::Opened(id, tx, identity) => {
                 self.conns.insert(id, tx);
+                if let Some(fp) = identity {
+                    self.engine.connection_identified(id, fp);
+                }
             }
             CoreEvent::Closed(id) => {
                 self.conns.remove(&id);

@@ -105,9 +105,9 @@ pub(super) async fn accept_loop(
                 };
                 let (rd, wr) = stream.into_split();
                 tokio::spawn(connection(
-                    rd,
-                    wr,
+                    (rd, wr),
                     flow,
+                    None,
                     events.clone(),
                     metrics.clone(),
                     limits.idle,
@@ -125,9 +125,9 @@ pub(super) async fn accept_loop(
 /// Reads and frames one connection's messages until it closes, breaks framing or idles;
 /// a writer task sends what the engine queues for it.
 pub(super) async fn connection<R, W>(
-    mut rd: R,
-    mut wr: W,
+    (mut rd, mut wr): (R, W),
     flow: Flow,
+    identity: Option<[u8; 32]>,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
     idle: Duration,
@@ -138,7 +138,7 @@ pub(super) async fn connection<R, W>(
 {
     let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
     if events
-        .send(CoreEvent::Opened(flow.conn, tx.clone()))
+        .send(CoreEvent::Opened(flow.conn, tx.clone(), identity))
         .await
         .is_err()
     {

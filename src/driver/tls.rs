@@ -72,8 +72,14 @@ pub(super) async fn accept_loop(
                 remote: peer,
                 conn: tcp::next_conn(),
             };
-            let (rd, wr) = tokio::io::split(tls);
-            tcp::connection(rd, wr, flow, events, metrics, limits.idle, slot).await;
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(crate::runtime::tls::fingerprint_bytes);
+            let halves = tokio::io::split(tls);
+            tcp::connection(halves, flow, identity, events, metrics, limits.idle, slot).await;
         });
     }
 }

@@ -139,12 +139,27 @@ impl TlsFiles {
     /// A server configuration for these files: TLS 1.2 and 1.3 (rustls has nothing older),
     /// no client certificate asked for.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.server_config_for(None)
+    }
+
+    /// As [`Self::server_config`]; with `clients`, a client certificate is asked for
+    /// (optional: phones have none) and checked by it.
+    pub fn server_config_for(
+        &self,
+        clients: Option<Arc<PinnedClients>>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let chain = self.chain()?;
         let key = self.private_key()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .and_then(|b| {
+                let b = match clients {
+                    Some(c) => b.with_client_cert_verifier(c),
+                    None => b.with_no_client_auth(),
+                };
+                b.with_single_cert(chain, key)
+            })
             .map_err(|source| TlsError::Identity {
                 cert: self.cert.clone(),
                 key: self.key.clone(),
@@ -161,11 +176,107 @@ impl TlsFiles {
 }
 
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref())
+    fingerprint_bytes(cert)
         .iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+pub fn fingerprint_bytes(cert: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(cert.as_ref()).into()
+}
+
+/// Client certificates a listener accepts: those whose SHA-256 fingerprint is pinned (a
+/// trunk's `tls_client_certs`), within their validity dates, and whose key signed the
+/// handshake. A client without a certificate is let through (a phone, which proves
+/// itself with digest); one with any other certificate fails the handshake.
+#[derive(Debug)]
+pub struct PinnedClients {
+    pins: Vec<[u8; 32]>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl PinnedClients {
+    pub fn new(pins: Vec<[u8; 32]>) -> Self {
+        PinnedClients {
+            pins,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for PinnedClients {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        use rustls::CertificateError;
+        let refuse = |e| Err(rustls::Error::InvalidCertificate(e));
+        if !self.pins.contains(&fingerprint_bytes(end_entity)) {
+            return refuse(CertificateError::ApplicationVerificationFailure);
+        }
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
+            return refuse(CertificateError::BadEncoding);
+        };
+        let t = now.as_secs() as i64;
+        let v = cert.validity();
+        if t < v.not_before.timestamp() {
+            return refuse(CertificateError::NotValidYet);
+        }
+        if t > v.not_after.timestamp() {
+            return refuse(CertificateError::Expired);
+        }
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// A listener's current server configuration. New connections take [`Self::current`];
@@ -173,14 +284,24 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// old one, so a half-copied certificate never takes the listener down.
 pub struct Reloadable {
     files: TlsFiles,
+    clients: Option<Arc<PinnedClients>>,
     current: RwLock<Arc<ServerConfig>>,
 }
 
 impl Reloadable {
     pub fn new(files: TlsFiles) -> Result<Self, TlsError> {
-        let config = files.server_config()?;
+        Reloadable::with_clients(files, None)
+    }
+
+    /// With client certificates checked by `clients` (see [`PinnedClients`]).
+    pub fn with_clients(
+        files: TlsFiles,
+        clients: Option<Arc<PinnedClients>>,
+    ) -> Result<Self, TlsError> {
+        let config = files.server_config_for(clients.clone())?;
         Ok(Reloadable {
             files,
+            clients,
             current: RwLock::new(config),
         })
     }
@@ -199,7 +320,7 @@ impl Reloadable {
     /// Rereads the files; on success new connections get the new certificate, whose
     /// fingerprint is returned.
     pub fn reload(&self) -> Result<String, TlsError> {
-        let config = self.files.server_config()?;
+        let config = self.files.server_config_for(self.clients.clone())?;
         let fp = self.files.fingerprint()?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(fp)
@@ -316,6 +437,46 @@ mod tests {
             .to_string()
             .contains("nope.crt"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn client_certificates_must_be_pinned_and_within_their_dates() {
+        use rustls::server::danger::ClientCertVerifier;
+        let make = |from: i32, to: i32| {
+            let mut p = rcgen::CertificateParams::new(vec!["trunk.example".into()]).unwrap();
+            p.not_before = rcgen::date_time_ymd(from, 1, 1);
+            p.not_after = rcgen::date_time_ymd(to, 1, 1);
+            let key = rcgen::KeyPair::generate().unwrap();
+            CertificateDer::from(p.self_signed(&key).unwrap().der().to_vec())
+        };
+        let (good, expired, future, other) = (
+            make(2020, 2040),
+            make(2020, 2021),
+            make(2035, 2040),
+            make(2020, 2040),
+        );
+        let v = PinnedClients::new(vec![
+            fingerprint_bytes(&good),
+            fingerprint_bytes(&expired),
+            fingerprint_bytes(&future),
+        ]);
+        // 2026-12-03.
+        let now = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            1_796_256_000,
+        ));
+        let check = |c: &CertificateDer<'_>| v.verify_client_cert(c, &[], now).map(|_| ());
+        assert!(check(&good).is_ok());
+        let err = |c| match check(c) {
+            Err(rustls::Error::InvalidCertificate(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(err(&expired), rustls::CertificateError::Expired);
+        assert_eq!(err(&future), rustls::CertificateError::NotValidYet);
+        assert_eq!(
+            err(&other),
+            rustls::CertificateError::ApplicationVerificationFailure
+        );
+        assert!(v.offer_client_auth() && !v.client_auth_mandatory());
     }
 
     #[test]

@@ -23,7 +23,7 @@ type Check<T> = Result<T, Problem>;
 pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> {
     runtime(&f.runtime)?;
     let anchor = media(&f.media)?;
-    let trusted = trunks(&f.trunks)?;
+    let (trusted, cert_trunks) = trunks(f)?;
     let index: HashMap<&str, QueueIdx> = f
         .queues
         .keys()
@@ -50,6 +50,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
         queues,
         routes,
         trusted,
+        cert_trunks,
         menus,
         timers,
         utc_offset_s,
@@ -145,10 +146,56 @@ fn media(m: &MediaConfig) -> Check<Option<Anchoring>> {
     }))
 }
 
-fn trunks(trunks: &[TrunkConfig]) -> Check<Vec<(IpNet, bool, Arc<str>)>> {
+/// `AB:CD:…` or plain hex → the 32 bytes of a SHA-256 fingerprint.
+fn fingerprint(v: &str) -> Option<[u8; 32]> {
+    let hex: String = v.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+type Trunks = (Vec<(IpNet, bool, Arc<str>)>, Vec<CertTrunk>);
+
+fn trunks(f: &ConfigFile) -> Check<Trunks> {
     let mut out = Vec::new();
-    for t in trunks {
+    let mut cert_trunks = Vec::new();
+    for t in &f.trunks {
         let name: Arc<str> = Arc::from(t.name.as_str());
+        let mut fingerprints = Vec::new();
+        for c in &t.tls_client_certs {
+            let fp = fingerprint(c.get_ref()).ok_or_else(|| {
+                (
+                    c.span().into(),
+                    format!(
+                        "trunk '{}': '{}' is not a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                        t.name,
+                        c.get_ref()
+                    ),
+                )
+            })?;
+            fingerprints.push(fp);
+        }
+        if t.sources.is_empty() && fingerprints.is_empty() {
+            return Err((
+                Where::Key("[[trunk".into()),
+                format!("trunk '{}': give sources, tls_client_certs or both", t.name),
+            ));
+        }
+        if !fingerprints.is_empty() && f.sip.tls_listen.is_none() {
+            return Err((
+                t.tls_client_certs[0].span().into(),
+                format!(
+                    "trunk '{}': tls_client_certs need sip.tls_listen (client certificates come over TLS)",
+                    t.name
+                ),
+            ));
+        }
+        let mut nets = Vec::new();
         for s in &t.sources {
             let v = s.get_ref();
             let net = v
@@ -160,10 +207,20 @@ fn trunks(trunks: &[TrunkConfig]) -> Check<Vec<(IpNet, bool, Arc<str>)>> {
                         format!("trunk '{}': '{v}' is not an address or network", t.name),
                     )
                 })?;
-            out.push((net, t.early_media, name.clone()));
+            nets.push(net);
+        }
+        if fingerprints.is_empty() {
+            out.extend(nets.into_iter().map(|n| (n, t.early_media, name.clone())));
+        } else {
+            cert_trunks.push(CertTrunk {
+                name,
+                fingerprints,
+                sources: nets,
+                early_media: t.early_media,
+            });
         }
     }
-    Ok(out)
+    Ok((out, cert_trunks))
 }
 
 /// A route before its menu's fallback queue is known (menus are checked later).
