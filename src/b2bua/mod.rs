@@ -533,7 +533,7 @@ impl Engine {
             }
             return;
         }
-        if self.over_transaction_limit(flow.remote.ip()) {
+        if self.over_transaction_limit(flow) {
             self.metrics
                 .security
                 .with_label_values(&["transaction_limit"])
@@ -645,13 +645,13 @@ impl Engine {
     /// Whether a new server transaction from `source` would pass the bounds on state kept
     /// for requests: four per call the engine may hold in total, and
     /// `max_transactions_per_source` for a source outside the trunks' networks.
-    fn over_transaction_limit(&self, source: std::net::IpAddr) -> bool {
-        let (total, mine) = self.tx.servers_from(source);
+    fn over_transaction_limit(&self, flow: Flow) -> bool {
+        let (total, mine) = self.tx.servers_from(flow.remote.ip());
         if total >= self.cfg.max_calls.saturating_mul(4).max(1_000) {
             return true;
         }
-        mine >= self.cfg.max_transactions_per_source
-            && !self.cfg.trusted.iter().any(|(n, _, _)| n.contains(&source))
+        // A trunk (by network or by certificate) is bounded by max_calls instead.
+        mine >= self.cfg.max_transactions_per_source && self.trunk_of(flow).is_none()
     }
 
     /// Whether the engine may dial `number` for `kind` (transfer, callback, survey) asked
