@@ -47,6 +47,9 @@ fn neg(codec: Codec, pt: u8, port: u16) -> Negotiated {
         dtmf: None,
         direction: Direction::SendRecv,
         remote: ("127.0.0.1".parse().unwrap(), port),
+        savp: false,
+        crypto: None,
+        srtp: None,
     }
 }
 

@@ -41,8 +41,14 @@ fn contexts(profile: ProtectionProfile) -> (Context, Context) {
 
 fn bench(c: &mut Criterion) {
     for (name, profile) in [
-        ("AES_CM_128_HMAC_SHA1_80", ProtectionProfile::Aes128CmHmacSha1_80),
-        ("AES_CM_128_HMAC_SHA1_32", ProtectionProfile::Aes128CmHmacSha1_32),
+        (
+            "AES_CM_128_HMAC_SHA1_80",
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ),
+        (
+            "AES_CM_128_HMAC_SHA1_32",
+            ProtectionProfile::Aes128CmHmacSha1_32,
+        ),
     ] {
         let (mut tx, _) = contexts(profile);
         let mut seq = 0u16;
@@ -56,13 +62,16 @@ fn bench(c: &mut Criterion) {
         // protected packets: this is one packet's round trip (minus protect = unprotect).
         let (mut tx, mut rx) = contexts(profile);
         let mut n = 0u16;
-        c.bench_function(&format!("srtp protect + unprotect, G.711 20 ms, {name}"), |b| {
-            b.iter(|| {
-                n = n.wrapping_add(1);
-                let wire = tx.encrypt_rtp(&packet(n)).expect("protect");
-                black_box(rx.decrypt_rtp(&wire).expect("unprotect"))
-            })
-        });
+        c.bench_function(
+            &format!("srtp protect + unprotect, G.711 20 ms, {name}"),
+            |b| {
+                b.iter(|| {
+                    n = n.wrapping_add(1);
+                    let wire = tx.encrypt_rtp(&packet(n)).expect("protect");
+                    black_box(rx.decrypt_rtp(&wire).expect("unprotect"))
+                })
+            },
+        );
     }
 }
 

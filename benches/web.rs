@@ -35,6 +35,9 @@ fn neg(codec: Codec, pt: u8, remote: SocketAddr) -> Negotiated {
         dtmf: None,
         direction: Direction::SendRecv,
         remote: (remote.ip(), remote.port()),
+        savp: false,
+        crypto: None,
+        srtp: None,
     }
 }
 

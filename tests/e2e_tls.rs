@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+const LIMIT: Duration = Duration::from_secs(60);
+
 /// The test config with a TLS listener on `tls` (and `extra` more `[sip]` keys).
 fn tls_config(tls: u16, extra: &str) -> String {
     format!("[sip]\ntls_listen = \"127.0.0.1:{tls}\"\n{extra}\n") + &test_config("")
@@ -682,4 +684,237 @@ fn a_trunk_identified_by_its_client_certificate_reaches_an_agent() {
     std::thread::sleep(Duration::from_secs(2));
     let agent_heard = agent.stop_and_heard_rms();
     assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
+}
+
+/// How many captured RTP packets (G.711, 20 ms) carry a `freq` tone: decoded with `law`,
+/// most of their energy at that frequency (Goertzel). Encrypted payloads decode to noise.
+fn tone_packets(packets: &[&[u8]], law: dasan::media::g711::Law, freq: f64) -> usize {
+    packets
+        .iter()
+        .filter(|p| p.len() >= 12 + 160 && p[0] >> 6 == 2)
+        .filter(|p| {
+            let mut pcm = Vec::with_capacity(160);
+            law.decode(&p[12..172], &mut pcm);
+            let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
+            let coeff = 2.0 * w.cos();
+            let (mut s1, mut s2, mut energy) = (0.0f64, 0.0f64, 0.0f64);
+            for &x in &pcm {
+                let x = f64::from(x);
+                let s = x + coeff * s1 - s2;
+                s2 = s1;
+                s1 = s;
+                energy += x * x;
+            }
+            let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+            energy > 0.0 && power / (energy * pcm.len() as f64 / 2.0) > 0.5
+        })
+        .count()
+}
+
+/// `srtp = "mandatory"` for the agents (and, with `trunk`, for a trunk known by the
+/// certificate with fingerprint `trunk`).
+fn srtp_config(tls: u16, trunk: Option<&str>) -> String {
+    let mut c = tls_config(tls, "").replace(
+        "skills = [\"ko\"]",
+        "skills = [\"ko\"]\nsrtp = \"mandatory\"",
+    );
+    if let Some(fp) = trunk {
+        c = c.replace(
+            "sources = [\"127.0.0.0/8\"]",
+            &format!("tls_client_certs = [\"{fp}\"]\nsrtp = \"mandatory\""),
+        );
+    }
+    c
+}
+
+/// Issue 16's SRTP acceptance: a baresip agent over TLS with SRTP mandatory, and a baresip
+/// caller through a mutual-TLS trunk with SRTP mandatory; both hear each other, and a
+/// capture of both legs' RTP holds no packet that decodes to either tone, nor any SIP.
+#[test]
+fn srtp_over_tls_on_both_legs_carries_audio_no_capture_can_hear() {
+    let base = port_block();
+    let (sip, http, tls, agent_sip, caller_sip) = (base, base + 1, base + 2, base + 3, base + 5);
+    let (agent_rtp, caller_rtp) = ((base + 10, base + 19), (base + 20, base + 29));
+    let dir = workdir("tls-srtp");
+    let (carrier_crt, carrier_key) = make_cert(&dir, "carrier");
+    let e = EngineProc::start(
+        &dir,
+        &srtp_config(tls, Some(&fingerprint(&carrier_crt))),
+        sip,
+        http,
+    );
+    let capture = Capture::start(
+        &dir,
+        "srtp",
+        &format!(
+            "tcp port {tls} or udp portrange {}-{} or udp portrange {}-{}",
+            agent_rtp.0, agent_rtp.1, caller_rtp.0, caller_rtp.1
+        ),
+    );
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        agent_sip,
+        agent_rtp,
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;mediaenc=srtp-mand"),
+        &[],
+        "module srtp.so\n",
+    );
+    wait_ready(&e, "1001", &agent);
+    let pem = dir.join("carrier.pem");
+    let both = std::fs::read_to_string(&carrier_crt).unwrap()
+        + &std::fs::read_to_string(&carrier_key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        caller_sip,
+        caller_rtp,
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu;mediaenc=srtp-mand",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "8",
+        ],
+        &format!("module srtp.so\nsip_certificate {}\n", pem.display()),
+    );
+    wait_on_call(&e, "1001", &caller);
+    std::thread::sleep(Duration::from_secs(3));
+    let agent_heard = agent.stop_and_heard_rms();
+    let caller_heard = caller.stop_and_heard_rms();
+    assert!(
+        agent_heard > 0.01,
+        "agent heard silence ({agent_heard:.4}):\n{}",
+        e.log()
+    );
+    assert!(
+        caller_heard > 0.01,
+        "caller heard silence ({caller_heard:.4}):\n{}",
+        e.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let datagrams = capture.stop_udp();
+    let rtp: Vec<&[u8]> = datagrams
+        .iter()
+        .filter(|(s, d, p)| p.len() >= 172 && (s % 2 == 0 || d % 2 == 0))
+        .map(|(.., p)| p.as_slice())
+        .collect();
+    assert!(
+        rtp.len() > 400,
+        "only {} RTP packets captured on the two legs",
+        rtp.len()
+    );
+    use dasan::media::g711::Law;
+    for freq in [440.0, 660.0] {
+        let n = tone_packets(&rtp, Law::Ulaw, freq);
+        assert_eq!(
+            n, 0,
+            "{n} captured packets carry the {freq} Hz tone in clear"
+        );
+    }
+    for (.., p) in &datagrams {
+        assert!(
+            !p.windows(7).any(|w| w == b"SIP/2.0"),
+            "plaintext SIP in a UDP datagram"
+        );
+    }
+    assert_eq!(
+        e.metric("dasan_security_events_total{event=\"srtp_refused\"}"),
+        0.0,
+        "packets of a keyed leg failed authentication:\n{}",
+        e.log()
+    );
+}
+
+/// A plain-RTP SIPp trunk caller over UDP reaches an SRTP-mandatory baresip agent: the
+/// engine decrypts the agent's SRTP and sends the caller plain RTP (and the reverse). The
+/// agent's 440 Hz tone is found in clear on the caller's leg and nowhere on the agent's,
+/// which also shows that the tone detector of the test above can find a tone.
+#[test]
+fn a_plain_sipp_caller_reaches_an_srtp_agent_through_the_engine_re_keying() {
+    let base = port_block();
+    let (sip, http, tls, agent_sip, caller_sip, caller_media) =
+        (base, base + 1, base + 2, base + 3, base + 5, base + 30);
+    let agent_rtp = (base + 10, base + 19);
+    let dir = workdir("tls-srtp-plain-caller");
+    let e = EngineProc::start(&dir, &srtp_config(tls, None), sip, http);
+    // An agent with SRTP mandatory on plain UDP is never offered a call.
+    let plain_agent = Baresip::start(
+        &dir,
+        "plain-agent",
+        base + 7,
+        (base + 32, base + 39),
+        G711_TONE,
+        &format!("<sip:1002@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
+        &[],
+    );
+    wait_ready(&e, "1002", &plain_agent);
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        agent_sip,
+        agent_rtp,
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;mediaenc=srtp-mand"),
+        &[],
+        "module srtp.so\n",
+    );
+    wait_ready(&e, "1001", &agent);
+    copy_sipp_pcaps(&dir);
+    let capture = Capture::start(
+        &dir,
+        "rekey",
+        &format!(
+            "udp port {caller_media} or udp portrange {}-{}",
+            agent_rtp.0, agent_rtp.1
+        ),
+    );
+    let mut a = base_args(sip, caller_sip, caller_media, base + 31);
+    a.extend(args(&["-sf"]));
+    a.push(scenarios().join("caller-audio.xml").display().to_string());
+    a.extend(args(&["-s", "120", "-m", "1", "-timeout", "60s"]));
+    sipp(&dir, "caller", &a).expect_success(LIMIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let datagrams = capture.stop_udp();
+    let rms = agent.stop_and_heard_rms();
+    assert!(rms > 0.01, "the SRTP agent heard silence ({rms:.4})");
+    let to_caller: Vec<&[u8]> = datagrams
+        .iter()
+        .filter(|(_, d, _)| *d == caller_media)
+        .map(|(.., p)| p.as_slice())
+        .collect();
+    let from_agent: Vec<&[u8]> = datagrams
+        .iter()
+        .filter(|(s, ..)| (agent_rtp.0..=agent_rtp.1).contains(s) && s % 2 == 0)
+        .map(|(.., p)| p.as_slice())
+        .collect();
+    use dasan::media::g711::Law;
+    let clear = tone_packets(&to_caller, Law::Alaw, 440.0);
+    assert!(
+        clear > 100,
+        "the caller's plain leg carried the agent's tone in only {clear} of {} packets",
+        to_caller.len()
+    );
+    assert!(
+        from_agent.len() > 100,
+        "the agent sent {} packets",
+        from_agent.len()
+    );
+    let hidden = tone_packets(&from_agent, Law::Ulaw, 440.0);
+    assert_eq!(hidden, 0, "the agent's SRTP leg carried its tone in clear");
+    assert_eq!(
+        e.metric("dasan_calls_total{outcome=\"answered\",queue=\"general\"}"),
+        1.0,
+        "{}",
+        e.log()
+    );
+    assert!(
+        e.log().contains("not registered over TLS"),
+        "the UDP agent with srtp mandatory was not passed over:\n{}",
+        e.log()
+    );
+    drop(plain_agent);
 }

@@ -40,7 +40,14 @@ impl Engine {
             return;
         };
         let key = tx;
-        let mut media = match self.anchor_caller(&msg) {
+        let policy = self
+            .cfg
+            .trunk_srtp
+            .get(&a.trunk)
+            .copied()
+            .unwrap_or_default();
+        let tls = flow.transport == crate::sip::Transport::Tls;
+        let mut media = match self.anchor_caller(&msg, policy, tls) {
             Ok(m) => m,
             Err(code) => {
                 self.refuse(now, tx, &msg, code);

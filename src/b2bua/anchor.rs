@@ -5,9 +5,11 @@
 //! one side never renegotiates the other. `[media] anchor = true` (the default).
 
 use super::{CallKey, Engine};
+use crate::config::SrtpPolicy;
 use crate::media::bridge::LegId;
 use crate::media::ports::PortPool;
 use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
+use crate::media::srtp::{Crypto, KeySalt, SrtpKeys, Suite, KEY_SALT_LEN};
 use crate::sip::message::Message;
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +60,12 @@ pub enum MediaCommand {
         signalling: IpAddr,
         send: bool,
     },
+    /// A re-INVITE/UPDATE brought the leg's peer's new SRTP key.
+    Rekey {
+        call: CallKey,
+        leg: LegId,
+        keys: crate::media::srtp::SrtpKeys,
+    },
     Stop {
         call: CallKey,
     },
@@ -70,6 +78,8 @@ pub(super) enum AttachError {
     NotUtf8,
     #[error(transparent)]
     Sdp(#[from] crate::media::sdp::SdpError),
+    #[error("we offered SRTP and the answer has no a=crypto line we offered")]
+    NoCrypto,
 }
 
 pub(super) struct Anchor {
@@ -101,9 +111,82 @@ fn pt_for(c: Codec) -> u8 {
     }
 }
 
+/// A leg's SRTP for the peer's offer `neg` under `policy`, `tls` when the signalling that
+/// carries our answer (and so our key) is TLS: the peer's crypto line to answer, `None` for
+/// plain RTP, `Err(488)` when the policy cannot be met. An `RTP/SAVP` offer must be
+/// answered with SRTP; a crypto line on `RTP/AVP` (best-effort SRTP) may be ignored.
+pub(super) fn srtp_answer(
+    neg: &Negotiated,
+    policy: SrtpPolicy,
+    tls: bool,
+) -> Result<Option<Crypto>, u16> {
+    let usable = neg.crypto.clone().filter(|_| tls);
+    match (policy, usable) {
+        (SrtpPolicy::Off, _) if neg.savp => Err(488),
+        (SrtpPolicy::Off, _) => Ok(None),
+        (_, Some(c)) => Ok(Some(c)),
+        (SrtpPolicy::Mandatory, None) => Err(488),
+        (SrtpPolicy::Optional, None) if neg.savp => Err(488),
+        (SrtpPolicy::Optional, None) => Ok(None),
+    }
+}
+
+/// A fresh key for our side of a leg.
+pub(super) fn new_key(ids: &mut crate::sip::build::Ids) -> KeySalt {
+    let mut k = [0u8; KEY_SALT_LEN];
+    ids.fill(&mut k);
+    KeySalt(k)
+}
+
+/// What we offer an agent's phone for SRTP: nothing, or our keys (`savp`: as `RTP/SAVP`,
+/// else best-effort on `RTP/AVP`), one per suite with a key of its own.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SrtpOffer {
+    pub savp: bool,
+    pub crypto: Vec<Crypto>,
+}
+
+impl SrtpOffer {
+    pub fn new(ids: &mut crate::sip::build::Ids, savp: bool) -> SrtpOffer {
+        let crypto = [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32]
+            .into_iter()
+            .zip(1..)
+            .map(|(suite, tag)| Crypto {
+                tag,
+                suite,
+                key: new_key(ids),
+            })
+            .collect();
+        SrtpOffer { savp, crypto }
+    }
+
+    /// The keys for the agent's answer: its crypto line must name one of ours.
+    fn keys_for(&self, answer: &Negotiated) -> Result<Option<SrtpKeys>, AttachError> {
+        if self.crypto.is_empty() {
+            return Ok(None);
+        }
+        let ours = answer.crypto.as_ref().and_then(|theirs| {
+            self.crypto
+                .iter()
+                .find(|c| c.tag == theirs.tag && c.suite == theirs.suite)
+                .map(|c| (c, theirs))
+        });
+        match ours {
+            Some((ours, theirs)) => Ok(Some(SrtpKeys {
+                suite: ours.suite,
+                tag: ours.tag,
+                remote: theirs.key.clone(),
+                local: ours.key.clone(),
+            })),
+            None if self.savp => Err(AttachError::NoCrypto),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Our offer to the agent: the caller's codec first, so that an agent who has it needs no
 /// transcoding, then the others we can transcode to.
-pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia) -> Bytes {
+pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia, srtp: &SrtpOffer) -> Bytes {
     let mut codecs = vec![(cm.caller.codec, pt_for(cm.caller.codec))];
     codecs.extend(
         SUPPORTED
@@ -111,7 +194,7 @@ pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia) -> Bytes {
             .filter(|c| **c != cm.caller.codec)
             .map(|&c| (c, pt_for(c))),
     );
-    Bytes::from(sdp::build(
+    Bytes::from(sdp::build_secure(
         cm.session + 1,
         1,
         a.ip,
@@ -119,6 +202,8 @@ pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia) -> Bytes {
         &codecs,
         Some((DTMF_PT, 8000)),
         Direction::SendRecv,
+        srtp.savp,
+        &srtp.crypto,
     ))
 }
 
@@ -126,7 +211,12 @@ impl Engine {
     /// For a trunk INVITE: negotiates the caller's offer and takes two RTP ports.
     /// `Ok(None)` when not anchoring (disabled, or a late-offer INVITE: relayed as before);
     /// `Err(code)` refuses the call (488 no common codec, 503 no ports).
-    pub(super) fn anchor_caller(&mut self, msg: &Message) -> Result<Option<CallMedia>, u16> {
+    pub(super) fn anchor_caller(
+        &mut self,
+        msg: &Message,
+        policy: SrtpPolicy,
+        tls: bool,
+    ) -> Result<Option<CallMedia>, u16> {
         let Some(a) = self.anchor.as_mut() else {
             return Ok(None);
         };
@@ -135,7 +225,8 @@ impl Engine {
         }
         let text = std::str::from_utf8(&msg.body).map_err(|_| 488u16)?;
         let offer = Sdp::parse(text).map_err(|_| 488u16)?;
-        let neg = sdp::negotiate(&offer, &SUPPORTED).map_err(|_| 488u16)?;
+        let mut neg = sdp::negotiate(&offer, &SUPPORTED).map_err(|_| 488u16)?;
+        let theirs = srtp_answer(&neg, policy, tls)?;
         let caller_port = a.pool.allocate().map_err(|_| 503u16)?;
         let agent_port = match a.pool.allocate() {
             Ok(p) => p,
@@ -145,7 +236,20 @@ impl Engine {
             }
         };
         let session = self.ids.u32() as u64;
-        let caller_sdp = sdp::build(
+        let ours = theirs.map(|c| Crypto {
+            key: new_key(&mut self.ids),
+            ..c
+        });
+        neg.srtp = ours
+            .as_ref()
+            .zip(neg.crypto.as_ref())
+            .map(|(o, t)| SrtpKeys {
+                suite: o.suite,
+                tag: o.tag,
+                remote: t.key.clone(),
+                local: o.key.clone(),
+            });
+        let caller_sdp = sdp::build_secure(
             session,
             1,
             a.ip,
@@ -153,6 +257,8 @@ impl Engine {
             &[(neg.codec, neg.pt)],
             neg.dtmf,
             neg.direction,
+            neg.savp && ours.is_some(),
+            ours.as_slice(),
         );
         Ok(Some(CallMedia {
             caller_port,
@@ -216,10 +322,30 @@ impl Engine {
         let i = leg as usize;
         let mut direction = Direction::SendRecv;
         let mut dtmf = current.dtmf;
+        let mut keys = current.srtp.clone();
         if !offer.body.is_empty() {
             let text = std::str::from_utf8(&offer.body).map_err(|_| 488u16)?;
             let parsed = Sdp::parse(text).map_err(|_| 488u16)?;
             let neg = sdp::negotiate(&parsed, &[current.codec]).map_err(|_| 488u16)?;
+            // A leg keeps what it was set up with: SRTP stays SRTP (a new key from the peer
+            // is taken, ours stays), plain stays plain.
+            match (keys.as_mut(), neg.crypto.as_ref()) {
+                (Some(k), Some(c)) => {
+                    if c.key != k.remote || c.suite != k.suite {
+                        k.remote = c.key.clone();
+                        k.suite = c.suite;
+                        k.tag = c.tag;
+                        self.media_out.push_back(MediaCommand::Rekey {
+                            call: key,
+                            leg,
+                            keys: k.clone(),
+                        });
+                    }
+                }
+                (Some(_), None) => return Err(488),
+                (None, _) if neg.savp => return Err(488),
+                (None, _) => {}
+            }
             direction = neg.direction;
             dtmf = neg.dtmf;
             let send = matches!(direction, Direction::SendRecv | Direction::SendOnly);
@@ -233,7 +359,23 @@ impl Engine {
         }
         cm.versions[i] += 1;
         let session = cm.session + i as u64;
-        Ok(Bytes::from(sdp::build(
+        let ours: Vec<Crypto> = keys
+            .iter()
+            .map(|k| Crypto {
+                tag: k.tag,
+                suite: k.suite,
+                key: k.local.clone(),
+            })
+            .collect();
+        match leg {
+            LegId::Caller => cm.caller.srtp = keys,
+            LegId::Agent => {
+                if let Some(a) = cm.agent.as_mut() {
+                    a.srtp = keys;
+                }
+            }
+        }
+        Ok(Bytes::from(sdp::build_secure(
             session,
             cm.versions[i],
             a.ip,
@@ -241,6 +383,8 @@ impl Engine {
             &[(current.codec, current.pt)],
             dtmf,
             direction,
+            current.savp && !ours.is_empty(),
+            &ours,
         )))
     }
 
@@ -253,10 +397,12 @@ impl Engine {
         answer: &Message,
         signalling: Option<IpAddr>,
         record: Option<String>,
+        srtp: &SrtpOffer,
     ) -> Result<(), AttachError> {
         let text = std::str::from_utf8(&answer.body).map_err(|_| AttachError::NotUtf8)?;
         let sdp = Sdp::parse(text)?;
-        let agent = sdp::negotiate(&sdp, &SUPPORTED)?;
+        let mut agent = sdp::negotiate(&sdp, &SUPPORTED)?;
+        agent.srtp = srtp.keys_for(&agent)?;
         let signalling = signalling.unwrap_or(agent.remote.0);
         cm.agent = Some(agent.clone());
         self.media_out.push_back(MediaCommand::Attach {

@@ -83,6 +83,8 @@ struct AgentLeg {
     /// Late offer: the agent's 2xx carried the offer; its ACK waits for the caller's answer.
     ack_waits_for_caller: bool,
     invite_cseq: u32,
+    /// The SRTP keys our offer to the agent carried (empty: plain RTP).
+    srtp: anchor::SrtpOffer,
 }
 
 /// How a call ended, as its record says (one vocabulary for records and metrics).

@@ -130,8 +130,23 @@ impl Engine {
         let mut req = leg.request(Method::Invite, local, None, &mut self.ids);
         let waited = now.saturating_duration_since(call.arrived);
         self.offer_headers(&mut req, leg.flow, q, &call.record, waited);
+        let srtp = match outside {
+            Some(_) => super::anchor::SrtpOffer::default(),
+            None => match self.agent_srtp_offer(agent, flow, &leg.remote_target) {
+                Some(o) => o,
+                None => {
+                    fail(self, OfferFailure::Error);
+                    return None;
+                }
+            },
+        };
+        let Some(call) = self.calls.get(&key) else {
+            fail(self, OfferFailure::Withdrawn);
+            return None;
+        };
+        let inv = call.caller_invite.as_ref();
         let anchored = match (&call.media, &self.anchor) {
-            (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m)),
+            (Some(m), Some(a)) => Some(super::anchor::agent_offer(a, m, &srtp)),
             _ => None,
         };
         let late_offer = inv.is_some_and(|i| i.body.is_empty()) && anchored.is_none();
@@ -164,7 +179,48 @@ impl Engine {
             answered: false,
             ack_waits_for_caller: late_offer,
             invite_cseq: cseq,
+            srtp,
         })
+    }
+
+    /// What SRTP to offer `agent`'s phone on `flow` (its Contact `target`); `None` when its
+    /// policy cannot be met (mandatory, but the phone is not registered over TLS, where
+    /// alone SDES keys may go). A browser agent's leg ends at the engine's own WebRTC
+    /// bridge (DTLS-SRTP to the browser): plain in this process, whatever the policy.
+    fn agent_srtp_offer(
+        &mut self,
+        agent: crate::acd::AgentIdx,
+        flow: Flow,
+        target: &str,
+    ) -> Option<super::anchor::SrtpOffer> {
+        use crate::config::SrtpPolicy;
+        let policy = self
+            .cfg
+            .agent_srtp
+            .get(agent as usize)
+            .copied()
+            .unwrap_or_default();
+        let browser = flow.remote.ip().is_loopback()
+            && crate::sip::uri::parse_sip_uri(target)
+                .and_then(|u| u.user)
+                .is_some_and(|u| u.ends_with("-web"));
+        let tls = flow.transport == crate::sip::Transport::Tls;
+        match policy {
+            _ if browser => Some(Default::default()),
+            SrtpPolicy::Off => Some(Default::default()),
+            SrtpPolicy::Optional if !tls => Some(Default::default()),
+            SrtpPolicy::Optional => Some(super::anchor::SrtpOffer::new(&mut self.ids, false)),
+            SrtpPolicy::Mandatory if tls => {
+                Some(super::anchor::SrtpOffer::new(&mut self.ids, true))
+            }
+            SrtpPolicy::Mandatory => {
+                tracing::warn!(
+                    agent = self.acd.agent_id(agent),
+                    "agent has srtp = \"mandatory\" but is not registered over TLS: not offered the call"
+                );
+                None
+            }
+        }
     }
 
     /// Contact and Allow, and what an agent's desktop shows with the offer (the browser
@@ -424,7 +480,12 @@ impl Engine {
         let record = self.cfg.queues[q]
             .record
             .then(|| recording_name(caller_call_id, key));
-        if let Err(e) = self.anchor_attach(key, &mut cm, answer, signalling, record) {
+        let srtp = call
+            .agent
+            .as_ref()
+            .map(|a| a.srtp.clone())
+            .unwrap_or_default();
+        if let Err(e) = self.anchor_attach(key, &mut cm, answer, signalling, record, &srtp) {
             tracing::warn!(call = key, "agent SDP unusable ({e}): no media");
         }
         let sdp = cm.caller_sdp.clone();

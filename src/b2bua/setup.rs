@@ -36,6 +36,10 @@ pub(crate) struct EngineConfig {
     pub outbound: Option<(SocketAddr, String)>,
     pub outbound_rules: crate::config::pattern::OutboundRules,
     pub max_transfers_per_minute: u32,
+    /// SRTP policy per trunk name (absent: off).
+    pub trunk_srtp: HashMap<Arc<str>, crate::config::SrtpPolicy>,
+    /// SRTP policy per agent, by [`crate::acd::AgentIdx`].
+    pub agent_srtp: Vec<crate::config::SrtpPolicy>,
 }
 
 impl EngineConfig {
@@ -56,6 +60,8 @@ impl EngineConfig {
             outbound: s.outbound.clone(),
             outbound_rules: s.outbound_rules.clone(),
             max_transfers_per_minute: s.max_transfers_per_minute,
+            trunk_srtp: s.trunk_srtp.clone(),
+            agent_srtp: s.agents.iter().map(|a| a.srtp).collect(),
         }
     }
 }

@@ -2337,3 +2337,173 @@ fn a_contact_with_whitespace_does_not_become_the_request_uri() {
     assert_eq!(to_caller.len(), 1, "BYE to the caller");
     assert!(!to_caller[0].1.request_uri().unwrap().contains(' '));
 }
+
+const SRTP_CFG: &str = r#"
+[sip]
+tls_listen = "127.0.0.1:5061"
+[[trunk]]
+name = "carrier"
+sources = ["10.0.0.0/8"]
+srtp = "mandatory"
+[[trunk]]
+name = "plain"
+sources = ["172.16.0.0/12"]
+[[route]]
+number = "120"
+queue = "general"
+[queue.general]
+skill = "ko"
+[[agents]]
+ids = "1001-1002"
+password = "pw"
+skills = ["ko"]
+srtp = "mandatory"
+[media]
+rtp_port_min = 30000
+rtp_port_max = 30099
+webrtc_port_min = 40000
+webrtc_port_max = 40099
+"#;
+
+const SAVP_OFFER: &str = "v=0\r\no=c 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/SAVP 0 101\r\na=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn tls_flow(ip: &str, conn: u64) -> Flow {
+    Flow {
+        transport: crate::sip::Transport::Tls,
+        remote: format!("{ip}:40000").parse().unwrap(),
+        conn,
+    }
+}
+
+fn invite_on(h: &mut Harness, flow: Flow, call: &str, sdp: &str) -> Vec<(Flow, Message)> {
+    let t = if flow.transport == crate::sip::Transport::Tls {
+        "TLS"
+    } else {
+        "UDP"
+    };
+    let ip = flow.remote.ip();
+    let raw = format!(
+        "INVITE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/{t} {ip}:40000;branch=z9hG4bK{call}\r\nFrom: <sip:0212345678@carrier>;tag=c{call}\r\nTo: <sip:120@dasan>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@{ip}:40000;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.input(flow, &raw);
+    h.out()
+}
+
+/// Registers `id` over `flow`; what the engine sent besides the 200.
+fn register_tls(h: &mut Harness, id: &str, flow: Flow) -> Vec<(Flow, Message)> {
+    let ip = flow.remote.ip();
+    let reg = |auth: &str| {
+        format!(
+            "REGISTER sips:dasan SIP/2.0\r\nVia: SIP/2.0/TLS {ip}:40000;branch=z9hG4bKt{id}{}\r\nFrom: <sip:{id}@dasan>;tag=r\r\nTo: <sip:{id}@dasan>\r\nCall-ID: treg-{id}\r\nCSeq: {} REGISTER\r\nContact: <sip:{id}@{ip}:40000;transport=tls>\r\nExpires: 120\r\n{auth}Content-Length: 0\r\n\r\n",
+            auth.len(),
+            if auth.is_empty() { 1 } else { 2 }
+        )
+    };
+    h.input(flow, &reg(""));
+    let out = h.out();
+    let ch = out[0].1.header("WWW-Authenticate").unwrap();
+    let auth = format!(
+        "Authorization: {}\r\n",
+        authorization(ch, id, "pw", "REGISTER", "sips:dasan", "cn").unwrap()
+    );
+    h.input(flow, &reg(&auth));
+    let mut out = h.out();
+    assert_eq!(out[0].1.status(), Some(200));
+    out.remove(0);
+    out
+}
+
+#[test]
+fn srtp_policy_refuses_what_it_cannot_meet_and_keys_each_leg_over_tls() {
+    use crate::media::sdp::Sdp;
+    use crate::media::srtp::{Crypto, Suite};
+    let mut h = Harness::with(SRTP_CFG);
+    let final_code = |out: &[(Flow, Message)]| codes(out).into_iter().find(|c| *c >= 180);
+    // Mandatory: keys would go out over UDP → 488; over TLS without crypto → 488.
+    let udp = Flow::udp("10.1.1.1:5060".parse().unwrap());
+    assert_eq!(
+        final_code(&invite_on(&mut h, udp, "s1", SAVP_OFFER)),
+        Some(488)
+    );
+    let tls = tls_flow("10.1.1.1", 11);
+    assert_eq!(
+        final_code(&invite_on(&mut h, tls, "s2", PCMU_OFFER)),
+        Some(488)
+    );
+    // A trunk with srtp off refuses RTP/SAVP (it cannot be answered with RTP/AVP).
+    let plain = Flow::udp("172.16.0.1:5060".parse().unwrap());
+    assert_eq!(
+        final_code(&invite_on(&mut h, plain, "s3", SAVP_OFFER)),
+        Some(488)
+    );
+    assert!(media(&mut h).is_empty(), "no media for refused calls");
+
+    // An agent with srtp mandatory registered over UDP is not offered the call; one over
+    // TLS is, with RTP/SAVP and a key per suite.
+    h.register("1001", 1);
+    let out = invite_on(&mut h, tls, "s4", SAVP_OFFER);
+    assert_eq!(codes(&out), vec![100, 183]);
+    let early = &out.iter().find(|(_, m)| m.status() == Some(183)).unwrap().1;
+    let text = std::str::from_utf8(&early.body).unwrap();
+    let answer = Sdp::parse(text).unwrap();
+    let audio = answer.audio().unwrap();
+    assert_eq!(audio.proto, "RTP/SAVP");
+    assert_eq!(audio.crypto.len(), 1, "{text}");
+    assert_eq!(audio.crypto[0].tag, 3, "the offer's tag and suite");
+    assert_eq!(audio.crypto[0].suite, Suite::AesCm128HmacSha1_32);
+    let offered =
+        Crypto::parse("3 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR")
+            .unwrap();
+    assert_ne!(audio.crypto[0].key, offered.key, "our own key");
+    match &media(&mut h)[..] {
+        [MediaCommand::Start { caller, .. }] => {
+            let k = caller.srtp.as_ref().expect("caller leg keyed");
+            assert_eq!(k.remote, offered.key);
+            assert_eq!(k.local, audio.crypto[0].key);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        requests(&out, &Method::Invite).is_empty(),
+        "1001 is on UDP: not offered"
+    );
+    h.advance(Duration::from_secs(1));
+    assert!(requests(&h.out(), &Method::Invite).is_empty());
+
+    let aflow = tls_flow("192.0.2.9", 12);
+    let out = register_tls(&mut h, "1002", aflow);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "1002 over TLS gets the call");
+    assert_eq!(inv[0].0, aflow);
+    let ainv = inv[0].1.clone();
+    let offer = Sdp::parse(std::str::from_utf8(&ainv.body).unwrap()).unwrap();
+    let oa = offer.audio().unwrap();
+    assert_eq!(oa.proto, "RTP/SAVP");
+    let suites: Vec<_> = oa.crypto.iter().map(|c| (c.tag, c.suite)).collect();
+    assert_eq!(
+        suites,
+        vec![
+            (1, Suite::AesCm128HmacSha1_80),
+            (2, Suite::AesCm128HmacSha1_32)
+        ]
+    );
+    assert_ne!(oa.crypto[0].key, oa.crypto[1].key);
+    assert_ne!(
+        oa.crypto[0].key, audio.crypto[0].key,
+        "each leg its own key"
+    );
+    let agent_sdp = "v=0\r\no=a 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/SAVP 0 101\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+    agent_answers_sdp(&mut h, aflow, &ainv, agent_sdp);
+    let attach = media(&mut h)
+        .into_iter()
+        .find_map(|c| match c {
+            MediaCommand::Attach { agent, .. } => Some(agent),
+            _ => None,
+        })
+        .expect("bridged");
+    let k = attach.srtp.expect("agent leg keyed");
+    assert_eq!(k.suite, Suite::AesCm128HmacSha1_80);
+    assert_eq!(k.local, oa.crypto[0].key, "our tag-1 key");
+    assert_eq!(&k.remote.0[..4], b"ABCD");
+}

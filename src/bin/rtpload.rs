@@ -24,6 +24,9 @@ fn neg(remote: SocketAddr) -> Negotiated {
         dtmf: None,
         direction: Direction::SendRecv,
         remote: (remote.ip(), remote.port()),
+        savp: false,
+        crypto: None,
+        srtp: None,
     }
 }
 

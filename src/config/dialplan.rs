@@ -58,6 +58,24 @@ pub struct TrunkConfig {
     /// still anchored; digits then only arrive by SIP INFO until the call is answered.
     #[serde(default = "d_true")]
     pub early_media: bool,
+    /// SRTP on this trunk's calls (SDES, RFC 4568): `off` (the default), `optional` or
+    /// `mandatory`. Keys travel in SDP, so only over TLS (needs `sip.tls_listen`).
+    #[serde(default)]
+    pub srtp: Option<Spanned<SrtpPolicy>>,
+}
+
+/// Whether a leg's RTP is encrypted (SRTP with SDES keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    /// Plain RTP; an `RTP/SAVP` offer is refused with 488.
+    #[default]
+    Off,
+    /// SRTP when the peer offers (or accepts) it over TLS, plain RTP otherwise.
+    Optional,
+    /// SRTP or no call: an offer without usable keys, or signalling not over TLS, gets
+    /// 488; an agent not registered over TLS is not offered calls.
+    Mandatory,
 }
 
 fn d_true() -> bool {
@@ -364,6 +382,10 @@ pub struct AgentGroup {
     #[serde(default)]
     pub password_ha1_sha256: Option<Spanned<String>>,
     pub skills: Vec<Spanned<String>>,
+    /// SRTP towards these agents' phones (see [`SrtpPolicy`]); browser agents always have
+    /// DTLS-SRTP.
+    #[serde(default)]
+    pub srtp: Option<Spanned<SrtpPolicy>>,
 }
 
 pub(super) fn is_prompt_name(p: &str) -> bool {

@@ -3,6 +3,7 @@
 //! actions, digits), seconds are `Duration`s. Nothing here is checked or parsed again, so
 //! building the engine from it cannot fail or fall back to a default.
 
+use super::dialplan::SrtpPolicy;
 use crate::acd::{QueueIdx, QueueParams};
 use crate::media::ports::PortPool;
 use crate::media::prompt::MusicRef;
@@ -29,6 +30,8 @@ pub struct EngineSettings {
     /// Trunks identified by a TLS client certificate (mutual TLS); they are not in
     /// `trusted`, whatever their sources.
     pub cert_trunks: Vec<CertTrunk>,
+    /// Each trunk's SRTP policy, by trunk name (absent: off).
+    pub trunk_srtp: HashMap<Arc<str>, SrtpPolicy>,
     pub menus: BTreeMap<String, MenuSettings>,
     pub timers: TimerConfig,
     /// The centre's offset from UTC, seconds.
@@ -49,6 +52,7 @@ pub struct AgentSpec {
     pub credential: Credential,
     /// (skill, proficiency 1-5).
     pub skills: Vec<(String, u8)>,
+    pub srtp: SrtpPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -18,7 +18,8 @@ mod validate;
 
 pub use dialplan::{
     expand_ids, parse_hours, parse_skill, AgentGroup, FeatureCodes, LimitAction, MenuConfig,
-    MenuOption, OverflowConfig, QueueConfig, RouteConfig, StepConfig, Strategy, TrunkConfig,
+    MenuOption, OverflowConfig, QueueConfig, RouteConfig, SrtpPolicy, StepConfig, Strategy,
+    TrunkConfig,
 };
 pub use engine::{
     ha1, AgentSpec, Anchoring, Announce, CertTrunk, Credential, EngineSettings, Limit, MenuChoice,

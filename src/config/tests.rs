@@ -629,3 +629,58 @@ fn web_origins_metrics_token_and_login_throttle_are_typed_or_refused_with_their_
         "{e}"
     );
 }
+
+#[test]
+fn srtp_policies_need_tls_and_anchored_media_and_name_the_line() {
+    let cfg = |sip: &str, trunk: &str, agents: &str, media: &str| {
+        Config::parse(
+            &format!(
+                "{sip}\n[[trunk]]\nname = \"carrier\"\nsources = [\"10.0.0.0/8\"]\n{trunk}\n[[route]]\nnumber = \"120\"\nqueue = \"general\"\n[queue.general]\nskill = \"ko\"\n[[agents]]\nids = \"1001\"\npassword = \"pw\"\nskills = [\"ko\"]\n{agents}\n{media}"
+            ),
+            "s.toml",
+        )
+    };
+    let tls = "[sip]\ntls_listen = \"127.0.0.1:5061\"";
+    let c = cfg(tls, "srtp = \"mandatory\"", "srtp = \"optional\"", "").unwrap();
+    let s = c.engine();
+    assert_eq!(
+        s.trunk_srtp.get("carrier").copied(),
+        Some(crate::config::SrtpPolicy::Mandatory)
+    );
+    assert_eq!(s.agents[0].srtp, crate::config::SrtpPolicy::Optional);
+    let c = cfg("", "srtp = \"off\"", "", "").unwrap();
+    assert_eq!(c.engine().agents[0].srtp, crate::config::SrtpPolicy::Off);
+    for (sip, trunk, agents, media, line, needle) in [
+        (
+            "",
+            "srtp = \"mandatory\"",
+            "",
+            "",
+            5,
+            "srtp needs sip.tls_listen",
+        ),
+        (
+            "",
+            "",
+            "srtp = \"optional\"",
+            "",
+            15,
+            "srtp needs sip.tls_listen",
+        ),
+        (
+            tls,
+            "srtp = \"optional\"",
+            "",
+            "[media]\nanchor = false",
+            6,
+            "srtp needs media.anchor",
+        ),
+        (tls, "srtp = \"yes\"", "", "", 6, "unknown variant"),
+    ] {
+        let e = cfg(sip, trunk, agents, media).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("s.toml:{line}")) && e.contains(needle),
+            "{trunk} {agents}: {e}"
+        );
+    }
+}

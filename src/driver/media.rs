@@ -100,6 +100,8 @@ struct Counters {
     lost: prometheus::IntCounter,
     /// RTP dropped because it came from a source other than the leg's.
     foreign: prometheus::IntCounter,
+    /// SRTP that failed authentication (or replayed, or plain RTP on an SRTP leg).
+    srtp_refused: prometheus::IntCounter,
 }
 
 impl MediaPlane {
@@ -118,6 +120,7 @@ impl MediaPlane {
                 bytes: spare("rtp_bytes"),
                 lost: spare("rtp_lost"),
                 foreign: spare("rtp_foreign_source"),
+                srtp_refused: spare("srtp_refused"),
             },
             recordings,
             calls: HashMap::new(),
@@ -147,6 +150,12 @@ impl MediaPlane {
     /// `dasan_security_events_total{event="rtp_foreign_source"}`).
     pub fn with_foreign_counter(mut self, foreign: prometheus::IntCounter) -> Self {
         self.counters.foreign = foreign;
+        self
+    }
+
+    /// Counts SRTP packets refused (`dasan_security_events_total{event="srtp_refused"}`).
+    pub fn with_srtp_counter(mut self, refused: prometheus::IntCounter) -> Self {
+        self.counters.srtp_refused = refused;
         self
     }
 
@@ -257,6 +266,9 @@ impl MediaPlane {
                     send,
                 }),
             ),
+            MediaCommand::Rekey { call, leg, keys } => {
+                self.send(call, Ctl::Cmd(Command::Rekey { leg, keys }))
+            }
             MediaCommand::Stop { call } => {
                 // Dropping the sender ends the task.
                 self.calls.remove(&call);
@@ -369,6 +381,12 @@ impl CallIo {
                 self.counters.foreign.inc();
                 if first {
                     tracing::info!(call = self.call, ?leg, %src, "RTP from a source other than the leg's dropped");
+                }
+            }
+            Output::SrtpRefused { leg, src, first } => {
+                self.counters.srtp_refused.inc();
+                if first {
+                    tracing::info!(call = self.call, ?leg, %src, "SRTP that failed authentication dropped");
                 }
             }
             o => return Some(o),

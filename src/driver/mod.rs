@@ -179,6 +179,7 @@ pub async fn run(
     let plane = media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
         .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
         .with_foreign_counter(metrics.security.with_label_values(&["rtp_foreign_source"]))
+        .with_srtp_counter(metrics.security.with_label_values(&["srtp_refused"]))
         .with_local(local_rtp);
     let commits = records
         .as_ref()

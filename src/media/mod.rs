@@ -15,3 +15,4 @@ pub mod record;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
+pub mod srtp;

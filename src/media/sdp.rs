@@ -1,6 +1,7 @@
 //! SDP (RFC 8866) parsing and generation, and the offer/answer choice (RFC 3264) for the
 //! audio stream: the first offered codec we support wins; telephone-event rides along.
 
+use super::srtp::{Crypto, SrtpKeys};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -73,9 +74,18 @@ pub struct MediaDesc {
     pub rtpmaps: Vec<Rtpmap>,
     pub direction: Direction,
     pub connection: Option<IpAddr>,
+    /// The `a=crypto` lines we can use (RFC 4568), in the offerer's order.
+    pub crypto: Vec<Crypto>,
+    /// How many `a=crypto` lines there were, usable or not.
+    pub crypto_lines: usize,
 }
 
 impl MediaDesc {
+    /// `RTP/SAVP` (or `RTP/SAVPF`): SRTP or nothing.
+    pub fn is_savp(&self) -> bool {
+        self.proto.eq_ignore_ascii_case("RTP/SAVP") || self.proto.eq_ignore_ascii_case("RTP/SAVPF")
+    }
+
     /// The encoding a payload type stands for: rtpmap first, then the static table.
     pub fn encoding(&self, pt: u8) -> Option<(String, u32)> {
         if let Some(m) = self.rtpmaps.iter().find(|m| m.pt == pt) {
@@ -184,6 +194,8 @@ impl Sdp {
                         rtpmaps: Vec::new(),
                         direction: sdp.session_direction,
                         connection: None,
+                        crypto: Vec::new(),
+                        crypto_lines: 0,
                     });
                 }
                 "a" => {
@@ -192,6 +204,11 @@ impl Sdp {
                         match sdp.media.last_mut() {
                             Some(m) => m.direction = d,
                             None => sdp.session_direction = d,
+                        }
+                    } else if name == "crypto" {
+                        if let Some(m) = sdp.media.last_mut() {
+                            m.crypto_lines += 1;
+                            m.crypto.extend(Crypto::parse(val));
                         }
                     } else if name == "rtpmap" {
                         let m = sdp
@@ -239,6 +256,12 @@ pub struct Negotiated {
     pub dtmf: Option<(u8, u32)>,
     pub direction: Direction,
     pub remote: (IpAddr, u16),
+    /// The stream was `RTP/SAVP`: it must be answered (or was answered) with SRTP.
+    pub savp: bool,
+    /// The peer's first usable `a=crypto` line.
+    pub crypto: Option<Crypto>,
+    /// The keys the leg runs with, once the engine chose SRTP for it.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// Picks the first offered codec we support, in the offerer's order (RFC 3264 6.1).
@@ -278,6 +301,9 @@ pub fn negotiate(offer: &Sdp, supported: &[Codec]) -> Result<Negotiated, SdpErro
         dtmf,
         direction: audio.direction.answer(),
         remote,
+        savp: audio.is_savp(),
+        crypto: audio.crypto.first().cloned(),
+        srtp: None,
     })
 }
 
@@ -291,6 +317,33 @@ pub fn build(
     dtmf: Option<(u8, u32)>,
     direction: Direction,
 ) -> String {
+    build_secure(
+        session_id,
+        version,
+        addr,
+        port,
+        codecs,
+        dtmf,
+        direction,
+        false,
+        &[],
+    )
+}
+
+/// [`build`] with SDES: `savp` for `RTP/SAVP` (else `RTP/AVP`, best-effort SRTP when
+/// `crypto` is not empty) and our `a=crypto` lines.
+#[allow(clippy::too_many_arguments)]
+pub fn build_secure(
+    session_id: u64,
+    version: u64,
+    addr: IpAddr,
+    port: u16,
+    codecs: &[(Codec, u8)],
+    dtmf: Option<(u8, u32)>,
+    direction: Direction,
+    savp: bool,
+    crypto: &[Crypto],
+) -> String {
     let ip = if addr.is_ipv4() { "IP4" } else { "IP6" };
     let mut fmts: Vec<String> = codecs.iter().map(|(_, pt)| pt.to_string()).collect();
     if let Some((pt, _)) = dtmf {
@@ -299,9 +352,13 @@ pub fn build(
     let mut s = String::with_capacity(256);
     let _ = write!(
         s,
-        "v=0\r\no=dasan {session_id} {version} IN {ip} {addr}\r\ns=dasan\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        "v=0\r\no=dasan {session_id} {version} IN {ip} {addr}\r\ns=dasan\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} {} {}\r\n",
+        if savp { "RTP/SAVP" } else { "RTP/AVP" },
         fmts.join(" ")
     );
+    for c in crypto {
+        let _ = write!(s, "a={}\r\n", c.attr());
+    }
     for (c, pt) in codecs {
         let _ = write!(s, "a=rtpmap:{pt} {}\r\n", c.rtpmap());
         if *c == Codec::Opus {
@@ -327,6 +384,9 @@ impl Negotiated {
             dtmf: Some((101, codec.clock_rate())),
             direction: Direction::SendRecv,
             remote: (remote.ip(), remote.port()),
+            savp: false,
+            crypto: None,
+            srtp: None,
         }
     }
 }

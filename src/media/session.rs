@@ -8,6 +8,12 @@
 //! continuous sequence numbers and timestamps, because prompt frames and relayed packets
 //! both go through the caller leg's [`RtpSession::rewrite`](super::rtp::RtpSession::rewrite).
 //!
+//! A leg keyed for SRTP (SDES, [`super::srtp`]) is unprotected on the way in and protected
+//! on the way out here, at the session's edge: the bridge, the player and the digit
+//! detectors see plain RTP, and each leg has its own keys, so a plain-RTP trunk reaches an
+//! SRTP agent (and back) with the engine re-keying between them. What fails authentication
+//! (a stranger, a replay, plain RTP on an SRTP leg) is dropped and reported.
+//!
 //! The media timeout applies only once the call is bridged: many gateways send nothing
 //! during early media, and a caller waiting in a queue must not be cut off for that.
 
@@ -18,6 +24,7 @@ use super::opus::OpusDecoder;
 use super::prompt::Prompt;
 use super::rtp::{build_rtp, is_rtcp, Accept};
 use super::sdp::{Codec, Negotiated};
+use super::srtp::{LegSrtp, SrtpKeys};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +71,8 @@ pub enum Command {
         signalling: IpAddr,
         send: bool,
     },
+    /// A re-INVITE/UPDATE brought a new SRTP key from the leg's peer (ours stays).
+    Rekey { leg: LegId, keys: SrtpKeys },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -99,6 +108,32 @@ pub enum Output {
         src: SocketAddr,
         first: bool,
     },
+    /// A packet on an SRTP leg that failed authentication (or was a replay, or plain RTP):
+    /// dropped (count it). `first` for the leg's first such packet.
+    SrtpRefused {
+        leg: LegId,
+        src: SocketAddr,
+        first: bool,
+    },
+}
+
+/// How a leg's packets are carried.
+enum LegCrypto {
+    Plain,
+    Srtp(Box<LegSrtp>, u64),
+    /// Keys that would not make a context: nothing is sent or accepted on the leg (never
+    /// plain RTP where SRTP was agreed).
+    Broken,
+}
+
+impl LegCrypto {
+    fn of(keys: Option<&SrtpKeys>) -> LegCrypto {
+        match keys.map(LegSrtp::new) {
+            None => LegCrypto::Plain,
+            Some(Ok(s)) => LegCrypto::Srtp(Box::new(s), 0),
+            Some(Err(_)) => LegCrypto::Broken,
+        }
+    }
 }
 
 enum Phase {
@@ -168,6 +203,8 @@ pub struct MediaSession {
     rtcp_next: Instant,
     start: Instant,
     wall_at_start: SystemTime,
+    /// Per leg (caller, agent).
+    crypto: [LegCrypto; 2],
 }
 
 impl MediaSession {
@@ -206,6 +243,7 @@ impl MediaSession {
             rtcp_next: now + RTCP_INTERVAL,
             start: now,
             wall_at_start: wall,
+            crypto: [LegCrypto::of(caller.srtp.as_ref()), LegCrypto::Plain],
         };
         s.player.next = s.player.active().then_some(now);
         s
@@ -226,6 +264,18 @@ impl MediaSession {
     }
 
     pub fn handle_command(
+        &mut self,
+        now: Instant,
+        cmd: Command,
+        out: &mut Vec<Output>,
+    ) -> Result<(), BridgeError> {
+        let start = out.len();
+        let r = self.command(now, cmd, out);
+        self.protect(out, start);
+        r
+    }
+
+    fn command(
         &mut self,
         now: Instant,
         cmd: Command,
@@ -258,6 +308,7 @@ impl MediaSession {
                 let caller_codec = caller.codec;
                 let agent_leg = RtpLeg::new(now, &agent, signalling, ssrc, self.timeout);
                 let bridge = RtpBridge::new(*caller, agent_leg)?;
+                self.crypto[LegId::Agent as usize] = LegCrypto::of(agent.srtp.as_ref());
                 self.phase = Phase::Bridged(Box::new(bridge));
                 self.player.prompts.clear();
                 self.player.then = Music::Silence;
@@ -284,6 +335,15 @@ impl MediaSession {
                 };
                 self.record = None;
                 self.phase = Phase::Early(Box::new(caller));
+                self.crypto[LegId::Agent as usize] = LegCrypto::Plain;
+            }
+            Command::Rekey { leg, keys } => {
+                let c = &mut self.crypto[leg as usize];
+                if let LegCrypto::Srtp(s, _) = c {
+                    if s.rekey_remote(&keys).is_err() {
+                        *c = LegCrypto::Broken;
+                    }
+                }
             }
             Command::Remote {
                 leg,
@@ -310,6 +370,67 @@ impl MediaSession {
 
     /// A datagram on `leg`'s RTP port from `src`.
     pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        src: SocketAddr,
+        packet: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), BridgeError> {
+        let packet = match &mut self.crypto[leg as usize] {
+            LegCrypto::Plain => packet,
+            // RTCP multiplexed on the RTP port is terminated here, like plain RTCP.
+            _ if is_rtcp(&packet) => return Ok(()),
+            LegCrypto::Srtp(s, refused) => match s.unprotect_rtp(&packet) {
+                Some(p) => p,
+                None => {
+                    *refused += 1;
+                    out.push(Output::SrtpRefused {
+                        leg,
+                        src,
+                        first: *refused == 1,
+                    });
+                    return Ok(());
+                }
+            },
+            LegCrypto::Broken => return Ok(()),
+        };
+        let start = out.len();
+        let r = self.plain_packet(now, leg, src, packet, out);
+        self.protect(out, start);
+        r
+    }
+
+    /// Protects what was queued from `start` on for the legs that run SRTP (RTP as SRTP,
+    /// our reports as SRTCP), and drops what cannot be protected.
+    fn protect(&mut self, out: &mut Vec<Output>, start: usize) {
+        if self.crypto.iter().all(|c| matches!(c, LegCrypto::Plain)) {
+            return;
+        }
+        let mut i = start;
+        while i < out.len() {
+            let keep = match &mut out[i] {
+                Output::Send { leg, packet, .. } => match &mut self.crypto[*leg as usize] {
+                    LegCrypto::Plain => true,
+                    LegCrypto::Srtp(s, _) => s.protect_rtp(packet).map(|p| *packet = p).is_some(),
+                    LegCrypto::Broken => false,
+                },
+                Output::Rtcp { leg, packet, .. } => match &mut self.crypto[*leg as usize] {
+                    LegCrypto::Plain => true,
+                    LegCrypto::Srtp(s, _) => s.protect_rtcp(packet).map(|p| *packet = p).is_some(),
+                    LegCrypto::Broken => false,
+                },
+                _ => true,
+            };
+            if keep {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
+        }
+    }
+
+    fn plain_packet(
         &mut self,
         now: Instant,
         leg: LegId,
@@ -393,6 +514,12 @@ impl MediaSession {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let start = out.len();
+        self.timeout(now, out);
+        self.protect(out, start);
+    }
+
+    fn timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
         if let Phase::Bridged(b) = &self.phase {
             if now >= b.poll_timeout() {
                 out.push(Output::Timeout);
@@ -645,6 +772,124 @@ mod tests {
         s.handle_timeout(t0 + Duration::from_secs(120), &mut out);
         assert!(!out.contains(&Output::Timeout));
         assert!(matches!(out[0], Output::Rtcp { .. }));
+    }
+
+    #[test]
+    fn srtp_caller_reaches_a_plain_agent_re_keyed_and_strangers_and_replays_are_refused() {
+        use crate::media::srtp::{KeySalt, LegSrtp, SrtpKeys, Suite};
+        let t0 = Instant::now();
+        let keys = SrtpKeys {
+            suite: Suite::AesCm128HmacSha1_80,
+            tag: 1,
+            remote: KeySalt([3; 30]),
+            local: KeySalt([4; 30]),
+        };
+        // The caller's phone: it sends with its key and receives with ours.
+        let mut phone = LegSrtp::new(&SrtpKeys {
+            remote: keys.local.clone(),
+            local: keys.remote.clone(),
+            ..keys.clone()
+        })
+        .unwrap();
+        let mut caller = neg(Codec::Pcmu, 0, 4000);
+        caller.srtp = Some(keys);
+        let mut s = MediaSession::new(
+            t0,
+            SystemTime::now(),
+            &caller,
+            LOOPBACK,
+            7,
+            Duration::from_secs(30),
+            Music::Loop(tone_prompt(100)),
+        );
+        let mut out = Vec::new();
+        s.handle_timeout(t0, &mut out);
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].2.len(), 172 + 10, "SRTP adds the 80-bit tag");
+        let plain = phone
+            .unprotect_rtp(&sent[0].2)
+            .expect("our ringback is SRTP");
+        assert_eq!(parse_rtp(&plain).unwrap().ssrc, 7);
+        s.handle_command(
+            t0,
+            Command::Attach {
+                agent: neg(Codec::Pcmu, 0, 5000),
+                signalling: LOOPBACK,
+                ssrc: 9,
+                record: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let src = SocketAddr::from(([127, 0, 0, 1], 4000));
+        let voice = build_rtp(0, false, 1, 160, 55, &[0x11; 160]);
+        let protected = phone.protect_rtp(&voice).unwrap();
+        let mut out = Vec::new();
+        s.handle_packet(t0, LegId::Caller, src, protected.clone(), &mut out)
+            .unwrap();
+        let to_agent = sends(&out);
+        assert_eq!(to_agent.len(), 1);
+        assert_eq!(to_agent[0].0, LegId::Agent);
+        assert_eq!(
+            &to_agent[0].2[12..],
+            &[0x11; 160],
+            "the plain agent gets audio"
+        );
+        // A replay, plain RTP and a forged packet from the caller's own address: refused.
+        let mut out = Vec::new();
+        s.handle_packet(t0, LegId::Caller, src, protected, &mut out)
+            .unwrap();
+        s.handle_packet(t0, LegId::Caller, src, voice.clone(), &mut out)
+            .unwrap();
+        let mut forged = phone
+            .protect_rtp(&build_rtp(0, false, 2, 320, 55, &[0x11; 160]))
+            .unwrap();
+        forged[30] ^= 0x80;
+        s.handle_packet(t0, LegId::Caller, src, forged, &mut out)
+            .unwrap();
+        assert!(sends(&out).is_empty(), "{out:?}");
+        let refused: Vec<bool> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::SrtpRefused { first, .. } => Some(*first),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused, vec![true, false, false]);
+        // The agent's plain audio reaches the caller encrypted, our reports as SRTCP.
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let mut out = Vec::new();
+        s.handle_packet(
+            t0,
+            LegId::Agent,
+            agent,
+            build_rtp(0, false, 9, 900, 66, &[0x22; 160]),
+            &mut out,
+        )
+        .unwrap();
+        let to_caller = sends(&out);
+        assert_eq!(to_caller[0].0, LegId::Caller);
+        assert_ne!(&to_caller[0].2[12..172], &[0x22; 160]);
+        let heard = phone.unprotect_rtp(&to_caller[0].2).unwrap();
+        assert_eq!(&heard[12..], &[0x22; 160]);
+        let mut out = Vec::new();
+        s.handle_timeout(t0 + RTCP_INTERVAL, &mut out);
+        let rtcp: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Rtcp { leg, packet, .. } => Some((*leg, packet.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rtcp.len(), 2);
+        let caller_rtcp = &rtcp.iter().find(|(l, _)| *l == LegId::Caller).unwrap().1;
+        assert!(
+            phone.unprotect_rtcp(caller_rtcp).is_some(),
+            "SRTCP to the caller"
+        );
+        let agent_rtcp = &rtcp.iter().find(|(l, _)| *l == LegId::Agent).unwrap().1;
+        assert!(is_rtcp(agent_rtcp), "plain RTCP to the plain agent");
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl Ids {
     pub fn u64(&mut self) -> u64 {
         self.0.next_u64()
     }
+
+    /// Key material (SRTP master keys): the generator is a CSPRNG seeded from the OS.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        self.0.fill_bytes(out);
+    }
 }
 
 /// A response to `req` (RFC 3261 8.2.6.2): Via, From, To, Call-ID and CSeq copied; the To

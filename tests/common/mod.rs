@@ -627,9 +627,39 @@ impl Capture {
             .collect()
     }
 
+    /// Stops the capture; each UDP datagram's source port, destination port and payload.
+    pub fn stop_udp(self) -> Vec<(u16, u16, Vec<u8>)> {
+        self.stop_payloads_with_ports()
+            .into_iter()
+            .filter(|(proto, ..)| *proto == 17)
+            .filter_map(|(_, _, udp)| {
+                let ports = udp.get(..4)?;
+                Some((
+                    u16::from_be_bytes([ports[0], ports[1]]),
+                    u16::from_be_bytes([ports[2], ports[3]]),
+                    udp.get(8..)?.to_vec(),
+                ))
+            })
+            .collect()
+    }
+
     /// Stops the capture and returns every IPv4 UDP (17) and TCP (6) payload captured, in
     /// order, with its protocol number (empty TCP segments left out).
-    pub fn stop_payloads(mut self) -> Vec<(u8, Vec<u8>)> {
+    pub fn stop_payloads(self) -> Vec<(u8, Vec<u8>)> {
+        self.stop_payloads_with_ports()
+            .into_iter()
+            .map(|(proto, payload, udp)| {
+                if proto == 17 {
+                    (proto, udp.get(8..).unwrap_or_default().to_vec())
+                } else {
+                    (proto, payload)
+                }
+            })
+            .collect()
+    }
+
+    /// (protocol, TCP payload, whole UDP datagram with its header).
+    fn stop_payloads_with_ports(mut self) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -654,14 +684,14 @@ impl Capture {
             let ihl = (ip[0] & 15) as usize * 4;
             match ip[9] {
                 17 => {
-                    if let Some(udp) = ip.get(ihl + 8..) {
-                        out.push((17, udp.to_vec()));
+                    if let Some(udp) = ip.get(ihl..).filter(|u| u.len() >= 8) {
+                        out.push((17, Vec::new(), udp.to_vec()));
                     }
                 }
                 6 => {
                     let off = ip.get(ihl + 12).map_or(20, |o| (o >> 4) as usize * 4);
                     if let Some(tcp) = ip.get(ihl + off..).filter(|p| !p.is_empty()) {
-                        out.push((6, tcp.to_vec()));
+                        out.push((6, tcp.to_vec(), Vec::new()));
                     }
                 }
                 _ => {}

@@ -261,7 +261,9 @@ impl World {
                 MediaCommand::Attach { call, .. } | MediaCommand::Stop { call } => {
                     self.prompts.remove(&call);
                 }
-                MediaCommand::Detach { .. } | MediaCommand::Remote { .. } => {}
+                MediaCommand::Detach { .. }
+                | MediaCommand::Remote { .. }
+                | MediaCommand::Rekey { .. } => {}
             }
         }
         while let Some(r) = self.engine.poll_record() {

@@ -24,6 +24,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     runtime(&f.runtime)?;
     let anchor = media(&f.media)?;
     let (trusted, cert_trunks) = trunks(f)?;
+    let trunk_srtp = trunk_srtp(f)?;
     let index: HashMap<&str, QueueIdx> = f
         .queues
         .keys()
@@ -42,7 +43,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     tokens(&f.http)?;
     let utc_offset_s = clock(&f.clock)?;
     data(&f.data)?;
-    let agents = agents(&f.agents, &f.sip)?;
+    let agents = agents(&f.agents, &f.sip, f.media.anchor)?;
     let timers = sip(&f.sip)?;
     let routes = menu_routes(routes, &menus)?;
     let settings = EngineSettings {
@@ -51,6 +52,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
         routes,
         trusted,
         cert_trunks,
+        trunk_srtp,
         menus,
         timers,
         utc_offset_s,
@@ -160,6 +162,48 @@ fn fingerprint(v: &str) -> Option<[u8; 32]> {
 }
 
 type Trunks = (Vec<(IpNet, bool, Arc<str>)>, Vec<CertTrunk>);
+
+/// SDES keys travel in SDP: SRTP anywhere needs the TLS listener, or keys would be sent
+/// in clear (or every call refused).
+fn srtp_policy(
+    p: &Option<Spanned<SrtpPolicy>>,
+    sip: &SipConfig,
+    anchor: bool,
+    who: &str,
+) -> Check<SrtpPolicy> {
+    let Some(p) = p else {
+        return Ok(SrtpPolicy::Off);
+    };
+    if *p.get_ref() != SrtpPolicy::Off && sip.tls_listen.is_none() {
+        return Err((
+            p.span().into(),
+            format!(
+                "{who}: srtp needs sip.tls_listen: SDES keys travel in SDP and are sent only over TLS"
+            ),
+        ));
+    }
+    if *p.get_ref() != SrtpPolicy::Off && !anchor {
+        return Err((
+            p.span().into(),
+            format!("{who}: srtp needs media.anchor = true: the engine keys and protects each leg's RTP"),
+        ));
+    }
+    Ok(*p.get_ref())
+}
+
+fn trunk_srtp(f: &ConfigFile) -> Check<HashMap<Arc<str>, SrtpPolicy>> {
+    let mut out = HashMap::new();
+    for t in &f.trunks {
+        let p = srtp_policy(
+            &t.srtp,
+            &f.sip,
+            f.media.anchor,
+            &format!("trunk '{}'", t.name),
+        )?;
+        out.insert(Arc::from(t.name.as_str()), p);
+    }
+    Ok(out)
+}
 
 fn trunks(f: &ConfigFile) -> Check<Trunks> {
     let mut out = Vec::new();
@@ -510,7 +554,7 @@ fn credential(g: &AgentGroup, ids: &[String], sip: &SipConfig) -> Check<Credenti
     Ok(Credential::Ha1 { md5, sha256 })
 }
 
-fn agents(groups: &[AgentGroup], sip: &SipConfig) -> Check<Vec<AgentSpec>> {
+fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<AgentSpec>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for g in groups {
@@ -521,6 +565,12 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig) -> Check<Vec<AgentSpec>> {
             .map(|sk| parse_skill(sk.get_ref()).map_err(|m| (sk.span().into(), m.to_string())))
             .collect::<Check<Vec<_>>>()?;
         let credential = credential(g, &ids, sip)?;
+        let srtp = srtp_policy(
+            &g.srtp,
+            sip,
+            anchor,
+            &format!("agents '{}'", g.ids.get_ref()),
+        )?;
         for id in ids {
             if !seen.insert(id.clone()) {
                 return Err((
@@ -532,6 +582,7 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig) -> Check<Vec<AgentSpec>> {
                 id,
                 credential: credential.clone(),
                 skills: skills.clone(),
+                srtp,
             });
         }
     }
