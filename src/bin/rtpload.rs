@@ -3,13 +3,18 @@
 //! on loopback sending G.711 every 20 ms in both directions. Reports loss and jitter seen by
 //! the receiving phones. Signalling is not involved: this measures the relay path alone.
 //!
-//!   rtpload CALLS SECONDS        (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
+//!   rtpload CALLS SECONDS [--srtp]     (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
+//!
+//! `--srtp`: both legs of every call keyed (SDES, AES_CM_128_HMAC_SHA1_80), so the relay
+//! unprotects and protects every packet; the phones protect what they send and unprotect
+//! what they receive (their cost is in the process CPU too).
 
 use dasan::b2bua::{MediaCommand, MusicRef};
 use dasan::driver::media::{MediaEvent, MediaPlane, Prompts};
 use dasan::media::ports::PortPool;
 use dasan::media::rtp::{build_rtp, parse_rtp};
 use dasan::media::sdp::{Codec, Direction, Negotiated};
+use dasan::media::srtp::{KeySalt, LegSrtp, SrtpKeys, Suite};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +35,11 @@ fn neg(remote: SocketAddr) -> Negotiated {
     }
 }
 
+fn addr_of(s: &UdpSocket) -> (std::net::IpAddr, u16) {
+    let a = s.local_addr().expect("addr");
+    (a.ip(), a.port())
+}
+
 /// What one receiving phone saw: how many packets, and each packet's delay from the
 /// moment the sending phone sent it (carried in the payload) to its arrival, in µs.
 #[derive(Default, Clone)]
@@ -38,7 +48,47 @@ struct RxStat {
     delays_us: Vec<u32>,
 }
 
-async fn receiver(sock: Arc<UdpSocket>, t0: Instant, until: Instant) -> RxStat {
+/// A leg's keys (the relay's view) and the phone's context for it (its view: it sends with
+/// the leg's `remote` key and receives with its `local` one).
+fn keyed(call: usize, leg: u8) -> (SrtpKeys, LegSrtp) {
+    let mut remote = [leg; 30];
+    let mut local = [leg ^ 0x80; 30];
+    remote[..8].copy_from_slice(&(call as u64).to_le_bytes());
+    local[..8].copy_from_slice(&(call as u64).to_le_bytes());
+    let keys = SrtpKeys {
+        suite: Suite::AesCm128HmacSha1_80,
+        tag: 1,
+        remote: KeySalt(remote),
+        local: KeySalt(local),
+    };
+    let phone = LegSrtp::new(&SrtpKeys {
+        remote: keys.local.clone(),
+        local: keys.remote.clone(),
+        ..keys.clone()
+    })
+    .expect("phone context");
+    (keys, phone)
+}
+
+/// utime + stime of this process, seconds.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (tick(11) + tick(12)) / hz.max(1.0)
+}
+
+async fn receiver(
+    sock: Arc<UdpSocket>,
+    t0: Instant,
+    until: Instant,
+    mut srtp: Option<LegSrtp>,
+) -> RxStat {
     let mut buf = [0u8; 512];
     let mut st = RxStat::default();
     loop {
@@ -46,7 +96,18 @@ async fn receiver(sock: Arc<UdpSocket>, t0: Instant, until: Instant) -> RxStat {
         let Ok(Ok((n, _))) = tokio::time::timeout(left, sock.recv_from(&mut buf)).await else {
             break;
         };
-        let Some(h) = parse_rtp(&buf[..n]) else {
+        let plain;
+        let buf = match srtp.as_mut() {
+            None => &buf[..n],
+            Some(ctx) => match ctx.unprotect_rtp(&buf[..n]) {
+                Some(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                None => continue,
+            },
+        };
+        let Some(h) = parse_rtp(buf) else {
             continue;
         };
         let Some(stamp) = buf.get(h.payload_offset..h.payload_offset + 8) else {
@@ -62,6 +123,7 @@ async fn receiver(sock: Arc<UdpSocket>, t0: Instant, until: Instant) -> RxStat {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let srtp = std::env::args().any(|a| a == "--srtp");
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -69,7 +131,7 @@ async fn main() {
     let (calls, seconds) = match args[..] {
         [c, s] if (1..=5000).contains(&c) && (1..=120).contains(&s) => (c as usize, s),
         _ => {
-            eprintln!("usage: rtpload CALLS(1-5000) SECONDS(1-120)");
+            eprintln!("usage: rtpload CALLS(1-5000) SECONDS(1-120) [--srtp]");
             std::process::exit(2);
         }
     };
@@ -81,10 +143,29 @@ async fn main() {
         ringback: dasan::media::prompt::ringback(),
     });
     let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir());
-    let mut ports = PortPool::new(30000, 50000).expect("port range");
+    // Below the kernel's ephemeral ports (32768+), where the phones' sockets land.
+    let mut ports = PortPool::new(12000, 31999).expect("port range");
     let ip: std::net::IpAddr = "127.0.0.1".parse().expect("literal");
     let mut phones = Vec::with_capacity(calls);
+    // Per call: the phones' send contexts (caller, agent) and receive contexts.
+    let mut send_ctx: Vec<Option<(LegSrtp, LegSrtp)>> = Vec::with_capacity(calls);
+    let mut recv_ctx: Vec<Option<(LegSrtp, LegSrtp)>> = Vec::with_capacity(calls);
     for call in 0..calls {
+        let mut caller_neg = neg(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut agent_neg = caller_neg.clone();
+        if srtp {
+            let (ck, c_rx) = keyed(call, 1);
+            let (ak, a_rx) = keyed(call, 2);
+            let (_, c_tx) = keyed(call, 1);
+            let (_, a_tx) = keyed(call, 2);
+            caller_neg.srtp = Some(ck);
+            agent_neg.srtp = Some(ak);
+            send_ctx.push(Some((c_tx, a_tx)));
+            recv_ctx.push(Some((c_rx, a_rx)));
+        } else {
+            send_ctx.push(None);
+            recv_ctx.push(None);
+        }
         let bind = || async { UdpSocket::bind(lo).await.expect("bind loopback") };
         let (caller_phone, agent_phone) = (bind().await, bind().await);
         let (cp, ap) = (
@@ -96,14 +177,20 @@ async fn main() {
             ip,
             caller_port: cp,
             agent_port: ap,
-            caller: neg(caller_phone.local_addr().expect("addr")),
+            caller: Negotiated {
+                remote: addr_of(&caller_phone),
+                ..caller_neg
+            },
             signalling: ip,
             timeout: Duration::from_secs(30),
             music: MusicRef::Silence,
         });
         let attached = plane.execute(MediaCommand::Attach {
             call: call as u64,
-            agent: neg(agent_phone.local_addr().expect("addr")),
+            agent: Negotiated {
+                remote: addr_of(&agent_phone),
+                ..agent_neg
+            },
             signalling: ip,
             record: None,
         });
@@ -121,10 +208,15 @@ async fn main() {
     let t0 = Instant::now();
     let until = t0 + Duration::from_secs(seconds) + Duration::from_millis(500);
     let mut receivers = Vec::new();
-    for (c, _, a, _) in &phones {
-        receivers.push(tokio::spawn(receiver(c.clone(), t0, until)));
-        receivers.push(tokio::spawn(receiver(a.clone(), t0, until)));
+    for ((c, _, a, _), ctx) in phones.iter().zip(recv_ctx) {
+        let (crx, arx) = match ctx {
+            Some((c, a)) => (Some(c), Some(a)),
+            None => (None, None),
+        };
+        receivers.push(tokio::spawn(receiver(c.clone(), t0, until, crx)));
+        receivers.push(tokio::spawn(receiver(a.clone(), t0, until, arx)));
     }
+    let cpu0 = cpu_seconds();
     // Phones are not synchronised: every millisecond, a twentieth of the calls send their
     // 20 ms packet in both directions, so each stream still sends one packet per 20 ms.
     let frames = seconds * 50;
@@ -142,16 +234,17 @@ async fn main() {
         let slot = (ms % 20) as usize;
         for (i, (c, cp, a, ap)) in phones.iter().enumerate().filter(|(i, _)| i % 20 == slot) {
             payload[..8].copy_from_slice(&(t0.elapsed().as_micros() as u64).to_le_bytes());
-            let _ = c.try_send_to(
-                &build_rtp(0, false, seq, ts, 0x1000 + i as u32, &payload),
-                *cp,
-            );
-            let _ = a.try_send_to(
-                &build_rtp(0, false, seq, ts, 0x8000 + i as u32, &payload),
-                *ap,
-            );
+            let mut to_caller_leg = build_rtp(0, false, seq, ts, 0x1000 + i as u32, &payload);
+            let mut to_agent_leg = build_rtp(0, false, seq, ts, 0x8000 + i as u32, &payload);
+            if let Some((ctx, atx)) = send_ctx[i].as_mut() {
+                to_caller_leg = ctx.protect_rtp(&to_caller_leg).unwrap_or_default();
+                to_agent_leg = atx.protect_rtp(&to_agent_leg).unwrap_or_default();
+            }
+            let _ = c.try_send_to(&to_caller_leg, *cp);
+            let _ = a.try_send_to(&to_agent_leg, *ap);
         }
     }
+    let cpu = cpu_seconds() - cpu0;
     let mut received = 0u64;
     let mut delays: Vec<u32> = Vec::new();
     for r in receivers {
@@ -198,5 +291,14 @@ async fn main() {
     println!(
         "sender         {late_ticks} of {} 1 ms ticks more than 20 ms late (generator overload)",
         frames * 20
+    );
+    println!(
+        "process CPU    {cpu:.2} s over {seconds} s ({:.0} % of one core), phones and relay{}",
+        100.0 * cpu / seconds as f64,
+        if srtp {
+            ", SRTP on every leg"
+        } else {
+            ", plain RTP"
+        }
     );
 }
