@@ -710,3 +710,83 @@ fn hashed_credentials_serve_phone_and_browser_and_the_data_directory_is_private(
     assert_eq!(mode(&dir.join("data/records.db")), 0o600);
     assert_eq!(mode(&dir.join("data/kb.db")), 0o600);
 }
+
+/// A STUN server (RFC 5389 Binding) on loopback until `stop`: answers each Binding
+/// request with the sender's address; `seen` counts them.
+fn stun_server(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    use std::sync::atomic::Ordering;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind STUN");
+    let port = sock.local_addr().expect("addr").port();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        // Bounded: the test stops it, or it ends by itself after a minute.
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 1500];
+        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            // Binding request with the magic cookie.
+            if n < 20 || buf[0..2] != [0x00, 0x01] || buf[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+                continue;
+            }
+            seen.fetch_add(1, Ordering::Relaxed);
+            let std::net::SocketAddr::V4(v4) = from else {
+                continue;
+            };
+            let mut r = vec![0x01, 0x01, 0x00, 12];
+            r.extend_from_slice(&buf[4..20]);
+            let port = v4.port() ^ 0x2112;
+            let ip = u32::from(*v4.ip()) ^ 0x2112_A442;
+            r.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+            r.extend_from_slice(&port.to_be_bytes());
+            r.extend_from_slice(&ip.to_be_bytes());
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    port
+}
+
+/// `[webrtc] ice_servers` reach the browser's peer connection at login: Chromium lists
+/// them in its configuration and asks the STUN server for its address; media connects.
+#[test]
+fn the_browser_gets_the_configured_ice_servers_and_uses_them() {
+    let base = port_block();
+    let dir = workdir("web-ice");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stun = stun_server(stop.clone(), seen.clone());
+    let config = format!(
+        "[webrtc]\nice_servers = [{{ urls = [\"stun:127.0.0.1:{stun}\"] }}, {{ urls = [\"turn:127.0.0.1:9\"], username = \"desk\", credential = \"turn-secret\" }}]\n"
+    ) + &test_config("");
+    let e = EngineProc::start(&dir, &config, base, base + 1);
+    let browser = Browser::start(&dir, "ice", &["ice", &url(&e), "1001", "test-pw"]);
+    let v = browser.wait_for("iceServers", Duration::from_secs(60));
+    let urls: Vec<String> = v["iceServers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .flat_map(|s| s["urls"].as_array().cloned().unwrap_or_default())
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        urls,
+        vec![format!("stun:127.0.0.1:{stun}"), "turn:127.0.0.1:9".into()],
+        "{v}"
+    );
+    assert!(
+        v["media"].as_str().is_some_and(|m| !m.is_empty()),
+        "media state: {v}"
+    );
+    assert_eq!(e.agent_state("1001"), "ready", "media connected and ready");
+    drop(browser);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let asked = seen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(asked > 0, "the browser never asked the STUN server");
+}

@@ -84,7 +84,10 @@ pub(super) enum AttachError {
 
 pub(super) struct Anchor {
     pub pool: PortPool,
+    /// Where the media sockets bind.
     pub ip: IpAddr,
+    /// What SDP says: `ip`, or `media.advertise` in front of it (1:1 NAT).
+    pub sdp_ip: IpAddr,
     pub timeout: Duration,
 }
 
@@ -197,7 +200,7 @@ pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia, srtp: &SrtpOffer) -> Bytes
     Bytes::from(sdp::build_secure(
         cm.session + 1,
         1,
-        a.ip,
+        a.sdp_ip,
         cm.agent_port,
         &codecs,
         Some((DTMF_PT, 8000)),
@@ -252,7 +255,7 @@ impl Engine {
         let caller_sdp = sdp::build_secure(
             session,
             1,
-            a.ip,
+            a.sdp_ip,
             caller_port,
             &[(neg.codec, neg.pt)],
             neg.dtmf,
@@ -378,7 +381,7 @@ impl Engine {
         Ok(Bytes::from(sdp::build_secure(
             session,
             cm.versions[i],
-            a.ip,
+            a.sdp_ip,
             port,
             &[(current.codec, current.pt)],
             dtmf,

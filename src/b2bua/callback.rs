@@ -262,7 +262,7 @@ impl Engine {
     /// Dials the caller with our SDP offer (`first`: the codec to prefer, the agent's).
     pub(super) fn send_caller_invite(&mut self, now: Instant, key: CallKey, first: Option<Codec>) {
         let local = self.cfg.local;
-        let Some(ip) = self.anchor.as_ref().map(|a| a.ip) else {
+        let Some(ip) = self.anchor.as_ref().map(|a| a.sdp_ip) else {
             return;
         };
         let Some(call) = self.calls.get_mut(&key) else {

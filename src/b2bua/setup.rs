@@ -127,9 +127,11 @@ impl Engine {
                 .with_label_values(&[&q.acd.name])
                 .set(0);
         }
+        let media_ip = config.media.ip.unwrap_or(config.advertised_sip().ip());
         let anchor = s.anchor.as_ref().map(|a| anchor::Anchor {
             pool: a.pool.clone(),
-            ip: config.media.ip.unwrap_or(config.advertised_sip().ip()),
+            ip: media_ip,
+            sdp_ip: config.media.advertise.unwrap_or(media_ip),
             timeout: a.timeout,
         });
         Engine {

@@ -2507,3 +2507,35 @@ fn srtp_policy_refuses_what_it_cannot_meet_and_keys_each_leg_over_tls() {
     assert_eq!(k.local, oa.crypto[0].key, "our tag-1 key");
     assert_eq!(&k.remote.0[..4], b"ABCD");
 }
+
+#[test]
+fn behind_nat_sdp_carries_the_advertised_address_and_sockets_bind_the_local_one() {
+    use crate::media::sdp::Sdp;
+    let mut h = Harness::with(&format!(
+        "{ANCHORED}\n[media]\nip = \"10.0.0.5\"\nadvertise = \"203.0.113.7\"\nrtp_port_min = 30000\nrtp_port_max = 30099\nwebrtc_port_min = 40000\nwebrtc_port_max = 40099\n"
+    ));
+    h.register("1001", 1);
+    let out = invite_with_sdp(&mut h, "nat1", PCMU_OFFER);
+    let early = &out.iter().find(|(_, m)| m.status() == Some(183)).unwrap().1;
+    let sdp = Sdp::parse(std::str::from_utf8(&early.body).unwrap()).unwrap();
+    assert_eq!(
+        sdp.audio_target().unwrap().0,
+        "203.0.113.7".parse::<std::net::IpAddr>().unwrap()
+    );
+    let start_ip = media(&mut h).into_iter().find_map(|c| match c {
+        MediaCommand::Start { ip, .. } => Some(ip),
+        _ => None,
+    });
+    assert_eq!(
+        start_ip,
+        Some("10.0.0.5".parse().unwrap()),
+        "bind the local one"
+    );
+    let inv = requests(&out, &Method::Invite);
+    let offer = Sdp::parse(std::str::from_utf8(&inv[0].1.body).unwrap()).unwrap();
+    assert_eq!(
+        offer.audio_target().unwrap().0,
+        "203.0.113.7".parse::<std::net::IpAddr>().unwrap(),
+        "the agent's offer too"
+    );
+}

@@ -26,8 +26,8 @@ pub use engine::{
     MenuSettings, QueueSettings, QueueTiming, RouteTarget,
 };
 pub use settings::{
-    split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, MediaConfig,
-    OutboundConfig, RuntimeConfig, SipConfig, TokenConfig, WebOrigin,
+    split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, IceServerConfig,
+    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TokenConfig, WebOrigin, WebRtcConfig,
 };
 
 use serde::Deserialize;
@@ -103,6 +103,8 @@ struct ConfigFile {
     outbound: OutboundConfig,
     #[serde(default)]
     runtime: RuntimeConfig,
+    #[serde(default)]
+    webrtc: WebRtcConfig,
 }
 
 /// A validated configuration: the sections as written (the drivers read the process
@@ -123,6 +125,7 @@ pub struct Config {
     pub clock: ClockConfig,
     pub outbound: OutboundConfig,
     pub runtime: RuntimeConfig,
+    pub webrtc: WebRtcConfig,
     engine: Arc<EngineSettings>,
     warnings: Vec<ConfigWarning>,
 }
@@ -213,6 +216,7 @@ impl Config {
             clock: f.clock,
             outbound: f.outbound,
             runtime: f.runtime,
+            webrtc: f.webrtc,
             engine: Arc::new(engine),
             warnings,
         })

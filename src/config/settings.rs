@@ -48,6 +48,10 @@ pub struct MediaConfig {
     pub media_timeout_s: u32,
     /// Address for RTP and in SDP; defaults to the SIP address.
     pub ip: Option<std::net::IpAddr>,
+    /// The public address in front of `ip` (1:1 NAT, e.g. a cloud machine's elastic IP):
+    /// written into SDP instead of `ip`, and offered to browsers as an ICE candidate beside
+    /// the local one. Sockets still bind `ip`.
+    pub advertise: Option<std::net::IpAddr>,
     /// A directory of extra prompts (16-bit mono WAV at 8, 16 or 48 kHz), named by file
     /// stem; they add to, and override, the prompts built into the binary.
     pub prompts_dir: Option<PathBuf>,
@@ -63,9 +67,34 @@ impl Default for MediaConfig {
             webrtc_port_max: 31999,
             media_timeout_s: 30,
             ip: None,
+            advertise: None,
             prompts_dir: None,
         }
     }
+}
+
+/// `[webrtc]`: what browsers behind NAT need to reach the engine's media.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// STUN and TURN servers handed to each agent's browser at login (its
+    /// `RTCPeerConnection`'s `iceServers`). The engine's own side needs none: its address
+    /// is known (`media.ip`, and `media.advertise` behind 1:1 NAT).
+    pub ice_servers: Vec<IceServerConfig>,
+}
+
+/// One `iceServers` entry (W3C WebRTC `RTCIceServer`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URLs (RFC 7064, RFC 7065).
+    pub urls: Vec<String>,
+    /// For TURN: the long-term credential every logged-in browser receives (use a TURN
+    /// account for this purpose only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

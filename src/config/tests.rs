@@ -684,3 +684,42 @@ fn srtp_policies_need_tls_and_anchored_media_and_name_the_line() {
         );
     }
 }
+
+#[test]
+fn ice_servers_and_the_advertised_media_address_are_checked() {
+    let cfg = |extra: &str| Config::parse(&format!("{extra}\n{STAFF}"), "w.toml");
+    let c = cfg("[webrtc]\nice_servers = [{ urls = [\"stun:stun.example.org:3478\"] }, { urls = [\"turns:turn.example.org\"], username = \"u\", credential = \"p\" }]\n[media]\nadvertise = \"203.0.113.7\"").unwrap();
+    assert_eq!(c.webrtc.ice_servers.len(), 2);
+    assert_eq!(c.media.advertise, Some("203.0.113.7".parse().unwrap()));
+    let json = serde_json::to_string(&c.webrtc.ice_servers).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"urls":["stun:stun.example.org:3478"]},{"urls":["turns:turn.example.org"],"username":"u","credential":"p"}]"#
+    );
+    for (extra, needle) in [
+        (
+            "[webrtc]\nice_servers = [{ urls = [\"http://x\"] }]",
+            "not a stun:",
+        ),
+        (
+            "[webrtc]\nice_servers = [{ urls = [\"turn:turn.example.org\"] }]",
+            "needs username and credential",
+        ),
+        ("[webrtc]\nice_servers = [{ urls = [] }]", "needs urls"),
+        (
+            "[webrtc]\nice_servers = [{ urls = [\"stun:\"] }]",
+            "names no server",
+        ),
+        (
+            "[webrtc]\nice_servers = [{ url = \"stun:x\" }]",
+            "unknown field",
+        ),
+        ("[media]\nadvertise = \"0.0.0.0\"", "media.advertise"),
+    ] {
+        let e = cfg(extra).unwrap_err().to_string();
+        assert!(
+            e.starts_with("w.toml:") && e.contains(needle),
+            "{extra}: {e}"
+        );
+    }
+}

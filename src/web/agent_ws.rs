@@ -4,7 +4,7 @@
 //! Client → server (`op`): `login {agent, password}`, `sdp {sdp}` (the browser's offer),
 //! `state {state: ready|not-ready|logout, reason?}`, `answer`, `hangup`, `hold {on}`,
 //! `dtmf {digit}`, `transfer {target}`.
-//! Server → client (`ev`): `login-ok {agent, token, expires_in_s}`, `sdp {sdp}`,
+//! Server → client (`ev`): `login-ok {agent, token, expires_in_s, ice_servers}`, `sdp {sdp}`,
 //! `media {state: connected|failed}`, `state {state, reason, call}`, `offer {record,
 //! caller (masked), queue, language, wait_ms}`, `connected {record}`, `ended {record, by}`,
 //! `error {code, message}`.
@@ -113,7 +113,8 @@ async fn login(
                 let left = expires.saturating_duration_since(Instant::now()).as_secs();
                 let _ = send(
                     ws,
-                    json!({"ev": "login-ok", "agent": agent, "token": token, "expires_in_s": left}),
+                    json!({"ev": "login-ok", "agent": agent, "token": token, "expires_in_s": left,
+                        "ice_servers": s.ice_servers}),
                 )
                 .await;
                 return Some((agent, password, token, expires));
@@ -477,7 +478,15 @@ impl Desk<'_> {
             old.close().await;
         }
         let s = self.s;
-        match Bridge::answer(s.media_ip, s.webrtc_ports, offer, &s.local_rtp).await {
+        match Bridge::answer(
+            s.media_ip,
+            s.media_advertise,
+            s.webrtc_ports,
+            offer,
+            &s.local_rtp,
+        )
+        .await
+        {
             Ok((b, answer, events)) => {
                 self.bridge = Some(b);
                 self.peer_events = events;

@@ -67,6 +67,7 @@ impl Bridge {
     /// bridge, the SDP answer and the peer's state changes.
     pub async fn answer(
         ip: IpAddr,
+        advertise: Option<IpAddr>,
         ports: (u16, u16),
         offer_sdp: String,
         local: &LocalRtp,
@@ -78,7 +79,13 @@ impl Bridge {
         let socket = |what| move |source| BridgeError::Socket { what, source };
         let ice_addr = ice.local_addr().map_err(socket("ICE"))?;
         let local_rtp = rtp.local_addr().map_err(socket("RTP"))?;
-        let (peer, sdp) = BrowserPeer::answer(Instant::now(), offer_sdp, ice_addr, local_rtp)?;
+        let (peer, sdp) = BrowserPeer::answer_advertised(
+            Instant::now(),
+            offer_sdp,
+            ice_addr,
+            local_rtp,
+            advertise,
+        )?;
         let (events_tx, events) = mpsc::channel(8);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let to_engine = Arc::new(AtomicU64::new(0));

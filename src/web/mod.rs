@@ -58,6 +58,10 @@ pub struct WebState {
     pub sip: SocketAddr,
     /// The address WebRTC and the bridge's RTP socket bind (the engine's media address).
     pub media_ip: IpAddr,
+    /// `[media] advertise`: the public address in front of `media_ip` (1:1 NAT).
+    pub media_advertise: Option<IpAddr>,
+    /// `[webrtc] ice_servers`, handed to each desktop at login.
+    pub ice_servers: Vec<crate::config::IceServerConfig>,
     /// `[media] webrtc_port_min/max`: where those sockets bind.
     pub webrtc_ports: (u16, u16),
     /// The logged-in desktops' own agent states.
@@ -107,6 +111,8 @@ impl WebState {
             realm: cfg.sip.realm.clone(),
             sip,
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
+            media_advertise: cfg.media.advertise,
+            ice_servers: cfg.webrtc.ice_servers.clone(),
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
             own_states: Default::default(),
             local_rtp,

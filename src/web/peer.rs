@@ -18,7 +18,8 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+    CandidateConfig, CandidateHostConfig, CandidateServerReflexiveConfig, RTCIceCandidate,
+    RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
@@ -29,7 +30,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// The browser's Opus payload type in our answer.
@@ -95,13 +96,31 @@ impl BrowserPeer {
         ice: SocketAddr,
         local_rtp: SocketAddr,
     ) -> Result<(BrowserPeer, String), PeerError> {
+        Self::answer_advertised(now, offer_sdp, ice, local_rtp, None)
+    }
+
+    /// As [`BrowserPeer::answer`]; behind 1:1 NAT `advertise` is the public address in
+    /// front of `ice`'s: offered as a server-reflexive candidate at `ice`'s port (its base
+    /// is `ice`, so the connection still runs over that socket), beside the host one for
+    /// browsers on the engine's own network.
+    pub fn answer_advertised(
+        now: Instant,
+        offer_sdp: String,
+        ice: SocketAddr,
+        local_rtp: SocketAddr,
+        advertise: Option<IpAddr>,
+    ) -> Result<(BrowserPeer, String), PeerError> {
         let ssrc = rand::random::<u32>();
         let (mut pc, sender) = peer(now, ssrc)?;
         let offer = RTCSessionDescription::offer(offer_sdp).map_err(at("offer"))?;
         pc.set_remote_description(now, offer).map_err(at("offer"))?;
         pc.add_local_candidate(host_candidate(ice)?)
             .map_err(at("candidate"))?;
-        // End of gathering: one host candidate is all a server has.
+        if let Some(public) = advertise.filter(|a| *a != ice.ip()) {
+            pc.add_local_candidate(advertised_candidate(public, ice)?)
+                .map_err(at("candidate"))?;
+        }
+        // End of gathering: the host candidate (and the advertised one) is all a server has.
         pc.add_local_candidate(RTCIceCandidateInit::default())
             .map_err(at("candidate"))?;
         let answer = pc.create_answer(None).map_err(at("answer"))?;
@@ -291,6 +310,30 @@ impl BrowserPeer {
     }
 }
 
+/// `public`:`base`'s port, a server-reflexive candidate whose base is `base`.
+fn advertised_candidate(
+    public: IpAddr,
+    base: SocketAddr,
+) -> Result<RTCIceCandidateInit, PeerError> {
+    let srflx = CandidateServerReflexiveConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: public.to_string(),
+            port: base.port(),
+            component: 1,
+            ..Default::default()
+        },
+        rel_addr: base.ip().to_string(),
+        rel_port: base.port(),
+        url: None,
+    }
+    .new_candidate_server_reflexive()
+    .map_err(at("candidate"))?;
+    RTCIceCandidate::from(&srflx)
+        .to_json()
+        .map_err(at("candidate"))
+}
+
 fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, PeerError> {
     let host = CandidateHostConfig {
         base_config: CandidateConfig {
@@ -424,6 +467,15 @@ pub mod loopback {
         engine_ice: SocketAddr,
         engine_rtp: SocketAddr,
     ) -> Result<(Browser, BrowserPeer), PeerError> {
+        connect_advertised(engine_ice, engine_rtp, None)
+    }
+
+    /// As [`connect`], the engine advertising `advertise` too (1:1 NAT).
+    pub fn connect_advertised(
+        engine_ice: SocketAddr,
+        engine_rtp: SocketAddr,
+        advertise: Option<IpAddr>,
+    ) -> Result<(Browser, BrowserPeer), PeerError> {
         let now = Instant::now();
         let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
         let mut pc = opus_peer_connection(now)?;
@@ -441,7 +493,8 @@ pub mod loopback {
             .local_description()
             .ok_or(PeerError::Missing("offer"))?
             .sdp;
-        let (mut engine, answer) = BrowserPeer::answer(now, offer_sdp, engine_ice, engine_rtp)?;
+        let (mut engine, answer) =
+            BrowserPeer::answer_advertised(now, offer_sdp, engine_ice, engine_rtp, advertise)?;
         let answer = RTCSessionDescription::answer(answer).map_err(at("answer"))?;
         pc.set_remote_description(now, answer)
             .map_err(at("answer"))?;
@@ -668,6 +721,35 @@ mod tests {
         }
         // A sender and a receiver report at 5 and 10 s (at 1 s it would be ~24).
         assert!((2..=6).contains(&reports), "{reports} reports in 12 s");
+    }
+
+    #[test]
+    fn behind_nat_the_public_address_is_offered_beside_the_local_one_and_ice_still_connects() {
+        let ice: SocketAddr = ([127, 0, 0, 1], 7010).into();
+        let rtp: SocketAddr = ([127, 0, 0, 1], 7012).into();
+        let public: IpAddr = [203, 0, 113, 7].into();
+        let (b, _e) = super::loopback::connect_advertised(ice, rtp, Some(public)).unwrap();
+        let answer = b.pc.remote_description().unwrap().sdp.clone();
+        let candidates: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("a=candidate:"))
+            .collect();
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains("127.0.0.1 7010 typ host")),
+            "{answer}"
+        );
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains("203.0.113.7 7010 typ srflx raddr 127.0.0.1 rport 7010")),
+            "{answer}"
+        );
+        // Advertising the local address itself adds nothing.
+        let (b, _e) = super::loopback::connect_advertised(ice, rtp, Some(ice.ip())).unwrap();
+        let answer = b.pc.remote_description().unwrap().sdp.clone();
+        assert!(!answer.contains("typ srflx"), "{answer}");
     }
 
     #[test]

@@ -74,7 +74,8 @@ function teardown(): void {
   mic = undefined;
 }
 
-async function startMedia(): Promise<void> {
+// iceServers: the engine's [webrtc] ice_servers (STUN/TURN for a browser behind NAT).
+async function startMedia(iceServers: RTCIceServer[]): Promise<void> {
   try {
     // ?audio=raw turns the browser's voice processing off (echo cancellation, noise
     // suppression, gain control): for test tones, which noise suppression removes.
@@ -86,7 +87,7 @@ async function startMedia(): Promise<void> {
     alert(t("no_mic"));
     return;
   }
-  pc = new RTCPeerConnection({ iceServers: [] });
+  pc = new RTCPeerConnection({ iceServers });
   dasan.pc = pc;
   mic.getTracks().forEach((tr) => pc!.addTrack(tr, mic!));
   pc.ontrack = (e) => {
@@ -144,7 +145,7 @@ function onEvent(e: Record<string, any>): void {
       dasan.token = e.token;
       show("login", false);
       show("desk", true);
-      startMedia();
+      startMedia(Array.isArray(e.ice_servers) ? e.ice_servers : []);
       break;
     case "sdp":
       pc?.setRemoteDescription({ type: "answer", sdp: e.sdp });

@@ -11,6 +11,8 @@
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
 //   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
+//   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
+//                                                      its peer connection got)
 // The name dasan.test resolves to 127.0.0.1; with SPKI=<base64 SHA-256 of a certificate's
 // public key> in the environment, that certificate is accepted (an engine's self-signed one).
 import { chromium } from "playwright-core";
@@ -113,6 +115,16 @@ async function badLogin([agent, password]) {
   await login(page, agent, password);
   await waitFor(page, () => document.querySelector("#alert").textContent !== "", null, 10000);
   say({ alert: await page.textContent("#alert"), deskHidden: await page.isHidden("#desk") });
+  await browser.close();
+}
+
+async function ice([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await loginReady(page, agent, password);
+  const conf = await page.evaluate(() => window.dasan.pc.getConfiguration().iceServers);
+  const media = await page.textContent("#media");
+  say({ iceServers: conf, media });
   await browser.close();
 }
 
@@ -314,6 +326,7 @@ const modes = {
   "no-mic": noMic,
   "no-webrtc": noWebrtc,
   insecure,
+  ice,
   supervise,
   "agent-call": agentCall,
   "bad-login": badLogin,

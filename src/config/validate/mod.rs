@@ -22,6 +22,7 @@ type Check<T> = Result<T, Problem>;
 /// Checks `f` and builds what the engine runs on, with the warnings worth printing.
 pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> {
     runtime(&f.runtime)?;
+    webrtc(&f.webrtc)?;
     let anchor = media(&f.media)?;
     let (trusted, cert_trunks) = trunks(f)?;
     let trunk_srtp = trunk_srtp(f)?;
@@ -112,6 +113,14 @@ fn runtime(r: &RuntimeConfig) -> Check<()> {
 /// no port pair would otherwise leave the engine unable to anchor anything.
 fn media(m: &MediaConfig) -> Check<Option<Anchoring>> {
     let at = || Where::Key("[media".into());
+    if m.advertise
+        .is_some_and(|a| a.is_unspecified() || a.is_multicast())
+    {
+        return Err((
+            at(),
+            "media.advertise must be the public unicast address peers send media to".into(),
+        ));
+    }
     if m.rtp_port_min > m.rtp_port_max || m.rtp_port_min < 1024 {
         return Err((
             at(),
@@ -162,6 +171,40 @@ fn fingerprint(v: &str) -> Option<[u8; 32]> {
 }
 
 type Trunks = (Vec<(IpNet, bool, Arc<str>)>, Vec<CertTrunk>);
+
+fn webrtc(w: &WebRtcConfig) -> Check<()> {
+    let at = || Where::Key("ice_servers".into());
+    for s in &w.ice_servers {
+        if s.urls.is_empty() {
+            return Err((at(), "webrtc.ice_servers: an entry needs urls".into()));
+        }
+        for u in &s.urls {
+            let scheme = u.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+            let host = u.split_once(':').map_or("", |(_, h)| h);
+            let turn =
+                match scheme.as_deref() {
+                    Some("stun" | "stuns") => false,
+                    Some("turn" | "turns") => true,
+                    _ => return Err((
+                        at(),
+                        format!(
+                            "webrtc.ice_servers: '{u}' is not a stun:, stuns:, turn: or turns: URL"
+                        ),
+                    )),
+                };
+            if host.is_empty() || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err((at(), format!("webrtc.ice_servers: '{u}' names no server")));
+            }
+            if turn && (s.username.is_none() || s.credential.is_none()) {
+                return Err((
+                    at(),
+                    format!("webrtc.ice_servers: '{u}' is TURN and needs username and credential"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// SDES keys travel in SDP: SRTP anywhere needs the TLS listener, or keys would be sent
 /// in clear (or every call refused).
