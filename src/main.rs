@@ -612,13 +612,21 @@ fn sip_tls(cfg: &Config) -> Result<Option<dasan::driver::SipTls>, Box<dyn std::e
         .into_iter()
         .collect();
     let pins = cfg.tls_client_pins();
-    let clients = (!pins.is_empty()).then(|| {
+    let ca = cfg.sip.tls_client_ca.as_deref();
+    let clients = if pins.is_empty() && ca.is_none() {
+        None
+    } else {
         tracing::info!(
-            certificates = pins.len(),
-            "SIP over TLS asks clients for a certificate: trunks' are pinned, phones need none"
+            pinned = pins.len(),
+            ca = ?ca,
+            "SIP over TLS asks clients for a certificate: trunks' are pinned or CA-issued, phones need none"
         );
-        Arc::new(dasan::runtime::tls::PinnedClients::new(pins))
-    });
+        let mut c = dasan::runtime::tls::PinnedClients::new(pins);
+        if let Some(path) = ca {
+            c = c.with_ca(path)?;
+        }
+        Some(Arc::new(c))
+    };
     let identity = load_identity(
         "SIP over TLS",
         "sip",

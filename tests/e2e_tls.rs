@@ -918,3 +918,387 @@ fn a_plain_sipp_caller_reaches_an_srtp_agent_through_the_engine_re_keying() {
     );
     drop(plain_agent);
 }
+
+/// A SIP endpoint over TLS driven by hand: `openssl s_client` carries the connection (the
+/// engine's certificate is not checked: loopback), messages are written to its stdin and
+/// read, framed by Content-Length, from its stdout. (baresip 1.0 has no `sips:` accounts.)
+struct TlsPeer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl TlsPeer {
+    fn connect(port: u16) -> TlsPeer {
+        let mut child = Command::new("timeout")
+            .args(["-k", "2", "60", "openssl", "s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(stdout);
+            loop {
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == "\r\n" && head.is_empty() {
+                        continue; // keep-alive
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_err() {
+                    return;
+                }
+                head.push_str(&String::from_utf8_lossy(&body));
+                if tx.send(head).is_err() {
+                    return;
+                }
+            }
+        });
+        TlsPeer { child, stdin, rx }
+    }
+
+    fn send(&mut self, msg: &str) {
+        self.stdin
+            .write_all(msg.as_bytes())
+            .expect("write to s_client");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// The next message whose first line starts with `start`.
+    fn expect(&self, start: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self
+                .rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no '{start}' over TLS"));
+            if m.starts_with(start) {
+                return m;
+            }
+        }
+    }
+}
+
+impl Drop for TlsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+    msg.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+/// `sips:` (RFC 5630): an agent registers a `sips:` Contact over TLS, a trunk caller over
+/// TLS dials `sips:120`; the engine reaches the agent at its `sips:` URI over its
+/// connection and every Contact it gives on those dialogs is `sips:`; the same `sips:`
+/// requests over plain UDP are refused with 416, never served.
+#[test]
+fn sips_uris_register_and_call_over_tls_and_are_refused_over_udp() {
+    let base = port_block();
+    let (sip, http, tls) = (base, base + 1, base + 2);
+    let dir = workdir("tls-sips");
+    let e = EngineProc::start(&dir, &tls_config(tls, ""), sip, http);
+    let mut agent = TlsPeer::connect(tls);
+    let reg = |auth: &str, cseq: u32| {
+        format!(
+            "REGISTER sips:127.0.0.1:{tls} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKsr{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sips:1001@127.0.0.1>;tag=sr\r\nTo: <sips:1001@127.0.0.1>\r\n\
+             Call-ID: sips-reg@probe\r\nCSeq: {cseq} REGISTER\r\nContact: <sips:1001@127.0.0.1:5999>\r\n\
+             Expires: 300\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    agent.send(&reg("", 1));
+    let challenge = agent.expect("SIP/2.0 401");
+    let auth = dasan::registrar::digest::authorization(
+        header(&challenge, "WWW-Authenticate"),
+        "1001",
+        "test-pw",
+        "REGISTER",
+        &format!("sips:127.0.0.1:{tls}"),
+        "cn",
+    )
+    .expect("digest");
+    agent.send(&reg(&format!("Authorization: {auth}\r\n"), 2));
+    agent.expect("SIP/2.0 200");
+    assert_eq!(e.agent_state("1001"), "ready");
+
+    let mut caller = TlsPeer::connect(tls);
+    let sdp = "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    caller.send(&format!(
+        "INVITE sips:120@127.0.0.1:{tls} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5998;branch=z9hG4bKsc1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sips:0212345678@127.0.0.1>;tag=sc\r\nTo: <sips:120@127.0.0.1>\r\n\
+         Call-ID: sips-call@probe\r\nCSeq: 1 INVITE\r\nContact: <sips:0212345678@127.0.0.1:5998>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    let early = caller.expect("SIP/2.0 183");
+    assert!(
+        header(&early, "Contact").starts_with(&format!("<sips:dasan@127.0.0.1:{tls}>")),
+        "the caller's dialog is SIPS: {early}"
+    );
+    let offer = agent.expect("INVITE ");
+    assert!(
+        offer.starts_with("INVITE sips:1001@127.0.0.1:5999 SIP/2.0"),
+        "{offer}"
+    );
+    assert!(header(&offer, "Via").starts_with("SIP/2.0/TLS"), "{offer}");
+    assert!(
+        header(&offer, "Contact").starts_with("<sips:"),
+        "the agent's dialog is SIPS: {offer}"
+    );
+    // A sip: (not sips:) phone over TLS keeps sip: Contacts: see the baresip tests above.
+
+    // Over UDP the same requests are refused.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = udp.local_addr().unwrap();
+    for (i, req) in [
+        format!(
+            "INVITE sips:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKsu1\r\nMax-Forwards: 70\r\n\
+             From: <sip:0212345678@127.0.0.1>;tag=su\r\nTo: <sips:120@127.0.0.1>\r\nCall-ID: sips-udp1@probe\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:0212345678@{me}>\r\nContent-Length: 0\r\n\r\n"
+        ),
+        format!(
+            "REGISTER sip:127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKsu2\r\nMax-Forwards: 70\r\n\
+             From: <sip:1002@127.0.0.1>;tag=su\r\nTo: <sip:1002@127.0.0.1>\r\nCall-ID: sips-udp2@probe\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sips:1002@{me}>\r\nContent-Length: 0\r\n\r\n"
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        udp.send_to(req.as_bytes(), ("127.0.0.1", sip)).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = udp
+            .recv_from(&mut buf)
+            .unwrap_or_else(|_| panic!("no answer to sips request {i} over UDP"));
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("SIP/2.0 416"), "request {i}: {text}");
+    }
+}
+
+/// Runs openssl with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA (`ca.crt`/`ca.key` in `dir`), and a client certificate `name.crt`/`name.key`
+/// it issues for `name` (CN and DNS name, client authentication).
+fn ca_issued(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    if !dir.join("ca.crt").exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dasan test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=DNS:{name}\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+    (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    )
+}
+
+/// A trunk known by the name on its CA-issued client certificate (`tls_client_subjects`
+/// with `sip.tls_client_ca`): a baresip caller with such a certificate reaches the agent;
+/// the same CA's certificate for another name connects but is no trunk (403); a
+/// self-signed certificate with the trunk's name fails the handshake (counted).
+#[test]
+fn a_trunk_identified_by_its_ca_issued_certificate_name_reaches_an_agent() {
+    let base = port_block();
+    let (sip, http, tls, agent_sip, caller_sip) = (base, base + 1, base + 2, base + 3, base + 5);
+    let dir = workdir("tls-subject");
+    let (carrier_crt, carrier_key) = ca_issued(&dir, "carrier.example.net");
+    let (other_crt, other_key) = ca_issued(&dir, "other.example.net");
+    let forged = dir.join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    let (forged_crt, forged_key) = make_cert(&forged, "carrier.example.net");
+    let config = tls_config(
+        tls,
+        &format!("tls_client_ca = \"{}\"", dir.join("ca.crt").display()),
+    )
+    .replace(
+        "sources = [\"127.0.0.0/8\"]",
+        "tls_client_subjects = [\"Carrier.Example.Net\"]",
+    );
+    let e = EngineProc::start(&dir, &config, sip, http);
+    let agent = Baresip::start(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
+        &[],
+    );
+    wait_ready(&e, "1001", &agent);
+    let invite = format!(
+        "INVITE sip:120@127.0.0.1:{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKsubj\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:0212345678@127.0.0.1>;tag=sj\r\nTo: <sip:120@127.0.0.1>\r\n\
+         Call-ID: subject@probe\r\nCSeq: 1 INVITE\r\nContact: <sip:0212345678@127.0.0.1:5999;transport=tls>\r\nContent-Length: 0\r\n\r\n"
+    );
+    let with = |crt: &Path, key: &Path| {
+        s_client(
+            tls,
+            &[
+                "-quiet",
+                "-cert",
+                &crt.display().to_string(),
+                "-key",
+                &key.display().to_string(),
+            ],
+            invite.as_bytes(),
+            Duration::from_secs(1),
+        )
+    };
+    let out = with(&other_crt, &other_key);
+    assert!(
+        out.contains("SIP/2.0 403"),
+        "a CA-issued certificate for another name is no trunk:\n{out}"
+    );
+    let out = with(&forged_crt, &forged_key);
+    assert!(
+        !out.contains("SIP/2.0"),
+        "a self-signed certificate with the trunk's name was served:\n{out}"
+    );
+    wait_metric(
+        &e,
+        "dasan_security_events_total{event=\"tls_handshake_failed\"}",
+        1.0,
+        "the forged certificate was not counted",
+    );
+    let pem = dir.join("carrier.pem");
+    let both = std::fs::read_to_string(&carrier_crt).unwrap()
+        + &std::fs::read_to_string(&carrier_key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        caller_sip,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "8",
+        ],
+        &format!("sip_certificate {}\n", pem.display()),
+    );
+    wait_on_call(&e, "1001", &caller);
+    assert!(
+        e.log()
+            .contains("TLS client certificate identifies a trunk"),
+        "{}",
+        e.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_heard = agent.stop_and_heard_rms();
+    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
+}

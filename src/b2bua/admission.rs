@@ -1,7 +1,7 @@
 //! Admission: a trunk INVITE becomes a call (feature codes, trust, route, SDP, limits,
 //! opening hours), gets its record and its first provisional, and joins its queue.
 
-use super::leg::{contact_value, tag_of, Leg};
+use super::leg::{tag_of, Leg};
 use super::{Call, Engine, MusicRef, Outcome, RouteTarget, Side, TimerRef};
 use crate::acd::{CallKey, QueueIdx};
 use crate::records::RecordEvent;
@@ -251,6 +251,7 @@ impl Engine {
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
+            sips: msg.request_uri().is_some_and(super::leg::is_sips),
         };
         caller.learn_target(&msg, false);
         let q = a.q;
@@ -378,7 +379,7 @@ impl Engine {
         let mut r = response(inv, code, None, Some(&tag));
         r.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(call.caller.flow, self.cfg.local, "dasan"),
+            value: call.caller.contact(self.cfg.local, "dasan"),
         });
         if let Some(body) = early {
             r.headers.push(Header {

@@ -9,7 +9,7 @@
 //! (channel `callback`).
 
 use super::anchor::CallMedia;
-use super::leg::{contact_value, Leg};
+use super::leg::Leg;
 use super::{Call, Engine, MediaCommand, MusicRef, Outcome, Owner, Side, TimerRef};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
@@ -209,6 +209,7 @@ impl Engine {
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
+            sips: false,
         };
         let record = format!("{:016x}", self.ids.u64());
         self.record(RecordEvent::Arrived {
@@ -296,7 +297,7 @@ impl Engine {
             .request(Method::Invite, local, None, &mut self.ids);
         req.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(call.caller.flow, local, "dasan"),
+            value: call.caller.contact(local, "dasan"),
         });
         req.headers.push(Header {
             name: "Content-Type".into(),

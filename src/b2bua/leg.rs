@@ -20,6 +20,9 @@ pub struct Leg {
     pub local_cseq: u32,
     /// A 2xx to an INVITE from this peer that it has not ACKed yet.
     pub pending_2xx: Option<Pending2xx>,
+    /// A SIPS dialog (RFC 5630): the request that began it had a `sips:` Request-URI, so
+    /// our Contact on it is `sips:` too (RFC 3261 §8.1.1.8).
+    pub sips: bool,
 }
 
 pub struct Pending2xx {
@@ -104,6 +107,24 @@ pub fn via_value(flow: Flow, local: Locals, ids: &mut Ids) -> String {
         local.for_transport(flow.transport),
         ids.branch()
     )
+}
+
+/// `sips:` (any case), RFC 5630.
+pub fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
+}
+
+impl Leg {
+    /// Our Contact on this leg: [`contact_value`], or `sips:` on a SIPS dialog.
+    pub fn contact(&self, local: Locals, user: &str) -> String {
+        if self.sips && self.flow.transport == crate::sip::Transport::Tls {
+            format!("<sips:{user}@{}>", local.for_transport(self.flow.transport))
+        } else {
+            contact_value(self.flow, local, user)
+        }
+    }
 }
 
 /// Our Contact for a leg on `flow`: the listener of its transport, so that the peer's

@@ -9,7 +9,7 @@
 //! call, so one key press counts once.
 
 use super::leg::tag_of;
-use super::leg::{contact_value, Pending2xx};
+use super::leg::Pending2xx;
 use super::{Engine, MenuState, Outcome, Side, TimerRef, ALLOW};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::dialplan::{MenuRun, MenuStep};
@@ -371,7 +371,6 @@ impl Engine {
         };
         leg.learn_target(&msg, false);
         let tag = tag_of(&leg.local);
-        let flow = leg.flow;
         let body = match answer {
             Ok(b) => b,
             Err(code) => {
@@ -382,7 +381,7 @@ impl Engine {
         let mut ok = response(&msg, 200, None, Some(&tag));
         ok.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(flow, local, "dasan"),
+            value: leg.contact(local, "dasan"),
         });
         ok.headers.push(Header {
             name: "Allow".into(),

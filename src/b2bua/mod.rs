@@ -555,6 +555,21 @@ impl Engine {
                 return;
             }
         }
+        // RFC 5630: a SIPS request is TLS on every hop; one that came over UDP or TCP is
+        // not served (416, as for a scheme we cannot serve here), nor a registration of a
+        // `sips:` Contact that we would reach without TLS.
+        let sips_contact = method == Method::Register
+            && msg
+                .header_values("Contact")
+                .any(|c| c.to_ascii_lowercase().contains("sips:"));
+        if (msg.request_uri().is_some_and(leg::is_sips) || sips_contact)
+            && flow.transport != Transport::Tls
+        {
+            let mut r = response(&msg, 416, Some("SIPS Needs TLS"), Some(&self.ids.token(10)));
+            r.set_header("Warning", "399 dasan \"sips: only over TLS\"");
+            self.respond_stateless(id, r);
+            return;
+        }
         // RFC 3261 12.2.2: a request with a To tag belongs to a dialog; one we do not have
         // (or whose tags do not match) is refused, whatever its method.
         if msg.to_tag().is_some()
@@ -912,13 +927,20 @@ impl Engine {
     /// The driver saw a TCP connection close.
     /// A TLS connection's client presented a certificate (already checked against the
     /// pins by the TLS layer): if it is a trunk's, the connection speaks for that trunk.
-    pub fn connection_identified(&mut self, conn: u64, fingerprint: [u8; 32]) {
-        if let Some(i) = self
-            .cfg
-            .cert_trunks
+    /// A TLS client presented a certificate: `fingerprint`, and `ca_names` (CN and DNS
+    /// names, lower case) when it chains to the configured client CA. A pinned fingerprint
+    /// names its trunk first; else a CA-issued name in a trunk's `tls_client_subjects`.
+    pub fn connection_identified(&mut self, conn: u64, fingerprint: [u8; 32], ca_names: &[String]) {
+        let trunks = &self.cfg.cert_trunks;
+        let found = trunks
             .iter()
             .position(|t| t.fingerprints.contains(&fingerprint))
-        {
+            .or_else(|| {
+                trunks
+                    .iter()
+                    .position(|t| t.subjects.iter().any(|s| ca_names.contains(s)))
+            });
+        if let Some(i) = found {
             tracing::info!(trunk = %self.cfg.cert_trunks[i].name, conn, "TLS client certificate identifies a trunk");
             self.cert_conns.insert(conn, i);
         }

@@ -1,7 +1,7 @@
 //! Offering: the router picks an agent, the engine INVITEs its phone, and the agent's
 //! answer, refusal or silence decides what happens next (bridge, next agent, RONA).
 
-use super::leg::{contact_value, copy_body, tag_of, Leg, Pending2xx};
+use super::leg::{copy_body, tag_of, Leg, Pending2xx};
 use super::{AgentLeg, Engine, Owner, Side, TimerRef, ALLOW};
 use crate::acd::{CallKey, OfferFailure, QueueIdx};
 use crate::records::RecordEvent;
@@ -126,10 +126,12 @@ impl Engine {
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
+            sips: false,
         };
+        leg.sips = super::leg::is_sips(&leg.remote_target);
         let mut req = leg.request(Method::Invite, local, None, &mut self.ids);
         let waited = now.saturating_duration_since(call.arrived);
-        self.offer_headers(&mut req, leg.flow, q, &call.record, waited);
+        self.offer_headers(&mut req, &leg, q, &call.record, waited);
         let srtp = match outside {
             Some(_) => super::anchor::SrtpOffer::default(),
             None => match self.agent_srtp_offer(agent, flow, &leg.remote_target) {
@@ -228,14 +230,14 @@ impl Engine {
     fn offer_headers(
         &self,
         req: &mut Message,
-        flow: Flow,
+        leg: &Leg,
         q: QueueIdx,
         record: &str,
         waited: std::time::Duration,
     ) {
         let local = self.cfg.local;
         for (name, value) in [
-            ("Contact", contact_value(flow, local, "dasan")),
+            ("Contact", leg.contact(local, "dasan")),
             ("Allow", ALLOW.into()),
             ("X-Dasan-Record", record.to_string()),
             ("X-Dasan-Queue", self.acd.queue_name(q).to_string()),
@@ -337,6 +339,7 @@ impl Engine {
             route_set: Vec::new(),
             local_cseq: req.cseq().map(|(n, _)| n).unwrap_or(1),
             pending_2xx: None,
+            sips: req.request_uri().is_some_and(super::leg::is_sips),
         };
         leg.learn_target(msg, true);
         let ack = leg
@@ -395,7 +398,7 @@ impl Engine {
         let q = call.queue;
         let inv = call.caller_invite.take();
         let caller_tx = call.caller_invite_tx;
-        let caller_flow = call.caller.flow;
+        let caller_contact = call.caller.contact(local, "dasan");
         let tag = tag_of(&call.caller.local);
         let record = call.record.clone();
         let arrived = call.arrived;
@@ -433,7 +436,7 @@ impl Engine {
         let mut ok = response(&inv, 200, None, Some(&tag));
         ok.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(caller_flow, local, "dasan"),
+            value: caller_contact,
         });
         ok.headers.push(Header {
             name: "Allow".into(),

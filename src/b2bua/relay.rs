@@ -1,7 +1,7 @@
 //! In-dialog relay: ACKs, re-INVITE, UPDATE and INFO between the two legs of an answered
 //! call, with each leg's own Call-ID, tags and CSeq.
 
-use super::leg::{contact_value, copy_body, tag_of, Pending2xx};
+use super::leg::{copy_body, tag_of, Pending2xx};
 use super::{Engine, Owner, Relay, Side, TimerRef};
 use crate::acd::CallKey;
 use crate::sip::build::response;
@@ -138,7 +138,7 @@ impl Engine {
         if method == Method::Invite || method == Method::Update {
             req.headers.push(Header {
                 name: "Contact".into(),
-                value: contact_value(other.flow, local, "dasan"),
+                value: other.contact(local, "dasan"),
             });
         }
         copy_body(&msg, &mut req);
@@ -210,7 +210,7 @@ impl Engine {
         {
             r.headers.push(Header {
                 name: "Contact".into(),
-                value: contact_value(origin.flow, local, "dasan"),
+                value: origin.contact(local, "dasan"),
             });
         }
         copy_body(&resp, &mut r);

@@ -11,7 +11,6 @@
 //! target that is not a number, 603. Attended transfer (Replaces, RFC 3891) is not
 //! implemented.
 
-use super::leg::contact_value;
 use super::leg::tag_of;
 use super::{Engine, MediaCommand, MusicRef, Owner, RouteTarget, Side, TimerRef};
 use crate::acd::{CallKey, OUTSIDE};
@@ -75,7 +74,7 @@ impl Engine {
             self.reply(now, tx, &msg, 603, Some(&tag));
             return;
         }
-        let (agent, agent_flow) = (a.agent, a.leg.flow);
+        let (agent, agent_contact) = (a.agent, a.leg.contact(self.cfg.local, "dasan"));
         if outside {
             let agent_id = self.acd.agent_id(agent).to_string();
             // Audited first, so that refused destinations are on record too; only
@@ -98,7 +97,7 @@ impl Engine {
         let mut accepted = response(&msg, 202, None, Some(&tag));
         accepted.headers.push(Header {
             name: "Contact".into(),
-            value: contact_value(agent_flow, self.cfg.local, "dasan"),
+            value: agent_contact,
         });
         self.respond(now, tx, accepted);
         let local = self.cfg.local;

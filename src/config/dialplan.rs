@@ -52,6 +52,11 @@ pub struct TrunkConfig {
     /// `sources` too, in addition to it. Needs `sip.tls_listen`.
     #[serde(default)]
     pub tls_client_certs: Vec<Spanned<String>>,
+    /// Names that identify this trunk over mutual TLS when its certificate is issued by a
+    /// CA in `sip.tls_client_ca`: the certificate's subject CN or one of its DNS
+    /// subject-alternative names (exact, case-insensitive; no wildcards).
+    #[serde(default)]
+    pub tls_client_subjects: Vec<Spanned<String>>,
     /// Answer this trunk's calls with `183 Session Progress` and play the queue's audio as
     /// early media (default true). False: a plain `180 Ringing` and the caller's own
     /// ringback, for peers that cannot take a 183 (SIPp's built-in `uac_pcap`). Media is

@@ -290,6 +290,9 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct CertTrunk {
     pub name: Arc<str>,
     pub fingerprints: Vec<[u8; 32]>,
+    /// Names (lower case) a certificate issued by `sip.tls_client_ca` must carry, as its
+    /// subject CN or a DNS subject-alternative name.
+    pub subjects: Vec<String>,
     pub sources: Vec<IpNet>,
     pub early_media: bool,
 }

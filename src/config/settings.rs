@@ -168,6 +168,10 @@ pub struct SipConfig {
     pub tls_key: Option<std::path::PathBuf>,
     /// Seconds a new TLS connection has to finish its handshake. Default 10.
     pub tls_handshake_timeout_s: u32,
+    /// PEM bundle of the CAs that issue trunks' client certificates; needed by
+    /// `[[trunk]] tls_client_subjects`. Read at start and on SIGHUP's restart of the
+    /// listener configuration.
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -198,6 +202,7 @@ impl Default for SipConfig {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout_s: 10,
+            tls_client_ca: None,
         }
     }
 }

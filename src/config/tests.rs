@@ -306,7 +306,21 @@ fn trunks_identified_by_client_certificates_are_checked_at_load() {
             format!("tls_client_certs = [\"{fp}\"]"),
             "need sip.tls_listen",
         ),
-        (tls, String::new(), "give sources, tls_client_certs or both"),
+        (
+            tls,
+            String::new(),
+            "give sources, tls_client_certs, tls_client_subjects or a mix",
+        ),
+        (
+            tls,
+            "tls_client_subjects = [\"carrier.example.net\"]".to_string(),
+            "need sip.tls_client_ca",
+        ),
+        (
+            "[sip]\ntls_listen = \"127.0.0.1:5061\"\ntls_client_ca = \"/etc/dasan/ca.pem\"",
+            "tls_client_subjects = [\"*.example.net\"]".to_string(),
+            "no wildcards",
+        ),
     ] {
         let e = cfg(sip, &trunk).unwrap_err().to_string();
         assert!(

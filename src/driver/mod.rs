@@ -38,7 +38,11 @@ pub enum DriverError {
 enum CoreEvent {
     Message(Flow, Bytes),
     /// A connection is up: its writer, and for TLS the SHA-256 of the client's certificate.
-    Opened(u64, mpsc::Sender<Bytes>, Option<[u8; 32]>),
+    Opened(
+        u64,
+        mpsc::Sender<Bytes>,
+        Option<crate::runtime::tls::PeerIdentity>,
+    ),
     Closed(u64),
     Query(Query),
 }
@@ -318,8 +322,9 @@ impl Core {
             }
             CoreEvent::Opened(id, tx, identity) => {
                 self.conns.insert(id, tx);
-                if let Some(fp) = identity {
-                    self.engine.connection_identified(id, fp);
+                if let Some(who) = identity {
+                    self.engine
+                        .connection_identified(id, who.fingerprint, &who.ca_names);
                 }
             }
             CoreEvent::Closed(id) => {

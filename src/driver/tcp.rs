@@ -127,7 +127,7 @@ pub(super) async fn accept_loop(
 pub(super) async fn connection<R, W>(
     (mut rd, mut wr): (R, W),
     flow: Flow,
-    identity: Option<[u8; 32]>,
+    identity: Option<crate::runtime::tls::PeerIdentity>,
     events: mpsc::Sender<CoreEvent>,
     metrics: Arc<Metrics>,
     idle: Duration,

@@ -46,6 +46,7 @@ pub(super) async fn accept_loop(
         // Each connection takes the identity current when it arrives: a SIGHUP reload
         // changes what new connections see and leaves established ones alone.
         let acceptor = tokio_rustls::TlsAcceptor::from(l.identity.current());
+        let who = l.identity.clone();
         let (events, metrics, timeout) = (events.clone(), metrics.clone(), l.handshake_timeout);
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -76,8 +77,7 @@ pub(super) async fn accept_loop(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(crate::runtime::tls::fingerprint_bytes);
+                .and_then(|c| who.identify(c));
             let halves = tokio::io::split(tls);
             tcp::connection(halves, flow, identity, events, metrics, limits.idle, slot).await;
         });

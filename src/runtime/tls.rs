@@ -191,19 +191,106 @@ pub fn fingerprint_bytes(cert: &CertificateDer<'_>) -> [u8; 32] {
 /// trunk's `tls_client_certs`), within their validity dates, and whose key signed the
 /// handshake. A client without a certificate is let through (a phone, which proves
 /// itself with digest); one with any other certificate fails the handshake.
+///
+/// With a CA (`sip.tls_client_ca`), a certificate that chains to it (within its dates,
+/// for client authentication) is accepted too: its names (CN and DNS SANs) may then
+/// identify a trunk by `tls_client_subjects`.
 #[derive(Debug)]
 pub struct PinnedClients {
     pins: Vec<[u8; 32]>,
+    ca: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+/// Who a TLS client proved to be: its leaf certificate's SHA-256, and its names when the
+/// certificate chains to the configured client CA (none otherwise: a pinned self-signed
+/// certificate's names prove nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub fingerprint: [u8; 32],
+    pub ca_names: Vec<String>,
 }
 
 impl PinnedClients {
     pub fn new(pins: Vec<[u8; 32]>) -> Self {
         PinnedClients {
             pins,
+            ca: None,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         }
     }
+
+    /// Also accepts certificates issued by the CAs in `ca_pem` (a PEM bundle).
+    pub fn with_ca(mut self, ca_pem: &Path) -> Result<Self, TlsError> {
+        let pem = read(ca_pem)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| TlsError::Pem {
+                path: ca_pem.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            roots.add(c).map_err(|e| TlsError::Pem {
+                path: ca_pem.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+        if roots.is_empty() {
+            return Err(TlsError::Pem {
+                path: ca_pem.to_path_buf(),
+                reason: "no CA certificate in the file".into(),
+            });
+        }
+        let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Pem {
+            path: ca_pem.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        self.ca = Some(v);
+        Ok(self)
+    }
+
+    /// The identity of a client that presented `chain` (leaf first) in a handshake this
+    /// verifier passed.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
+        let leaf = chain.first()?;
+        let now = rustls::pki_types::UnixTime::now();
+        let ca_names = match &self.ca {
+            Some(ca) if ca.verify_client_cert(leaf, &chain[1..], now).is_ok() => names(leaf),
+            _ => Vec::new(),
+        };
+        Some(PeerIdentity {
+            fingerprint: fingerprint_bytes(leaf),
+            ca_names,
+        })
+    }
+}
+
+/// A certificate's subject CN and DNS subject-alternative names, lower case.
+fn names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = c
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if let Ok(Some(san)) = c.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                out.push(d.to_ascii_lowercase());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl rustls::server::danger::ClientCertVerifier for PinnedClients {
@@ -216,19 +303,22 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClients {
     }
 
     fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        &[]
+        self.ca.as_ref().map_or(&[], |ca| ca.root_hint_subjects())
     }
 
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
         use rustls::CertificateError;
         let refuse = |e| Err(rustls::Error::InvalidCertificate(e));
         if !self.pins.contains(&fingerprint_bytes(end_entity)) {
-            return refuse(CertificateError::ApplicationVerificationFailure);
+            return match &self.ca {
+                Some(ca) => ca.verify_client_cert(end_entity, intermediates, now),
+                None => refuse(CertificateError::ApplicationVerificationFailure),
+            };
         }
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) else {
             return refuse(CertificateError::BadEncoding);
@@ -315,6 +405,18 @@ impl Reloadable {
 
     pub fn files(&self) -> &TlsFiles {
         &self.files
+    }
+
+    /// The identity of a client that presented `chain` (see [`PinnedClients::identify`]);
+    /// without client verification, its fingerprint alone.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
+        match &self.clients {
+            Some(c) => c.identify(chain),
+            None => chain.first().map(|leaf| PeerIdentity {
+                fingerprint: fingerprint_bytes(leaf),
+                ca_names: Vec::new(),
+            }),
+        }
     }
 
     /// Rereads the files; on success new connections get the new certificate, whose

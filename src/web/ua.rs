@@ -279,6 +279,7 @@ impl AgentUa {
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
+            sips: false,
         };
         leg.learn_target(msg, false);
         let from = NameAddr::parse(msg.header("From").unwrap_or(""));

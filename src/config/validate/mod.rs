@@ -181,17 +181,18 @@ fn webrtc(w: &WebRtcConfig) -> Check<()> {
         for u in &s.urls {
             let scheme = u.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
             let host = u.split_once(':').map_or("", |(_, h)| h);
-            let turn =
-                match scheme.as_deref() {
-                    Some("stun" | "stuns") => false,
-                    Some("turn" | "turns") => true,
-                    _ => return Err((
+            let turn = match scheme.as_deref() {
+                Some("stun" | "stuns") => false,
+                Some("turn" | "turns") => true,
+                _ => {
+                    return Err((
                         at(),
                         format!(
                             "webrtc.ice_servers: '{u}' is not a stun:, stuns:, turn: or turns: URL"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             if host.is_empty() || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err((at(), format!("webrtc.ice_servers: '{u}' names no server")));
             }
@@ -267,10 +268,46 @@ fn trunks(f: &ConfigFile) -> Check<Trunks> {
             })?;
             fingerprints.push(fp);
         }
-        if t.sources.is_empty() && fingerprints.is_empty() {
+        let mut subjects = Vec::new();
+        for s in &t.tls_client_subjects {
+            let v = s.get_ref().trim().to_ascii_lowercase();
+            if v.is_empty() || v.contains(['*', ' ', '/', '=']) {
+                return Err((
+                    s.span().into(),
+                    format!(
+                        "trunk '{}': '{}' is not a host name (the certificate's CN or DNS name, no wildcards)",
+                        t.name,
+                        s.get_ref()
+                    ),
+                ));
+            }
+            if f.sip.tls_client_ca.is_none() {
+                return Err((
+                    s.span().into(),
+                    format!(
+                        "trunk '{}': tls_client_subjects need sip.tls_client_ca (only a CA-issued certificate's name proves anything)",
+                        t.name
+                    ),
+                ));
+            }
+            subjects.push(v);
+        }
+        if t.sources.is_empty() && fingerprints.is_empty() && subjects.is_empty() {
             return Err((
                 Where::Key("[[trunk".into()),
-                format!("trunk '{}': give sources, tls_client_certs or both", t.name),
+                format!(
+                    "trunk '{}': give sources, tls_client_certs, tls_client_subjects or a mix",
+                    t.name
+                ),
+            ));
+        }
+        if !subjects.is_empty() && f.sip.tls_listen.is_none() {
+            return Err((
+                t.tls_client_subjects[0].span().into(),
+                format!(
+                    "trunk '{}': tls_client_subjects need sip.tls_listen (client certificates come over TLS)",
+                    t.name
+                ),
             ));
         }
         if !fingerprints.is_empty() && f.sip.tls_listen.is_none() {
@@ -296,12 +333,13 @@ fn trunks(f: &ConfigFile) -> Check<Trunks> {
                 })?;
             nets.push(net);
         }
-        if fingerprints.is_empty() {
+        if fingerprints.is_empty() && subjects.is_empty() {
             out.extend(nets.into_iter().map(|n| (n, t.early_media, name.clone())));
         } else {
             cert_trunks.push(CertTrunk {
                 name,
                 fingerprints,
+                subjects,
                 sources: nets,
                 early_media: t.early_media,
             });
