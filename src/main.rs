@@ -388,6 +388,19 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         // A directory from an older version (or made by hand) is closed too.
         std::fs::set_permissions(&cfg.data.dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("data directory {}: {e}", cfg.data.dir.display()))?;
+        // And what such a version left in it (records, knowledge base, tokens, the
+        // recordings and tls directories): the owner's alone. Best effort: a file we
+        // cannot change is still behind the 0700 directory.
+        if let Ok(entries) = std::fs::read_dir(&cfg.data.dir) {
+            for e in entries.flatten() {
+                let mode = match e.file_type() {
+                    Ok(t) if t.is_dir() => 0o700,
+                    Ok(t) if t.is_file() => 0o600,
+                    _ => continue,
+                };
+                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode));
+            }
+        }
     }
     let prompts = Arc::new(dasan::driver::media::Prompts::load(&cfg)?);
     raise_fd_limit();

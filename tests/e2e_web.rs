@@ -682,6 +682,20 @@ fn hashed_credentials_serve_phone_and_browser_and_the_data_directory_is_private(
             h("1006", "test-pw")
         ),
     );
+    // What an older version left: an open data directory, a readable file and directory.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let data = dir.join("data");
+        std::fs::create_dir_all(data.join("recordings")).unwrap();
+        std::fs::write(data.join("api-token"), "old").unwrap();
+        for (p, m) in [
+            (data.clone(), 0o755),
+            (data.join("recordings"), 0o755),
+            (data.join("api-token"), 0o644),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+    }
     let e = EngineProc::start(&dir, &config, base, base + 1);
     register_agent(
         &dir,
@@ -709,6 +723,8 @@ fn hashed_credentials_serve_phone_and_browser_and_the_data_directory_is_private(
     assert_eq!(mode(&dir.join("data")), 0o700);
     assert_eq!(mode(&dir.join("data/records.db")), 0o600);
     assert_eq!(mode(&dir.join("data/kb.db")), 0o600);
+    assert_eq!(mode(&dir.join("data/recordings")), 0o700);
+    assert_eq!(mode(&dir.join("data/api-token")), 0o600);
 }
 
 /// A STUN server (RFC 5389 Binding) on loopback until `stop`: answers each Binding

@@ -169,8 +169,8 @@ pub struct SipConfig {
     /// Seconds a new TLS connection has to finish its handshake. Default 10.
     pub tls_handshake_timeout_s: u32,
     /// PEM bundle of the CAs that issue trunks' client certificates; needed by
-    /// `[[trunk]] tls_client_subjects`. Read at start and on SIGHUP's restart of the
-    /// listener configuration.
+    /// `[[trunk]] tls_client_subjects`. Read at start (SIGHUP rereads the listener's own
+    /// certificate, not this bundle: restart for a new one).
     pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
