@@ -796,10 +796,16 @@ fn srtp_over_tls_on_both_legs_carries_audio_no_capture_can_hear() {
         e.log()
     );
     std::thread::sleep(Duration::from_millis(300));
-    let datagrams = capture.stop_udp();
-    let rtp: Vec<&[u8]> = datagrams
+    let packets = capture.stop_packets();
+    let tls_bytes: usize = packets
         .iter()
-        .filter(|(s, d, p)| p.len() >= 172 && (s % 2 == 0 || d % 2 == 0))
+        .filter(|(proto, ..)| *proto == 6)
+        .map(|(.., p)| p.len())
+        .sum();
+    assert!(tls_bytes > 2_000, "only {tls_bytes} bytes of TLS captured");
+    let rtp: Vec<&[u8]> = packets
+        .iter()
+        .filter(|(proto, s, d, p)| *proto == 17 && p.len() >= 172 && (s % 2 == 0 || d % 2 == 0))
         .map(|(.., p)| p.as_slice())
         .collect();
     assert!(
@@ -815,11 +821,15 @@ fn srtp_over_tls_on_both_legs_carries_audio_no_capture_can_hear() {
             "{n} captured packets carry the {freq} Hz tone in clear"
         );
     }
-    for (.., p) in &datagrams {
-        assert!(
-            !p.windows(7).any(|w| w == b"SIP/2.0"),
-            "plaintext SIP in a UDP datagram"
-        );
+    for (proto, .., p) in &packets {
+        for needle in [&b"SIP/2.0"[..], b"INVITE sip", b"a=crypto", b"Call-ID"] {
+            assert!(
+                !p.windows(needle.len()).any(|w| w == needle),
+                "plaintext SIP ({}) in a captured {} payload",
+                String::from_utf8_lossy(needle),
+                if *proto == 6 { "TCP" } else { "UDP" }
+            );
+        }
     }
     assert_eq!(
         e.metric("dasan_security_events_total{event=\"srtp_refused\"}"),

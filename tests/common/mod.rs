@@ -629,37 +629,25 @@ impl Capture {
 
     /// Stops the capture; each UDP datagram's source port, destination port and payload.
     pub fn stop_udp(self) -> Vec<(u16, u16, Vec<u8>)> {
-        self.stop_payloads_with_ports()
+        self.stop_packets()
             .into_iter()
             .filter(|(proto, ..)| *proto == 17)
-            .filter_map(|(_, _, udp)| {
-                let ports = udp.get(..4)?;
-                Some((
-                    u16::from_be_bytes([ports[0], ports[1]]),
-                    u16::from_be_bytes([ports[2], ports[3]]),
-                    udp.get(8..)?.to_vec(),
-                ))
-            })
+            .map(|(_, s, d, p)| (s, d, p))
             .collect()
     }
 
     /// Stops the capture and returns every IPv4 UDP (17) and TCP (6) payload captured, in
     /// order, with its protocol number (empty TCP segments left out).
     pub fn stop_payloads(self) -> Vec<(u8, Vec<u8>)> {
-        self.stop_payloads_with_ports()
+        self.stop_packets()
             .into_iter()
-            .map(|(proto, payload, udp)| {
-                if proto == 17 {
-                    (proto, udp.get(8..).unwrap_or_default().to_vec())
-                } else {
-                    (proto, payload)
-                }
-            })
+            .map(|(proto, _, _, p)| (proto, p))
             .collect()
     }
 
-    /// (protocol, TCP payload, whole UDP datagram with its header).
-    fn stop_payloads_with_ports(mut self) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
+    /// Stops the capture: (protocol, source port, destination port, payload) of every
+    /// IPv4 UDP datagram and non-empty TCP segment, in order.
+    pub fn stop_packets(mut self) -> Vec<(u8, u16, u16, Vec<u8>)> {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -682,16 +670,19 @@ impl Capture {
                 continue;
             }
             let ihl = (ip[0] & 15) as usize * 4;
+            let Some(l4) = ip.get(ihl..).filter(|l| l.len() >= 8) else {
+                continue;
+            };
+            let (src, dst) = (
+                u16::from_be_bytes([l4[0], l4[1]]),
+                u16::from_be_bytes([l4[2], l4[3]]),
+            );
             match ip[9] {
-                17 => {
-                    if let Some(udp) = ip.get(ihl..).filter(|u| u.len() >= 8) {
-                        out.push((17, Vec::new(), udp.to_vec()));
-                    }
-                }
+                17 => out.push((17, src, dst, l4[8..].to_vec())),
                 6 => {
-                    let off = ip.get(ihl + 12).map_or(20, |o| (o >> 4) as usize * 4);
-                    if let Some(tcp) = ip.get(ihl + off..).filter(|p| !p.is_empty()) {
-                        out.push((6, tcp.to_vec(), Vec::new()));
+                    let off = l4.get(12).map_or(20, |o| (o >> 4) as usize * 4);
+                    if let Some(tcp) = l4.get(off..).filter(|p| !p.is_empty()) {
+                        out.push((6, src, dst, tcp.to_vec()));
                     }
                 }
                 _ => {}
