@@ -51,6 +51,64 @@ fn wait_metric(e: &EngineProc, sample: &str, at_least: f64, what: &str) {
     }
 }
 
+/// A baresip agent `1001` registered over TLS on `tls` (auto-answer, PCMU, the 440 Hz tone),
+/// with `account_extra` on its account line and `config_extra` in its config; waits until
+/// the engine has it ready.
+fn tls_agent(
+    e: &EngineProc,
+    dir: &Path,
+    (sip_port, rtp): (u16, (u16, u16)),
+    tls: u16,
+    account_extra: &str,
+    config_extra: &str,
+) -> Baresip {
+    let agent = Baresip::start_with(
+        dir,
+        "agent",
+        sip_port,
+        rtp,
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu{account_extra}"),
+        &[],
+        config_extra,
+    );
+    wait_ready(e, "1001", &agent);
+    agent
+}
+
+/// A baresip caller (660 Hz tone) presenting the certificate `crt`/`key` that dials 120
+/// over TLS and hangs up after 8 s; `account_extra` and `config_extra` as for
+/// [`tls_agent`].
+fn cert_caller(
+    dir: &Path,
+    (sip_port, rtp): (u16, (u16, u16)),
+    tls: u16,
+    (crt, key): (&Path, &Path),
+    account_extra: &str,
+    config_extra: &str,
+) -> Baresip {
+    let pem = dir.join("caller-cert.pem");
+    let both = std::fs::read_to_string(crt).unwrap() + &std::fs::read_to_string(key).unwrap();
+    std::fs::write(&pem, both).unwrap();
+    Baresip::start_with(
+        dir,
+        "caller",
+        sip_port,
+        rtp,
+        (660.0, 8000, 1),
+        &format!(
+            "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu{account_extra}"
+        ),
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
+            "-t",
+            "8",
+        ],
+        &format!("{config_extra}sip_certificate {}\n", pem.display()),
+    )
+}
+
 /// `openssl s_client` against `port` with more arguments; what it printed (stdout and
 /// stderr), after sending `input` and waiting `linger` for answers.
 fn s_client(port: u16, extra: &[&str], input: &[u8], linger: Duration) -> String {
@@ -143,16 +201,7 @@ fn baresip_agent_and_caller_over_tls_talk_and_no_sip_is_plaintext() {
         "no self-signed certificate announced:\n{}",
         e.log()
     );
-    let agent = Baresip::start(
-        &dir,
-        "agent",
-        agent_sip,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
-        &[],
-    );
-    wait_ready(&e, "1001", &agent);
+    let agent = tls_agent(&e, &dir, (agent_sip, (base + 10, base + 19)), tls, "", "");
     assert!(
         agent.log().contains("{0/TLS/v4} 200 OK"),
         "baresip did not register over TLS:\n{}",
@@ -606,16 +655,7 @@ fn a_trunk_identified_by_its_client_certificate_reaches_an_agent() {
         ),
     );
     let e = EngineProc::start(&dir, &config, sip, http);
-    let agent = Baresip::start(
-        &dir,
-        "agent",
-        agent_sip,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
-        &[],
-    );
-    wait_ready(&e, "1001", &agent);
+    let agent = tls_agent(&e, &dir, (agent_sip, (base + 10, base + 19)), tls, "", "");
     // No certificate: TLS is fine (phones have none) but the INVITE is from no trunk.
     let invite = format!(
         "INVITE sip:120@127.0.0.1:{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKnocert\r\n\
@@ -655,24 +695,13 @@ fn a_trunk_identified_by_its_client_certificate_reaches_an_agent() {
         "refused client certificates were not counted",
     );
     // The carrier's caller, presenting its certificate, reaches the agent.
-    let pem = dir.join("carrier.pem");
-    let both = std::fs::read_to_string(&carrier_crt).unwrap()
-        + &std::fs::read_to_string(&carrier_key).unwrap();
-    std::fs::write(&pem, both).unwrap();
-    let caller = Baresip::start_with(
+    let caller = cert_caller(
         &dir,
-        "caller",
-        caller_sip,
-        (base + 20, base + 29),
-        (660.0, 8000, 1),
-        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
-        &[
-            "-e",
-            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
-            "-t",
-            "8",
-        ],
-        &format!("sip_certificate {}\n", pem.display()),
+        (caller_sip, (base + 20, base + 29)),
+        tls,
+        (&carrier_crt, &carrier_key),
+        "",
+        "",
     );
     wait_on_call(&e, "1001", &caller);
     assert!(
@@ -751,35 +780,21 @@ fn srtp_over_tls_on_both_legs_carries_audio_no_capture_can_hear() {
             agent_rtp.0, agent_rtp.1, caller_rtp.0, caller_rtp.1
         ),
     );
-    let agent = Baresip::start_with(
+    let agent = tls_agent(
+        &e,
         &dir,
-        "agent",
-        agent_sip,
-        agent_rtp,
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;mediaenc=srtp-mand"),
-        &[],
+        (agent_sip, agent_rtp),
+        tls,
+        ";mediaenc=srtp-mand",
         "module srtp.so\n",
     );
-    wait_ready(&e, "1001", &agent);
-    let pem = dir.join("carrier.pem");
-    let both = std::fs::read_to_string(&carrier_crt).unwrap()
-        + &std::fs::read_to_string(&carrier_key).unwrap();
-    std::fs::write(&pem, both).unwrap();
-    let caller = Baresip::start_with(
+    let caller = cert_caller(
         &dir,
-        "caller",
-        caller_sip,
-        caller_rtp,
-        (660.0, 8000, 1),
-        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu;mediaenc=srtp-mand",
-        &[
-            "-e",
-            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
-            "-t",
-            "8",
-        ],
-        &format!("module srtp.so\nsip_certificate {}\n", pem.display()),
+        (caller_sip, caller_rtp),
+        tls,
+        (&carrier_crt, &carrier_key),
+        ";mediaenc=srtp-mand",
+        "module srtp.so\n",
     );
     wait_on_call(&e, "1001", &caller);
     std::thread::sleep(Duration::from_secs(3));
@@ -862,17 +877,14 @@ fn a_plain_sipp_caller_reaches_an_srtp_agent_through_the_engine_re_keying() {
         &[],
     );
     wait_ready(&e, "1002", &plain_agent);
-    let agent = Baresip::start_with(
+    let agent = tls_agent(
+        &e,
         &dir,
-        "agent",
-        agent_sip,
-        agent_rtp,
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;mediaenc=srtp-mand"),
-        &[],
+        (agent_sip, agent_rtp),
+        tls,
+        ";mediaenc=srtp-mand",
         "module srtp.so\n",
     );
-    wait_ready(&e, "1001", &agent);
     copy_sipp_pcaps(&dir);
     let capture = Capture::start(
         &dir,
@@ -1237,16 +1249,7 @@ fn a_trunk_identified_by_its_ca_issued_certificate_name_reaches_an_agent() {
         "tls_client_subjects = [\"Carrier.Example.Net\"]",
     );
     let e = EngineProc::start(&dir, &config, sip, http);
-    let agent = Baresip::start(
-        &dir,
-        "agent",
-        agent_sip,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{tls};transport=tls>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"),
-        &[],
-    );
-    wait_ready(&e, "1001", &agent);
+    let agent = tls_agent(&e, &dir, (agent_sip, (base + 10, base + 19)), tls, "", "");
     let invite = format!(
         "INVITE sip:120@127.0.0.1:{tls};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKsubj\r\n\
          Max-Forwards: 70\r\nFrom: <sip:0212345678@127.0.0.1>;tag=sj\r\nTo: <sip:120@127.0.0.1>\r\n\
@@ -1282,24 +1285,13 @@ fn a_trunk_identified_by_its_ca_issued_certificate_name_reaches_an_agent() {
         1.0,
         "the forged certificate was not counted",
     );
-    let pem = dir.join("carrier.pem");
-    let both = std::fs::read_to_string(&carrier_crt).unwrap()
-        + &std::fs::read_to_string(&carrier_key).unwrap();
-    std::fs::write(&pem, both).unwrap();
-    let caller = Baresip::start_with(
+    let caller = cert_caller(
         &dir,
-        "caller",
-        caller_sip,
-        (base + 20, base + 29),
-        (660.0, 8000, 1),
-        "<sip:0212345678@127.0.0.1;transport=tls>;regint=0;audio_codecs=pcmu",
-        &[
-            "-e",
-            &format!("/dial sip:120@127.0.0.1:{tls};transport=tls"),
-            "-t",
-            "8",
-        ],
-        &format!("sip_certificate {}\n", pem.display()),
+        (caller_sip, (base + 20, base + 29)),
+        tls,
+        (&carrier_crt, &carrier_key),
+        "",
+        "",
     );
     wait_on_call(&e, "1001", &caller);
     assert!(

@@ -394,6 +394,6 @@ impl Engine {
 }
 
 /// A record id that stays unique across restarts: time and randomness, no state.
-fn new_record_id(ids: &mut crate::sip::build::Ids) -> String {
+pub(super) fn new_record_id(ids: &mut crate::sip::build::Ids) -> String {
     format!("{:016x}", ids.u64())
 }

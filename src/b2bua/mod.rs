@@ -21,6 +21,7 @@ mod setup;
 mod stats;
 mod survey;
 mod teardown;
+mod text;
 mod timers;
 mod transfer;
 
@@ -67,6 +68,8 @@ enum Owner {
     Relay { call: CallKey, server_tx: u64 },
     /// BYE, CANCEL, ACK-less requests whose response only ends the transaction.
     Fire,
+    /// A MESSAGE of text conversation `conv`, to its agent's phone or to its sender.
+    Text { conv: text::ConvKey, to_agent: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,8 @@ pub struct Engine {
     dialplan: crate::dialplan::Dialplan,
     /// Callbacks keeping their place in a queue (the ACD holds their key).
     callbacks: HashMap<CallKey, callback::Job>,
+    /// Text conversations (SIP MESSAGE).
+    text: text::TextState,
     /// Reasons given for manual not-ready states.
     not_ready_reasons: HashMap<AgentIdx, String>,
     /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
@@ -588,6 +593,7 @@ impl Engine {
             Method::Invite | Method::Update | Method::Info => self.on_relayable(now, id, msg),
             Method::Cancel => self.on_cancel(now, id, msg),
             Method::Refer => self.on_refer(now, id, msg),
+            Method::Message => self.on_message(now, id, flow, msg),
             Method::Bye => self.on_bye(now, id, msg),
             Method::Register => {
                 let unix = self.unix_now(now);
@@ -1005,7 +1011,8 @@ impl Engine {
     }
 }
 
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER, REFER";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER, REFER, MESSAGE";
 
 /// A bounded label set: the methods we know, else "other".
 fn method_label(m: &str) -> &'static str {

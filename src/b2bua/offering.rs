@@ -14,6 +14,7 @@ use std::time::Instant;
 impl Engine {
     /// Offers waiting calls of queue `q` to ready agents while both exist.
     pub(super) fn dispatch(&mut self, now: Instant, q: QueueIdx) {
+        self.text_dispatch(now, q);
         while let Some((key, agent)) = self.acd.next_offer(q, now) {
             if !self.calls.contains_key(&key) && self.callbacks.contains_key(&key) {
                 // A callback's turn: its call is set up now, the agent offered first.
@@ -597,6 +598,7 @@ impl Engine {
             }
             Owner::CallbackInvite(key) => self.callback_failed(now, key, 408),
             Owner::Fire => {}
+            Owner::Text { conv, to_agent } => self.text_delivery(now, conv, to_agent, None),
         }
     }
 }

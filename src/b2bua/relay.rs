@@ -16,8 +16,14 @@ impl Engine {
         if status < 200 {
             return;
         }
-        if let Some(Owner::Relay { call, server_tx }) = self.tx.client(tx_id).map(|t| t.owner) {
-            self.relay_final(now, call, server_tx, tx_id, msg);
+        match self.tx.client(tx_id).map(|t| t.owner) {
+            Some(Owner::Relay { call, server_tx }) => {
+                self.relay_final(now, call, server_tx, tx_id, msg)
+            }
+            Some(Owner::Text { conv, to_agent }) => {
+                self.text_delivery(now, conv, to_agent, Some(status))
+            }
+            _ => {}
         }
     }
 

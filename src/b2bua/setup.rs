@@ -161,6 +161,11 @@ impl Engine {
             dialplan: crate::dialplan::Dialplan::from_config(config),
             not_ready_reasons: HashMap::new(),
             callbacks: HashMap::new(),
+            text: super::text::TextState::new(
+                super::text::TextSettings::from_config(&config.text),
+                s.queues.len(),
+                s.agents.iter().map(|a| a.max_chats).collect(),
+            ),
             // Until a queue has finished calls of its own: three minutes, a common figure
             // for public information lines.
             talk_avg: vec![Duration::from_secs(180); s.queues.len()],

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::records::RecordEvent;
 use crate::registrar::digest::authorization;
 use crate::sip::message::{Message, NameAddr};
 
@@ -2537,5 +2538,215 @@ fn behind_nat_sdp_carries_the_advertised_address_and_sockets_bind_the_local_one(
         offer.audio_target().unwrap().0,
         "203.0.113.7".parse::<std::net::IpAddr>().unwrap(),
         "the agent's offer too"
+    );
+}
+
+const TEXT_CFG: &str = r#"
+[[trunk]]
+name = "sms"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+[queue.general]
+skill = "ko"
+channels = ["voice", "text"]
+max_wait_s = 60
+[[agents]]
+ids = "1001"
+password = "pw"
+skills = ["ko"]
+max_chats = 2
+[text]
+idle_close_s = 600
+max_messages_per_minute = 5
+[media]
+anchor = false
+"#;
+
+fn sms(h: &mut Harness, from: &str, n: u32, ct: &str, body: &str) -> Vec<(Flow, Message)> {
+    let raw = format!(
+        "MESSAGE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bKsms{from}{n}\r\nMax-Forwards: 70\r\nFrom: <sip:{from}@carrier>;tag=s{n}\r\nTo: <sip:120@dasan>\r\nCall-ID: sms-{from}-{n}\r\nCSeq: {n} MESSAGE\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let t = h.trunk;
+    h.input(t, &raw);
+    h.out()
+}
+
+fn messages_to(out: &[(Flow, Message)], flow: Flow) -> Vec<&Message> {
+    out.iter()
+        .filter(|(f, m)| *f == flow && m.method() == Some(&Method::Message))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+fn text_of(m: &Message) -> String {
+    String::from_utf8_lossy(&m.body).to_string()
+}
+
+#[test]
+fn text_conversations_reach_an_agent_and_replies_reach_the_sender() {
+    let mut h = Harness::with(TEXT_CFG);
+    h.register("1001", 1);
+    let aflow = agent_flow(1);
+    let out = sms(
+        &mut h,
+        "01011112222",
+        1,
+        "text/plain;charset=UTF-8",
+        "버스 시간표 알려주세요",
+    );
+    assert_eq!(codes(&out), vec![202]);
+    let ack = out.iter().find(|(_, m)| m.status() == Some(202)).unwrap();
+    let to_agent = messages_to(&out, aflow);
+    assert_eq!(to_agent.len(), 1, "{out:?}");
+    assert_eq!(text_of(to_agent[0]), "버스 시간표 알려주세요");
+    let from = to_agent[0].header("From").unwrap();
+    assert!(from.contains("sip:chat-1@"), "{from}");
+    assert!(from.contains("01011112222"), "{from}");
+    // The 202 waits for the record (durability gate), like a call's final response.
+    let _ = ack;
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        matches!(&recs[0], RecordEvent::Arrived { channel: "text", caller, .. } if caller == "01011112222")
+    );
+    assert!(recs.iter().any(|r| matches!(r, RecordEvent::Message { direction: "in", text, .. } if text == "버스 시간표 알려주세요")));
+    assert!(recs
+        .iter()
+        .any(|r| matches!(r, RecordEvent::Answered { agent, .. } if agent == "1001")));
+
+    // The agent's reply: challenged, then sent on to the sender through the trunk.
+    let reply = |n: u32, auth: &str, body: &str| {
+        format!("MESSAGE sip:chat-1@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKr{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@dasan>;tag=r{n}\r\nTo: <sip:chat-1@dasan>\r\nCall-ID: reply-{n}\r\nCSeq: {n} MESSAGE\r\n{auth}Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    };
+    h.input(aflow, &reply(1, "", "10분 간격입니다"));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![407]);
+    let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
+    let auth = |nc: u32| {
+        format!(
+            "Proxy-Authorization: {}\r\n",
+            crate::registrar::digest::authorization_nc(
+                &ch,
+                "1001",
+                "pw",
+                "MESSAGE",
+                "sip:chat-1@dasan",
+                "cn",
+                nc
+            )
+            .unwrap()
+        )
+    };
+    h.input(aflow, &reply(2, &auth(1), "10분 간격입니다"));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![202]);
+    let to_sender = messages_to(&out, h.trunk);
+    assert_eq!(to_sender.len(), 1);
+    assert_eq!(text_of(to_sender[0]), "10분 간격입니다");
+    assert!(to_sender[0]
+        .request_uri()
+        .unwrap()
+        .starts_with("sip:01011112222@10.1.1.1"));
+    // Another agent's conversation, or none: 481.
+    h.input(
+        aflow,
+        &reply(3, &auth(2), "x").replace("chat-1@dasan SIP", "chat-9@dasan SIP"),
+    );
+    assert_eq!(codes(&h.out()), vec![481]);
+
+    // Capacity 2: a second sender is given to the agent, a third waits with one notice.
+    let out = sms(&mut h, "01033334444", 1, "text/plain", "second");
+    assert_eq!(messages_to(&out, aflow).len(), 1);
+    let out = sms(&mut h, "01055556666", 1, "text/plain", "third");
+    assert!(messages_to(&out, aflow).is_empty(), "the agent is full");
+    let notice = messages_to(&out, h.trunk);
+    assert_eq!(notice.len(), 1, "one waiting notice");
+    assert!(text_of(notice[0]).contains("counsellor"));
+    let out = sms(&mut h, "01055556666", 2, "text/plain", "still there?");
+    assert!(
+        messages_to(&out, h.trunk).is_empty(),
+        "the notice is sent once"
+    );
+    // The agent closes the first conversation: the third one comes with both messages.
+    h.input(aflow, &reply(4, &auth(3), "*23"));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![202]);
+    let given: Vec<String> = messages_to(&out, aflow)
+        .iter()
+        .map(|m| text_of(m))
+        .collect();
+    assert_eq!(given, vec!["third", "still there?"]);
+
+    // Refusals: untrusted source, not text, a flood.
+    h.input(
+        Flow::udp("203.0.113.9:5060".parse().unwrap()),
+        "MESSAGE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bKx\r\nFrom: <sip:1@x>;tag=x\r\nTo: <sip:120@dasan>\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!(codes(&h.out()), vec![403]);
+    assert_eq!(
+        codes(&sms(&mut h, "01077778888", 1, "image/png", "PNG")),
+        vec![415]
+    );
+    let mut got = Vec::new();
+    for n in 2..10 {
+        got.extend(codes(&sms(&mut h, "01077778888", n, "text/plain", "spam")));
+    }
+    assert_eq!(got.iter().filter(|c| **c == 202).count(), 4, "{got:?}");
+    assert_eq!(got.iter().filter(|c| **c == 429).count(), 4, "{got:?}");
+}
+
+#[test]
+fn an_idle_text_conversation_closes_and_one_without_an_agent_times_out() {
+    let mut h = Harness::with(TEXT_CFG);
+    let out = sms(&mut h, "01011112222", 1, "text/plain", "hello?");
+    assert_eq!(codes(&out), vec![202]);
+    let _: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    // No agent: max_wait_s (60) → the closing message and outcome timed_out.
+    h.advance(Duration::from_secs(61));
+    let out = h.out();
+    let to_sender = messages_to(&out, h.trunk);
+    assert!(
+        to_sender.iter().any(|m| text_of(m).contains("busy")),
+        "the closing message"
+    );
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter().any(|r| matches!(
+            r,
+            RecordEvent::Ended {
+                outcome: Outcome::TimedOut,
+                ..
+            }
+        )),
+        "{recs:?}"
+    );
+    // With an agent: idle for idle_close_s (600) → closed, answered.
+    h.register("1001", 1);
+    let out = sms(&mut h, "01011112222", 2, "text/plain", "again");
+    // The phones and the trunk take what they are sent.
+    for (flow, m) in out
+        .iter()
+        .filter(|(_, m)| m.method() == Some(&Method::Message))
+    {
+        let ok = crate::sip::build::response(m, 200, None, Some("t"));
+        h.e.handle_message(h.now, *flow, &ok.to_bytes());
+    }
+    let _: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    h.advance(Duration::from_secs(599));
+    assert!(std::iter::from_fn(|| h.e.poll_record()).next().is_none());
+    h.advance(Duration::from_secs(2));
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter().any(|r| matches!(
+            r,
+            RecordEvent::Ended {
+                outcome: Outcome::Answered,
+                side: "engine",
+                ..
+            }
+        )),
+        "{recs:?}"
     );
 }

@@ -25,6 +25,8 @@ pub(super) enum Wake {
     Agent(AgentIdx, AgentTimer),
     /// A callback that failed waits to rejoin its queue for another attempt.
     CallbackRetry(CallKey),
+    /// A text conversation's idle or waiting deadline.
+    Text(super::text::ConvKey),
 }
 
 /// A call's deadlines, in the order they are handled when several fall at one instant.
@@ -82,6 +84,7 @@ pub(super) enum TimerRef {
     Call(CallKey),
     Agent(AgentIdx),
     Callback(CallKey),
+    Text(super::text::ConvKey),
 }
 
 /// The instants armed in the heap, one slot per reason.
@@ -179,6 +182,17 @@ impl Engine {
                     }
                 }
             }
+            TimerRef::Text(k) => {
+                let idle = self.text.settings.idle_close;
+                let Some(c) = self.text.convs.get_mut(&k) else {
+                    return;
+                };
+                let t = c.deadline(idle);
+                if c.armed.is_none_or(|a| t < a) {
+                    c.armed = Some(t);
+                    self.timers.push(Reverse((t, Wake::Text(k))));
+                }
+            }
             TimerRef::Callback(k) => {
                 let Some(j) = self.callbacks.get_mut(&k) else {
                     return;
@@ -224,6 +238,13 @@ impl Engine {
                 .agent_armed
                 .get_mut(a as usize)
                 .is_some_and(|s| s.fire(t as usize, at)),
+            Wake::Text(k) => match self.text.convs.get_mut(&k) {
+                Some(c) if c.armed == Some(at) => {
+                    c.armed = None;
+                    true
+                }
+                _ => false,
+            },
             Wake::CallbackRetry(k) => match self.callbacks.get_mut(&k) {
                 Some(j) if j.armed == Some(at) => {
                     j.armed = None;
@@ -255,6 +276,10 @@ impl Engine {
             Wake::CallbackRetry(k) => {
                 self.callback_retry(now, k);
                 self.arm(TimerRef::Callback(k));
+            }
+            Wake::Text(k) => {
+                self.text_timer(now, k);
+                self.arm(TimerRef::Text(k));
             }
         }
     }

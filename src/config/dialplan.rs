@@ -221,6 +221,10 @@ pub struct QueueConfig {
     /// Default 0.
     #[serde(default)]
     pub priority: i32,
+    /// What the queue takes: "voice", "text" (SIP MESSAGE conversations) or both.
+    /// Default `["voice"]`.
+    #[serde(default = "d_channels")]
+    pub channels: Vec<Spanned<String>>,
     /// Ring-no-answers in a row before an agent is set not-ready (RONA); fewer only skip
     /// the agent for busy_delay_s. Default 1.
     #[serde(default = "d_max_no_answer")]
@@ -365,6 +369,10 @@ fn d_ring() -> u32 {
 fn d_max_wait() -> u32 {
     300
 }
+fn d_channels() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "voice".to_string())]
+}
+
 fn d_max_len() -> usize {
     1000
 }
@@ -391,6 +399,9 @@ pub struct AgentGroup {
     /// DTLS-SRTP.
     #[serde(default)]
     pub srtp: Option<Spanned<SrtpPolicy>>,
+    /// Text conversations each of these agents handles at once (1-10). Default 3.
+    #[serde(default)]
+    pub max_chats: Option<Spanned<u32>>,
 }
 
 pub(super) fn is_prompt_name(p: &str) -> bool {

@@ -53,6 +53,8 @@ pub struct AgentSpec {
     /// (skill, proficiency 1-5).
     pub skills: Vec<(String, u8)>,
     pub srtp: SrtpPolicy,
+    /// Text conversations at once.
+    pub max_chats: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub struct QueueTiming {
     pub hours: Option<(u32, u32)>,
     pub closed_prompt: Option<String>,
     pub closed_fallback: Option<QueueIdx>,
+    /// The queue takes voice calls / text conversations.
+    pub voice: bool,
+    pub text: bool,
     /// The spoken callback offer: after how long (if at all), and the prompt (also used by
     /// `when_max_wait = "callback"`).
     pub callback_offer: (Option<Duration>, String),

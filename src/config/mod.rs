@@ -27,7 +27,8 @@ pub use engine::{
 };
 pub use settings::{
     split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, IceServerConfig,
-    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TokenConfig, WebOrigin, WebRtcConfig,
+    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TextConfig, TokenConfig, WebOrigin,
+    WebRtcConfig,
 };
 
 use serde::Deserialize;
@@ -105,6 +106,8 @@ struct ConfigFile {
     runtime: RuntimeConfig,
     #[serde(default)]
     webrtc: WebRtcConfig,
+    #[serde(default)]
+    text: TextConfig,
 }
 
 /// A validated configuration: the sections as written (the drivers read the process
@@ -126,6 +129,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub runtime: RuntimeConfig,
     pub webrtc: WebRtcConfig,
+    pub text: TextConfig,
     engine: Arc<EngineSettings>,
     warnings: Vec<ConfigWarning>,
 }
@@ -217,6 +221,7 @@ impl Config {
             outbound: f.outbound,
             runtime: f.runtime,
             webrtc: f.webrtc,
+            text: f.text,
             engine: Arc::new(engine),
             warnings,
         })

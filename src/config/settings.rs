@@ -73,6 +73,43 @@ impl Default for MediaConfig {
     }
 }
 
+/// `[text]`: conversations by SIP MESSAGE (RFC 3428, page mode) with the queues that
+/// take `channels = ["text"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextConfig {
+    /// A conversation with no message either way for this long is closed. Default 1800.
+    pub idle_close_s: u32,
+    /// Sent once to a sender whose conversation waits for a counsellor (zero-ARS: no bot
+    /// answers, only this acknowledgement). Empty: nothing is sent.
+    pub waiting_message: String,
+    /// Sent when a conversation waited `max_wait_s` for a counsellor and is closed.
+    pub timeout_message: String,
+    /// What an agent's phone sends to close its conversation. Default "*23".
+    pub close_code: String,
+    /// A reply over UDP longer than this many bytes is sent as several MESSAGEs, split at
+    /// character boundaries. Default 1300.
+    pub max_message_bytes: usize,
+    /// Messages one sender may send per minute; more get 429 and are not recorded.
+    /// Default 30.
+    pub max_messages_per_minute: u32,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        TextConfig {
+            idle_close_s: 1800,
+            waiting_message: "상담사가 곧 답변드리겠습니다. A counsellor will reply shortly.".into(),
+            timeout_message:
+                "지금은 모든 상담사가 상담 중입니다. 잠시 후 다시 보내 주세요. All counsellors are busy: please write again later."
+                    .into(),
+            close_code: "*23".into(),
+            max_message_bytes: 1300,
+            max_messages_per_minute: 30,
+        }
+    }
+}
+
 /// `[webrtc]`: what browsers behind NAT need to reach the engine's media.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

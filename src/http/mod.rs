@@ -61,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/records/{id}",
             get(records::get_one).patch(records::set_notes),
         )
+        .route("/api/records/{id}/messages", get(records::messages))
         .route("/api/kb", get(kb_search))
         .route("/api/kb/{id}", get(kb_get))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -20,6 +20,7 @@ pub struct Params {
     from: Option<String>,
     to: Option<String>,
     queue: Option<String>,
+    channel: Option<String>,
     format: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
@@ -127,6 +128,7 @@ pub async fn list(
         from_ms: from,
         to_ms: to,
         queue: p.queue,
+        channel: p.channel,
         after,
         limit,
     };
@@ -182,6 +184,42 @@ pub async fn get_one(
                 r.caller = crate::util::mask_number(&r.caller);
             }
             Json(r).into_response()
+        }
+        Ok(Ok(None)) => api_error(StatusCode::NOT_FOUND, "no such record"),
+        _ => api_error(StatusCode::SERVICE_UNAVAILABLE, "record store unavailable"),
+    }
+}
+
+/// `GET /api/records/{id}/messages`: a text conversation's transcript, in order.
+pub async fn messages(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let role = match authorize(&s, &headers, |r| !matches!(r, Role::Agent(_))) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let Some(db) = s.records_db.clone() else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "records are not kept");
+    };
+    let found = tokio::task::spawn_blocking(move || {
+        db.open().and_then(|mut store| {
+            let r = store.get(&id)?;
+            r.map(|_| store.messages(&id)).transpose()
+        })
+    })
+    .await;
+    match found {
+        Ok(Ok(Some(mut m))) => {
+            if !role.sees_numbers() {
+                for x in &mut m {
+                    if x.direction == "in" {
+                        x.sender = crate::util::mask_number(&x.sender);
+                    }
+                }
+            }
+            Json(serde_json::json!({ "messages": m })).into_response()
         }
         Ok(Ok(None)) => api_error(StatusCode::NOT_FOUND, "no such record"),
         _ => api_error(StatusCode::SERVICE_UNAVAILABLE, "record store unavailable"),

@@ -67,6 +67,16 @@ pub enum RecordEvent {
         category: Option<String>,
         notes: Option<String>,
     },
+    /// One message of a text conversation (channel `text`), in the order the engine took
+    /// or sent it: `direction` "in" (from the sender) or "out" (an agent's reply, or the
+    /// engine's own acknowledgement with `sender` "engine").
+    Message {
+        id: String,
+        at_ms: i64,
+        direction: &'static str,
+        sender: String,
+        text: String,
+    },
     /// A state-changing API call: who, what, on what.
     Audit {
         at_ms: i64,
@@ -87,6 +97,7 @@ impl RecordEvent {
             | RecordEvent::Digit { id, .. }
             | RecordEvent::Ended { id, .. }
             | RecordEvent::Notes { id, .. }
+            | RecordEvent::Message { id, .. }
             | RecordEvent::Survey { id, .. } => id,
             RecordEvent::Audit { target, .. } => target,
         }
@@ -174,6 +185,8 @@ pub struct RecordQuery {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub queue: Option<String>,
+    /// "voice" or "text".
+    pub channel: Option<String>,
     /// Continue after this (arrived_ms, call_id), as returned with the previous page.
     pub after: Option<(i64, String)>,
     pub limit: usize,
@@ -205,6 +218,17 @@ pub trait Store: Send {
     fn mark_interrupted(&mut self, now_ms: i64) -> Result<usize, StoreError>;
     fn query(&mut self, q: &RecordQuery) -> Result<Vec<Record>, StoreError>;
     fn get(&mut self, call_id: &str) -> Result<Option<Record>, StoreError>;
+    /// A text conversation's messages, in order (empty for a voice call).
+    fn messages(&mut self, call_id: &str) -> Result<Vec<TextMessage>, StoreError>;
+}
+
+/// One stored message of a text conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextMessage {
+    pub at_ms: i64,
+    pub direction: String,
+    pub sender: String,
+    pub text: String,
 }
 
 /// Where records live: `[data] database` (a `postgresql://` URL) or SQLite in the data

@@ -46,6 +46,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX audit_at ON audit (at_ms);",
+    // 3: text conversations' messages, in order.
+    "CREATE TABLE messages (
+        id BIGSERIAL PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        direction TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX messages_call ON messages (call_id, id);",
 ];
 
 struct Prepared {
@@ -257,6 +267,17 @@ impl Store for PgStore {
                      WHERE call_id = $1",
                     &[id, category, notes],
                 ),
+                RecordEvent::Message {
+                    id,
+                    at_ms,
+                    direction,
+                    sender,
+                    text,
+                } => tx.execute(
+                    "INSERT INTO messages (call_id, at_ms, direction, sender, body)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[id, at_ms, direction, sender, text],
+                ),
                 RecordEvent::Audit {
                     at_ms,
                     actor,
@@ -296,6 +317,7 @@ impl Store for PgStore {
              WHERE arrived_ms >= $1 AND arrived_ms < $2
                AND ($3::TEXT IS NULL OR queue = $3)
                AND (arrived_ms > $4 OR (arrived_ms = $4 AND call_id > $5))
+               AND ($7::TEXT IS NULL OR channel = $7)
              ORDER BY arrived_ms, call_id LIMIT $6"
         );
         let rows = self
@@ -309,6 +331,7 @@ impl Store for PgStore {
                     &after_ms,
                     &after_id,
                     &(q.limit as i64),
+                    &q.channel,
                 ],
             )
             .map_err(pg)?;
@@ -322,6 +345,25 @@ impl Store for PgStore {
             .query_opt(&sql, &[&call_id])
             .map_err(pg)?
             .map(|r| row_to_record(&r)))
+    }
+
+    fn messages(&mut self, call_id: &str) -> Result<Vec<super::TextMessage>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT at_ms, direction, sender, body FROM messages WHERE call_id = $1 ORDER BY id",
+                &[&call_id],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| super::TextMessage {
+                at_ms: r.get(0),
+                direction: r.get(1),
+                sender: r.get(2),
+                text: r.get(3),
+            })
+            .collect())
     }
 }
 

@@ -48,6 +48,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX audit_at ON audit (at_ms);",
+    // 3: text conversations' messages, in order.
+    "CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        call_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        direction TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX messages_call ON messages (call_id, id);",
 ];
 
 pub struct SqliteStore {
@@ -200,6 +210,19 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
             )?
             .execute(params![id, category, notes])?;
         }
+        RecordEvent::Message {
+            id,
+            at_ms,
+            direction,
+            sender,
+            text,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO messages (call_id, at_ms, direction, sender, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, at_ms, direction, sender, text])?;
+        }
         RecordEvent::Audit {
             at_ms,
             actor,
@@ -272,6 +295,7 @@ impl Store for SqliteStore {
              WHERE arrived_ms >= ?1 AND arrived_ms < ?2
                AND (?3 IS NULL OR queue = ?3)
                AND (arrived_ms > ?4 OR (arrived_ms = ?4 AND call_id > ?5))
+               AND (?7 IS NULL OR channel = ?7)
              ORDER BY arrived_ms, call_id LIMIT ?6"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -282,7 +306,8 @@ impl Store for SqliteStore {
                 q.queue,
                 after_ms,
                 after_id,
-                q.limit as i64
+                q.limit as i64,
+                q.channel
             ],
             row_to_record,
         )?;
@@ -295,6 +320,21 @@ impl Store for SqliteStore {
             .conn
             .query_row(&sql, [call_id], row_to_record)
             .optional()?)
+    }
+
+    fn messages(&mut self, call_id: &str) -> Result<Vec<super::TextMessage>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT at_ms, direction, sender, body FROM messages WHERE call_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([call_id], |r| {
+            Ok(super::TextMessage {
+                at_ms: r.get(0)?,
+                direction: r.get(1)?,
+                sender: r.get(2)?,
+                text: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

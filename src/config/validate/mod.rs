@@ -652,6 +652,16 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<Age
             anchor,
             &format!("agents '{}'", g.ids.get_ref()),
         )?;
+        let max_chats = match &g.max_chats {
+            None => 3,
+            Some(m) if (1..=10).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                return Err((
+                    m.span().into(),
+                    format!("agents '{}': max_chats must be 1-10", g.ids.get_ref()),
+                ))
+            }
+        };
         for id in ids {
             if !seen.insert(id.clone()) {
                 return Err((
@@ -664,6 +674,7 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<Age
                 credential: credential.clone(),
                 skills: skills.clone(),
                 srtp,
+                max_chats,
             });
         }
     }

@@ -73,6 +73,25 @@ pub(super) fn queue(
         ));
     }
     queue_checks(f, name, q)?;
+    let (mut voice, mut text) = (false, false);
+    for c in &q.channels {
+        match c.get_ref().as_str() {
+            "voice" => voice = true,
+            "text" => text = true,
+            other => {
+                return Err((
+                    c.span().into(),
+                    format!("queue '{name}': channel '{other}' is not \"voice\" or \"text\""),
+                ))
+            }
+        }
+    }
+    if !voice && !text {
+        return Err((
+            Where::Key("channels".into()),
+            format!("queue '{name}': channels must name \"voice\", \"text\" or both"),
+        ));
+    }
     let timing = QueueTiming {
         ring_timeout: secs(q.ring_timeout_s),
         max_wait: secs(q.max_wait_s),
@@ -101,6 +120,8 @@ pub(super) fn queue(
         hours,
         closed_prompt: q.closed_prompt.as_ref().map(|p| p.get_ref().clone()),
         closed_fallback,
+        voice,
+        text,
         callback_offer: (
             q.callback_offer_after_s.map(secs),
             q.callback_prompt.as_ref().map_or_else(

@@ -1,0 +1,201 @@
+//! Text counselling (issue 17) with real clients: SIPp as the SMS gateway on a trusted trunk
+//! (SIP MESSAGE, Korean text) and SIPp as an agent's phone taking the conversations and
+//! replying; the records keep every message in order, and a kill -9 after the 202s loses
+//! none of them.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn text_config() -> String {
+    test_config("channels = [\"voice\", \"text\"]")
+}
+
+/// The gateway's senders: number; first message; second message.
+fn senders_csv(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("senders.csv");
+    std::fs::write(
+        &p,
+        "SEQUENTIAL\n\
+         01011112222;버스 시간표 알려주세요 🚌;광화문 방향이요\n\
+         01033334444;여권 발급은 어디서 하나요?;급해요\n\
+         01055556666;Where is the nearest hospital?;Thank you\n",
+    )
+    .unwrap();
+    p
+}
+
+fn json(e: &EngineProc, path: &str) -> serde_json::Value {
+    let (code, body) = e.http_get(path).unwrap_or_else(|| panic!("GET {path}"));
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// The text records, each with its transcript: (caller, agent, [(direction, sender, text)]).
+type Transcript = (String, String, Vec<(String, String, String)>);
+
+fn transcripts(e: &EngineProc) -> Vec<Transcript> {
+    let list = json(e, "/api/records?channel=text");
+    let mut out = Vec::new();
+    for r in list["records"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(r["channel"], "text");
+        let id = r["call_id"].as_str().unwrap_or_default();
+        let m = json(e, &format!("/api/records/{id}/messages"));
+        let msgs = m["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| {
+                (
+                    x["direction"].as_str().unwrap_or("").to_string(),
+                    x["sender"].as_str().unwrap_or("").to_string(),
+                    x["text"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        out.push((
+            r["caller"].as_str().unwrap_or("").to_string(),
+            r["agent"].as_str().unwrap_or("").to_string(),
+            msgs,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Three senders write two Korean (and one English) messages each; one SIPp agent phone
+/// takes all three conversations at once (max_chats 3) and replies to each; every reply
+/// reaches its own sender, and each conversation's record holds its messages in order.
+#[test]
+fn an_sms_gateway_and_an_agent_phone_hold_three_conversations() {
+    let base = port_block();
+    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let dir = workdir("text-sipp");
+    let e = EngineProc::start(&dir, &text_config(), sip, http);
+    register_agent(
+        &dir,
+        sip,
+        "1001",
+        agent_phone,
+        (base + 3, base + 4, base + 5),
+    );
+    assert_eq!(e.agent_state("1001"), "ready");
+    let csv = agents_csv(&dir, &["1001"], "test-pw");
+    let mut a = base_args(sip, agent_phone, base + 20, base + 24);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("sms-agent.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-m",
+        "3",
+        "-timeout",
+        "40s",
+    ]));
+    let agent = sipp(&dir, "agent", &a);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut g = base_args(sip, base + 8, base + 12, base + 16);
+    g.extend(args(&[
+        "-sf",
+        &scenarios().join("sms-gateway.xml").display().to_string(),
+        "-inf",
+        &senders_csv(&dir).display().to_string(),
+        "-s",
+        "120",
+        "-m",
+        "3",
+        "-r",
+        "3",
+        "-timeout",
+        "40s",
+    ]));
+    sipp(&dir, "gateway", &g).expect_success(LIMIT);
+    agent.expect_success(LIMIT);
+
+    let t = transcripts(&e);
+    assert_eq!(t.len(), 3, "{t:?}");
+    let expect = [
+        (
+            "01011112222",
+            "버스 시간표 알려주세요 🚌",
+            "광화문 방향이요",
+        ),
+        ("01033334444", "여권 발급은 어디서 하나요?", "급해요"),
+        ("01055556666", "Where is the nearest hospital?", "Thank you"),
+    ];
+    for ((caller, agent, msgs), (number, first, second)) in t.iter().zip(expect) {
+        assert_eq!(caller, number);
+        assert_eq!(agent, "1001");
+        let in_msgs: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.0 == "in")
+            .map(|m| m.2.as_str())
+            .collect();
+        assert_eq!(in_msgs, vec![first, second], "{msgs:?}");
+        let replies: Vec<&(String, String, String)> =
+            msgs.iter().filter(|m| m.0 == "out").collect();
+        assert_eq!(replies.len(), 1, "{msgs:?}");
+        assert_eq!(replies[0].1, "1001");
+        assert_eq!(replies[0].2, format!("reply to {number}"), "its own sender");
+        let last_in = msgs.iter().rposition(|m| m.0 == "in").unwrap();
+        let reply_at = msgs.iter().position(|m| m.0 == "out").unwrap();
+        assert!(last_in < reply_at, "in order: {msgs:?}");
+    }
+}
+
+/// kill -9 right after the 202s: every acknowledged message is in its record after a
+/// restart on the same data directory.
+#[test]
+fn acknowledged_messages_survive_kill_9() {
+    let base = port_block();
+    let (sip, http) = (base, base + 1);
+    let dir = workdir("text-kill9");
+    let e = EngineProc::start(&dir, &text_config(), sip, http);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = udp.local_addr().unwrap();
+    let mut acked = 0;
+    for n in 0..20u32 {
+        let sender = format!("0109999{:04}", n % 4);
+        let body = format!("메시지 {n}");
+        let raw = format!(
+            "MESSAGE sip:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKk9{n}\r\nMax-Forwards: 70\r\n\
+             From: <sip:{sender}@127.0.0.1>;tag=k{n}\r\nTo: <sip:120@127.0.0.1>\r\nCall-ID: k9-{n}@gw\r\nCSeq: 1 MESSAGE\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        udp.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            let Ok((len, _)) = udp.recv_from(&mut buf) else {
+                break;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]);
+            if text.starts_with("SIP/2.0 202") && text.contains(&format!("k9-{n}@gw")) {
+                acked += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(acked, 20, "every message acknowledged");
+    let pid = e.pid();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    drop(e);
+    let e = EngineProc::start(&dir, &text_config(), sip, http);
+    let t = transcripts(&e);
+    let stored: usize = t
+        .iter()
+        .map(|(_, _, m)| m.iter().filter(|x| x.0 == "in").count())
+        .sum();
+    assert_eq!(
+        stored, 20,
+        "acknowledged messages lost across kill -9: {t:?}"
+    );
+    assert_eq!(t.len(), 4, "one conversation per sender");
+}
