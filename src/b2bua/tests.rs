@@ -2552,6 +2552,7 @@ queue = "general"
 skill = "ko"
 channels = ["voice", "text"]
 max_wait_s = 60
+max_length = 3
 [[agents]]
 ids = "1001"
 password = "pw"
@@ -2695,6 +2696,14 @@ fn text_conversations_reach_an_agent_and_replies_reach_the_sender() {
     }
     assert_eq!(got.iter().filter(|c| **c == 202).count(), 4, "{got:?}");
     assert_eq!(got.iter().filter(|c| **c == 429).count(), 4, "{got:?}");
+    // The queue holds 3 waiting conversations (one is the flooder's): two more new
+    // senders wait, a third gets 503.
+    for n in ["01020000001", "01020000002"] {
+        assert_eq!(codes(&sms(&mut h, n, 1, "text/plain", "wait")), vec![202]);
+    }
+    let out = sms(&mut h, "01020000004", 1, "text/plain", "one too many");
+    assert_eq!(codes(&out), vec![503]);
+    assert!(out[0].1.header("Retry-After").is_some());
 }
 
 #[test]

@@ -282,7 +282,19 @@ impl Engine {
         };
         let key = match self.text.by_sender.get(&(sender.clone(), dialled.clone())) {
             Some(&k) => k,
-            None => self.open_conversation(now, &msg, flow, &trunk, &sender, &dialled, q),
+            None => {
+                // New conversations are bounded like calls: the queue's max_length waiting,
+                // sip.max_calls open in all.
+                let full = self.text.waiting[q].len() >= self.acd.max_length(q)
+                    || self.text.convs.len() >= self.cfg.max_calls;
+                if full {
+                    let mut r = response(&msg, 503, Some("Queue Full"), Some(&self.ids.token(10)));
+                    r.set_header("Retry-After", self.cfg.retry_after_s.to_string());
+                    self.respond_stateless(tx, r);
+                    return;
+                }
+                self.open_conversation(now, &msg, flow, &trunk, &sender, &dialled, q)
+            }
         };
         let at_ms = self.unix_ms(now);
         self.record(RecordEvent::Message {
