@@ -199,3 +199,107 @@ fn acknowledged_messages_survive_kill_9() {
     );
     assert_eq!(t.len(), 4, "one conversation per sender");
 }
+
+/// A real softphone as the text agent: baresip (registered over UDP) gets the SMS
+/// gateway's messages as SIP MESSAGE and answers through its `contact` module
+/// (`/message` to the current contact, the conversation address, over ctrl_tcp),
+/// answering the engine's digest challenge itself; the gateway gets the reply.
+#[test]
+fn a_baresip_agent_receives_a_conversation_and_replies() {
+    let base = port_block();
+    let (sip, http, agent_sip, ctrl) = (base, base + 1, base + 2, base + 4);
+    let dir = workdir("text-baresip");
+    let e = EngineProc::start(&dir, &text_config(), sip, http);
+    // The first conversation of a fresh engine is chat-1: baresip's current contact.
+    let cfg_dir = dir.join("agent");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(
+        cfg_dir.join("contacts"),
+        format!("\"citizen\" <sip:chat-1@127.0.0.1:{sip}>\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg_dir.join("current_contact"),
+        format!("sip:chat-1@127.0.0.1:{sip}"),
+    )
+    .unwrap();
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        agent_sip,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!("<sip:1001@127.0.0.1:{sip}>;auth_pass=test-pw;regint=60;audio_codecs=pcmu"),
+        &[],
+        &format!(
+            "module_app contact.so\nmodule_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1001") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not register:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The gateway: a raw UDP socket writing as 01011112222.
+    let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    gw.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let me = gw.local_addr().unwrap();
+    let body = "쓰레기 수거일이 언제인가요?";
+    let raw = format!(
+        "MESSAGE sip:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbs1\r\nMax-Forwards: 70\r\n\
+         From: <sip:01011112222@127.0.0.1>;tag=g1\r\nTo: <sip:120@127.0.0.1>\r\nCall-ID: bs-1@gw\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    gw.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    // baresip takes the MESSAGE (200; it shows it only on a terminal UI, absent here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.log().contains("text conversation given to an agent") {
+        assert!(
+            Instant::now() < deadline,
+            "no conversation given:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Baresip::command(ctrl, "message", "월요일과 목요일입니다");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    let mut reply = None;
+    while Instant::now() < deadline && reply.is_none() {
+        let Ok((n, from)) = gw.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.starts_with("MESSAGE ") {
+            // 200 for the engine's MESSAGE.
+            let mut ok = String::from("SIP/2.0 200 OK\r\n");
+            for l in text.lines().take_while(|l| !l.is_empty()) {
+                let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
+                    ok.push_str(l);
+                    ok.push_str("\r\n");
+                }
+            }
+            ok.push_str("Content-Length: 0\r\n\r\n");
+            gw.send_to(ok.as_bytes(), from).unwrap();
+            if text.contains("월요일과 목요일입니다") {
+                reply = Some(text);
+            }
+        }
+    }
+    let reply = reply.unwrap_or_else(|| {
+        panic!(
+            "the gateway never got baresip's reply:\n{}\n{}",
+            agent.log(),
+            e.log()
+        )
+    });
+    assert!(reply.starts_with("MESSAGE sip:01011112222@"), "{reply}");
+}

@@ -304,7 +304,7 @@ impl Engine {
             sender: sender.clone(),
             text: text.clone(),
         });
-        let ok = response(&msg, 202, None, Some(&self.ids.token(10)));
+        let ok = response(&msg, 202, Some("Accepted"), Some(&self.ids.token(10)));
         // Acknowledged only once the message is in the record (kill -9 loses nothing).
         self.after_records(|e| e.respond(now, tx, ok));
         let Some(c) = self.text.convs.get_mut(&key) else {
@@ -585,7 +585,7 @@ impl Engine {
             }
             self.arm(super::timers::TimerRef::Text(key));
         }
-        let ok = response(&msg, 202, None, Some(&self.ids.token(10)));
+        let ok = response(&msg, 202, Some("Accepted"), Some(&self.ids.token(10)));
         self.after_records(|e| e.respond(now, tx, ok));
     }
 
