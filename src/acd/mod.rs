@@ -107,6 +107,9 @@ struct Agent {
     no_answers: u32,
     /// The queue whose call the agent is wrapping up, and since when.
     wrap: Option<(QueueIdx, Instant)>,
+    /// Ready, but not for calls (busy with text conversations): kept out of the queues'
+    /// ready sets.
+    voice_held: bool,
 }
 
 /// How a queue picks among eligible ready agents (the dialplan names them in kebab case).
@@ -304,6 +307,7 @@ impl Acd {
                 last_offer: 0,
                 no_answers: 0,
                 wrap: None,
+                voice_held: false,
             })
             .collect();
         let queues: Vec<Queue> = queues
@@ -424,6 +428,9 @@ impl Acd {
         let ag = &mut self.agents[a as usize];
         ag.state = AgentState::Ready;
         ag.idle_since = idle_since;
+        if ag.voice_held {
+            return;
+        }
         for i in 0..self.agents[a as usize].queues.len() {
             let (q, p) = self.agents[a as usize].queues[i];
             let k = self.key(q, a);
@@ -439,6 +446,31 @@ impl Acd {
             let (q, p) = self.agents[a as usize].queues[i];
             let k = self.key(q, a);
             self.queues[q].ready[(p - 1) as usize].remove(&k);
+        }
+    }
+
+    /// Keeps a ready agent from calls (`held`: its text conversations take it) or lets it
+    /// take them again; the agent's state does not change. True when a held agent was
+    /// released while ready (the caller should dispatch).
+    pub fn hold_voice(&mut self, a: AgentIdx, held: bool) -> bool {
+        let Some(ag) = self.agents.get(a as usize) else {
+            return false;
+        };
+        if ag.voice_held == held {
+            return false;
+        }
+        let ready = ag.state == AgentState::Ready;
+        if held {
+            self.leave_ready(a);
+            self.agents[a as usize].voice_held = true;
+            false
+        } else {
+            self.agents[a as usize].voice_held = false;
+            if ready {
+                let since = self.agents[a as usize].idle_since;
+                self.set_ready(a, since);
+            }
+            ready
         }
     }
 

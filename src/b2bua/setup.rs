@@ -164,7 +164,15 @@ impl Engine {
             text: super::text::TextState::new(
                 super::text::TextSettings::from_config(&config.text),
                 s.queues.len(),
-                s.agents.iter().map(|a| a.max_chats).collect(),
+                s.agents
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.max_chats,
+                            a.cross_channel == crate::config::CrossChannel::Exclusive,
+                        )
+                    })
+                    .collect(),
             ),
             // Until a queue has finished calls of its own: three minutes, a common figure
             // for public information lines.

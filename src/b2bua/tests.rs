@@ -2759,3 +2759,74 @@ fn an_idle_text_conversation_closes_and_one_without_an_agent_times_out() {
         "{recs:?}"
     );
 }
+
+#[test]
+fn calls_and_chats_share_an_agent_by_its_cross_channel_setting() {
+    let agent_invites = |out: &[(Flow, Message)]| {
+        out.iter()
+            .filter(|(f, m)| *f == agent_flow(1) && m.method() == Some(&Method::Invite))
+            .count()
+    };
+    // Voice over text (default), max_chats 3: two open chats, a call is still offered.
+    let cfg = TEXT_CFG.replace("max_chats = 2", "max_chats = 3");
+    let mut h = Harness::with(&cfg);
+    h.register("1001", 1);
+    for n in ["01011112222", "01033334444"] {
+        let out = sms(&mut h, n, 1, "text/plain", "hi");
+        assert_eq!(messages_to(&out, agent_flow(1)).len(), 1);
+    }
+    assert_eq!(
+        agent_invites(&h.invite("v1")),
+        1,
+        "offered with 2 of 3 chats open"
+    );
+    // A third chat while the call rings or talks is given too (voice over text), and
+    // then the agent is full: no call would be offered.
+    let out = sms(&mut h, "01055556666", 1, "text/plain", "hi");
+    assert_eq!(messages_to(&out, agent_flow(1)).len(), 1);
+
+    // Exclusive: one open chat keeps calls away; closing it lets the waiting call ring.
+    let cfg = TEXT_CFG.replace(
+        "max_chats = 2",
+        "max_chats = 2\ncross_channel = \"exclusive\"",
+    );
+    let mut h = Harness::with(&cfg);
+    h.register("1001", 1);
+    let out = sms(&mut h, "01011112222", 1, "text/plain", "hi");
+    assert_eq!(messages_to(&out, agent_flow(1)).len(), 1);
+    assert_eq!(
+        agent_invites(&h.invite("x1")),
+        0,
+        "not offered while a chat is open"
+    );
+    let close = |n: u32, auth: &str| {
+        format!("MESSAGE sip:chat-1@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKc{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@dasan>;tag=c{n}\r\nTo: <sip:chat-1@dasan>\r\nCall-ID: close-{n}\r\nCSeq: {n} MESSAGE\r\n{auth}Content-Type: text/plain\r\nContent-Length: 3\r\n\r\n*23")
+    };
+    h.input(agent_flow(1), &close(1, ""));
+    let out = h.out();
+    let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
+    let auth = format!(
+        "Proxy-Authorization: {}\r\n",
+        crate::registrar::digest::authorization_nc(
+            &ch,
+            "1001",
+            "pw",
+            "MESSAGE",
+            "sip:chat-1@dasan",
+            "cn",
+            1
+        )
+        .unwrap()
+    );
+    h.input(agent_flow(1), &close(2, &auth));
+    let out = h.out();
+    assert!(codes(&out).contains(&202));
+    assert_eq!(
+        agent_invites(&out),
+        1,
+        "the waiting call rings once the chat closed"
+    );
+    // And while that call is offered, a new chat waits (exclusive).
+    let out = sms(&mut h, "01099990000", 1, "text/plain", "hi");
+    assert!(messages_to(&out, agent_flow(1)).is_empty());
+}

@@ -89,6 +89,7 @@ pub(super) struct TextState {
     /// Per agent: open conversations, their limit, and when the agent last got one.
     chats: Vec<u32>,
     max_chats: Vec<u32>,
+    exclusive: Vec<bool>,
     last_given: Vec<Option<Instant>>,
     next: ConvKey,
     /// Per sender number: when its recent messages came (a minute's worth).
@@ -96,15 +97,17 @@ pub(super) struct TextState {
 }
 
 impl TextState {
-    pub fn new(settings: TextSettings, queues: usize, max_chats: Vec<u32>) -> TextState {
+    /// `agents`: each agent's `max_chats` and whether calls and text exclude each other.
+    pub fn new(settings: TextSettings, queues: usize, agents: Vec<(u32, bool)>) -> TextState {
         TextState {
             settings,
             convs: HashMap::new(),
             by_sender: HashMap::new(),
             waiting: vec![VecDeque::new(); queues],
-            chats: vec![0; max_chats.len()],
-            last_given: vec![None; max_chats.len()],
-            max_chats,
+            chats: vec![0; agents.len()],
+            last_given: vec![None; agents.len()],
+            max_chats: agents.iter().map(|a| a.0).collect(),
+            exclusive: agents.iter().map(|a| a.1).collect(),
             next: 1,
             recent: HashMap::new(),
         }
@@ -417,10 +420,18 @@ impl Engine {
     fn text_agent_for(&self, q: QueueIdx) -> Option<AgentIdx> {
         (0..self.acd.agent_count() as AgentIdx)
             .filter(|&a| {
-                matches!(
-                    self.acd.agent_state(a),
-                    AgentState::Ready | AgentState::Offered(_) | AgentState::OnCall(_)
-                ) && self.acd.queues_for_agent(a).any(|x| x == q)
+                let exclusive = self
+                    .text
+                    .exclusive
+                    .get(a as usize)
+                    .copied()
+                    .unwrap_or(false);
+                let free = match self.acd.agent_state(a) {
+                    AgentState::Ready => true,
+                    AgentState::Offered(_) | AgentState::OnCall(_) => !exclusive,
+                    _ => false,
+                };
+                free && self.acd.queues_for_agent(a).any(|x| x == q)
                     && self.text.chats(a) < self.text.max_chats[a as usize]
                     && self.registrar.best_binding(a).is_some()
             })
@@ -458,6 +469,7 @@ impl Engine {
         let record = c.record.clone();
         self.text.chats[a as usize] += 1;
         self.text.last_given[a as usize] = Some(now);
+        self.text_hold_voice(now, a);
         let at_ms = self.unix_ms(now);
         self.record(RecordEvent::Offered {
             id: record.clone(),
@@ -474,6 +486,24 @@ impl Engine {
             self.text_to_agent(now, key, &t);
         }
         self.arm(super::timers::TimerRef::Text(key));
+    }
+
+    /// Whether `a`'s open conversations keep it from calls: all of `max_chats` open
+    /// (voice over text), or any (exclusive). Released, it may take a waiting call now.
+    fn text_hold_voice(&mut self, now: Instant, a: AgentIdx) {
+        let i = a as usize;
+        let chats = self.text.chats(a);
+        let held = if self.text.exclusive.get(i).copied().unwrap_or(false) {
+            chats > 0
+        } else {
+            chats >= self.text.max_chats.get(i).copied().unwrap_or(u32::MAX)
+        };
+        if self.acd.hold_voice(a, held) {
+            let queues: Vec<QueueIdx> = self.acd.queues_for_agent(a).collect();
+            for q in queues {
+                self.dispatch(now, q);
+            }
+        }
     }
 
     /// One MESSAGE with `text` to the conversation's agent.
@@ -630,6 +660,7 @@ impl Engine {
             if let Some(n) = self.text.chats.get_mut(a as usize) {
                 *n = n.saturating_sub(1);
             }
+            self.text_hold_voice(now, a);
             let queues: Vec<QueueIdx> = self.acd.queues_for_agent(a).collect();
             for q in queues {
                 self.text_dispatch(now, q);
@@ -681,14 +712,16 @@ impl Engine {
             // The phone refused or is gone: the conversation goes back to the front of
             // its queue for another agent.
             tracing::warn!(conversation = key, %code, "agent's phone refused a message: conversation requeued");
-            if let Some((a, _)) = c.agent.take() {
-                if let Some(n) = self.text.chats.get_mut(a as usize) {
-                    *n = n.saturating_sub(1);
-                }
-            }
+            let freed = c.agent.take().map(|(a, _)| a);
             let q = c.q;
             c.wait_until = Some(now + self.cfg.queues[q].max_wait);
             self.text.waiting[q].push_front(key);
+            if let Some(a) = freed {
+                if let Some(n) = self.text.chats.get_mut(a as usize) {
+                    *n = n.saturating_sub(1);
+                }
+                self.text_hold_voice(now, a);
+            }
             self.text_dispatch(now, q);
         } else {
             // The trunk refused a reply: the agent hears of it, nothing is dropped silently.

@@ -402,6 +402,21 @@ pub struct AgentGroup {
     /// Text conversations each of these agents handles at once (1-10). Default 3.
     #[serde(default)]
     pub max_chats: Option<Spanned<u32>>,
+    /// Calls and text together: "voice_over_text" (default: a call may be offered while
+    /// fewer than max_chats conversations are open, and conversations are given during
+    /// a call) or "exclusive" (no call while a conversation is open, no conversation
+    /// during a call).
+    #[serde(default)]
+    pub cross_channel: CrossChannel,
+}
+
+/// See [`AgentGroup::cross_channel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossChannel {
+    #[default]
+    VoiceOverText,
+    Exclusive,
 }
 
 pub(super) fn is_prompt_name(p: &str) -> bool {

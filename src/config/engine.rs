@@ -55,6 +55,7 @@ pub struct AgentSpec {
     pub srtp: SrtpPolicy,
     /// Text conversations at once.
     pub max_chats: u32,
+    pub cross_channel: super::dialplan::CrossChannel,
 }
 
 #[derive(Debug, Clone)]

@@ -17,9 +17,9 @@ pub mod settings;
 mod validate;
 
 pub use dialplan::{
-    expand_ids, parse_hours, parse_skill, AgentGroup, FeatureCodes, LimitAction, MenuConfig,
-    MenuOption, OverflowConfig, QueueConfig, RouteConfig, SrtpPolicy, StepConfig, Strategy,
-    TrunkConfig,
+    expand_ids, parse_hours, parse_skill, AgentGroup, CrossChannel, FeatureCodes, LimitAction,
+    MenuConfig, MenuOption, OverflowConfig, QueueConfig, RouteConfig, SrtpPolicy, StepConfig,
+    Strategy, TrunkConfig,
 };
 pub use engine::{
     ha1, AgentSpec, Anchoring, Announce, CertTrunk, Credential, EngineSettings, Limit, MenuChoice,

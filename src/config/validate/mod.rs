@@ -675,6 +675,7 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<Age
                 skills: skills.clone(),
                 srtp,
                 max_chats,
+                cross_channel: g.cross_channel,
             });
         }
     }
