@@ -2830,3 +2830,30 @@ fn calls_and_chats_share_an_agent_by_its_cross_channel_setting() {
     let out = sms(&mut h, "01099990000", 1, "text/plain", "hi");
     assert!(messages_to(&out, agent_flow(1)).is_empty());
 }
+
+#[test]
+fn a_phone_that_refuses_text_is_not_given_the_conversation_again() {
+    let mut h = Harness::with(&TEXT_CFG.replace("ids = \"1001\"", "ids = \"1001-1002\""));
+    h.register("1001", 1);
+    let out = sms(&mut h, "01011112222", 1, "text/plain", "hello");
+    let to_agent = messages_to(&out, agent_flow(1));
+    assert_eq!(to_agent.len(), 1);
+    // The phone does not do MESSAGE (e.g. 405): the conversation waits for someone else,
+    // and the sender hears that it waits; nothing goes back to that phone.
+    let refusal = crate::sip::build::response(to_agent[0], 405, None, Some("x"));
+    h.e.handle_message(h.now, agent_flow(1), &refusal.to_bytes());
+    let out = h.out();
+    assert!(messages_to(&out, agent_flow(1)).is_empty(), "{out:?}");
+    assert_eq!(messages_to(&out, h.trunk).len(), 1, "the waiting notice");
+    let out = sms(&mut h, "01011112222", 2, "text/plain", "anyone?");
+    assert!(messages_to(&out, agent_flow(1)).is_empty());
+    // Another agent who logs in gets the conversation (with what was written so far).
+    let _: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    h.register("1002", 2);
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter()
+            .any(|r| matches!(r, RecordEvent::Answered { agent, .. } if agent == "1002")),
+        "{recs:?}"
+    );
+}

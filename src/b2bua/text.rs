@@ -29,6 +29,8 @@ pub(super) type ConvKey = u64;
 
 /// Bodies above this are refused (413): a text message, not a file.
 const MAX_BODY: usize = 64 * 1024;
+/// Messages of a conversation kept to hand it to another agent.
+const HISTORY: usize = 50;
 /// Senders whose message rate is tracked at once; the oldest is forgotten beyond this.
 const MAX_TRACKED_SENDERS: usize = 100_000;
 
@@ -42,6 +44,10 @@ pub(super) struct Conversation {
     agent: Option<(AgentIdx, Leg)>,
     /// Messages that came before an agent took the conversation.
     pending: Vec<String>,
+    /// Agents whose phones refused it (not given to them again).
+    refused_by: Vec<AgentIdx>,
+    /// The sender's latest messages, for the next agent should this one's phone refuse.
+    history: VecDeque<String>,
     waiting_sent: bool,
     last: Instant,
     /// While no agent has it: when it gives up (`max_wait_s`).
@@ -314,6 +320,10 @@ impl Engine {
             return;
         };
         c.last = now;
+        if c.history.len() == HISTORY {
+            c.history.pop_front();
+        }
+        c.history.push_back(text.clone());
         if c.agent.is_some() {
             self.text_to_agent(now, key, &text);
         } else {
@@ -374,6 +384,8 @@ impl Engine {
                 to_sender,
                 agent: None,
                 pending: Vec::new(),
+                refused_by: Vec::new(),
+                history: VecDeque::new(),
                 waiting_sent: false,
                 last: now,
                 wait_until: Some(now + self.cfg.queues[q].max_wait),
@@ -403,11 +415,11 @@ impl Engine {
     /// Gives waiting conversations of `q` to agents with room, oldest first.
     pub(super) fn text_dispatch(&mut self, now: Instant, q: QueueIdx) {
         while let Some(&key) = self.text.waiting.get(q).and_then(|w| w.front()) {
-            if !self.text.convs.contains_key(&key) {
+            let Some(c) = self.text.convs.get(&key) else {
                 self.text.waiting[q].pop_front();
                 continue;
-            }
-            let Some(a) = self.text_agent_for(q) else {
+            };
+            let Some(a) = self.text_agent_for(q, &c.refused_by) else {
                 return;
             };
             self.text.waiting[q].pop_front();
@@ -417,8 +429,9 @@ impl Engine {
 
     /// An agent for a conversation of `q`: registered, taking the queue, not not-ready or
     /// logged out, with room; fewest open conversations, then longest without a new one.
-    fn text_agent_for(&self, q: QueueIdx) -> Option<AgentIdx> {
+    fn text_agent_for(&self, q: QueueIdx, not: &[AgentIdx]) -> Option<AgentIdx> {
         (0..self.acd.agent_count() as AgentIdx)
+            .filter(|a| !not.contains(a))
             .filter(|&a| {
                 let exclusive = self
                     .text
@@ -713,6 +726,9 @@ impl Engine {
             // its queue for another agent.
             tracing::warn!(conversation = key, %code, "agent's phone refused a message: conversation requeued");
             let freed = c.agent.take().map(|(a, _)| a);
+            c.refused_by.extend(freed);
+            // The next agent gets what the sender wrote so far.
+            c.pending = c.history.iter().cloned().collect();
             let q = c.q;
             c.wait_until = Some(now + self.cfg.queues[q].max_wait);
             self.text.waiting[q].push_front(key);
@@ -723,6 +739,8 @@ impl Engine {
                 self.text_hold_voice(now, a);
             }
             self.text_dispatch(now, q);
+            self.text_waiting_notice(now, key);
+            self.arm(super::timers::TimerRef::Text(key));
         } else {
             // The trunk refused a reply: the agent hears of it, nothing is dropped silently.
             tracing::warn!(conversation = key, %code, "reply not delivered to the sender");
