@@ -109,6 +109,29 @@ fn cert_caller(
     )
 }
 
+/// A baresip caller presenting `cert` reaches agent 1001 (`agent`, who hears it) as the
+/// trunk that certificate identifies.
+fn reaches_the_agent_as_the_trunk(
+    e: &EngineProc,
+    dir: &Path,
+    caller: (u16, (u16, u16)),
+    tls: u16,
+    cert: (&Path, &Path),
+    agent: Baresip,
+) {
+    let caller = cert_caller(dir, caller, tls, cert, "", "");
+    wait_on_call(e, "1001", &caller);
+    assert!(
+        e.log()
+            .contains("TLS client certificate identifies a trunk"),
+        "{}",
+        e.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_heard = agent.stop_and_heard_rms();
+    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
+}
+
 /// `openssl s_client` against `port` with more arguments; what it printed (stdout and
 /// stderr), after sending `input` and waiting `linger` for answers.
 fn s_client(port: u16, extra: &[&str], input: &[u8], linger: Duration) -> String {
@@ -695,24 +718,14 @@ fn a_trunk_identified_by_its_client_certificate_reaches_an_agent() {
         "refused client certificates were not counted",
     );
     // The carrier's caller, presenting its certificate, reaches the agent.
-    let caller = cert_caller(
+    reaches_the_agent_as_the_trunk(
+        &e,
         &dir,
         (caller_sip, (base + 20, base + 29)),
         tls,
         (&carrier_crt, &carrier_key),
-        "",
-        "",
+        agent,
     );
-    wait_on_call(&e, "1001", &caller);
-    assert!(
-        e.log()
-            .contains("TLS client certificate identifies a trunk"),
-        "{}",
-        e.log()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let agent_heard = agent.stop_and_heard_rms();
-    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
 }
 
 /// How many captured RTP packets (G.711, 20 ms) carry a `freq` tone: decoded with `law`,
@@ -1285,22 +1298,12 @@ fn a_trunk_identified_by_its_ca_issued_certificate_name_reaches_an_agent() {
         1.0,
         "the forged certificate was not counted",
     );
-    let caller = cert_caller(
+    reaches_the_agent_as_the_trunk(
+        &e,
         &dir,
         (caller_sip, (base + 20, base + 29)),
         tls,
         (&carrier_crt, &carrier_key),
-        "",
-        "",
+        agent,
     );
-    wait_on_call(&e, "1001", &caller);
-    assert!(
-        e.log()
-            .contains("TLS client certificate identifies a trunk"),
-        "{}",
-        e.log()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let agent_heard = agent.stop_and_heard_rms();
-    assert!(agent_heard > 0.01, "agent heard silence ({agent_heard:.4})");
 }
