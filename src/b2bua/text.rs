@@ -37,6 +37,8 @@ const MAX_TRACKED_SENDERS: usize = 100_000;
 pub(super) struct Conversation {
     record: String,
     sender: String,
+    /// The number it was written to (120).
+    service: String,
     q: QueueIdx,
     /// Towards the sender, through the trunk the conversation came from.
     to_sender: Leg,
@@ -380,6 +382,7 @@ impl Engine {
             Conversation {
                 record,
                 sender: sender.to_string(),
+                service: dialled.to_string(),
                 q,
                 to_sender,
                 agent: None,
@@ -643,15 +646,9 @@ impl Engine {
         let Some(c) = self.text.convs.remove(&key) else {
             return;
         };
-        let service = c
-            .to_sender
-            .local
-            .split('@')
-            .next()
-            .and_then(|s| s.strip_prefix("<sip:"))
-            .unwrap_or("")
-            .to_string();
-        self.text.by_sender.remove(&(c.sender.clone(), service));
+        self.text
+            .by_sender
+            .remove(&(c.sender.clone(), c.service.clone()));
         if let Some(w) = self.text.waiting.get_mut(c.q) {
             w.retain(|k| *k != key);
         }
