@@ -307,9 +307,12 @@ impl Engine {
                 self.open_conversation(now, &msg, flow, &trunk, &sender, &dialled, q)
             }
         };
+        let Some(record) = self.text.convs.get(&key).map(|c| c.record.clone()) else {
+            return;
+        };
         let at_ms = self.unix_ms(now);
         self.record(RecordEvent::Message {
-            id: self.text.convs[&key].record.clone(),
+            id: record,
             at_ms,
             direction: "in",
             sender: sender.clone(),
@@ -448,10 +451,14 @@ impl Engine {
                     _ => false,
                 };
                 free && self.acd.queues_for_agent(a).any(|x| x == q)
-                    && self.text.chats(a) < self.text.max_chats[a as usize]
+                    && self.text.chats(a)
+                        < self.text.max_chats.get(a as usize).copied().unwrap_or(0)
                     && self.registrar.best_binding(a).is_some()
             })
-            .min_by_key(|&a| (self.text.chats(a), self.text.last_given[a as usize]))
+            .min_by_key(|&a| {
+                let given = self.text.last_given.get(a as usize).copied().flatten();
+                (self.text.chats(a), given)
+            })
     }
 
     fn give_conversation(&mut self, now: Instant, key: ConvKey, a: AgentIdx) {
@@ -483,8 +490,12 @@ impl Engine {
         c.wait_until = None;
         let pending = std::mem::take(&mut c.pending);
         let record = c.record.clone();
-        self.text.chats[a as usize] += 1;
-        self.text.last_given[a as usize] = Some(now);
+        if let Some(n) = self.text.chats.get_mut(a as usize) {
+            *n += 1;
+        }
+        if let Some(t) = self.text.last_given.get_mut(a as usize) {
+            *t = Some(now);
+        }
         self.text_hold_voice(now, a);
         let at_ms = self.unix_ms(now);
         self.record(RecordEvent::Offered {
