@@ -205,6 +205,21 @@ pub(super) fn message_text(msg: &Message) -> Result<String, BodyRefusal> {
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// A sender's number as it may stand in a URI's user part or a quoted display name:
+/// digits, letters and `+-.*#_` only (a gateway may send anything in From).
+pub(super) fn uri_user(sender: &str) -> String {
+    let s: String = sender
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+-.*#_".contains(*c))
+        .take(64)
+        .collect();
+    if s.is_empty() {
+        "anonymous".into()
+    } else {
+        s
+    }
+}
+
 /// `text` in pieces of at most `max` bytes, cut at character boundaries.
 pub(super) fn split_text(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
@@ -372,8 +387,8 @@ impl Engine {
             flow,
             call_id: msg.call_id().to_string(),
             local: format!("<sip:{dialled}@{host}>;tag={}", self.ids.token(12)),
-            remote: format!("<sip:{sender}@{}>", flow.remote),
-            remote_target: format!("sip:{sender}@{}", flow.remote),
+            remote: format!("<sip:{}@{}>", uri_user(sender), flow.remote),
+            remote_target: format!("sip:{}@{}", uri_user(sender), flow.remote),
             route_set: Vec::new(),
             local_cseq: 0,
             pending_2xx: None,
@@ -476,7 +491,7 @@ impl Engine {
             call_id: format!("{}@dasan", self.ids.token(20)),
             local: format!(
                 "\"{}\" <sip:chat-{key}@{host}>;tag={}",
-                c.sender,
+                uri_user(&c.sender),
                 self.ids.token(12)
             ),
             remote: format!("<sip:{agent_id}@{host}>"),
@@ -809,6 +824,15 @@ mod tests {
         let mut big = msg(Some("text/plain"), b"a");
         big.body = Bytes::from(vec![b'a'; MAX_BODY + 1]);
         assert_eq!(message_text(&big).unwrap_err().0, 413);
+    }
+
+    #[test]
+    fn a_sender_that_is_not_a_number_cannot_break_a_uri() {
+        // Found by the engine fuzzer: a From user with a space made an invalid request.
+        assert_eq!(uri_user("0101111222SAGE sip"), "0101111222SAGEsip");
+        assert_eq!(uri_user("\"><script>"), "script");
+        assert_eq!(uri_user(" "), "anonymous");
+        assert_eq!(uri_user("+82-10-1234"), "+82-10-1234");
     }
 
     #[test]

@@ -42,7 +42,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The dialplan the `engine` target runs: the default one's shape (a queue with a language
-/// menu, feature codes), with callbacks, a survey and an outbound trunk, and few ports.
+/// menu, feature codes, text conversations), with callbacks, a survey and an outbound
+/// trunk, and few ports.
 pub const CONFIG: &str = r#"
 [sip]
 listen = "127.0.0.1:5060"
@@ -66,6 +67,7 @@ number = "1209"
 menu = "languages"
 [queue.general]
 skill = "ko"
+channels = ["voice", "text"]
 ring_timeout_s = 15
 max_wait_s = 120
 max_length = 3
@@ -89,6 +91,7 @@ queue = "en"
 ids = "1001-1002"
 password = "pw"
 skills = ["ko", "en"]
+max_chats = 2
 "#;
 
 const UNIX_NOW: u64 = 1_700_000_000;
