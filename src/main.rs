@@ -434,6 +434,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             records_db: Some(db.clone()),
             kb_db: Some(kb_db),
             metrics_token: cfg.http.metrics_token.as_ref().map(|t| t.get_ref().clone()),
+            chat_limits: Default::default(),
         });
         let web = Arc::new(dasan::web::WebState::from_config(
             &cfg,

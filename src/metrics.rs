@@ -35,6 +35,16 @@ pub struct Metrics {
     pub queue_wrap_up: GaugeVec,
     pub rtp_bytes: IntCounter,
     pub rtp_lost: IntCounter,
+    /// Contacts waiting for an agent, by queue and channel (voice, text).
+    pub waiting: IntGaugeVec,
+    pub oldest_wait: GaugeVec,
+    /// Voice: arrival to answer; text: the conversation's first message to the agent's
+    /// first reply.
+    pub first_response: HistogramVec,
+    /// Voice: talk; text: given to an agent until closed.
+    pub handle: HistogramVec,
+    pub agent_chats: IntGaugeVec,
+    pub text_messages: IntCounterVec,
     process: Process,
     pub pdd_us: LatencyHist,
 }
@@ -274,6 +284,44 @@ impl Metrics {
             rtp_lost: r.counter(
                 "dasan_rtp_packets_lost_total",
                 "RTP packets lost on the way to the engine (sequence gaps), counted at call end",
+            )?,
+            waiting: r.gauges(
+                "dasan_queue_waiting",
+                "Contacts waiting for an agent (not yet offered), by queue and channel",
+                &["queue", "channel"],
+            )?,
+            oldest_wait: r.add(GaugeVec::new(
+                Opts::new(
+                    "dasan_queue_oldest_wait_seconds",
+                    "Age of the longest-waiting contact, by queue and channel",
+                ),
+                &["queue", "channel"],
+            ))?,
+            first_response: r.histograms(
+                "dasan_first_response_seconds",
+                "Voice: arrival to answer; text: first message to the agent's first reply",
+                &[
+                    1.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                ],
+                &["queue", "channel"],
+            )?,
+            handle: r.histograms(
+                "dasan_handle_seconds",
+                "Voice: talk time; text: given to an agent until closed",
+                &[
+                    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+                ],
+                &["queue", "channel"],
+            )?,
+            agent_chats: r.gauges(
+                "dasan_agent_open_chats",
+                "Text conversations an agent has open",
+                &["agent"],
+            )?,
+            text_messages: r.counters(
+                "dasan_text_messages_total",
+                "Text messages recorded, by queue and direction (in: from senders)",
+                &["queue", "direction"],
             )?,
             process: Process::new(&r)?,
             pdd_us: LatencyHist::new(),

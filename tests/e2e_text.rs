@@ -27,45 +27,6 @@ fn senders_csv(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
-fn json(e: &EngineProc, path: &str) -> serde_json::Value {
-    let (code, body) = e.http_get(path).unwrap_or_else(|| panic!("GET {path}"));
-    assert_eq!(code, 200, "GET {path}: {body}");
-    serde_json::from_str(&body).expect("json")
-}
-
-/// The text records, each with its transcript: (caller, agent, [(direction, sender, text)]).
-type Transcript = (String, String, Vec<(String, String, String)>);
-
-fn transcripts(e: &EngineProc) -> Vec<Transcript> {
-    let list = json(e, "/api/records?channel=text");
-    let mut out = Vec::new();
-    for r in list["records"].as_array().cloned().unwrap_or_default() {
-        assert_eq!(r["channel"], "text");
-        let id = r["call_id"].as_str().unwrap_or_default();
-        let m = json(e, &format!("/api/records/{id}/messages"));
-        let msgs = m["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|x| {
-                (
-                    x["direction"].as_str().unwrap_or("").to_string(),
-                    x["sender"].as_str().unwrap_or("").to_string(),
-                    x["text"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        out.push((
-            r["caller"].as_str().unwrap_or("").to_string(),
-            r["agent"].as_str().unwrap_or("").to_string(),
-            msgs,
-        ));
-    }
-    out.sort();
-    out
-}
-
 /// Three senders write two Korean (and one English) messages each; one SIPp agent phone
 /// takes all three conversations at once (max_chats 3) and replies to each; every reply
 /// reaches its own sender, and each conversation's record holds its messages in order.
@@ -302,4 +263,120 @@ fn a_baresip_agent_receives_a_conversation_and_replies() {
         )
     });
     assert!(reply.starts_with("MESSAGE sip:01011112222@"), "{reply}");
+}
+
+/// The public web chat: a page starts a chat by POST /api/chat, writes again on the
+/// WebSocket, and the counsellor's reply (a SIPp agent phone answering by MESSAGE) comes
+/// back on the WebSocket; the sender ends it. Starting chats is limited per client.
+#[test]
+fn a_web_chat_reaches_a_phone_agent_and_the_reply_reaches_the_page() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let base = port_block();
+    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let dir = workdir("text-web");
+    let e = EngineProc::start(&dir, &text_config(), sip, http);
+    register_agent(
+        &dir,
+        sip,
+        "1001",
+        agent_phone,
+        (base + 3, base + 4, base + 5),
+    );
+    let csv = agents_csv(&dir, &["1001"], "test-pw");
+    let mut a = base_args(sip, agent_phone, base + 20, base + 24);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("sms-agent.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+    ]));
+    let agent = sipp(&dir, "agent", &a);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (code, body) = http_send(
+        http,
+        "POST",
+        "/api/chat",
+        None,
+        r#"{"service": "120", "text": "안녕하세요, 분실물 문의요"}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = started["token"].as_str().expect("token").to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = rt.block_on(async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{http}/api/chat/ws"))
+                .await
+                .expect("websocket");
+        ws.send(Ws::text(serde_json::json!({"token": token}).to_string()))
+            .await
+            .unwrap();
+        ws.send(Ws::text(
+            serde_json::json!({"op": "send", "text": "지갑을 잃어버렸어요"}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            let v: serde_json::Value =
+                serde_json::from_str(m.to_text().unwrap_or("")).unwrap_or_default();
+            got.push(v.clone());
+            if v["ev"] == "line" && v["text"].as_str().unwrap_or("").starts_with("reply to") {
+                break;
+            }
+        }
+        got
+    });
+    agent.expect_success(LIMIT);
+    assert!(reply.iter().any(|v| v["ev"] == "sent"), "{reply:?}");
+    let line = reply.last().expect("a line");
+    assert_eq!(line["ev"], "line", "{reply:?}");
+    assert_eq!(line["from"], "counsellor");
+    assert!(
+        line["text"].as_str().unwrap().starts_with("reply to web-"),
+        "{line}"
+    );
+
+    // The page collects the same line by POST, then the sender ends the chat.
+    let (code, body) = http_send(
+        http,
+        "POST",
+        "/api/chat",
+        None,
+        &serde_json::json!({"token": token, "after": 0}).to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("reply to web-"), "{body}");
+    let close = serde_json::json!({"token": token, "close": true}).to_string();
+    assert_eq!(http_send(http, "POST", "/api/chat", None, &close).0, 200);
+    let again = serde_json::json!({"token": token, "text": "more"}).to_string();
+    assert_eq!(http_send(http, "POST", "/api/chat", None, &again).0, 410);
+    let t = transcripts(&e);
+    assert_eq!(t.len(), 1, "{t:?}");
+    let texts: Vec<&str> = t[0].2.iter().map(|m| m.2.as_str()).collect();
+    assert_eq!(
+        texts[..2],
+        ["안녕하세요, 분실물 문의요", "지갑을 잃어버렸어요"],
+        "{texts:?}"
+    );
+    assert!(texts[2].starts_with("reply to web-"), "{texts:?}");
+
+    // Starting chats: five a minute from one client, then 429 (to a number that takes no
+    // text, so no conversation is opened by the probes).
+    let probe = r#"{"service": "999", "text": "hi"}"#;
+    let codes: Vec<u16> = (0..6)
+        .map(|_| http_send(http, "POST", "/api/chat", None, probe).0)
+        .collect();
+    assert_eq!(codes[..4], [404, 404, 404, 404], "{codes:?}");
+    assert_eq!(codes[5], 429, "{codes:?}");
 }

@@ -806,3 +806,117 @@ fn the_browser_gets_the_configured_ice_servers_and_uses_them() {
     let asked = seen.load(std::sync::atomic::Ordering::Relaxed);
     assert!(asked > 0, "the browser never asked the STUN server");
 }
+
+/// A browser agent with three text conversations at once (max_chats 3): four SMS senders
+/// wrote before it logged in; it gets the three oldest, replies to each in its own tab
+/// with the digits of that sender's first message, closes one, and is then offered the
+/// fourth. Every sender receives its own reply (SIPp fails on anything else), and each
+/// record holds its messages in order.
+#[test]
+fn a_browser_agent_holds_three_chats_and_closing_one_takes_the_fourth() {
+    let base = port_block();
+    let dir = workdir("web-chats");
+    let e = EngineProc::start(
+        &dir,
+        &test_config("channels = [\"voice\", \"text\"]"),
+        base,
+        base + 1,
+    );
+    let csv = dir.join("senders.csv");
+    std::fs::write(
+        &csv,
+        "SEQUENTIAL\n\
+         01011112222;문의 101: 버스 시간표 🚌\n\
+         01033334444;문의 202: 여권 발급\n\
+         01055556666;Question 303: hospital\n\
+         01077778888;문의 404: 주차\n",
+    )
+    .unwrap();
+    // The senders write first, 300 ms apart (so the oldest three are the first three).
+    let gateway = start_caller(
+        &dir,
+        "gateway",
+        base,
+        (base + 2, base + 10, base + 30),
+        &[
+            &scenarios()
+                .join("sms-waiting-sender.xml")
+                .display()
+                .to_string(),
+            "-inf",
+            &csv.display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "4",
+            "-r",
+            "1",
+            "-rp",
+            "300",
+            "-timeout",
+            "100s",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while json(&e, "/api/queues")[0]["text"]["waiting"] != 4 {
+        assert!(Instant::now() < deadline, "{}", json(&e, "/api/queues"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b = Browser::start(&dir, "chats", &["chats", &url(&e), "1001", "test-pw"]);
+    b.wait_for("opened", Duration::from_secs(60));
+    let q = json(&e, "/api/queues");
+    assert_eq!(q[0]["text"]["waiting"], 1, "{q}");
+    assert_eq!(q[0]["text"]["open"], 3, "{q}");
+    let agents = json(&e, "/api/agents");
+    let me = &agents[0];
+    assert_eq!(
+        (me["chats"].as_u64(), me["max_chats"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let mut replied = Vec::new();
+    for _ in 0..3 {
+        replied.push(b.wait_for("replied", Duration::from_secs(30)));
+    }
+    b.wait_for("closed", Duration::from_secs(30));
+    replied.push(b.wait_for("replied", Duration::from_secs(40)));
+    let done = b.wait_for("done", Duration::from_secs(20));
+    gateway.expect_success(Duration::from_secs(30));
+    assert_eq!(
+        replied
+            .iter()
+            .map(|r| r["digits"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>(),
+        ["101", "202", "303", "404"]
+    );
+    assert_eq!(done["unread_seen"], true, "a tab not shown counted unread");
+
+    // Each record: the sender's message, then the counsellor's reply with its own digits.
+    let t = transcripts(&e);
+    assert_eq!(t.len(), 4, "{t:?}");
+    for (caller, agent, msgs) in &t {
+        assert_eq!(agent, "1001");
+        let first_in = msgs.iter().find(|m| m.0 == "in").expect("in");
+        let digits: String = first_in
+            .2
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        let reply_at = msgs
+            .iter()
+            .position(|m| m.0 == "out" && m.1 == "1001")
+            .unwrap_or_else(|| panic!("{caller}: no reply in {msgs:?}"));
+        assert_eq!(msgs[reply_at].2, format!("reply to {digits}"), "{caller}");
+        let in_at = msgs.iter().position(|m| m.0 == "in").unwrap_or(usize::MAX);
+        assert!(in_at < reply_at, "in order: {msgs:?}");
+    }
+    // The closed one is over; the others are still open.
+    let list = json(&e, "/api/records?channel=text");
+    let ended = list["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["outcome"].is_null())
+        .count();
+    assert_eq!(ended, 1, "{list}");
+}

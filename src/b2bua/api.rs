@@ -17,6 +17,19 @@ pub struct AgentView {
     pub calls_taken: u64,
     /// The consultation record id of the call the agent is ringing with or talking on.
     pub call: Option<String>,
+    /// Text conversations open, and how many the agent may have (`max_chats`).
+    pub chats: u32,
+    pub max_chats: u32,
+}
+
+/// A queue's text channel: conversations waiting and with agents, the oldest wait, and
+/// the window's figures (answered = first replies, ASA = average first response).
+#[derive(Debug, Clone, Serialize)]
+pub struct TextQueueView {
+    pub waiting: usize,
+    pub oldest_wait_ms: u64,
+    pub open: usize,
+    pub window: super::stats::Figures,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +51,9 @@ pub struct QueueView {
     pub agents_staffed: usize,
     /// Service figures over the last 15 minutes.
     pub window: super::stats::Figures,
+    /// The text channel, for a queue that takes text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextQueueView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +114,8 @@ impl Engine {
                 .collect(),
             calls_taken: self.acd.calls_taken(a),
             call,
+            chats: self.text.chats(a),
+            max_chats: self.text.max_chats(a),
         }
     }
 
@@ -174,6 +192,15 @@ impl Engine {
                     agents_ready: self.acd.ready_in_queue(q),
                     agents_staffed: self.acd.staffed(q),
                     window: self.windows[q].figures(now),
+                    text: self.cfg.queues[q].text.then(|| {
+                        let (waiting, oldest) = self.text.waiting_in(q, now);
+                        TextQueueView {
+                            waiting,
+                            oldest_wait_ms: oldest.as_millis() as u64,
+                            open: self.text.open_in(q),
+                            window: self.text.windows[q].figures(now),
+                        }
+                    }),
                 }
             })
             .collect()

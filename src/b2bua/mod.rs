@@ -26,6 +26,7 @@ mod timers;
 mod transfer;
 
 pub use anchor::{MediaCommand, MusicRef};
+pub use text::{TextRefusal, WebLine, WebPoll};
 
 use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx};
 pub(crate) use crate::config::{Limit, QueueTiming, RouteTarget};
@@ -348,7 +349,32 @@ impl Engine {
                 .queue_wrap_up
                 .with_label_values(&[qn])
                 .set(f.average_wrap_up_s);
+            let (text_waiting, text_oldest) = self.text.waiting_in(q, now);
+            let voice_oldest = self.oldest_waiting_call(q, now);
+            for (channel, n, oldest) in [
+                ("voice", self.acd.waiting(q), voice_oldest),
+                ("text", text_waiting, text_oldest),
+            ] {
+                self.metrics
+                    .waiting
+                    .with_label_values(&[qn, channel])
+                    .set(n as i64);
+                self.metrics
+                    .oldest_wait
+                    .with_label_values(&[qn, channel])
+                    .set(oldest.as_secs_f64());
+            }
         }
+    }
+
+    /// How long the longest-waiting call of `q` (in the queue, not in its menu) has waited.
+    pub(crate) fn oldest_waiting_call(&self, q: QueueIdx, now: Instant) -> Duration {
+        self.acd
+            .waiting_calls(q)
+            .filter_map(|k| self.calls.get(&k))
+            .map(|c| now.saturating_duration_since(c.arrived))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Moves the wrap-ups the ACD measured into the queues' windows.
@@ -356,6 +382,12 @@ impl Engine {
         for (q, d) in self.acd.take_wrap_ups() {
             self.windows[q].wrapped_up(now, d);
         }
+    }
+
+    /// Record changes emitted so far: a reply that must wait until they are durable
+    /// waits for this count.
+    pub fn records_emitted(&self) -> u64 {
+        self.records_emitted
     }
 
     /// Consultation record changes for the store.

@@ -418,6 +418,10 @@ impl Engine {
             .call_wait
             .with_label_values(&[self.acd.queue_name(q), "answered"])
             .observe(wait.as_secs_f64());
+        self.metrics
+            .first_response
+            .with_label_values(&[self.acd.queue_name(q), "voice"])
+            .observe(wait.as_secs_f64());
         self.record(RecordEvent::Answered {
             id: record,
             agent: label,

@@ -162,8 +162,9 @@ impl Engine {
             not_ready_reasons: HashMap::new(),
             callbacks: HashMap::new(),
             text: super::text::TextState::new(
-                super::text::TextSettings::from_config(&config.text),
-                s.queues.len(),
+                super::text::TextSettings::from_config(&config.text, config.outbound.text_trunk),
+                now,
+                &s.queues.iter().map(|q| q.sl_threshold).collect::<Vec<_>>(),
                 s.agents
                     .iter()
                     .map(|a| {

@@ -185,6 +185,10 @@ impl Engine {
                 .call_talk
                 .with_label_values(&[self.acd.queue_name(call.queue)])
                 .observe(talk);
+            self.metrics
+                .handle
+                .with_label_values(&[self.acd.queue_name(call.queue), "voice"])
+                .observe(talk);
             *avg =
                 std::time::Duration::from_secs_f64(avg.as_secs_f64() * 15.0 / 16.0 + talk / 16.0);
         }

@@ -2678,7 +2678,16 @@ fn text_conversations_reach_an_agent_and_replies_reach_the_sender() {
         .iter()
         .map(|m| text_of(m))
         .collect();
-    assert_eq!(given, vec!["third", "still there?"]);
+    assert_eq!(
+        given,
+        vec!["[dasan] conversation closed", "third", "still there?"]
+    );
+    let closed = messages_to(&out, aflow)[0];
+    assert_eq!(closed.header("X-Dasan-Chat"), Some("closed;by=agent"));
+    assert_eq!(
+        messages_to(&out, aflow)[1].header("X-Dasan-Chat"),
+        Some("message")
+    );
 
     // Refusals: untrusted source, not text, a flood.
     h.input(
@@ -2856,4 +2865,175 @@ fn a_phone_that_refuses_text_is_not_given_the_conversation_again() {
             .any(|r| matches!(r, RecordEvent::Answered { agent, .. } if agent == "1002")),
         "{recs:?}"
     );
+}
+
+/// An agent's phone writes `body` in conversation `conv`, answering the 407 as a phone
+/// does: what the engine sent after the authenticated MESSAGE.
+fn agent_writes(
+    h: &mut Harness,
+    n: u16,
+    agent: &str,
+    conv: &str,
+    body: &str,
+) -> Vec<(Flow, Message)> {
+    let flow = agent_flow(n);
+    let msg = |seq: u32, auth: &str| {
+        format!("MESSAGE sip:{conv}@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.{n}:5070;branch=z9hG4bKw{conv}{seq}{}\r\nMax-Forwards: 70\r\nFrom: <sip:{agent}@dasan>;tag=w{seq}\r\nTo: <sip:{conv}@dasan>\r\nCall-ID: w-{conv}-{seq}-{}\r\nCSeq: {seq} MESSAGE\r\n{auth}Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}", body.len(), body.len(), body.len())
+    };
+    h.input(flow, &msg(1, ""));
+    let out = h.out();
+    let ch = out[0].1.header("Proxy-Authenticate").unwrap().to_string();
+    let auth = format!(
+        "Proxy-Authorization: {}\r\n",
+        crate::registrar::digest::authorization(
+            &ch,
+            agent,
+            "pw",
+            "MESSAGE",
+            &format!("sip:{conv}@dasan"),
+            "cn"
+        )
+        .unwrap()
+    );
+    h.input(flow, &msg(2, &auth));
+    h.out()
+}
+
+const TEXT_LANG_CFG: &str = r#"
+[[trunk]]
+name = "sms"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+menu = "languages"
+[queue.general]
+skill = "ko"
+channels = ["voice", "text"]
+[queue.en]
+skill = "en"
+channels = ["voice", "text"]
+[menu.languages]
+fallback = "general"
+[[menu.languages.option]]
+digit = "1"
+prompt = "menu-en"
+queue = "en"
+[[agents]]
+ids = "1001"
+password = "pw"
+skills = ["ko"]
+max_chats = 2
+[[agents]]
+ids = "1002"
+password = "pw"
+skills = ["en"]
+max_chats = 2
+"#;
+
+#[test]
+fn text_by_script_transfer_with_history_and_the_web_chat() {
+    let mut h = Harness::with(TEXT_LANG_CFG);
+    h.register("1001", 1);
+    h.register("1002", 2);
+    // 120 offers a language choice: English text goes to the English queue's agent.
+    let out = sms(
+        &mut h,
+        "01011112222",
+        1,
+        "text/plain",
+        "Where is the bus stop?",
+    );
+    let to_en = messages_to(&out, agent_flow(2));
+    assert_eq!(to_en.len(), 1, "{out:?}");
+    assert_eq!(to_en[0].header("X-Dasan-Queue"), Some("en"));
+    assert_eq!(to_en[0].header("X-Dasan-Chat"), Some("message"));
+    let out = sms(&mut h, "01033334444", 1, "text/plain", "버스 언제 와요?");
+    let to_ko = messages_to(&out, agent_flow(1));
+    assert_eq!(to_ko.len(), 1);
+    assert!(to_ko[0].header("From").unwrap().contains("chat-2"));
+    // The Korean agent replies, then hands the conversation to the English queue.
+    let out = agent_writes(&mut h, 1, "1001", "chat-2", "잠시만요");
+    assert_eq!(text_of(messages_to(&out, h.trunk)[0]), "잠시만요");
+    let out = agent_writes(&mut h, 1, "1001", "chat-2", "*24 nowhere");
+    let notice = messages_to(&out, agent_flow(1));
+    assert_eq!(notice[0].header("X-Dasan-Chat"), Some("notice"));
+    assert!(text_of(notice[0]).contains("nowhere"));
+    let _: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    let out = agent_writes(&mut h, 1, "1001", "chat-2", "*24 en");
+    assert_eq!(
+        messages_to(&out, agent_flow(1))[0].header("X-Dasan-Chat"),
+        Some("closed;by=transfer")
+    );
+    // The English agent gets the conversation so far: the sender's line and the reply.
+    let got: Vec<(String, String)> = messages_to(&out, agent_flow(2))
+        .iter()
+        .map(|m| {
+            (
+                m.header("X-Dasan-Chat").unwrap_or("").to_string(),
+                text_of(m),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("message".to_string(), "버스 언제 와요?".to_string()),
+            ("history".to_string(), "[1001] 잠시만요".to_string()),
+        ]
+    );
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter()
+            .any(|r| matches!(r, RecordEvent::Queue { queue, .. } if queue == "en")),
+        "{recs:?}"
+    );
+    assert!(recs
+        .iter()
+        .any(|r| matches!(r, RecordEvent::Answered { agent, .. } if agent == "1002")));
+    let views = h.e.agents_view();
+    assert_eq!((views[0].chats, views[1].chats), (0, 2));
+
+    // The web chat: the same channel, replies collected by the page.
+    let (token, first) =
+        h.e.web_chat_start(h.now, "120", "안녕하세요, 문의가 있어요")
+            .unwrap();
+    assert!(
+        first.lines.is_empty(),
+        "an agent had room: no waiting notice"
+    );
+    let out = h.out();
+    let to_agent = messages_to(&out, agent_flow(1));
+    assert_eq!(to_agent.len(), 1);
+    assert!(to_agent[0].header("From").unwrap().contains("web-"));
+    agent_writes(&mut h, 1, "1001", "chat-3", "네, 말씀하세요");
+    let poll = h.e.web_chat_poll(&token, 0).unwrap();
+    assert_eq!(poll.lines.len(), 1);
+    assert_eq!(poll.lines[0].text, "네, 말씀하세요");
+    assert_eq!(poll.lines[0].from, "counsellor");
+    assert!(h
+        .e
+        .web_chat_poll(&token, poll.lines[0].seq)
+        .unwrap()
+        .lines
+        .is_empty());
+    h.e.web_chat_send(h.now, &token, "감사합니다").unwrap();
+    let out = h.out();
+    assert_eq!(text_of(messages_to(&out, agent_flow(1))[0]), "감사합니다");
+    agent_writes(&mut h, 1, "1001", "chat-3", "*23");
+    assert!(h.e.web_chat_poll(&token, 0).unwrap().closed);
+    assert_eq!(h.e.web_chat_send(h.now, &token, "more").unwrap_err().0, 410);
+    assert!(h.e.web_chat_poll("nope", 0).is_none());
+    assert_eq!(
+        h.e.web_chat_start(h.now, "999", "hi").unwrap_err().0,
+        404,
+        "no such service"
+    );
+    assert_eq!(h.e.web_chat_start(h.now, "120", "  ").unwrap_err().0, 400);
+    // First responses count per channel: the English chat has none yet, the Korean one and
+    // the web chat one each (in general).
+    let q = h.e.queues_view(h.now);
+    let general = q.iter().find(|q| q.name == "general").unwrap();
+    let text = general.text.as_ref().unwrap();
+    assert_eq!(text.window.answered, 2);
+    assert_eq!(text.window.offered, 2);
 }

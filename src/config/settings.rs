@@ -73,6 +73,9 @@ impl Default for MediaConfig {
     }
 }
 
+/// The scripts `text.scripts` may name, in the order `b2bua::text::script_of` counts them.
+pub const TEXT_SCRIPTS: [&str; 6] = ["hangul", "latin", "vietnamese", "han", "kana", "cyrillic"];
+
 /// `[text]`: conversations by SIP MESSAGE (RFC 3428, page mode) with the queues that
 /// take `channels = ["text"]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +96,15 @@ pub struct TextConfig {
     /// Messages one sender may send per minute; more get 429 and are not recorded.
     /// Default 30.
     pub max_messages_per_minute: u32,
+    /// What an agent's phone sends, followed by a queue's name, to hand its conversation
+    /// to that queue with its history ("*24 en"). Default "*24".
+    pub transfer_code: String,
+    /// For a service number whose route is a menu (120 with its 120+9 menu): the script of
+    /// a new conversation's first message picks the queue whose skill is the language
+    /// mapped here (`hangul`, `latin`, `vietnamese`, `han`, `kana`, `cyrillic`). A hint,
+    /// never a block: no such queue taking text, or no letters, and the menu's own queue
+    /// takes it. Default hangul→ko, latin→en, vietnamese→vi, han→zh, kana→ja, cyrillic→mn.
+    pub scripts: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for TextConfig {
@@ -106,6 +118,18 @@ impl Default for TextConfig {
             close_code: "*23".into(),
             max_message_bytes: 1300,
             max_messages_per_minute: 30,
+            transfer_code: "*24".into(),
+            scripts: [
+                ("hangul", "ko"),
+                ("latin", "en"),
+                ("vietnamese", "vi"),
+                ("han", "zh"),
+                ("kana", "ja"),
+                ("cyrillic", "mn"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         }
     }
 }
@@ -281,6 +305,9 @@ pub struct OutboundConfig {
     pub deny: Vec<String>,
     /// Transfers to outside numbers one agent may ask for per minute. Default 10.
     pub max_transfers_per_minute: u32,
+    /// SIP address text replies go to (an SMS gateway of its own). None: each reply goes
+    /// back through the trunk its conversation came from.
+    pub text_trunk: Option<SocketAddr>,
 }
 
 impl Default for OutboundConfig {
@@ -291,6 +318,7 @@ impl Default for OutboundConfig {
             allow: vec!["0Z.".into()],
             deny: vec!["060!".into()],
             max_transfers_per_minute: 10,
+            text_trunk: None,
         }
     }
 }

@@ -85,6 +85,13 @@ impl Dialplan {
             .map(String::as_str)
     }
 
+    /// Whether a caller waiting in `queue` can open a menu by a digit (120+9).
+    pub fn has_waiting_menu(&self, queue: &str) -> bool {
+        self.waiting_digits
+            .get(queue)
+            .is_some_and(|d| !d.is_empty())
+    }
+
     pub fn menu(&self, name: &str) -> Option<&Menu> {
         self.menus.get(name)
     }

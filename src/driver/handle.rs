@@ -4,6 +4,7 @@
 
 use super::CoreEvent;
 use crate::b2bua::api::{AgentView, ApiRefusal, CallView, QueueView, StateChange};
+use crate::b2bua::{TextRefusal, WebPoll};
 use crate::records::RecordEvent;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,6 +58,26 @@ pub(super) enum Query {
     Record(RecordEvent),
     /// Update the scrape-time gauges before /metrics renders.
     RefreshMetrics(oneshot::Sender<()>),
+    /// The public web chat (answered once its message is durable).
+    WebChatStart {
+        service: String,
+        text: String,
+        reply: oneshot::Sender<Result<(String, WebPoll), TextRefusal>>,
+    },
+    WebChatSend {
+        token: String,
+        text: String,
+        reply: oneshot::Sender<Result<(), TextRefusal>>,
+    },
+    WebChatPoll {
+        token: String,
+        after: u64,
+        reply: oneshot::Sender<Option<WebPoll>>,
+    },
+    WebChatClose {
+        token: String,
+        reply: oneshot::Sender<Result<(), TextRefusal>>,
+    },
 }
 
 /// Room for bursts of TCP messages and API calls before senders wait.
@@ -133,6 +154,57 @@ impl EngineHandle {
             .send(CoreEvent::Query(Query::Record(ev)))
             .await
             .map_err(|_| HandleError::NotRunning)
+    }
+
+    /// Starts a public web chat to `service` with its first message: its token and what
+    /// is already there for it (the waiting notice), once the message is durable.
+    pub async fn web_chat_start(
+        &self,
+        service: &str,
+        text: &str,
+    ) -> Result<Result<(String, WebPoll), TextRefusal>, HandleError> {
+        let (service, text) = (service.to_string(), text.to_string());
+        self.ask(|reply| Query::WebChatStart {
+            service,
+            text,
+            reply,
+        })
+        .await
+    }
+
+    /// A further message of web chat `token`, answered once it is durable.
+    pub async fn web_chat_send(
+        &self,
+        token: &str,
+        text: &str,
+    ) -> Result<Result<(), TextRefusal>, HandleError> {
+        let (token, text) = (token.to_string(), text.to_string());
+        self.ask(|reply| Query::WebChatSend { token, text, reply })
+            .await
+    }
+
+    /// Replies for web chat `token` after line `after`; None: no such chat.
+    pub async fn web_chat_poll(
+        &self,
+        token: &str,
+        after: u64,
+    ) -> Result<Option<WebPoll>, HandleError> {
+        let token = token.to_string();
+        self.ask(|reply| Query::WebChatPoll {
+            token,
+            after,
+            reply,
+        })
+        .await
+    }
+
+    /// The sender ends web chat `token`.
+    pub async fn web_chat_close(
+        &self,
+        token: &str,
+    ) -> Result<Result<(), TextRefusal>, HandleError> {
+        let token = token.to_string();
+        self.ask(|reply| Query::WebChatClose { token, reply }).await
     }
 
     /// Brings the scrape-time gauges up to date.

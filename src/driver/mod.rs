@@ -196,6 +196,7 @@ pub async fn run(
         plane,
         records,
         deferred: Default::default(),
+        held_replies: Default::default(),
         overloaded: false,
         buf: vec![0u8; 65_536],
         metrics,
@@ -274,6 +275,7 @@ struct Core {
     records: Option<crate::records::writer::RecordSink>,
     /// Messages waiting for their call's record to be durable (see Transmit::durable_after).
     deferred: std::collections::VecDeque<Transmit>,
+    held_replies: std::collections::VecDeque<HeldReply>,
     overloaded: bool,
     buf: Vec<u8>,
     metrics: Arc<Metrics>,
@@ -331,7 +333,11 @@ impl Core {
                 self.conns.remove(&id);
                 self.engine.connection_closed(Instant::now(), id);
             }
-            CoreEvent::Query(q) => answer(&mut self.engine, q),
+            CoreEvent::Query(q) => {
+                if let Some(h) = answer(&mut self.engine, q) {
+                    self.held_replies.push_back(h);
+                }
+            }
         }
     }
 
@@ -379,6 +385,11 @@ impl Core {
     async fn send_all(&mut self) -> usize {
         let mut sent = 0;
         let committed = self.records.as_ref().map_or(u64::MAX, |r| r.committed());
+        while self.held_replies.front().is_some_and(|h| h.0 <= committed) {
+            if let Some((_, reply)) = self.held_replies.pop_front() {
+                reply();
+            }
+        }
         while self
             .deferred
             .front()
@@ -401,9 +412,51 @@ impl Core {
     }
 }
 
-fn answer(engine: &mut Engine, q: Query) {
+/// A reply to the API held until the engine's first `.0` record changes are durable.
+type HeldReply = (u64, Box<dyn FnOnce() + Send>);
+
+fn answer(engine: &mut Engine, q: Query) -> Option<HeldReply> {
     let now = Instant::now();
+    let held = |engine: &Engine, f: Box<dyn FnOnce() + Send>| Some((engine.records_emitted(), f));
     match q {
+        Query::WebChatStart {
+            service,
+            text,
+            reply,
+        } => {
+            let r = engine.web_chat_start(now, &service, &text);
+            return held(
+                engine,
+                Box::new(move || {
+                    let _ = reply.send(r);
+                }),
+            );
+        }
+        Query::WebChatSend { token, text, reply } => {
+            let r = engine.web_chat_send(now, &token, &text);
+            return held(
+                engine,
+                Box::new(move || {
+                    let _ = reply.send(r);
+                }),
+            );
+        }
+        Query::WebChatPoll {
+            token,
+            after,
+            reply,
+        } => {
+            let _ = reply.send(engine.web_chat_poll(&token, after));
+        }
+        Query::WebChatClose { token, reply } => {
+            let r = engine.web_chat_close(now, &token);
+            return held(
+                engine,
+                Box::new(move || {
+                    let _ = reply.send(r);
+                }),
+            );
+        }
         Query::Agents(reply) => {
             let _ = reply.send(engine.agents_view());
         }
@@ -425,6 +478,7 @@ fn answer(engine: &mut Engine, q: Query) {
             let _ = reply.send(());
         }
     }
+    None
 }
 
 async fn send(

@@ -4,6 +4,7 @@
 //! ([`auth`]). Errors are JSON `{"error": "…"}` with a 4xx code for bad input.
 
 pub mod auth;
+pub mod chat;
 mod ops;
 pub mod origin;
 mod records;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub kb_db: Option<PathBuf>,
     /// `[http] metrics_token`: what `/metrics` asks for; None opens it to loopback clients.
     pub metrics_token: Option<String>,
+    /// The public web chat's per-client limits.
+    pub chat_limits: chat::ChatLimits,
 }
 
 /// The API's routes. The web pages (`crate::web`) add theirs to it.
@@ -64,6 +67,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/records/{id}/messages", get(records::messages))
         .route("/api/kb", get(kb_search))
         .route("/api/kb/{id}", get(kb_get))
+        .route("/api/chat", axum::routing::post(chat::post))
+        .route("/api/chat/ws", get(chat::ws))
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
 }

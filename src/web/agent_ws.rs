@@ -133,6 +133,13 @@ async fn login(
     }
 }
 
+/// A conversation address as the page names it: "chat-" and digits.
+fn conv(v: Option<&str>) -> Option<String> {
+    let v = v?;
+    let n = v.strip_prefix("chat-")?;
+    (!n.is_empty() && n.len() <= 19 && n.bytes().all(|b| b.is_ascii_digit())).then(|| v.to_string())
+}
+
 /// One request from the page (the `op`s in the module doc), read from a text frame: every
 /// field the session uses is checked here, so the rest of the session never looks at the
 /// page's JSON. Public as the fuzzing entry point for the page's messages.
@@ -156,6 +163,12 @@ pub enum Request {
     Dtmf(Option<char>),
     /// The target, if it is a queue name or a number (1-32 of `[A-Za-z0-9+-]`).
     Transfer(Option<String>),
+    /// A message in a text conversation: `conv` ("chat-<n>"), the text (1-4000
+    /// characters), the page's id for it (at most 40 characters). None: a field is wrong.
+    ChatSend(Option<(String, String, String)>),
+    ChatClose(Option<String>),
+    /// Hand a conversation to a queue: (conv, queue).
+    ChatTransfer(Option<(String, String)>),
     /// Not JSON, no `op`, or an `op` we do not know.
     Unknown,
 }
@@ -194,6 +207,30 @@ impl Request {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '+');
                 Request::Transfer(ok.then(|| target.to_string()))
+            }
+            "chat-send" => {
+                let text = field("text").unwrap_or("");
+                let id: String = field("id").unwrap_or("").chars().take(40).collect();
+                let ok = !text.trim().is_empty() && text.chars().count() <= 4000;
+                Request::ChatSend(
+                    conv(field("conv"))
+                        .filter(|_| ok)
+                        .map(|c| (c, text.to_string(), id)),
+                )
+            }
+            "chat-close" => Request::ChatClose(conv(field("conv"))),
+            "chat-transfer" => {
+                let target = field("target").unwrap_or("").trim();
+                let ok = !target.is_empty()
+                    && target.len() <= 32
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                Request::ChatTransfer(
+                    conv(field("conv"))
+                        .filter(|_| ok)
+                        .map(|c| (c, target.to_string())),
+                )
             }
             _ => Request::Unknown,
         }
@@ -396,6 +433,24 @@ async fn session(
 }
 
 impl Desk<'_> {
+    /// A MESSAGE from the agent into conversation `conv`.
+    async fn chat(
+        &mut self,
+        ws: &mut WebSocket,
+        conv: &str,
+        text: &str,
+        id: &str,
+    ) -> Result<(), Failure> {
+        match self.ua.chat_send(conv, text, id) {
+            Some(m) => self.sip.send(&m).await.map_err(unreachable)?,
+            None => {
+                let v = json!({"ev": "chat-failed", "conv": conv, "id": id, "code": 503});
+                let _ = send(ws, v).await;
+            }
+        }
+        Ok(())
+    }
+
     /// One JSON request from the page.
     async fn on_client(&mut self, ws: &mut WebSocket, req: Request) -> Result<(), Failure> {
         match req {
@@ -458,6 +513,27 @@ impl Desk<'_> {
                     .await;
                 }
             },
+            Request::ChatSend(Some((conv, text, id))) => {
+                self.chat(ws, &conv, &text, &id).await?;
+            }
+            Request::ChatClose(Some(conv)) => {
+                let code = self.s.text_codes.0.clone();
+                self.chat(ws, &conv, &code, "close").await?;
+            }
+            Request::ChatTransfer(Some((conv, target))) => {
+                let code = format!("{} {target}", self.s.text_codes.1);
+                self.chat(ws, &conv, &code, "transfer").await?;
+            }
+            Request::ChatSend(None) | Request::ChatClose(None) | Request::ChatTransfer(None) => {
+                let _ = send(
+                    ws,
+                    error(
+                        "bad-request",
+                        "chat: conv is chat-<n>, text 1-4000 characters, target a queue name",
+                    ),
+                )
+                .await;
+            }
             Request::Login { .. } => {
                 let _ = send(ws, error("bad-request", "already logged in")).await;
             }
@@ -584,6 +660,36 @@ impl Desk<'_> {
                         c.connected = true;
                         let _ = send(ws, json!({"ev": "connected", "record": c.record})).await;
                     }
+                }
+                UaEvent::Chat(line) => {
+                    let from = if line.from.starts_with("web-") {
+                        line.from.clone()
+                    } else {
+                        crate::util::mask_number(&line.from)
+                    };
+                    let v = match line.kind.as_str() {
+                        "closed" => json!({"ev": "chat-closed", "conv": line.conv, "by": line.by}),
+                        "notice" => {
+                            json!({"ev": "chat-notice", "conv": line.conv, "text": line.text})
+                        }
+                        kind => json!({
+                            "ev": "chat", "conv": line.conv, "record": line.record,
+                            "queue": line.queue, "language": line.language, "from": from,
+                            "text": line.text, "history": kind == "history",
+                            "at": std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as u64),
+                        }),
+                    };
+                    let _ = send(ws, v).await;
+                }
+                UaEvent::ChatResult { conv, id, code } => {
+                    let v = if (200..300).contains(&code) {
+                        json!({"ev": "chat-sent", "conv": conv, "id": id})
+                    } else {
+                        json!({"ev": "chat-failed", "conv": conv, "id": id, "code": code})
+                    };
+                    let _ = send(ws, v).await;
                 }
                 UaEvent::Ended { by } => {
                     if let Some(b) = &self.bridge {

@@ -62,6 +62,9 @@ pub struct WebState {
     pub media_advertise: Option<IpAddr>,
     /// `[webrtc] ice_servers`, handed to each desktop at login.
     pub ice_servers: Vec<crate::config::IceServerConfig>,
+    /// `[text] close_code` and `transfer_code`: what the desktop's close and transfer
+    /// buttons send in a conversation, as a desk phone would.
+    pub text_codes: (String, String),
     /// `[media] webrtc_port_min/max`: where those sockets bind.
     pub webrtc_ports: (u16, u16),
     /// The logged-in desktops' own agent states.
@@ -113,6 +116,7 @@ impl WebState {
             media_ip: cfg.media.ip.unwrap_or(sip.ip()),
             media_advertise: cfg.media.advertise,
             ice_servers: cfg.webrtc.ice_servers.clone(),
+            text_codes: (cfg.text.close_code.clone(), cfg.text.transfer_code.clone()),
             webrtc_ports: (cfg.media.webrtc_port_min, cfg.media.webrtc_port_max),
             own_states: Default::default(),
             local_rtp,
@@ -411,6 +415,7 @@ mod tests {
             records_db: None,
             kb_db: None,
             metrics_token: None,
+            chat_limits: Default::default(),
         });
         let w = WebState::from_config(&cfg, app, LocalRtp::default());
         assert!(w.check_password("1001", "dasan-demo"));

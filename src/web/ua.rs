@@ -46,6 +46,42 @@ pub enum UaEvent {
     Ended {
         by: &'static str,
     },
+    /// A MESSAGE in one of the agent's text conversations.
+    Chat(ChatLine),
+    /// The engine took (`code` 2xx) or refused the agent's message `id` in `conv`.
+    ChatResult {
+        conv: String,
+        id: String,
+        code: u16,
+    },
+}
+
+/// A MESSAGE from a conversation address (`sip:chat-<n>@engine`), as the engine labels it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChatLine {
+    /// "chat-<n>".
+    pub conv: String,
+    /// `X-Dasan-Chat`: message, history, notice, closed.
+    pub kind: String,
+    /// For closed: who closed it (agent, engine, transfer, caller).
+    pub by: String,
+    pub record: String,
+    pub queue: String,
+    pub language: String,
+    /// The sender as the engine named it (its number, or web-…).
+    pub from: String,
+    pub text: String,
+}
+
+/// Messages the agent sent that the engine has not answered yet (bounded: a desktop that
+/// floods waits for answers).
+const MAX_CHAT_PENDING: usize = 64;
+
+struct ChatPending {
+    conv: String,
+    id: String,
+    text: String,
+    challenged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +117,8 @@ pub struct AgentUa {
     /// The Opus payload type the engine offered us last (for our answer).
     pub opus_pt: u8,
     ids: crate::sip::build::Ids,
+    /// Our MESSAGEs by Call-ID, until the engine answers.
+    chat_pending: std::collections::HashMap<String, ChatPending>,
 }
 
 impl AgentUa {
@@ -108,6 +146,7 @@ impl AgentUa {
             call: None,
             opus_pt: 111,
             ids: crate::sip::build::Ids::from_seed(crate::util::entropy()),
+            chat_pending: std::collections::HashMap::new(),
         }
     }
 
@@ -198,6 +237,10 @@ impl AgentUa {
                     ev.push(UaEvent::Ended { by: "caller" });
                 }
             }
+            Some(Method::Message) => {
+                out.push(response(msg, 200, None, Some(&random_token(8))));
+                ev.extend(chat_line(msg).map(UaEvent::Chat));
+            }
             // NOTIFY (a transfer's outcome), OPTIONS, INFO, UPDATE: acknowledged.
             Some(_) => out.push(response(msg, 200, None, None)),
         }
@@ -206,6 +249,10 @@ impl AgentUa {
 
     fn on_response(&mut self, msg: &Message, out: &mut Vec<Message>, ev: &mut Vec<UaEvent>) {
         let Some(status) = msg.status() else { return };
+        if msg.cseq().is_some_and(|(_, m)| m == Method::Message) {
+            self.on_chat_response(msg, status, out, ev);
+            return;
+        }
         let is_register = msg
             .cseq()
             .is_some_and(|(n, m)| m == Method::Register && n == self.reg_cseq)
@@ -230,6 +277,107 @@ impl AgentUa {
                 ev.push(UaEvent::RegisterFailed(status));
             }
         }
+    }
+
+    fn on_chat_response(
+        &mut self,
+        msg: &Message,
+        status: u16,
+        out: &mut Vec<Message>,
+        ev: &mut Vec<UaEvent>,
+    ) {
+        if status < 200 {
+            return;
+        }
+        let Some(p) = self.chat_pending.remove(msg.call_id()) else {
+            return;
+        };
+        if status == 407 && !p.challenged {
+            let ch = msg.header("Proxy-Authenticate").unwrap_or("").to_string();
+            let again = self.chat_message(&p.conv, &p.text, Some(&ch));
+            self.chat_pending.insert(
+                again.call_id().to_string(),
+                ChatPending {
+                    challenged: true,
+                    ..p
+                },
+            );
+            out.push(again);
+            return;
+        }
+        ev.push(UaEvent::ChatResult {
+            conv: p.conv,
+            id: p.id,
+            code: status,
+        });
+    }
+
+    /// The agent writes `text` in conversation `conv` ("chat-<n>"); `id` comes back in
+    /// the [`UaEvent::ChatResult`]. None: `conv` is not a conversation address, or too
+    /// many messages wait for an answer.
+    pub fn chat_send(&mut self, conv: &str, text: &str, id: &str) -> Option<Message> {
+        let n = conv.strip_prefix("chat-")?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 19 {
+            return None;
+        }
+        if self.chat_pending.len() >= MAX_CHAT_PENDING {
+            return None;
+        }
+        let m = self.chat_message(conv, text, None);
+        self.chat_pending.insert(
+            m.call_id().to_string(),
+            ChatPending {
+                conv: conv.to_string(),
+                id: id.to_string(),
+                text: text.to_string(),
+                challenged: false,
+            },
+        );
+        Some(m)
+    }
+
+    fn chat_message(&mut self, conv: &str, text: &str, challenge: Option<&str>) -> Message {
+        let uri = format!("sip:{conv}@{}", self.engine);
+        let mut m = Message {
+            start: StartLine::Request {
+                method: Method::Message,
+                uri: uri.clone(),
+            },
+            headers: Vec::new(),
+            body: bytes::Bytes::from(text.to_string()),
+        };
+        m.set_header(
+            "Via",
+            crate::b2bua::leg::via_value(self.flow, self.local, &mut self.ids),
+        );
+        m.set_header("Max-Forwards", "70");
+        m.set_header(
+            "From",
+            format!(
+                "<sip:{}@{}>;tag={}",
+                self.agent,
+                self.engine,
+                random_token(8)
+            ),
+        );
+        m.set_header("To", format!("<{uri}>"));
+        m.set_header("Call-ID", format!("{}@dasan-web", random_token(16)));
+        m.set_header("CSeq", "1 MESSAGE");
+        if let Some(ch) = challenge {
+            if let Some(auth) = crate::registrar::digest::authorization(
+                ch,
+                &self.agent,
+                &self.password,
+                "MESSAGE",
+                &uri,
+                &random_token(8),
+            ) {
+                m.set_header("Proxy-Authorization", auth);
+            }
+        }
+        m.set_header("Content-Type", "text/plain;charset=UTF-8");
+        m.set_header("Content-Length", m.body.len().to_string());
+        m
     }
 
     fn on_invite(&mut self, msg: &Message, out: &mut Vec<Message>, ev: &mut Vec<UaEvent>) {
@@ -376,6 +524,36 @@ impl AgentUa {
     }
 }
 
+/// What a MESSAGE from the engine says, if it comes from a conversation address.
+fn chat_line(msg: &Message) -> Option<ChatLine> {
+    let from = NameAddr::parse(msg.header("From")?);
+    let conv = crate::sip::uri::parse_sip_uri(from.uri)?.user?;
+    if !conv.starts_with("chat-") {
+        return None;
+    }
+    let kind_header = msg.header("X-Dasan-Chat").unwrap_or("message");
+    let mut parts = kind_header.split(';').map(str::trim);
+    let kind = parts.next().unwrap_or("message").to_string();
+    let by = parts
+        .find_map(|p| p.strip_prefix("by="))
+        .unwrap_or("")
+        .to_string();
+    let header = |n: &str| msg.header(n).unwrap_or("").to_string();
+    Some(ChatLine {
+        conv,
+        kind,
+        by,
+        record: header("X-Dasan-Record"),
+        queue: header("X-Dasan-Queue"),
+        language: header("X-Dasan-Language"),
+        from: from
+            .display
+            .map(|d| d.trim_matches('"').to_string())
+            .unwrap_or_default(),
+        text: String::from_utf8_lossy(&msg.body).into_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,5 +660,80 @@ mod tests {
         let (out, ev) = ua.on_message(&invite("c3", &g711));
         assert_eq!(out[0].status(), Some(488));
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn chat_lines_come_in_and_replies_go_out_with_digest() {
+        let mut ua = ua();
+        let raw = "MESSAGE sip:1001-web@127.0.0.1:40000;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKm1\r\nFrom: \"01011112222\" <sip:chat-7@127.0.0.1>;tag=c\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nX-Dasan-Chat: message\r\nX-Dasan-Record: rec7\r\nX-Dasan-Queue: general\r\nX-Dasan-Language: ko\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 7\r\n\r\n안녕?";
+        let (out, ev) = ua.on_message(&Message::parse(raw.as_bytes()).unwrap());
+        assert_eq!(out[0].status(), Some(200));
+        let UaEvent::Chat(line) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (line.conv.as_str(), line.kind.as_str(), line.from.as_str()),
+            ("chat-7", "message", "01011112222")
+        );
+        assert_eq!(
+            (line.record.as_str(), line.text.as_str()),
+            ("rec7", "안녕?")
+        );
+        let closed = raw.replace("X-Dasan-Chat: message", "X-Dasan-Chat: closed;by=engine");
+        let (_, ev) = ua.on_message(&Message::parse(closed.as_bytes()).unwrap());
+        let UaEvent::Chat(line) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((line.kind.as_str(), line.by.as_str()), ("closed", "engine"));
+
+        assert!(
+            ua.chat_send("chat-x", "hi", "m1").is_none(),
+            "not a conversation"
+        );
+        let m = ua.chat_send("chat-7", "네", "m1").unwrap();
+        assert_eq!(m.request_uri(), Some("sip:chat-7@127.0.0.1:5060"));
+        let mut ch = response(&m, 407, None, Some("x"));
+        ch.set_header(
+            "Proxy-Authenticate",
+            "Digest realm=\"dasan\", nonce=\"abc\", qop=\"auth\", algorithm=MD5",
+        );
+        let (out, ev) = ua.on_message(&ch);
+        assert!(ev.is_empty());
+        assert!(out[0]
+            .header("Proxy-Authorization")
+            .unwrap()
+            .contains("uri=\"sip:chat-7@127.0.0.1:5060\""));
+        assert_eq!(&out[0].body[..], "네".as_bytes());
+        let (_, ev) = ua.on_message(&response(&out[0], 202, None, Some("y")));
+        assert_eq!(
+            ev,
+            vec![UaEvent::ChatResult {
+                conv: "chat-7".into(),
+                id: "m1".into(),
+                code: 202
+            }]
+        );
+        // A second challenge is a refusal, not a loop.
+        let m = ua.chat_send("chat-7", "again", "m2").unwrap();
+        let (out, _) = ua.on_message(&ch_for(&m));
+        let (out, ev) = ua.on_message(&ch_for(&out[0]));
+        assert!(out.is_empty());
+        assert_eq!(
+            ev,
+            vec![UaEvent::ChatResult {
+                conv: "chat-7".into(),
+                id: "m2".into(),
+                code: 407
+            }]
+        );
+    }
+
+    fn ch_for(m: &Message) -> Message {
+        let mut ch = response(m, 407, None, Some("x"));
+        ch.set_header(
+            "Proxy-Authenticate",
+            "Digest realm=\"dasan\", nonce=\"abc\", qop=\"auth\", algorithm=MD5",
+        );
+        ch
     }
 }

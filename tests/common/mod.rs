@@ -766,3 +766,43 @@ pub fn answering_agent(
     register_agent(dir, engine_sip, id, port, reg);
     phone
 }
+
+/// GET `path` as the test token: 200 and its JSON, or a panic.
+pub fn json(e: &EngineProc, path: &str) -> serde_json::Value {
+    let (code, body) = e.http_get(path).unwrap_or_else(|| panic!("GET {path}"));
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// The text records, each with its transcript: (caller, agent, [(direction, sender, text)]).
+pub type Transcript = (String, String, Vec<(String, String, String)>);
+
+pub fn transcripts(e: &EngineProc) -> Vec<Transcript> {
+    let list = json(e, "/api/records?channel=text");
+    let mut out = Vec::new();
+    for r in list["records"].as_array().cloned().unwrap_or_default() {
+        assert_eq!(r["channel"], "text");
+        let id = r["call_id"].as_str().unwrap_or_default();
+        let m = json(e, &format!("/api/records/{id}/messages"));
+        let msgs = m["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| {
+                (
+                    x["direction"].as_str().unwrap_or("").to_string(),
+                    x["sender"].as_str().unwrap_or("").to_string(),
+                    x["text"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        out.push((
+            r["caller"].as_str().unwrap_or("").to_string(),
+            r["agent"].as_str().unwrap_or("").to_string(),
+            msgs,
+        ));
+    }
+    out.sort();
+    out
+}

@@ -15,8 +15,30 @@ interface Dasan {
   answerClickedAt?: number;
   answerToAudioMs?: number;
   events: string[];
+  chats: Record<string, Chat>;
+  /** The conversation whose tab is selected. */
+  chat?: string;
 }
-const dasan: Dasan = { rms: 0, events: [] };
+
+// A text conversation as the engine's chat events describe it.
+interface ChatLine {
+  dir: "in" | "out" | "notice";
+  text: string;
+  /** The agent's own lines: until chat-sent or chat-failed comes back with `id`. */
+  state?: "pending" | "sent" | "failed";
+  id?: string;
+  code?: string;
+  at: number;
+}
+interface Chat {
+  record: string;
+  from: string;
+  queue: string;
+  language: string;
+  unread: number;
+  lines: ChatLine[];
+}
+const dasan: Dasan = { rms: 0, events: [], chats: {} };
 (window as unknown as { dasan: Dasan }).dasan = dasan;
 
 let ws: WebSocket | undefined;
@@ -26,6 +48,7 @@ let stateSince = Date.now();
 let callSince = 0;
 let offerWait = 0;
 let offerAt = 0;
+let callCaller = "";
 
 function alert(msg: string): void {
   $("alert").textContent = msg;
@@ -68,6 +91,7 @@ function login(ev: Event): void {
 }
 
 function teardown(): void {
+  clearChats();
   pc?.close();
   pc = undefined;
   mic?.getTracks().forEach((tr) => tr.stop());
@@ -161,17 +185,23 @@ function onEvent(e: Record<string, any>): void {
       el.className = `state-${e.state}`;
       break;
     }
-    case "offer":
+    case "offer": {
+      // A chat's unsaved notes stay with that chat, and do not become the call's.
+      const before = stashRecord();
       dasan.record = e.record;
+      callCaller = e.caller;
       $("o-caller").textContent = e.caller;
       $("o-language").textContent = e.language;
       $("o-queue").textContent = e.queue;
       offerWait = e.wait_ms;
       offerAt = Date.now();
       $<HTMLInputElement>("record-id").value = e.record;
+      if (chatOf(before)) fillRecord(undefined);
       show("offer", true);
+      recordCaption();
       $("answer").focus();
       break;
+    }
     case "connected":
       show("offer", false);
       show("incall", true);
@@ -183,6 +213,7 @@ function onEvent(e: Record<string, any>): void {
       show("incall", false);
       dasan.answerClickedAt = undefined;
       alert(t("ended"));
+      recordCaption();
       break;
     case "hold":
       $("hold").setAttribute("aria-pressed", String(e.on));
@@ -195,6 +226,21 @@ function onEvent(e: Record<string, any>): void {
       dasan.events.push(`error:${e.code}`);
       break;
     }
+    case "chat":
+      if (typeof e.conv === "string" && typeof e.text === "string") chatMessage(e);
+      break;
+    case "chat-notice":
+      if (typeof e.conv === "string" && typeof e.text === "string") chatNotice(e.conv, e.text);
+      break;
+    case "chat-sent":
+      chatAck(e.conv, String(e.id), "sent");
+      break;
+    case "chat-failed":
+      chatAck(e.conv, String(e.id), "failed", e.code === undefined ? undefined : String(e.code));
+      break;
+    case "chat-closed":
+      chatClosed(e.conv, String(e.by ?? ""));
+      break;
   }
 }
 
@@ -227,18 +273,458 @@ async function kbSearch(ev: Event): Promise<void> {
   }
 }
 
+function patchRecord(id: string, category: string, notes: string): Promise<Response> {
+  return api(`/api/records/${encodeURIComponent(id)}`, {
+    method: "PATCH",
+    body: JSON.stringify({ category, notes }),
+  });
+}
+
 async function saveRecord(ev: Event): Promise<void> {
   ev.preventDefault();
   const id = $<HTMLInputElement>("record-id").value;
   if (!id) return;
-  const r = await api(`/api/records/${encodeURIComponent(id)}`, {
-    method: "PATCH",
-    body: JSON.stringify({
+  const category = $<HTMLInputElement>("category").value;
+  const notes = $<HTMLTextAreaElement>("notes").value;
+  const r = await patchRecord(id, category, notes);
+  // The panel may show another record by now: only what was sent counts as saved.
+  if (r.ok) {
+    const draft = drafts.get(id);
+    if (draft && draft.category === category && draft.notes === notes) draft.dirty = false;
+    if (recordId() === id && $<HTMLInputElement>("category").value === category && $<HTMLTextAreaElement>("notes").value === notes) {
+      recordDirty = false;
+    }
+  }
+  if (recordId() === id) $("saved").textContent = r.ok ? t("saved") : `${r.status}`;
+  recordCaption();
+}
+
+// The record panel serves one record at a time (the call's or a chat's); what is typed
+// for the others waits here, by record id, until the panel shows them again.
+interface Draft {
+  category: string;
+  notes: string;
+  dirty: boolean;
+}
+const drafts = new Map<string, Draft>();
+let recordDirty = false;
+
+function recordId(): string {
+  return $<HTMLInputElement>("record-id").value;
+}
+
+/** Keeps what the panel holds under its record id, and returns that id. */
+function stashRecord(): string {
+  const id = recordId();
+  if (id) {
+    drafts.set(id, {
       category: $<HTMLInputElement>("category").value,
       notes: $<HTMLTextAreaElement>("notes").value,
-    }),
-  });
-  $("saved").textContent = r.ok ? t("saved") : `${r.status}`;
+      dirty: recordDirty,
+    });
+  }
+  return id;
+}
+
+function fillRecord(d: Draft | undefined): void {
+  $<HTMLInputElement>("category").value = d?.category ?? "";
+  $<HTMLTextAreaElement>("notes").value = d?.notes ?? "";
+  recordDirty = d?.dirty ?? false;
+  $("saved").textContent = "";
+}
+
+function showRecord(id: string): void {
+  if (id === recordId()) return recordCaption();
+  stashRecord();
+  $<HTMLInputElement>("record-id").value = id;
+  fillRecord(drafts.get(id));
+  recordCaption();
+}
+
+function callActive(): boolean {
+  return !$("offer").hidden || !$("incall").hidden;
+}
+
+function chatOf(record: string): Chat | undefined {
+  if (!record) return undefined;
+  return Object.values(dasan.chats).find((c) => c.record === record);
+}
+
+function labelled(key: string, rest: string): DocumentFragment {
+  const f = document.createDocumentFragment();
+  const label = document.createElement("span");
+  label.dataset.t = key;
+  label.textContent = t(key);
+  f.append(label, `: ${rest}`);
+  return f;
+}
+
+// Says whose record the panel shows, and offers the way back to the call's.
+function recordCaption(): void {
+  const id = recordId();
+  const el = $("record-for");
+  const chat = chatOf(id);
+  if (chat) el.replaceChildren(labelled("chat_for", `${chat.from} (${chat.queue})`));
+  else if (id && id === dasan.record) el.replaceChildren(labelled("call_for", callCaller));
+  else el.replaceChildren();
+  const callRecord = dasan.record;
+  $("record-call").hidden = !callRecord || id === callRecord || !(callActive() || drafts.get(callRecord)?.dirty);
+}
+
+// The chat panel. Each conversation has its tab and its history; the text box, the
+// buttons and the record panel follow the selected tab.
+interface ChatView {
+  tab: HTMLButtonElement;
+  badge: HTMLElement;
+  count: HTMLElement;
+  log: HTMLElement;
+  /** The agent's lines still waiting for chat-sent or chat-failed, by id. */
+  outs: Map<string, { line: ChatLine; el: HTMLElement }>;
+  /** What was typed in the text box and not sent, while another tab is selected. */
+  draft: string;
+  flash?: number;
+}
+const views = new Map<string, ChatView>();
+let tabSeq = 0;
+let msgSeq = 0;
+let baseTitle = "";
+
+function chatStatus(text: string): void {
+  $("chat-status").textContent = text;
+}
+
+function chatMessage(e: Record<string, any>): void {
+  const conv: string = e.conv;
+  let chat = dasan.chats[conv];
+  if (!chat) chat = chatOpen(conv, e);
+  const at = typeof e.at === "number" ? e.at : Date.now();
+  addLine(conv, { dir: "in", text: e.text, at });
+  // Unread only where the agent cannot see it: another tab, or the page in the background.
+  if (dasan.chat !== conv || document.hidden) {
+    setUnread(conv, chat.unread + 1);
+    flash(conv);
+  }
+  beep();
+}
+
+function chatOpen(conv: string, e: Record<string, any>): Chat {
+  const chat: Chat = {
+    record: String(e.record ?? ""),
+    from: String(e.from ?? ""),
+    queue: String(e.queue ?? ""),
+    language: String(e.language ?? ""),
+    unread: 0,
+    lines: [],
+  };
+  dasan.chats[conv] = chat;
+  const tab = document.createElement("button");
+  tab.type = "button";
+  tab.id = `chat-tab-${++tabSeq}`;
+  tab.className = "chat-tab";
+  tab.dataset.conv = conv;
+  tab.setAttribute("role", "tab");
+  tab.setAttribute("aria-selected", "false");
+  tab.setAttribute("aria-controls", "chat-panel");
+  tab.tabIndex = -1;
+  const from = document.createElement("span");
+  from.textContent = chat.from;
+  const queue = document.createElement("span");
+  queue.className = "muted";
+  queue.textContent = chat.queue;
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.hidden = true;
+  const count = document.createElement("span");
+  const unread = document.createElement("span");
+  unread.className = "sr";
+  unread.dataset.t = "chat_unread";
+  unread.textContent = t("chat_unread");
+  badge.append(count, unread);
+  tab.append(from, " ", queue, " ", badge);
+  tab.onclick = () => selectChat(conv, true);
+  tab.onkeydown = tabKey;
+  $("chat-tabs").append(tab);
+
+  const log = document.createElement("div");
+  log.className = "chat-log";
+  log.setAttribute("role", "log");
+  log.setAttribute("aria-live", "polite");
+  log.setAttribute("aria-labelledby", tab.id);
+  // A scrolling history has to be reachable without a mouse.
+  log.tabIndex = 0;
+  log.hidden = true;
+  $("chat-logs").append(log);
+
+  views.set(conv, { tab, badge, count, log, outs: new Map(), draft: "" });
+  chatStatus(`${t("chat_new")}: ${chat.from} (${chat.queue})`);
+  chatEmpty();
+  if (!dasan.chat) selectChat(conv, !recordBusy());
+  return chat;
+}
+
+// The record panel is left alone while it serves a call, or notes the agent is typing.
+function recordBusy(): boolean {
+  if (callActive() || $("record-form").contains(document.activeElement)) return true;
+  return recordDirty && !chatOf(recordId());
+}
+
+function chatEmpty(): void {
+  const none = views.size === 0;
+  $("chat-none").hidden = !none;
+  $("chat-panel").hidden = none;
+}
+
+function lineElement(line: ChatLine, chat: Chat): HTMLElement {
+  const p = document.createElement("p");
+  p.className = `line ${line.dir}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  if (line.dir === "in") who.textContent = chat.from;
+  else {
+    who.dataset.t = line.dir === "out" ? "chat_me" : "chat_notice";
+    who.textContent = t(who.dataset.t);
+  }
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = line.text;
+  if (line.dir === "in" && /^[a-z]{2,3}(-[A-Za-z0-9]+)*$/.test(chat.language)) text.lang = chat.language;
+  const time = document.createElement("time");
+  time.dateTime = new Date(line.at).toISOString();
+  time.textContent = new Date(line.at).toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" });
+  p.append(who, " ", text, " ", time);
+  if (line.dir === "out") {
+    const state = document.createElement("span");
+    state.className = "state";
+    p.append(" ", state);
+    lineState(p, line);
+  }
+  return p;
+}
+
+function lineState(p: HTMLElement, line: ChatLine): void {
+  p.classList.remove("pending", "sent", "failed");
+  p.classList.add(line.state || "pending");
+  const state = p.querySelector<HTMLElement>(".state")!;
+  const key = `chat_${line.state || "pending"}`;
+  const label = document.createElement("span");
+  label.dataset.t = key;
+  label.textContent = t(key);
+  state.replaceChildren(label);
+  if (line.state === "failed" && line.code) {
+    const known = t(`e_${line.code.replace(/-/g, "_")}`);
+    state.append(` (${known.startsWith("e_") ? line.code : known})`);
+  }
+}
+
+function addLine(conv: string, line: ChatLine): void {
+  const chat = dasan.chats[conv];
+  const view = views.get(conv);
+  if (!chat || !view) return;
+  chat.lines.push(line);
+  const el = lineElement(line, chat);
+  if (line.dir === "out" && line.id) view.outs.set(line.id, { line, el });
+  view.log.append(el);
+  view.log.scrollTop = view.log.scrollHeight;
+}
+
+function chatNotice(conv: string, text: string): void {
+  if (!views.has(conv)) return chatStatus(text);
+  addLine(conv, { dir: "notice", text, at: Date.now() });
+}
+
+function chatAck(conv: unknown, id: string, state: "sent" | "failed", code?: string): void {
+  const out = typeof conv === "string" ? views.get(conv)?.outs.get(id) : undefined;
+  if (!out) return;
+  out.line.state = state;
+  out.line.code = code;
+  lineState(out.el, out.line);
+  views.get(conv as string)!.outs.delete(id);
+}
+
+function selectChat(conv: string, takeRecord: boolean, focus = false): void {
+  const view = views.get(conv);
+  const chat = dasan.chats[conv];
+  if (!view || !chat) return;
+  const text = $<HTMLTextAreaElement>("chat-text");
+  const prev = dasan.chat ? views.get(dasan.chat) : undefined;
+  if (prev && prev !== view) prev.draft = text.value;
+  if (prev !== view) text.value = view.draft;
+  dasan.chat = conv;
+  for (const [c, v] of views) {
+    const on = c === conv;
+    v.tab.setAttribute("aria-selected", String(on));
+    v.tab.tabIndex = on ? 0 : -1;
+    v.log.hidden = !on;
+  }
+  $("chat-panel").setAttribute("aria-labelledby", view.tab.id);
+  view.log.scrollTop = view.log.scrollHeight;
+  setUnread(conv, 0);
+  if (takeRecord) showRecord(chat.record);
+  if (focus) view.tab.focus();
+}
+
+// Left/Right (and Home/End) move between tabs and select them.
+function tabKey(ev: KeyboardEvent): void {
+  const tabs = Array.from($("chat-tabs").querySelectorAll<HTMLElement>("[role=tab]"));
+  const i = tabs.indexOf(ev.currentTarget as HTMLElement);
+  let next: number;
+  if (ev.key === "ArrowRight") next = (i + 1) % tabs.length;
+  else if (ev.key === "ArrowLeft") next = (i - 1 + tabs.length) % tabs.length;
+  else if (ev.key === "Home") next = 0;
+  else if (ev.key === "End") next = tabs.length - 1;
+  else return;
+  ev.preventDefault();
+  const conv = tabs[next]?.dataset.conv;
+  if (conv) selectChat(conv, true, true);
+}
+
+function setUnread(conv: string, n: number): void {
+  const chat = dasan.chats[conv];
+  const view = views.get(conv);
+  if (!chat || !view) return;
+  chat.unread = n;
+  view.count.textContent = String(n);
+  view.badge.hidden = n === 0;
+  view.tab.classList.toggle("unread", n > 0);
+  chatTitle();
+}
+
+function chatTitle(): void {
+  const n = Object.values(dasan.chats).reduce((sum, c) => sum + c.unread, 0);
+  document.title = n > 0 ? `(${n}) ${baseTitle}` : baseTitle;
+}
+
+function flash(conv: string): void {
+  const view = views.get(conv);
+  if (!view) return;
+  view.tab.classList.add("flash");
+  clearTimeout(view.flash);
+  view.flash = window.setTimeout(() => view.tab.classList.remove("flash"), 2000);
+}
+
+let beeper: AudioContext | undefined;
+let lastBeep = 0;
+
+// A burst of messages makes one beep, not one each.
+function beep(): void {
+  const now = Date.now();
+  if (now - lastBeep < 500) return;
+  lastBeep = now;
+  try {
+    beeper ??= new AudioContext();
+    beeper.resume().catch(() => undefined);
+    const osc = beeper.createOscillator();
+    const gain = beeper.createGain();
+    const end = beeper.currentTime + 0.15;
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.15, beeper.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, end);
+    osc.connect(gain).connect(beeper.destination);
+    osc.start();
+    osc.stop(end);
+  } catch {
+    // No audio output (or none allowed yet): the badge and the title still tell.
+  }
+}
+
+function chatSend(): void {
+  const conv = dasan.chat;
+  const box = $<HTMLTextAreaElement>("chat-text");
+  const text = box.value.trim();
+  if (!conv || !views.has(conv) || !text) return;
+  // The engine counts characters, not UTF-16 units (an emoji is one).
+  if ([...text].length > 4000) return chatStatus(t("chat_too_long"));
+  const id = `m${++msgSeq}`;
+  addLine(conv, { dir: "out", text, state: "pending", id, at: Date.now() });
+  box.value = "";
+  if (ws && ws.readyState === WebSocket.OPEN) send({ op: "chat-send", conv, text, id });
+  else chatAck(conv, id, "failed", "not-connected");
+}
+
+function chatKey(ev: KeyboardEvent): void {
+  // Enter that ends a Korean IME composition picks the syllable; it does not send.
+  if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing || ev.keyCode === 229) return;
+  ev.preventDefault();
+  chatSend();
+}
+
+function chatTransfer(): void {
+  const target = $<HTMLInputElement>("chat-transfer-to").value.trim();
+  if (!dasan.chat) return;
+  if (!target) {
+    chatStatus(t("chat_no_target"));
+    $("chat-transfer-to").focus();
+    return;
+  }
+  send({ op: "chat-transfer", conv: dasan.chat, target });
+}
+
+function chatClosed(conv: unknown, by: string): void {
+  if (typeof conv !== "string") return;
+  const chat = dasan.chats[conv];
+  const view = views.get(conv);
+  if (!chat || !view) return;
+  const tabs = Array.from($("chat-tabs").querySelectorAll<HTMLElement>("[role=tab]"));
+  const at = tabs.indexOf(view.tab);
+  const selected = dasan.chat === conv;
+  const focused = $("chats").contains(document.activeElement);
+  const shown = recordId() === chat.record && chat.record !== "";
+  if (shown) {
+    stashRecord();
+    $<HTMLInputElement>("record-id").value = "";
+    fillRecord(undefined);
+  }
+  keepNotes(chat.record);
+  clearTimeout(view.flash);
+  view.tab.remove();
+  view.log.remove();
+  views.delete(conv);
+  delete dasan.chats[conv];
+  const why = t(`chat_closed_${by}`);
+  chatStatus(`${t("chat_closed")}: ${chat.from}${why.startsWith("chat_closed_") ? "" : ` (${why})`}`);
+  if (selected) {
+    dasan.chat = undefined;
+    $<HTMLTextAreaElement>("chat-text").value = "";
+    $<HTMLInputElement>("chat-transfer-to").value = "";
+    const rest = tabs.filter((tab) => tab !== view.tab);
+    const next = rest[Math.min(at, rest.length - 1)]?.dataset.conv;
+    if (next) selectChat(next, shown, focused);
+  }
+  if (shown && !recordId()) {
+    const call = dasan.record;
+    showRecord(call && (callActive() || drafts.get(call)?.dirty) ? call : "");
+  }
+  chatEmpty();
+  chatTitle();
+  if (focused && views.size === 0) $("chats-h").focus();
+  recordCaption();
+}
+
+// Notes typed for a conversation that ends before they were saved (closed for
+// inactivity, transferred, or closed in a hurry) are saved rather than lost.
+function keepNotes(record: string): void {
+  const d = drafts.get(record);
+  drafts.delete(record);
+  if (!record || !d?.dirty) return;
+  patchRecord(record, d.category, d.notes)
+    .then((r) => {
+      if (!r.ok) throw new Error(String(r.status));
+    })
+    .catch((err) => alert(`${t("chat_not_saved")}: ${err instanceof Error ? err.message : err}`));
+}
+
+function clearChats(): void {
+  for (const conv of [...views.keys()]) {
+    const v = views.get(conv)!;
+    clearTimeout(v.flash);
+    v.tab.remove();
+    v.log.remove();
+    views.delete(conv);
+    delete dasan.chats[conv];
+  }
+  dasan.chat = undefined;
+  chatEmpty();
+  chatTitle();
 }
 
 function wire(): void {
@@ -271,6 +757,23 @@ function wire(): void {
   });
   $("kb-form").addEventListener("submit", kbSearch);
   $("record-form").addEventListener("submit", saveRecord);
+  $("record-form").addEventListener("input", () => (recordDirty = true));
+  $("record-call").onclick = () => {
+    if (dasan.record) showRecord(dasan.record);
+    $("category").focus();
+  };
+  baseTitle = document.title;
+  $("chat-text").addEventListener("keydown", chatKey);
+  $("chat-send").onclick = chatSend;
+  $("chat-close").onclick = () => {
+    if (dasan.chat) send({ op: "chat-close", conv: dasan.chat });
+  };
+  $("chat-transfer").onclick = chatTransfer;
+  // Back to the page: what the selected tab received meanwhile is seen now.
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && dasan.chat) setUnread(dasan.chat, 0);
+  });
+  chatEmpty();
   setInterval(() => {
     $("state-timer").textContent = seconds(Date.now() - stateSince);
     if (callSince) $("call-timer").textContent = seconds(Date.now() - callSince);

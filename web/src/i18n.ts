@@ -69,6 +69,31 @@ const ko: Dict = {
   e_media_failed: "브라우저와의 음성 연결이 끊겼습니다. 다시 로그인하세요.",
   e_engine_unreachable: "교환기와의 연결이 끊겼습니다. 잠시 후 다시 로그인하세요.",
   e_media_not_ready: "음성 연결이 아직 되지 않았습니다. 마이크를 허용했는지 확인하세요.",
+  chats: "채팅 상담",
+  chat_none: "진행 중인 채팅이 없습니다.",
+  chat_new: "새 채팅",
+  chat_message: "메시지",
+  chat_hint: "Enter: 보내기, Shift+Enter: 줄바꿈",
+  chat_send: "보내기",
+  chat_close: "대화 종료",
+  chat_transfer_to: "넘길 대기열",
+  chat_transfer: "대화 넘기기",
+  chat_me: "상담사",
+  chat_notice: "알림",
+  chat_pending: "보내는 중",
+  chat_sent: "보냄",
+  chat_failed: "전송 실패",
+  chat_unread: "읽지 않은 메시지",
+  chat_closed: "대화가 끝났습니다",
+  chat_closed_agent: "상담사 종료",
+  chat_closed_engine: "응답 없음",
+  chat_closed_transfer: "다른 대기열로 넘김",
+  chat_too_long: "메시지는 4000자까지 보낼 수 있습니다.",
+  chat_no_target: "넘길 대기열을 입력하세요.",
+  chat_not_saved: "닫힌 채팅의 상담 기록을 저장하지 못했습니다",
+  chat_for: "채팅",
+  call_for: "통화",
+  record_call: "통화 기록으로",
 };
 
 const en: Dict = {
@@ -139,6 +164,31 @@ const en: Dict = {
   e_media_failed: "The audio connection to this browser failed. Log in again.",
   e_engine_unreachable: "The connection to the engine was lost. Log in again in a moment.",
   e_media_not_ready: "The audio connection is not up yet: is the microphone allowed?",
+  chats: "Chats",
+  chat_none: "No open chats.",
+  chat_new: "New chat",
+  chat_message: "Message",
+  chat_hint: "Enter sends, Shift+Enter starts a new line",
+  chat_send: "Send",
+  chat_close: "Close conversation",
+  chat_transfer_to: "Transfer to queue",
+  chat_transfer: "Transfer conversation",
+  chat_me: "You",
+  chat_notice: "Notice",
+  chat_pending: "sending",
+  chat_sent: "sent",
+  chat_failed: "not sent",
+  chat_unread: "unread",
+  chat_closed: "Conversation closed",
+  chat_closed_agent: "closed by you",
+  chat_closed_engine: "no activity",
+  chat_closed_transfer: "transferred",
+  chat_too_long: "A message can have at most 4,000 characters.",
+  chat_no_target: "Type the queue to transfer to.",
+  chat_not_saved: "The record of a closed chat could not be saved",
+  chat_for: "Chat",
+  call_for: "Call",
+  record_call: "Back to the call's record",
 };
 
 let current: Dict = (localStorage.getItem("dasan-lang") || navigator.language || "ko").startsWith("en") ? en : ko;
@@ -154,6 +204,9 @@ export function applyLanguage(): void {
   });
   document.querySelectorAll<HTMLElement>("[data-t-placeholder]").forEach((el) => {
     (el as HTMLInputElement).placeholder = t(el.dataset.tPlaceholder || "");
+  });
+  document.querySelectorAll<HTMLElement>("[data-t-label]").forEach((el) => {
+    el.setAttribute("aria-label", t(el.dataset.tLabel || ""));
   });
 }
 

@@ -13,6 +13,9 @@
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
 //                                                      its peer connection got)
+//   node browser.mjs chats URL AGENT PASSWORD         (three text conversations: replies to each
+//                                                      with the digits of its first message,
+//                                                      closes one, replies to the fourth)
 // The name dasan.test resolves to 127.0.0.1; with SPKI=<base64 SHA-256 of a certificate's
 // public key> in the environment, that certificate is accepted (an engine's self-signed one).
 import { chromium } from "playwright-core";
@@ -320,7 +323,114 @@ async function keypad([agent, password]) {
   await browser.close();
 }
 
+// A step that gives up says which step it was.
+async function step(what, promise) {
+  try {
+    return await promise;
+  } catch (e) {
+    throw new Error(`${what}: ${e && e.message ? e.message : e}`);
+  }
+}
+
+const tabSel = (conv) => `[role="tab"][data-conv="${conv.replace(/["\\]/g, "\\$&")}"]`;
+
+// Whether a tab other than the selected one shows its unread badge.
+const unreadShown = (page) =>
+  page.evaluate(() =>
+    Array.from(document.querySelectorAll('#chat-tabs [role="tab"][aria-selected="false"] .badge')).some(
+      (b) => !b.hidden && Number(b.firstChild.textContent) > 0,
+    ),
+  );
+
+// Selects a conversation's tab with the mouse, reads its first message, types the reply
+// with the keyboard and waits for the engine to accept it.
+async function replyTo(page, conv) {
+  await page.click(tabSel(conv));
+  await step(
+    `select ${conv}`,
+    waitFor(
+      page,
+      (c) => window.dasan.chat === c && window.dasan.chats[c].unread === 0 && !document.querySelector("#chat-panel").hidden,
+      conv,
+      2000,
+    ),
+  );
+  const first = await page.evaluate(() => document.querySelector('.chat-log:not([hidden]) .line.in .text')?.textContent ?? "");
+  const digits = (first.match(/\d+/) || [""])[0];
+  if (!digits) throw new Error(`no digits in the first message of ${conv}: ${JSON.stringify(first)}`);
+  const text = `reply to ${digits}`;
+  await page.click("#chat-text");
+  await page.keyboard.type(text);
+  await page.keyboard.press("Enter");
+  const state = await step(
+    `reply in ${conv} accepted`,
+    waitFor(
+      page,
+      ([c, txt]) => {
+        const line = window.dasan.chats[c]?.lines.find((l) => l.dir === "out" && l.text === txt);
+        return line && line.state !== "pending" ? `${line.state}${line.code ? ` ${line.code}` : ""}` : false;
+      },
+      [conv, text],
+      10000,
+    ),
+  );
+  const result = await state.jsonValue();
+  if (result !== "sent") throw new Error(`reply in ${conv}: ${result}`);
+  say({ replied: conv, digits });
+}
+
+async function chats([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  await loginReady(page, agent, password);
+  const tabs = () => page.evaluate(() => Array.from(document.querySelectorAll('#chat-tabs [role="tab"]'), (t) => t.dataset.conv));
+  await step(
+    "three conversations with two messages each",
+    waitFor(
+      page,
+      () => {
+        const convs = Array.from(document.querySelectorAll('#chat-tabs [role="tab"]'), (t) => t.dataset.conv);
+        return convs.length >= 3 && convs.every((c) => window.dasan.chats[c].lines.filter((l) => l.dir === "in").length >= 1);
+      },
+      null,
+      30000,
+    ),
+  );
+  const open = await tabs();
+  say({ opened: open.length });
+  let unreadSeen = await unreadShown(page);
+  for (const conv of open.slice(0, 3)) {
+    await replyTo(page, conv);
+    unreadSeen ||= await unreadShown(page);
+  }
+  const first = open[0];
+  await page.click(tabSel(first));
+  await page.click("#chat-close");
+  await step(`${first} closed`, waitFor(page, (sel) => !document.querySelector(sel), tabSel(first), 10000));
+  say({ closed: first });
+  const fourth = await step(
+    "a fourth conversation",
+    waitFor(
+      page,
+      (seen) => {
+        const conv = Array.from(document.querySelectorAll('#chat-tabs [role="tab"]'), (t) => t.dataset.conv).find(
+          (c) => !seen.includes(c),
+        );
+        return conv && window.dasan.chats[conv].lines.some((l) => l.dir === "in") ? conv : false;
+      },
+      open,
+      30000,
+    ),
+  );
+  unreadSeen ||= await unreadShown(page);
+  await replyTo(page, await fourth.jsonValue());
+  say({ done: true, unread_seen: unreadSeen });
+  await browser.close();
+}
+
 const modes = {
+  chats,
   keypad,
   transfer,
   "no-mic": noMic,

@@ -44,6 +44,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     tokens(&f.http)?;
     let utc_offset_s = clock(&f.clock)?;
     data(&f.data)?;
+    text(&f.text)?;
     let agents = agents(&f.agents, &f.sip, f.media.anchor)?;
     let timers = sip(&f.sip)?;
     let routes = menu_routes(routes, &menus)?;
@@ -559,6 +560,50 @@ fn clock(c: &ClockConfig) -> Check<i64> {
             "clock.utc_offset must look like \"+09:00\"".into(),
         )
     })
+}
+
+fn text(t: &super::TextConfig) -> Check<()> {
+    let code = |key: &str, v: &str| -> Check<()> {
+        let ok = !v.is_empty() && v.len() <= 16 && !v.chars().any(char::is_whitespace);
+        if ok {
+            Ok(())
+        } else {
+            Err((
+                Where::Key(key.into()),
+                format!("text.{key} must be 1-16 characters without spaces, e.g. \"*23\""),
+            ))
+        }
+    };
+    code("close_code", &t.close_code)?;
+    code("transfer_code", &t.transfer_code)?;
+    if t.close_code == t.transfer_code
+        || t.transfer_code.starts_with(&t.close_code)
+        || t.close_code.starts_with(&t.transfer_code)
+    {
+        return Err((
+            Where::Key("transfer_code".into()),
+            "text.transfer_code and text.close_code must differ (neither a prefix of the other)"
+                .into(),
+        ));
+    }
+    for (script, lang) in &t.scripts {
+        if !super::settings::TEXT_SCRIPTS.contains(&script.as_str()) {
+            return Err((
+                Where::Key(script.clone()),
+                format!(
+                    "text.scripts: '{script}' is not one of {}",
+                    super::settings::TEXT_SCRIPTS.join(", ")
+                ),
+            ));
+        }
+        if lang.trim().is_empty() {
+            return Err((
+                Where::Key(script.clone()),
+                format!("text.scripts.{script} names no language"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn data(d: &DataConfig) -> Check<()> {
