@@ -209,15 +209,7 @@ fn a_baresip_agent_receives_a_conversation_and_replies() {
     let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     gw.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let me = gw.local_addr().unwrap();
-    let body = "쓰레기 수거일이 언제인가요?";
-    let raw = format!(
-        "MESSAGE sip:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbs1\r\nMax-Forwards: 70\r\n\
-         From: <sip:01011112222@127.0.0.1>;tag=g1\r\nTo: <sip:120@127.0.0.1>\r\nCall-ID: bs-1@gw\r\nCSeq: 1 MESSAGE\r\n\
-         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    gw.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    send_sms(&gw, sip, "01011112222", 1, "쓰레기 수거일이 언제인가요?");
     // baresip takes the MESSAGE (200; it shows it only on a terminal UI, absent here).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !e.log().contains("text conversation given to an agent") {
@@ -379,4 +371,103 @@ fn a_web_chat_reaches_a_phone_agent_and_the_reply_reaches_the_page() {
         .collect();
     assert_eq!(codes[..4], [404, 404, 404, 404], "{codes:?}");
     assert_eq!(codes[5], 429, "{codes:?}");
+}
+
+/// One SMS from the gateway socket `gw` to 120, as `from` (its `n`th message).
+fn send_sms(gw: &std::net::UdpSocket, sip: u16, from: &str, n: u32, body: &str) {
+    let me = gw.local_addr().unwrap();
+    let raw = format!(
+        "MESSAGE sip:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbs{from}{n}\r\nMax-Forwards: 70\r\n\
+         From: <sip:{from}@127.0.0.1>;tag=g{n}\r\nTo: <sip:120@127.0.0.1>\r\nCall-ID: bs-{from}-{n}@gw\r\nCSeq: {n} MESSAGE\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    gw.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
+}
+
+/// Calls and chats on one agent (a baresip phone that auto-answers calls and takes
+/// MESSAGEs): with two chats open, a call is still offered under the default
+/// `voice_over_text` (max_chats 3), and is not offered under `exclusive`.
+#[test]
+fn a_call_reaches_an_agent_with_two_chats_unless_the_agent_is_exclusive() {
+    for exclusive in [false, true] {
+        let base = port_block();
+        let (sip, http, agent_sip) = (base, base + 1, base + 2);
+        let dir = workdir(if exclusive {
+            "text-exclusive"
+        } else {
+            "text-voice-over-text"
+        });
+        let mut cfg = text_config();
+        if exclusive {
+            cfg = cfg.replace(
+                "skills = [\"ko\"]\n",
+                "skills = [\"ko\"]\ncross_channel = \"exclusive\"\n",
+            );
+        }
+        let e = EngineProc::start(&dir, &cfg, sip, http);
+        let agent = Baresip::start_with(
+            &dir,
+            "agent",
+            agent_sip,
+            (base + 10, base + 19),
+            G711_TONE,
+            &format!(
+                "<sip:1001@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"
+            ),
+            &[],
+            "",
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while e.agent_state("1001") != "ready" {
+            assert!(
+                Instant::now() < deadline,
+                "no registration:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        send_sms(&gw, sip, "01011112222", 1, "첫 번째 문의");
+        send_sms(&gw, sip, "01033334444", 1, "두 번째 문의");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while json(&e, "/api/agents")[0]["chats"] != 2 {
+            assert!(Instant::now() < deadline, "{}", json(&e, "/api/agents"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut c = base_args(sip, base + 20, base + 22, base + 28);
+        c.extend(args(&[
+            "-sf",
+            &scenarios().join("caller.xml").display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "1",
+            "-d",
+            "1000",
+            "-timeout",
+            "30s",
+        ]));
+        let caller = sipp(&dir, "caller", &c);
+        if exclusive {
+            // Three seconds later the call still waits and the agent was never offered it.
+            std::thread::sleep(Duration::from_secs(3));
+            let calls = json(&e, "/api/calls");
+            assert_eq!(calls[0]["state"], "waiting", "{calls}");
+            assert!(calls[0]["agent"].is_null(), "{calls}");
+            assert_eq!(json(&e, "/api/agents")[0]["state"], "ready");
+            drop(caller);
+        } else {
+            caller.expect_success(Duration::from_secs(30));
+            assert_eq!(
+                e.metric("dasan_calls_total{outcome=\"answered\",queue=\"general\"}"),
+                1.0
+            );
+            assert_eq!(
+                json(&e, "/api/agents")[0]["chats"],
+                2,
+                "the chats stay open"
+            );
+        }
+    }
 }

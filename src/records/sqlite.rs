@@ -517,6 +517,57 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(window.len(), 1, "from inclusive, to exclusive");
         assert!(s.get("nope").unwrap().is_none());
+
+        // A text conversation: its messages in order, Korean and emoji intact; the
+        // channel filter finds it.
+        let mut t = arrived("t", 4_000, "general");
+        if let RecordEvent::Arrived { channel, .. } = &mut t {
+            *channel = "text";
+        }
+        let msg = |at_ms, direction, sender: &str, text: &str| RecordEvent::Message {
+            id: "t".into(),
+            at_ms,
+            direction,
+            sender: sender.into(),
+            text: text.into(),
+        };
+        s.apply(&[
+            t,
+            msg(4_000, "in", "01011112222", "버스 시간표 🚌"),
+            msg(4_000, "out", "engine", "상담사가 곧 답변드리겠습니다."),
+        ])
+        .unwrap();
+        s.apply(&[msg(9_000, "out", "1001", "10분 간격입니다")])
+            .unwrap();
+        let got = s.messages("t").unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|m| (
+                    m.at_ms,
+                    m.direction.as_str(),
+                    m.sender.as_str(),
+                    m.text.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (4_000, "in", "01011112222", "버스 시간표 🚌"),
+                (4_000, "out", "engine", "상담사가 곧 답변드리겠습니다."),
+                (9_000, "out", "1001", "10분 간격입니다"),
+            ],
+            "in the order they came, even in the same millisecond"
+        );
+        assert!(s.messages("a").unwrap().is_empty(), "a call has none");
+        let text = s
+            .query(&RecordQuery {
+                channel: Some("text".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            text.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>(),
+            ["t"]
+        );
     }
 
     #[test]
