@@ -47,6 +47,8 @@ pub struct Metrics {
     pub text_messages: IntCounterVec,
     process: Process,
     pub pdd_us: LatencyHist,
+    /// A sender's text in → its agent's MESSAGE out, microseconds.
+    pub text_delivery_us: LatencyHist,
 }
 
 /// Process metrics from /proc/self, refreshed at each scrape (Linux).
@@ -325,6 +327,7 @@ impl Metrics {
             )?,
             process: Process::new(&r)?,
             pdd_us: LatencyHist::new(),
+            text_delivery_us: LatencyHist::new(),
             registry: r.0,
         })
     }

@@ -54,6 +54,9 @@ pub struct Transmit {
     /// Set on the first INVITE to an agent: when the trunk INVITE arrived, so the driver
     /// can record post-dial delay at the moment the packet really leaves.
     pub pdd_start: Option<Instant>,
+    /// Set on a sender's text MESSAGE relayed straight to its agent: when the sender's
+    /// MESSAGE arrived (text delivery time, measured as post-dial delay is).
+    pub text_start: Option<Instant>,
     /// Send only once the first N record events ([`Engine::poll_record`]) are durable: the
     /// messages that tell a caller the call is over wait for its record.
     pub durable_after: Option<u64>,
@@ -415,6 +418,7 @@ impl Engine {
             flow,
             data,
             pdd_start: None,
+            text_start: None,
             durable_after: self.durable_gate,
         });
     }
@@ -928,6 +932,7 @@ impl Engine {
             flow,
             data: bytes,
             pdd_start,
+            text_start: None,
             durable_after: self.durable_gate,
         });
         self.arm(TimerRef::Client(id));

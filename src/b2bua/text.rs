@@ -555,6 +555,9 @@ impl Engine {
             .inc();
         if with_agent {
             self.text_to_agent(now, key, &text, "message");
+            if let Some(t) = self.out.back_mut() {
+                t.text_start = Some(self.received);
+            }
         } else {
             self.text_dispatch(now, q);
         }

@@ -6,6 +6,13 @@
 //! connection set-up and registration are not counted). `sipp-scenarios/load-tls.sh` runs
 //! it against fresh engines for each transport.
 //!
+//! `--text N`: text instead of calls. The trunk is an SMS gateway writing, from N senders
+//! in turn, `--rate` MESSAGEs a second to 120; the agents' endpoint takes what the engine
+//! gives them. Prints messages sent, acknowledged (202) and delivered to an agent, lost,
+//! and the delivery time from the gateway's send to the agent's receipt (p50, p99, max:
+//! the engine's time plus two loopback hops and this tool's own scheduling).
+//! `sipp-scenarios/load-text.sh` runs it.
+//!
 //! TLS: the engine's certificate is accepted whatever it is (this is a load tool for one's
 //! own engine on loopback; it does not authenticate the server).
 
@@ -45,7 +52,13 @@ struct Args {
     /// The engine's pid, to report its CPU per call.
     #[arg(long)]
     engine_pid: Option<u32>,
+    /// Text load from this many senders (conversations) instead of calls.
+    #[arg(long)]
+    text: Option<u32>,
 }
+
+/// A message's number and when an agent got it.
+type Delivered = mpsc::UnboundedSender<(u64, Instant)>;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -125,7 +138,17 @@ async fn connect(kind: Kind, engine: SocketAddr) -> std::io::Result<Link> {
     let (in_tx, inbox) = mpsc::unbounded_channel::<Message>();
     let local = match kind {
         Kind::Udp => {
-            let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+            // A big receive buffer: replies held for durable records leave the engine in
+            // bursts, which the default buffer would drop (and count as lost).
+            let raw = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            let _ = raw.set_recv_buffer_size(16 << 20);
+            raw.set_nonblocking(true)?;
+            raw.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+            let sock = Arc::new(UdpSocket::from_std(raw.into())?);
             let local = sock.local_addr()?;
             let s2 = sock.clone();
             tokio::spawn(async move {
@@ -267,7 +290,12 @@ fn answer(req: &Message, code: u16, tag: Option<&str>, body: Option<(&str, Strin
 }
 
 /// Registers every agent and then answers what the engine offers them, forever.
-async fn agents(mut link: Link, args: Arc<Args>, registered: mpsc::Sender<()>) {
+async fn agents(
+    mut link: Link,
+    args: Arc<Args>,
+    registered: mpsc::Sender<()>,
+    delivered: Option<Delivered>,
+) {
     let engine = args.engine;
     let register = |link: &Link, id: u32, cseq: u32, auth: Option<String>| {
         let auth = auth
@@ -346,9 +374,118 @@ async fn agents(mut link: Link, args: Arc<Args>, registered: mpsc::Sender<()>) {
                 link.send(&answer(&m, 200, Some(&tag), Some((&contact, sdp(40002)))));
             }
             "ACK" => {}
+            "MESSAGE" => {
+                link.send(&answer(&m, 200, None, None));
+                let seq = std::str::from_utf8(&m.body)
+                    .ok()
+                    .and_then(|b| b.strip_prefix("load "))
+                    .and_then(|n| n.parse().ok());
+                if let (Some(tx), Some(seq)) = (&delivered, seq) {
+                    let _ = tx.send((seq, Instant::now()));
+                }
+            }
             _ => link.send(&answer(&m, 200, None, None)),
         }
     }
+}
+
+#[derive(Default, Debug)]
+struct TextTally {
+    sent: u64,
+    acked: u64,
+    refused: u64,
+    delivered: u64,
+    /// Delivery times, microseconds.
+    delays: Vec<u64>,
+}
+
+/// The SMS gateway: `rate` messages a second for `seconds`, from `senders` numbers in
+/// turn; then waits (at most 5 s) for the last deliveries.
+async fn gateway(
+    mut link: Link,
+    args: Arc<Args>,
+    senders: u32,
+    mut delivered: mpsc::UnboundedReceiver<(u64, Instant)>,
+) -> (TextTally, Instant) {
+    let total = u64::from(args.rate) * u64::from(args.seconds);
+    let gap = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let start = Instant::now();
+    let mut sent_at: Vec<Instant> = Vec::with_capacity(total as usize);
+    let mut got = vec![false; total as usize];
+    let mut t = TextTally::default();
+    let engine = args.engine;
+    let p = link.kind.uri_param();
+    let mut last_delivery = start;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        while t.sent < total && start + gap.mul_f64(t.sent as f64) <= now {
+            let seq = t.sent;
+            let from = 1_090_000_000u64 + seq % u64::from(senders.max(1));
+            let body = format!("load {seq}");
+            link.send_raw(format!(
+                "MESSAGE sip:120@{engine}{p} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:0{from}@{}>;tag={}\r\nTo: <sip:120@{engine}>\r\nCall-ID: sms-{}\r\n\
+                 CSeq: 1 MESSAGE\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                link.via(),
+                link.local,
+                token(),
+                token(),
+                body.len()
+            ));
+            sent_at.push(Instant::now());
+            t.sent += 1;
+        }
+        if t.sent >= total && drain_until.is_none() {
+            drain_until = Some(now + Duration::from_secs(5));
+        }
+        if t.delivered >= total && t.acked + t.refused >= total {
+            break;
+        }
+        if drain_until.is_some_and(|d| now > d) {
+            break;
+        }
+        let next = (t.sent < total).then(|| start + gap.mul_f64(t.sent as f64));
+        let wake = next.unwrap_or(now + Duration::from_millis(50));
+        tokio::select! {
+            m = link.inbox.recv() => {
+                let Some(m) = m else { break };
+                match m.status() {
+                    Some(202) | Some(200) => t.acked += 1,
+                    Some(c) if c >= 300 => {
+                        t.refused += 1;
+                        if t.refused <= 5 {
+                            eprintln!("sipload: a message got {c}");
+                        }
+                    }
+                    Some(_) => {}
+                    // A notice from the engine (the conversation waits): taken.
+                    None => link.send(&answer(&m, 200, None, None)),
+                }
+            }
+            d = delivered.recv() => {
+                let Some((seq, at)) = d else { break };
+                let i = seq as usize;
+                if i < got.len() && !got[i] {
+                    got[i] = true;
+                    t.delivered += 1;
+                    t.delays.push(at.duration_since(sent_at[i]).as_micros() as u64);
+                    last_delivery = at;
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+        }
+    }
+    (t, last_delivery)
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }
 
 struct Call {
@@ -551,7 +688,9 @@ fn main() -> std::process::ExitCode {
             }
         };
         let (reg_tx, mut reg_rx) = mpsc::channel(1);
-        tokio::spawn(agents(agent_link, args.clone(), reg_tx));
+        let (del_tx, del_rx) = mpsc::unbounded_channel();
+        let delivered = args.text.map(|_| del_tx);
+        tokio::spawn(agents(agent_link, args.clone(), reg_tx, delivered));
         let t0 = Instant::now();
         if tokio::time::timeout(Duration::from_secs(60), reg_rx.recv())
             .await
@@ -568,6 +707,38 @@ fn main() -> std::process::ExitCode {
         );
         let cpu0 = args.engine_pid.and_then(cpu_seconds);
         let start = Instant::now();
+        if let Some(senders) = args.text {
+            let (mut t, end) = gateway(trunk_link, args.clone(), senders, del_rx).await;
+            let cpu1 = args.engine_pid.and_then(cpu_seconds);
+            let secs = end.duration_since(start).as_secs_f64().max(0.001);
+            t.delays.sort_unstable();
+            let ms = |us: u64| us as f64 / 1000.0;
+            let mut line = format!(
+                "text senders={senders} sent={} acked={} refused={} delivered={} lost={} seconds={secs:.1} msg_per_s={:.0} delivery_ms_p50={:.2} p99={:.2} max={:.2}",
+                t.sent,
+                t.acked,
+                t.refused,
+                t.delivered,
+                t.sent - t.delivered,
+                t.delivered as f64 / secs,
+                ms(percentile(&t.delays, 0.5)),
+                ms(percentile(&t.delays, 0.99)),
+                ms(t.delays.last().copied().unwrap_or(0)),
+            );
+            if let (Some(a), Some(b)) = (cpu0, cpu1) {
+                line.push_str(&format!(
+                    " engine_cpu_s={:.2} cpu_s_per_1000_msgs={:.3}",
+                    b - a,
+                    (b - a) / (t.delivered.max(1) as f64) * 1000.0
+                ));
+            }
+            println!("{line}");
+            return if t.delivered == t.sent && t.acked == t.sent {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            };
+        }
         let (tally, end) = trunk(trunk_link, args.clone()).await;
         let cpu1 = args.engine_pid.and_then(cpu_seconds);
         let secs = end.duration_since(start).as_secs_f64().max(0.001);

@@ -508,6 +508,11 @@ async fn send(
             }
         },
     }
+    if let Some(start) = t.text_start {
+        metrics
+            .text_delivery_us
+            .record(start.elapsed().as_micros() as u64);
+    }
     if let Some(start) = t.pdd_start {
         let d = start.elapsed();
         metrics.pdd_us.record(d.as_micros() as u64);

@@ -183,8 +183,9 @@ fn metrics_access(token: Option<&str>, headers: &HeaderMap, peer: IpAddr) -> Res
     }
 }
 
-/// Post-dial delay quantiles as the engine measured them (trunk INVITE in → agent INVITE
-/// out), in microseconds. Supervisor and reporting tokens.
+/// Post-dial delay (trunk INVITE in → agent INVITE out) and text delivery (a sender's
+/// MESSAGE in → the agent's MESSAGE out) quantiles as the engine measured them, in
+/// microseconds. Supervisor and reporting tokens.
 async fn stats(
     State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
@@ -192,14 +193,17 @@ async fn stats(
     if let Err(e) = authorize(&s, &headers, |r| !matches!(r, auth::Role::Agent(_))) {
         return e.into_response();
     }
-    let h = &s.metrics.pdd_us;
-    Json(serde_json::json!({
-        "post_dial_delay_us": {
+    let q = |h: &crate::metrics::LatencyHist| {
+        serde_json::json!({
             "count": h.count(),
             "p50": h.quantile(0.50),
             "p99": h.quantile(0.99),
             "max": h.quantile(1.0),
-        },
+        })
+    };
+    Json(serde_json::json!({
+        "post_dial_delay_us": q(&s.metrics.pdd_us),
+        "text_delivery_us": q(&s.metrics.text_delivery_us),
         "calls_active": s.metrics.calls_active.get(),
     }))
     .into_response()
