@@ -373,18 +373,6 @@ fn a_web_chat_reaches_a_phone_agent_and_the_reply_reaches_the_page() {
     assert_eq!(codes[5], 429, "{codes:?}");
 }
 
-/// One SMS from the gateway socket `gw` to 120, as `from` (its `n`th message).
-fn send_sms(gw: &std::net::UdpSocket, sip: u16, from: &str, n: u32, body: &str) {
-    let me = gw.local_addr().unwrap();
-    let raw = format!(
-        "MESSAGE sip:120@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbs{from}{n}\r\nMax-Forwards: 70\r\n\
-         From: <sip:{from}@127.0.0.1>;tag=g{n}\r\nTo: <sip:120@127.0.0.1>\r\nCall-ID: bs-{from}-{n}@gw\r\nCSeq: {n} MESSAGE\r\n\
-         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    gw.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
-}
-
 /// Calls and chats on one agent (a baresip phone that auto-answers calls and takes
 /// MESSAGEs): with two chats open, a call is still offered under the default
 /// `voice_over_text` (max_chats 3), and is not offered under `exclusive`.

@@ -920,3 +920,43 @@ fn a_browser_agent_holds_three_chats_and_closing_one_takes_the_fourth() {
         .count();
     assert_eq!(ended, 1, "{list}");
 }
+
+/// The wallboard's text table: an SMS waiting for a counsellor shows as one conversation
+/// waiting in general, and every agent's chats column shows open/max.
+#[test]
+fn the_wallboard_shows_a_waiting_text_conversation() {
+    let base = port_block();
+    let dir = workdir("web-wallboard-text");
+    let e = EngineProc::start(
+        &dir,
+        &test_config("channels = [\"voice\", \"text\"]"),
+        base,
+        base + 1,
+    );
+    let b = Browser::start(
+        &dir,
+        "wallboard-text",
+        &["wallboard-text", &url(&e), API_TOKEN],
+    );
+    b.wait_for("connected", Duration::from_secs(60));
+    let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    send_sms(&gw, base, "01011112222", 1, "아무도 없나요?");
+    let v = b.wait_for("text_row", Duration::from_secs(30));
+    let row: Vec<&str> = v["text_row"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert_eq!(row[0], "general");
+    assert_eq!(row[1], "1", "one conversation waiting: {row:?}");
+    assert_eq!(row[3], "0", "none with an agent: {row:?}");
+    let chats = v["chats"].as_array().unwrap();
+    assert_eq!(chats.len(), 4, "{v}");
+    assert!(chats.iter().all(|c| c == "0/3"), "{v}");
+    // The page speaks the browser's language (headless Chromium: English).
+    assert!(
+        ["문자·채팅 대기열", "Text and chat queues"].contains(&v["heading"].as_str().unwrap_or("")),
+        "{v}"
+    );
+}

@@ -39,6 +39,23 @@ function render(s: any): void {
     cell(r, pct(q.window.abandon));
     cell(r, `${q.agents_ready}/${q.agents_staffed}`);
   }
+  // The text channel of the queues that take it: conversations waiting and with agents,
+  // and the window's figures where "answered" is an agent's first reply.
+  const tb = $<HTMLTableElement>("text-queues").tBodies[0];
+  tb.textContent = "";
+  const textQueues = s.queues.filter((q: any) => q.text);
+  $("text-panel").hidden = textQueues.length === 0;
+  for (const q of textQueues) {
+    const r = tb.insertRow();
+    r.dataset.queue = q.name;
+    cell(r, q.name);
+    cell(r, String(q.text.waiting), "waiting");
+    cell(r, seconds(q.text.oldest_wait_ms));
+    cell(r, String(q.text.open), "open");
+    cell(r, pct(q.text.window.service_level));
+    cell(r, `${q.text.window.asa_s.toFixed(1)} s`, "first-response");
+    cell(r, String(q.text.window.abandoned + q.text.window.short_abandoned));
+  }
   const ab = $<HTMLTableElement>("agents").tBodies[0];
   ab.textContent = "";
   const now = Date.now();
@@ -50,6 +67,7 @@ function render(s: any): void {
     cell(r, a.id);
     cell(r, a.state + (a.reason ? ` (${a.reason})` : ""), `state-${a.state}`);
     cell(r, seconds(now - (since.get(a.id)?.at ?? now)), "in-state");
+    cell(r, `${a.chats ?? 0}/${a.max_chats ?? 0}`, "chats");
     const actions = r.insertCell();
     for (const [st, key] of [["ready", "ready"], ["not-ready", "not_ready"], ["logout", "logout"]]) {
       const b = document.createElement("button");

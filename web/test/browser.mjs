@@ -13,6 +13,7 @@
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
 //                                                      its peer connection got)
+//   node browser.mjs wallboard-text URL TOKEN        (the text table shows a waiting conversation)
 //   node browser.mjs chats URL AGENT PASSWORD         (three text conversations: replies to each
 //                                                      with the digits of its first message,
 //                                                      closes one, replies to the fourth)
@@ -149,6 +150,30 @@ async function wallboard([token]) {
     30000,
   );
   say({ waiting_seen_ms: await seen.jsonValue(), calls: await page.locator("#calls tbody tr").count() });
+  await browser.close();
+}
+
+// The wallboard's text table: waits for a text conversation waiting in general.
+async function wallboardText([token]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  await page.goto(`${url}/supervisor`);
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  await waitFor(page, () => window.wallboard && window.wallboard.snapshots > 0, null, 10000);
+  say({ connected: true });
+  await waitFor(
+    page,
+    () => {
+      const cell = document.querySelector('#text-queues tr[data-queue="general"] .waiting');
+      return cell && cell.textContent !== "0";
+    },
+    null,
+    30000,
+  );
+  const row = await page.locator('#text-queues tr[data-queue="general"] td').allTextContents();
+  const chats = await page.locator("#agents tbody tr .chats").allTextContents();
+  say({ text_row: row, chats, heading: await page.textContent("#text-panel h2") });
   await browser.close();
 }
 
@@ -430,6 +455,7 @@ async function chats([agent, password]) {
 }
 
 const modes = {
+  "wallboard-text": wallboardText,
   chats,
   keypad,
   transfer,
