@@ -960,3 +960,62 @@ fn the_wallboard_shows_a_waiting_text_conversation() {
         "{v}"
     );
 }
+
+/// The public chat page (/chat): a citizen writes twice by keyboard, a SIPp agent phone
+/// replies, the reply shows on the page, and the citizen ends the chat.
+#[test]
+fn the_public_chat_page_gets_a_counsellors_reply() {
+    let base = port_block();
+    let dir = workdir("web-public-chat");
+    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let e = EngineProc::start(
+        &dir,
+        &test_config("channels = [\"voice\", \"text\"]"),
+        sip,
+        http,
+    );
+    register_agent(
+        &dir,
+        sip,
+        "1001",
+        agent_phone,
+        (base + 3, base + 4, base + 5),
+    );
+    let csv = agents_csv(&dir, &["1001"], "test-pw");
+    let mut a = base_args(sip, agent_phone, base + 20, base + 28);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("sms-agent.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+    ]));
+    let agent = sipp(&dir, "agent", &a);
+    let b = Browser::start(&dir, "public-chat", &["public-chat", &url(&e)]);
+    let v = b.wait_for("reply", Duration::from_secs(60));
+    assert!(
+        v["reply"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("reply to web-"),
+        "{v}"
+    );
+    assert!(v["shown"].as_i64().unwrap_or(0) >= 3, "{v}");
+    b.wait_for("closed", Duration::from_secs(20));
+    agent.expect_success(Duration::from_secs(30));
+    let t = transcripts(&e);
+    assert_eq!(t.len(), 1);
+    let ins: Vec<&str> = t[0]
+        .2
+        .iter()
+        .filter(|m| m.0 == "in")
+        .map(|m| m.2.as_str())
+        .collect();
+    assert_eq!(
+        ins,
+        ["분실물 센터가 어디인가요?", "지하철에서 잃어버렸어요"]
+    );
+}

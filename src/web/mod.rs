@@ -176,6 +176,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/agent", get(|| async { page("agent.html") }))
         .route("/supervisor", get(|| async { page("supervisor.html") }))
+        .route("/chat", get(|| async { page("chat.html") }))
         .route("/web/{file}", get(asset))
         .route("/agent/ws", get(agent_socket))
         .route("/supervisor/ws", get(supervisor_socket))

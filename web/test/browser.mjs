@@ -13,6 +13,7 @@
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
 //                                                      its peer connection got)
+//   node browser.mjs public-chat URL                 (the public chat page: two messages, a reply)
 //   node browser.mjs wallboard-text URL TOKEN        (the text table shows a waiting conversation)
 //   node browser.mjs chats URL AGENT PASSWORD         (three text conversations: replies to each
 //                                                      with the digits of its first message,
@@ -174,6 +175,31 @@ async function wallboardText([token]) {
   const row = await page.locator('#text-queues tr[data-queue="general"] td').allTextContents();
   const chats = await page.locator("#agents tbody tr .chats").allTextContents();
   say({ text_row: row, chats, heading: await page.textContent("#text-panel h2") });
+  await browser.close();
+}
+
+// The public chat page: two messages by keyboard, then the counsellor's reply.
+async function publicChat() {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  await page.goto(`${url}/chat`);
+  const box = page.getByRole("textbox");
+  await box.fill("분실물 센터가 어디인가요?");
+  await page.keyboard.press("Enter");
+  await step("the chat started", waitFor(page, () => window.chat.lines.length === 1 && document.querySelector("#pub-end:not([hidden])"), null, 10000));
+  await box.fill("지하철에서 잃어버렸어요");
+  await page.keyboard.press("Enter");
+  const reply = await step(
+    "a counsellor's reply",
+    waitFor(page, () => window.chat.lines.find((l) => l.from === "counsellor")?.text || false, null, 30000),
+  );
+  say({ reply: await reply.jsonValue(), shown: await page.locator("#pub-log li").count() });
+  // A moment for the agent's phone to get its own acknowledgement before the end notice.
+  await sleep(1000);
+  await page.click("#pub-end");
+  await step("closed", waitFor(page, () => window.chat.closed, null, 10000));
+  say({ closed: true });
   await browser.close();
 }
 
@@ -455,6 +481,7 @@ async function chats([agent, password]) {
 }
 
 const modes = {
+  "public-chat": publicChat,
   "wallboard-text": wallboardText,
   chats,
   keypad,
