@@ -107,8 +107,8 @@ fn an_sms_gateway_and_an_agent_phone_hold_three_conversations() {
     }
 }
 
-/// kill -9 right after the 202s: every acknowledged message is in its record after a
-/// restart on the same data directory.
+/// kill -9 right after the 202s (SMS and web chat): every acknowledged message is in its
+/// record after a restart on the same data directory.
 #[test]
 fn acknowledged_messages_survive_kill_9() {
     let base = port_block();
@@ -143,6 +143,16 @@ fn acknowledged_messages_survive_kill_9() {
         }
     }
     assert_eq!(acked, 20, "every message acknowledged");
+    // Two web chats, two messages each: answered (201, 202) only once durable too.
+    for n in 0..2 {
+        let start = format!(r#"{{"service": "120", "text": "웹 문의 {n}"}}"#);
+        let (code, body) = http_send(http, "POST", "/api/chat", None, &start);
+        assert_eq!(code, 201, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let more = serde_json::json!({"token": v["token"], "text": format!("웹 추가 {n}")});
+        let (code, body) = http_send(http, "POST", "/api/chat", None, &more.to_string());
+        assert_eq!(code, 202, "{body}");
+    }
     let pid = e.pid();
     let _ = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -155,10 +165,10 @@ fn acknowledged_messages_survive_kill_9() {
         .map(|(_, _, m)| m.iter().filter(|x| x.0 == "in").count())
         .sum();
     assert_eq!(
-        stored, 20,
+        stored, 24,
         "acknowledged messages lost across kill -9: {t:?}"
     );
-    assert_eq!(t.len(), 4, "one conversation per sender");
+    assert_eq!(t.len(), 6, "one conversation per sender and per web chat");
 }
 
 /// A real softphone as the text agent: baresip (registered over UDP) gets the SMS
