@@ -2695,10 +2695,14 @@ fn text_conversations_reach_an_agent_and_replies_reach_the_sender() {
         "MESSAGE sip:120@dasan SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bKx\r\nFrom: <sip:1@x>;tag=x\r\nTo: <sip:120@dasan>\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
     );
     assert_eq!(codes(&h.out()), vec![403]);
-    assert_eq!(
-        codes(&sms(&mut h, "01077778888", 1, "image/png", "PNG")),
-        vec![415]
-    );
+    let out = sms(&mut h, "01077778888", 1, "image/png", "PNG");
+    assert_eq!(codes(&out), vec![415]);
+    let told = messages_to(&out, h.trunk);
+    assert_eq!(told.len(), 1, "the sender hears that only text is read");
+    assert!(text_of(told[0]).contains("Only text"));
+    assert!(told[0]
+        .request_uri()
+        .is_some_and(|u| u.starts_with("sip:01077778888@")));
     let mut got = Vec::new();
     for n in 2..10 {
         got.extend(codes(&sms(&mut h, "01077778888", n, "text/plain", "spam")));

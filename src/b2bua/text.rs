@@ -112,6 +112,7 @@ pub(super) struct TextSettings {
     pub max_message_bytes: usize,
     pub max_per_minute: u32,
     pub transfer_code: String,
+    pub unsupported_message: String,
     /// Script → language, for a conversation whose route is a menu.
     pub scripts: HashMap<String, String>,
     pub text_trunk: Option<SocketAddr>,
@@ -130,6 +131,7 @@ impl TextSettings {
             max_message_bytes: c.max_message_bytes.max(200),
             max_per_minute: c.max_messages_per_minute.max(1),
             transfer_code: c.transfer_code.clone(),
+            unsupported_message: c.unsupported_message.clone(),
             scripts: c.scripts.clone().into_iter().collect(),
             text_trunk,
         }
@@ -269,6 +271,9 @@ impl TextState {
     }
 }
 
+/// A body that is not text (a picture, a file).
+const UNSUPPORTED: BodyRefusal = BodyRefusal(415, "Only Text Is Supported");
+
 /// Why a message body was refused, as the response says it.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct BodyRefusal(pub u16, pub &'static str);
@@ -307,7 +312,7 @@ pub(super) fn message_text(msg: &Message) -> Result<String, BodyRefusal> {
     };
     let mut params = ct.split(';').map(str::trim);
     if params.next() != Some("text/plain") {
-        return Err(BodyRefusal(415, "Only Text Is Supported"));
+        return Err(UNSUPPORTED);
     }
     let charset_ok = params
         .filter_map(|p| p.strip_prefix("charset="))
@@ -460,6 +465,9 @@ impl Engine {
             }
             Err(TextRefusal(code, phrase)) => {
                 let mut r = response(&msg, code, Some(phrase), Some(&self.ids.token(10)));
+                if code == 415 && phrase == UNSUPPORTED.1 {
+                    self.text_unsupported(now, &msg, flow, &sender);
+                }
                 match code {
                     415 => r.set_header("Accept", "text/plain, message/cpim"),
                     503 => r.set_header("Retry-After", self.cfg.retry_after_s.to_string()),
@@ -603,26 +611,7 @@ impl Engine {
         });
         let back = match origin {
             Origin::Sip { msg, flow, .. } => {
-                // `[outbound] text_trunk`, else the trunk the message came from.
-                let flow = match self.text.settings.text_trunk {
-                    Some(addr) => Flow::udp(addr),
-                    None => flow,
-                };
-                let host = self.cfg.local.for_transport(flow.transport);
-                // Replies go to the sender's number in the Call-ID of its first message
-                // (RFC 3428 leaves it free; gateways that keep a conversation by Call-ID
-                // find it).
-                Back::Sip(Box::new(Leg {
-                    flow,
-                    call_id: msg.call_id().to_string(),
-                    local: format!("<sip:{dialled}@{host}>;tag={}", self.ids.token(12)),
-                    remote: format!("<sip:{}@{}>", uri_user(sender), flow.remote),
-                    remote_target: format!("sip:{}@{}", uri_user(sender), flow.remote),
-                    route_set: Vec::new(),
-                    local_cseq: 0,
-                    pending_2xx: None,
-                    sips: false,
-                }))
+                Back::Sip(Box::new(self.sender_leg(msg, flow, sender, dialled)))
             }
             Origin::Web { token } => {
                 if let Some(w) = self.text.web.get_mut(token) {
@@ -662,6 +651,46 @@ impl Engine {
             w.offered(now);
         }
         key
+    }
+
+    /// Towards `sender` of `msg`: `[outbound] text_trunk`, else the trunk it came from, in
+    /// the Call-ID of the message (RFC 3428 leaves it free; gateways that keep a
+    /// conversation by Call-ID find it).
+    fn sender_leg(&mut self, msg: &Message, flow: Flow, sender: &str, dialled: &str) -> Leg {
+        let flow = match self.text.settings.text_trunk {
+            Some(addr) => Flow::udp(addr),
+            None => flow,
+        };
+        let host = self.cfg.local.for_transport(flow.transport);
+        Leg {
+            flow,
+            call_id: msg.call_id().to_string(),
+            local: format!("<sip:{dialled}@{host}>;tag={}", self.ids.token(12)),
+            remote: format!("<sip:{}@{}>", uri_user(sender), flow.remote),
+            remote_target: format!("sip:{}@{}", uri_user(sender), flow.remote),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            pending_2xx: None,
+            sips: false,
+        }
+    }
+
+    /// A picture or another body that is not text: the sender hears, by text, that only
+    /// text is read here (`text.unsupported_message`; its rate counts as the sender's).
+    fn text_unsupported(&mut self, now: Instant, msg: &Message, flow: Flow, sender: &str) {
+        let notice = self.text.settings.unsupported_message.clone();
+        if notice.is_empty() {
+            return;
+        }
+        let dialled = msg
+            .request_uri()
+            .and_then(crate::sip::uri::dialled_number)
+            .unwrap_or_default();
+        let mut leg = self.sender_leg(msg, flow, sender, &dialled);
+        let flow = leg.flow;
+        let mut req = leg.request(Method::Message, self.cfg.local, None, &mut self.ids);
+        set_text(&mut req, &notice);
+        self.start_client(now, flow, req, Owner::Fire, None);
     }
 
     /// The first time a conversation has to wait: `text.waiting_message` to the sender.

@@ -99,6 +99,9 @@ pub struct TextConfig {
     /// What an agent's phone sends, followed by a queue's name, to hand its conversation
     /// to that queue with its history ("*24 en"). Default "*24".
     pub transfer_code: String,
+    /// Sent to a sender whose message was not text (a picture, a file: refused with 415).
+    /// Empty: nothing is sent.
+    pub unsupported_message: String,
     /// For a service number whose route is a menu (120 with its 120+9 menu): the script of
     /// a new conversation's first message picks the queue whose skill is the language
     /// mapped here (`hangul`, `latin`, `vietnamese`, `han`, `kana`, `cyrillic`). A hint,
@@ -119,6 +122,9 @@ impl Default for TextConfig {
             max_message_bytes: 1300,
             max_messages_per_minute: 30,
             transfer_code: "*24".into(),
+            unsupported_message:
+                "문자만 받을 수 있습니다. 내용을 글로 보내 주세요. Only text can be read here: please write your question."
+                    .into(),
             scripts: [
                 ("hangul", "ko"),
                 ("latin", "en"),
