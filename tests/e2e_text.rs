@@ -33,30 +33,11 @@ fn senders_csv(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn an_sms_gateway_and_an_agent_phone_hold_three_conversations() {
     let base = port_block();
-    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let (sip, http) = (base, base + 1);
     let dir = workdir("text-sipp");
     let e = EngineProc::start(&dir, &text_config(), sip, http);
-    register_agent(
-        &dir,
-        sip,
-        "1001",
-        agent_phone,
-        (base + 3, base + 4, base + 5),
-    );
+    let agent = sms_agent_phone(&dir, sip, base, 3, "40s");
     assert_eq!(e.agent_state("1001"), "ready");
-    let csv = agents_csv(&dir, &["1001"], "test-pw");
-    let mut a = base_args(sip, agent_phone, base + 20, base + 24);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("sms-agent.xml").display().to_string(),
-        "-inf",
-        &csv.display().to_string(),
-        "-m",
-        "3",
-        "-timeout",
-        "40s",
-    ]));
-    let agent = sipp(&dir, "agent", &a);
     std::thread::sleep(Duration::from_millis(300));
     let mut g = base_args(sip, base + 8, base + 12, base + 16);
     g.extend(args(&[
@@ -178,7 +159,7 @@ fn acknowledged_messages_survive_kill_9() {
 #[test]
 fn a_baresip_agent_receives_a_conversation_and_replies() {
     let base = port_block();
-    let (sip, http, agent_sip, ctrl) = (base, base + 1, base + 2, base + 4);
+    let (sip, http, ctrl) = (base, base + 1, base + 4);
     let dir = workdir("text-baresip");
     let e = EngineProc::start(&dir, &text_config(), sip, http);
     // The first conversation of a fresh engine is chat-1: baresip's current contact.
@@ -194,27 +175,15 @@ fn a_baresip_agent_receives_a_conversation_and_replies() {
         format!("sip:chat-1@127.0.0.1:{sip}"),
     )
     .unwrap();
-    let agent = Baresip::start_with(
+    let agent = baresip_agent(
         &dir,
-        "agent",
-        agent_sip,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!("<sip:1001@127.0.0.1:{sip}>;auth_pass=test-pw;regint=60;audio_codecs=pcmu"),
-        &[],
+        &e,
+        base,
+        "",
         &format!(
             "module_app contact.so\nmodule_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while e.agent_state("1001") != "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "baresip did not register:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // The gateway: a raw UDP socket writing as 01011112222.
     let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     gw.set_read_timeout(Some(Duration::from_millis(500)))
@@ -275,29 +244,10 @@ fn a_web_chat_reaches_a_phone_agent_and_the_reply_reaches_the_page() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as Ws;
     let base = port_block();
-    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let (sip, http) = (base, base + 1);
     let dir = workdir("text-web");
     let e = EngineProc::start(&dir, &text_config(), sip, http);
-    register_agent(
-        &dir,
-        sip,
-        "1001",
-        agent_phone,
-        (base + 3, base + 4, base + 5),
-    );
-    let csv = agents_csv(&dir, &["1001"], "test-pw");
-    let mut a = base_args(sip, agent_phone, base + 20, base + 24);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("sms-agent.xml").display().to_string(),
-        "-inf",
-        &csv.display().to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "40s",
-    ]));
-    let agent = sipp(&dir, "agent", &a);
+    let agent = sms_agent_phone(&dir, sip, base, 1, "40s");
     std::thread::sleep(Duration::from_millis(300));
 
     let (code, body) = http_send(
@@ -390,7 +340,7 @@ fn a_web_chat_reaches_a_phone_agent_and_the_reply_reaches_the_page() {
 fn a_call_reaches_an_agent_with_two_chats_unless_the_agent_is_exclusive() {
     for exclusive in [false, true] {
         let base = port_block();
-        let (sip, http, agent_sip) = (base, base + 1, base + 2);
+        let (sip, http) = (base, base + 1);
         let dir = workdir(if exclusive {
             "text-exclusive"
         } else {
@@ -404,27 +354,7 @@ fn a_call_reaches_an_agent_with_two_chats_unless_the_agent_is_exclusive() {
             );
         }
         let e = EngineProc::start(&dir, &cfg, sip, http);
-        let agent = Baresip::start_with(
-            &dir,
-            "agent",
-            agent_sip,
-            (base + 10, base + 19),
-            G711_TONE,
-            &format!(
-                "<sip:1001@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"
-            ),
-            &[],
-            "",
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while e.agent_state("1001") != "ready" {
-            assert!(
-                Instant::now() < deadline,
-                "no registration:\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let _agent = baresip_agent(&dir, &e, base, ";answermode=auto", "");
         let gw = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         send_sms(&gw, sip, "01011112222", 1, "첫 번째 문의");
         send_sms(&gw, sip, "01033334444", 1, "두 번째 문의");
@@ -468,4 +398,38 @@ fn a_call_reaches_an_agent_with_two_chats_unless_the_agent_is_exclusive() {
             );
         }
     }
+}
+
+/// Agent 1001 as baresip on `base` + 2 (RTP `base` + 10..19), `params` added to its account
+/// and `config` to its config file, once it is registered.
+fn baresip_agent(
+    dir: &std::path::Path,
+    e: &EngineProc,
+    base: u16,
+    params: &str,
+    config: &str,
+) -> Baresip {
+    let agent = Baresip::start_with(
+        dir,
+        "agent",
+        base + 2,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!(
+            "<sip:1001@127.0.0.1:{}>;auth_pass=test-pw{params};regint=60;audio_codecs=pcmu",
+            base
+        ),
+        &[],
+        config,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1001") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "baresip did not register:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent
 }

@@ -967,33 +967,14 @@ fn the_wallboard_shows_a_waiting_text_conversation() {
 fn the_public_chat_page_gets_a_counsellors_reply() {
     let base = port_block();
     let dir = workdir("web-public-chat");
-    let (sip, http, agent_phone) = (base, base + 1, base + 2);
+    let (sip, http) = (base, base + 1);
     let e = EngineProc::start(
         &dir,
         &test_config("channels = [\"voice\", \"text\"]"),
         sip,
         http,
     );
-    register_agent(
-        &dir,
-        sip,
-        "1001",
-        agent_phone,
-        (base + 3, base + 4, base + 5),
-    );
-    let csv = agents_csv(&dir, &["1001"], "test-pw");
-    let mut a = base_args(sip, agent_phone, base + 20, base + 28);
-    a.extend(args(&[
-        "-sf",
-        &scenarios().join("sms-agent.xml").display().to_string(),
-        "-inf",
-        &csv.display().to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "60s",
-    ]));
-    let agent = sipp(&dir, "agent", &a);
+    let agent = sms_agent_phone(&dir, sip, base, 1, "60s");
     let b = Browser::start(&dir, "public-chat", &["public-chat", &url(&e)]);
     let v = b.wait_for("reply", Duration::from_secs(60));
     assert!(

@@ -818,3 +818,23 @@ pub fn send_sms(gw: &std::net::UdpSocket, sip: u16, from: &str, n: u32, body: &s
     );
     gw.send_to(raw.as_bytes(), ("127.0.0.1", sip)).unwrap();
 }
+
+/// Agent 1001's phone for text as SIPp (`sms-agent.xml`), registered from `base` + 3..5 with
+/// its contact on `base` + 2: takes `conversations` conversations of two messages each and
+/// replies to each with "reply to <sender>".
+pub fn sms_agent_phone(dir: &Path, sip: u16, base: u16, conversations: u32, timeout: &str) -> Sipp {
+    register_agent(dir, sip, "1001", base + 2, (base + 3, base + 4, base + 5));
+    let csv = agents_csv(dir, &["1001"], "test-pw");
+    let mut a = base_args(sip, base + 2, base + 20, base + 24);
+    a.extend(args(&[
+        "-sf",
+        &scenarios().join("sms-agent.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-m",
+        &conversations.to_string(),
+        "-timeout",
+        timeout,
+    ]));
+    sipp(dir, "agent", &a)
+}
