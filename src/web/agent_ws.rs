@@ -856,6 +856,34 @@ mod tests {
         assert_eq!(p(r#"{"op":"sdp"}"#), Request::Sdp(None));
         assert_eq!(p("not json"), Request::Unknown);
         assert_eq!(p(r#"{"op":7}"#), Request::Unknown);
+        assert_eq!(
+            p(r#"{"op":"chat-send","conv":"chat-12","text":"네 😀","id":"m1"}"#),
+            Request::ChatSend(Some(("chat-12".into(), "네 😀".into(), "m1".into())))
+        );
+        let too_long = "가".repeat(4001);
+        for bad in [
+            r#"{"op":"chat-send","conv":"chat-1;x","text":"a","id":"m"}"#.to_string(),
+            r#"{"op":"chat-send","conv":"chat-1","text":"  ","id":"m"}"#.to_string(),
+            format!(r#"{{"op":"chat-send","conv":"chat-1","text":"{too_long}","id":"m"}}"#),
+        ] {
+            assert_eq!(p(&bad), Request::ChatSend(None), "{bad}");
+        }
+        assert_eq!(
+            p(r#"{"op":"chat-close","conv":"chat-3"}"#),
+            Request::ChatClose(Some("chat-3".into()))
+        );
+        assert_eq!(
+            p(r#"{"op":"chat-close","conv":"sip:1001@x"}"#),
+            Request::ChatClose(None)
+        );
+        assert_eq!(
+            p(r#"{"op":"chat-transfer","conv":"chat-3","target":"en"}"#),
+            Request::ChatTransfer(Some(("chat-3".into(), "en".into())))
+        );
+        assert_eq!(
+            p(r#"{"op":"chat-transfer","conv":"chat-3","target":"en *23"}"#),
+            Request::ChatTransfer(None)
+        );
     }
 
     #[test]

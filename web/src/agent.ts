@@ -398,6 +398,12 @@ function chatMessage(e: Record<string, any>): void {
   let chat = dasan.chats[conv];
   if (!chat) chat = chatOpen(conv, e);
   const at = typeof e.at === "number" ? e.at : Date.now();
+  // A counsellor's earlier reply in a conversation handed on ("[1001] …"): shown as a
+  // line of the history, not as the sender's.
+  if (e.history) {
+    addLine(conv, { dir: "notice", text: e.text, at });
+    return;
+  }
   addLine(conv, { dir: "in", text: e.text, at });
   // Unread only where the agent cannot see it: another tab, or the page in the background.
   if (dasan.chat !== conv || document.hidden) {
