@@ -2664,7 +2664,8 @@ fn text_conversations_reach_an_agent_and_replies_reach_the_sender() {
     assert!(messages_to(&out, aflow).is_empty(), "the agent is full");
     let notice = messages_to(&out, h.trunk);
     assert_eq!(notice.len(), 1, "one waiting notice");
-    assert!(text_of(notice[0]).contains("counsellor"));
+    // In the queue's language (general: ko).
+    assert_eq!(text_of(notice[0]), "상담사가 곧 답변드리겠습니다.");
     let out = sms(&mut h, "01055556666", 2, "text/plain", "still there?");
     assert!(
         messages_to(&out, h.trunk).is_empty(),
@@ -2730,8 +2731,10 @@ fn an_idle_text_conversation_closes_and_one_without_an_agent_times_out() {
     let out = h.out();
     let to_sender = messages_to(&out, h.trunk);
     assert!(
-        to_sender.iter().any(|m| text_of(m).contains("busy")),
-        "the closing message"
+        to_sender
+            .iter()
+            .any(|m| text_of(m).contains("모든 상담사가 상담 중")),
+        "the closing message, in Korean for a Korean queue"
     );
     let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
     assert!(
@@ -3040,4 +3043,18 @@ fn text_by_script_transfer_with_history_and_the_web_chat() {
     let text = general.text.as_ref().unwrap();
     assert_eq!(text.window.answered, 2);
     assert_eq!(text.window.offered, 2);
+}
+
+#[test]
+fn a_waiting_sender_is_answered_in_the_language_it_wrote_in() {
+    let mut h = Harness::with(TEXT_LANG_CFG);
+    let out = sms(&mut h, "01011112222", 1, "text/plain", "Is anyone there?");
+    let notice = messages_to(&out, h.trunk);
+    assert_eq!(notice.len(), 1);
+    assert_eq!(text_of(notice[0]), "A counsellor will reply shortly.");
+    let out = sms(&mut h, "01033334444", 1, "text/plain", "누구 없어요?");
+    assert_eq!(
+        text_of(messages_to(&out, h.trunk)[0]),
+        "상담사가 곧 답변드리겠습니다."
+    );
 }

@@ -108,6 +108,8 @@ pub(super) struct TextSettings {
     pub idle_close: Duration,
     pub waiting_message: String,
     pub timeout_message: String,
+    pub waiting_messages: HashMap<String, String>,
+    pub timeout_messages: HashMap<String, String>,
     pub close_code: String,
     pub max_message_bytes: usize,
     pub max_per_minute: u32,
@@ -127,6 +129,8 @@ impl TextSettings {
             idle_close: Duration::from_secs(c.idle_close_s.into()),
             waiting_message: c.waiting_message.clone(),
             timeout_message: c.timeout_message.clone(),
+            waiting_messages: c.waiting_messages.clone().into_iter().collect(),
+            timeout_messages: c.timeout_messages.clone().into_iter().collect(),
             close_code: c.close_code.clone(),
             max_message_bytes: c.max_message_bytes.max(200),
             max_per_minute: c.max_messages_per_minute.max(1),
@@ -693,9 +697,26 @@ impl Engine {
         self.start_client(now, flow, req, Owner::Fire, None);
     }
 
+    /// The waiting (or, `timeout`, the closing) notice in the language of queue `q`.
+    fn notice_for(&self, q: QueueIdx, timeout: bool) -> String {
+        let s = &self.text.settings;
+        let (by_language, default) = if timeout {
+            (&s.timeout_messages, &s.timeout_message)
+        } else {
+            (&s.waiting_messages, &s.waiting_message)
+        };
+        by_language
+            .get(self.acd.queue_skill(q))
+            .unwrap_or(default)
+            .clone()
+    }
+
     /// The first time a conversation has to wait: `text.waiting_message` to the sender.
     pub(super) fn text_waiting_notice(&mut self, now: Instant, key: ConvKey) {
-        let notice = self.text.settings.waiting_message.clone();
+        let Some(q) = self.text.convs.get(&key).map(|c| c.q) else {
+            return;
+        };
+        let notice = self.notice_for(q, false);
         let Some(c) = self.text.convs.get_mut(&key) else {
             return;
         };
@@ -1146,7 +1167,7 @@ impl Engine {
             return;
         }
         if c.agent.is_none() && c.wait_until.is_some_and(|w| w <= now) {
-            let notice = self.text.settings.timeout_message.clone();
+            let notice = self.notice_for(c.q, true);
             if !notice.is_empty() {
                 self.text_to_sender(now, key, &notice, "engine");
             }

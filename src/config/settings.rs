@@ -88,6 +88,11 @@ pub struct TextConfig {
     pub waiting_message: String,
     /// Sent when a conversation waited `max_wait_s` for a counsellor and is closed.
     pub timeout_message: String,
+    /// The same two, by the language (skill) of the conversation's queue: the sender is
+    /// answered in the language it wrote in. A language not here gets the two above.
+    /// Default: ko, en, zh, ja, vi, mn.
+    pub waiting_messages: std::collections::BTreeMap<String, String>,
+    pub timeout_messages: std::collections::BTreeMap<String, String>,
     /// What an agent's phone sends to close its conversation. Default "*23".
     pub close_code: String,
     /// A reply over UDP longer than this many bytes is sent as several MESSAGEs, split at
@@ -118,6 +123,28 @@ impl Default for TextConfig {
             timeout_message:
                 "지금은 모든 상담사가 상담 중입니다. 잠시 후 다시 보내 주세요. All counsellors are busy: please write again later."
                     .into(),
+            waiting_messages: [
+                ("ko", "상담사가 곧 답변드리겠습니다."),
+                ("en", "A counsellor will reply shortly."),
+                ("zh", "咨询员将很快回复您。"),
+                ("ja", "まもなく相談員が返信いたします。"),
+                ("vi", "Tư vấn viên sẽ trả lời bạn trong giây lát."),
+                ("mn", "Зөвлөх удахгүй хариулна."),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            timeout_messages: [
+                ("ko", "지금은 모든 상담사가 상담 중입니다. 잠시 후 다시 보내 주세요."),
+                ("en", "All counsellors are busy: please write again later."),
+                ("zh", "所有咨询员都在忙，请稍后再发送。"),
+                ("ja", "ただいま相談員が全員対応中です。しばらくしてから再度お送りください。"),
+                ("vi", "Tất cả tư vấn viên đều đang bận, vui lòng gửi lại sau."),
+                ("mn", "Бүх зөвлөх завгүй байна, дараа дахин бичнэ үү."),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             close_code: "*23".into(),
             max_message_bytes: 1300,
             max_messages_per_minute: 30,
