@@ -910,6 +910,26 @@ fn a_browser_agent_holds_three_chats_and_closing_one_takes_the_fourth() {
         let in_at = msgs.iter().position(|m| m.0 == "in").unwrap_or(usize::MAX);
         assert!(in_at < reply_at, "in order: {msgs:?}");
     }
+    // The figures by channel: four first replies, one conversation handled and closed,
+    // three open on the agent.
+    assert_eq!(
+        e.metric("dasan_first_response_seconds_count{channel=\"text\",queue=\"general\"}"),
+        4.0
+    );
+    assert_eq!(
+        e.metric("dasan_handle_seconds_count{channel=\"text\",queue=\"general\"}"),
+        1.0
+    );
+    assert_eq!(e.metric("dasan_agent_open_chats{agent=\"1001\"}"), 3.0);
+    assert_eq!(
+        e.metric("dasan_text_messages_total{direction=\"out\",queue=\"general\"}"),
+        8.0,
+        "four waiting notices and four replies"
+    );
+    assert_eq!(
+        e.metric("dasan_queue_waiting{channel=\"text\",queue=\"general\"}"),
+        0.0
+    );
     // The closed one is over; the others are still open.
     let list = json(&e, "/api/records?channel=text");
     let ended = list["records"]

@@ -3058,3 +3058,20 @@ fn a_waiting_sender_is_answered_in_the_language_it_wrote_in() {
         "상담사가 곧 답변드리겠습니다."
     );
 }
+
+#[test]
+fn replies_go_to_the_text_trunk_when_one_is_set() {
+    let cfg = format!("[outbound]\ntext_trunk = \"10.9.9.9:5090\"\n{TEXT_CFG}");
+    let mut h = Harness::with(&cfg);
+    h.register("1001", 1);
+    sms(&mut h, "01011112222", 1, "text/plain", "hello");
+    let out = agent_writes(&mut h, 1, "1001", "chat-1", "hi there");
+    let gw = Flow::udp("10.9.9.9:5090".parse().unwrap());
+    let to_gw = messages_to(&out, gw);
+    assert_eq!(to_gw.len(), 1, "{out:?}");
+    assert_eq!(text_of(to_gw[0]), "hi there");
+    assert!(to_gw[0]
+        .request_uri()
+        .is_some_and(|u| u == "sip:01011112222@10.9.9.9:5090"));
+    assert!(messages_to(&out, h.trunk).is_empty());
+}
