@@ -3075,3 +3075,51 @@ fn replies_go_to_the_text_trunk_when_one_is_set() {
         .is_some_and(|u| u == "sip:01011112222@10.9.9.9:5090"));
     assert!(messages_to(&out, h.trunk).is_empty());
 }
+
+#[test]
+fn a_reply_the_trunk_refuses_is_recorded_and_the_agent_is_told() {
+    let mut h = Harness::with(TEXT_CFG);
+    h.register("1001", 1);
+    let first = sms(&mut h, "01011112222", 1, "text/plain", "hello");
+    let out = agent_writes(&mut h, 1, "1001", "chat-1", "the answer");
+    let to_sender = messages_to(&out, h.trunk);
+    assert_eq!(to_sender.len(), 1);
+    let _: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    // The SMS gateway cannot deliver it.
+    let refusal = crate::sip::build::response(to_sender[0], 503, None, Some("g"));
+    let t = h.trunk;
+    h.e.handle_message(h.now, t, &refusal.to_bytes());
+    let out = h.out();
+    let told = messages_to(&out, agent_flow(1));
+    assert_eq!(told.len(), 1, "{out:?}");
+    assert_eq!(told[0].header("X-Dasan-Chat"), Some("notice"));
+    assert!(text_of(told[0]).contains("not delivered (503)"));
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter().any(|r| matches!(
+            r,
+            RecordEvent::Message { direction: "out", sender, text, .. }
+                if sender == "engine" && text == "[not delivered: 503]"
+        )),
+        "{recs:?}"
+    );
+    // No answer at all (Timer F): the same, as "no answer". (The agent's phone takes what
+    // it is sent; only the trunk is silent.)
+    let mut pending = first;
+    pending.extend(out);
+    pending.extend(agent_writes(&mut h, 1, "1001", "chat-1", "again"));
+    for (flow, m) in &pending {
+        if *flow == agent_flow(1) && m.method() == Some(&Method::Message) {
+            let ok = crate::sip::build::response(m, 200, None, Some("a"));
+            h.e.handle_message(h.now, *flow, &ok.to_bytes());
+        }
+    }
+    h.advance(Duration::from_secs(33));
+    let out = h.out();
+    assert!(
+        messages_to(&out, agent_flow(1))
+            .iter()
+            .any(|m| text_of(m).contains("not delivered (no answer)")),
+        "{out:?}"
+    );
+}
