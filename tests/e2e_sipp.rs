@@ -150,6 +150,19 @@ fn registration_with_digest_auth() {
     assert_eq!(e.agent_state("1001"), "logged-out");
 }
 
+/// A video phone's offer (H.264 and VP8 before the audio) to a queue the engine serves as
+/// voice: answered with audio, the video stream refused with port 0 in its place (SIPp
+/// checks the answer's m-lines), and the call reaches the agent (issue 18's first step).
+#[test]
+fn a_video_offer_to_a_voice_queue_becomes_an_audio_call() {
+    let (p, e, dir) = start("video-offer", "");
+    let phone = agent_phone(&p, &dir, 0, "agent.xml", 1, &[]);
+    register(&p, &e, &dir, 1, (&["1001"], "test-pw"), 0, "register.xml").expect_success(LIMIT);
+    caller(&p, &e, &dir, 2, "caller-video.xml", 1, &["-d", "300"]).expect_success(LIMIT);
+    phone.expect_success(LIMIT);
+    assert_eq!(e.metric(ANSWERED), 1.0);
+}
+
 #[test]
 fn caller_to_120_is_answered_by_an_agent() {
     let (p, e, dir) = start("answered", "");

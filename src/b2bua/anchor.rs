@@ -263,6 +263,8 @@ impl Engine {
             neg.savp && ours.is_some(),
             ours.as_slice(),
         );
+        // Streams we do not relay (video, for now) are refused in the answer, not the call.
+        let caller_sdp = sdp::answer_matching(&offer, &caller_sdp);
         Ok(Some(CallMedia {
             caller_port,
             agent_port,
@@ -326,9 +328,11 @@ impl Engine {
         let mut direction = Direction::SendRecv;
         let mut dtmf = current.dtmf;
         let mut keys = current.srtp.clone();
+        let mut offered = None;
         if !offer.body.is_empty() {
             let text = std::str::from_utf8(&offer.body).map_err(|_| 488u16)?;
             let parsed = Sdp::parse(text).map_err(|_| 488u16)?;
+            offered = Some(parsed.clone());
             let neg = sdp::negotiate(&parsed, &[current.codec]).map_err(|_| 488u16)?;
             // A leg keeps what it was set up with: SRTP stays SRTP (a new key from the peer
             // is taken, ours stays), plain stays plain.
@@ -378,7 +382,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Bytes::from(sdp::build_secure(
+        let ours = sdp::build_secure(
             session,
             cm.versions[i],
             a.sdp_ip,
@@ -388,7 +392,11 @@ impl Engine {
             direction,
             current.savp && !ours.is_empty(),
             &ours,
-        )))
+        );
+        Ok(Bytes::from(match &offered {
+            Some(o) => sdp::answer_matching(o, &ours),
+            None => ours,
+        }))
     }
 
     /// The agent answered with `answer`, which came from `signalling` (without it, only the

@@ -375,6 +375,36 @@ pub fn build_secure(
     s
 }
 
+/// Our one-audio-stream answer (`answer`, as [`build_secure`] makes it) shaped to `offer`
+/// (RFC 3264 6): one m-line per offered stream, in the offer's order; the audio stream we
+/// negotiated where it was offered, and every other stream (video, a second audio, data)
+/// rejected with port 0 and its first format. A video call to a voice-only queue thus
+/// becomes an audio call rather than a failure.
+pub fn answer_matching(offer: &Sdp, answer: &str) -> String {
+    let Some(at) = answer.find("m=audio ") else {
+        return answer.to_string();
+    };
+    let (session, audio) = answer.split_at(at);
+    let chosen = offer
+        .media
+        .iter()
+        .position(|m| m.kind == "audio" && m.port != 0);
+    let mut out = String::with_capacity(answer.len() + 32 * offer.media.len());
+    out.push_str(session);
+    for (i, m) in offer.media.iter().enumerate() {
+        if Some(i) == chosen {
+            out.push_str(audio);
+        } else {
+            let fmt = m.formats.first().map_or("0".to_string(), |f| f.to_string());
+            let _ = write!(out, "m={} 0 {} {fmt}\r\n", m.kind, m.proto);
+        }
+    }
+    if chosen.is_none() {
+        out.push_str(audio);
+    }
+    out
+}
+
 impl Negotiated {
     /// A sendrecv stream with telephone-event at 101, for tests and benchmarks.
     pub fn simple(codec: Codec, pt: u8, remote: std::net::SocketAddr) -> Negotiated {
@@ -441,6 +471,44 @@ mod tests {
             negotiate(&Sdp::parse(video).unwrap(), &[Codec::Pcmu]),
             Err(SdpError::NoAudio)
         );
+    }
+
+    #[test]
+    fn an_answer_has_a_line_for_every_offered_stream() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                     m=video 9000 RTP/AVP 96 97\r\na=rtpmap:96 H264/90000\r\na=rtpmap:97 VP8/90000\r\n\
+                     m=audio 8000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+                     m=application 5000 UDP/BFCP *\r\n";
+        let offer = Sdp::parse(offer).unwrap();
+        let ours = build(
+            7,
+            1,
+            "192.0.2.1".parse().unwrap(),
+            40000,
+            &[(Codec::Pcmu, 0)],
+            Some((101, 8000)),
+            Direction::SendRecv,
+        );
+        let answer = answer_matching(&offer, &ours);
+        let parsed = Sdp::parse(&answer).unwrap();
+        let lines: Vec<(&str, u16)> = parsed
+            .media
+            .iter()
+            .map(|m| (m.kind.as_str(), m.port))
+            .collect();
+        assert_eq!(
+            lines,
+            [("video", 0), ("audio", 40000), ("application", 0)],
+            "{answer}"
+        );
+        assert!(answer.contains("m=video 0 RTP/AVP 96\r\n"), "{answer}");
+        assert_eq!(
+            parsed.audio_target(),
+            Some(("192.0.2.1".parse().unwrap(), 40000))
+        );
+        // An audio-only offer is answered as before.
+        let plain = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 8000 RTP/AVP 0\r\n").unwrap();
+        assert_eq!(answer_matching(&plain, &ours), ours);
     }
 
     #[test]
