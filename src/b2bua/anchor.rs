@@ -425,6 +425,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether an agent's 2xx can be bridged into call `key`'s anchored media (always, for
+    /// a call not anchored): its SDP negotiates, and names one of our keys where SRTP was
+    /// required.
+    pub(super) fn agent_answer_usable(
+        &self,
+        key: CallKey,
+        answer: &Message,
+    ) -> Result<(), AttachError> {
+        let Some(call) = self.calls.get(&key) else {
+            return Ok(());
+        };
+        let (Some(_), Some(a)) = (call.media.as_ref(), call.agent.as_ref()) else {
+            return Ok(());
+        };
+        let text = std::str::from_utf8(&answer.body).map_err(|_| AttachError::NotUtf8)?;
+        let agent = sdp::negotiate(&Sdp::parse(text)?, &SUPPORTED)?;
+        a.srtp.keys_for(&agent).map(|_| ())
+    }
+
     /// The call is over: stop its bridge and give the ports back.
     pub(super) fn anchor_release(&mut self, key: CallKey, cm: CallMedia) {
         if cm.started {

@@ -280,6 +280,22 @@ impl Engine {
                     }
                     100 => {}
                     200..=299 => {
+                        // An answer the anchored media cannot use (no codec in common, or
+                        // plain RTP where SRTP was required) would make a call without
+                        // sound: the phone is hung up and the call tries another agent.
+                        if let Err(e) = self.agent_answer_usable(key, &msg) {
+                            tracing::warn!(
+                                call = key,
+                                "agent's answer unusable ({e}): hung up, next agent"
+                            );
+                            self.metrics
+                                .security
+                                .with_label_values(&["agent_answer_unusable"])
+                                .inc();
+                            self.orphan_invite_response(now, tx_id, &msg);
+                            self.agent_leg_failed(now, key, OfferFailure::Error);
+                            return;
+                        }
                         // Ring-all: the other phones stop ringing; their agents, ready
                         // again, may take the next call.
                         let freed = self.cancel_forks(now, key, OfferFailure::Withdrawn);

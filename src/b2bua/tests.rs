@@ -3123,3 +3123,50 @@ fn a_reply_the_trunk_refuses_is_recorded_and_the_agent_is_told() {
         "{out:?}"
     );
 }
+
+#[test]
+fn an_agent_answering_plain_rtp_where_srtp_is_required_is_hung_up_and_the_call_moves_on() {
+    let mut h = Harness::with(SRTP_CFG);
+    let tls = tls_flow("10.1.1.1", 11);
+    let aflow = tls_flow("192.0.2.9", 12);
+    register_tls(&mut h, "1002", aflow);
+    let out = invite_on(&mut h, tls, "p1", SAVP_OFFER);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1);
+    let ainv = inv[0].1.clone();
+    let _ = media(&mut h);
+    // The phone ignores our keys and answers RTP/AVP.
+    agent_answers_sdp(
+        &mut h,
+        aflow,
+        &ainv,
+        "v=0\r\no=a 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+    );
+    let out = h.out();
+    assert_eq!(requests(&out, &Method::Ack).len(), 1, "its 2xx is ACKed");
+    assert_eq!(
+        requests(&out, &Method::Bye).len(),
+        1,
+        "and the phone hung up"
+    );
+    assert!(
+        !codes(&out).contains(&200),
+        "the caller is not connected to silence"
+    );
+    assert!(!media(&mut h)
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Attach { .. })));
+    assert_eq!(
+        h.e.metrics
+            .security
+            .with_label_values(&["agent_answer_unusable"])
+            .get(),
+        1
+    );
+    // The call waits for another agent, who gets it.
+    let other = tls_flow("192.0.2.10", 13);
+    let out = register_tls(&mut h, "1001", other);
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1, "{out:?}");
+    assert_eq!(inv[0].0, other);
+}
