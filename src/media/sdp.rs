@@ -78,6 +78,10 @@ pub struct MediaDesc {
     pub crypto: Vec<Crypto>,
     /// How many `a=crypto` lines there were, usable or not.
     pub crypto_lines: usize,
+    /// `a=fmtp` lines: payload type and parameters (at most 512 bytes each).
+    pub fmtps: Vec<(u8, String)>,
+    /// `b=AS` (kbit/s), or `b=TIAS` (bit/s) in kbit/s.
+    pub bandwidth_kbps: Option<u32>,
 }
 
 impl MediaDesc {
@@ -196,7 +200,22 @@ impl Sdp {
                         connection: None,
                         crypto: Vec::new(),
                         crypto_lines: 0,
+                        fmtps: Vec::new(),
+                        bandwidth_kbps: None,
                     });
+                }
+                "b" => {
+                    // An absurd figure is a figure: it is capped where it is used.
+                    let (kind, v) = value.split_once(':').unwrap_or((value, ""));
+                    let v: Option<u64> = v.trim().parse().ok();
+                    let kbps = match kind {
+                        "AS" => v,
+                        "TIAS" => v.map(|b| b / 1000),
+                        _ => None,
+                    };
+                    if let (Some(m), Some(k)) = (sdp.media.last_mut(), kbps) {
+                        m.bandwidth_kbps = Some(k.min(u64::from(u32::MAX)) as u32);
+                    }
                 }
                 "a" => {
                     let (name, val) = value.split_once(':').unwrap_or((value, ""));
@@ -209,6 +228,14 @@ impl Sdp {
                         if let Some(m) = sdp.media.last_mut() {
                             m.crypto_lines += 1;
                             m.crypto.extend(Crypto::parse(val));
+                        }
+                    } else if name == "fmtp" {
+                        if let (Some(m), Some((pt, params))) =
+                            (sdp.media.last_mut(), val.split_once(' '))
+                        {
+                            if let (Ok(pt), true) = (pt.parse(), params.len() <= 512) {
+                                m.fmtps.push((pt, params.trim().to_string()));
+                            }
                         }
                     } else if name == "rtpmap" {
                         let m = sdp
@@ -375,15 +402,133 @@ pub fn build_secure(
     s
 }
 
+/// The video codecs relayed without transcoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// Constrained Baseline (profile-level-id 42xxxx), packetization-mode 1.
+    H264,
+    Vp8,
+}
+
+impl VideoCodec {
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H264",
+            VideoCodec::Vp8 => "VP8",
+        }
+    }
+}
+
+/// The video stream one side offered or answered, as far as the relay needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoNeg {
+    pub codec: VideoCodec,
+    pub pt: u8,
+    /// The codec's `a=fmtp` parameters, passed on as they came.
+    pub fmtp: Option<String>,
+    pub remote: (IpAddr, u16),
+    pub direction: Direction,
+    pub kbps: Option<u32>,
+}
+
+/// Whether an H.264 fmtp describes what the relay passes through: packetization-mode 1
+/// and a Constrained Baseline (or Baseline) profile-level-id of six hex digits.
+fn h264_fmtp_ok(fmtp: &str) -> bool {
+    let mut mode1 = false;
+    let mut profile_ok = false;
+    for p in fmtp.split(';').map(str::trim) {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k.trim().to_ascii_lowercase().as_str() {
+            "packetization-mode" => mode1 = v.trim() == "1",
+            "profile-level-id" => {
+                let v = v.trim();
+                profile_ok = v.len() == 6
+                    && v.bytes().all(|b| b.is_ascii_hexdigit())
+                    && v[..2].eq_ignore_ascii_case("42");
+            }
+            _ => {}
+        }
+    }
+    mode1 && profile_ok
+}
+
+/// The first offered video stream (port not 0, plain RTP) and its first codec the relay
+/// passes through, in the offerer's order. None: no such stream or codec (the call is
+/// audio only).
+pub fn negotiate_video(offer: &Sdp) -> Option<VideoNeg> {
+    let m = offer
+        .media
+        .iter()
+        .find(|m| m.kind == "video" && m.port != 0)?;
+    if m.is_savp() || !m.proto.to_ascii_uppercase().starts_with("RTP/AVP") {
+        return None;
+    }
+    let ip = m.connection.or(offer.connection)?;
+    m.formats.iter().find_map(|&pt| {
+        let (name, rate) = m.encoding(pt)?;
+        let fmtp = m
+            .fmtps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, f)| f.clone());
+        let codec = match (name.as_str(), rate) {
+            ("vp8", 90000) => VideoCodec::Vp8,
+            ("h264", 90000) if fmtp.as_deref().is_some_and(h264_fmtp_ok) => VideoCodec::H264,
+            _ => return None,
+        };
+        Some(VideoNeg {
+            codec,
+            pt,
+            fmtp,
+            remote: (ip, m.port),
+            direction: m.direction,
+            kbps: m.bandwidth_kbps,
+        })
+    })
+}
+
+/// Our m=video section for `v`'s codec on `port`: the same payload type and fmtp, the
+/// bandwidth capped at `max_kbps`, and the feedback the relay translates (PLI, FIR).
+pub fn video_section(port: u16, v: &VideoNeg, max_kbps: u32, direction: Direction) -> String {
+    let kbps = v.kbps.unwrap_or(max_kbps).min(max_kbps);
+    let pt = v.pt;
+    let mut s = format!(
+        "m=video {port} RTP/AVP {pt}\r\nb=AS:{kbps}\r\nb=TIAS:{}\r\na=rtpmap:{pt} {}/90000\r\n",
+        u64::from(kbps) * 1000,
+        v.codec.name()
+    );
+    if let Some(f) = &v.fmtp {
+        let _ = write!(s, "a=fmtp:{pt} {f}\r\n");
+    }
+    let _ = write!(
+        s,
+        "a=rtcp-fb:{pt} nack pli\r\na=rtcp-fb:{pt} ccm fir\r\na={}\r\n",
+        direction.attr()
+    );
+    s
+}
+
 /// Our one-audio-stream answer (`answer`, as [`build_secure`] makes it) shaped to `offer`
 /// (RFC 3264 6): one m-line per offered stream, in the offer's order; the audio stream we
 /// negotiated where it was offered, and every other stream (video, a second audio, data)
 /// rejected with port 0 and its first format. A video call to a voice-only queue thus
 /// becomes an audio call rather than a failure.
 pub fn answer_matching(offer: &Sdp, answer: &str) -> String {
+    answer_streams(offer, answer, None)
+}
+
+/// [`answer_matching`], with `video` (a [`video_section`]) in place of the first offered
+/// video stream instead of its refusal.
+pub fn answer_streams(offer: &Sdp, answer: &str, video: Option<&str>) -> String {
     let Some(at) = answer.find("m=audio ") else {
         return answer.to_string();
     };
+    let video_at = video.and(
+        offer
+            .media
+            .iter()
+            .position(|m| m.kind == "video" && m.port != 0),
+    );
     let (session, audio) = answer.split_at(at);
     let chosen = offer
         .media
@@ -394,6 +539,8 @@ pub fn answer_matching(offer: &Sdp, answer: &str) -> String {
     for (i, m) in offer.media.iter().enumerate() {
         if Some(i) == chosen {
             out.push_str(audio);
+        } else if let (true, Some(v)) = (Some(i) == video_at, video) {
+            out.push_str(v);
         } else {
             let fmt = m.formats.first().map_or("0".to_string(), |f| f.to_string());
             let _ = write!(out, "m={} 0 {} {fmt}\r\n", m.kind, m.proto);
@@ -509,6 +656,59 @@ mod tests {
         // An audio-only offer is answered as before.
         let plain = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 8000 RTP/AVP 0\r\n").unwrap();
         assert_eq!(answer_matching(&plain, &ours), ours);
+    }
+
+    #[test]
+    fn video_is_negotiated_by_codec_and_fmtp_in_the_offerers_order() {
+        let offer = |fmtp: &str| {
+            Sdp::parse(&format!(
+                "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 8000 RTP/AVP 0\r\n\
+                 m=video 9000 RTP/AVP 100 96 97\r\nb=AS:99999999999\r\n\
+                 a=rtpmap:100 H265/90000\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 {fmtp}\r\n\
+                 a=rtpmap:97 VP8/90000\r\n"
+            ))
+            .unwrap()
+        };
+        let v = negotiate_video(&offer("profile-level-id=42e01f;packetization-mode=1")).unwrap();
+        assert_eq!((v.codec, v.pt), (VideoCodec::H264, 96), "H.265 skipped");
+        assert_eq!(v.remote, ("10.0.0.1".parse().unwrap(), 9000));
+        assert_eq!(v.kbps, Some(u32::MAX), "absurd b=AS capped to a number");
+        // Packetization mode 0, a High profile or a malformed profile: VP8 instead.
+        for bad in [
+            "profile-level-id=42e01f;packetization-mode=0",
+            "profile-level-id=640028;packetization-mode=1",
+            "profile-level-id=zz;packetization-mode=1",
+            "garbage",
+        ] {
+            let v = negotiate_video(&offer(bad)).unwrap();
+            assert_eq!((v.codec, v.pt), (VideoCodec::Vp8, 97), "{bad}");
+        }
+        let sec = video_section(41000, &v, 1500, Direction::SendRecv);
+        assert!(sec.starts_with("m=video 41000 RTP/AVP 96\r\nb=AS:1500\r\n"), "{sec}");
+        assert!(sec.contains("a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n"));
+        assert!(sec.contains("a=rtcp-fb:96 nack pli\r\n"));
+        // Unknown codecs only, SRTP video, or none: no video.
+        let unknown = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/AVP 100\r\na=rtpmap:100 H265/90000\r\n").unwrap();
+        assert!(negotiate_video(&unknown).is_none());
+        let savp = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/SAVP 97\r\na=rtpmap:97 VP8/90000\r\n").unwrap();
+        assert!(negotiate_video(&savp).is_none());
+        // The answer carries our video section where the offer had video.
+        let ours = build(
+            7,
+            1,
+            "192.0.2.1".parse().unwrap(),
+            40000,
+            &[(Codec::Pcmu, 0)],
+            None,
+            Direction::SendRecv,
+        );
+        let o = offer("x");
+        let answer = answer_streams(&o, &ours, Some(&sec));
+        let parsed = Sdp::parse(&answer).unwrap();
+        let kinds: Vec<(&str, u16)> =
+            parsed.media.iter().map(|m| (m.kind.as_str(), m.port)).collect();
+        assert_eq!(kinds, [("audio", 40000), ("video", 41000)]);
+        assert_eq!(negotiate_video(&parsed).unwrap().kbps, Some(1500));
     }
 
     #[test]
