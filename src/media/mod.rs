@@ -16,3 +16,4 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod srtp;
+pub mod video;

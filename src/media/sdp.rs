@@ -684,13 +684,22 @@ mod tests {
             assert_eq!((v.codec, v.pt), (VideoCodec::Vp8, 97), "{bad}");
         }
         let sec = video_section(41000, &v, 1500, Direction::SendRecv);
-        assert!(sec.starts_with("m=video 41000 RTP/AVP 96\r\nb=AS:1500\r\n"), "{sec}");
+        assert!(
+            sec.starts_with("m=video 41000 RTP/AVP 96\r\nb=AS:1500\r\n"),
+            "{sec}"
+        );
         assert!(sec.contains("a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n"));
         assert!(sec.contains("a=rtcp-fb:96 nack pli\r\n"));
         // Unknown codecs only, SRTP video, or none: no video.
-        let unknown = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/AVP 100\r\na=rtpmap:100 H265/90000\r\n").unwrap();
+        let unknown = Sdp::parse(
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/AVP 100\r\na=rtpmap:100 H265/90000\r\n",
+        )
+        .unwrap();
         assert!(negotiate_video(&unknown).is_none());
-        let savp = Sdp::parse("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/SAVP 97\r\na=rtpmap:97 VP8/90000\r\n").unwrap();
+        let savp = Sdp::parse(
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/SAVP 97\r\na=rtpmap:97 VP8/90000\r\n",
+        )
+        .unwrap();
         assert!(negotiate_video(&savp).is_none());
         // The answer carries our video section where the offer had video.
         let ours = build(
@@ -705,8 +714,11 @@ mod tests {
         let o = offer("x");
         let answer = answer_streams(&o, &ours, Some(&sec));
         let parsed = Sdp::parse(&answer).unwrap();
-        let kinds: Vec<(&str, u16)> =
-            parsed.media.iter().map(|m| (m.kind.as_str(), m.port)).collect();
+        let kinds: Vec<(&str, u16)> = parsed
+            .media
+            .iter()
+            .map(|m| (m.kind.as_str(), m.port))
+            .collect();
         assert_eq!(kinds, [("audio", 40000), ("video", 41000)]);
         assert_eq!(negotiate_video(&parsed).unwrap().kbps, Some(1500));
     }
