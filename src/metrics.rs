@@ -44,6 +44,10 @@ pub struct Metrics {
     /// Voice: talk; text: given to an agent until closed.
     pub handle: HistogramVec,
     pub agent_chats: IntGaugeVec,
+    /// Video relayed, keyframe requests and video dropped, by the leg it came from.
+    pub video_packets: IntCounterVec,
+    pub video_keyframe_requests: IntCounterVec,
+    pub video_dropped: IntCounterVec,
     pub text_messages: IntCounterVec,
     process: Process,
     pub pdd_us: LatencyHist,
@@ -314,6 +318,21 @@ impl Metrics {
                     10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
                 ],
                 &["queue", "channel"],
+            )?,
+            video_packets: r.counters(
+                "dasan_video_packets_relayed_total",
+                "Video RTP packets relayed, by the leg they came from",
+                &["from"],
+            )?,
+            video_keyframe_requests: r.counters(
+                "dasan_video_keyframe_requests_total",
+                "PLI and FIR received, by the leg they came from (each sent on as a PLI)",
+                &["from"],
+            )?,
+            video_dropped: r.counters(
+                "dasan_video_packets_dropped_total",
+                "Video packets dropped (a stranger's, not RTP, a payload type not negotiated)",
+                &["from"],
             )?,
             agent_chats: r.gauges(
                 "dasan_agent_open_chats",

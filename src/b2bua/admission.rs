@@ -47,7 +47,8 @@ impl Engine {
             .copied()
             .unwrap_or_default();
         let tls = flow.transport == crate::sip::Transport::Tls;
-        let mut media = match self.anchor_caller(&msg, policy, tls) {
+        let video = self.cfg.queues[a.q].video;
+        let mut media = match self.anchor_caller(&msg, policy, tls, video) {
             Ok(m) => m,
             Err(code) => {
                 self.refuse(now, tx, &msg, code);
@@ -71,7 +72,12 @@ impl Engine {
             .unwrap_or_default();
         tracing::debug!(caller = %mask_number(&caller_num), call = key, "call queued");
         let record = new_record_id(&mut self.ids);
-        self.record_arrival(now, &record, &msg, &a.trunk, a.number.as_deref(), a.q);
+        let channel = if media.as_ref().is_some_and(|m| m.video.is_some()) {
+            "video"
+        } else {
+            "voice"
+        };
+        self.record_arrival(now, &record, &msg, &a, channel);
         if let Some(t) = self.tx.server_mut(tx) {
             t.tu = Some(key);
         }
@@ -121,6 +127,11 @@ impl Engine {
         let (q, menu) = match target {
             RouteTarget::Queue(q) => (q, None),
             RouteTarget::Menu(m, fallback) => (fallback, Some(m)),
+        };
+        // Sign-language counselling: a call with video goes to the number's video queue.
+        let (q, menu) = match number.as_ref().and_then(|n| self.cfg.video_routes.get(n)) {
+            Some(&v) if offers_video(msg) => (v, None),
+            _ => (q, menu),
         };
         // Outside opening hours: the closed queue's fallback takes the call, after the
         // closed prompt; with no open fallback, 480.
@@ -188,7 +199,7 @@ impl Engine {
     /// A refused call still gets its record (arrived and ended, rejected) and counts.
     fn record_rejected(&mut self, now: Instant, msg: &Message, a: &Admission, code: u16) {
         let id = new_record_id(&mut self.ids);
-        self.record_arrival(now, &id, msg, &a.trunk, a.number.as_deref(), a.q);
+        self.record_arrival(now, &id, msg, a, "voice");
         self.record(RecordEvent::Ended {
             id,
             outcome: crate::records::Outcome::Rejected,
@@ -311,14 +322,13 @@ impl Engine {
         self.arm(TimerRef::Call(key));
     }
 
-    pub(super) fn record_arrival(
+    fn record_arrival(
         &mut self,
         now: Instant,
         id: &str,
         msg: &Message,
-        trunk: &str,
-        dialled: Option<&str>,
-        q: QueueIdx,
+        a: &Admission,
+        channel: &'static str,
     ) {
         let caller = msg
             .header("From")
@@ -327,12 +337,12 @@ impl Engine {
         let ev = RecordEvent::Arrived {
             id: id.to_string(),
             sip_call_id: msg.call_id().to_string(),
-            trunk: trunk.to_string(),
+            trunk: a.trunk.to_string(),
             caller,
-            dialled: dialled.unwrap_or_default().to_string(),
-            channel: "voice",
-            queue: self.acd.queue_name(q).to_string(),
-            language: self.acd.queue_skill(q).to_string(),
+            dialled: a.number.clone().unwrap_or_default(),
+            channel,
+            queue: self.acd.queue_name(a.q).to_string(),
+            language: self.acd.queue_skill(a.q).to_string(),
             at_ms: self.unix_ms(now),
         };
         self.record(ev);
@@ -396,4 +406,12 @@ impl Engine {
 /// A record id that stays unique across restarts: time and randomness, no state.
 pub(super) fn new_record_id(ids: &mut crate::sip::build::Ids) -> String {
     format!("{:016x}", ids.u64())
+}
+
+/// Whether an INVITE's SDP offers a video stream (port not 0).
+fn offers_video(msg: &Message) -> bool {
+    std::str::from_utf8(&msg.body)
+        .ok()
+        .and_then(|t| crate::media::sdp::Sdp::parse(t).ok())
+        .is_some_and(|s| s.media.iter().any(|m| m.kind == "video" && m.port != 0))
 }

@@ -8,7 +8,7 @@ use super::{CallKey, Engine};
 use crate::config::SrtpPolicy;
 use crate::media::bridge::LegId;
 use crate::media::ports::PortPool;
-use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp};
+use crate::media::sdp::{self, Codec, Direction, Negotiated, Sdp, VideoNeg};
 use crate::media::srtp::{Crypto, KeySalt, SrtpKeys, Suite, KEY_SALT_LEN};
 use crate::sip::message::Message;
 use bytes::Bytes;
@@ -66,6 +66,25 @@ pub enum MediaCommand {
         leg: LegId,
         keys: crate::media::srtp::SrtpKeys,
     },
+    /// A video call: open both legs' video ports; the caller's video is relayed once an
+    /// agent's joins (no transcoding: the agent was offered the caller's codec).
+    VideoStart {
+        call: CallKey,
+        ip: IpAddr,
+        caller_port: u16,
+        agent_port: u16,
+        caller: VideoNeg,
+        signalling: IpAddr,
+        timeout: Duration,
+    },
+    /// The agent answered with video: relay both ways (`offered_pt` is what the agent sends
+    /// us: the caller's payload type, which we offered).
+    VideoAttach {
+        call: CallKey,
+        agent: VideoNeg,
+        offered_pt: u8,
+        signalling: IpAddr,
+    },
     Stop {
         call: CallKey,
     },
@@ -89,6 +108,8 @@ pub(super) struct Anchor {
     /// What SDP says: `ip`, or `media.advertise` in front of it (1:1 NAT).
     pub sdp_ip: IpAddr,
     pub timeout: Duration,
+    /// `[video] max_kbps`.
+    pub video_max_kbps: u32,
 }
 
 pub(super) struct CallMedia {
@@ -101,6 +122,15 @@ pub(super) struct CallMedia {
     /// SDP versions we have sent per leg (o= line), bumped by each re-answer.
     pub versions: [u64; 2],
     pub started: bool,
+    /// The call's video, when the caller offered a codec we relay and its queue takes video.
+    pub video: Option<VideoMedia>,
+}
+
+pub(super) struct VideoMedia {
+    pub caller_port: u16,
+    pub agent_port: u16,
+    pub caller: VideoNeg,
+    pub agent: Option<VideoNeg>,
 }
 
 const SUPPORTED: [Codec; 3] = [Codec::Pcmu, Codec::Pcma, Codec::Opus];
@@ -197,7 +227,7 @@ pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia, srtp: &SrtpOffer) -> Bytes
             .filter(|c| **c != cm.caller.codec)
             .map(|&c| (c, pt_for(c))),
     );
-    Bytes::from(sdp::build_secure(
+    let mut offer = sdp::build_secure(
         cm.session + 1,
         1,
         a.sdp_ip,
@@ -207,18 +237,32 @@ pub(super) fn agent_offer(a: &Anchor, cm: &CallMedia, srtp: &SrtpOffer) -> Bytes
         Direction::SendRecv,
         srtp.savp,
         &srtp.crypto,
-    ))
+    );
+    // The caller's video codec, its payload type and fmtp as they came: what the agent
+    // accepts is relayed as it is.
+    if let Some(v) = &cm.video {
+        offer.push_str(&sdp::video_section(
+            v.agent_port,
+            &v.caller,
+            a.video_max_kbps,
+            Direction::SendRecv,
+        ));
+    }
+    Bytes::from(offer)
 }
 
 impl Engine {
     /// For a trunk INVITE: negotiates the caller's offer and takes two RTP ports.
     /// `Ok(None)` when not anchoring (disabled, or a late-offer INVITE: relayed as before);
     /// `Err(code)` refuses the call (488 no common codec, 503 no ports).
+    /// `video`: the call's queue takes video (an offered video stream we relay is then
+    /// accepted, else refused in the answer).
     pub(super) fn anchor_caller(
         &mut self,
         msg: &Message,
         policy: SrtpPolicy,
         tls: bool,
+        video: bool,
     ) -> Result<Option<CallMedia>, u16> {
         let Some(a) = self.anchor.as_mut() else {
             return Ok(None);
@@ -263,9 +307,37 @@ impl Engine {
             neg.savp && ours.is_some(),
             ours.as_slice(),
         );
-        // Streams we do not relay (video, for now) are refused in the answer, not the call.
-        let caller_sdp = sdp::answer_matching(&offer, &caller_sdp);
+        // Video (plain RTP; SRTP video is not relayed) on two more ports, when the queue
+        // takes it; with no ports left the call goes on as audio. Streams we do not relay
+        // are refused in the answer, not the call.
+        let video = sdp::negotiate_video(&offer)
+            .filter(|_| video && neg.srtp.is_none() && !neg.savp)
+            .and_then(|v| {
+                let c = a.pool.allocate().ok()?;
+                match a.pool.allocate() {
+                    Ok(g) => Some(VideoMedia {
+                        caller_port: c,
+                        agent_port: g,
+                        caller: v,
+                        agent: None,
+                    }),
+                    Err(_) => {
+                        a.pool.release(c);
+                        None
+                    }
+                }
+            });
+        let section = video.as_ref().map(|v| {
+            sdp::video_section(
+                v.caller_port,
+                &v.caller,
+                a.video_max_kbps,
+                v.caller.direction.answer(),
+            )
+        });
+        let caller_sdp = sdp::answer_streams(&offer, &caller_sdp, section.as_deref());
         Ok(Some(CallMedia {
+            video,
             caller_port,
             agent_port,
             caller: neg,
@@ -300,6 +372,17 @@ impl Engine {
             timeout: a.timeout,
             music,
         });
+        if let Some(v) = &cm.video {
+            self.media_out.push_back(MediaCommand::VideoStart {
+                call: key,
+                ip: a.ip,
+                caller_port: v.caller_port,
+                agent_port: v.agent_port,
+                caller: v.caller.clone(),
+                signalling,
+                timeout: a.timeout,
+            });
+        }
     }
 
     /// A re-INVITE or UPDATE on an anchored leg, answered here: the same codec as before
@@ -393,9 +476,22 @@ impl Engine {
             current.savp && !ours.is_empty(),
             &ours,
         );
+        // A video call keeps its video through a re-offer (hold, a refresh).
+        let video = cm.video.as_ref().and_then(|v| {
+            let port = match leg {
+                LegId::Caller => v.caller_port,
+                LegId::Agent => v.agent.as_ref().map(|_| v.agent_port)?,
+            };
+            Some(sdp::video_section(
+                port,
+                &v.caller,
+                a.video_max_kbps,
+                Direction::SendRecv,
+            ))
+        });
         Ok(Bytes::from(match &offered {
-            Some(o) => sdp::answer_matching(o, &ours),
-            None => ours,
+            Some(o) => sdp::answer_streams(o, &ours, video.as_deref()),
+            None => ours + video.as_deref().unwrap_or(""),
         }))
     }
 
@@ -422,6 +518,23 @@ impl Engine {
             signalling,
             record,
         });
+        if let Some(v) = cm.video.as_mut() {
+            match sdp::negotiate_video(&sdp).filter(|a| a.codec == v.caller.codec) {
+                Some(agent) => {
+                    v.agent = Some(agent.clone());
+                    self.media_out.push_back(MediaCommand::VideoAttach {
+                        call: key,
+                        agent,
+                        offered_pt: v.caller.pt,
+                        signalling,
+                    });
+                }
+                None => {
+                    v.agent = None;
+                    tracing::warn!(call = key, "the agent's phone took no video: audio only");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -452,6 +565,10 @@ impl Engine {
         if let Some(a) = self.anchor.as_mut() {
             a.pool.release(cm.caller_port);
             a.pool.release(cm.agent_port);
+            if let Some(v) = &cm.video {
+                a.pool.release(v.caller_port);
+                a.pool.release(v.agent_port);
+            }
         }
     }
 

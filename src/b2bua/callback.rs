@@ -191,6 +191,7 @@ impl Engine {
             },
             caller_sdp: Bytes::new(),
             agent: None,
+            video: None,
             session: self.ids.u32() as u64,
             versions: [1, 1],
             started: false,

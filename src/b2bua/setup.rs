@@ -24,6 +24,7 @@ pub(crate) struct EngineConfig {
     /// Trunks identified by their TLS client certificate.
     pub cert_trunks: Vec<crate::config::CertTrunk>,
     pub routes: HashMap<String, RouteTarget>,
+    pub video_routes: HashMap<String, crate::acd::QueueIdx>,
     pub queues: Vec<QueueTiming>,
     pub max_calls: usize,
     /// Server transactions alive from one untrusted source address at most.
@@ -51,6 +52,7 @@ impl EngineConfig {
             trusted: s.trusted.clone(),
             cert_trunks: s.cert_trunks.clone(),
             routes: s.routes.clone(),
+            video_routes: s.video_routes.clone(),
             queues: s.queues.iter().map(|q| q.timing.clone()).collect(),
             max_calls: config.sip.max_calls,
             max_transactions_per_source: config.sip.max_transactions_per_source.max(1),
@@ -133,6 +135,7 @@ impl Engine {
             ip: media_ip,
             sdp_ip: config.media.advertise.unwrap_or(media_ip),
             timeout: a.timeout,
+            video_max_kbps: config.video.max_kbps.max(64),
         });
         Engine {
             agent_armed: vec![Default::default(); acd.agent_count()],

@@ -3170,3 +3170,106 @@ fn an_agent_answering_plain_rtp_where_srtp_is_required_is_hung_up_and_the_call_m
     assert_eq!(inv.len(), 1, "{out:?}");
     assert_eq!(inv[0].0, other);
 }
+
+const VIDEO_CFG: &str = r#"
+[[trunk]]
+name = "carrier"
+sources = ["10.0.0.0/8"]
+[[route]]
+number = "120"
+queue = "general"
+video_queue = "sign"
+[queue.general]
+skill = "ko"
+[queue.sign]
+skill = "ksl"
+channels = ["voice", "video"]
+[[agents]]
+ids = "1001"
+password = "pw"
+skills = ["ko"]
+[[agents]]
+ids = "1002"
+password = "pw"
+skills = ["ksl"]
+"#;
+
+const VIDEO_OFFER: &str = "v=0\r\no=c 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\nm=video 4002 RTP/AVP 100 97\r\nb=AS:5000\r\na=rtpmap:100 H265/90000\r\na=rtpmap:97 VP8/90000\r\n";
+
+#[test]
+fn a_video_call_reaches_a_signing_agent_with_its_codec_offered_and_relayed() {
+    use crate::media::sdp::{negotiate_video, Sdp, VideoCodec};
+    let mut h = anchored_with(VIDEO_CFG, "[video]\nmax_kbps = 1200");
+    h.register("1001", 1);
+    h.register("1002", 2);
+    let out = invite_with_sdp(&mut h, "v1", VIDEO_OFFER);
+    // The caller's answer: audio, and VP8 video at its own payload type, capped.
+    let early = &out.iter().find(|(_, m)| m.status() == Some(183)).unwrap().1;
+    let answer = Sdp::parse(std::str::from_utf8(&early.body).unwrap()).unwrap();
+    let v = negotiate_video(&answer).expect("video accepted");
+    assert_eq!((v.codec, v.pt, v.kbps), (VideoCodec::Vp8, 97, Some(1200)));
+    let starts: Vec<_> = media(&mut h)
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::VideoStart {
+                caller,
+                caller_port,
+                ..
+            } => Some((caller.pt, caller.remote.1, caller_port)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [(97, 4002, v.remote.1)]);
+    // The signing agent (not the Korean one) gets the call, offered the caller's codec.
+    let inv = requests(&out, &Method::Invite);
+    assert_eq!(inv.len(), 1);
+    assert_eq!(inv[0].0, agent_flow(2), "the ksl agent");
+    let offer = Sdp::parse(std::str::from_utf8(&inv[0].1.body).unwrap()).unwrap();
+    let ov = negotiate_video(&offer).expect("video offered");
+    assert_eq!((ov.codec, ov.pt), (VideoCodec::Vp8, 97));
+    // The agent answers VP8 at its own payload type.
+    let ainv = inv[0].1.clone();
+    agent_answers_sdp(
+        &mut h,
+        agent_flow(2),
+        &ainv,
+        "v=0\r\no=a 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 6002 RTP/AVP 120\r\na=rtpmap:120 VP8/90000\r\n",
+    );
+    let attach: Vec<_> = media(&mut h)
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::VideoAttach {
+                agent, offered_pt, ..
+            } => Some((agent.pt, agent.remote.1, offered_pt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attach, [(120, 6002, 97)]);
+    let recs: Vec<_> = std::iter::from_fn(|| h.e.poll_record()).collect();
+    assert!(
+        recs.iter().any(|r| matches!(
+            r,
+            RecordEvent::Arrived { channel: "video", queue, .. } if queue == "sign"
+        )),
+        "{recs:?}"
+    );
+}
+
+#[test]
+fn a_video_offer_without_a_codec_we_relay_is_an_audio_call_in_the_video_queue() {
+    use crate::media::sdp::{negotiate_video, Sdp};
+    let mut h = anchored_with(VIDEO_CFG, "");
+    h.register("1002", 2);
+    let h265_only = VIDEO_OFFER.replace("m=video 4002 RTP/AVP 100 97", "m=video 4002 RTP/AVP 100");
+    let out = invite_with_sdp(&mut h, "v2", &h265_only);
+    let early = &out.iter().find(|(_, m)| m.status() == Some(183)).unwrap().1;
+    let text = std::str::from_utf8(&early.body).unwrap();
+    assert!(text.contains("m=video 0 RTP/AVP 100"), "{text}");
+    assert!(negotiate_video(&Sdp::parse(text).unwrap()).is_none());
+    assert!(!media(&mut h)
+        .iter()
+        .any(|c| matches!(c, MediaCommand::VideoStart { .. })));
+    let inv = requests(&out, &Method::Invite);
+    let offer = std::str::from_utf8(&inv[0].1.body).unwrap();
+    assert!(!offer.contains("m=video"), "{offer}");
+}

@@ -98,6 +98,10 @@ pub struct RouteConfig {
     /// …or a menu (120+9: the language menu).
     #[serde(default)]
     pub menu: Option<Spanned<String>>,
+    /// A call whose offer has video goes to this queue instead (sign-language counselling:
+    /// the queue must take `"video"`).
+    #[serde(default)]
+    pub video_queue: Option<Spanned<String>>,
 }
 
 /// A short menu: one prompt per option, a digit picks a queue.

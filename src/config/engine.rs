@@ -25,6 +25,8 @@ pub struct EngineSettings {
     pub queues: Vec<QueueSettings>,
     /// Dialled number → where it goes.
     pub routes: HashMap<String, RouteTarget>,
+    /// Numbers whose calls with video go to a queue of their own (`video_queue`).
+    pub video_routes: HashMap<String, QueueIdx>,
     /// Trunk source networks, each with its trunk's early-media setting and name.
     pub trusted: Vec<(IpNet, bool, Arc<str>)>,
     /// Trunks identified by a TLS client certificate (mutual TLS); they are not in
@@ -97,9 +99,10 @@ pub struct QueueTiming {
     pub hours: Option<(u32, u32)>,
     pub closed_prompt: Option<String>,
     pub closed_fallback: Option<QueueIdx>,
-    /// The queue takes voice calls / text conversations.
+    /// The queue takes voice calls / text conversations / video calls (relayed video).
     pub voice: bool,
     pub text: bool,
+    pub video: bool,
     /// The spoken callback offer: after how long (if at all), and the prompt (also used by
     /// `when_max_wait = "callback"`).
     pub callback_offer: (Option<Duration>, String),

@@ -27,8 +27,8 @@ pub use engine::{
 };
 pub use settings::{
     split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, IceServerConfig,
-    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TextConfig, TokenConfig, WebOrigin,
-    WebRtcConfig,
+    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TextConfig, TokenConfig, VideoConfig,
+    WebOrigin, WebRtcConfig,
 };
 
 use serde::Deserialize;
@@ -108,6 +108,8 @@ struct ConfigFile {
     webrtc: WebRtcConfig,
     #[serde(default)]
     text: TextConfig,
+    #[serde(default)]
+    video: VideoConfig,
 }
 
 /// A validated configuration: the sections as written (the drivers read the process
@@ -130,6 +132,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub webrtc: WebRtcConfig,
     pub text: TextConfig,
+    pub video: VideoConfig,
     engine: Arc<EngineSettings>,
     warnings: Vec<ConfigWarning>,
 }
@@ -222,6 +225,7 @@ impl Config {
             runtime: f.runtime,
             webrtc: f.webrtc,
             text: f.text,
+            video: f.video,
             engine: Arc::new(engine),
             warnings,
         })

@@ -73,6 +73,21 @@ impl Default for MediaConfig {
     }
 }
 
+/// `[video]`: sign-language video calls, relayed without transcoding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// The most bandwidth a video stream may ask for (`b=AS`, kbit/s), each way. Default
+    /// 1500.
+    pub max_kbps: u32,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig { max_kbps: 1500 }
+    }
+}
+
 /// The scripts `text.scripts` may name, in the order `b2bua::text::script_of` counts them.
 pub const TEXT_SCRIPTS: [&str; 6] = ["hangul", "latin", "vietnamese", "han", "kana", "cyrillic"];
 

@@ -535,7 +535,10 @@ fn the_engine_settings_hold_parsed_values() {
     let cfg = Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME).unwrap();
     let s = cfg.engine();
     let names: Vec<&str> = s.queues.iter().map(|q| q.acd.name.as_str()).collect();
-    assert_eq!(names, ["en", "general", "ja", "mn", "vi", "zh"]);
+    assert_eq!(names, ["en", "general", "ja", "mn", "sign", "vi", "zh"]);
+    assert_eq!(s.video_routes["120"], 4, "video calls to 120 go to sign");
+    assert!(s.queues[4].timing.video && !s.queues[1].timing.video);
+    assert_eq!(s.routes["1203"], RouteTarget::Queue(4));
     assert_eq!(s.utc_offset_s, 9 * 3600);
     assert_eq!(
         s.trusted[0].0,
@@ -736,4 +739,30 @@ fn ice_servers_and_the_advertised_media_address_are_checked() {
             "{extra}: {e}"
         );
     }
+}
+
+#[test]
+fn video_routes_and_channels_are_checked_with_their_line() {
+    let base = "[[route]]\nnumber = \"120\"\nqueue = \"general\"\nvideo_queue = \"sign\"\n[queue.general]\nskill = \"ko\"\n";
+    let err = Config::parse(base, "v.toml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("v.toml:4: route '120' names unknown video_queue 'sign'"),
+        "{err}"
+    );
+    let src = format!("{base}[queue.sign]\nskill = \"ksl\"\n");
+    let err = Config::parse(&src, "v.toml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("v.toml:4: route '120': video_queue 'sign' does not take video"),
+        "{err}"
+    );
+    let src = format!("{base}[queue.sign]\nskill = \"ksl\"\nchannels = [\"vidoe\"]\n");
+    let err = Config::parse(&src, "v.toml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("v.toml:9: queue 'sign': channel 'vidoe' is not"),
+        "{err}"
+    );
+    let err = Config::parse("[video]\nmax_kpbs = 1\n", "v.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("v.toml:2"), "{err}");
 }

@@ -90,6 +90,9 @@ pub struct MediaPlane {
     recordings: PathBuf,
     calls: HashMap<u64, mpsc::UnboundedSender<Ctl>>,
     local: LocalRtp,
+    /// Video calls' relay tasks.
+    video: HashMap<u64, mpsc::UnboundedSender<super::video::VideoCtl>>,
+    video_counters: Option<super::video::VideoCounters>,
 }
 
 /// RTP counters the media tasks update.
@@ -125,7 +128,15 @@ impl MediaPlane {
             recordings,
             calls: HashMap::new(),
             local: LocalRtp::default(),
+            video: HashMap::new(),
+            video_counters: None,
         }
+    }
+
+    /// Counts relayed video, keyframe requests and dropped video packets per leg.
+    pub fn with_video_counters(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        self.video_counters = Some(super::video::VideoCounters::new(metrics));
+        self
     }
 
     /// Delivers RTP to in-process endpoints (browser bridges) through `local`, and takes
@@ -162,6 +173,7 @@ impl MediaPlane {
     /// The task of `call` ended on its own (timeout, failure).
     pub fn forget(&mut self, call: u64) {
         self.calls.remove(&call);
+        self.video.remove(&call);
     }
 
     /// Carries out one engine command. An error means the call's media cannot run: the
@@ -272,6 +284,53 @@ impl MediaPlane {
             MediaCommand::Stop { call } => {
                 // Dropping the sender ends the task.
                 self.calls.remove(&call);
+                self.video.remove(&call);
+                Ok(())
+            }
+            MediaCommand::VideoStart {
+                call,
+                ip,
+                caller_port,
+                agent_port,
+                caller,
+                signalling,
+                timeout,
+            } => {
+                let socks =
+                    bind_all(ip, caller_port, agent_port).map_err(|e| (call, e.to_string()))?;
+                let relay = crate::media::video::VideoRelay::new(
+                    Instant::now(),
+                    &caller,
+                    signalling,
+                    rand::random(),
+                    timeout,
+                );
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(super::video::run_video(
+                    call,
+                    socks,
+                    relay,
+                    rx,
+                    self.video_counters.clone(),
+                    timeout,
+                ));
+                self.video.insert(call, tx);
+                Ok(())
+            }
+            MediaCommand::VideoAttach {
+                call,
+                agent,
+                offered_pt,
+                signalling,
+            } => {
+                // A lost video task leaves the call as audio: not a reason to end it.
+                if let Some(tx) = self.video.get(&call) {
+                    let _ = tx.send(super::video::VideoCtl::Attach {
+                        agent,
+                        offered_pt,
+                        signalling,
+                    });
+                }
                 Ok(())
             }
         }
@@ -289,9 +348,13 @@ impl MediaPlane {
 }
 
 /// RTP and RTCP sockets of the two legs: [caller RTP, caller RTCP, agent RTP, agent RTCP].
-struct Sockets([UdpSocket; 4]);
+pub(super) struct Sockets(pub(super) [UdpSocket; 4]);
 
-fn bind_all(ip: IpAddr, caller_port: u16, agent_port: u16) -> Result<Sockets, RtpBindError> {
+pub(super) fn bind_all(
+    ip: IpAddr,
+    caller_port: u16,
+    agent_port: u16,
+) -> Result<Sockets, RtpBindError> {
     let bind = |port: u16| -> Result<UdpSocket, RtpBindError> {
         let err = |source| RtpBindError { port, source };
         let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).map_err(err)?;

@@ -263,7 +263,9 @@ impl World {
                 }
                 MediaCommand::Detach { .. }
                 | MediaCommand::Remote { .. }
-                | MediaCommand::Rekey { .. } => {}
+                | MediaCommand::Rekey { .. }
+                | MediaCommand::VideoStart { .. }
+                | MediaCommand::VideoAttach { .. } => {}
             }
         }
         while let Some(r) = self.engine.poll_record() {

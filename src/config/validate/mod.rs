@@ -48,7 +48,9 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     let agents = agents(&f.agents, &f.sip, f.media.anchor)?;
     let timers = sip(&f.sip)?;
     let routes = menu_routes(routes, &menus)?;
+    let video_routes = video_routes(f, &index, &queues)?;
     let settings = EngineSettings {
+        video_routes,
         agents,
         queues,
         routes,
@@ -68,6 +70,39 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
     };
     let warnings = staffing(f, &settings)?;
     Ok((settings, warnings))
+}
+
+/// `video_queue` of each route: a known queue that takes video.
+fn video_routes(
+    f: &ConfigFile,
+    index: &HashMap<&str, QueueIdx>,
+    queues: &[QueueSettings],
+) -> Check<HashMap<String, QueueIdx>> {
+    let mut out = HashMap::new();
+    for r in &f.routes {
+        let Some(v) = &r.video_queue else { continue };
+        let number = r.number.get_ref();
+        let q = *index.get(v.get_ref().as_str()).ok_or_else(|| {
+            (
+                v.span().into(),
+                format!(
+                    "route '{number}' names unknown video_queue '{}'",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        if !queues[q].timing.video {
+            return Err((
+                v.span().into(),
+                format!(
+                    "route '{number}': video_queue '{}' does not take video (channels = [\"video\"])",
+                    v.get_ref()
+                ),
+            ));
+        }
+        out.insert(number.clone(), q);
+    }
+    Ok(out)
 }
 
 fn outbound_rules(o: &OutboundConfig) -> Check<super::pattern::OutboundRules> {

@@ -73,23 +73,26 @@ pub(super) fn queue(
         ));
     }
     queue_checks(f, name, q)?;
-    let (mut voice, mut text) = (false, false);
+    let (mut voice, mut text, mut video) = (false, false, false);
     for c in &q.channels {
         match c.get_ref().as_str() {
             "voice" => voice = true,
             "text" => text = true,
+            "video" => video = true,
             other => {
                 return Err((
                     c.span().into(),
-                    format!("queue '{name}': channel '{other}' is not \"voice\" or \"text\""),
+                    format!(
+                        "queue '{name}': channel '{other}' is not \"voice\", \"text\" or \"video\""
+                    ),
                 ))
             }
         }
     }
-    if !voice && !text {
+    if !voice && !text && !video {
         return Err((
             Where::Key("channels".into()),
-            format!("queue '{name}': channels must name \"voice\", \"text\" or both"),
+            format!("queue '{name}': channels must name \"voice\", \"text\" or \"video\""),
         ));
     }
     let timing = QueueTiming {
@@ -122,6 +125,7 @@ pub(super) fn queue(
         closed_fallback,
         voice,
         text,
+        video,
         callback_offer: (
             q.callback_offer_after_s.map(secs),
             q.callback_prompt.as_ref().map_or_else(
