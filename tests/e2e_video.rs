@@ -1,0 +1,110 @@
+//! Sign-language video (issue 18) with real phones: a baresip caller with a generated
+//! picture (fakevideo, VP8) dials 120; the engine routes the video call to the sign queue
+//! and relays the picture both ways to a baresip agent with video, without transcoding.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// baresip's video: the fakevideo test source and sink, VP8.
+const VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
+
+fn video_config() -> String {
+    test_config("")
+        .replace(
+            "queue = \"general\"\n",
+            "queue = \"general\"\nvideo_queue = \"sign\"\n",
+        )
+        .replace(
+            "[media]",
+            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
+        )
+}
+
+#[test]
+fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {
+    let base = port_block();
+    let (sip, http) = (base, base + 1);
+    let dir = workdir("video-baresip");
+    let e = EngineProc::start(&dir, &video_config(), sip, http);
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        base + 2,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!(
+            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;video_codecs=vp8"
+        ),
+        &[],
+        VIDEO,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1005") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "no registration:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        base + 40,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
+        &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "10"],
+        VIDEO,
+    );
+    // Video both ways for a while.
+    let from = |leg: &str| {
+        e.metric(&format!(
+            "dasan_video_packets_relayed_total{{from=\"{leg}\"}}"
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while from("caller") < 60.0 || from("agent") < 60.0 {
+        assert!(
+            Instant::now() < deadline,
+            "video relayed: caller {} agent {}\ncaller:\n{}\nagent:\n{}",
+            from("caller"),
+            from("agent"),
+            caller.log(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        e.metric("dasan_video_packets_dropped_total{from=\"caller\"}"),
+        0.0
+    );
+    eprintln!(
+        "video relayed: caller {} agent {}; keyframe requests: caller {} agent {}",
+        from("caller"),
+        from("agent"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"caller\"}"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}")
+    );
+    // Each phone decodes the other's picture (baresip says so once a frame is decoded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for phone in [&agent, &caller] {
+        while !phone
+            .log()
+            .contains("video: receiving with resolution 320 x 240")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no decoded picture:\n{}",
+                phone.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let calls = json(&e, "/api/calls");
+    assert_eq!(calls[0]["queue"], "sign", "{calls}");
+    assert_eq!(calls[0]["agent"], "1005", "{calls}");
+    let records = json(&e, "/api/records?limit=5");
+    assert_eq!(records["records"][0]["channel"], "video", "{records}");
+}
