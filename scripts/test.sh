@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_cargo
-need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core wireshark-common openssl curl prometheus chromium
+need_pkgs pkg-config gcc libopus-dev sip-tester baresip baresip-core baresip-ffmpeg wireshark-common openssl curl prometheus chromium
 need_sipvicious
 # The web front end (TypeScript build, and playwright-core for the browser tests).
 scripts/web-build.sh

@@ -23,9 +23,22 @@ fn video_config() -> String {
 
 #[test]
 fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {
+    video_call("vp8", VIDEO);
+}
+
+/// The same with H.264 (baresip's avcodec, libx264 in Constrained Baseline, packetization
+/// mode 1).
+#[test]
+fn the_same_in_h264() {
+    let h264 = VIDEO.replace("module vp8.so", "module avcodec.so")
+        + "avcodec_h264enc libx264\navcodec_h264dec h264\n";
+    video_call("H264", &h264);
+}
+
+fn video_call(codec: &str, video: &str) {
     let base = port_block();
     let (sip, http) = (base, base + 1);
-    let dir = workdir("video-baresip");
+    let dir = workdir(&format!("video-{codec}"));
     let e = EngineProc::start(&dir, &video_config(), sip, http);
     let agent = Baresip::start_with(
         &dir,
@@ -34,10 +47,10 @@ fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {
         (base + 10, base + 19),
         G711_TONE,
         &format!(
-            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;video_codecs=vp8"
+            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;video_codecs={codec}"
         ),
         &[],
-        VIDEO,
+        video,
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     while e.agent_state("1005") != "ready" {
@@ -51,12 +64,12 @@ fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {
     let caller = Baresip::start_with(
         &dir,
         "caller",
-        base + 40,
+        base + 35,
         (base + 20, base + 29),
         (660.0, 8000, 1),
-        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
+        &format!("<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs={codec}"),
         &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "10"],
-        VIDEO,
+        video,
     );
     // Video both ways for a while.
     let from = |leg: &str| {
@@ -107,4 +120,70 @@ fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {
     assert_eq!(calls[0]["agent"], "1005", "{calls}");
     let records = json(&e, "/api/records?limit=5");
     assert_eq!(records["records"][0]["channel"], "video", "{records}");
+}
+
+/// An agent whose phone has no video in the sign queue: the video call is answered as an
+/// audio call (the phone refuses the video stream), never failed.
+#[test]
+fn an_agent_phone_without_video_takes_the_call_as_audio() {
+    let base = port_block();
+    let (sip, http) = (base, base + 1);
+    let dir = workdir("video-audio-agent");
+    let e = EngineProc::start(&dir, &video_config(), sip, http);
+    let agent = Baresip::start_with(
+        &dir,
+        "agent",
+        base + 2,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!(
+            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"
+        ),
+        &[],
+        "",
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1005") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "no registration:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        base + 35,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
+        &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "8"],
+        VIDEO,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let calls = json(&e, "/api/calls");
+        if calls[0]["state"] == "talking" {
+            assert_eq!(calls[0]["agent"], "1005");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{calls}\n{}\n{}",
+            caller.log(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        e.metric("dasan_video_packets_relayed_total{from=\"agent\"}"),
+        0.0
+    );
+    assert!(
+        caller.log().contains("Call established"),
+        "{}",
+        caller.log()
+    );
 }

@@ -431,15 +431,18 @@ pub struct VideoNeg {
     pub kbps: Option<u32>,
 }
 
-/// Whether an H.264 fmtp describes what the relay passes through: packetization-mode 1
-/// and a Constrained Baseline (or Baseline) profile-level-id of six hex digits.
+/// Whether an H.264 fmtp describes what the relay passes through: packetization mode 1
+/// or 0 (the relay does not look into the payload; the agent is offered the same fmtp,
+/// so both ends packetize alike), not the interleaved mode 2; and a Constrained Baseline
+/// (or Baseline) profile-level-id of six hex digits, or none (RFC 6184 8.1: absent means
+/// 420010, Baseline).
 fn h264_fmtp_ok(fmtp: &str) -> bool {
-    let mut mode1 = false;
-    let mut profile_ok = false;
+    let mut mode_ok = true;
+    let mut profile_ok = true;
     for p in fmtp.split(';').map(str::trim) {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         match k.trim().to_ascii_lowercase().as_str() {
-            "packetization-mode" => mode1 = v.trim() == "1",
+            "packetization-mode" => mode_ok = matches!(v.trim(), "0" | "1"),
             "profile-level-id" => {
                 let v = v.trim();
                 profile_ok = v.len() == 6
@@ -449,7 +452,7 @@ fn h264_fmtp_ok(fmtp: &str) -> bool {
             _ => {}
         }
     }
-    mode1 && profile_ok
+    mode_ok && profile_ok
 }
 
 /// The first offered video stream (port not 0, plain RTP) and its first codec the relay
@@ -669,16 +672,24 @@ mod tests {
             ))
             .unwrap()
         };
+        let baseline = negotiate_video(&offer("packetization-mode=1")).unwrap();
+        assert_eq!(
+            baseline.codec,
+            VideoCodec::H264,
+            "no profile-level-id: Baseline"
+        );
         let v = negotiate_video(&offer("profile-level-id=42e01f;packetization-mode=1")).unwrap();
         assert_eq!((v.codec, v.pt), (VideoCodec::H264, 96), "H.265 skipped");
         assert_eq!(v.remote, ("10.0.0.1".parse().unwrap(), 9000));
         assert_eq!(v.kbps, Some(u32::MAX), "absurd b=AS capped to a number");
-        // Packetization mode 0, a High profile or a malformed profile: VP8 instead.
+        // Mode 0 (baresip's first H.264) passes through as well.
+        let m0 = negotiate_video(&offer("packetization-mode=0;profile-level-id=42e01f")).unwrap();
+        assert_eq!(m0.codec, VideoCodec::H264);
+        // Interleaved mode 2, a High profile or a malformed profile: VP8 instead.
         for bad in [
-            "profile-level-id=42e01f;packetization-mode=0",
+            "profile-level-id=42e01f;packetization-mode=2",
             "profile-level-id=640028;packetization-mode=1",
             "profile-level-id=zz;packetization-mode=1",
-            "garbage",
         ] {
             let v = negotiate_video(&offer(bad)).unwrap();
             assert_eq!((v.codec, v.pt), (VideoCodec::Vp8, 97), "{bad}");
