@@ -187,3 +187,93 @@ fn an_agent_phone_without_video_takes_the_call_as_audio() {
         caller.log()
     );
 }
+
+/// A video call handed to another signing agent (the first one's phone transfers it to the
+/// sign queue by REFER): the engine asks the caller for a keyframe as the new agent's
+/// video joins, so the new agent's phone decodes a picture within about a second.
+#[test]
+fn after_a_transfer_the_new_agent_sees_the_caller_within_a_second() {
+    let base = port_block();
+    let (sip, http) = (base, base + 1);
+    let dir = workdir("video-transfer");
+    let cfg = video_config().replace("ids = \"1005\"", "ids = \"1005-1006\"");
+    let e = EngineProc::start(&dir, &cfg, sip, http);
+    let agents: Vec<(Baresip, u16)> = [("1005", 2u16, 10u16, 38u16), ("1006", 5, 26, 39)]
+        .into_iter()
+        .map(|(id, port, rtp, ctrl)| {
+            let b = Baresip::start_with(
+                &dir,
+                &format!("agent{id}"),
+                base + port,
+                (base + rtp, base + rtp + 3),
+                G711_TONE,
+                &format!(
+                    "<sip:{id}@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;video_codecs=vp8"
+                ),
+                &[],
+                &format!(
+                    "{VIDEO}module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{}\n",
+                    base + ctrl
+                ),
+            );
+            (b, base + ctrl)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1005") != "ready" || e.agent_state("1006") != "ready" {
+        assert!(Instant::now() < deadline, "agents did not register");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        base + 35,
+        (base + 20, base + 25),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
+        &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "15"],
+        VIDEO,
+    );
+    const DECODED: &str = "video: receiving with resolution 320 x 240";
+    // The first agent sees the caller.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first = loop {
+        if let Some(i) = agents.iter().position(|(b, _)| b.log().contains(DECODED)) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "{}", caller.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (second, _) = &agents[1 - first];
+    Baresip::command(
+        agents[first].1,
+        "transfer",
+        &format!("sip:sign@127.0.0.1:{sip}"),
+    );
+    // The second agent's phone answers; a picture decodes soon after.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !second.log().contains("Call established") {
+        assert!(
+            Instant::now() < deadline,
+            "not transferred:\n{}\n{}",
+            agents[first].0.log(),
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answered = Instant::now();
+    while !second.log().contains(DECODED) {
+        assert!(
+            answered.elapsed() < Duration::from_secs(5),
+            "no picture at the new agent:\n{}",
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = answered.elapsed();
+    eprintln!(
+        "the new agent decoded the caller's picture {} ms after answering",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
