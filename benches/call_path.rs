@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 const INVITE: &str = "INVITE sip:120@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1-1;rport\r\nFrom: \"Caller\" <sip:0212345678@127.0.0.1:5070>;tag=1SIPpTag001\r\nTo: <sip:120@127.0.0.1:5060>\r\nCall-ID: 1-1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5070;transport=UDP>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: 129\r\n\r\nv=0\r\no=caller 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
 
+const AGENT_ANSWER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+
 const CFG: &str = r#"
 [[trunk]]
 name = "t"
@@ -91,6 +93,9 @@ fn one_call(e: &mut Engine, now: Instant, n: u64) {
         code: 200,
         reason: "OK".into(),
     };
+    // The answer to the engine's offer (a 200 without one is hung up: no media to bridge).
+    ok.set_header("Content-Type", "application/sdp");
+    ok.body = Bytes::from_static(AGENT_ANSWER.as_bytes());
     e.handle_message(now, aflow, &bytes_of(&ok));
     let out = drain(e);
     let tag = out
