@@ -40,37 +40,8 @@ fn video_call(codec: &str, video: &str) {
     let (sip, http) = (base, base + 1);
     let dir = workdir(&format!("video-{codec}"));
     let e = EngineProc::start(&dir, &video_config(), sip, http);
-    let agent = Baresip::start_with(
-        &dir,
-        "agent",
-        base + 2,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!(
-            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu;video_codecs={codec}"
-        ),
-        &[],
-        video,
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while e.agent_state("1005") != "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "no registration:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let caller = Baresip::start_with(
-        &dir,
-        "caller",
-        base + 35,
-        (base + 20, base + 29),
-        (660.0, 8000, 1),
-        &format!("<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs={codec}"),
-        &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "10"],
-        video,
-    );
+    let agent = signing_agent(&dir, &e, base, &format!(";video_codecs={codec}"), video);
+    let caller = video_caller(&dir, base, codec, video, "10");
     // Video both ways for a while.
     let from = |leg: &str| {
         e.metric(&format!(
@@ -130,37 +101,8 @@ fn an_agent_phone_without_video_takes_the_call_as_audio() {
     let (sip, http) = (base, base + 1);
     let dir = workdir("video-audio-agent");
     let e = EngineProc::start(&dir, &video_config(), sip, http);
-    let agent = Baresip::start_with(
-        &dir,
-        "agent",
-        base + 2,
-        (base + 10, base + 19),
-        G711_TONE,
-        &format!(
-            "<sip:1005@127.0.0.1:{sip}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu"
-        ),
-        &[],
-        "",
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while e.agent_state("1005") != "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "no registration:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let caller = Baresip::start_with(
-        &dir,
-        "caller",
-        base + 35,
-        (base + 20, base + 29),
-        (660.0, 8000, 1),
-        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
-        &["-e", &format!("/dial sip:120@127.0.0.1:{sip}"), "-t", "8"],
-        VIDEO,
-    );
+    let agent = signing_agent(&dir, &e, base, "", "");
+    let caller = video_caller(&dir, base, "vp8", VIDEO, "8");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let calls = json(&e, "/api/calls");
@@ -276,4 +218,64 @@ fn after_a_transfer_the_new_agent_sees_the_caller_within_a_second() {
         took.as_millis()
     );
     assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+/// Agent 1005 as baresip on `base` + 2 (RTP `base` + 10..19) with `account` parameters and
+/// `video` config lines, once it is registered.
+fn signing_agent(
+    dir: &std::path::Path,
+    e: &EngineProc,
+    base: u16,
+    account: &str,
+    video: &str,
+) -> Baresip {
+    let agent = Baresip::start_with(
+        dir,
+        "agent",
+        base + 2,
+        (base + 10, base + 19),
+        G711_TONE,
+        &format!(
+            "<sip:1005@127.0.0.1:{}>;auth_pass=test-pw;answermode=auto;regint=60;audio_codecs=pcmu{account}",
+            e.sip_port
+        ),
+        &[],
+        video,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while e.agent_state("1005") != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "no registration:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    agent
+}
+
+/// A baresip video caller on `base` + 35 (RTP `base` + 20..29) dialling 120 with `codec`,
+/// for `seconds`.
+fn video_caller(
+    dir: &std::path::Path,
+    base: u16,
+    codec: &str,
+    video: &str,
+    seconds: &str,
+) -> Baresip {
+    Baresip::start_with(
+        dir,
+        "caller",
+        base + 35,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        &format!("<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs={codec}"),
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{base}"),
+            "-t",
+            seconds,
+        ],
+        video,
+    )
 }

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
 
-/// A block of 40 ports for one test, distinct across tests in this process and (by pid)
-/// across concurrently running test binaries. Signalling blocks live in 20000–39999, RTP
-/// ranges ([`rtp_range`]) in 10000–19999, so the two never meet.
+/// A block of 40 ports for one test, distinct across tests in this process (30 blocks) and
+/// (by pid) across concurrently running test binaries. Signalling blocks live in
+/// 20000–31999, RTP ranges ([`rtp_range`]) in 10000–19999, so the two never meet; and both
+/// stay below the kernel's ephemeral ports (32768+), which Chromium, SIPp and baresip take
+/// for what they do not name (a block up there once met one: "Address already in use").
 pub fn port_block() -> u16 {
-    let base = 20_000 + (std::process::id() % 24) as u16 * 800;
-    base + NEXT_PORT.fetch_add(40, Ordering::SeqCst)
+    let base = 20_000 + (std::process::id() % 10) as u16 * 1_200;
+    base + NEXT_PORT.fetch_add(40, Ordering::SeqCst) % 1_200
 }
 
 static NEXT_RTP: AtomicU16 = AtomicU16::new(0);
