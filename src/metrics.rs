@@ -48,6 +48,9 @@ pub struct Metrics {
     pub video_packets: IntCounterVec,
     pub video_keyframe_requests: IntCounterVec,
     pub video_dropped: IntCounterVec,
+    pub video_bytes: IntCounterVec,
+    pub video_frames: IntCounterVec,
+    pub video_lost: IntCounterVec,
     pub text_messages: IntCounterVec,
     process: Process,
     pub pdd_us: LatencyHist,
@@ -332,6 +335,21 @@ impl Metrics {
             video_dropped: r.counters(
                 "dasan_video_packets_dropped_total",
                 "Video packets dropped (a stranger's, not RTP, a payload type not negotiated)",
+                &["from"],
+            )?,
+            video_bytes: r.counters(
+                "dasan_video_bytes_relayed_total",
+                "Video RTP payload bytes relayed, by the leg they came from (rate: bitrate)",
+                &["from"],
+            )?,
+            video_frames: r.counters(
+                "dasan_video_frames_relayed_total",
+                "Video frames relayed (RTP marker bits), by the leg they came from (rate: fps)",
+                &["from"],
+            )?,
+            video_lost: r.counters(
+                "dasan_video_packets_lost_total",
+                "Video RTP packets lost before the engine (sequence gaps), counted at call end",
                 &["from"],
             )?,
             agent_chats: r.gauges(

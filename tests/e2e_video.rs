@@ -91,6 +91,33 @@ fn video_call(codec: &str, video: &str) {
     assert_eq!(calls[0]["agent"], "1005", "{calls}");
     let records = json(&e, "/api/records?limit=5");
     assert_eq!(records["records"][0]["channel"], "video", "{records}");
+    // When the call ends, its record gets the video statistics of both directions.
+    let v = video_record(&e);
+    assert_eq!(v["agent_video"], true, "{v}");
+    for dir in ["from_caller", "from_agent"] {
+        assert!(v[dir]["frames"].as_u64().unwrap_or(0) > 20, "{v}");
+        assert!(v[dir]["fps"].as_f64().unwrap_or(0.0) > 5.0, "{v}");
+        assert_eq!(v[dir]["lost"], 0, "loopback: {v}");
+    }
+    assert!(
+        v["from_agent"]["keyframe_requests"].as_u64().is_some(),
+        "{v}"
+    );
+}
+
+/// The newest record's video statistics, once the call has ended and the relay reported.
+fn video_record(e: &EngineProc) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let records = json(e, "/api/records?limit=1");
+        let v = records["records"][0]["video"].clone();
+        if !v.is_null() {
+            eprintln!("record video: {v}");
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{records}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// An agent whose phone has no video in the sign queue: the video call is answered as an
@@ -128,6 +155,10 @@ fn an_agent_phone_without_video_takes_the_call_as_audio() {
         "{}",
         caller.log()
     );
+    // The record says the call went on as audio: no agent video.
+    let v = video_record(&e);
+    assert_eq!(v["agent_video"], false, "{v}");
+    assert_eq!(v["from_agent"]["packets"], 0, "{v}");
 }
 
 /// A video call handed to another signing agent (the first one's phone transfers it to the
@@ -278,4 +309,62 @@ fn video_caller(
         ],
         video,
     )
+}
+
+/// No signing agent is free: the waiting caller's phone decodes the engine's waiting
+/// picture (early media video, the built-in clip) while it hears ringback; when the caller
+/// gives up, the record keeps the call's video statistics and says no agent's phone took
+/// video.
+#[test]
+fn a_waiting_video_caller_sees_the_waiting_picture_and_the_record_keeps_the_statistics() {
+    for codec in ["vp8", "H264"] {
+        let base = port_block();
+        let (sip, http) = (base, base + 1);
+        let dir = workdir(&format!("video-waiting-{codec}"));
+        let e = EngineProc::start(&dir, &video_config(), sip, http);
+        let video = if codec == "vp8" {
+            VIDEO.to_string()
+        } else {
+            VIDEO.replace("module vp8.so", "module avcodec.so")
+                + "avcodec_h264enc libx264\navcodec_h264dec h264\n"
+        };
+        // No agent logged in: the call waits in the sign queue until the caller hangs up.
+        let caller = video_caller(&dir, base, codec, &video, "6");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !caller
+            .log()
+            .contains("video: receiving with resolution 320 x 240")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{codec}: no waiting picture decoded:\n{}",
+                caller.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let calls = json(&e, "/api/calls");
+        assert_eq!(calls[0]["state"], "waiting", "{codec}: {calls}");
+        // After the caller hangs up, the relay's statistics reach the record.
+        let video = video_record(&e);
+        assert_eq!(video["agent_video"], false, "{video}");
+        assert_eq!(
+            video["codec"],
+            if codec == "vp8" { "VP8" } else { "H264" },
+            "{video}"
+        );
+        let waiting = video["waiting_packets"].as_u64().unwrap_or(0);
+        assert!(waiting > 20, "{video}");
+        // The caller's own picture reached the engine (and stopped there: no agent).
+        let fps = video["from_caller"]["fps"].as_f64().unwrap_or(0.0);
+        assert!(
+            (12.0..18.0).contains(&fps),
+            "the caller sends 15 fps: {video}"
+        );
+        // (x264 makes little of fakevideo's still picture: a few kbit/s.)
+        assert!(
+            video["from_caller"]["kbps"].as_f64().unwrap_or(0.0) > 1.0,
+            "{video}"
+        );
+        drop(caller);
+    }
 }

@@ -84,7 +84,7 @@ impl Engine {
         let trying = response(&msg, 100, None, None);
         self.respond(now, tx, trying);
         if let Some(m) = media.as_mut() {
-            self.start_early_media(key, m, flow.remote.ip(), &a);
+            self.start_early_media(key, m, flow.remote.ip(), &a, &record);
         }
         self.insert_call(now, key, flow, msg, media, record, &a);
         self.start_waiting(now, key, &a);
@@ -223,6 +223,7 @@ impl Engine {
         m: &mut super::anchor::CallMedia,
         signalling: std::net::IpAddr,
         a: &Admission,
+        record: &str,
     ) {
         // Without early media the caller has no SDP of ours yet: nothing to send.
         let music = match a.menu {
@@ -230,7 +231,7 @@ impl Engine {
             None if !a.early_media => MusicRef::Silence,
             None => self.cfg.queues[a.q].music.clone(),
         };
-        self.anchor_begin(key, m, signalling, music.clone());
+        self.anchor_begin(key, m, signalling, music.clone(), record, a.early_media);
         if let Some(p) = a.closed_prompt.clone().filter(|_| a.early_media) {
             self.media_out.push_back(super::MediaCommand::Play {
                 call: key,

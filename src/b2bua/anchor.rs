@@ -76,6 +76,10 @@ pub enum MediaCommand {
         caller: VideoNeg,
         signalling: IpAddr,
         timeout: Duration,
+        /// The consultation record, which gets the call's video statistics at the end.
+        record: String,
+        /// Show the waiting picture until an agent's video arrives.
+        waiting: bool,
     },
     /// The agent answered with video: relay both ways (`offered_pt` is what the agent sends
     /// us: the caller's payload type, which we offered).
@@ -350,13 +354,16 @@ impl Engine {
     }
 
     /// Starts the caller's media (early media) for a call just admitted; `signalling` is
-    /// the IP its INVITE came from.
+    /// the IP its INVITE came from; `early`: the caller gets our SDP before the answer
+    /// (and so can see a waiting picture).
     pub(super) fn anchor_begin(
         &mut self,
         key: CallKey,
         cm: &mut CallMedia,
         signalling: IpAddr,
         music: MusicRef,
+        record: &str,
+        early: bool,
     ) {
         let Some(a) = self.anchor.as_ref() else {
             return;
@@ -381,6 +388,8 @@ impl Engine {
                 caller: v.caller.clone(),
                 signalling,
                 timeout: a.timeout,
+                record: record.to_string(),
+                waiting: early,
             });
         }
     }

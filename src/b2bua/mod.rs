@@ -963,6 +963,17 @@ impl Engine {
             } => self.on_digit(now, call, digit, source),
             MediaEvent::Digit { .. } => {}
             MediaEvent::PromptsDone { call } => self.on_prompts_done(now, call),
+            // The record may be complete already (the relay ends after the call): the
+            // statistics are one more change to it.
+            MediaEvent::Video {
+                record, summary, ..
+            } => {
+                self.record(crate::records::RecordEvent::Video {
+                    id: record,
+                    summary,
+                });
+                return;
+            }
         }
         self.arm(TimerRef::Call(key));
     }

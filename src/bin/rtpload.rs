@@ -141,6 +141,7 @@ async fn main() {
     let prompts = Arc::new(Prompts {
         by_name: HashMap::new(),
         ringback: dasan::media::prompt::ringback(),
+        waiting: None,
     });
     let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir());
     // Below the kernel's ephemeral ports (32768+), where the phones' sockets land.

@@ -80,11 +80,27 @@ pub struct VideoConfig {
     /// The most bandwidth a video stream may ask for (`b=AS`, kbit/s), each way. Default
     /// 1500.
     pub max_kbps: u32,
+    /// Show a waiting caller a picture (early media video) until the agent's arrives.
+    /// Default true.
+    pub waiting_picture: bool,
+    /// The waiting clip for VP8 callers (an IVF file starting on a keyframe) and for H.264
+    /// callers (Annex B, Constrained Baseline, starting with SPS, PPS and an IDR). Default:
+    /// the built-in "please wait" loop (scripts/make-waiting-clip.sh).
+    pub waiting_vp8: Option<std::path::PathBuf>,
+    pub waiting_h264: Option<std::path::PathBuf>,
+    /// The clips' frame rate. Default 10.
+    pub waiting_fps: u32,
 }
 
 impl Default for VideoConfig {
     fn default() -> Self {
-        VideoConfig { max_kbps: 1500 }
+        VideoConfig {
+            max_kbps: 1500,
+            waiting_picture: true,
+            waiting_vp8: None,
+            waiting_h264: None,
+            waiting_fps: 10,
+        }
     }
 }
 

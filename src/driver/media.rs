@@ -9,6 +9,7 @@
 use crate::b2bua::{MediaCommand, MusicRef};
 use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
+use crate::media::clip::{Player, WaitingClips};
 use crate::media::prompt::Prompt;
 use crate::media::record::Recorder;
 use crate::media::session::{Command, MediaSession, Music, Output};
@@ -25,6 +26,8 @@ use tokio::sync::mpsc;
 pub struct Prompts {
     pub by_name: HashMap<String, Arc<Prompt>>,
     pub ringback: Arc<Prompt>,
+    /// What a waiting video caller sees (None: `[video] waiting_picture = false`).
+    pub waiting: Option<Arc<WaitingClips>>,
 }
 
 /// Why the prompts could not be loaded at start.
@@ -36,6 +39,8 @@ pub enum PromptsError {
         "{used_by} names prompt '{name}', which is neither built in nor in [media] prompts_dir"
     )]
     Missing { used_by: String, name: String },
+    #[error("[video] waiting clip {file}: {reason}")]
+    Clip { file: String, reason: String },
 }
 
 /// An RTP or RTCP port of a call that could not be bound.
@@ -62,7 +67,47 @@ impl Prompts {
         Ok(Prompts {
             by_name: all.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             ringback: crate::media::prompt::ringback(),
+            waiting: Self::waiting_clips(&cfg.video)?,
         })
+    }
+
+    /// The video waiting clips: the configured files, else the built-in ones; none when
+    /// `[video] waiting_picture = false`.
+    fn waiting_clips(
+        v: &crate::config::VideoConfig,
+    ) -> Result<Option<Arc<WaitingClips>>, PromptsError> {
+        use crate::media::clip::{DEFAULT_H264, DEFAULT_VP8};
+        if !v.waiting_picture {
+            return Ok(None);
+        }
+        let read = |p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, PromptsError> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| PromptsError::Clip {
+                        file: p.display().to_string(),
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        let (vp8, h264) = (read(&v.waiting_vp8)?, read(&v.waiting_h264)?);
+        let clips = WaitingClips::new(
+            Some(vp8.as_deref().unwrap_or(DEFAULT_VP8)),
+            Some(h264.as_deref().unwrap_or(DEFAULT_H264)),
+            v.waiting_fps,
+        )
+        .map_err(|(codec, e)| PromptsError::Clip {
+            file: match codec {
+                "VP8" => v.waiting_vp8.as_ref(),
+                _ => v.waiting_h264.as_ref(),
+            }
+            .map_or_else(
+                || format!("(built-in {codec})"),
+                |p| p.display().to_string(),
+            ),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(Arc::new(clips)))
     }
 
     fn music(&self, m: &MusicRef) -> Music {
@@ -262,7 +307,12 @@ impl MediaPlane {
                     }),
                 )
             }
-            MediaCommand::Detach { call } => self.send(call, Ctl::Cmd(Command::Detach)),
+            MediaCommand::Detach { call } => {
+                if let Some(tx) = self.video.get(&call) {
+                    let _ = tx.send(super::video::VideoCtl::Detach);
+                }
+                self.send(call, Ctl::Cmd(Command::Detach))
+            }
             MediaCommand::Remote {
                 call,
                 leg,
@@ -295,24 +345,42 @@ impl MediaPlane {
                 caller,
                 signalling,
                 timeout,
+                record,
+                waiting,
             } => {
                 let socks =
                     bind_all(ip, caller_port, agent_port).map_err(|e| (call, e.to_string()))?;
-                let relay = crate::media::video::VideoRelay::new(
-                    Instant::now(),
+                let now = Instant::now();
+                let mut relay = crate::media::video::VideoRelay::new(
+                    now,
                     &caller,
                     signalling,
                     rand::random(),
                     timeout,
                 );
+                let clip = self
+                    .prompts
+                    .waiting
+                    .as_ref()
+                    .filter(|_| waiting)
+                    .and_then(|w| {
+                        Some((w.for_codec(caller.codec, caller.fmtp.as_deref())?, w.frame))
+                    });
+                if let Some((clip, frame)) = clip {
+                    relay = relay.with_waiting(Player::new(clip, frame, now, rand::random()));
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
                 tokio::spawn(super::video::run_video(
-                    call,
+                    super::video::VideoTask {
+                        call,
+                        record,
+                        events: self.events.clone(),
+                        counters: self.video_counters.clone(),
+                        timeout,
+                    },
                     socks,
                     relay,
                     rx,
-                    self.video_counters.clone(),
-                    timeout,
                 ));
                 self.video.insert(call, tx);
                 Ok(())
@@ -725,6 +793,7 @@ mod tests {
         let prompts = Arc::new(Prompts {
             by_name: HashMap::new(),
             ringback: ring,
+            waiting: None,
         });
         let (ev_tx, _ev_rx) = mpsc::channel(16);
         let relayed = prometheus::IntCounter::new("t", "t").unwrap();
@@ -798,6 +867,7 @@ mod tests {
         let prompts = Arc::new(Prompts {
             by_name: HashMap::from([("beep".to_string(), ring.clone())]),
             ringback: ring,
+            waiting: None,
         });
         let (ev_tx, mut ev_rx) = mpsc::channel(16);
         let relayed = prometheus::IntCounter::new("t", "t").unwrap();

@@ -226,7 +226,7 @@ pub async fn messages(
     }
 }
 
-const CSV_HEADER: &str = "call_id,sip_call_id,trunk,caller,dialled,channel,language,queue,queues,agent,agents,arrived_ms,offered_ms,answered_ms,ended_ms,wait_ms,talk_ms,outcome,hangup_side,sip_cause,dtmf,survey_score,category,notes\n";
+const CSV_HEADER: &str = "call_id,sip_call_id,trunk,caller,dialled,channel,language,queue,queues,agent,agents,arrived_ms,offered_ms,answered_ms,ended_ms,wait_ms,talk_ms,outcome,hangup_side,sip_cause,dtmf,survey_score,category,notes,video\n";
 
 fn csv_row(out: &mut String, r: &Record) {
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -255,6 +255,7 @@ fn csv_row(out: &mut String, r: &Record) {
         opt(r.survey_score),
         r.category.clone().unwrap_or_default(),
         r.notes.clone().unwrap_or_default(),
+        r.video.clone().unwrap_or_default(),
     ];
     crate::util::csv::push_row(out, &fields);
 }
@@ -314,6 +315,7 @@ mod tests {
             survey_score: Some(5),
             category: Some(e()),
             notes: Some(e()),
+            video: Some(e()),
         };
         let mut out = String::from(CSV_HEADER);
         csv_row(&mut out, &r);
@@ -338,7 +340,7 @@ mod tests {
                 assert!(evil.iter().any(|x| v[1..].starts_with(x)), "{name}: {v:?}");
             }
         }
-        assert_eq!(head.len() - numbers.len(), 16, "text columns");
+        assert_eq!(head.len() - numbers.len(), 17, "text columns");
     }
 }
 

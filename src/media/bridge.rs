@@ -97,6 +97,12 @@ pub enum MediaEvent {
     Timeout { call: u64 },
     /// The bridge could not run (ports, transcoder): the call should end.
     Failed { call: u64, reason: String },
+    /// A video call's relay ended: its statistics, for the record `record`.
+    Video {
+        call: u64,
+        record: String,
+        summary: super::video::VideoSummary,
+    },
 }
 
 impl MediaEvent {
@@ -105,7 +111,8 @@ impl MediaEvent {
             MediaEvent::Digit { call, .. }
             | MediaEvent::PromptsDone { call }
             | MediaEvent::Timeout { call }
-            | MediaEvent::Failed { call, .. } => *call,
+            | MediaEvent::Failed { call, .. }
+            | MediaEvent::Video { call, .. } => *call,
         }
     }
 }

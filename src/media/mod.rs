@@ -6,6 +6,7 @@
 //! to the bridge with the agent; [`record`] writes stereo call recordings.
 
 pub mod bridge;
+pub mod clip;
 pub mod dtmf;
 pub mod g711;
 pub mod opus;

@@ -9,11 +9,18 @@
 //! RTCP terminates per leg, except keyframe requests: a picture loss indication (PLI,
 //! RFC 4585) or a full intra request (FIR, RFC 5104) from one leg becomes a PLI towards
 //! the other, from our SSRC to the source that leg sends. NACK, REMB and receiver reports
-//! stop here (the relay keeps no history to resend from).
+//! stop here (the relay keeps no history to resend from); each leg gets our own sender and
+//! receiver reports every few seconds.
+//!
+//! Until an agent's video arrives (and again while a transfer finds the next agent) the
+//! caller sees the waiting picture ([`Player`]) in the same stream: the agent's video
+//! continues its numbering and clock.
 
 use super::bridge::LegId;
+use super::clip::Player;
 use super::rtp::{is_rtcp, Accept, Expected, RtpSession};
 use super::sdp::VideoNeg;
+use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -22,6 +29,8 @@ const CLOCK: u32 = 90_000;
 const PSFB: u8 = 206;
 const FMT_PLI: u8 = 1;
 const FMT_FIR: u8 = 4;
+/// Our RTCP reports to each leg (RFC 3550's five-second minimum interval).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A packet to send on a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +53,47 @@ pub struct VideoStats {
     pub plis_out: [u64; 2],
     /// Packets dropped: from a stranger, not RTP, or with a payload type not negotiated.
     pub dropped: [u64; 2],
+    /// Frames received (packets with the marker bit: a picture's last).
+    pub frames_in: [u64; 2],
+    /// Packets lost before us (RFC 3550 A.3), from sources no longer sending.
+    lost_before: [u64; 2],
+    /// The first and the latest relayed packet from the leg.
+    first_at: [Option<Instant>; 2],
+    last_at: [Option<Instant>; 2],
+    /// Packets of the waiting picture sent to the caller.
+    pub waiting_packets: u64,
+}
+
+/// One direction of a call's video, for the record: what the relay received from a leg.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VideoDirection {
+    pub packets: u64,
+    pub frames: u64,
+    /// Frames a second and kbit/s of payload, over the time the leg sent.
+    pub fps: f64,
+    pub kbps: f64,
+    /// Packets lost on the way to us (sequence gaps).
+    pub lost: u64,
+    /// Keyframe requests (PLI, FIR) the leg sent.
+    pub keyframe_requests: u64,
+    pub dropped: u64,
+}
+
+// fps and kbps are finite by construction (a count over a positive duration, rounded), so
+// equality is total; records and events compare by value in tests.
+impl Eq for VideoDirection {}
+
+/// A call's video as the record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VideoSummary {
+    pub codec: &'static str,
+    /// Whether an agent's phone took the video (false: the call was audio only for want of
+    /// a shared codec, or no agent answered).
+    pub agent_video: bool,
+    pub from_caller: VideoDirection,
+    pub from_agent: VideoDirection,
+    /// Packets of the waiting picture the caller was sent.
+    pub waiting_packets: u64,
 }
 
 struct Leg {
@@ -75,6 +125,11 @@ impl Leg {
 pub struct VideoRelay {
     legs: [Option<Leg>; 2],
     pub stats: VideoStats,
+    /// The waiting picture, shown while no agent is attached.
+    waiting: Option<Player>,
+    next_rtcp: Instant,
+    codec: &'static str,
+    agent_video: bool,
 }
 
 impl VideoRelay {
@@ -90,6 +145,91 @@ impl VideoRelay {
         VideoRelay {
             legs: [Some(Leg::new(now, caller, signalling, ssrc, timeout)), None],
             stats: VideoStats::default(),
+            waiting: None,
+            next_rtcp: now + RTCP_INTERVAL,
+            codec: caller.codec.name(),
+            agent_video: false,
+        }
+    }
+
+    /// Shows `player`'s picture to the caller while no agent is attached.
+    pub fn with_waiting(mut self, player: Player) -> VideoRelay {
+        self.waiting = Some(player);
+        self
+    }
+
+    /// When [`VideoRelay::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Instant {
+        let picture = self
+            .waiting
+            .as_ref()
+            .filter(|_| self.legs[LegId::Agent as usize].is_none())
+            .map(Player::poll_timeout);
+        picture.map_or(self.next_rtcp, |p| p.min(self.next_rtcp))
+    }
+
+    /// The waiting picture's frame, when due; our RTCP reports, when due. `ntp`: the wall
+    /// clock for the sender reports.
+    pub fn handle_timeout(&mut self, now: Instant, ntp: (u32, u32)) -> Vec<VideoOut> {
+        let mut out = Vec::new();
+        if self.legs[LegId::Agent as usize].is_none() {
+            if let (Some(p), Some(c)) = (self.waiting.as_mut(), self.legs[0].as_mut()) {
+                let to = c.rtp.peer().unwrap_or(c.rtp.expected().sdp);
+                for mut data in p.poll(now, c.pt_out) {
+                    if c.rtp.rewrite(now, &mut data) {
+                        self.stats.waiting_packets += 1;
+                        out.push(VideoOut {
+                            leg: LegId::Caller,
+                            to,
+                            rtcp: false,
+                            data,
+                        });
+                    }
+                }
+            }
+        }
+        if now >= self.next_rtcp {
+            self.next_rtcp = now + RTCP_INTERVAL;
+            for (i, l) in self.legs.iter().enumerate() {
+                let Some(l) = l else { continue };
+                out.push(VideoOut {
+                    leg: if i == 0 { LegId::Caller } else { LegId::Agent },
+                    to: l.rtcp.unwrap_or(l.rtcp_default),
+                    rtcp: true,
+                    data: l.rtp.rtcp_report(now, ntp),
+                });
+            }
+        }
+        out
+    }
+
+    /// The call's video so far, for the record.
+    pub fn summary(&self) -> VideoSummary {
+        let s = &self.stats;
+        let dir = |i: usize| {
+            let secs = s.first_at[i]
+                .zip(s.last_at[i])
+                .map_or(0.0, |(a, b)| b.duration_since(a).as_secs_f64());
+            let rate = |n: f64| if secs > 0.0 { round1(n / secs) } else { 0.0 };
+            let lost = self.legs[i]
+                .as_ref()
+                .map_or(0, |l| l.rtp.rx.lost().max(0) as u64);
+            VideoDirection {
+                packets: s.packets_in[i],
+                frames: s.frames_in[i],
+                fps: rate(s.frames_in[i] as f64),
+                kbps: rate(s.bytes_in[i] as f64 * 8.0 / 1000.0),
+                lost: s.lost_before[i] + lost,
+                keyframe_requests: s.keyframe_requests_in[i],
+                dropped: s.dropped[i],
+            }
+        };
+        VideoSummary {
+            codec: self.codec,
+            agent_video: self.agent_video,
+            from_caller: dir(0),
+            from_agent: dir(1),
+            waiting_packets: s.waiting_packets,
         }
     }
 
@@ -106,16 +246,24 @@ impl VideoRelay {
         ssrc: u32,
         timeout: Duration,
     ) -> Option<VideoOut> {
+        self.detach(now);
         let mut leg = Leg::new(now, agent, signalling, ssrc, timeout);
         leg.pt_in = offered_pt;
         leg.pt_out = agent.pt;
         self.legs[LegId::Agent as usize] = Some(leg);
+        self.agent_video = true;
         self.pli(LegId::Caller)
     }
 
-    /// The agent leg is gone (transfer, hang-up): the caller's video waits for the next.
-    pub fn detach(&mut self) {
-        self.legs[LegId::Agent as usize] = None;
+    /// The agent leg is gone (transfer, hang-up): the caller sees the waiting picture
+    /// again, from its keyframe, until the next agent.
+    pub fn detach(&mut self, now: Instant) {
+        if let Some(old) = self.legs[LegId::Agent as usize].take() {
+            self.stats.lost_before[1] += old.rtp.rx.lost().max(0) as u64;
+            if let Some(p) = self.waiting.as_mut() {
+                p.restart(now);
+            }
+        }
     }
 
     /// A datagram on `leg`'s RTP socket (RTP, or RTCP multiplexed on it).
@@ -127,7 +275,7 @@ impl VideoRelay {
         packet: &[u8],
     ) -> Vec<VideoOut> {
         if is_rtcp(packet) {
-            return self.on_rtcp(leg, src, packet);
+            return self.on_rtcp(now, leg, src, packet);
         }
         let i = leg as usize;
         let Some(l) = self.legs[i].as_mut() else {
@@ -141,6 +289,9 @@ impl VideoRelay {
         l.source = Some(h.ssrc);
         self.stats.packets_in[i] += 1;
         self.stats.bytes_in[i] += (packet.len() - h.payload_offset) as u64;
+        self.stats.frames_in[i] += u64::from(h.marker);
+        self.stats.first_at[i].get_or_insert(now);
+        self.stats.last_at[i] = Some(now);
         let other = other(leg);
         let Some(o) = self.legs[other as usize].as_mut() else {
             return Vec::new();
@@ -163,7 +314,13 @@ impl VideoRelay {
     }
 
     /// A datagram on `leg`'s RTCP socket: keyframe requests go on, the rest stops here.
-    pub fn on_rtcp(&mut self, leg: LegId, src: SocketAddr, packet: &[u8]) -> Vec<VideoOut> {
+    pub fn on_rtcp(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        src: SocketAddr,
+        packet: &[u8],
+    ) -> Vec<VideoOut> {
         let i = leg as usize;
         let Some(l) = self.legs[i].as_mut() else {
             return Vec::new();
@@ -177,6 +334,13 @@ impl VideoRelay {
             return Vec::new();
         }
         self.stats.keyframe_requests_in[i] += 1;
+        // A waiting caller asks for a keyframe: the picture starts again from its own.
+        if leg == LegId::Caller && self.legs[LegId::Agent as usize].is_none() {
+            if let Some(p) = self.waiting.as_mut() {
+                p.restart(now);
+            }
+            return Vec::new();
+        }
         self.pli(other(leg)).into_iter().collect()
     }
 
@@ -199,6 +363,10 @@ impl VideoRelay {
             data,
         })
     }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 fn other(leg: LegId) -> LegId {
@@ -291,7 +459,7 @@ mod tests {
         assert_eq!((h.payload_type, h.ssrc), (97, 0xC0FFEE));
         let first = h.seq;
         // A transfer: another agent, another source; the caller's stream continues.
-        r.detach();
+        r.detach(t0);
         r.attach(
             t0,
             &neg(97, "10.0.0.3", 7100),
@@ -350,7 +518,7 @@ mod tests {
         fir.extend_from_slice(&[
             0x84, 206, 0, 4, 0, 0, 0, 0xBB, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0,
         ]);
-        let out = r.on_rtcp(LegId::Agent, addr("10.0.0.2:7001"), &fir);
+        let out = r.on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &fir);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].leg, LegId::Caller);
         assert_eq!(out[0].data[0], 0x81, "a PLI");
@@ -362,22 +530,23 @@ mod tests {
         assert_eq!(&out[0].data[8..12], &0xAAu32.to_be_bytes());
         // A receiver report alone, a NACK, REMB: they stop here.
         assert!(r
-            .on_rtcp(LegId::Agent, addr("10.0.0.2:7001"), &fir[..8])
+            .on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &fir[..8])
             .is_empty());
         let nack = [0x81, 205, 0, 3, 0, 0, 0, 0xBB, 0, 0, 0, 0xAA, 0, 1, 0, 0];
         assert!(r
-            .on_rtcp(LegId::Agent, addr("10.0.0.2:7001"), &nack)
+            .on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &nack)
             .is_empty());
         // A PLI from a stranger, truncated RTCP, a wrong payload type, RTP from a stranger.
         let pli = [0x81, 206, 0, 2, 0, 0, 0, 9, 0, 0, 0, 1];
         assert!(r
-            .on_rtcp(LegId::Agent, addr("192.0.2.66:7001"), &pli)
+            .on_rtcp(t0, LegId::Agent, addr("192.0.2.66:7001"), &pli)
             .is_empty());
         assert!(r
-            .on_rtcp(LegId::Agent, addr("10.0.0.2:7001"), &pli[..10])
+            .on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &pli[..10])
             .is_empty());
         assert!(r
             .on_rtcp(
+                t0,
                 LegId::Agent,
                 addr("10.0.0.2:7001"),
                 &[0x81, 206, 0xFF, 0xFF]
@@ -403,5 +572,99 @@ mod tests {
         // Multiplexed on the RTP port, a PLI from the caller reaches the agent.
         let out = r.on_rtp(t0, LegId::Caller, addr("10.0.0.1:9000"), &pli);
         assert_eq!(out[0].leg, LegId::Agent);
+    }
+
+    #[test]
+    fn a_waiting_caller_sees_the_picture_then_the_agent_in_one_stream_and_the_summary_counts() {
+        use crate::media::clip::{Player, WaitingClips};
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let clips = WaitingClips::builtin();
+        let clip = clips.vp8.clone().unwrap();
+        let mut r = VideoRelay::new(
+            t0,
+            &neg(97, "10.0.0.1", 9000),
+            "10.0.0.1".parse().unwrap(),
+            0xC0FFEE,
+            timeout,
+        )
+        .with_waiting(Player::new(clip, clips.frame, t0, 0x5555));
+        assert_eq!(r.poll_timeout(), t0);
+        let ntp = (0, 0);
+        let first = r.handle_timeout(t0, ntp);
+        assert!(first.len() > 1, "the keyframe, in packets");
+        assert!(first
+            .iter()
+            .all(|o| o.leg == LegId::Caller && !o.rtcp && o.to == addr("10.0.0.1:9000")));
+        let h = parse_rtp(&first[0].data).unwrap();
+        assert_eq!((h.payload_type, h.ssrc), (97, 0xC0FFEE));
+        let mut last = parse_rtp(&first.last().unwrap().data).unwrap();
+        assert!(last.marker);
+        let mut at = t0;
+        for _ in 0..5 {
+            at = r.poll_timeout();
+            let out = r.handle_timeout(at, ntp);
+            let h = parse_rtp(&out[0].data).unwrap();
+            assert_eq!(h.seq, last.seq.wrapping_add(1));
+            assert_eq!(h.timestamp.wrapping_sub(last.timestamp), 9000);
+            last = parse_rtp(&out.last().unwrap().data).unwrap();
+        }
+        // A keyframe request from the waiting caller: the picture starts again.
+        let pli = [0x81, 206, 0, 2, 0, 0, 0, 9, 0, 0, 0, 1];
+        assert!(r
+            .on_rtcp(at, LegId::Caller, addr("10.0.0.1:9001"), &pli)
+            .is_empty());
+        let again = r.handle_timeout(r.poll_timeout(), ntp);
+        assert_eq!(again.len(), first.len(), "the keyframe again");
+        // The agent answers: the picture stops, the agent's video continues the stream.
+        let at = at + Duration::from_millis(200);
+        r.attach(
+            at,
+            &neg(97, "10.0.0.2", 7000),
+            97,
+            "10.0.0.2".parse().unwrap(),
+            2,
+            timeout,
+        );
+        let before = parse_rtp(&again.last().unwrap().data).unwrap();
+        assert_eq!(r.poll_timeout(), t0 + RTCP_INTERVAL, "only RTCP is due now");
+        let out = r.on_rtp(
+            at,
+            LegId::Agent,
+            addr("10.0.0.2:7000"),
+            &build_rtp(97, true, 40000, 123, 0xBB, b"agent"),
+        );
+        let h = parse_rtp(&out[0].data).unwrap();
+        assert_eq!(h.seq, before.seq.wrapping_add(1), "sequence continues");
+        assert_eq!(h.ssrc, 0xC0FFEE);
+        // RTCP: one report to each leg.
+        let rtcp = r.handle_timeout(t0 + RTCP_INTERVAL, ntp);
+        assert_eq!(rtcp.len(), 2);
+        assert!(rtcp.iter().all(|o| o.rtcp));
+        assert_eq!(rtcp[0].data[1], 200, "a sender report to the caller");
+        // The caller's video, with a gap of two packets.
+        for (i, seq) in [1u16, 2, 5].iter().enumerate() {
+            r.on_rtp(
+                at + Duration::from_millis(100 * i as u64),
+                LegId::Caller,
+                addr("10.0.0.1:9000"),
+                &build_rtp(97, true, *seq, 9000 * i as u32, 0xAA, &[0u8; 1000]),
+            );
+        }
+        let s = r.summary();
+        assert_eq!(s.codec, "VP8");
+        assert!(s.agent_video);
+        assert_eq!(s.from_caller.packets, 3);
+        assert_eq!(s.from_caller.frames, 3);
+        assert_eq!(s.from_caller.lost, 2);
+        assert_eq!(s.from_caller.fps, 15.0, "3 frames over 0.2 s");
+        assert_eq!(s.from_caller.kbps, 120.0, "24,000 bits over 0.2 s");
+        assert_eq!(s.from_caller.keyframe_requests, 1);
+        assert_eq!(s.from_agent.packets, 1);
+        assert!(s.waiting_packets as usize >= 2 * first.len());
+        // A transfer: the picture is back, from its keyframe.
+        r.detach(at);
+        let back = r.handle_timeout(r.poll_timeout(), ntp);
+        assert_eq!(back.len(), first.len());
     }
 }

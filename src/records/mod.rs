@@ -77,6 +77,11 @@ pub enum RecordEvent {
         sender: String,
         text: String,
     },
+    /// A video call's statistics (channel `video`), when its relay ended.
+    Video {
+        id: String,
+        summary: crate::media::video::VideoSummary,
+    },
     /// A state-changing API call: who, what, on what.
     Audit {
         at_ms: i64,
@@ -98,6 +103,7 @@ impl RecordEvent {
             | RecordEvent::Ended { id, .. }
             | RecordEvent::Notes { id, .. }
             | RecordEvent::Message { id, .. }
+            | RecordEvent::Video { id, .. }
             | RecordEvent::Survey { id, .. } => id,
             RecordEvent::Audit { target, .. } => target,
         }
@@ -163,13 +169,25 @@ pub struct Record {
     pub survey_score: Option<i64>,
     pub category: Option<String>,
     pub notes: Option<String>,
+    /// A video call's statistics (JSON: codec, agent_video, from_caller, from_agent with
+    /// packets, frames, fps, kbps, lost, keyframe_requests, dropped; waiting_packets).
+    #[serde(serialize_with = "json_text")]
+    pub video: Option<String>,
+}
+
+/// A JSON column as the JSON it holds (not as a string), null when absent or unreadable.
+fn json_text<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let value = v
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+    serde::Serialize::serialize(&value, s)
 }
 
 /// The record columns in [`Record`] field order, shared by the SQL backends.
 pub(crate) const COLUMNS: &str =
     "call_id, sip_call_id, trunk, caller, dialled, channel, language, queue,
     queues, agent, agents, arrived_ms, offered_ms, answered_ms, ended_ms, wait_ms, talk_ms,
-    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes";
+    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes, video";
 
 /// A comma-joined list column back into its items.
 pub(crate) fn split_list(s: String) -> Vec<String> {

@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX messages_call ON messages (call_id, id);",
+    // 4: video calls' statistics (JSON).
+    "ALTER TABLE calls ADD COLUMN video TEXT;",
 ];
 
 struct Prepared {
@@ -197,6 +199,7 @@ fn row_to_record(r: &postgres::Row) -> Record {
         survey_score: r.get(21),
         category: r.get(22),
         notes: r.get(23),
+        video: r.get(24),
     }
 }
 
@@ -257,6 +260,10 @@ impl Store for PgStore {
                 RecordEvent::Survey { id, score } => tx.execute(
                     "UPDATE calls SET survey_score = $2 WHERE call_id = $1",
                     &[id, &(*score as i64)],
+                ),
+                RecordEvent::Video { id, summary } => tx.execute(
+                    "UPDATE calls SET video = $2 WHERE call_id = $1",
+                    &[id, &serde_json::to_string(summary).unwrap_or_default()],
                 ),
                 RecordEvent::Notes {
                     id,

@@ -58,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX messages_call ON messages (call_id, id);",
+    // 4: video calls' statistics (JSON).
+    "ALTER TABLE calls ADD COLUMN video TEXT;",
 ];
 
 pub struct SqliteStore {
@@ -199,6 +201,11 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
             tx.prepare_cached("UPDATE calls SET survey_score = ?2 WHERE call_id = ?1")?
                 .execute(params![id, score])?;
         }
+        RecordEvent::Video { id, summary } => {
+            let json = serde_json::to_string(summary).unwrap_or_default();
+            tx.prepare_cached("UPDATE calls SET video = ?2 WHERE call_id = ?1")?
+                .execute(params![id, json])?;
+        }
         RecordEvent::Notes {
             id,
             category,
@@ -265,6 +272,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         survey_score: r.get(21)?,
         category: r.get(22)?,
         notes: r.get(23)?,
+        video: r.get(24)?,
     })
 }
 
