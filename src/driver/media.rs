@@ -779,6 +779,38 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_broken_waiting_clip_is_an_error_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("dasan-clip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ivf = dir.join("wait.ivf");
+        std::fs::write(&ivf, b"not a video").unwrap();
+        let toml = |extra: &str| {
+            format!("[video]\n{extra}\n[queue.q]\nskill = \"ko\"\n\n[[agents]]\nids = \"1\"\npassword = \"pw\"\nskills = [\"ko\"]\n")
+        };
+        let cfg = |extra: &str| crate::config::Config::parse(&toml(extra), "t.toml").unwrap();
+        let err = Prompts::load(&cfg(&format!(
+            "waiting_vp8 = {:?}",
+            ivf.display().to_string()
+        )))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("wait.ivf") && err.contains("not an IVF file"),
+            "{err}"
+        );
+        let err = Prompts::load(&cfg("waiting_h264 = \"/nonexistent/w.h264\""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/nonexistent/w.h264"), "{err}");
+        let off = Prompts::load(&cfg("waiting_picture = false")).unwrap();
+        assert!(off.waiting.is_none());
+        assert!(Prompts::load(&cfg("")).unwrap().waiting.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_browser_bridges_packet_is_handled_in_the_senders_task() {
         let caller_phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
