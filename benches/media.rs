@@ -228,7 +228,7 @@ fn benches(c: &mut Criterion) {
 /// The video relay's per-packet work: one VP8 packet of ~1,100 bytes (a 600 kbit/s stream
 /// at 30 fps is ~70 such packets a second each way).
 fn video(c: &mut Criterion) {
-    use dasan::media::sdp::{VideoCodec, VideoNeg};
+    use dasan::media::sdp::{KeyframeBy, VideoCodec, VideoNeg};
     use dasan::media::video::VideoRelay;
     let t0 = Instant::now();
     let d = Duration::from_secs(30);
@@ -239,6 +239,7 @@ fn video(c: &mut Criterion) {
         remote: ("127.0.0.1".parse().unwrap(), port),
         direction: Direction::SendRecv,
         kbps: None,
+        keyframe: KeyframeBy::Pli,
     };
     let mut relay = VideoRelay::new(t0, &v(9000), LOOPBACK, 1, d);
     relay.attach(t0, &v(7000), 97, LOOPBACK, 2, d);

@@ -329,7 +329,7 @@ fn a_waiting_video_caller_sees_the_waiting_picture_and_the_record_keeps_the_stat
                 + "avcodec_h264enc libx264\navcodec_h264dec h264\n"
         };
         // No agent logged in: the call waits in the sign queue until the caller hangs up.
-        let caller = video_caller(&dir, base, codec, &video, "6");
+        let caller = video_caller(&dir, base, codec, &video, "8");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !caller
             .log()

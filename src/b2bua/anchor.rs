@@ -81,6 +81,11 @@ pub enum MediaCommand {
         /// Show the waiting picture until an agent's video arrives.
         waiting: bool,
     },
+    /// A leg asked for a keyframe by SIP INFO `picture_fast_update` (RFC 5168).
+    VideoKeyframe {
+        call: CallKey,
+        from: LegId,
+    },
     /// The agent answered with video: relay both ways (`offered_pt` is what the agent sends
     /// us: the caller's payload type, which we offered).
     VideoAttach {

@@ -963,6 +963,9 @@ impl Engine {
             } => self.on_digit(now, call, digit, source),
             MediaEvent::Digit { .. } => {}
             MediaEvent::PromptsDone { call } => self.on_prompts_done(now, call),
+            MediaEvent::PictureFastUpdate { call, leg } => {
+                self.send_picture_fast_update(now, call, leg)
+            }
             // The record may be complete already (the relay ends after the call): the
             // statistics are one more change to it.
             MediaEvent::Video {

@@ -4,10 +4,12 @@
 use super::leg::{copy_body, tag_of, Pending2xx};
 use super::{Engine, Owner, Relay, Side, TimerRef};
 use crate::acd::CallKey;
+use crate::media::bridge::LegId;
 use crate::sip::build::response;
 use crate::sip::message::{Header, Message, StartLine};
 use crate::sip::transaction::ServerKind;
 use crate::sip::Method;
+use bytes::Bytes;
 use std::time::Instant;
 
 impl Engine {
@@ -81,6 +83,28 @@ impl Engine {
         }
     }
 
+    /// The relay wants a keyframe from `leg`, whose SDP declared no RTCP feedback: a SIP
+    /// INFO `picture_fast_update` (RFC 5168) in its dialog, once that dialog is confirmed.
+    pub(super) fn send_picture_fast_update(&mut self, now: Instant, key: CallKey, leg: LegId) {
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let target = match leg {
+            LegId::Caller if call.answered => &mut call.caller,
+            LegId::Agent => match call.agent.as_mut().filter(|a| a.answered) {
+                Some(a) => &mut a.leg,
+                None => return,
+            },
+            LegId::Caller => return,
+        };
+        let mut req = target.request(Method::Info, local, None, &mut self.ids);
+        req.set_header("Content-Type", "application/media_control+xml");
+        req.body = Bytes::from_static(PICTURE_FAST_UPDATE.as_bytes());
+        let flow = target.flow;
+        self.start_client(now, flow, req, Owner::Fire, None);
+    }
+
     /// re-INVITE, UPDATE or INFO inside a call: relayed to the other leg.
     pub(super) fn on_relayable(&mut self, now: Instant, tx: u64, msg: Message) {
         let Some((key, side)) = self.dialog_of(now, tx, &msg) else {
@@ -91,6 +115,21 @@ impl Engine {
             return;
         };
         let method = msg.method().cloned().unwrap_or(Method::Info);
+        // A keyframe request by SIP INFO (RFC 5168) on a video call: the relay asks the
+        // other side the way it takes one (or restarts a waiting caller's picture).
+        if method == Method::Info
+            && call.media.as_ref().is_some_and(|m| m.video.is_some())
+            && is_picture_fast_update(&msg)
+        {
+            self.reply(now, tx, &msg, 200, None);
+            let from = match side {
+                Side::Caller => LegId::Caller,
+                Side::Agent => LegId::Agent,
+            };
+            self.media_out
+                .push_back(super::MediaCommand::VideoKeyframe { call: key, from });
+            return;
+        }
         if method == Method::Info && side == Side::Caller && !call.answered {
             // SIP INFO DTMF while waiting (application/dtmf-relay or application/dtmf).
             let ct = msg.content_type().unwrap_or("").to_ascii_lowercase();
@@ -238,4 +277,16 @@ impl Engine {
         self.respond(now, server_tx, r);
         self.arm(TimerRef::Call(key));
     }
+}
+
+/// RFC 5168 2.2: the XML document that asks an encoder for a keyframe.
+const PICTURE_FAST_UPDATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n<media_control>\r\n  <vc_primitive>\r\n    <to_encoder>\r\n      <picture_fast_update/>\r\n    </to_encoder>\r\n  </vc_primitive>\r\n</media_control>\r\n";
+
+/// Whether an INFO is an RFC 5168 keyframe request.
+fn is_picture_fast_update(msg: &Message) -> bool {
+    msg.content_type().is_some_and(|c| {
+        c.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/media_control+xml")
+    }) && std::str::from_utf8(&msg.body).is_ok_and(|b| b.contains("picture_fast_update"))
 }

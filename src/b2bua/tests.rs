@@ -3273,3 +3273,89 @@ fn a_video_offer_without_a_codec_we_relay_is_an_audio_call_in_the_video_queue() 
     let offer = std::str::from_utf8(&inv[0].1.body).unwrap();
     assert!(!offer.contains("m=video"), "{offer}");
 }
+
+#[test]
+fn picture_fast_update_by_sip_info_both_ways_on_a_video_call() {
+    use crate::media::bridge::{LegId, MediaEvent};
+    use crate::media::sdp::KeyframeBy;
+    let mut h = anchored_with(VIDEO_CFG, "");
+    h.register("1002", 2);
+    // A video phone that declares no RTCP feedback: keyframes by SIP INFO.
+    let out = invite_with_sdp(&mut h, "pf1", VIDEO_OFFER);
+    let ainv = requests(&out, &Method::Invite)[0].1.clone();
+    let tag = out
+        .iter()
+        .find(|(_, m)| m.status() == Some(183))
+        .and_then(|(_, m)| m.to_tag())
+        .unwrap();
+    let key = h.e.calls.keys().next().copied().unwrap();
+    let caller_kf: Vec<_> = media(&mut h)
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::VideoStart { caller, .. } => Some(caller.keyframe),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(caller_kf, [KeyframeBy::SipInfo]);
+    // While waiting, the caller's INFO is answered here (the waiting picture restarts).
+    let info = |branch: &str, cseq: u32| {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\" ?><media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>";
+        format!("INFO sip:dasan SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK{branch}\r\nFrom: <sip:0212345678@carrier>;tag=cpf1\r\nTo: <sip:120@dasan>;tag={tag}\r\nCall-ID: pf1\r\nCSeq: {cseq} INFO\r\nContent-Type: application/media_control+xml\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    };
+    let t = h.trunk;
+    h.input(t, &info("pf1", 2));
+    assert_eq!(codes(&h.out()), vec![200]);
+    assert!(matches!(
+        &media(&mut h)[..],
+        [MediaCommand::VideoKeyframe {
+            from: LegId::Caller,
+            ..
+        }]
+    ));
+    // The agent answers with PLI feedback declared.
+    agent_answers_sdp(
+        &mut h,
+        agent_flow(2),
+        &ainv,
+        "v=0\r\no=a 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 6002 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\na=rtcp-fb:* nack pli\r\n",
+    );
+    h.out();
+    let agent_kf: Vec<_> = media(&mut h)
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::VideoAttach { agent, .. } => Some(agent.keyframe),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(agent_kf, [KeyframeBy::Pli]);
+    // The relay needs a keyframe from the caller: an INFO in the caller's dialog.
+    h.e.handle_media_event(
+        h.now,
+        MediaEvent::PictureFastUpdate {
+            call: key,
+            leg: LegId::Caller,
+        },
+    );
+    let out = h.out();
+    let infos = requests(&out, &Method::Info);
+    assert_eq!(infos.len(), 1, "{out:?}");
+    assert_eq!(infos[0].0, h.trunk);
+    let m = &infos[0].1;
+    assert_eq!(m.content_type(), Some("application/media_control+xml"));
+    assert!(std::str::from_utf8(&m.body)
+        .unwrap()
+        .contains("<picture_fast_update/>"));
+    assert_eq!(m.header("Call-ID"), Some("pf1"));
+    // Once answered, the caller's INFO goes to the relay, not to the agent's phone.
+    h.input(t, &info("pf2", 3));
+    let out = h.out();
+    assert_eq!(codes(&out), vec![200]);
+    assert!(requests(&out, &Method::Info).is_empty(), "not relayed");
+    assert!(matches!(
+        &media(&mut h)[..],
+        [MediaCommand::VideoKeyframe {
+            from: LegId::Caller,
+            ..
+        }]
+    ));
+}

@@ -385,6 +385,12 @@ impl MediaPlane {
                 self.video.insert(call, tx);
                 Ok(())
             }
+            MediaCommand::VideoKeyframe { call, from } => {
+                if let Some(tx) = self.video.get(&call) {
+                    let _ = tx.send(super::video::VideoCtl::KeyframeRequest(from));
+                }
+                Ok(())
+            }
             MediaCommand::VideoAttach {
                 call,
                 agent,

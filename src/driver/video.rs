@@ -19,6 +19,8 @@ pub(crate) enum VideoCtl {
     },
     /// The agent leg left (a transfer): the waiting picture until the next.
     Detach,
+    /// A leg asked for a keyframe by SIP INFO (RFC 5168).
+    KeyframeRequest(LegId),
 }
 
 /// What a relay task reports to, and for which call.
@@ -110,6 +112,8 @@ pub(crate) async fn run_video(
                     relay.detach(Instant::now());
                     Vec::new()
                 }
+                Some(VideoCtl::KeyframeRequest(leg)) =>
+                    relay.on_keyframe_request(Instant::now(), leg),
             },
             () = tokio::time::sleep_until(wake) => relay.handle_timeout(Instant::now(), ntp_now()),
             Ok((n, src)) = c_rtp.recv_from(b0) =>
@@ -131,6 +135,10 @@ pub(crate) async fn run_video(
             if let Err(e) = sock.try_send_to(&o.data, o.to) {
                 tracing::trace!(call, "video send: {e}");
             }
+        }
+        while let Some(leg) = relay.poll_info() {
+            // Best effort: a full engine queue loses one keyframe request, not the relay.
+            let _ = events.try_send(MediaEvent::PictureFastUpdate { call, leg });
         }
         if let Some(c) = &counters {
             c.add(&seen, &relay.stats);

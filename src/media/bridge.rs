@@ -97,6 +97,9 @@ pub enum MediaEvent {
     Timeout { call: u64 },
     /// The bridge could not run (ports, transcoder): the call should end.
     Failed { call: u64, reason: String },
+    /// A leg that declared no RTCP keyframe feedback must be asked for a keyframe by SIP
+    /// INFO `picture_fast_update` (RFC 5168).
+    PictureFastUpdate { call: u64, leg: LegId },
     /// A video call's relay ended: its statistics, for the record `record`.
     Video {
         call: u64,
@@ -112,6 +115,7 @@ impl MediaEvent {
             | MediaEvent::PromptsDone { call }
             | MediaEvent::Timeout { call }
             | MediaEvent::Failed { call, .. }
+            | MediaEvent::PictureFastUpdate { call, .. }
             | MediaEvent::Video { call, .. } => *call,
         }
     }

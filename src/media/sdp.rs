@@ -82,6 +82,9 @@ pub struct MediaDesc {
     pub fmtps: Vec<(u8, String)>,
     /// `b=AS` (kbit/s), or `b=TIAS` (bit/s) in kbit/s.
     pub bandwidth_kbps: Option<u32>,
+    /// `a=rtcp-fb` lines (RFC 4585 4.2): the payload type (None: `*`) and the feedback,
+    /// lower case; at most 32 kept.
+    pub rtcp_fb: Vec<(Option<u8>, String)>,
 }
 
 impl MediaDesc {
@@ -202,6 +205,7 @@ impl Sdp {
                         crypto_lines: 0,
                         fmtps: Vec::new(),
                         bandwidth_kbps: None,
+                        rtcp_fb: Vec::new(),
                     });
                 }
                 "b" => {
@@ -228,6 +232,19 @@ impl Sdp {
                         if let Some(m) = sdp.media.last_mut() {
                             m.crypto_lines += 1;
                             m.crypto.extend(Crypto::parse(val));
+                        }
+                    } else if name == "rtcp-fb" {
+                        if let (Some(m), Some((pt, fb))) =
+                            (sdp.media.last_mut(), val.split_once(' '))
+                        {
+                            let pt = if pt == "*" {
+                                Some(None)
+                            } else {
+                                pt.parse().ok().map(Some)
+                            };
+                            if let (Some(pt), true) = (pt, m.rtcp_fb.len() < 32 && fb.len() <= 64) {
+                                m.rtcp_fb.push((pt, fb.trim().to_ascii_lowercase()));
+                            }
                         }
                     } else if name == "fmtp" {
                         if let (Some(m), Some((pt, params))) =
@@ -429,6 +446,36 @@ pub struct VideoNeg {
     pub remote: (IpAddr, u16),
     pub direction: Direction,
     pub kbps: Option<u32>,
+    /// How the peer takes keyframe requests, from its `a=rtcp-fb` lines.
+    pub keyframe: KeyframeBy,
+}
+
+/// How to ask a peer for a keyframe: an RTCP PLI where it declared `nack pli`, else a FIR
+/// where it declared `ccm fir`, else SIP INFO `picture_fast_update` (RFC 5168), the way
+/// of video phones that declare no RTCP feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyframeBy {
+    #[default]
+    Pli,
+    Fir,
+    SipInfo,
+}
+
+impl KeyframeBy {
+    fn of(m: &MediaDesc, pt: u8) -> KeyframeBy {
+        let has = |fb: &str| {
+            m.rtcp_fb
+                .iter()
+                .any(|(p, f)| p.is_none_or(|p| p == pt) && f == fb)
+        };
+        if has("nack pli") {
+            KeyframeBy::Pli
+        } else if has("ccm fir") {
+            KeyframeBy::Fir
+        } else {
+            KeyframeBy::SipInfo
+        }
+    }
 }
 
 /// Whether an H.264 fmtp describes what the relay passes through: packetization mode 1
@@ -486,6 +533,7 @@ pub fn negotiate_video(offer: &Sdp) -> Option<VideoNeg> {
             remote: (ip, m.port),
             direction: m.direction,
             kbps: m.bandwidth_kbps,
+            keyframe: KeyframeBy::of(m, pt),
         })
     })
 }
@@ -701,6 +749,28 @@ mod tests {
         );
         assert!(sec.contains("a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n"));
         assert!(sec.contains("a=rtcp-fb:96 nack pli\r\n"));
+        // What a peer declares decides how it is asked for keyframes.
+        let with_fb = |fb: &str| {
+            let sdp = format!("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\n{fb}");
+            negotiate_video(&Sdp::parse(&sdp).unwrap())
+                .unwrap()
+                .keyframe
+        };
+        assert_eq!(with_fb("a=rtcp-fb:* nack pli\r\n"), KeyframeBy::Pli);
+        assert_eq!(
+            with_fb("a=rtcp-fb:97 ccm fir\r\na=rtcp-fb:97 nack\r\n"),
+            KeyframeBy::Fir
+        );
+        assert_eq!(
+            with_fb("a=rtcp-fb:96 nack pli\r\n"),
+            KeyframeBy::SipInfo,
+            "another type's"
+        );
+        assert_eq!(with_fb(""), KeyframeBy::SipInfo);
+        assert_eq!(
+            with_fb("a=rtcp-fb:zz nack pli\r\na=rtcp-fb:97\r\n"),
+            KeyframeBy::SipInfo
+        );
         // Unknown codecs only, SRTP video, or none: no video.
         let unknown = Sdp::parse(
             "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 9000 RTP/AVP 100\r\na=rtpmap:100 H265/90000\r\n",

@@ -19,7 +19,7 @@
 use super::bridge::LegId;
 use super::clip::Player;
 use super::rtp::{is_rtcp, Accept, Expected, RtpSession};
-use super::sdp::VideoNeg;
+use super::sdp::{KeyframeBy, VideoNeg};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -31,6 +31,9 @@ const FMT_PLI: u8 = 1;
 const FMT_FIR: u8 = 4;
 /// Our RTCP reports to each leg (RFC 3550's five-second minimum interval).
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// At most one keyframe request to a leg this often: each costs its encoder a keyframe,
+/// so a flood of requests from one side must not become a flood of keyframes.
+const KEYFRAME_GAP: Duration = Duration::from_millis(300);
 
 /// A packet to send on a leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +109,10 @@ struct Leg {
     rtcp_default: SocketAddr,
     /// The SSRC the leg sends (the media SSRC of our PLIs to it).
     source: Option<u32>,
+    /// How the leg takes keyframe requests, and our last one to it.
+    keyframe: KeyframeBy,
+    last_request: Option<Instant>,
+    fir_seq: u8,
 }
 
 impl Leg {
@@ -118,6 +125,9 @@ impl Leg {
             rtcp: None,
             rtcp_default: SocketAddr::new(v.remote.0, v.remote.1.wrapping_add(1)),
             source: None,
+            keyframe: v.keyframe,
+            last_request: None,
+            fir_seq: 0,
         }
     }
 }
@@ -130,6 +140,8 @@ pub struct VideoRelay {
     next_rtcp: Instant,
     codec: &'static str,
     agent_video: bool,
+    /// Legs to ask for a keyframe by SIP INFO (the engine sends it in the leg's dialog).
+    info_requests: Vec<LegId>,
 }
 
 impl VideoRelay {
@@ -149,6 +161,7 @@ impl VideoRelay {
             next_rtcp: now + RTCP_INTERVAL,
             codec: caller.codec.name(),
             agent_video: false,
+            info_requests: Vec::new(),
         }
     }
 
@@ -252,7 +265,7 @@ impl VideoRelay {
         leg.pt_out = agent.pt;
         self.legs[LegId::Agent as usize] = Some(leg);
         self.agent_video = true;
-        self.pli(LegId::Caller)
+        self.keyframe_request(now, LegId::Caller)
     }
 
     /// The agent leg is gone (transfer, hang-up): the caller sees the waiting picture
@@ -333,35 +346,70 @@ impl VideoRelay {
         if !wants_keyframe(packet) {
             return Vec::new();
         }
-        self.stats.keyframe_requests_in[i] += 1;
-        // A waiting caller asks for a keyframe: the picture starts again from its own.
+        self.on_keyframe_request(now, leg)
+    }
+
+    /// `leg` asked for a keyframe (by RTCP, or by SIP INFO through the engine): the other
+    /// leg is asked for one; a waiting caller's picture starts again from its own.
+    pub fn on_keyframe_request(&mut self, now: Instant, leg: LegId) -> Vec<VideoOut> {
+        self.stats.keyframe_requests_in[leg as usize] += 1;
         if leg == LegId::Caller && self.legs[LegId::Agent as usize].is_none() {
             if let Some(p) = self.waiting.as_mut() {
                 p.restart(now);
             }
             return Vec::new();
         }
-        self.pli(other(leg)).into_iter().collect()
+        self.keyframe_request(now, other(leg)).into_iter().collect()
     }
 
-    /// A PLI to `leg`, from our SSRC on it to the source it sends (None: nothing received
-    /// from it yet, or no such leg).
-    pub fn pli(&mut self, leg: LegId) -> Option<VideoOut> {
+    /// Asks `leg` for a keyframe the way it takes one: a PLI or FIR from our SSRC on it
+    /// to the source it sends, or a SIP INFO for the engine to send
+    /// ([`VideoRelay::poll_info`]). Nothing when nothing was received from it yet, when
+    /// there is no such leg, or when it was asked less than [`KEYFRAME_GAP`] ago.
+    pub fn keyframe_request(&mut self, now: Instant, leg: LegId) -> Option<VideoOut> {
         let i = leg as usize;
-        let l = self.legs[i].as_ref()?;
+        let l = self.legs[i].as_mut()?;
         let media = l.source?;
-        let mut data = Vec::with_capacity(12);
-        data.extend_from_slice(&[0x80 | FMT_PLI, PSFB, 0, 2]);
-        data.extend_from_slice(&l.rtp.ssrc().to_be_bytes());
-        data.extend_from_slice(&media.to_be_bytes());
-        let to = l.rtcp.unwrap_or(l.rtcp_default);
+        if l.last_request
+            .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_GAP)
+        {
+            return None;
+        }
+        l.last_request = Some(now);
         self.stats.plis_out[i] += 1;
+        let mut data = Vec::with_capacity(20);
+        match l.keyframe {
+            KeyframeBy::Pli => {
+                data.extend_from_slice(&[0x80 | FMT_PLI, PSFB, 0, 2]);
+                data.extend_from_slice(&l.rtp.ssrc().to_be_bytes());
+                data.extend_from_slice(&media.to_be_bytes());
+            }
+            KeyframeBy::Fir => {
+                // RFC 5104 4.3.1: the media SSRC field is 0; the FCI names the source
+                // and a sequence number that changes with each new request.
+                l.fir_seq = l.fir_seq.wrapping_add(1);
+                data.extend_from_slice(&[0x80 | FMT_FIR, PSFB, 0, 4]);
+                data.extend_from_slice(&l.rtp.ssrc().to_be_bytes());
+                data.extend_from_slice(&[0; 4]);
+                data.extend_from_slice(&media.to_be_bytes());
+                data.extend_from_slice(&[l.fir_seq, 0, 0, 0]);
+            }
+            KeyframeBy::SipInfo => {
+                self.info_requests.push(leg);
+                return None;
+            }
+        }
         Some(VideoOut {
             leg,
-            to,
+            to: l.rtcp.unwrap_or(l.rtcp_default),
             rtcp: true,
             data,
         })
+    }
+
+    /// A leg to send a SIP INFO `picture_fast_update` to (RFC 5168).
+    pub fn poll_info(&mut self) -> Option<LegId> {
+        self.info_requests.pop()
     }
 }
 
@@ -403,7 +451,7 @@ fn wants_keyframe(packet: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::media::rtp::{build_rtp, parse_rtp};
-    use crate::media::sdp::{Direction, VideoCodec};
+    use crate::media::sdp::{Direction, KeyframeBy, VideoCodec};
 
     fn neg(pt: u8, ip: &str, port: u16) -> VideoNeg {
         VideoNeg {
@@ -413,6 +461,7 @@ mod tests {
             remote: (ip.parse().unwrap(), port),
             direction: Direction::SendRecv,
             kbps: None,
+            keyframe: KeyframeBy::Pli,
         }
     }
 
@@ -666,5 +715,43 @@ mod tests {
         r.detach(at);
         let back = r.handle_timeout(r.poll_timeout(), ntp);
         assert_eq!(back.len(), first.len());
+    }
+
+    #[test]
+    fn each_leg_is_asked_for_keyframes_its_way_and_not_more_often_than_the_gap() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(30);
+        let mut caller = neg(96, "10.0.0.1", 9000);
+        caller.keyframe = KeyframeBy::Fir;
+        let mut agent = neg(96, "10.0.0.2", 7000);
+        agent.keyframe = KeyframeBy::SipInfo;
+        let mut r = VideoRelay::new(t0, &caller, "10.0.0.1".parse().unwrap(), 1, timeout);
+        r.attach(t0, &agent, 96, "10.0.0.2".parse().unwrap(), 2, timeout);
+        let rtp = |r: &mut VideoRelay, leg, from: &str, ssrc| {
+            r.on_rtp(t0, leg, addr(from), &build_rtp(96, false, 1, 1, ssrc, b"x"));
+        };
+        rtp(&mut r, LegId::Caller, "10.0.0.1:9000", 0xAA);
+        rtp(&mut r, LegId::Agent, "10.0.0.2:7000", 0xBB);
+        // The agent's PLI: a FIR to the caller, naming its source, sequence 1.
+        let pli = [0x81, 206, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0xBB];
+        let out = r.on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &pli);
+        assert_eq!(out.len(), 1);
+        let fir = &out[0].data;
+        assert_eq!(&fir[..4], &[0x84, 206, 0, 4]);
+        assert_eq!(&fir[12..16], &0xAAu32.to_be_bytes());
+        assert_eq!(fir[16], 1);
+        // Again at once: within the gap, nothing; after it, a FIR with the next number.
+        assert!(r
+            .on_rtcp(t0, LegId::Agent, addr("10.0.0.2:7001"), &pli)
+            .is_empty());
+        let later = t0 + KEYFRAME_GAP;
+        let out = r.on_rtcp(later, LegId::Agent, addr("10.0.0.2:7001"), &pli);
+        assert_eq!(out[0].data[16], 2);
+        // The caller's FIR: the agent declared no RTCP feedback, so a SIP INFO for it.
+        let out = r.on_rtcp(later, LegId::Caller, addr("10.0.0.1:9001"), &pli);
+        assert!(out.is_empty());
+        assert_eq!(r.poll_info(), Some(LegId::Agent));
+        assert_eq!(r.poll_info(), None);
+        assert_eq!(r.stats.keyframe_requests_in, [1, 3]);
     }
 }

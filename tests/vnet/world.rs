@@ -265,6 +265,7 @@ impl World {
                 | MediaCommand::Remote { .. }
                 | MediaCommand::Rekey { .. }
                 | MediaCommand::VideoStart { .. }
+                | MediaCommand::VideoKeyframe { .. }
                 | MediaCommand::VideoAttach { .. } => {}
             }
         }
