@@ -20,61 +20,6 @@ fn at(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
 
-/// A SIP endpoint on a UDP socket of its own, talking to the engine.
-struct Phone {
-    sock: UdpSocket,
-    engine: SocketAddr,
-}
-
-impl Phone {
-    fn bind(addr: SocketAddr, engine: SocketAddr) -> Phone {
-        let sock = UdpSocket::bind(addr).expect("bind a phone's SIP socket");
-        Phone { sock, engine }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.sock.local_addr().expect("local address")
-    }
-
-    fn send(&self, text: &str) {
-        self.sock
-            .send_to(text.as_bytes(), self.engine)
-            .expect("send SIP");
-    }
-
-    /// The first message from the engine that `want` accepts, within 10 s.
-    fn expect(&self, what: &str, want: impl Fn(&Message) -> bool) -> Message {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = vec![0u8; 65_536];
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            self.sock
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("read timeout");
-            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
-                break;
-            };
-            match Message::parse(&buf[..n]) {
-                Ok(m) if want(&m) => return m,
-                Ok(m) => seen.push(format!("{:?} {:?}", m.method(), m.status())),
-                Err(_) => seen.push("unparsable".into()),
-            }
-        }
-        panic!("{what}: not received from the engine; got {seen:?}");
-    }
-}
-
-/// A SIP message with these header lines and body (Content-Length added).
-fn sip(start: &str, headers: &[String], body: &str) -> String {
-    let mut s = format!("{start}\r\n");
-    for h in headers {
-        s.push_str(h);
-        s.push_str("\r\n");
-    }
-    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s
-}
-
 fn pcmu_sdp(ip: IpAddr, port: u16) -> String {
     format!(
         "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"

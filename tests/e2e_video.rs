@@ -368,3 +368,114 @@ fn a_waiting_video_caller_sees_the_waiting_picture_and_the_record_keeps_the_stat
         drop(caller);
     }
 }
+
+/// Bad video input from a trunk, over raw SIP and RTP: offers with only an unknown codec,
+/// an absurd bandwidth, a malformed H.264 fmtp, a broken m=video line; then RTP on the
+/// video port of a working call with a payload type not negotiated, from a stranger, and
+/// not RTP at all. Each is answered or dropped and counted; the engine carries on.
+#[test]
+fn bad_video_offers_and_packets_are_handled_and_counted() {
+    use dasan::media::rtp::build_rtp;
+    use dasan::media::sdp::{negotiate_video, Sdp};
+    use std::net::{SocketAddr, UdpSocket};
+    let base = port_block();
+    let (sip_port, http) = (base, base + 1);
+    let dir = workdir("video-bad");
+    let e = EngineProc::start(&dir, &video_config(), sip_port, http);
+    let engine: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let phone = Phone::bind(format!("127.0.0.1:{}", base + 2).parse().unwrap(), engine);
+    let me = phone.addr();
+    let media_port = base + 10;
+    let offer = |video: &str| {
+        format!("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n{video}")
+    };
+    let invite = |n: u32, body: &str| {
+        phone.send(&sip(
+            "INVITE sip:120@127.0.0.1 SIP/2.0",
+            &[
+                format!("Via: SIP/2.0/UDP {me};branch=z9hG4bK-bad-{n};rport"),
+                "Max-Forwards: 70".into(),
+                format!("From: <sip:0212345678@127.0.0.1>;tag=bad{n}"),
+                "To: <sip:120@127.0.0.1>".into(),
+                format!("Call-ID: bad-video-{n}"),
+                "CSeq: 1 INVITE".into(),
+                format!("Contact: <sip:caller@{me}>"),
+                "Content-Type: application/sdp".into(),
+            ],
+            body,
+        ));
+        let call_id = format!("bad-video-{n}");
+        phone.expect("a final or early answer", |m| {
+            m.header("Call-ID") == Some(&call_id) && m.status().is_some_and(|s| s >= 180)
+        })
+    };
+    let video_of = |m: &dasan::sip::message::Message| {
+        let text = std::str::from_utf8(&m.body).unwrap_or("").to_string();
+        (negotiate_video(&Sdp::parse(&text).unwrap()), text)
+    };
+    // An unknown codec only: audio, the video stream refused in place.
+    let r = invite(
+        1,
+        &offer(&format!(
+            "m=video {} RTP/AVP 100\r\na=rtpmap:100 H265/90000\r\n",
+            media_port + 2
+        )),
+    );
+    assert_eq!(r.status(), Some(183));
+    let (v, text) = video_of(&r);
+    assert!(
+        v.is_none() && text.contains("m=video 0 RTP/AVP 100"),
+        "{text}"
+    );
+    // A malformed H.264 fmtp: the same.
+    let r = invite(2, &offer(&format!("m=video {} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=zz;packetization-mode=banana\r\n", media_port + 2)));
+    let (v, text) = video_of(&r);
+    assert!(v.is_none() && text.contains("m=video 0 "), "{text}");
+    // A broken m=video line: the offer cannot be read, a clear refusal.
+    let r = invite(3, &offer("m=video nonsense RTP/AVP\r\n"));
+    assert!(matches!(r.status(), Some(400 | 488)), "{:?}", r.status());
+    // An absurd bandwidth: VP8 accepted, the bandwidth capped at [video] max_kbps.
+    let r = invite(
+        4,
+        &offer(&format!(
+            "m=video {} RTP/AVP 97\r\nb=AS:99999999999999\r\na=rtpmap:97 VP8/90000\r\n",
+            media_port + 2
+        )),
+    );
+    assert_eq!(r.status(), Some(183));
+    let (v, text) = video_of(&r);
+    let v = v.unwrap_or_else(|| panic!("VP8 accepted: {text}"));
+    assert_eq!(v.kbps, Some(1500), "{text}");
+    // RTP on that call's video port: a payload type not negotiated, a stranger, garbage.
+    let to: SocketAddr = format!("127.0.0.1:{}", v.remote.1).parse().unwrap();
+    let mine = UdpSocket::bind(("127.0.0.1", media_port + 2)).unwrap();
+    let stranger = UdpSocket::bind(("127.0.0.66", 0)).unwrap();
+    let before = e.metric("dasan_video_packets_dropped_total{from=\"caller\"}");
+    for i in 0..5u16 {
+        mine.send_to(&build_rtp(97, false, i, 0, 0xAA, &[0; 100]), to)
+            .unwrap();
+        mine.send_to(&build_rtp(33, false, 100 + i, 0, 0xAA, &[0; 100]), to)
+            .unwrap();
+        stranger
+            .send_to(&build_rtp(97, false, 200 + i, 0, 0xEE, &[0; 100]), to)
+            .unwrap();
+        mine.send_to(b"\x80\x61", to).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.metric("dasan_video_packets_dropped_total{from=\"caller\"}") - before < 15.0 {
+        assert!(
+            Instant::now() < deadline,
+            "dropped: {}",
+            e.metric("dasan_video_packets_dropped_total{from=\"caller\"}")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        e.metric("dasan_video_packets_relayed_total{from=\"caller\"}"),
+        5.0
+    );
+    // Still serving: the calls are listed, the engine answers.
+    let calls = json(&e, "/api/calls");
+    assert!(calls.as_array().is_some_and(|c| c.len() >= 2), "{calls}");
+}

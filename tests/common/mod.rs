@@ -840,3 +840,62 @@ pub fn sms_agent_phone(dir: &Path, sip: u16, base: u16, conversations: u32, time
     ]));
     sipp(dir, "agent", &a)
 }
+
+/// A SIP endpoint on a UDP socket of its own, talking to the engine.
+pub struct Phone {
+    pub sock: std::net::UdpSocket,
+    pub engine: std::net::SocketAddr,
+}
+
+impl Phone {
+    pub fn bind(addr: std::net::SocketAddr, engine: std::net::SocketAddr) -> Phone {
+        let sock = std::net::UdpSocket::bind(addr).expect("bind a phone's SIP socket");
+        Phone { sock, engine }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.sock.local_addr().expect("local address")
+    }
+
+    pub fn send(&self, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), self.engine)
+            .expect("send SIP");
+    }
+
+    /// The first message from the engine that `want` accepts, within 10 s.
+    pub fn expect(
+        &self,
+        what: &str,
+        want: impl Fn(&dasan::sip::message::Message) -> bool,
+    ) -> dasan::sip::message::Message {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = vec![0u8; 65_536];
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("read timeout");
+            let Ok((n, _)) = self.sock.recv_from(&mut buf) else {
+                break;
+            };
+            match dasan::sip::message::Message::parse(&buf[..n]) {
+                Ok(m) if want(&m) => return m,
+                Ok(m) => seen.push(format!("{:?} {:?}", m.method(), m.status())),
+                Err(_) => seen.push("unparsable".into()),
+            }
+        }
+        panic!("{what}: not received from the engine; got {seen:?}");
+    }
+}
+
+/// A SIP message with these header lines and body (Content-Length added).
+pub fn sip(start: &str, headers: &[String], body: &str) -> String {
+    let mut s = format!("{start}\r\n");
+    for h in headers {
+        s.push_str(h);
+        s.push_str("\r\n");
+    }
+    s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s
+}
