@@ -479,3 +479,33 @@ fn bad_video_offers_and_packets_are_handled_and_counted() {
     let calls = json(&e, "/api/calls");
     assert!(calls.as_array().is_some_and(|c| c.len() >= 2), "{calls}");
 }
+
+/// The load tool's own plumbing (not a performance figure): a few calls for a second
+/// through a relay process and back, every packet accounted for.
+#[test]
+fn videoload_relays_a_few_calls_through_its_relay_process() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_videoload"))
+        .args(["4", "1"])
+        .output()
+        .expect("run videoload");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str, word: usize| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(word))
+            .and_then(|v| v.trim_end_matches(',').parse().ok())
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    let (sent, received) = (field("sent", 1), field("sent", 4));
+    assert!(sent >= 4 * 2 * 30 * 3 - 24, "{text}");
+    assert!(received * 100 >= sent * 99, "{text}");
+    assert!(
+        text.contains("relay process  ") && text.contains("calls per core"),
+        "{text}"
+    );
+}
