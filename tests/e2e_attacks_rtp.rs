@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use dasan::media::rtp::{build_rtp, is_rtcp, parse_rtp};
 use dasan::media::sdp::Sdp;
-use dasan::registrar::digest::authorization;
 use dasan::sip::message::{Message, NameAddr};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -30,43 +29,6 @@ fn sdp_port(m: &Message) -> u16 {
     let text = std::str::from_utf8(&m.body).expect("SDP is UTF-8");
     let sdp = Sdp::parse(text).expect("the engine's SDP parses");
     sdp.audio_target().expect("an audio address").1
-}
-
-/// Agent `id` registers from `phone` (digest auth) and is ready.
-fn register(e: &EngineProc, phone: &Phone, id: &str) {
-    let uri = format!("sip:{}", phone.engine);
-    let me = phone.addr();
-    let req = |cseq: u32, auth: Option<String>| {
-        let mut h = vec![
-            format!("Via: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{cseq};rport"),
-            "Max-Forwards: 70".into(),
-            format!("From: <sip:{id}@127.0.0.1>;tag=reg{id}"),
-            format!("To: <sip:{id}@127.0.0.1>"),
-            format!("Call-ID: reg-{id}@{me}"),
-            format!("CSeq: {cseq} REGISTER"),
-            format!("Contact: <sip:{id}@{me}>"),
-            "Expires: 600".into(),
-        ];
-        h.extend(auth.map(|a| format!("Authorization: {a}")));
-        sip(&format!("REGISTER {uri} SIP/2.0"), &h, "")
-    };
-    phone.send(&req(1, None));
-    let challenge = phone.expect("401 to REGISTER", |m| m.status() == Some(401));
-    let ch = challenge
-        .header("WWW-Authenticate")
-        .expect("a digest challenge");
-    let auth = authorization(ch, id, "test-pw", "REGISTER", &uri, "rtp1").expect("usable");
-    phone.send(&req(2, Some(auth)));
-    phone.expect("200 to REGISTER", |m| m.status() == Some(200));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while e.agent_state(id) != "ready" {
-        assert!(
-            Instant::now() < deadline,
-            "agent {id} not ready:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A trunk caller's dialog, from its INVITE on.
@@ -252,7 +214,7 @@ fn a_stranger_never_takes_over_a_silent_callers_media() {
     let e = EngineProc::start(&dir, &test_config(""), sip_port, http);
     let engine = at([127, 0, 0, 1], sip_port);
     let agent = Phone::bind(at([127, 0, 0, 1], base + 2), engine);
-    register(&e, &agent, "1001");
+    register_raw(&e, &agent, "1001");
 
     let caller_rtp = rtp_socket(at([127, 0, 0, 1], base + 10));
     let agent_rtp = rtp_socket(at([127, 0, 0, 1], base + 12));
@@ -383,7 +345,7 @@ fn a_caller_behind_nat_is_learned_from_its_signalling_host() {
     let e = EngineProc::start(&dir, &test_config(""), sip_port, http);
     let engine = at([127, 0, 0, 1], sip_port);
     let agent = Phone::bind(at([127, 0, 0, 1], base + 2), engine);
-    register(&e, &agent, "1001");
+    register_raw(&e, &agent, "1001");
 
     // The caller's phone thinks it is 127.0.0.9 (its "private" address, where nobody
     // listens); its NAT sends its SIP and RTP from 127.0.0.5, on other ports.

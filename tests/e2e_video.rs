@@ -509,3 +509,130 @@ fn videoload_relays_a_few_calls_through_its_relay_process() {
         "{text}"
     );
 }
+
+/// The keyframe path through the real engine, with raw phones: the waiting caller gets the
+/// waiting picture on its video port; once the signing agent's phone answers, the agent's
+/// PLI reaches the caller as a PLI naming the caller's own stream, and each side gets the
+/// other's video.
+#[test]
+fn the_agents_pli_reaches_the_caller_and_the_waiting_picture_comes_first() {
+    use dasan::media::rtp::{build_rtp, is_rtcp, parse_rtp};
+    use dasan::media::sdp::{negotiate_video, Sdp};
+    use std::net::{SocketAddr, UdpSocket};
+    let base = port_block();
+    let (sip_port, http) = (base, base + 1);
+    let dir = workdir("video-pli");
+    let e = EngineProc::start(&dir, &video_config(), sip_port, http);
+    let engine: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let agent = Phone::bind(format!("127.0.0.1:{}", base + 3).parse().unwrap(), engine);
+    register_raw(&e, &agent, "1005");
+    let caller = Phone::bind(format!("127.0.0.1:{}", base + 2).parse().unwrap(), engine);
+    let udp = |port: u16| {
+        let s = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        s
+    };
+    // Each phone's video RTP and RTCP sockets (audio is not used here).
+    let (c_rtp, c_rtcp) = (udp(base + 12), udp(base + 13));
+    let (a_rtp, a_rtcp) = (udp(base + 22), udp(base + 23));
+    let sdp = |media: u16, who: &str| {
+        format!("v=0\r\no={who} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {media} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video {} RTP/AVP 97\r\na=rtpmap:97 VP8/90000\r\na=rtcp-fb:97 nack pli\r\n", media + 2)
+    };
+    let me = caller.addr();
+    caller.send(&sip(
+        "INVITE sip:120@127.0.0.1 SIP/2.0",
+        &[
+            format!("Via: SIP/2.0/UDP {me};branch=z9hG4bK-pli1;rport"),
+            "Max-Forwards: 70".into(),
+            "From: <sip:0212345678@127.0.0.1>;tag=pli1".into(),
+            "To: <sip:120@127.0.0.1>".into(),
+            "Call-ID: video-pli-1".into(),
+            "CSeq: 1 INVITE".into(),
+            format!("Contact: <sip:caller@{me}>"),
+            "Content-Type: application/sdp".into(),
+        ],
+        &sdp(base + 10, "c"),
+    ));
+    let early = caller.expect("183", |m| m.status() == Some(183) && !m.body.is_empty());
+    let text = std::str::from_utf8(&early.body).unwrap().to_string();
+    let cv = negotiate_video(&Sdp::parse(&text).unwrap()).expect("video answered");
+    let engine_caller_video: SocketAddr = format!("127.0.0.1:{}", cv.remote.1).parse().unwrap();
+    // The waiting picture arrives before any agent, as the caller's payload type.
+    let mut buf = [0u8; 2048];
+    let (n, _) = c_rtp.recv_from(&mut buf).expect("the waiting picture");
+    let h = parse_rtp(&buf[..n]).expect("RTP");
+    assert_eq!(h.payload_type, 97);
+    // The caller sends its picture (the relay learns its stream).
+    for i in 0..3u16 {
+        let p = build_rtp(97, true, i, u32::from(i) * 3000, 0xCA11, &[0x10; 50]);
+        c_rtp.send_to(&p, engine_caller_video).unwrap();
+    }
+    // The agent's phone answers with video.
+    let inv = agent.expect("the engine's INVITE", |m| {
+        m.method().is_some_and(|x| x.as_str() == "INVITE")
+    });
+    let offer = std::str::from_utf8(&inv.body).unwrap().to_string();
+    let av = negotiate_video(&Sdp::parse(&offer).unwrap()).expect("video offered to the agent");
+    let engine_agent_video: SocketAddr = format!("127.0.0.1:{}", av.remote.1).parse().unwrap();
+    let mut h: Vec<String> = inv
+        .header_values("Via")
+        .map(|v| format!("Via: {v}"))
+        .collect();
+    for name in ["From", "Call-ID", "CSeq"] {
+        h.push(format!("{name}: {}", inv.header(name).unwrap()));
+    }
+    h.push(format!("To: {};tag=agentpli", inv.header("To").unwrap()));
+    h.push(format!("Contact: <sip:1005@{}>", agent.addr()));
+    h.push("Content-Type: application/sdp".into());
+    agent.send(&sip("SIP/2.0 200 OK", &h, &sdp(base + 20, "a")));
+    caller.expect("200 to the caller", |m| m.status() == Some(200));
+    // The agent's video reaches the caller; the caller's reaches the agent.
+    // For the first half second the agent's phone asks for nothing: the PLI the engine
+    // sends the caller when the agent's video joins is drained, and more than the relay's
+    // gap between requests passes.
+    let quiet_until = Instant::now() + Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut to_caller, mut to_agent, mut pli) = (false, false, false);
+    let mut seq = 10u16;
+    while !(to_caller && to_agent && pli) {
+        let asking = Instant::now() >= quiet_until;
+        assert!(
+            Instant::now() < deadline,
+            "to caller {to_caller}, to agent {to_agent}, PLI {pli}\n{}",
+            e.log()
+        );
+        seq += 1;
+        let p = build_rtp(97, true, seq, u32::from(seq) * 3000, 0xA6E, &[0x20; 50]);
+        a_rtp.send_to(&p, engine_agent_video).unwrap();
+        let p = build_rtp(97, true, seq, u32::from(seq) * 3000, 0xCA11, &[0x10; 50]);
+        c_rtp.send_to(&p, engine_caller_video).unwrap();
+        // The agent's phone asks for a keyframe, on its RTCP port.
+        let agent_pli = [&[0x81, 206, 0, 2][..], &0xA6Eu32.to_be_bytes(), &[0; 4]].concat();
+        let rtcp_to = SocketAddr::new(engine_agent_video.ip(), engine_agent_video.port() + 1);
+        if asking {
+            a_rtcp.send_to(&agent_pli, rtcp_to).unwrap();
+        }
+        if let Ok((n, _)) = c_rtp.recv_from(&mut buf) {
+            let p = &buf[..n];
+            if !is_rtcp(p) && p.get(12) == Some(&0x20) {
+                to_caller = true;
+            }
+        }
+        if let Ok((n, _)) = a_rtp.recv_from(&mut buf) {
+            let p = &buf[..n];
+            if !is_rtcp(p) && p.get(12) == Some(&0x10) {
+                to_agent = true;
+            }
+        }
+        while let Ok((n, _)) = c_rtcp.recv_from(&mut buf) {
+            let p = &buf[..n];
+            // A PLI (PSFB, FMT 1) whose media SSRC is the caller's own stream.
+            if n >= 12 && p[0] & 0x1F == 1 && p[1] == 206 && p[8..12] == 0xCA11u32.to_be_bytes() {
+                pli = asking;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}") >= 1.0);
+}

@@ -899,3 +899,41 @@ pub fn sip(start: &str, headers: &[String], body: &str) -> String {
     s.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s
 }
+
+/// Agent `id` registers from `phone` (digest auth) and is ready.
+pub fn register_raw(e: &EngineProc, phone: &Phone, id: &str) {
+    let uri = format!("sip:{}", phone.engine);
+    let me = phone.addr();
+    let req = |cseq: u32, auth: Option<String>| {
+        let mut h = vec![
+            format!("Via: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{cseq};rport"),
+            "Max-Forwards: 70".into(),
+            format!("From: <sip:{id}@127.0.0.1>;tag=reg{id}"),
+            format!("To: <sip:{id}@127.0.0.1>"),
+            format!("Call-ID: reg-{id}@{me}"),
+            format!("CSeq: {cseq} REGISTER"),
+            format!("Contact: <sip:{id}@{me}>"),
+            "Expires: 600".into(),
+        ];
+        h.extend(auth.map(|a| format!("Authorization: {a}")));
+        sip(&format!("REGISTER {uri} SIP/2.0"), &h, "")
+    };
+    phone.send(&req(1, None));
+    let challenge = phone.expect("401 to REGISTER", |m| m.status() == Some(401));
+    let ch = challenge
+        .header("WWW-Authenticate")
+        .expect("a digest challenge");
+    let auth = dasan::registrar::digest::authorization(ch, id, "test-pw", "REGISTER", &uri, "rtp1")
+        .expect("usable");
+    phone.send(&req(2, Some(auth)));
+    phone.expect("200 to REGISTER", |m| m.status() == Some(200));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.agent_state(id) != "ready" {
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} not ready:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
