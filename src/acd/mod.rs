@@ -154,6 +154,26 @@ pub struct QueueParams {
     /// Ring-no-answers in a row before the agent becomes not-ready (RONA); below it the
     /// agent is only skipped for the busy delay.
     pub max_no_answer: u32,
+    /// Ready agents with this queue's skill kept back from other queues' calls: while no
+    /// more than this many are ready, none of them is offered another queue's call (for a
+    /// scarce skill whose callers would otherwise find every such agent busy with calls
+    /// anyone could take). 0: none kept.
+    pub reserve: u32,
+    /// How long another queue's call may be held back by the reservation: once it has
+    /// waited this long, a kept agent may take it.
+    pub reserve_max_hold: Duration,
+}
+
+/// Which waiting call an agent who becomes free takes first, among the queues it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FreeAgentOrder {
+    /// The queue with the highest `priority` first (configuration order among equals).
+    #[default]
+    Priority,
+    /// The queue whose skill the fewest ready agents have first (then priority): a caller
+    /// only a few agents can serve is not left waiting behind calls anyone can take.
+    ScarcestSkill,
 }
 
 impl QueueParams {
@@ -169,6 +189,8 @@ impl QueueParams {
             steps: Vec::new(),
             priority: 0,
             max_no_answer: 1,
+            reserve: 0,
+            reserve_max_hold: Duration::from_secs(10),
         }
     }
 
@@ -276,6 +298,11 @@ pub struct Acd {
     offers: u64,
     /// Finished wrap-ups not yet taken by the figures (see `take_wrap_ups`).
     wrap_log: Vec<(QueueIdx, Duration)>,
+    /// Per queue: the reserving queues whose agents it shares (empty: the fast path).
+    reserved_by: Vec<Vec<QueueIdx>>,
+    /// Per queue: whether it is open (a closed queue keeps no agents back).
+    open: Vec<bool>,
+    order: FreeAgentOrder,
 }
 
 impl Acd {
@@ -334,6 +361,21 @@ impl Acd {
             qs.sort_by_key(|(q, _)| std::cmp::Reverse(queues[*q].p.priority));
             ag.queues = qs;
         }
+        let reserved_by = (0..queues.len())
+            .map(|q| {
+                (0..queues.len())
+                    .filter(|&r| {
+                        r != q
+                            && queues[r].p.reserve > 0
+                            && agents.iter().any(|a| {
+                                a.queues.iter().any(|(x, _)| *x == q)
+                                    && a.queues.iter().any(|(x, _)| *x == r)
+                            })
+                    })
+                    .collect()
+            })
+            .collect();
+        let open = vec![true; queues.len()];
         Acd {
             agents,
             skill_ids,
@@ -341,6 +383,58 @@ impl Acd {
             epoch: now,
             offers: 0,
             wrap_log: Vec::new(),
+            reserved_by,
+            open,
+            order: FreeAgentOrder::Priority,
+        }
+    }
+
+    /// How a free agent picks among its queues ([`Acd::queues_for_agent`]).
+    pub fn with_order(mut self, order: FreeAgentOrder) -> Acd {
+        self.order = order;
+        self
+    }
+
+    /// Opens or closes a queue for the reservation (`reserve`): a queue outside its
+    /// opening hours keeps no agents back.
+    pub fn set_open(&mut self, q: QueueIdx, open: bool) {
+        if let Some(o) = self.open.get_mut(q) {
+            *o = open;
+        }
+    }
+
+    /// Queues that keep agents back from others' calls.
+    pub fn reserving_queues(&self) -> impl Iterator<Item = QueueIdx> + '_ {
+        (0..self.queues.len()).filter(|&q| self.queues[q].p.reserve > 0)
+    }
+
+    /// Whether agent `a` is kept back from a call of queue `q` that has waited `waited`:
+    /// one of its other queues reserves agents, is open, has no more than its reserve
+    /// ready, and the call has not yet waited that queue's longest hold.
+    fn kept_from(&self, a: AgentIdx, q: QueueIdx, waited: Duration) -> bool {
+        self.reserved_by[q].iter().any(|&r| {
+            let p = &self.queues[r].p;
+            self.open[r]
+                && waited < p.reserve_max_hold
+                && self.ready_in_queue(r) <= p.reserve as usize
+                && self.agents[a as usize].queues.iter().any(|(x, _)| *x == r)
+        })
+    }
+
+    /// When a call of `q` that joined at `since` should be routed again: its next routing
+    /// step, or the end of the longest hold a reservation may put on it.
+    pub fn call_wake(&self, q: QueueIdx, since: Instant, now: Instant) -> Option<Instant> {
+        let step = self.queues[q].p.next_step(since, now);
+        let waited = now.saturating_duration_since(since);
+        let release = self.reserved_by[q]
+            .iter()
+            .map(|&r| self.queues[r].p.reserve_max_hold)
+            .filter(|h| *h > waited)
+            .max()
+            .map(|h| since + h);
+        match (step, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -596,14 +690,20 @@ impl Acd {
     pub fn next_offer(&mut self, q: QueueIdx, now: Instant) -> Option<(CallKey, AgentIdx)> {
         let queue = &self.queues[q];
         let (call, since) = queue.waiting.front()?;
-        let min = queue
-            .p
-            .min_proficiency(now.saturating_duration_since(since));
-        let agent = queue.ready[(min - 1) as usize..]
-            .iter()
-            .filter_map(|set| set.first())
-            .min()
-            .map(|k| k.2)?;
+        let waited = now.saturating_duration_since(since);
+        let min = queue.p.min_proficiency(waited);
+        let sets = &queue.ready[(min - 1) as usize..];
+        let agent = if self.reserved_by[q].is_empty() {
+            sets.iter()
+                .filter_map(|set| set.first())
+                .min()
+                .map(|k| k.2)?
+        } else {
+            sets.iter()
+                .filter_map(|set| set.iter().find(|k| !self.kept_from(k.2, q, waited)))
+                .min()
+                .map(|k| k.2)?
+        };
         self.queues[q].waiting.pop_front_offered();
         self.leave_ready(agent);
         self.offers += 1;
@@ -789,13 +889,29 @@ impl Acd {
         }
     }
 
-    /// Queues whose skill the agent has, highest priority first: the ones to dispatch
-    /// after it becomes ready.
+    /// Queues whose skill the agent has, highest priority first: the ones it serves.
     pub fn queues_for_agent(&self, a: AgentIdx) -> impl Iterator<Item = QueueIdx> + '_ {
         self.agents
             .get(a as usize)
             .into_iter()
             .flat_map(|ag| ag.queues.iter().map(|(q, _)| *q))
+    }
+
+    /// The agent's queues in the order to dispatch them once it is free
+    /// ([`FreeAgentOrder`]).
+    pub fn dispatch_order(&self, a: AgentIdx) -> Vec<QueueIdx> {
+        let mut qs: Vec<QueueIdx> = self.queues_for_agent(a).collect();
+        if self.order == FreeAgentOrder::ScarcestSkill {
+            // Stable: equal scarcity keeps priority order.
+            qs.sort_by_key(|&q| {
+                if self.queues[q].waiting.len() == 0 {
+                    usize::MAX
+                } else {
+                    self.ready_in_queue(q)
+                }
+            });
+        }
+        qs
     }
 }
 
@@ -839,6 +955,101 @@ mod tests {
         );
         assert_eq!(a.next_offer(0, t0), Some((11, 0)));
         assert_eq!(a.next_offer(0, t0), None);
+    }
+
+    /// `en` keeps one bilingual agent back: a Korean call does not take the last ready
+    /// English speaker until it has waited `reserve_max_hold`, nor while `en` is closed;
+    /// with two ready, one may take it.
+    #[test]
+    fn a_reserve_keeps_the_last_scarce_agent_for_its_queue_within_the_hold() {
+        let t0 = Instant::now();
+        let agents = vec![
+            agent("1001", &[("ko", 5)]),
+            agent("1011", &[("ko", 5), ("en", 5)]),
+            agent("1012", &[("ko", 5), ("en", 5)]),
+        ];
+        let queues = vec![
+            QueueParams {
+                max_length: 10,
+                ..QueueParams::new("general", "ko")
+            },
+            QueueParams {
+                max_length: 10,
+                reserve: 1,
+                reserve_max_hold: Duration::from_secs(10),
+                priority: 10,
+                ..QueueParams::new("en", "en")
+            },
+        ];
+        let mut a = Acd::new(t0, &agents, queues);
+        a.login(1, t0);
+        a.login(2, t0 + Duration::from_secs(1));
+        a.enqueue(0, 1, t0).unwrap();
+        assert_eq!(a.next_offer(0, t0), Some((1, 1)), "two ready: one may go");
+        a.answered(1, 1);
+        a.leave(0, 1);
+        a.enqueue(0, 2, t0).unwrap();
+        assert_eq!(
+            a.next_offer(0, t0),
+            None,
+            "the last English speaker is kept"
+        );
+        assert_eq!(
+            a.call_wake(0, t0, t0),
+            Some(t0 + Duration::from_secs(10)),
+            "route again when the hold ends"
+        );
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(10)), Some((2, 2)));
+        a.answered(2, 2);
+        a.leave(0, 2);
+        // An English call takes a kept agent at once; a closed en keeps nobody.
+        a.call_ended(0, 2, 2, t0 + Duration::from_secs(11));
+        a.enqueue(1, 3, t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(a.next_offer(1, t0 + Duration::from_secs(11)), Some((3, 2)));
+        a.answered(2, 3);
+        a.call_ended(0, 1, 1, t0 + Duration::from_secs(12));
+        a.enqueue(0, 4, t0 + Duration::from_secs(12)).unwrap();
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(12)), None);
+        a.set_open(1, false);
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(12)), Some((4, 1)));
+        // A Korean-only agent is never kept.
+        a.set_open(1, true);
+        a.login(0, t0 + Duration::from_secs(13));
+        a.enqueue(0, 5, t0 + Duration::from_secs(13)).unwrap();
+        assert_eq!(a.next_offer(0, t0 + Duration::from_secs(13)), Some((5, 0)));
+    }
+
+    /// A free agent takes the call of the skill fewest ready agents have, under
+    /// `ScarcestSkill`; by priority otherwise.
+    #[test]
+    fn scarcest_skill_first_when_an_agent_is_free() {
+        let t0 = Instant::now();
+        let agents = vec![
+            agent("1001", &[("ko", 5)]),
+            agent("1002", &[("ko", 5)]),
+            agent("1011", &[("ko", 5), ("en", 5)]),
+        ];
+        let queues = vec![
+            QueueParams {
+                priority: 5,
+                ..QueueParams::new("general", "ko")
+            },
+            QueueParams::new("en", "en"),
+        ];
+        let mut a = Acd::new(t0, &agents, queues.clone());
+        for i in 0..3 {
+            a.login(i, t0);
+        }
+        a.enqueue(0, 1, t0).unwrap();
+        a.enqueue(1, 2, t0).unwrap();
+        assert_eq!(a.dispatch_order(2), vec![0, 1], "priority: general first");
+        let mut b = Acd::new(t0, &agents, queues).with_order(FreeAgentOrder::ScarcestSkill);
+        for i in 0..3 {
+            b.login(i, t0);
+        }
+        b.enqueue(0, 1, t0).unwrap();
+        b.enqueue(1, 2, t0).unwrap();
+        assert_eq!(b.dispatch_order(2), vec![1, 0], "one ready English speaker");
     }
 
     #[test]

@@ -355,7 +355,7 @@ impl Engine {
             return;
         };
         let q = call.queue;
-        call.step_at = self.acd.params(q).next_step(call.queued_at, now);
+        call.step_at = self.acd.call_wake(q, call.queued_at, now);
         call.overflow_at = self.cfg.queues[q]
             .overflow
             .map(|(after, _)| call.queued_at + after);

@@ -1055,8 +1055,7 @@ impl Engine {
     }
 
     pub(super) fn dispatch_for_agent(&mut self, now: Instant, a: AgentIdx) {
-        let queues: Vec<QueueIdx> = self.acd.queues_for_agent(a).collect();
-        for q in queues {
+        for q in self.acd.dispatch_order(a) {
             self.dispatch(now, q);
         }
     }

@@ -14,6 +14,12 @@ use std::time::Instant;
 impl Engine {
     /// Offers waiting calls of queue `q` to ready agents while both exist.
     pub(super) fn dispatch(&mut self, now: Instant, q: QueueIdx) {
+        // A queue that keeps agents back does so only while open.
+        let reserving: Vec<QueueIdx> = self.acd.reserving_queues().collect();
+        for r in reserving {
+            let open = self.queue_open(r, now);
+            self.acd.set_open(r, open);
+        }
         self.text_dispatch(now, q);
         while let Some((key, agent)) = self.acd.next_offer(q, now) {
             if !self.calls.contains_key(&key) && self.callbacks.contains_key(&key) {

@@ -108,6 +108,7 @@ fn acd(s: &EngineSettings, now: Instant) -> Acd {
         &agents,
         s.queues.iter().map(|q| q.acd.clone()).collect(),
     )
+    .with_order(s.free_agent_order)
 }
 
 impl Engine {

@@ -225,6 +225,15 @@ pub struct QueueConfig {
     /// Default 0.
     #[serde(default)]
     pub priority: i32,
+    /// Agents with this queue's skill kept back for it: while no more than this many are
+    /// ready, none of them is offered another queue's call (for a scarce skill, e.g. a
+    /// foreign language, whose agents also serve the Korean queue). Default 0.
+    #[serde(default)]
+    pub reserve: u32,
+    /// The longest another queue's call is held back by `reserve`: once it has waited
+    /// this long, a kept agent may take it. Default 10.
+    #[serde(default = "d_reserve_hold")]
+    pub reserve_max_hold_s: u32,
     /// What the queue takes: "voice", "text" (SIP MESSAGE conversations) or both.
     /// Default `["voice"]`.
     #[serde(default = "d_channels")]
@@ -354,6 +363,10 @@ fn d_callback_retry() -> u32 {
 fn d_survey_timeout() -> u32 {
     10
 }
+fn d_reserve_hold() -> u32 {
+    10
+}
+
 fn d_max_no_answer() -> u32 {
     1
 }

@@ -45,6 +45,8 @@ pub struct EngineSettings {
     pub max_transfers_per_minute: u32,
     /// Media anchoring (`[media] anchor = true`): the RTP ports and the silence timeout.
     pub anchor: Option<Anchoring>,
+    /// `[routing] free_agent_order`.
+    pub free_agent_order: crate::acd::FreeAgentOrder,
 }
 
 /// A configured agent after ranges are expanded, skills parsed.

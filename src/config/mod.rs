@@ -27,8 +27,8 @@ pub use engine::{
 };
 pub use settings::{
     split_host_port, ClockConfig, DataConfig, DigestAlgorithm, HttpConfig, IceServerConfig,
-    MediaConfig, OutboundConfig, RuntimeConfig, SipConfig, TextConfig, TokenConfig, VideoConfig,
-    WebOrigin, WebRtcConfig,
+    MediaConfig, OutboundConfig, RoutingConfig, RuntimeConfig, SipConfig, TextConfig, TokenConfig,
+    VideoConfig, WebOrigin, WebRtcConfig,
 };
 
 use serde::Deserialize;
@@ -110,6 +110,8 @@ struct ConfigFile {
     text: TextConfig,
     #[serde(default)]
     video: VideoConfig,
+    #[serde(default)]
+    routing: RoutingConfig,
 }
 
 /// A validated configuration: the sections as written (the drivers read the process

@@ -73,6 +73,16 @@ impl Default for MediaConfig {
     }
 }
 
+/// `[routing]`: how the router chooses across queues.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Which waiting call an agent who becomes free takes first, among the queues it
+    /// serves: "priority" (the queue with the highest `priority`; the default) or
+    /// "scarcest-skill" (the queue whose skill the fewest ready agents have).
+    pub free_agent_order: crate::acd::FreeAgentOrder,
+}
+
 /// `[video]`: sign-language video calls, relayed without transcoding.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

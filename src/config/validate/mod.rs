@@ -67,6 +67,7 @@ pub(super) fn validate(f: &ConfigFile) -> Check<(EngineSettings, Vec<Problem>)> 
         outbound_rules: outbound_rules(&f.outbound)?,
         max_transfers_per_minute: f.outbound.max_transfers_per_minute,
         anchor,
+        free_agent_order: f.routing.free_agent_order,
     };
     let warnings = staffing(f, &settings)?;
     Ok((settings, warnings))

@@ -147,6 +147,8 @@ pub(super) fn queue(
             steps,
             priority: q.priority,
             max_no_answer: q.max_no_answer,
+            reserve: q.reserve,
+            reserve_max_hold: secs(q.reserve_max_hold_s),
         },
         timing,
         // Filled in once every queue has passed: digit errors come after all queues' own.
