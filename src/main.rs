@@ -36,12 +36,18 @@ enum Cmd {
     },
     /// Validate a configuration/dialplan file; prints `file:line: message` on error.
     CheckConfig { path: PathBuf },
-    /// Simulate the 120 centre (22,000 calls/day, 5 foreign-language queues) under each
-    /// routing strategy and print service level, ASA and abandonment.
+    /// Simulate the 120 centre's day (22,000 Korean and 87 foreign-language calls, the
+    /// dialplan's queues and bilingual counsellors) under each routing policy, through the
+    /// engine's own router, and print service level, ASA, abandonment and occupancy per
+    /// queue with 95 % confidence intervals over seeds.
     Simulate {
-        /// Simulated hours.
-        #[arg(long, default_value_t = 24.0)]
-        hours: f64,
+        /// The dialplan whose queues and agents to model (default: the embedded one).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Days simulated per policy, each with its own seed.
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// The first seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -220,36 +226,119 @@ fn read_password(prompt: &str) -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+/// `dasan simulate`: every policy on the 120 day, one table, then the verdict against the
+/// issue's target (foreign-language SL ≥ 80 % with the Korean queue at most 1 point below
+/// the plain routing's).
+fn simulate(config: Option<&std::path::Path>, seeds: u64, first: u64) -> Result<(), String> {
+    use dasan::sim::{day_120, model, run_seeds, Policy};
+    if !(1..=1000).contains(&seeds) {
+        return Err("--seeds must be 1 to 1000".into());
+    }
+    let cfg = match config {
+        Some(p) => Config::load(p),
+        None => Config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME),
+    }
+    .map_err(|e| e.to_string())?;
+    let settings = cfg.engine();
+    let seeds: Vec<u64> = (first..first + seeds).collect();
+    if day_120(settings, Policy::Dialplan, first).is_none() {
+        return Err(
+            "the dialplan needs a Korean queue (skill \"ko\", open all day), queues \
+                    with skills en, zh, ja, vi and mn, and a Korean-only agent"
+                .into(),
+        );
+    }
+    println!(
+        "120 day: {} Korean + {} foreign-language calls (en/zh/ja/vi/mn {:?}), handle {} s / {} s, \
+         patience {} s (exponential); Korean-only counsellors staffed by the hour for {:.0} % \
+         in 20 s by Erlang C, the dialplan's bilingual counsellors on shift while their queue \
+         is open. {} days per policy (seeds {}..={}); ± is the 95 % confidence interval.",
+        model::KOREAN_PER_DAY,
+        model::FOREIGN_PER_DAY,
+        model::FOREIGN_SPLIT.map(|(_, s)| s),
+        model::HANDLE_KO_S,
+        model::HANDLE_FOREIGN_S,
+        model::PATIENCE_S,
+        model::PLAN_SL * 100.0,
+        seeds.len(),
+        seeds[0],
+        seeds[seeds.len() - 1],
+    );
+    println!(
+        "{:<30} {:<8} {:>8} {:>15} {:>14} {:>13} {:>13}",
+        "policy", "queue", "calls/d", "SL(20s) %", "ASA s", "abandon %", "occupancy %"
+    );
+    let started = std::time::Instant::now();
+    let mut total_calls = 0u64;
+    let mut verdicts = Vec::new();
+    for policy in Policy::all() {
+        let (rows, calls) = run_seeds(
+            |s| day_120(settings, policy, s).expect("checked above"),
+            &seeds,
+        );
+        total_calls += calls;
+        for r in &rows {
+            println!(
+                "{:<30} {:<8} {:>8.0} {:>8.1} ±{:>4.1} {:>7.1} ±{:>4.1} {:>6.1} ±{:>4.1} {:>6.1} ±{:>4.1}",
+                policy.name(),
+                r.name,
+                r.offered,
+                r.service_level.mean * 100.0,
+                r.service_level.ci95 * 100.0,
+                r.asa_s.mean,
+                r.asa_s.ci95,
+                r.abandon_rate.mean * 100.0,
+                r.abandon_rate.ci95 * 100.0,
+                r.occupancy.mean * 100.0,
+                r.occupancy.ci95 * 100.0,
+            );
+        }
+        let korean = rows.first().map_or(0.0, |r| r.service_level.mean);
+        let foreign = rows.last().map_or(0.0, |r| r.service_level.mean);
+        verdicts.push((policy, korean, foreign));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let plain_ko = verdicts
+        .iter()
+        .find(|(p, _, _)| *p == Policy::Plain)
+        .map_or(0.0, |v| v.1);
+    println!();
+    println!(
+        "target: foreign SL >= 80 % with Korean SL at most 1 point below plain ({:.1} %)",
+        plain_ko * 100.0
+    );
+    for (p, ko, fo) in &verdicts {
+        let ok = *fo >= 0.80 && *ko >= plain_ko - 0.01;
+        println!(
+            "  {:<30} Korean {:>5.1} % ({:+.1}), foreign {:>5.1} %  {}",
+            p.name(),
+            ko * 100.0,
+            (ko - plain_ko) * 100.0,
+            fo * 100.0,
+            if ok { "meets the target" } else { "-" }
+        );
+    }
+    println!(
+        "simulated {total_calls} calls in {secs:.2} s: {:.0} calls/s",
+        total_calls as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Simulate { hours, seed } => {
-            if !(0.5..=24.0 * 30.0).contains(&hours) {
-                eprintln!("dasan: --hours must be 0.5 to 720");
-                return ExitCode::FAILURE;
+        Cmd::Simulate {
+            config,
+            seeds,
+            seed,
+        } => match simulate(config.as_deref(), seeds, seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dasan: {e}");
+                ExitCode::FAILURE
             }
-            use dasan::acd::Strategy;
-            println!("strategy        queue     offered  answered  abandoned   SL(20s)   ASA(s)");
-            for (name, st) in [
-                ("longest-idle", Strategy::LongestIdle),
-                ("round-robin", Strategy::RoundRobin),
-                ("fewest-calls", Strategy::FewestCalls),
-                ("top-down", Strategy::TopDown),
-            ] {
-                for r in dasan::sim::run(&dasan::sim::centre_120(st, hours, seed)) {
-                    println!(
-                        "{name:<15} {:<8} {:>8} {:>9} {:>10} {:>8.1}% {:>8.1}",
-                        r.name,
-                        r.offered,
-                        r.answered,
-                        r.abandoned,
-                        r.service_level * 100.0,
-                        r.asa_s
-                    );
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        },
         Cmd::Passwd {
             agent,
             realm,
