@@ -1020,3 +1020,118 @@ fn the_public_chat_page_gets_a_counsellors_reply() {
         ["분실물 센터가 어디인가요?", "지하철에서 잃어버렸어요"]
     );
 }
+
+/// baresip's video: the fakevideo test source and sink, VP8 (as tests/e2e_video.rs).
+const VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
+
+/// Video calls to 120 go to the sign queue (skill ksl), which agent 1005 serves.
+fn video_config() -> String {
+    test_config("")
+        .replace(
+            "queue = \"general\"\n",
+            "queue = \"general\"\nvideo_queue = \"sign\"\n",
+        )
+        .replace(
+            "[media]",
+            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
+        )
+}
+
+/// Sign-language counselling (issue 18) at the browser desk: a baresip caller with a
+/// generated picture (VP8) reaches a browser agent with Chromium's fake camera. The page
+/// plays the caller's picture, the caller's phone decodes the agent's camera, keyframe
+/// requests cross the bridge, and the audio still flows both ways.
+#[test]
+fn a_browser_agent_and_a_video_caller_see_each_other() {
+    let base = port_block();
+    let dir = workdir("web-video");
+    let e = EngineProc::start(&dir, &video_config(), base, base + 1);
+    let b = Browser::start(&dir, "agent", &["video-call", &url(&e), "1005", "test-pw"]);
+    b.wait_for("ready", Duration::from_secs(60));
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        base + 35,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        "<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs=vp8",
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{}", e.sip_port),
+            "-t",
+            "25",
+        ],
+        VIDEO,
+    );
+    let offer = b.wait_for("offer", Duration::from_secs(30));
+    assert_eq!(offer["offer"]["video"], true, "the offer says video call");
+    // The page plays the caller's picture.
+    let v = b.wait_for("video", Duration::from_secs(40))["video"].clone();
+    eprintln!("browser: {v}");
+    assert!(v["width"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(v["frames"].as_u64().unwrap_or(0) > 10, "{v}");
+    assert_eq!(v["camera"], true, "the fake camera is sent: {v}");
+    assert_eq!(v["shown"], true, "{v}");
+    let label = v["label"].as_str().unwrap_or("");
+    assert!(
+        label == "Caller video" || label == "상담 고객 영상",
+        "labelled: {v}"
+    );
+    assert!(
+        v["rms"].as_f64().unwrap_or(0.0) > 0.01,
+        "the browser hears the caller: {v}"
+    );
+    // The caller's phone decodes the browser's camera.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !caller.log().contains("video: receiving with resolution") {
+        assert!(
+            Instant::now() < deadline,
+            "the caller decoded no picture:\n{}",
+            caller.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let from = |leg: &str| {
+        e.metric(&format!(
+            "dasan_video_packets_relayed_total{{from=\"{leg}\"}}"
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while from("agent") < 60.0 || from("caller") < 60.0 {
+        assert!(
+            Instant::now() < deadline,
+            "video relayed: caller {} agent {}",
+            from("caller"),
+            from("agent")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let resolution = caller
+        .log()
+        .lines()
+        .find(|l| l.contains("video: receiving with resolution"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    eprintln!(
+        "video relayed: caller {} agent {}; keyframe requests: caller {} agent {}; caller: {resolution}",
+        from("caller"),
+        from("agent"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"caller\"}"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}")
+    );
+    let calls = json(&e, "/api/calls");
+    assert_eq!(calls[0]["queue"], "sign", "{calls}");
+    assert_eq!(calls[0]["agent"], "1005", "{calls}");
+    // The caller hangs up: the video area hides and the camera closes.
+    let done = b.wait_for("done", Duration::from_secs(40));
+    assert_eq!(done["videoHidden"], true, "{done}");
+    assert_eq!(done["camera"], false, "{done}");
+    let heard = caller.stop_and_heard_rms();
+    assert!(
+        heard > 0.001,
+        "the caller heard the browser: RMS {heard:.4}"
+    );
+    let records = json(&e, "/api/records?limit=5");
+    assert_eq!(records["records"][0]["channel"], "video", "{records}");
+}

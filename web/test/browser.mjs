@@ -9,6 +9,9 @@
 //   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
 //   node browser.mjs drop-call URL AGENT PASSWORD
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
+//   node browser.mjs video-call URL AGENT PASSWORD    (answers a video call with the fake
+//                                                      camera; reports the caller's picture,
+//                                                      then stays until the caller hangs up)
 //   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
@@ -374,6 +377,50 @@ async function keypad([agent, password]) {
   await browser.close();
 }
 
+// Answers a video call: the caller's picture plays (frames counted with
+// requestVideoFrameCallback), the camera is sent, the caller's audio is heard.
+async function videoCall([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  await loginReady(page, agent, password, "?audio=raw");
+  await step("an offer", waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000));
+  say({ offer: { video: await page.isVisible("#o-video") } });
+  await page.click("#answer");
+  await step("in call", waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000));
+  const answered = Date.now();
+  await step(
+    "the caller's picture",
+    waitFor(page, () => window.dasan.videoWidth > 0 && window.dasan.videoFrames > 10, null, 20000),
+  );
+  const firstFramesMs = Date.now() - answered;
+  let peak = 0;
+  for (let i = 0; i < 50; i++) {
+    peak = Math.max(peak, await page.evaluate(() => window.dasan.rms));
+    await sleep(20);
+  }
+  const v = await page.evaluate(() => {
+    const el = document.querySelector("#caller-video");
+    return {
+      frames: window.dasan.videoFrames,
+      width: el.videoWidth,
+      height: el.videoHeight,
+      camera: window.dasan.camera,
+      label: el.getAttribute("aria-label"),
+      shown: !document.querySelector("#video").hidden,
+    };
+  });
+  say({ video: { ...v, firstFramesMs, rms: peak } });
+  await step("the caller hangs up", waitFor(page, () => document.querySelector("#incall").hidden, null, 60000));
+  say({
+    done: true,
+    frames: await page.evaluate(() => window.dasan.videoFrames),
+    videoHidden: await page.isHidden("#video"),
+    camera: await page.evaluate(() => window.dasan.camera),
+  });
+  await browser.close();
+}
+
 // A step that gives up says which step it was.
 async function step(what, promise) {
   try {
@@ -485,6 +532,7 @@ const modes = {
   "wallboard-text": wallboardText,
   chats,
   keypad,
+  "video-call": videoCall,
   transfer,
   "no-mic": noMic,
   "no-webrtc": noWebrtc,
