@@ -6,8 +6,9 @@
 //! `dtmf {digit}`, `transfer {target}`.
 //! Server → client (`ev`): `login-ok {agent, token, expires_in_s, ice_servers}`, `sdp {sdp}`,
 //! `media {state: connected|failed}`, `state {state, reason, call}`, `offer {record,
-//! caller (masked), queue, language, wait_ms, video}`, `connected {record, video}` (video:
-//! the call's video is relayed to and from the browser), `ended {record, by}`,
+//! caller (masked), queue, language, wait_ms, video}`, `connected {record, video,
+//! video_kbps}` (video: the call's video is relayed to and from the browser, the camera at
+//! most video_kbps), `ended {record, by}`,
 //! `error {code, message}`.
 //!
 //! The agent is registered (and so ready to the ACD) only once its media is connected and it
@@ -669,7 +670,8 @@ impl Desk<'_> {
                         c.connected = true;
                         let _ = send(
                             ws,
-                            json!({"ev": "connected", "record": c.record, "video": video.is_some()}),
+                            json!({"ev": "connected", "record": c.record, "video": video.is_some(),
+                                "video_kbps": video.and(self.ua.video_kbps())}),
                         )
                         .await;
                     }

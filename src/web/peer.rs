@@ -560,30 +560,30 @@ fn is_keyframe_request(p: &dyn rtc::rtcp::packet::Packet) -> bool {
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
-/// The video codec a browser's offer lets us use for the session: VP8 if offered, else
-/// H.264 Constrained Baseline in packetization mode 1 (what SIP video phones send most).
+/// The video codec a browser's offer lets us use for the session: the first the offer lists
+/// of VP8 and H.264 Constrained Baseline in packetization mode 1. Chromium lists VP8 first;
+/// a desk that serves H.264 video phones puts H.264 first (setCodecPreferences).
 pub fn offered_video_codec(offer: &str) -> Option<VideoCodec> {
     let sdp = crate::media::sdp::Sdp::parse(offer).ok()?;
     let m = sdp
         .media
         .iter()
         .find(|m| m.kind == "video" && m.port != 0)?;
-    let has = |want: &dyn Fn(&str, Option<&str>) -> bool| {
-        m.formats.iter().any(|&pt| {
-            let fmtp = m
-                .fmtps
-                .iter()
-                .find(|(p, _)| *p == pt)
-                .map(|(_, f)| f.as_str());
-            m.encoding(pt)
-                .is_some_and(|(name, rate)| rate == 90_000 && want(&name, fmtp))
-        })
-    };
-    if has(&|name, _| name == "vp8") {
-        return Some(VideoCodec::Vp8);
-    }
-    has(&|name, fmtp| name == "h264" && fmtp.is_some_and(constrained_baseline_mode_1))
-        .then_some(VideoCodec::H264)
+    m.formats.iter().find_map(|&pt| {
+        let (name, rate) = m.encoding(pt)?;
+        let fmtp = m
+            .fmtps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, f)| f.as_str());
+        match (name.as_str(), rate) {
+            ("vp8", 90_000) => Some(VideoCodec::Vp8),
+            ("h264", 90_000) if fmtp.is_some_and(constrained_baseline_mode_1) => {
+                Some(VideoCodec::H264)
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Whether an H.264 fmtp is what we register ([`video_codec`]): rtc matches the profile
@@ -1339,13 +1339,21 @@ mod tests {
     }
 
     #[test]
-    fn video_is_relayed_both_ways_with_keyframe_requests_and_idles_between_calls() {
+    fn vp8_is_relayed_both_ways_with_keyframe_requests_and_idles_between_calls() {
+        video_round_trip(VideoCodec::Vp8);
+    }
+
+    #[test]
+    fn h264_likewise() {
+        video_round_trip(VideoCodec::H264);
+    }
+
+    fn video_round_trip(codec: VideoCodec) {
         let ice: SocketAddr = ([127, 0, 0, 1], 7020).into();
         let rtp: SocketAddr = ([127, 0, 0, 1], 7022).into();
         let local_video: SocketAddr = ([127, 0, 0, 1], 7024).into();
-        let (mut b, mut e) =
-            super::loopback::connect_video(ice, rtp, local_video, VideoCodec::Vp8).unwrap();
-        assert_eq!(e.video(), Some((VideoCodec::Vp8, local_video)));
+        let (mut b, mut e) = super::loopback::connect_video(ice, rtp, local_video, codec).unwrap();
+        assert_eq!(e.video(), Some((codec, local_video)));
         let now = Instant::now();
         let drain = |e: &mut BrowserPeer| {
             while e.poll_to_engine().is_some() {}
@@ -1454,6 +1462,19 @@ mod tests {
             ),
             Some(VideoCodec::H264),
             "no VP8: H.264 in packetization mode 1"
+        );
+        let both = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 104 96\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:104 H264/90000\r\na=fmtp:104 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+        assert_eq!(
+            offered_video_codec(both),
+            Some(VideoCodec::H264),
+            "the browser's order"
+        );
+        assert_eq!(
+            offered_video_codec(&both.replace(
+                "m=video 9 UDP/TLS/RTP/SAVPF 104 96",
+                "m=video 9 UDP/TLS/RTP/SAVPF 96 104"
+            )),
+            Some(VideoCodec::Vp8)
         );
         assert_eq!(
             offered_video_codec(

@@ -472,6 +472,14 @@ impl AgentUa {
         ev.push(UaEvent::Offer(info));
     }
 
+    /// The bit rate the call's video may use from us (our answer's b=AS, in kbps), when we
+    /// took the call's video: the browser's camera is held to it.
+    pub fn video_kbps(&self) -> Option<u32> {
+        let c = self.call.as_ref().filter(|c| c.video_answered)?;
+        let v = c.video.as_ref()?;
+        Some(v.kbps.unwrap_or(BROWSER_VIDEO_KBPS).min(BROWSER_VIDEO_KBPS))
+    }
+
     /// Whether the ringing call is a video call (the engine offered a video stream).
     pub fn offered_video(&self) -> Option<crate::media::sdp::VideoCodec> {
         self.call.as_ref()?.video.as_ref().map(|v| v.codec)
@@ -717,6 +725,7 @@ mod tests {
         assert!(body.contains("m=audio 41000 RTP/AVP 111"), "{body}");
         assert!(body.contains("m=video 41002 RTP/AVP 100\r\n"), "{body}");
         assert!(body.contains("a=rtpmap:100 VP8/90000"), "{body}");
+        assert_eq!(ua.video_kbps(), Some(BROWSER_VIDEO_KBPS), "no b=AS offered");
         let (_, ev) = ua.on_message(&ack("v1"));
         assert_eq!(
             ev,

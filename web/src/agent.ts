@@ -127,6 +127,7 @@ async function startMedia(iceServers: RTCIceServer[]): Promise<void> {
   mic.getTracks().forEach((tr) => pc!.addTrack(tr, mic!));
   // Sends and receives, with no track yet: the camera is attached in a video call.
   videoTx = pc.addTransceiver("video", { direction: "sendrecv" });
+  preferVideoCodec(videoTx);
   pc.ontrack = (e) => {
     if (e.track.kind === "video") {
       showCallerVideo(e.track);
@@ -156,6 +157,26 @@ async function startMedia(iceServers: RTCIceServer[]): Promise<void> {
   send({ op: "sdp", sdp: pc.localDescription?.sdp });
 }
 
+// The engine takes the first of VP8 and H.264 (Constrained Baseline, packetization mode 1)
+// the offer lists, and answers a video call's video only in that codec. Browsers list VP8
+// first; ?video=h264 puts H.264 first, for a desk whose callers' phones send H.264.
+function preferVideoCodec(tx: RTCRtpTransceiver): void {
+  const want = new URLSearchParams(location.search).get("video");
+  if (want !== "h264" || !("setCodecPreferences" in tx)) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
+  const h264 = (c: RTCRtpCodec) =>
+    c.mimeType.toLowerCase() === "video/h264" &&
+    /packetization-mode=1/.test(c.sdpFmtpLine ?? "") &&
+    /profile-level-id=42e0/i.test(c.sdpFmtpLine ?? "");
+  const first = codecs.filter(h264);
+  if (first.length === 0) return;
+  try {
+    tx.setCodecPreferences([...first, ...codecs.filter((c) => !h264(c))]);
+  } catch {
+    // The browser's own order stays.
+  }
+}
+
 // The caller's picture: the session's one remote video track, counted frame by frame.
 function showCallerVideo(track: MediaStreamTrack): void {
   const v = $<HTMLVideoElement>("caller-video");
@@ -169,8 +190,9 @@ function showCallerVideo(track: MediaStreamTrack): void {
   if ("requestVideoFrameCallback" in v) v.requestVideoFrameCallback(count);
 }
 
-// A video call: the video area shows, and the camera (if there is one) is sent.
-async function startVideo(): Promise<void> {
+// A video call: the video area shows, and the camera (if there is one) is sent, at most
+// at the bit rate the call's video was answered with.
+async function startVideo(kbps: number | undefined): Promise<void> {
   show("video", true);
   $<HTMLVideoElement>("caller-video").play().catch(() => undefined);
   try {
@@ -182,6 +204,16 @@ async function startVideo(): Promise<void> {
   const track = camera.getVideoTracks()[0];
   if (!videoTx || !track) return;
   await videoTx.sender.replaceTrack(track);
+  if (kbps && kbps > 0) {
+    try {
+      const p = videoTx.sender.getParameters();
+      if (!p.encodings || p.encodings.length === 0) p.encodings = [{}];
+      p.encodings[0].maxBitrate = kbps * 1000;
+      await videoTx.sender.setParameters(p);
+    } catch {
+      // The browser's own rate control still applies.
+    }
+  }
   $<HTMLVideoElement>("self-video").srcObject = camera;
   dasan.camera = true;
 }
@@ -265,7 +297,7 @@ function onEvent(e: Record<string, any>): void {
       show("incall", true);
       callSince = Date.now();
       $("hangup").focus();
-      if (e.video === true) startVideo();
+      if (e.video === true) startVideo(typeof e.video_kbps === "number" ? e.video_kbps : undefined);
       break;
     case "ended":
       show("offer", false);

@@ -9,9 +9,11 @@
 //   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
 //   node browser.mjs drop-call URL AGENT PASSWORD
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
-//   node browser.mjs video-call URL AGENT PASSWORD    (answers a video call with the fake
-//                                                      camera; reports the caller's picture,
-//                                                      then stays until the caller hangs up)
+//   node browser.mjs video-call URL AGENT PASSWORD [QUERY] [nocam]
+//                                                     (answers a video call with the fake
+//                                                      camera, or with none; reports the
+//                                                      caller's picture, then stays until the
+//                                                      caller hangs up; QUERY e.g. video=h264)
 //   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
@@ -379,11 +381,20 @@ async function keypad([agent, password]) {
 
 // Answers a video call: the caller's picture plays (frames counted with
 // requestVideoFrameCallback), the camera is sent, the caller's audio is heard.
-async function videoCall([agent, password]) {
+async function videoCall([agent, password, query = "", cam = "cam"]) {
   const browser = await launch();
   const page = await browser.newPage();
   page.on("pageerror", (e) => say({ pageerror: String(e) }));
-  await loginReady(page, agent, password, "?audio=raw");
+  if (cam === "nocam") {
+    // A PC without a camera: the microphone is there, a camera is not.
+    await page.addInitScript(() => {
+      const md = navigator.mediaDevices;
+      const real = md.getUserMedia.bind(md);
+      md.getUserMedia = (c) =>
+        c && c.video ? Promise.reject(new DOMException("no camera", "NotFoundError")) : real(c);
+    });
+  }
+  await loginReady(page, agent, password, `?audio=raw${query ? `&${query}` : ""}`);
   await step("an offer", waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000));
   say({ offer: { video: await page.isVisible("#o-video") } });
   await page.click("#answer");
@@ -408,6 +419,11 @@ async function videoCall([agent, password]) {
       camera: window.dasan.camera,
       label: el.getAttribute("aria-label"),
       shown: !document.querySelector("#video").hidden,
+      alert: document.querySelector("#alert").textContent,
+      codecs: window.dasan.pc
+        .getTransceivers()
+        .filter((t) => t.receiver.track.kind === "video")
+        .map((t) => t.sender.getParameters().codecs?.[0]?.mimeType ?? ""),
     };
   });
   say({ video: { ...v, firstFramesMs, rms: peak } });
