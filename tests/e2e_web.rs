@@ -1151,6 +1151,18 @@ fn browser_video_call(codec: &str, video: &str, query: &str, camera: bool) {
         assert!(from("caller") > 30.0, "{}", from("caller"));
         assert_eq!(from("agent"), 0.0, "no camera, no video from the agent");
     }
+    // After a hold the browser asks for a keyframe; its PLI reaches the caller's leg
+    // through the bridge and the engine's relay, and the picture comes back.
+    let after = b.wait_for("afterHold", Duration::from_secs(30));
+    eprintln!("after the hold: {after}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no keyframe request from the browser after the hold"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let resolution = caller
         .log()
         .lines()
@@ -1169,8 +1181,18 @@ fn browser_video_call(codec: &str, video: &str, query: &str, camera: bool) {
     let calls = json(&e, "/api/calls");
     assert_eq!(calls[0]["queue"], "sign", "{calls}");
     assert_eq!(calls[0]["agent"], "1005", "{calls}");
+    let caller_asked = e.metric("dasan_video_keyframe_requests_total{from=\"caller\"}");
     // The caller hangs up: the video area hides and the camera closes.
     let done = b.wait_for("done", Duration::from_secs(40));
+    eprintln!("Chromium's keyframe requests: {}", done["plis"]);
+    assert!(done["plis"]["sent"].as_u64().unwrap_or(0) >= 1, "{done}");
+    if camera && caller_asked >= 1.0 {
+        // The caller's phone asked for a keyframe too: Chromium's camera got it as a PLI.
+        assert!(
+            done["plis"]["received"].as_u64().unwrap_or(0) >= 1,
+            "{done}"
+        );
+    }
     assert_eq!(done["videoHidden"], true, "{done}");
     assert_eq!(done["camera"], false, "{done}");
     let heard = caller.stop_and_heard_rms();

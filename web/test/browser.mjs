@@ -427,9 +427,32 @@ async function videoCall([agent, password, query = "", cam = "cam"]) {
     };
   });
   say({ video: { ...v, firstFramesMs, rms: peak } });
+  // Hold for a second and a half: the caller's packets stop at the engine's bridge, and
+  // when they resume the browser's decoder misses the frames between and asks for a
+  // keyframe (a PLI, which must reach the caller); the picture must come back.
+  await page.click("#hold");
+  await sleep(1500);
+  await page.click("#hold");
+  const before = await page.evaluate(() => window.dasan.videoFrames);
+  await step(
+    "the picture after the hold",
+    waitFor(page, (n) => window.dasan.videoFrames > n + 10, before, 15000),
+  );
+  say({ afterHold: { frames: (await page.evaluate(() => window.dasan.videoFrames)) - before } });
   await step("the caller hangs up", waitFor(page, () => document.querySelector("#incall").hidden, null, 60000));
+  // Keyframe requests as Chromium counts them: sent (inbound video) and received (its camera).
+  const plis = await page.evaluate(async () => {
+    const out = { sent: 0, received: 0 };
+    (await window.dasan.pc.getStats()).forEach((r) => {
+      if (r.kind !== "video") return;
+      if (r.type === "inbound-rtp") out.sent += r.pliCount ?? 0;
+      if (r.type === "outbound-rtp") out.received += (r.pliCount ?? 0) + (r.firCount ?? 0);
+    });
+    return out;
+  });
   say({
     done: true,
+    plis,
     frames: await page.evaluate(() => window.dasan.videoFrames),
     videoHidden: await page.isHidden("#video"),
     camera: await page.evaluate(() => window.dasan.camera),
