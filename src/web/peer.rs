@@ -278,8 +278,8 @@ impl BrowserPeer {
         self.video.as_mut()?.out.pop_front()
     }
 
-    /// A datagram on our video address. RTP from the call's engine address goes to the
-    /// browser on the session's video stream; a PLI or FIR from there becomes a PLI to the
+    /// A datagram on our video address. RTP from the call's video relay goes to the
+    /// browser on the session's video stream; a PLI or FIR from it becomes a PLI to the
     /// browser's camera. Anything else is dropped.
     pub fn handle_engine_video(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let Some(v) = self.video.as_mut() else {
@@ -288,10 +288,17 @@ impl BrowserPeer {
         let Some(target) = v.target else {
             return;
         };
-        if from.ip() != target.rtp.ip() || self.hold {
+        if self.hold {
             return;
         }
-        if crate::media::rtp::is_rtcp(data) {
+        // Only the call's video relay: its RTP socket (the INVITE's m=video), whose RTCP
+        // socket is the next port. Unlike the audio, which comes in process, this arrives by
+        // UDP, where anyone on the host could aim at our port.
+        let rtcp = crate::media::rtp::is_rtcp(data);
+        if from != target.rtp && !(rtcp && from == target.rtcp()) {
+            return;
+        }
+        if rtcp {
             let keyframe = rtc::rtcp::packet::unmarshal(&mut &data[..])
                 .map(|ps| ps.iter().any(|p| is_keyframe_request(p.as_ref())))
                 .unwrap_or(false);
@@ -1393,10 +1400,12 @@ mod tests {
             for s in seqs {
                 let p = crate::media::rtp::build_rtp(100, true, s, u32::from(s) * 3000, 77, &[9]);
                 e.handle_engine_video(now, call, &p);
-                // Another payload type, or a stranger's address: dropped.
+                // Another payload type, or a stranger's address (another port of the
+                // engine's host too): dropped.
                 let other = crate::media::rtp::build_rtp(101, true, s, 0, 77, &[9]);
                 e.handle_engine_video(now, call, &other);
                 e.handle_engine_video(now, ([10, 0, 0, 1], 5).into(), &p);
+                e.handle_engine_video(now, ([127, 0, 0, 1], 20_030).into(), &p);
             }
             b.shuttle(&mut e, now);
             heard.extend(b.heard());
@@ -1419,6 +1428,7 @@ mod tests {
         pli.extend_from_slice(&1u32.to_be_bytes());
         pli.extend_from_slice(&2u32.to_be_bytes());
         e.handle_engine_video(now, ([10, 0, 0, 9], 20_021).into(), &pli);
+        e.handle_engine_video(now, ([127, 0, 0, 1], 20_031).into(), &pli);
         assert!(e.poll_transmit().is_none());
         e.handle_engine_video(now, ([127, 0, 0, 1], 20_021).into(), &pli);
         b.shuttle(&mut e, now);
