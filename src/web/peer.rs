@@ -764,16 +764,17 @@ pub fn opus_track(ssrc: u32, label: &str) -> MediaStreamTrack {
 }
 
 /// A sans-IO peer connection speaking only our Opus, with RTCP sender and receiver reports
-/// (RFC 3550) every [`RTCP_INTERVAL`], keyframe requests handed to us, and nothing else:
-/// NACK, transport-wide congestion control and simulcast would need a relay that keeps
-/// packets and adapts rates, which ours does not. No mDNS: it needs a multicast-capable
+/// (RFC 3550) every [`RTCP_INTERVAL`] and nothing else: NACK, transport-wide congestion
+/// control and simulcast would need a relay that keeps packets and adapts rates, which ours
+/// does not. No mDNS: it needs a multicast-capable
 /// interface (absent where only loopback exists) and a server's candidates are plain
 /// addresses anyway. Also the browser side of the tests and the bench.
 pub fn opus_peer_connection(now: Instant) -> Result<RTCPeerConnection, PeerError> {
     peer_connection(now, None)
 }
 
-/// [`opus_peer_connection`] that also speaks `video` (PLI and FIR its only feedback).
+/// [`opus_peer_connection`] that also speaks `video` (PLI and FIR its only feedback, which
+/// the chain then hands to us).
 pub fn peer_connection(
     now: Instant,
     video: Option<VideoCodec>,
@@ -800,7 +801,7 @@ pub fn peer_connection(
     RTCPeerConnectionBuilder::new()
         .with_media_engine(media)
         .with_setting_engine(settings)
-        .with_interceptor_registry(rtcp_reports())
+        .with_interceptor_registry(rtcp_reports(video.is_some()))
         .build(now)
         .map_err(at("peer connection"))
 }
@@ -811,9 +812,16 @@ pub fn peer_connection(
 /// timer and an SRTCP packet per leg per second for nothing a call needs.
 pub const RTCP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn rtcp_reports() -> Registry {
-    Registry::new()
-        .with(Slot::Custom(14_000), KeyframeRequests::default())
+/// The reports, and with `video` the keyframe requests handed to us (an audio-only leg
+/// does without the extra step every packet would take through it).
+fn rtcp_reports(video: bool) -> Registry {
+    let registry = Registry::new();
+    let registry = if video {
+        registry.with(Slot::Custom(14_000), KeyframeRequests::default())
+    } else {
+        registry
+    };
+    registry
         .with(
             Slot::ReceiverReport,
             ReceiverReportBuilder::new()
