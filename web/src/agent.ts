@@ -53,6 +53,8 @@ let mic: MediaStream | undefined;
 // negotiation), idle until a video call; the camera is opened only for such a call.
 let videoTx: RTCRtpTransceiver | undefined;
 let camera: MediaStream | undefined;
+// Counts video calls ended, so a camera that opens only after its call ended is closed.
+let videoCalls = 0;
 let stateSince = Date.now();
 let callSince = 0;
 let offerWait = 0;
@@ -195,12 +197,19 @@ function showCallerVideo(track: MediaStreamTrack): void {
 async function startVideo(kbps: number | undefined): Promise<void> {
   show("video", true);
   $<HTMLVideoElement>("caller-video").play().catch(() => undefined);
+  const call = videoCalls;
+  let cam: MediaStream;
   try {
-    camera = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    cam = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
   } catch {
-    alert(t("no_camera"));
+    if (call === videoCalls) alert(t("no_camera"));
     return;
   }
+  if (call !== videoCalls) {
+    cam.getTracks().forEach((tr) => tr.stop());
+    return;
+  }
+  camera = cam;
   const track = camera.getVideoTracks()[0];
   if (!videoTx || !track) return;
   await videoTx.sender.replaceTrack(track);
@@ -214,12 +223,14 @@ async function startVideo(kbps: number | undefined): Promise<void> {
       // The browser's own rate control still applies.
     }
   }
+  if (call !== videoCalls) return;
   $<HTMLVideoElement>("self-video").srcObject = camera;
   dasan.camera = true;
 }
 
 // The end of a call: the camera closes (its light goes off) and the area hides.
 function stopVideo(): void {
+  videoCalls++;
   show("video", false);
   videoTx?.sender.replaceTrack(null).catch(() => undefined);
   camera?.getTracks().forEach((tr) => tr.stop());
