@@ -1020,3 +1020,186 @@ fn the_public_chat_page_gets_a_counsellors_reply() {
         ["분실물 센터가 어디인가요?", "지하철에서 잃어버렸어요"]
     );
 }
+
+/// baresip's video: the fakevideo test source and sink, VP8 (as tests/e2e_video.rs).
+const VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
+
+/// Video calls to 120 go to the sign queue (skill ksl), which agent 1005 serves.
+fn video_config() -> String {
+    test_config("")
+        .replace(
+            "queue = \"general\"\n",
+            "queue = \"general\"\nvideo_queue = \"sign\"\n",
+        )
+        .replace(
+            "[media]",
+            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
+        )
+}
+
+/// Sign-language counselling (issue 18) at the browser desk: a baresip caller with a
+/// generated picture (VP8) reaches a browser agent with Chromium's fake camera. The page
+/// plays the caller's picture, the caller's phone decodes the agent's camera, and the audio
+/// still flows both ways.
+#[test]
+fn a_browser_agent_and_a_video_caller_see_each_other() {
+    browser_video_call("vp8", VIDEO, "", true);
+}
+
+/// The same in H.264 (baresip's avcodec, libx264 Constrained Baseline, packetization mode
+/// 1) at a desk that puts H.264 first (`?video=h264`).
+#[test]
+fn the_same_in_h264_at_a_desk_that_prefers_it() {
+    let h264 = VIDEO.replace("module vp8.so", "module avcodec.so")
+        + "avcodec_h264enc libx264\navcodec_h264dec h264\n";
+    browser_video_call("H264", &h264, "video=h264", true);
+}
+
+/// A PC without a camera logs in and takes a video call: the agent sees the caller, the
+/// page says the caller does not see the agent, and they talk.
+#[test]
+fn a_desk_without_a_camera_sees_the_video_caller_and_talks() {
+    browser_video_call("vp8", VIDEO, "", false);
+}
+
+fn browser_video_call(codec: &str, video: &str, query: &str, camera: bool) {
+    let base = port_block();
+    let dir = workdir(&format!("web-video-{codec}-{camera}"));
+    let e = EngineProc::start(&dir, &video_config(), base, base + 1);
+    let b = Browser::start(
+        &dir,
+        "agent",
+        &[
+            "video-call",
+            &url(&e),
+            "1005",
+            "test-pw",
+            query,
+            if camera { "cam" } else { "nocam" },
+        ],
+    );
+    b.wait_for("ready", Duration::from_secs(60));
+    let caller = Baresip::start_with(
+        &dir,
+        "caller",
+        base + 35,
+        (base + 20, base + 29),
+        (660.0, 8000, 1),
+        &format!("<sip:0212345678@127.0.0.1>;regint=0;audio_codecs=pcmu;video_codecs={codec}"),
+        &[
+            "-e",
+            &format!("/dial sip:120@127.0.0.1:{}", e.sip_port),
+            "-t",
+            "25",
+        ],
+        video,
+    );
+    let offer = b.wait_for("offer", Duration::from_secs(30));
+    assert_eq!(offer["offer"]["video"], true, "the offer says video call");
+    // The page plays the caller's picture.
+    let v = b.wait_for("video", Duration::from_secs(40))["video"].clone();
+    eprintln!("browser: {v}");
+    assert!(v["width"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(v["frames"].as_u64().unwrap_or(0) > 10, "{v}");
+    assert_eq!(v["shown"], true, "{v}");
+    let label = v["label"].as_str().unwrap_or("");
+    assert!(
+        label == "Caller video" || label == "상담 고객 영상",
+        "labelled: {v}"
+    );
+    assert!(
+        v["rms"].as_f64().unwrap_or(0.0) > 0.01,
+        "the browser hears the caller: {v}"
+    );
+    let from = |leg: &str| {
+        e.metric(&format!(
+            "dasan_video_packets_relayed_total{{from=\"{leg}\"}}"
+        ))
+    };
+    const DECODED: &str = "video: receiving with resolution";
+    if camera {
+        assert_eq!(v["camera"], true, "the fake camera is sent: {v}");
+        // The caller's phone decodes the browser's camera.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !caller.log().contains(DECODED) {
+            assert!(
+                Instant::now() < deadline,
+                "the caller decoded no picture:\n{}",
+                caller.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while from("agent") < 60.0 || from("caller") < 60.0 {
+            assert!(
+                Instant::now() < deadline,
+                "video relayed: caller {} agent {}",
+                from("caller"),
+                from("agent")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    } else {
+        assert_eq!(v["camera"], false, "{v}");
+        assert!(
+            v["alert"]
+                .as_str()
+                .is_some_and(|a| a.contains("camera") || a.contains("카메라")),
+            "the page says why the caller does not see the agent: {v}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(from("caller") > 30.0, "{}", from("caller"));
+        assert_eq!(from("agent"), 0.0, "no camera, no video from the agent");
+    }
+    // After a hold the browser asks for a keyframe; its PLI reaches the caller's leg
+    // through the bridge and the engine's relay, and the picture comes back.
+    let after = b.wait_for("afterHold", Duration::from_secs(30));
+    eprintln!("after the hold: {after}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no keyframe request from the browser after the hold"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resolution = caller
+        .log()
+        .lines()
+        .find(|l| l.contains(DECODED))
+        .and_then(|l| l.split(DECODED).nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    eprintln!(
+        "video relayed: caller {} agent {}; keyframe requests: caller {} agent {}; the caller decoded {resolution}",
+        from("caller"),
+        from("agent"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"caller\"}"),
+        e.metric("dasan_video_keyframe_requests_total{from=\"agent\"}")
+    );
+    let calls = json(&e, "/api/calls");
+    assert_eq!(calls[0]["queue"], "sign", "{calls}");
+    assert_eq!(calls[0]["agent"], "1005", "{calls}");
+    let caller_asked = e.metric("dasan_video_keyframe_requests_total{from=\"caller\"}");
+    // The caller hangs up: the video area hides and the camera closes.
+    let done = b.wait_for("done", Duration::from_secs(40));
+    eprintln!("Chromium's keyframe requests: {}", done["plis"]);
+    assert!(done["plis"]["sent"].as_u64().unwrap_or(0) >= 1, "{done}");
+    if camera && caller_asked >= 1.0 {
+        // The caller's phone asked for a keyframe too: Chromium's camera got it as a PLI.
+        assert!(
+            done["plis"]["received"].as_u64().unwrap_or(0) >= 1,
+            "{done}"
+        );
+    }
+    assert_eq!(done["videoHidden"], true, "{done}");
+    assert_eq!(done["camera"], false, "{done}");
+    let heard = caller.stop_and_heard_rms();
+    assert!(
+        heard > 0.001,
+        "the caller heard the browser: RMS {heard:.4}"
+    );
+    let records = json(&e, "/api/records?limit=5");
+    assert_eq!(records["records"][0]["channel"], "video", "{records}");
+}

@@ -38,7 +38,8 @@ pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
     /// UDP ports for browser agents' WebRTC, inclusive: each logged-in browser takes two
-    /// (ICE, and the leg's RTP towards the media plane), so 30000-31999 carries 1,000. A
+    /// (ICE, and the leg's RTP towards the media plane) and a third when its desk offers
+    /// video (the leg's video towards the video relay), so 30000-31999 carries 666. A
     /// range of their own, away from the RTP range and the kernel's ephemeral ports, so
     /// the two never take each other's ports and a firewall can open exactly these.
     /// Default 30000-31999.

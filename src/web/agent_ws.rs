@@ -6,7 +6,9 @@
 //! `dtmf {digit}`, `transfer {target}`.
 //! Server → client (`ev`): `login-ok {agent, token, expires_in_s, ice_servers}`, `sdp {sdp}`,
 //! `media {state: connected|failed}`, `state {state, reason, call}`, `offer {record,
-//! caller (masked), queue, language, wait_ms}`, `connected {record}`, `ended {record, by}`,
+//! caller (masked), queue, language, wait_ms, video}`, `connected {record, video,
+//! video_kbps}` (video: the call's video is relayed to and from the browser, the camera at
+//! most video_kbps), `ended {record, by}`,
 //! `error {code, message}`.
 //!
 //! The agent is registered (and so ready to the ACD) only once its media is connected and it
@@ -15,7 +17,7 @@
 //! up (the engine ends it and writes its record; the caller is not left in silence) and the
 //! agent is logged out.
 
-use super::bridge::{Bridge, PeerEvent};
+use super::bridge::{Bridge, PeerEvent, VideoTarget};
 use super::ua::{AgentUa, UaEvent};
 use super::{LoginCheck, WebState};
 use crate::sip::message::Message;
@@ -458,10 +460,15 @@ impl Desk<'_> {
             Request::State { state, reason } => return self.on_state(ws, &state, reason).await,
             Request::Answer => {
                 let port = self.bridge.as_ref().and_then(|b| b.local_rtp());
+                let video = self
+                    .bridge
+                    .as_ref()
+                    .and_then(|b| b.video())
+                    .map(|(codec, addr)| (codec, addr.port()));
                 match (
                     port,
                     self.ua
-                        .answer(self.s.media_ip, port.map_or(0, |p| p.port())),
+                        .answer(self.s.media_ip, port.map_or(0, |p| p.port()), video),
                 ) {
                     (Some(_), Some(ok)) => self.sip.send(&ok).await.map_err(unreachable)?,
                     _ => {
@@ -474,6 +481,7 @@ impl Desk<'_> {
                     self.sip.send(&m).await.map_err(unreachable)?;
                     if let Some(b) = &self.bridge {
                         b.set_target(None);
+                        b.set_video_target(None);
                     }
                     if let Some(c) = self.call.take() {
                         let _ = send(
@@ -648,17 +656,24 @@ impl Desk<'_> {
                         json!({
                             "ev": "offer", "record": info.record, "caller": masked,
                             "queue": info.queue, "language": info.language, "wait_ms": info.wait_ms,
+                            "video": self.ua.offered_video().is_some(),
                         }),
                     )
                     .await;
                 }
-                UaEvent::Connected { rtp, pt } => {
+                UaEvent::Connected { rtp, pt, video } => {
                     if let Some(b) = &self.bridge {
                         b.set_target(Some((rtp, pt)));
+                        b.set_video_target(video.map(|(rtp, pt)| VideoTarget { rtp, pt }));
                     }
                     if let Some(c) = self.call.as_mut() {
                         c.connected = true;
-                        let _ = send(ws, json!({"ev": "connected", "record": c.record})).await;
+                        let _ = send(
+                            ws,
+                            json!({"ev": "connected", "record": c.record, "video": video.is_some(),
+                                "video_kbps": video.and(self.ua.video_kbps())}),
+                        )
+                        .await;
                     }
                 }
                 UaEvent::Chat(line) => {
@@ -694,6 +709,7 @@ impl Desk<'_> {
                 UaEvent::Ended { by } => {
                     if let Some(b) = &self.bridge {
                         b.set_target(None);
+                        b.set_video_target(None);
                     }
                     if let Some(c) = self.call.take() {
                         let _ = send(ws, json!({"ev": "ended", "record": c.record, "by": by, "answered": c.connected})).await;

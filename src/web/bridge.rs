@@ -17,9 +17,14 @@
 //! Why one connection per session and not per call: ICE and the DTLS handshake take a few
 //! hundred milliseconds; done at login, the time from the agent's answer click to audio is
 //! only SIP on loopback and the engine attaching the leg.
+//!
+//! Video, when the browser offered it, has a socket of its own: the engine's video relay
+//! (`driver::video`) sends and receives by UDP, RTP and RTCP alike, so this task reads that
+//! socket and writes the browser's camera and keyframe requests from it.
 
 use super::peer::BrowserPeer;
-pub use super::peer::PeerEvent;
+pub use super::peer::{PeerEvent, VideoTarget};
+use crate::media::sdp::VideoCodec;
 use crate::runtime::{lock, LocalRtp, Registration};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,12 +35,15 @@ use tokio::sync::mpsc;
 
 enum Ctl {
     Target(Option<(SocketAddr, u8)>),
+    Video(Option<VideoTarget>),
     Hold(bool),
 }
 
 pub struct Bridge {
     ctl: mpsc::UnboundedSender<Ctl>,
     local_rtp: SocketAddr,
+    /// The session's video codec and our video address, when the browser has video.
+    video: Option<(VideoCodec, SocketAddr)>,
     /// Packets relayed browser → engine and engine → browser (for the tests and stats).
     pub to_engine: Arc<AtomicU64>,
     pub to_browser: Arc<AtomicU64>,
@@ -79,13 +87,25 @@ impl Bridge {
         let socket = |what| move |source| BridgeError::Socket { what, source };
         let ice_addr = ice.local_addr().map_err(socket("ICE"))?;
         let local_rtp = rtp.local_addr().map_err(socket("RTP"))?;
+        let video = match super::peer::offered_video_codec(&offer_sdp) {
+            Some(_) => Some(Arc::new(bind_in(ip, ports, "video")?)),
+            None => None,
+        };
+        let local_video = match &video {
+            Some(v) => Some(v.local_addr().map_err(socket("video"))?),
+            None => None,
+        };
         let (peer, sdp) = BrowserPeer::answer_advertised(
             Instant::now(),
             offer_sdp,
             ice_addr,
             local_rtp,
+            local_video,
             advertise,
         )?;
+        let video_info = peer.video();
+        // The answer may have refused the video after all: then the socket goes.
+        let video = video.filter(|_| video_info.is_some());
         let (events_tx, events) = mpsc::channel(8);
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let to_engine = Arc::new(AtomicU64::new(0));
@@ -95,6 +115,7 @@ impl Bridge {
             peer,
             ice: ice.clone(),
             rtp: rtp.clone(),
+            video: video.clone(),
             events: events_tx,
             to_engine: to_engine.clone(),
             to_browser: to_browser.clone(),
@@ -109,6 +130,7 @@ impl Bridge {
             core,
             ice,
             rtp,
+            video,
             local: local.clone(),
             to_engine: to_engine.clone(),
             rearm: rearm_rx,
@@ -118,6 +140,7 @@ impl Bridge {
             Bridge {
                 ctl,
                 local_rtp,
+                video: video_info,
                 to_engine,
                 to_browser,
                 task,
@@ -136,6 +159,17 @@ impl Bridge {
     /// Either way the call is no longer on hold.
     pub fn set_target(&self, target: Option<(SocketAddr, u8)>) {
         let _ = self.ctl.send(Ctl::Target(target));
+    }
+
+    /// The session's video codec and our video address (the agent leg's m=video), if the
+    /// browser has video.
+    pub fn video(&self) -> Option<(VideoCodec, SocketAddr)> {
+        self.video
+    }
+
+    /// A video call is connected (relay to `target`), or None: the video idles.
+    pub fn set_video_target(&self, target: Option<VideoTarget>) {
+        let _ = self.ctl.send(Ctl::Video(target));
     }
 
     pub fn set_hold(&self, on: bool) {
@@ -177,6 +211,7 @@ struct Core {
     peer: BrowserPeer,
     ice: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
+    video: Option<Arc<UdpSocket>>,
     events: mpsc::Sender<PeerEvent>,
     to_engine: Arc<AtomicU64>,
     to_browser: Arc<AtomicU64>,
@@ -228,6 +263,7 @@ struct Driver {
     core: Arc<Mutex<Core>>,
     ice: Arc<UdpSocket>,
     rtp: Arc<UdpSocket>,
+    video: Option<Arc<UdpSocket>>,
     local: LocalRtp,
     to_engine: Arc<AtomicU64>,
     rearm: mpsc::Receiver<()>,
@@ -237,6 +273,7 @@ enum Wake {
     Ctl(Option<Ctl>),
     Ice(std::io::Result<(usize, SocketAddr)>),
     Rtp(std::io::Result<(usize, SocketAddr)>),
+    Video(std::io::Result<(usize, SocketAddr)>),
     Rearm,
     Timer,
 }
@@ -245,6 +282,7 @@ impl Driver {
     async fn run(mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>, registration: Registration) {
         let mut buf = vec![0u8; 2048];
         let mut rtp_buf = vec![0u8; 2048];
+        let mut video_buf = vec![0u8; 2048];
         // One timer for the task's life, moved only when the connection's deadline moves
         // (a new timer per packet was a measurable part of the relay's cost).
         let far = || Instant::now() + Duration::from_secs(3600);
@@ -272,7 +310,7 @@ impl Driver {
                 sleep.as_mut().reset(wake.into());
             }
             // One hand-written poll, not `select!` (see `runtime::first_ready`).
-            let wake = crate::runtime::first_ready(&mut turn, 5, |source, cx| {
+            let wake = crate::runtime::first_ready(&mut turn, 6, |source, cx| {
                 use std::future::Future;
                 use std::task::Poll;
                 match source {
@@ -294,6 +332,14 @@ impl Driver {
                         Poll::Ready(Some(())) => Poll::Ready(Wake::Rearm),
                         _ => Poll::Pending,
                     },
+                    4 => match &self.video {
+                        Some(v) => {
+                            let mut rb = tokio::io::ReadBuf::new(&mut video_buf);
+                            v.poll_recv_from(cx, &mut rb)
+                                .map(|r| Wake::Video(r.map(|from| (rb.filled().len(), from))))
+                        }
+                        None => Poll::Pending,
+                    },
                     _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
                 }
             })
@@ -304,6 +350,7 @@ impl Driver {
                     c.peer.set_target(t);
                     c.first_write = true;
                 }
+                Wake::Ctl(Some(Ctl::Video(t))) => lock(&self.core).peer.set_video_target(t),
                 Wake::Ctl(Some(Ctl::Hold(on))) => lock(&self.core).peer.set_hold(on),
                 Wake::Ctl(None) => break,
                 Wake::Ice(Ok((n, from))) => {
@@ -317,7 +364,14 @@ impl Driver {
                         .peer
                         .handle_engine_packet(Instant::now(), from, &rtp_buf[..n]);
                 }
-                Wake::Ice(Err(_)) | Wake::Rtp(Err(_)) | Wake::Rearm => {}
+                Wake::Video(Ok((n, from))) => {
+                    lock(&self.core).peer.handle_engine_video(
+                        Instant::now(),
+                        from,
+                        &video_buf[..n],
+                    );
+                }
+                Wake::Ice(Err(_)) | Wake::Rtp(Err(_)) | Wake::Video(Err(_)) | Wake::Rearm => {}
                 Wake::Timer => {
                     lock(&self.core).peer.handle_timeout(Instant::now());
                     // Until the connection names its next deadline.
@@ -343,6 +397,12 @@ impl Core {
         }
         while let Some(p) = self.peer.poll_to_engine() {
             self.outbox.push(p);
+        }
+        // Video goes by UDP straight from here: the engine's video relay has no sink.
+        while let Some((to, data)) = self.peer.poll_video_to_engine() {
+            if let Some(v) = &self.video {
+                let _ = v.try_send_to(&data, to);
+            }
         }
         while let Some(ev) = self.peer.poll_event() {
             let _ = self.events.try_send(ev);

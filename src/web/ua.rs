@@ -37,10 +37,12 @@ pub enum UaEvent {
     Unregistered,
     /// An INVITE rings this agent.
     Offer(OfferInfo),
-    /// Our 200 was ACKed: media flows to `rtp` (the engine's address for this leg) with `pt`.
+    /// Our 200 was ACKed: media flows to `rtp` (the engine's address for this leg) with `pt`,
+    /// and video to `video` (address, payload type) when we answered the call's video.
     Connected {
         rtp: SocketAddr,
         pt: u8,
+        video: Option<(SocketAddr, u8)>,
     },
     /// The call is over: `by` is "caller" (CANCEL before the answer, or a BYE) or "agent".
     Ended {
@@ -73,6 +75,10 @@ pub struct ChatLine {
     pub text: String,
 }
 
+/// The most a browser agent's video may use (b=AS of our answer), whatever the engine
+/// offered: about what a browser sends a 640x480 picture with.
+const BROWSER_VIDEO_KBPS: u32 = 1000;
+
 /// Messages the agent sent that the engine has not answered yet (bounded: a desktop that
 /// floods waits for answers).
 const MAX_CHAT_PENDING: usize = 64;
@@ -98,6 +104,9 @@ struct UaCall {
     state: CallState,
     /// The engine's RTP address and Opus payload type, from its offer.
     rtp: Option<(SocketAddr, u8)>,
+    /// The video stream the engine offered (a video call), and whether we took it.
+    video: Option<crate::media::sdp::VideoNeg>,
+    video_answered: bool,
     /// Our 200 (re-sent if the engine retransmits its INVITE).
     ok: Option<Message>,
 }
@@ -212,7 +221,12 @@ impl AgentUa {
                     if c.state == CallState::Answered && msg.call_id() == c.leg.call_id {
                         c.state = CallState::Confirmed;
                         if let Some((rtp, pt)) = c.rtp {
-                            ev.push(UaEvent::Connected { rtp, pt });
+                            let video = c
+                                .video
+                                .as_ref()
+                                .filter(|_| c.video_answered)
+                                .map(|v| (SocketAddr::new(v.remote.0, v.remote.1), v.pt));
+                            ev.push(UaEvent::Connected { rtp, pt, video });
                         }
                     }
                 }
@@ -416,6 +430,7 @@ impl AgentUa {
             out.push(response(msg, 488, None, Some(&random_token(8))));
             return;
         };
+        let video = offer.as_ref().and_then(crate::media::sdp::negotiate_video);
         self.opus_pt = pt;
         let tag = random_token(10);
         let mut leg = Leg {
@@ -450,20 +465,42 @@ impl AgentUa {
             leg,
             state: CallState::Ringing,
             rtp,
+            video,
+            video_answered: false,
             ok: None,
         });
         ev.push(UaEvent::Offer(info));
     }
 
-    /// The agent answers: 200 with our SDP (Opus on `rtp_port` of `rtp_ip`).
-    pub fn answer(&mut self, rtp_ip: std::net::IpAddr, rtp_port: u16) -> Option<Message> {
+    /// The bit rate the call's video may use from us (our answer's b=AS, in kbps), when we
+    /// took the call's video: the browser's camera is held to it.
+    pub fn video_kbps(&self) -> Option<u32> {
+        let c = self.call.as_ref().filter(|c| c.video_answered)?;
+        let v = c.video.as_ref()?;
+        Some(v.kbps.unwrap_or(BROWSER_VIDEO_KBPS).min(BROWSER_VIDEO_KBPS))
+    }
+
+    /// Whether the ringing call is a video call (the engine offered a video stream).
+    pub fn offered_video(&self) -> Option<crate::media::sdp::VideoCodec> {
+        self.call.as_ref()?.video.as_ref().map(|v| v.codec)
+    }
+
+    /// The agent answers: 200 with our SDP (Opus on `rtp_port` of `rtp_ip`). `video`: the
+    /// browser's video codec and our video port; the call's video is taken when the engine
+    /// offered that same codec, else refused (port 0) and the call is audio only.
+    pub fn answer(
+        &mut self,
+        rtp_ip: std::net::IpAddr,
+        rtp_port: u16,
+        video: Option<(crate::media::sdp::VideoCodec, u16)>,
+    ) -> Option<Message> {
         let contact = self.contact();
         let c = self
             .call
             .as_mut()
             .filter(|c| c.state == CallState::Ringing)?;
         let (_, pt) = c.rtp?;
-        let sdp = crate::media::sdp::build(
+        let audio = crate::media::sdp::build(
             rand::random::<u32>() as u64,
             1,
             rtp_ip,
@@ -472,6 +509,27 @@ impl AgentUa {
             None,
             crate::media::sdp::Direction::SendRecv,
         );
+        // The engine's offer's codec, payload type and fmtp, as the engine relays them.
+        let section = match (&c.video, video) {
+            (Some(offered), Some((codec, port))) if offered.codec == codec => {
+                Some(crate::media::sdp::video_section(
+                    port,
+                    offered,
+                    BROWSER_VIDEO_KBPS,
+                    crate::media::sdp::Direction::SendRecv,
+                ))
+            }
+            _ => None,
+        };
+        c.video_answered = section.is_some();
+        let sdp = match std::str::from_utf8(&c.invite.body)
+            .ok()
+            .and_then(|t| crate::media::sdp::Sdp::parse(t).ok())
+        {
+            // One m-line per offered stream, in the offer's order (RFC 3264).
+            Some(offer) => crate::media::sdp::answer_streams(&offer, &audio, section.as_deref()),
+            None => audio,
+        };
         let mut ok = response(&c.invite, 200, None, Some(&c.tag));
         ok.set_header("Contact", contact);
         ok.set_header("Content-Type", "application/sdp");
@@ -618,7 +676,9 @@ mod tests {
         );
         let (out, _) = ua.on_message(&invite("c2", OFFER));
         assert_eq!(out[0].status(), Some(486));
-        let ok = ua.answer("127.0.0.1".parse().unwrap(), 41000).unwrap();
+        let ok = ua
+            .answer("127.0.0.1".parse().unwrap(), 41000, None)
+            .unwrap();
         let body = std::str::from_utf8(&ok.body).unwrap();
         assert!(body.contains("m=audio 41000 RTP/AVP 111"), "{body}");
         let ack = Message::parse(b"ACK sip:1001-web@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKa\r\nFrom: <sip:01012345678@127.0.0.1>;tag=e1\r\nTo: <sip:1001@127.0.0.1>;tag=x\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").unwrap();
@@ -627,7 +687,8 @@ mod tests {
             ev,
             vec![UaEvent::Connected {
                 rtp: "127.0.0.1:30002".parse().unwrap(),
-                pt: 111
+                pt: 111,
+                video: None
             }]
         );
         let info = ua.dtmf('5').unwrap();
@@ -641,6 +702,54 @@ mod tests {
             Some("sip:dasan@127.0.0.1:5060;transport=tcp")
         );
         assert!(!ua.in_call());
+    }
+
+    #[test]
+    fn a_video_call_is_answered_with_video_only_in_the_browsers_codec() {
+        use crate::media::sdp::VideoCodec;
+        let video = format!(
+            "{OFFER}m=video 30004 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\na=rtcp-fb:100 nack pli\r\na=sendrecv\r\n"
+        );
+        let ack = |call: &str| {
+            Message::parse(format!("ACK sip:1001-web@127.0.0.1:40000 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKa\r\nFrom: <sip:01012345678@127.0.0.1>;tag=e1\r\nTo: <sip:1001@127.0.0.1>;tag=x\r\nCall-ID: {call}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
+        };
+        let ip = "127.0.0.1".parse().unwrap();
+        // The browser sends VP8: the call's video is taken on our video port.
+        let mut ua = ua();
+        ua.on_message(&invite("v1", &video));
+        assert_eq!(ua.offered_video(), Some(VideoCodec::Vp8));
+        let ok = ua
+            .answer(ip, 41000, Some((VideoCodec::Vp8, 41002)))
+            .unwrap();
+        let body = std::str::from_utf8(&ok.body).unwrap();
+        assert!(body.contains("m=audio 41000 RTP/AVP 111"), "{body}");
+        assert!(body.contains("m=video 41002 RTP/AVP 100\r\n"), "{body}");
+        assert!(body.contains("a=rtpmap:100 VP8/90000"), "{body}");
+        assert_eq!(ua.video_kbps(), Some(BROWSER_VIDEO_KBPS), "no b=AS offered");
+        let (_, ev) = ua.on_message(&ack("v1"));
+        assert_eq!(
+            ev,
+            vec![UaEvent::Connected {
+                rtp: "127.0.0.1:30002".parse().unwrap(),
+                pt: 111,
+                video: Some(("127.0.0.1:30004".parse().unwrap(), 100))
+            }]
+        );
+        // A browser on H.264 (or without a camera's codec): the video is refused, the
+        // audio answered.
+        for theirs in [Some((VideoCodec::H264, 41002)), None] {
+            let mut ua = super::tests::ua();
+            ua.on_message(&invite("v2", &video));
+            let ok = ua.answer(ip, 41000, theirs).unwrap();
+            let body = std::str::from_utf8(&ok.body).unwrap();
+            assert!(body.contains("m=audio 41000 RTP/AVP 111"), "{body}");
+            assert!(body.contains("m=video 0 RTP/AVP 100"), "{body}");
+            let (_, ev) = ua.on_message(&ack("v2"));
+            assert!(
+                matches!(ev[..], [UaEvent::Connected { video: None, .. }]),
+                "{ev:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,11 @@ interface Dasan {
   answerClickedAt?: number;
   answerToAudioMs?: number;
   events: string[];
+  /** The caller's video: frames shown (requestVideoFrameCallback) and its width. */
+  videoFrames: number;
+  videoWidth: number;
+  /** Whether the camera is being sent (a video call with a camera). */
+  camera: boolean;
   chats: Record<string, Chat>;
   /** The conversation whose tab is selected. */
   chat?: string;
@@ -38,12 +43,18 @@ interface Chat {
   unread: number;
   lines: ChatLine[];
 }
-const dasan: Dasan = { rms: 0, events: [], chats: {} };
+const dasan: Dasan = { rms: 0, events: [], videoFrames: 0, videoWidth: 0, camera: false, chats: {} };
 (window as unknown as { dasan: Dasan }).dasan = dasan;
 
 let ws: WebSocket | undefined;
 let pc: RTCPeerConnection | undefined;
 let mic: MediaStream | undefined;
+// The session's video: one transceiver made at login (so a video call needs no new
+// negotiation), idle until a video call; the camera is opened only for such a call.
+let videoTx: RTCRtpTransceiver | undefined;
+let camera: MediaStream | undefined;
+// Counts video calls ended, so a camera that opens only after its call ended is closed.
+let videoCalls = 0;
 let stateSince = Date.now();
 let callSince = 0;
 let offerWait = 0;
@@ -92,8 +103,10 @@ function login(ev: Event): void {
 
 function teardown(): void {
   clearChats();
+  stopVideo();
   pc?.close();
   pc = undefined;
+  videoTx = undefined;
   mic?.getTracks().forEach((tr) => tr.stop());
   mic = undefined;
 }
@@ -114,7 +127,14 @@ async function startMedia(iceServers: RTCIceServer[]): Promise<void> {
   pc = new RTCPeerConnection({ iceServers });
   dasan.pc = pc;
   mic.getTracks().forEach((tr) => pc!.addTrack(tr, mic!));
+  // Sends and receives, with no track yet: the camera is attached in a video call.
+  videoTx = pc.addTransceiver("video", { direction: "sendrecv" });
+  preferVideoCodec(videoTx);
   pc.ontrack = (e) => {
+    if (e.track.kind === "video") {
+      showCallerVideo(e.track);
+      return;
+    }
     const audio = $<HTMLAudioElement>("remote");
     audio.srcObject = e.streams[0] || new MediaStream([e.track]);
     audio.play().catch(() => undefined);
@@ -137,6 +157,86 @@ async function startMedia(iceServers: RTCIceServer[]): Promise<void> {
     setTimeout(done, 3000);
   });
   send({ op: "sdp", sdp: pc.localDescription?.sdp });
+}
+
+// The engine takes the first of VP8 and H.264 (Constrained Baseline, packetization mode 1)
+// the offer lists, and answers a video call's video only in that codec. Browsers list VP8
+// first; ?video=h264 puts H.264 first, for a desk whose callers' phones send H.264.
+function preferVideoCodec(tx: RTCRtpTransceiver): void {
+  const want = new URLSearchParams(location.search).get("video");
+  if (want !== "h264" || !("setCodecPreferences" in tx)) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs ?? [];
+  const h264 = (c: RTCRtpCodec) =>
+    c.mimeType.toLowerCase() === "video/h264" &&
+    /packetization-mode=1/.test(c.sdpFmtpLine ?? "") &&
+    /profile-level-id=42e0/i.test(c.sdpFmtpLine ?? "");
+  const first = codecs.filter(h264);
+  if (first.length === 0) return;
+  try {
+    tx.setCodecPreferences([...first, ...codecs.filter((c) => !h264(c))]);
+  } catch {
+    // The browser's own order stays.
+  }
+}
+
+// The caller's picture: the session's one remote video track, counted frame by frame.
+function showCallerVideo(track: MediaStreamTrack): void {
+  const v = $<HTMLVideoElement>("caller-video");
+  v.srcObject = new MediaStream([track]);
+  v.play().catch(() => undefined);
+  const count = () => {
+    dasan.videoFrames++;
+    dasan.videoWidth = v.videoWidth;
+    v.requestVideoFrameCallback(count);
+  };
+  if ("requestVideoFrameCallback" in v) v.requestVideoFrameCallback(count);
+}
+
+// A video call: the video area shows, and the camera (if there is one) is sent, at most
+// at the bit rate the call's video was answered with.
+async function startVideo(kbps: number | undefined): Promise<void> {
+  show("video", true);
+  $<HTMLVideoElement>("caller-video").play().catch(() => undefined);
+  const call = videoCalls;
+  let cam: MediaStream;
+  try {
+    cam = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+  } catch {
+    if (call === videoCalls) alert(t("no_camera"));
+    return;
+  }
+  if (call !== videoCalls) {
+    cam.getTracks().forEach((tr) => tr.stop());
+    return;
+  }
+  camera = cam;
+  const track = camera.getVideoTracks()[0];
+  if (!videoTx || !track) return;
+  await videoTx.sender.replaceTrack(track);
+  if (kbps && kbps > 0) {
+    try {
+      const p = videoTx.sender.getParameters();
+      if (!p.encodings || p.encodings.length === 0) p.encodings = [{}];
+      p.encodings[0].maxBitrate = kbps * 1000;
+      await videoTx.sender.setParameters(p);
+    } catch {
+      // The browser's own rate control still applies.
+    }
+  }
+  if (call !== videoCalls) return;
+  $<HTMLVideoElement>("self-video").srcObject = camera;
+  dasan.camera = true;
+}
+
+// The end of a call: the camera closes (its light goes off) and the area hides.
+function stopVideo(): void {
+  videoCalls++;
+  show("video", false);
+  videoTx?.sender.replaceTrack(null).catch(() => undefined);
+  camera?.getTracks().forEach((tr) => tr.stop());
+  camera = undefined;
+  $<HTMLVideoElement>("self-video").srcObject = null;
+  dasan.camera = false;
 }
 
 // Received audio level (RMS of the remote track), and the time from the answer click to
@@ -197,6 +297,7 @@ function onEvent(e: Record<string, any>): void {
       offerAt = Date.now();
       $<HTMLInputElement>("record-id").value = e.record;
       if (chatOf(before)) fillRecord(undefined);
+      show("o-video", e.video === true);
       show("offer", true);
       recordCaption();
       $("answer").focus();
@@ -207,10 +308,12 @@ function onEvent(e: Record<string, any>): void {
       show("incall", true);
       callSince = Date.now();
       $("hangup").focus();
+      if (e.video === true) startVideo(typeof e.video_kbps === "number" ? e.video_kbps : undefined);
       break;
     case "ended":
       show("offer", false);
       show("incall", false);
+      stopVideo();
       dasan.answerClickedAt = undefined;
       alert(t("ended"));
       recordCaption();

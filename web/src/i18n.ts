@@ -103,6 +103,10 @@ const ko: Dict = {
   chat_for: "채팅",
   call_for: "통화",
   record_call: "통화 기록으로",
+  video_call: "영상 통화 (수어 상담)",
+  caller_video: "상담 고객 영상",
+  self_video: "내 카메라",
+  no_camera: "카메라를 쓸 수 없어 고객에게 영상이 가지 않습니다. 고객의 영상은 보입니다.",
 };
 
 const en: Dict = {
@@ -207,6 +211,10 @@ const en: Dict = {
   chat_for: "Chat",
   call_for: "Call",
   record_call: "Back to the call's record",
+  video_call: "Video call (sign language)",
+  caller_video: "Caller video",
+  self_video: "My camera",
+  no_camera: "No camera: the caller does not see you. You still see the caller.",
 };
 
 let current: Dict = (localStorage.getItem("dasan-lang") || navigator.language || "ko").startsWith("en") ? en : ko;

@@ -9,6 +9,11 @@
 //   node browser.mjs expire URL AGENT PASSWORD        (the engine has a short session_ttl_s)
 //   node browser.mjs drop-call URL AGENT PASSWORD
 //   node browser.mjs keypad URL AGENT PASSWORD        (answers, presses 5, hangs up)
+//   node browser.mjs video-call URL AGENT PASSWORD [QUERY] [nocam]
+//                                                     (answers a video call with the fake
+//                                                      camera, or with none; reports the
+//                                                      caller's picture, then stays until the
+//                                                      caller hangs up; QUERY e.g. video=h264)
 //   node browser.mjs no-webrtc URL AGENT PASSWORD     (RTCPeerConnection removed)
 //   node browser.mjs insecure URL AGENT PASSWORD      (a page that is not a secure context)
 //   node browser.mjs ice URL AGENT PASSWORD           (logs in, ready; reports the ICE servers
@@ -374,6 +379,87 @@ async function keypad([agent, password]) {
   await browser.close();
 }
 
+// Answers a video call: the caller's picture plays (frames counted with
+// requestVideoFrameCallback), the camera is sent, the caller's audio is heard.
+async function videoCall([agent, password, query = "", cam = "cam"]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  if (cam === "nocam") {
+    // A PC without a camera: the microphone is there, a camera is not.
+    await page.addInitScript(() => {
+      const md = navigator.mediaDevices;
+      const real = md.getUserMedia.bind(md);
+      md.getUserMedia = (c) =>
+        c && c.video ? Promise.reject(new DOMException("no camera", "NotFoundError")) : real(c);
+    });
+  }
+  await loginReady(page, agent, password, `?audio=raw${query ? `&${query}` : ""}`);
+  await step("an offer", waitFor(page, () => !document.querySelector("#offer").hidden, null, 60000));
+  say({ offer: { video: await page.isVisible("#o-video") } });
+  await page.click("#answer");
+  await step("in call", waitFor(page, () => !document.querySelector("#incall").hidden, null, 10000));
+  const answered = Date.now();
+  await step(
+    "the caller's picture",
+    waitFor(page, () => window.dasan.videoWidth > 0 && window.dasan.videoFrames > 10, null, 20000),
+  );
+  const firstFramesMs = Date.now() - answered;
+  let peak = 0;
+  for (let i = 0; i < 50; i++) {
+    peak = Math.max(peak, await page.evaluate(() => window.dasan.rms));
+    await sleep(20);
+  }
+  const v = await page.evaluate(() => {
+    const el = document.querySelector("#caller-video");
+    return {
+      frames: window.dasan.videoFrames,
+      width: el.videoWidth,
+      height: el.videoHeight,
+      camera: window.dasan.camera,
+      label: el.getAttribute("aria-label"),
+      shown: !document.querySelector("#video").hidden,
+      alert: document.querySelector("#alert").textContent,
+      codecs: window.dasan.pc
+        .getTransceivers()
+        .filter((t) => t.receiver.track.kind === "video")
+        .map((t) => t.sender.getParameters().codecs?.[0]?.mimeType ?? ""),
+    };
+  });
+  say({ video: { ...v, firstFramesMs, rms: peak } });
+  // Hold for a second and a half: the caller's packets stop at the engine's bridge, and
+  // when they resume the browser's decoder misses the frames between and asks for a
+  // keyframe (a PLI, which must reach the caller); the picture must come back.
+  await page.click("#hold");
+  await sleep(1500);
+  await page.click("#hold");
+  const before = await page.evaluate(() => window.dasan.videoFrames);
+  await step(
+    "the picture after the hold",
+    waitFor(page, (n) => window.dasan.videoFrames > n + 10, before, 15000),
+  );
+  say({ afterHold: { frames: (await page.evaluate(() => window.dasan.videoFrames)) - before } });
+  await step("the caller hangs up", waitFor(page, () => document.querySelector("#incall").hidden, null, 60000));
+  // Keyframe requests as Chromium counts them: sent (inbound video) and received (its camera).
+  const plis = await page.evaluate(async () => {
+    const out = { sent: 0, received: 0 };
+    (await window.dasan.pc.getStats()).forEach((r) => {
+      if (r.kind !== "video") return;
+      if (r.type === "inbound-rtp") out.sent += r.pliCount ?? 0;
+      if (r.type === "outbound-rtp") out.received += (r.pliCount ?? 0) + (r.firCount ?? 0);
+    });
+    return out;
+  });
+  say({
+    done: true,
+    plis,
+    frames: await page.evaluate(() => window.dasan.videoFrames),
+    videoHidden: await page.isHidden("#video"),
+    camera: await page.evaluate(() => window.dasan.camera),
+  });
+  await browser.close();
+}
+
 // A step that gives up says which step it was.
 async function step(what, promise) {
   try {
@@ -485,6 +571,7 @@ const modes = {
   "wallboard-text": wallboardText,
   chats,
   keypad,
+  "video-call": videoCall,
   transfer,
   "no-mic": noMic,
   "no-webrtc": noWebrtc,

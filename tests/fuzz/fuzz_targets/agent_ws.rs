@@ -48,7 +48,12 @@ fuzz_target!(|data: &[u8]| {
                         Some(ua.register(300, None))
                     }
                     Request::State { state, .. } if state == "logout" => Some(ua.register(0, None)),
-                    Request::Answer => ua.answer("127.0.0.1".parse().unwrap(), 40000),
+                    // As a desk with a VP8 camera: a video offer's video is answered too.
+                    Request::Answer => ua.answer(
+                        "127.0.0.1".parse().unwrap(),
+                        40000,
+                        Some((dasan::media::sdp::VideoCodec::Vp8, 40002)),
+                    ),
                     Request::Hangup => ua.hang_up(),
                     Request::Dtmf(Some(d)) => ua.dtmf(d),
                     Request::Transfer(Some(t)) => ua.refer(&t),
