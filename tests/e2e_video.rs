@@ -6,20 +6,7 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// baresip's video: the fakevideo test source and sink, VP8.
-const VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
-
-fn video_config() -> String {
-    test_config("")
-        .replace(
-            "queue = \"general\"\n",
-            "queue = \"general\"\nvideo_queue = \"sign\"\n",
-        )
-        .replace(
-            "[media]",
-            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
-        )
-}
+const VIDEO: &str = BARESIP_VIDEO;
 
 #[test]
 fn a_video_caller_and_a_signing_agent_see_each_other_through_the_engine() {

@@ -1021,21 +1021,7 @@ fn the_public_chat_page_gets_a_counsellors_reply() {
     );
 }
 
-/// baresip's video: the fakevideo test source and sink, VP8 (as tests/e2e_video.rs).
-const VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
-
-/// Video calls to 120 go to the sign queue (skill ksl), which agent 1005 serves.
-fn video_config() -> String {
-    test_config("")
-        .replace(
-            "queue = \"general\"\n",
-            "queue = \"general\"\nvideo_queue = \"sign\"\n",
-        )
-        .replace(
-            "[media]",
-            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
-        )
-}
+const VIDEO: &str = BARESIP_VIDEO;
 
 /// Sign-language counselling (issue 18) at the browser desk: a baresip caller with a
 /// generated picture (VP8) reaches a browser agent with Chromium's fake camera. The page

@@ -1,6 +1,7 @@
 //! Small helpers shared across layers.
 
 pub mod csv;
+pub mod procstat;
 pub mod throttle;
 
 /// A random token for the I/O side (API and session tokens, the browser's stand-in user

@@ -937,3 +937,21 @@ pub fn register_raw(e: &EngineProc, phone: &Phone, id: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// baresip's video: the fakevideo test source and sink, VP8 (tests/e2e_video.rs and
+/// tests/e2e_web.rs).
+pub const BARESIP_VIDEO: &str = "module fakevideo.so\nmodule vp8.so\nvideo_source fakevideo,nil\nvideo_display fakevideo,nil\nvideo_size 320x240\nvideo_fps 15\nvideo_bitrate 300000\n";
+
+/// The test config with video calls to 120 going to the sign queue (skill ksl), which
+/// agent 1005 serves.
+pub fn video_config() -> String {
+    test_config("")
+        .replace(
+            "queue = \"general\"\n",
+            "queue = \"general\"\nvideo_queue = \"sign\"\n",
+        )
+        .replace(
+            "[media]",
+            "[queue.sign]\nskill = \"ksl\"\nchannels = [\"voice\", \"video\"]\n\n[[agents]]\nids = \"1005\"\npassword = \"test-pw\"\nskills = [\"ksl\"]\n\n[media]",
+        )
+}
