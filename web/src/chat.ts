@@ -37,13 +37,39 @@ function listen(): void {
   };
 }
 
-async function send(ev: Event): Promise<void> {
+// Messages go out one after another: a second message typed while the first is still
+// starting the chat must wait for its token, not start a chat of its own.
+let queue: Promise<void> = Promise.resolve();
+
+function send(ev: Event): void {
   ev.preventDefault();
   const box = $<HTMLTextAreaElement>("pub-text");
   const text = box.value.trim();
   if (!text) return;
+  box.value = "";
+  box.focus();
+  queue = queue.then(() => deliver(text)).catch((e) => {
+    $("alert").textContent = String(e);
+  });
+}
+
+async function deliver(text: string): Promise<void> {
   if (token && ws && ws.readyState === WebSocket.OPEN) {
     ws.send(JSON.stringify({ op: "send", text }));
+  } else if (token) {
+    // The socket is not open yet (or dropped): the same chat, by POST. Starting another
+    // chat here split one conversation in two when the second message came quickly.
+    const r = await fetch("/api/chat", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token, text }),
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      $("alert").textContent = body.error || String(r.status);
+      return;
+    }
+    if (!ws || ws.readyState === WebSocket.CLOSED) listen();
   } else {
     const r = await fetch("/api/chat", {
       method: "POST",
@@ -60,8 +86,6 @@ async function send(ev: Event): Promise<void> {
     listen();
   }
   line("me", text);
-  box.value = "";
-  box.focus();
 }
 
 applyLanguage();

@@ -190,11 +190,17 @@ async function publicChat() {
   page.on("pageerror", (e) => say({ pageerror: String(e) }));
   await page.goto(`${url}/chat`);
   const box = page.getByRole("textbox");
+  // The first message by keyboard; the second at once, in the same moment as the first
+  // (before its chat has a token or a socket): it must join that chat, not start another.
   await box.fill("분실물 센터가 어디인가요?");
-  await page.keyboard.press("Enter");
-  await step("the chat started", waitFor(page, () => window.chat.lines.length === 1 && document.querySelector("#pub-end:not([hidden])"), null, 10000));
-  await box.fill("지하철에서 잃어버렸어요");
-  await page.keyboard.press("Enter");
+  await page.evaluate(() => {
+    const form = document.getElementById("pub-form");
+    const text = document.getElementById("pub-text");
+    text.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true, cancelable: true }));
+    text.value = "지하철에서 잃어버렸어요";
+    form.requestSubmit();
+  });
+  await step("the chat started", waitFor(page, () => window.chat.lines.length === 2 && document.querySelector("#pub-end:not([hidden])"), null, 10000));
   const reply = await step(
     "a counsellor's reply",
     waitFor(page, () => window.chat.lines.find((l) => l.from === "counsellor")?.text || false, null, 30000),
