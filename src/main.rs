@@ -325,6 +325,26 @@ fn simulate(config: Option<&std::path::Path>, seeds: u64, first: u64) -> Result<
     Ok(())
 }
 
+/// The media port ranges against this host's ephemeral range (read at start: the kernel's
+/// setting, not the config's).
+fn port_warnings(cfg: &Config) -> Vec<String> {
+    use dasan::media::ports::{ephemeral_ports, overlap_warning};
+    let Some(eph) = ephemeral_ports() else {
+        return Vec::new();
+    };
+    let m = &cfg.media;
+    [
+        ("[media] rtp_port_min/max", (m.rtp_port_min, m.rtp_port_max)),
+        (
+            "[media] webrtc_port_min/max",
+            (m.webrtc_port_min, m.webrtc_port_max),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, r)| overlap_warning(name, r, eph))
+    .collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -367,6 +387,9 @@ fn main() -> ExitCode {
             Ok(cfg) => {
                 for w in cfg.warnings() {
                     eprintln!("{w}");
+                }
+                for w in port_warnings(&cfg) {
+                    eprintln!("{}: {w}", path.display());
                 }
                 println!(
                     "{}: ok ({} agents, {} queues, {} routes)",
@@ -430,6 +453,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             for w in cfg.warnings() {
+                tracing::warn!("{w}");
+            }
+            for w in port_warnings(&cfg) {
                 tracing::warn!("{w}");
             }
             let exposed = !cfg.sip.listen.ip().is_loopback()

@@ -198,3 +198,56 @@ fn the_tls_example_dialplan_passes_check_config() {
     ]);
     assert!(ok, "{text}");
 }
+
+#[test]
+fn check_config_warns_when_a_media_range_overlaps_the_kernels_ephemeral_ports() {
+    let Some((lo, hi)) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<u16> = s
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((*v.first()?, *v.get(1)?))
+        })
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("dasan-cli-eph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("ports.toml");
+    let body = "[queue.general]\nskill = \"ko\"\n\n[[agents]]\nids = \"1001\"\npassword = \"pw\"\nskills = [\"ko\"]\n";
+    // An RTP range straddling the start of the ephemeral range.
+    let (a, b) = (
+        lo.saturating_sub(2000).max(1024),
+        lo.saturating_add(2000).min(hi),
+    );
+    let webrtc = if a > 3100 {
+        (a - 2100, a - 100)
+    } else {
+        (b + 100, b + 2100)
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "[media]\nrtp_port_min = {a}\nrtp_port_max = {b}\nwebrtc_port_min = {}\nwebrtc_port_max = {}\n\n{body}",
+            webrtc.0, webrtc.1
+        ),
+    )
+    .unwrap();
+    let (ok, text) = dasan(&["check-config", cfg.to_str().unwrap()]);
+    assert!(ok, "a warning, not a refusal: {text}");
+    assert!(
+        text.contains(&format!(
+            "[media] rtp_port_min/max {a}-{b} overlaps the kernel's ephemeral port range {lo}-{hi}"
+        )),
+        "{text}"
+    );
+    // The shipped defaults stay clear of the usual Linux range.
+    if (lo, hi) == (32768, 60999) {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let (ok, text) = dasan(&["check-config", &format!("{root}/dialplans/dasan120.toml")]);
+        assert!(ok && !text.contains("ephemeral"), "{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

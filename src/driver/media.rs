@@ -13,7 +13,7 @@ use crate::media::clip::{Player, WaitingClips};
 use crate::media::prompt::Prompt;
 use crate::media::record::Recorder;
 use crate::media::session::{Command, MediaSession, Music, Output};
-use crate::runtime::{LocalRtp, Registration, Sink};
+use crate::runtime::{LocalRtp, Sink};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -122,7 +122,7 @@ impl Prompts {
     }
 }
 
-enum Ctl {
+pub(super) enum Ctl {
     Cmd(Command),
     Record(PathBuf),
 }
@@ -133,19 +133,23 @@ pub struct MediaPlane {
     events: mpsc::Sender<MediaEvent>,
     counters: Counters,
     recordings: PathBuf,
-    calls: HashMap<u64, mpsc::UnboundedSender<Ctl>>,
+    /// Each call's relay thread (an index into `workers`).
+    calls: HashMap<u64, usize>,
+    /// The relay threads, started with the first call.
+    workers: Vec<super::relay::Worker>,
+    threads: usize,
     local: LocalRtp,
     /// Video calls' relay tasks.
     video: HashMap<u64, mpsc::UnboundedSender<super::video::VideoCtl>>,
     video_counters: Option<super::video::VideoCounters>,
 }
 
-/// RTP counters the media tasks update.
+/// RTP counters the relay threads update.
 #[derive(Clone)]
-struct Counters {
+pub(super) struct Counters {
     relayed: prometheus::IntCounter,
     bytes: prometheus::IntCounter,
-    lost: prometheus::IntCounter,
+    pub(super) lost: prometheus::IntCounter,
     /// RTP dropped because it came from a source other than the leg's.
     foreign: prometheus::IntCounter,
     /// SRTP that failed authentication (or replayed, or plain RTP on an SRTP leg).
@@ -172,6 +176,8 @@ impl MediaPlane {
             },
             recordings,
             calls: HashMap::new(),
+            workers: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             local: LocalRtp::default(),
             video: HashMap::new(),
             video_counters: None,
@@ -215,6 +221,27 @@ impl MediaPlane {
         self
     }
 
+    /// Relay threads (default: one per core).
+    pub fn with_workers(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+
+    /// The relay thread with the fewest calls, the threads started if they are not yet.
+    fn worker(&mut self) -> std::io::Result<usize> {
+        while self.workers.len() < self.threads {
+            let w = super::relay::Worker::spawn(self.workers.len(), self.events.clone())?;
+            self.workers.push(w);
+        }
+        Ok((0..self.workers.len())
+            .min_by_key(|&i| {
+                self.workers[i]
+                    .load
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .unwrap_or(0))
+    }
+
     /// The task of `call` ended on its own (timeout, failure).
     pub fn forget(&mut self, call: u64) {
         self.calls.remove(&call);
@@ -236,7 +263,10 @@ impl MediaPlane {
                 music,
             } => {
                 let socks =
-                    bind_all(ip, caller_port, agent_port).map_err(|e| (call, e.to_string()))?;
+                    bind_std(ip, caller_port, agent_port).map_err(|e| (call, e.to_string()))?;
+                let w = self
+                    .worker()
+                    .map_err(|e| (call, format!("relay thread: {e}")))?;
                 let session = MediaSession::new(
                     Instant::now(),
                     SystemTime::now(),
@@ -266,13 +296,20 @@ impl MediaPlane {
                     events: self.events.clone(),
                     counters: self.counters.clone(),
                 });
-                let (wake_tx, wake_rx) = mpsc::channel(1);
+                let kicker = self.workers[w].kicker(call);
                 let registration = self
                     .local
-                    .register_sink(agent_addr, agent_sink(core.clone(), io.clone(), wake_tx));
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(run_call(core, io, rx, wake_rx, registration));
-                self.calls.insert(call, tx);
+                    .register_sink(agent_addr, agent_sink(core.clone(), io.clone(), kicker));
+                let started = super::relay::Msg::Start(Box::new(super::relay::Started {
+                    call,
+                    core,
+                    io,
+                    registration,
+                }));
+                if !self.workers[w].send(started) {
+                    return Err((call, "relay thread gone".into()));
+                }
+                self.calls.insert(call, w);
                 Ok(())
             }
             MediaCommand::Play {
@@ -332,8 +369,10 @@ impl MediaPlane {
                 self.send(call, Ctl::Cmd(Command::Rekey { leg, keys }))
             }
             MediaCommand::Stop { call } => {
-                // Dropping the sender ends the task.
-                self.calls.remove(&call);
+                if let Some(w) = self.calls.remove(&call) {
+                    self.workers[w].send(super::relay::Msg::Stop(call));
+                }
+                // Dropping the sender ends the video task.
                 self.video.remove(&call);
                 Ok(())
             }
@@ -412,7 +451,7 @@ impl MediaPlane {
 
     fn send(&mut self, call: u64, ctl: Ctl) -> Result<(), (u64, String)> {
         match self.calls.get(&call) {
-            Some(tx) if tx.send(ctl).is_ok() => Ok(()),
+            Some(&w) if self.workers[w].send(super::relay::Msg::Ctl(call, ctl)) => Ok(()),
             _ => {
                 self.calls.remove(&call);
                 Err((call, "media task gone".into()))
@@ -424,23 +463,39 @@ impl MediaPlane {
 /// RTP and RTCP sockets of the two legs: [caller RTP, caller RTCP, agent RTP, agent RTCP].
 pub(super) struct Sockets(pub(super) [UdpSocket; 4]);
 
+/// The four sockets, non-blocking, for the relay threads.
+pub(super) fn bind_std(
+    ip: IpAddr,
+    caller_port: u16,
+    agent_port: u16,
+) -> Result<[std::net::UdpSocket; 4], RtpBindError> {
+    let bind = |port: u16| -> Result<std::net::UdpSocket, RtpBindError> {
+        let err = |source| RtpBindError { port, source };
+        let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        Ok(s)
+    };
+    Ok([
+        bind(caller_port)?,
+        bind(caller_port + 1)?,
+        bind(agent_port)?,
+        bind(agent_port + 1)?,
+    ])
+}
+
+/// The four sockets on the tokio reactor, for a video call's task.
 pub(super) fn bind_all(
     ip: IpAddr,
     caller_port: u16,
     agent_port: u16,
 ) -> Result<Sockets, RtpBindError> {
-    let bind = |port: u16| -> Result<UdpSocket, RtpBindError> {
-        let err = |source| RtpBindError { port, source };
-        let s = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).map_err(err)?;
-        s.set_nonblocking(true).map_err(err)?;
-        UdpSocket::from_std(s).map_err(err)
+    let [a, b, c, d] = bind_std(ip, caller_port, agent_port)?;
+    let port = |s: &std::net::UdpSocket| s.local_addr().map_or(0, |a| a.port());
+    let tokio = |s: std::net::UdpSocket| {
+        let p = port(&s);
+        UdpSocket::from_std(s).map_err(|source| RtpBindError { port: p, source })
     };
-    Ok(Sockets([
-        bind(caller_port)?,
-        bind(caller_port + 1)?,
-        bind(agent_port)?,
-        bind(agent_port + 1)?,
-    ]))
+    Ok(Sockets([tokio(a)?, tokio(b)?, tokio(c)?, tokio(d)?]))
 }
 
 /// Binds an RTP socket on `ip:port` (port 0 picks one).
@@ -450,61 +505,77 @@ pub async fn bind_rtp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 type FileRecorder = Recorder<std::io::BufWriter<std::fs::File>>;
 
-/// What a call's task and its agent leg's sink share.
-struct CallCore {
-    session: MediaSession,
-    recorder: Option<FileRecorder>,
-    out: Vec<Output>,
+/// What a call's relay thread and its agent leg's sink share.
+pub(super) struct CallCore {
+    pub(super) session: MediaSession,
+    pub(super) recorder: Option<FileRecorder>,
+    pub(super) out: Vec<Output>,
     /// What the sink left for the task: events the engine must get (sent with back-pressure)
     /// and a failure of the session.
-    deferred: Vec<Output>,
-    failed: Option<String>,
+    pub(super) deferred: Vec<Output>,
+    pub(super) failed: Option<String>,
     /// Where the task's timer is set: a packet handled by the sink that brings the session's
     /// next deadline before it wakes the task to re-arm.
-    armed: Instant,
+    pub(super) armed: Instant,
 }
 
-/// A call's sockets and where its packets and events go; shared by its task and its sink.
-struct CallIo {
+/// A call's sockets and where its packets and events go; shared by its relay thread and
+/// its sink.
+pub(super) struct CallIo {
     call: u64,
-    socks: Sockets,
+    /// [caller RTP, caller RTCP, agent RTP, agent RTCP].
+    pub(super) socks: [std::net::UdpSocket; 4],
     switch: LocalRtp,
     /// The legs' addresses (caller, agent).
     addrs: [SocketAddr; 2],
     events: mpsc::Sender<MediaEvent>,
-    counters: Counters,
+    pub(super) counters: Counters,
 }
 
 impl CallIo {
+    /// Sends an RTP packet from `leg`'s port: to an in-process endpoint through the switch
+    /// (not from a sink: a sink never runs another), else by UDP. The buffer comes back
+    /// when it was not handed on, for reuse.
+    pub(super) fn send(
+        &self,
+        leg: LegId,
+        to: SocketAddr,
+        packet: Vec<u8>,
+        in_sink: bool,
+    ) -> Option<Vec<u8>> {
+        let (sock, from) = match leg {
+            LegId::Caller => (&self.socks[0], self.addrs[0]),
+            LegId::Agent => (&self.socks[2], self.addrs[1]),
+        };
+        let len = packet.len() as u64;
+        let local = if in_sink {
+            Err(packet)
+        } else {
+            self.switch.deliver(from, to, packet)
+        };
+        let (sent, back) = match local {
+            Ok(delivered) => (delivered, None),
+            Err(packet) => (sock.send_to(&packet, to).is_ok(), Some(packet)),
+        };
+        if sent {
+            self.counters.relayed.inc();
+            self.counters.bytes.inc_by(len);
+        }
+        back
+    }
+
     /// Sends what needs no waiting and gives back the rest: the recorder's audio (the
     /// caller holds the recorder) and the events the engine must not miss. A sink passes
     /// `in_sink`: a packet for another in-process endpoint then goes by UDP, as a sink never
     /// runs another sink.
-    fn settle(&self, o: Output, in_sink: bool) -> Option<Output> {
+    pub(super) fn settle(&self, o: Output, in_sink: bool) -> Option<Output> {
         match o {
             Output::Send { leg, to, packet } => {
-                let (sock, from) = match leg {
-                    LegId::Caller => (&self.socks.0[0], self.addrs[0]),
-                    LegId::Agent => (&self.socks.0[2], self.addrs[1]),
-                };
-                let len = packet.len() as u64;
-                let local = if in_sink {
-                    Err(packet)
-                } else {
-                    self.switch.deliver(from, to, packet)
-                };
-                let sent = match local {
-                    Ok(delivered) => delivered,
-                    Err(packet) => sock.try_send_to(&packet, to).is_ok(),
-                };
-                if sent {
-                    self.counters.relayed.inc();
-                    self.counters.bytes.inc_by(len);
-                }
+                self.send(leg, to, packet, in_sink);
             }
             Output::Rtcp { leg, to, packet } => {
-                let sock = &self.socks.0[if leg == LegId::Caller { 1 } else { 3 }];
-                let _ = sock.try_send_to(&packet, to);
+                let sock = &self.socks[if leg == LegId::Caller { 1 } else { 3 }];
+                let _ = sock.send_to(&packet, to);
             }
             Output::Digit { leg, digit, source } => {
                 let _ = self.events.try_send(MediaEvent::Digit {
@@ -532,7 +603,7 @@ impl CallIo {
     }
 }
 
-fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16]) {
+pub(super) fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16]) {
     if let Some(r) = recorder.as_mut() {
         if let Err(e) = r.push(leg == LegId::Caller, pcm) {
             tracing::warn!(call, "recording stopped: {e}");
@@ -544,7 +615,7 @@ fn record(call: u64, recorder: &mut Option<FileRecorder>, leg: LegId, pcm: &[i16
 /// The agent leg's packets from a browser bridge in this process, handled in the bridge's
 /// task (decode, encode, a non-blocking send to the trunk) rather than handed to the call's
 /// task over a channel and a wake-up. What must wait is left to the call's task.
-fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: mpsc::Sender<()>) -> Sink {
+fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: super::relay::Kicker) -> Sink {
     Arc::new(move |from, data| {
         let mut guard = crate::runtime::lock(&core);
         let c = &mut *guard;
@@ -563,164 +634,13 @@ fn agent_sink(core: Arc<Mutex<CallCore>>, io: Arc<CallIo>, wake: mpsc::Sender<()
             }
         }
         if !c.deferred.is_empty() || c.failed.is_some() || c.session.poll_timeout() < c.armed {
-            let _ = wake.try_send(());
+            wake.kick();
         }
         true
     })
 }
 
-/// Runs one call's media until the engine drops its handle, the media times out, or the
-/// session fails.
-async fn run_call(
-    core: Arc<Mutex<CallCore>>,
-    io: Arc<CallIo>,
-    mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    mut sink_wake: mpsc::Receiver<()>,
-    registration: Registration,
-) {
-    let call = io.call;
-    let [c_rtp, c_rtcp, a_rtp, a_rtcp] = &io.socks.0;
-    let mut buf = [
-        vec![0u8; 2048],
-        vec![0u8; 2048],
-        vec![0u8; 512],
-        vec![0u8; 512],
-    ];
-    let mut pending = Vec::with_capacity(8);
-    // One timer for the task's life, moved when the session's deadline moves (not a new
-    // timer per packet).
-    let mut deadline = crate::runtime::lock(&core).armed;
-    let sleep = tokio::time::sleep_until(deadline.into());
-    tokio::pin!(sleep);
-    let mut turn = 0;
-    'call: loop {
-        let wake = next_wake(
-            &mut turn,
-            &mut ctl,
-            [c_rtp, a_rtp, c_rtcp, a_rtcp],
-            &mut buf,
-            &mut sink_wake,
-            sleep.as_mut(),
-        )
-        .await;
-        let failed = {
-            let mut guard = crate::runtime::lock(&core);
-            let c = &mut *guard;
-            let now = Instant::now();
-            let result = match wake {
-                Wake::Ctl(None) => break 'call,
-                Wake::Ctl(Some(Ctl::Record(path))) => {
-                    c.recorder = open_recording(call, &path);
-                    Ok(())
-                }
-                Wake::Ctl(Some(Ctl::Cmd(cmd))) => c.session.handle_command(now, cmd, &mut c.out),
-                Wake::Socket(i, Ok((n, src))) if i < 2 => {
-                    let leg = if i == 0 { LegId::Caller } else { LegId::Agent };
-                    c.session
-                        .handle_packet(now, leg, src, buf[i][..n].to_vec(), &mut c.out)
-                }
-                // RTCP from the peers is read and dropped: each leg gets our own reports. A
-                // read error is an ICMP port unreachable or the like.
-                Wake::Socket(..) | Wake::Sink => Ok(()),
-                Wake::Timer => {
-                    c.session.handle_timeout(now, &mut c.out);
-                    // A deadline that did not move would fire again at once: re-arm from the
-                    // session's next one.
-                    deadline = c.session.poll_timeout();
-                    sleep.as_mut().reset(deadline.into());
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
-                c.failed.get_or_insert_with(|| e.to_string());
-            }
-            // The recorder's audio here; the packets once the lock is released, as a packet
-            // for the browser runs the bridge's sink.
-            for o in c.out.drain(..) {
-                match o {
-                    Output::Audio { leg, pcm } => record(call, &mut c.recorder, leg, &pcm),
-                    o => pending.push(o),
-                }
-            }
-            pending.append(&mut c.deferred);
-            // Re-armed under the same lock, so the sink compares against what is set.
-            c.armed = c.session.poll_timeout();
-            if c.armed != deadline {
-                deadline = c.armed;
-                sleep.as_mut().reset(deadline.into());
-            }
-            c.failed.take()
-        };
-        if let Some(reason) = failed {
-            let _ = io.events.send(MediaEvent::Failed { call, reason }).await;
-            break 'call;
-        }
-        for o in pending.drain(..) {
-            match io.settle(o, false) {
-                Some(Output::PromptsDone) => {
-                    let _ = io.events.send(MediaEvent::PromptsDone { call }).await;
-                }
-                Some(Output::Timeout) => {
-                    let _ = io.events.send(MediaEvent::Timeout { call }).await;
-                    break 'call;
-                }
-                _ => {}
-            }
-        }
-    }
-    // No more packets through the sink once it is gone.
-    drop(registration);
-    let mut c = crate::runtime::lock(&core);
-    io.counters.lost.inc_by(c.session.lost());
-    if let Some(r) = c.recorder.take() {
-        if let Err(e) = r.finish() {
-            tracing::warn!(call, "recording not finished: {e}");
-        }
-    }
-}
-
-/// What woke a call's task.
-enum Wake {
-    Ctl(Option<Ctl>),
-    /// A datagram into `buf[i]` on socket `i` (caller RTP, agent RTP, caller RTCP, agent
-    /// RTCP), or the error reading it.
-    Socket(usize, std::io::Result<(usize, SocketAddr)>),
-    /// The sink left work or moved the deadline.
-    Sink,
-    Timer,
-}
-
-/// The first of the call's sources to be ready (see [`crate::runtime::first_ready`]).
-async fn next_wake(
-    turn: &mut usize,
-    ctl: &mut mpsc::UnboundedReceiver<Ctl>,
-    socks: [&UdpSocket; 4],
-    buf: &mut [Vec<u8>; 4],
-    sink_wake: &mut mpsc::Receiver<()>,
-    mut sleep: std::pin::Pin<&mut tokio::time::Sleep>,
-) -> Wake {
-    use std::future::Future;
-    use std::task::Poll;
-    crate::runtime::first_ready(turn, 7, |source, cx| match source {
-        0 => ctl.poll_recv(cx).map(Wake::Ctl),
-        i @ 1..=4 => {
-            let i = i - 1;
-            let mut rb = tokio::io::ReadBuf::new(&mut buf[i]);
-            socks[i]
-                .poll_recv_from(cx, &mut rb)
-                .map(|r| Wake::Socket(i, r.map(|from| (rb.filled().len(), from))))
-        }
-        // The sender lives in the sink for as long as we are registered.
-        5 => match sink_wake.poll_recv(cx) {
-            Poll::Ready(Some(())) => Poll::Ready(Wake::Sink),
-            _ => Poll::Pending,
-        },
-        _ => sleep.as_mut().poll(cx).map(|()| Wake::Timer),
-    })
-    .await
-}
-
-fn open_recording(
+pub(super) fn open_recording(
     call: u64,
     path: &std::path::Path,
 ) -> Option<Recorder<std::io::BufWriter<std::fs::File>>> {

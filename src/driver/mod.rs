@@ -5,9 +5,10 @@
 
 mod handle;
 pub mod media;
+mod relay;
 mod tcp;
 mod tls;
-mod udp;
+pub mod udp;
 mod video;
 
 pub use handle::{EngineHandle, HandleError, Inbox};

@@ -63,8 +63,54 @@ impl PortPool {
     }
 }
 
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`), where sockets
+/// bound to port 0 land: outgoing TCP, SIP clients, softphones on the same host.
+pub fn ephemeral_ports() -> Option<(u16, u16)> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    parse_range(&s)
+}
+
+fn parse_range(s: &str) -> Option<(u16, u16)> {
+    let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
+    match (it.next()??, it.next()??) {
+        (a, b) if a <= b => Some((a, b)),
+        _ => None,
+    }
+}
+
+/// A warning when `name`'s range `lo`-`hi` overlaps the ephemeral range `eph`: a port the
+/// kernel handed to some other socket cannot be bound for a call, and a call's port may
+/// be taken at any moment by anything that binds port 0.
+pub fn overlap_warning(name: &str, (lo, hi): (u16, u16), eph: (u16, u16)) -> Option<String> {
+    (lo <= eph.1 && eph.0 <= hi).then(|| {
+        format!(
+            "{name} {lo}-{hi} overlaps the kernel's ephemeral port range {}-{} (net.ipv4.ip_local_port_range): calls may fail to bind their ports; move the range or set net.ipv4.ip_local_reserved_ports",
+            eph.0, eph.1
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ephemeral_range_parse_and_overlap() {
+        assert_eq!(parse_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_range("9 1"), None);
+        assert_eq!(parse_range("x"), None);
+        let eph = (32768, 60999);
+        assert!(overlap_warning("rtp", (20000, 29999), eph).is_none());
+        let w = overlap_warning("[media] rtp_port_min/max", (30000, 50000), eph).unwrap();
+        assert!(
+            w.contains("30000-50000") && w.contains("32768-60999"),
+            "{w}"
+        );
+        assert!(overlap_warning("x", (60999, 61000), eph).is_some());
+        assert!(overlap_warning("x", (61000, 65535), eph).is_none());
+        if let Some((a, b)) = ephemeral_ports() {
+            assert!(a <= b);
+        }
+    }
+
     use super::*;
 
     #[test]
