@@ -37,3 +37,20 @@ need_sipvicious() {
         python3 -m pip install -q --break-system-packages sipvicious==0.3.8 >&2
     hash -r
 }
+
+# Keeps the fixed ports NAME LO-HI that a load script binds out of the kernel's ephemeral
+# range (net.ipv4.ip_local_port_range), where the simulated phones' and browsers' sockets
+# land: an overlap is reserved (net.ipv4.ip_local_reserved_ports, as root; it lasts until
+# reboot) and said so, or the script stops with both ranges named.
+clear_of_ephemeral() {
+    local name=$1 lo=$2 hi=$3 elo ehi cur
+    read -r elo ehi < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+    (( hi < elo || lo > ehi )) && return 0
+    cur=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)
+    if echo "${cur:+$cur,}$lo-$hi" > /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null; then
+        echo "ports: $name $lo-$hi is inside the kernel's ephemeral range $elo-$ehi: reserved it (net.ipv4.ip_local_reserved_ports, until reboot)" >&2
+    else
+        echo "ports: $name $lo-$hi is inside the kernel's ephemeral range $elo-$ehi and cannot be reserved here (not root?): choose another base port (-p) or narrow net.ipv4.ip_local_port_range" >&2
+        exit 2
+    fi
+}

@@ -25,6 +25,7 @@ done
 
 source "$root/scripts/deps.sh"
 need_cargo
+clear_of_ephemeral "SIP, HTTP and load ports" "$base" $((base + 50))
 need_pkgs pkg-config gcc libopus-dev curl
 (cd "$root" && cargo build --release --locked -q --bin dasan --bin sipload)
 bin=$root/target/release

@@ -26,6 +26,9 @@ calls=${1:-100} base=${2:-31000}
 sip=$base http=$((base + 1)) caller_port=$((base + 2))
 source "$root/scripts/deps.sh"
 need_cargo
+clear_of_ephemeral "SIP, HTTP and SIPp ports" "$base" $((base + 110))
+clear_of_ephemeral "the engine's RTP ports" 20000 29999
+clear_of_ephemeral "the engine's WebRTC ports" 10000 13999
 need_pkgs pkg-config gcc libopus-dev sip-tester curl
 (cd "$root" && cargo build --release --locked -q --bins)
 work=$(mktemp -d /tmp/dasan-webload.XXXXXX)

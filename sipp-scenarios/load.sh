@@ -28,6 +28,8 @@ sip=$base http=$((base + 1)) agent_port=$((base + 2)) reg_port=$((base + 3)) cal
 
 source "$root/scripts/deps.sh"
 need_cargo
+clear_of_ephemeral "SIP and SIPp ports" "$base" $((base + 50))
+clear_of_ephemeral "the engine's RTP ports" 20000 29999
 need_pkgs pkg-config gcc libopus-dev sip-tester bc curl
 bin=${DASAN_BIN:-$root/target/release/dasan}
 if [ -z "${DASAN_BIN:-}" ]; then (cd "$root" && cargo build --release --locked -q); fi

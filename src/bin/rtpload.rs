@@ -22,7 +22,7 @@
 use dasan::b2bua::{MediaCommand, MusicRef};
 use dasan::driver::media::{MediaEvent, MediaPlane, Prompts};
 use dasan::driver::udp::{send_batch, set_int_opt, RecvBatch};
-use dasan::media::ports::{ephemeral_ports, PortPool};
+use dasan::media::ports::{ephemeral_ports, outside_ephemeral, PortPool};
 use dasan::media::rtp::{build_rtp, parse_rtp};
 use dasan::media::sdp::{Codec, Direction, Negotiated};
 use dasan::media::srtp::{KeySalt, LegSrtp, SrtpKeys, Suite};
@@ -171,7 +171,7 @@ fn relay(calls: usize, srtp: bool, workers: usize) {
         let relayed = prometheus::IntCounter::new("relayed", "relayed").expect("counter");
         let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir())
             .with_workers(workers);
-        let (low, high) = relay_range();
+        let (low, high) = outside_ephemeral();
         let mut ports = PortPool::new(low, high).expect("port range");
         let rss0 = rss_kb();
         let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -264,20 +264,6 @@ fn relay(calls: usize, srtp: bool, workers: usize) {
     });
 }
 
-/// The relay's RTP ports: the widest stretch of 10000-65535 outside the kernel's ephemeral
-/// range.
-fn relay_range() -> (u16, u16) {
-    let (lo, hi) = ephemeral_ports().unwrap_or((32768, 60999));
-    let below = (10000u16, lo.saturating_sub(1));
-    let above = (hi.saturating_add(1).max(10000), 65535u16);
-    let width = |r: (u16, u16)| r.1.saturating_sub(r.0);
-    if width(below) >= width(above) {
-        below
-    } else {
-        above
-    }
-}
-
 /// What the phones saw in one direction.
 #[derive(Default)]
 struct Direction_ {
@@ -319,11 +305,13 @@ fn main() {
         }
         return;
     }
+    // Positional numbers, wherever the flags are (not the value of --workers).
     let nums: Vec<u64> = args
         .iter()
+        .enumerate()
         .skip(1)
-        .take(2)
-        .filter_map(|a| a.parse().ok())
+        .filter(|(i, _)| args[i - 1] != "--workers")
+        .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let (calls, seconds) = match nums[..] {
         [c, s] if (1..=5000).contains(&c) && (1..=120).contains(&s) => (c as usize, s),
@@ -337,7 +325,7 @@ fn main() {
 
 fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
     let pinned = pin_to(1);
-    let (rlo, rhi) = relay_range();
+    let (rlo, rhi) = outside_ephemeral();
     let eph = ephemeral_ports();
     let capacity = (rhi as usize - rlo as usize) / 4;
     if calls > capacity {

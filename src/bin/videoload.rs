@@ -80,7 +80,8 @@ fn relay(calls: usize) {
         let relayed = prometheus::IntCounter::new("relayed", "relayed").expect("counter");
         let mut plane = MediaPlane::new(prompts, ev_tx, relayed, std::env::temp_dir())
             .with_video_counters(&metrics);
-        let mut ports = PortPool::new(12000, 31999).expect("port range");
+        let (low, high) = dasan::media::ports::outside_ephemeral();
+        let mut ports = PortPool::new(low, high).expect("port range");
         let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {

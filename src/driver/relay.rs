@@ -1,6 +1,6 @@
 //! The audio relay threads: each owns an `epoll` set holding the RTP and RTCP sockets of
 //! many calls, and serves them all from one loop — one wait for every socket that is
-//! ready, `recvmmsg` on each, the call's sans-IO [`MediaSession`](crate::media::session)
+//! ready, one read on each, the call's sans-IO [`MediaSession`](crate::media::session)
 //! under its lock, then the sends. A task per call cost a wake-up, a channel poll and a
 //! read that found nothing for every packet; here a packet costs its read and its send.
 //!
@@ -22,8 +22,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc::error::TrySendError;
 
-/// Datagrams read from one socket in one `recvmmsg`.
-const BATCH: usize = 16;
 const WAKE: u64 = u64::MAX;
 /// Packet buffers kept for reuse.
 const POOL: usize = 4096;
@@ -90,7 +88,7 @@ impl Worker {
             free: Vec::new(),
             by_call: HashMap::new(),
             timers: BinaryHeap::new(),
-            batch: RecvBatch::new(BATCH, 2048),
+            batch: RecvBatch::new(1, 2048),
             ready: Vec::with_capacity(1024),
             pool: Vec::new(),
             pending: Vec::with_capacity(16),
@@ -286,40 +284,28 @@ impl Loop {
             2 => LegId::Agent,
             // RTCP from the peers is read and dropped: each leg gets our own reports.
             _ => {
-                while matches!(self.batch.recv(fd), Ok(n) if n == BATCH) {}
+                let _ = self.batch.recv(fd);
                 return;
             }
         };
-        for _ in 0..4 {
-            let n = match self.batch.recv(fd) {
-                Ok(n) => n,
-                // An ICMP error (port unreachable) is reported once; read on.
-                Err(_) => continue,
-            };
-            if n == 0 {
-                return;
+        // One datagram per readiness: a leg's socket rarely holds two (one packet per 20 ms),
+        // and asking for more costs a second, empty read in the kernel; one still queued is
+        // reported again by the next wait (level-triggered).
+        let Ok(1) = self.batch.recv(fd) else {
+            return;
+        };
+        let Some(d) = self.batch.get(0) else {
+            return;
+        };
+        let mut packet = self.pool.pop().unwrap_or_else(|| Vec::with_capacity(2048));
+        packet.clear();
+        packet.extend_from_slice(d.data);
+        let src = d.src;
+        self.step(slot, |c, now| {
+            if let Err(e) = c.session.handle_packet(now, leg, src, packet, &mut c.out) {
+                c.failed.get_or_insert_with(|| e.to_string());
             }
-            let (batch, pool) = (&self.batch, &mut self.pool);
-            let mut inbox: [Option<(std::net::SocketAddr, Vec<u8>)>; BATCH] = Default::default();
-            for (j, slot) in inbox.iter_mut().enumerate().take(n) {
-                if let Some(d) = batch.get(j) {
-                    let mut v = pool.pop().unwrap_or_else(|| Vec::with_capacity(2048));
-                    v.clear();
-                    v.extend_from_slice(d.data);
-                    *slot = Some((d.src, v));
-                }
-            }
-            self.step(slot, |c, now| {
-                for (src, packet) in inbox.into_iter().flatten() {
-                    if let Err(e) = c.session.handle_packet(now, leg, src, packet, &mut c.out) {
-                        c.failed.get_or_insert_with(|| e.to_string());
-                    }
-                }
-            });
-            if n < BATCH {
-                return;
-            }
-        }
+        });
     }
 
     /// Runs `f` on the call's session under its lock, then sends what came out (after the

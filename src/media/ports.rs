@@ -70,6 +70,20 @@ pub fn ephemeral_ports() -> Option<(u16, u16)> {
     parse_range(&s)
 }
 
+/// The widest stretch of 10000-65535 outside the ephemeral range, for tools that bind
+/// fixed ports beside sockets bound to port 0 (the load generators).
+pub fn outside_ephemeral() -> (u16, u16) {
+    let (lo, hi) = ephemeral_ports().unwrap_or((32768, 60999));
+    let below = (10000u16, lo.saturating_sub(1));
+    let above = (hi.saturating_add(1).max(10000), 65535u16);
+    let width = |r: (u16, u16)| r.1.saturating_sub(r.0);
+    if width(below) >= width(above) {
+        below
+    } else {
+        above
+    }
+}
+
 fn parse_range(s: &str) -> Option<(u16, u16)> {
     let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
     match (it.next()??, it.next()??) {

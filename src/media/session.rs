@@ -201,6 +201,9 @@ pub struct MediaSession {
     record: Option<[Option<OpusDecoder>; 2]>,
     timeout: Duration,
     rtcp_next: Instant,
+    /// Reports sent so far, to vary each interval (see [`rtcp_interval`]).
+    rtcp_sent: u32,
+    rtcp_seed: u32,
     start: Instant,
     wall_at_start: SystemTime,
     /// Per leg (caller, agent).
@@ -240,7 +243,9 @@ impl MediaSession {
             tones,
             record: None,
             timeout,
-            rtcp_next: now + RTCP_INTERVAL,
+            rtcp_next: now + rtcp_interval(ssrc, 0),
+            rtcp_sent: 0,
+            rtcp_seed: ssrc,
             start: now,
             wall_at_start: wall,
             crypto: [LegCrypto::of(caller.srtp.as_ref()), LegCrypto::Plain],
@@ -567,7 +572,8 @@ impl MediaSession {
             }
         }
         if now >= self.rtcp_next {
-            self.rtcp_next = now + RTCP_INTERVAL;
+            self.rtcp_sent = self.rtcp_sent.wrapping_add(1);
+            self.rtcp_next = now + rtcp_interval(self.rtcp_seed, self.rtcp_sent);
             let ntp = self.ntp(now);
             let legs: Vec<&RtpLeg> = match &self.phase {
                 Phase::Early(l) => vec![l],
@@ -593,6 +599,16 @@ impl MediaSession {
         let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
         (secs, frac as u32)
     }
+}
+
+/// The time to the next RTCP report: the interval times a factor drawn from [0.5, 1.5)
+/// (RFC 3550 6.3.1), so calls that started together do not all report in the same
+/// millisecond every five seconds — a burst of thousands of packets on a busy relay.
+fn rtcp_interval(seed: u32, n: u32) -> Duration {
+    // A multiplicative hash of the seed and the count: spread enough, no state to keep.
+    let h = (seed ^ n.wrapping_mul(0x9E37_79B9)).wrapping_mul(0x85EB_CA6B);
+    let h = h ^ (h >> 15);
+    RTCP_INTERVAL / 2 + RTCP_INTERVAL.mul_f64(h as f64 / (u32::MAX as f64 + 1.0))
 }
 
 fn rand_u16(seed: u32) -> u16 {
@@ -635,6 +651,21 @@ fn record_audio(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rtcp_intervals_are_spread_between_half_and_one_and_a_half() {
+        let xs: Vec<Duration> = (0..1000u32)
+            .map(|i| super::rtcp_interval(i.wrapping_mul(2_654_435_761), i % 7))
+            .collect();
+        let (lo, hi) = (super::RTCP_INTERVAL / 2, super::RTCP_INTERVAL * 3 / 2);
+        assert!(xs.iter().all(|d| *d >= lo && *d < hi));
+        // Spread over the whole range, not bunched: every tenth of it is used.
+        let mut bins = [0; 10];
+        for d in &xs {
+            bins[((d.as_secs_f64() - lo.as_secs_f64()) / 0.5) as usize] += 1;
+        }
+        assert!(bins.iter().all(|b| *b > 50), "{bins:?}");
+    }
+
     use super::*;
     use crate::media::rtp::parse_rtp;
 
@@ -684,10 +715,10 @@ mod tests {
         let t0 = Instant::now();
         let ring = tone_prompt(100); // 5 frames
         let mut s = caller_session(t0, Codec::Pcmu, 0, 30, Music::Silence);
-        assert_eq!(
-            s.poll_timeout(),
-            t0 + RTCP_INTERVAL,
-            "silence sends nothing"
+        let first = s.poll_timeout();
+        assert!(
+            first >= t0 + RTCP_INTERVAL / 2 && first < t0 + RTCP_INTERVAL * 3 / 2,
+            "silence sends nothing but RTCP"
         );
         let mut out = Vec::new();
         s.handle_command(
@@ -874,7 +905,7 @@ mod tests {
         let heard = phone.unprotect_rtp(&to_caller[0].2).unwrap();
         assert_eq!(&heard[12..], &[0x22; 160]);
         let mut out = Vec::new();
-        s.handle_timeout(t0 + RTCP_INTERVAL, &mut out);
+        s.handle_timeout(t0 + RTCP_INTERVAL * 3 / 2, &mut out);
         let rtcp: Vec<_> = out
             .iter()
             .filter_map(|o| match o {
