@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Media-plane load: N anchored calls, each a real relay task with its two RTP sockets, fed
-# by simulated phones on loopback (G.711, 20 ms, both directions, phones not synchronised).
-# Prints loss, relay delay percentiles and the delay spread the relay adds. Signalling is
-# not involved (SIPp tops out near 1,000 RTP streams); see src/bin/rtpload.rs.
+# Media-plane load: N anchored calls in the engine's media plane (a relay process pinned to
+# CPU 0), fed by simulated phones in a generator process pinned to CPU 1 (G.711, 20 ms,
+# both directions, phones not synchronised; sendmmsg/recvmmsg, kernel arrival stamps).
+# Prints loss (relay's sockets / generator's sockets / elsewhere), delay and added jitter
+# per direction, the generator's own lateness, the relay's CPU per packet (kernel work
+# included) and memory per call. Signalling is not involved; see src/bin/rtpload.rs.
 #
 #   sipp-scenarios/load-media.sh [CALLS] [SECONDS] [--srtp]   (defaults 500 10; bounded 5000/120;
 #   --srtp keys both legs of every call)

@@ -76,17 +76,6 @@ fn keyed(call: usize, leg: u8) -> (SrtpKeys, LegSrtp) {
     (keys, phone)
 }
 
-/// Keeps this process on one CPU, so that relay and generator do not share a core.
-fn pin_to(cpu: usize) -> bool {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only read and
-    // write the set passed, for this process (pid 0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
-}
-
 fn wall_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -150,7 +139,7 @@ fn socket_drops(ports: &[u16]) -> u64 {
 /// The relay process: one core, the production media plane, a call per line of stdin
 /// ("CALLER_PHONE_PORT AGENT_PHONE_PORT"), the relay's ports back on stdout.
 fn relay(calls: usize, srtp: bool, workers: usize) {
-    let pinned = pin_to(0);
+    let pinned = dasan::util::procstat::pin_to_cpu(0);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -174,14 +163,7 @@ fn relay(calls: usize, srtp: bool, workers: usize) {
         let (low, high) = outside_ephemeral();
         let mut ports = PortPool::new(low, high).expect("port range");
         let rss0 = rss_kb();
-        let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for l in std::io::stdin().lock().lines().map_while(Result::ok) {
-                if line_tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = dasan::util::procstat::stdin_lines();
         let mut out = std::io::stdout().lock();
         for call in 0..calls {
             let Some(line) = lines.recv().await else {
@@ -324,7 +306,7 @@ fn main() {
 }
 
 fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
-    let pinned = pin_to(1);
+    let pinned = dasan::util::procstat::pin_to_cpu(1);
     let (rlo, rhi) = outside_ephemeral();
     let eph = ephemeral_ports();
     let capacity = (rhi as usize - rlo as usize) / 4;

@@ -32,17 +32,6 @@ const MAX_PAYLOAD: usize = 1100;
 
 use dasan::util::procstat::cpu_seconds;
 
-/// Keeps this process on one CPU, so that relay and generator do not share a core.
-fn pin_to(cpu: usize) -> bool {
-    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only read and
-    // write the set passed, for this process (pid 0).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
-}
-
 fn neg(port: u16) -> VideoNeg {
     VideoNeg {
         codec: VideoCodec::Vp8,
@@ -58,7 +47,7 @@ fn neg(port: u16) -> VideoNeg {
 /// The relay process: one core, the production media plane, a video call per line of
 /// stdin ("CALLER_PHONE_PORT AGENT_PHONE_PORT"), until stdin closes.
 fn relay(calls: usize) {
-    let pinned = pin_to(0);
+    let pinned = dasan::util::procstat::pin_to_cpu(0);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,14 +71,7 @@ fn relay(calls: usize) {
             .with_video_counters(&metrics);
         let (low, high) = dasan::media::ports::outside_ephemeral();
         let mut ports = PortPool::new(low, high).expect("port range");
-        let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = dasan::util::procstat::stdin_lines();
         let mut out = std::io::stdout().lock();
         for call in 0..calls as u64 {
             let Some(line) = lines.recv().await else {
@@ -205,7 +187,7 @@ fn main() {
     };
     let kbps = flag("--kbps", 600).clamp(50, 8000);
     let fps = flag("--fps", 30).clamp(1, 60);
-    let pinned = pin_to(1);
+    let pinned = dasan::util::procstat::pin_to_cpu(1);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -27,3 +27,30 @@ fn tick_seconds() -> f64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (tick(11) + tick(12)) / hz.max(1.0)
 }
+
+/// Keeps this process (and the threads it starts after) on one CPU, so that a load tool's
+/// relay and generator do not share a core. False where the kernel refused.
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only read and
+    // write the set passed, for this process (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Standard input's lines on a channel, read by a thread of their own (a load tool's child
+/// process takes its orders this way while its runtime serves the calls).
+pub fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
