@@ -300,13 +300,13 @@ impl MediaPlane {
                 let registration = self
                     .local
                     .register_sink(agent_addr, agent_sink(core.clone(), io.clone(), kicker));
-                let started = super::relay::Msg::Start(Box::new(super::relay::Started {
+                let started = super::relay::Started {
                     call,
                     core,
                     io,
                     registration,
-                }));
-                if !self.workers[w].send(started) {
+                };
+                if !self.workers[w].start(started) {
                     return Err((call, "relay thread gone".into()));
                 }
                 self.calls.insert(call, w);
@@ -949,5 +949,174 @@ mod tests {
         assert!(rms(0) > 100.0 && rms(1) > 100.0, "both sides audible");
         assert!(relayed.get() >= 45, "relayed {}", relayed.get());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Calls spread over two relay threads: every call relays both ways with its own
+    /// stream, a stopped call's sockets are closed (its ports bind again) and the threads
+    /// end up serving nothing.
+    #[tokio::test]
+    async fn many_calls_over_two_relay_threads_relay_and_stop_cleanly() {
+        let prompts = Arc::new(Prompts {
+            by_name: HashMap::new(),
+            ringback: crate::media::prompt::ringback(),
+            waiting: None,
+        });
+        let (ev_tx, _ev_rx) = mpsc::channel(64);
+        let relayed = prometheus::IntCounter::new("t", "t").unwrap();
+        let mut plane =
+            MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir()).with_workers(2);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut calls = Vec::new();
+        for call in 0..40u64 {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for s in [&c, &a] {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            }
+            let (cp, ap) = (free_port_pair(), free_port_pair());
+            plane
+                .execute(MediaCommand::Start {
+                    call,
+                    ip,
+                    caller_port: cp,
+                    agent_port: ap,
+                    caller: neg(Codec::Pcmu, 0, c.local_addr().unwrap()),
+                    signalling: ip,
+                    timeout: Duration::from_secs(10),
+                    music: MusicRef::Silence,
+                })
+                .unwrap();
+            plane
+                .execute(MediaCommand::Attach {
+                    call,
+                    agent: neg(Codec::Pcmu, 0, a.local_addr().unwrap()),
+                    signalling: ip,
+                    record: None,
+                })
+                .unwrap();
+            calls.push((call, c, cp, a, ap));
+        }
+        let loads: Vec<usize> = plane
+            .workers
+            .iter()
+            .map(|w| w.load.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let loads_after: Vec<usize> = plane
+            .workers
+            .iter()
+            .map(|w| w.load.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        assert_eq!(plane.workers.len(), 2);
+        assert_eq!(
+            loads_after.iter().sum::<usize>(),
+            40,
+            "{loads:?} {loads_after:?}"
+        );
+        assert!(
+            loads_after.iter().all(|l| *l >= 15),
+            "spread: {loads_after:?}"
+        );
+        let mut buf = [0u8; 2048];
+        for (call, c, cp, a, ap) in &calls {
+            let tag = *call as u8;
+            for i in 0..3u16 {
+                c.send_to(
+                    &build_rtp(0, false, i, u32::from(i) * 160, 0x100, &[tag; 160]),
+                    ("127.0.0.1", *cp),
+                )
+                .unwrap();
+                let (n, from) = a.recv_from(&mut buf).expect("the agent hears the caller");
+                assert_eq!((from.port(), buf[n - 1]), (*ap, tag));
+                a.send_to(
+                    &build_rtp(0, false, i, u32::from(i) * 160, 0x200, &[tag ^ 0xFF; 160]),
+                    ("127.0.0.1", *ap),
+                )
+                .unwrap();
+                // Early silence frames may come first: skip to the relayed one.
+                loop {
+                    let (n, from) = c.recv_from(&mut buf).expect("the caller hears the agent");
+                    assert_eq!(from.port(), *cp);
+                    if buf[n - 1] == tag ^ 0xFF {
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(relayed.get() >= 240, "relayed {}", relayed.get());
+        for (call, ..) in &calls {
+            plane.execute(MediaCommand::Stop { call: *call }).unwrap();
+        }
+        for _ in 0..100 {
+            let busy: usize = plane
+                .workers
+                .iter()
+                .map(|w| w.load.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            if busy == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (_, _, cp, _, ap) in &calls {
+            for p in [*cp, cp + 1, *ap, ap + 1] {
+                assert!(
+                    std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok(),
+                    "port {p} still held after Stop"
+                );
+            }
+        }
+    }
+
+    /// The engine's channel is full when calls time out: no Timeout is lost, each arrives
+    /// once there is room.
+    #[tokio::test]
+    async fn media_events_wait_for_room_in_the_engines_channel() {
+        let prompts = Arc::new(Prompts {
+            by_name: HashMap::new(),
+            ringback: crate::media::prompt::ringback(),
+            waiting: None,
+        });
+        let (ev_tx, mut ev_rx) = mpsc::channel(1);
+        let relayed = prometheus::IntCounter::new("t", "t").unwrap();
+        let mut plane =
+            MediaPlane::new(prompts, ev_tx, relayed, std::env::temp_dir()).with_workers(1);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for call in 0..5u64 {
+            let (cp, ap) = (free_port_pair(), free_port_pair());
+            plane
+                .execute(MediaCommand::Start {
+                    call,
+                    ip,
+                    caller_port: cp,
+                    agent_port: ap,
+                    caller: neg(Codec::Pcmu, 0, phone.local_addr().unwrap()),
+                    signalling: ip,
+                    timeout: Duration::from_millis(200),
+                    music: MusicRef::Silence,
+                })
+                .unwrap();
+            plane
+                .execute(MediaCommand::Attach {
+                    call,
+                    agent: neg(Codec::Pcmu, 0, phone.local_addr().unwrap()),
+                    signalling: ip,
+                    record: None,
+                })
+                .unwrap();
+        }
+        // All five time out while nobody reads the channel (room for one).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut timed_out = Vec::new();
+        while timed_out.len() < 5 {
+            match tokio::time::timeout(Duration::from_secs(2), ev_rx.recv()).await {
+                Ok(Some(MediaEvent::Timeout { call })) => timed_out.push(call),
+                Ok(Some(_)) => {}
+                other => panic!("after {timed_out:?}: {other:?}"),
+            }
+        }
+        timed_out.sort_unstable();
+        assert_eq!(timed_out, vec![0, 1, 2, 3, 4]);
     }
 }

@@ -106,6 +106,13 @@ impl Worker {
         })
     }
 
+    /// Hands the thread a new call (counted at once, so that calls started together are
+    /// spread). False when the thread is gone.
+    pub fn start(&self, s: Started) -> bool {
+        self.load.fetch_add(1, Ordering::Relaxed);
+        self.send(Msg::Start(Box::new(s)))
+    }
+
     /// False when the thread is gone.
     pub fn send(&self, m: Msg) -> bool {
         let ok = self.tx.send(m).is_ok();
@@ -265,7 +272,6 @@ impl Loop {
             pushed: None,
         });
         self.by_call.insert(s.call, slot);
-        self.load.fetch_add(1, Ordering::Relaxed);
         self.schedule(slot);
     }
 
