@@ -208,6 +208,8 @@ pub struct MediaSession {
     wall_at_start: SystemTime,
     /// Per leg (caller, agent).
     crypto: [LegCrypto; 2],
+    /// The bridge's events for one packet, kept so that a relayed packet allocates nothing.
+    scratch: Vec<BridgeEvent>,
 }
 
 impl MediaSession {
@@ -249,6 +251,7 @@ impl MediaSession {
             start: now,
             wall_at_start: wall,
             crypto: [LegCrypto::of(caller.srtp.as_ref()), LegCrypto::Plain],
+            scratch: Vec::with_capacity(4),
         };
         s.player.next = s.player.active().then_some(now);
         s
@@ -485,9 +488,9 @@ impl MediaSession {
                 if let Some(decoders) = self.record.as_mut() {
                     record_audio(bridge, decoders, leg, &packet, out);
                 }
-                let mut events = Vec::with_capacity(2);
-                bridge.on_packet(now, leg, src, packet, &mut events)?;
-                for ev in events {
+                let mut events = std::mem::take(&mut self.scratch);
+                let r = bridge.on_packet(now, leg, src, packet, &mut events);
+                for ev in events.drain(..) {
                     out.push(match ev {
                         BridgeEvent::Send { leg, to, packet } => Output::Send { leg, to, packet },
                         BridgeEvent::Digit { leg, digit } => Output::Digit {
@@ -500,7 +503,8 @@ impl MediaSession {
                         }
                     });
                 }
-                Ok(())
+                self.scratch = events;
+                r
             }
             // RTCP is terminated here; the agent's port is silent until it is attached.
             _ => Ok(()),
