@@ -66,7 +66,7 @@ fn a_relayed_packet_allocates_nothing() {
     let mut pool: Vec<Vec<u8>> = (0..4).map(|_| Vec::with_capacity(2048)).collect();
     let mut relay = |i: u16, count: bool| {
         let before = ALLOCATIONS.with(|c| c.get());
-        let (from, src) = if i % 2 == 0 {
+        let (from, src) = if i.is_multiple_of(2) {
             (LegId::Caller, caller)
         } else {
             (LegId::Agent, agent)
