@@ -111,8 +111,10 @@ wall=$(echo "$t1 - $t0" | bc -l)
 cps=$(echo "$ok / ($wall - $call_ms / 1000)" | bc -l)
 cpu_s=$(echo "($cpu1 - $cpu0) / $tck" | bc -l)
 per_k=$(echo "if ($ok > 0) $cpu_s * 1000 / $ok else 0" | bc -l)
-p50=$(echo "$stats" | sed -n 's/.*"p50":\([0-9]*\).*/\1/p')
-p99=$(echo "$stats" | sed -n 's/.*"p99":\([0-9]*\).*/\1/p')
+# The post-dial object's own quantiles (the text-delivery object has keys of the same name).
+pdd=$(echo "$stats" | sed -n 's/.*"post_dial_delay_us":{\([^}]*\)}.*/\1/p')
+p50=$(echo "$pdd" | sed -n 's/.*"p50":\([0-9]*\).*/\1/p')
+p99=$(echo "$pdd" | sed -n 's/.*"p99":\([0-9]*\).*/\1/p')
 held=$(echo "$rate * $call_ms / 1000" | bc)
 
 printf 'machine        %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(date -u +%Y-%m-%dT%H:%MZ)"

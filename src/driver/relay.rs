@@ -42,6 +42,15 @@ pub(super) enum Msg {
     Kick(u64),
 }
 
+impl Msg {
+    fn call(&self) -> u64 {
+        match self {
+            Msg::Start(s) => s.call,
+            Msg::Ctl(call, _) | Msg::Stop(call) | Msg::Kick(call) => *call,
+        }
+    }
+}
+
 /// One relay thread, as the media plane holds it.
 pub(super) struct Worker {
     tx: mpsc::Sender<Msg>,
@@ -184,10 +193,27 @@ impl Loop {
                     WAKE => {
                         self.wake.clear();
                         while let Ok(m) = self.rx.try_recv() {
-                            self.message(m);
+                            let call = m.call();
+                            let hit =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    self.message(m)
+                                }));
+                            if let (Err(_), Some(&slot)) = (hit, self.by_call.get(&call)) {
+                                self.failed(slot, "media relay panicked on a command");
+                            }
                         }
                     }
-                    t => self.readable((t >> 2) as usize, (t & 3) as usize),
+                    t => {
+                        let (slot, sock) = ((t >> 2) as usize, (t & 3) as usize);
+                        // A bug reached by one call's packet must not end every call this
+                        // thread serves: that call fails, the others go on.
+                        let hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.readable(slot, sock)
+                        }));
+                        if hit.is_err() {
+                            self.failed(slot, "media relay panicked on a packet");
+                        }
+                    }
                 }
             }
             self.fire_timers();
@@ -428,6 +454,25 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// The call in `slot` cannot go on: the engine hears so and its media ends.
+    fn failed(&mut self, slot: usize, reason: &str) {
+        let Some(call) = self
+            .slots
+            .get(slot)
+            .and_then(|e| e.as_ref())
+            .map(|e| e.call)
+        else {
+            return;
+        };
+        tracing::error!(call, "{reason}");
+        self.pending.clear();
+        self.emit(MediaEvent::Failed {
+            call,
+            reason: reason.into(),
+        });
+        self.end(slot);
     }
 
     /// The call's media ends: its sockets leave the set, its sink the switch, and what it
