@@ -226,7 +226,7 @@ pub async fn messages(
     }
 }
 
-const CSV_HEADER: &str = "call_id,sip_call_id,trunk,caller,dialled,channel,language,queue,queues,agent,agents,arrived_ms,offered_ms,answered_ms,ended_ms,wait_ms,talk_ms,outcome,hangup_side,sip_cause,dtmf,survey_score,category,notes,video\n";
+const CSV_HEADER: &str = "call_id,sip_call_id,trunk,caller,dialled,channel,language,queue,queues,agent,agents,arrived_ms,offered_ms,answered_ms,ended_ms,wait_ms,talk_ms,outcome,hangup_side,sip_cause,dtmf,survey_score,category,notes,video,wrap_ms\n";
 
 fn csv_row(out: &mut String, r: &Record) {
     let opt = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -256,6 +256,7 @@ fn csv_row(out: &mut String, r: &Record) {
         r.category.clone().unwrap_or_default(),
         r.notes.clone().unwrap_or_default(),
         r.video.clone().unwrap_or_default(),
+        opt(r.wrap_ms),
     ];
     crate::util::csv::push_row(out, &fields);
 }
@@ -316,6 +317,7 @@ mod tests {
             category: Some(e()),
             notes: Some(e()),
             video: Some(e()),
+            wrap_ms: None,
         };
         let mut out = String::from(CSV_HEADER);
         csv_row(&mut out, &r);

@@ -9,6 +9,7 @@
 //! are marked `interrupted`.
 
 pub mod pg;
+pub mod reports;
 pub mod sqlite;
 pub mod writer;
 
@@ -82,6 +83,20 @@ pub enum RecordEvent {
         id: String,
         summary: crate::media::video::VideoSummary,
     },
+    /// The agent who answered the call finished its after-call work (wrap-up) this long
+    /// after the call ended (early with "I'm done", or at the queue's `wrap_up_s`).
+    WrapUp {
+        id: String,
+        wrap_ms: i64,
+    },
+    /// An agent went away ("not-ready" with its reason, "logged-out") or came back
+    /// ("available"): the periods the agent summary counts as not-ready time by reason.
+    AgentState {
+        agent: String,
+        state: &'static str,
+        reason: Option<String>,
+        at_ms: i64,
+    },
     /// A state-changing API call: who, what, on what.
     Audit {
         at_ms: i64,
@@ -104,7 +119,9 @@ impl RecordEvent {
             | RecordEvent::Notes { id, .. }
             | RecordEvent::Message { id, .. }
             | RecordEvent::Video { id, .. }
+            | RecordEvent::WrapUp { id, .. }
             | RecordEvent::Survey { id, .. } => id,
+            RecordEvent::AgentState { agent, .. } => agent,
             RecordEvent::Audit { target, .. } => target,
         }
     }
@@ -173,6 +190,8 @@ pub struct Record {
     /// packets, frames, fps, kbps, lost, keyframe_requests, dropped; waiting_packets).
     #[serde(serialize_with = "json_text")]
     pub video: Option<String>,
+    /// The answering agent's after-call work, once it ended.
+    pub wrap_ms: Option<i64>,
 }
 
 /// A JSON column as the JSON it holds (not as a string), null when absent or unreadable.
@@ -187,7 +206,7 @@ fn json_text<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S:
 pub(crate) const COLUMNS: &str =
     "call_id, sip_call_id, trunk, caller, dialled, channel, language, queue,
     queues, agent, agents, arrived_ms, offered_ms, answered_ms, ended_ms, wait_ms, talk_ms,
-    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes, video";
+    outcome, hangup_side, sip_cause, dtmf, survey_score, category, notes, video, wrap_ms";
 
 /// A comma-joined list column back into its items.
 pub(crate) fn split_list(s: String) -> Vec<String> {
@@ -238,6 +257,52 @@ pub trait Store: Send {
     fn get(&mut self, call_id: &str) -> Result<Option<Record>, StoreError>;
     /// A text conversation's messages, in order (empty for a voice call).
     fn messages(&mut self, call_id: &str) -> Result<Vec<TextMessage>, StoreError>;
+    /// Runs a read-only query the reports build ([`reports`]): written for SQLite with
+    /// `?N` parameters (each wrapped in a `CAST`, so PostgreSQL can type it), integer and
+    /// text columns only.
+    fn select(&mut self, sql: &str, params: &[SqlParam]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+}
+
+/// A query parameter of [`Store::select`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlParam {
+    Int(i64),
+    Text(Option<String>),
+}
+
+/// A column value [`Store::select`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl SqlValue {
+    pub fn int(&self) -> i64 {
+        match self {
+            SqlValue::Int(i) => *i,
+            SqlValue::Real(r) => *r as i64,
+            _ => 0,
+        }
+    }
+
+    pub fn opt_int(&self) -> Option<i64> {
+        match self {
+            SqlValue::Null | SqlValue::Text(_) => None,
+            v => Some(v.int()),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            SqlValue::Text(t) => t.clone(),
+            SqlValue::Int(i) => i.to_string(),
+            SqlValue::Real(r) => r.to_string(),
+            SqlValue::Null => String::new(),
+        }
+    }
 }
 
 /// One stored message of a text conversation.

@@ -60,6 +60,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_call ON messages (call_id, id);",
     // 4: video calls' statistics (JSON).
     "ALTER TABLE calls ADD COLUMN video TEXT;",
+    // 5: reports: after-call work per call, agents' away periods, repeat callers.
+    "ALTER TABLE calls ADD COLUMN wrap_ms INTEGER;
+    CREATE TABLE agent_states (
+        id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX agent_states_at ON agent_states (at_ms);
+    CREATE INDEX calls_caller ON calls (caller, arrived_ms);",
 ];
 
 pub struct SqliteStore {
@@ -230,6 +241,21 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, ev: &RecordEvent) -> rusqlite::Resu
             )?
             .execute(params![id, at_ms, direction, sender, text])?;
         }
+        RecordEvent::WrapUp { id, wrap_ms } => {
+            tx.prepare_cached("UPDATE calls SET wrap_ms = ?2 WHERE call_id = ?1")?
+                .execute(params![id, wrap_ms])?;
+        }
+        RecordEvent::AgentState {
+            agent,
+            state,
+            reason,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO agent_states (agent, state, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![agent, state, reason, at_ms])?;
+        }
         RecordEvent::Audit {
             at_ms,
             actor,
@@ -273,10 +299,44 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         category: r.get(22)?,
         notes: r.get(23)?,
         video: r.get(24)?,
+        wrap_ms: r.get(25)?,
     })
 }
 
 impl Store for SqliteStore {
+    fn select(
+        &mut self,
+        sql: &str,
+        params: &[super::SqlParam],
+    ) -> Result<Vec<Vec<super::SqlValue>>, StoreError> {
+        use super::{SqlParam, SqlValue};
+        use rusqlite::types::ValueRef;
+        let mut st = self.conn.prepare_cached(sql)?;
+        let n = st.column_count();
+        let values: Vec<rusqlite::types::Value> = params
+            .iter()
+            .map(|p| match p {
+                SqlParam::Int(i) => rusqlite::types::Value::Integer(*i),
+                SqlParam::Text(Some(t)) => rusqlite::types::Value::Text(t.clone()),
+                SqlParam::Text(None) => rusqlite::types::Value::Null,
+            })
+            .collect();
+        let rows = st.query_map(rusqlite::params_from_iter(values.iter()), |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => SqlValue::Null,
+                        ValueRef::Integer(x) => SqlValue::Int(x),
+                        ValueRef::Real(x) => SqlValue::Real(x),
+                        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into()),
+                        ValueRef::Blob(_) => SqlValue::Null,
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn apply(&mut self, events: &[RecordEvent]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         for ev in events {

@@ -1,0 +1,1005 @@
+//! The supervisor's reports: a day's or a range's calls per half hour, service level and
+//! speed of answer against the queue's threshold, waits, abandonment, categories,
+//! languages and channels, survey scores, first-contact resolution and each agent's day.
+//!
+//! Computed in the store, by SQL both backends run the same ([`Store::select`]): each
+//! query aggregates (a handful of rows come back, never the records), and the few
+//! figures SQL cannot give directly (averages, clipping away periods to the range) are
+//! finished here. The same function serves the JSON endpoint and the CSV tables.
+
+use super::{SqlParam, SqlValue, Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What to report on. Times are Unix milliseconds; `[from_ms, to_ms)`.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// The centre's offset from UTC: half hours and days are local.
+    pub utc_offset_s: i64,
+    /// 1,800 (half hours) or 86,400 (days).
+    pub bucket_s: i64,
+    pub queue: Option<String>,
+    pub language: Option<String>,
+    pub channel: Option<String>,
+    /// Each queue's service-level threshold (answered within), in ms.
+    pub thresholds: Vec<(String, i64)>,
+    /// For calls of a queue not listed (renamed or removed since).
+    pub default_threshold_ms: i64,
+    /// Width of the wait histogram's bins, and how many before the open-ended last one.
+    pub wait_bin_s: i64,
+    pub wait_bins: i64,
+    /// Away periods still open end now (or at `to_ms`, if sooner).
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub offered: i64,
+    pub answered: i64,
+    pub abandoned: i64,
+    /// Answered within the threshold / answered (None with nothing answered).
+    pub service_level: Option<f64>,
+    pub asa_s: Option<f64>,
+    /// Abandoned / offered.
+    pub abandon: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interval {
+    pub start_ms: i64,
+    pub offered: i64,
+    pub answered: i64,
+    pub abandoned: i64,
+    /// Answered within the queue's SL threshold.
+    pub within: i64,
+    pub service_level: Option<f64>,
+    pub asa_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitBin {
+    pub from_s: i64,
+    /// None: the last bin, open ended.
+    pub to_s: Option<i64>,
+    pub answered: i64,
+    pub abandoned: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waits {
+    pub bin_s: i64,
+    pub bins: Vec<WaitBin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Count {
+    pub name: String,
+    pub calls: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreCount {
+    pub score: i64,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreAverage {
+    pub name: String,
+    pub answers: i64,
+    pub average: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Survey {
+    /// Scores 1 to 5, each present.
+    pub scores: Vec<ScoreCount>,
+    pub answers: i64,
+    pub average: Option<f64>,
+    pub by_queue: Vec<ScoreAverage>,
+    pub by_agent: Vec<ScoreAverage>,
+}
+
+/// First-contact resolution: of the answered calls with a caller number, those whose
+/// caller called again within 24 hours (7 days) are repeats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Fcr {
+    pub calls: i64,
+    pub repeat_24h: i64,
+    pub repeat_7d: i64,
+    pub fcr_24h: Option<f64>,
+    pub fcr_7d: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentSummary {
+    pub agent: String,
+    /// Calls answered.
+    pub calls: i64,
+    pub talk_s: f64,
+    /// After-call work (wrap-up).
+    pub acw_s: f64,
+    /// Not-ready time by reason ("rona" for ring-no-answer), within the range.
+    pub not_ready_s: BTreeMap<String, f64>,
+    pub not_ready_total_s: f64,
+    /// Average handle time: (talk + after-call work) / calls.
+    pub aht_s: Option<f64>,
+    pub survey_answers: i64,
+    pub survey_average: Option<f64>,
+}
+
+/// Which queues, languages and channels the range has calls in (the page's filters).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Options {
+    pub queues: Vec<String>,
+    pub languages: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub bucket_s: i64,
+    pub options: Options,
+    pub totals: Totals,
+    pub intervals: Vec<Interval>,
+    pub waits: Option<Waits>,
+    pub categories: Vec<Count>,
+    pub languages: Vec<Count>,
+    pub channels: Vec<Count>,
+    pub survey: Survey,
+    pub fcr: Fcr,
+    pub agents: Vec<AgentSummary>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn ratio(a: i64, b: i64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// The filter every call query shares: parameters 1-5 (from, to, queue, language,
+/// channel), on the table alias `t`.
+fn filter(t: &str) -> String {
+    format!(
+        "{t}arrived_ms >= CAST(?1 AS BIGINT) AND {t}arrived_ms < CAST(?2 AS BIGINT)
+         AND (CAST(?3 AS TEXT) IS NULL OR {t}queue = CAST(?3 AS TEXT))
+         AND (CAST(?4 AS TEXT) IS NULL OR {t}language = CAST(?4 AS TEXT))
+         AND (CAST(?5 AS TEXT) IS NULL OR {t}channel = CAST(?5 AS TEXT))"
+    )
+}
+
+impl ReportQuery {
+    fn base(&self) -> Vec<SqlParam> {
+        vec![
+            SqlParam::Int(self.from_ms),
+            SqlParam::Int(self.to_ms),
+            SqlParam::Text(self.queue.clone()),
+            SqlParam::Text(self.language.clone()),
+            SqlParam::Text(self.channel.clone()),
+        ]
+    }
+
+    /// `CASE queue WHEN … THEN threshold … END`, its parameters appended to `p`.
+    fn threshold_sql(&self, p: &mut Vec<SqlParam>) -> String {
+        let mut sql = String::from("CASE queue");
+        for (q, ms) in &self.thresholds {
+            p.push(SqlParam::Text(Some(q.clone())));
+            p.push(SqlParam::Int(*ms));
+            sql += &format!(
+                " WHEN CAST(?{} AS TEXT) THEN CAST(?{} AS BIGINT)",
+                p.len() - 1,
+                p.len()
+            );
+        }
+        p.push(SqlParam::Int(self.default_threshold_ms));
+        sql += &format!(" ELSE CAST(?{} AS BIGINT) END", p.len());
+        sql
+    }
+}
+
+/// Builds the report from the store.
+pub fn build(store: &mut dyn Store, q: &ReportQuery) -> Result<Report, StoreError> {
+    let mut r = Report {
+        bucket_s: q.bucket_s,
+        ..Default::default()
+    };
+    intervals(store, q, &mut r)?;
+    waits(store, q, &mut r)?;
+    mix(store, q, &mut r)?;
+    categories(store, q, &mut r)?;
+    survey(store, q, &mut r)?;
+    fcr(store, q, &mut r)?;
+    agents(store, q, &mut r)?;
+    Ok(r)
+}
+
+fn intervals(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let mut p = q.base();
+    let thr = q.threshold_sql(&mut p);
+    p.push(SqlParam::Int(q.utc_offset_s * 1000));
+    let off = p.len();
+    p.push(SqlParam::Int(q.bucket_s * 1000));
+    let width = p.len();
+    let sql = format!(
+        "SELECT (arrived_ms + CAST(?{off} AS BIGINT)) / CAST(?{width} AS BIGINT) AS b,
+           CAST(COUNT(*) AS BIGINT),
+           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+           CAST(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT),
+           CAST(SUM(CASE WHEN answered_ms IS NOT NULL AND wait_ms <= {thr} THEN 1 ELSE 0 END) AS BIGINT),
+           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN wait_ms ELSE 0 END) AS BIGINT)
+         FROM calls WHERE {} GROUP BY b ORDER BY b",
+        filter("")
+    );
+    let mut t = Totals::default();
+    let (mut within, mut wait_ms) = (0, 0);
+    for row in store.select(&sql, &p)? {
+        let (offered, answered, abandoned, w, wait) = (
+            row[1].int(),
+            row[2].int(),
+            row[3].int(),
+            row[4].int(),
+            row[5].int(),
+        );
+        r.intervals.push(Interval {
+            start_ms: row[0].int() * q.bucket_s * 1000 - q.utc_offset_s * 1000,
+            offered,
+            answered,
+            abandoned,
+            within: w,
+            service_level: ratio(w, answered),
+            asa_s: ratio(wait, answered).map(|x| x / 1000.0),
+        });
+        t.offered += offered;
+        t.answered += answered;
+        t.abandoned += abandoned;
+        within += w;
+        wait_ms += wait;
+    }
+    t.service_level = ratio(within, t.answered);
+    t.asa_s = ratio(wait_ms, t.answered).map(|x| x / 1000.0);
+    t.abandon = ratio(t.abandoned, t.offered);
+    r.totals = t;
+    Ok(())
+}
+
+fn waits(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let bin_ms = q.wait_bin_s.max(1) * 1000;
+    let bins = q.wait_bins.max(1);
+    let mut p = q.base();
+    p.extend([
+        SqlParam::Int(bins * bin_ms),
+        SqlParam::Int(bins),
+        SqlParam::Int(bin_ms),
+    ]);
+    let sql = format!(
+        "SELECT CASE WHEN wait_ms >= CAST(?6 AS BIGINT) THEN CAST(?7 AS BIGINT)
+                ELSE wait_ms / CAST(?8 AS BIGINT) END AS bin,
+           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
+           CAST(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT)
+         FROM calls WHERE {} AND wait_ms IS NOT NULL GROUP BY bin",
+        filter("")
+    );
+    let mut out: Vec<WaitBin> = (0..=bins)
+        .map(|i| WaitBin {
+            from_s: i * q.wait_bin_s,
+            to_s: (i < bins).then(|| (i + 1) * q.wait_bin_s),
+            answered: 0,
+            abandoned: 0,
+        })
+        .collect();
+    for row in store.select(&sql, &p)? {
+        if let Some(b) = usize::try_from(row[0].int())
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            b.answered += row[1].int();
+            b.abandoned += row[2].int();
+        }
+    }
+    r.waits = Some(Waits {
+        bin_s: q.wait_bin_s,
+        bins: out,
+    });
+    Ok(())
+}
+
+/// Calls by queue, language and channel over the whole range: the filters' options, and
+/// (with the filters applied here) the language and channel charts.
+fn mix(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let sql = "SELECT queue, language, channel, CAST(COUNT(*) AS BIGINT) FROM calls
+               WHERE arrived_ms >= CAST(?1 AS BIGINT) AND arrived_ms < CAST(?2 AS BIGINT)
+               GROUP BY queue, language, channel";
+    let rows = store.select(sql, &[SqlParam::Int(q.from_ms), SqlParam::Int(q.to_ms)])?;
+    let (mut langs, mut chans) = (BTreeMap::new(), BTreeMap::new());
+    let mut opts = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let is = |want: &Option<String>, v: &str| want.as_deref().is_none_or(|w| w == v);
+    for row in rows {
+        let (queue, lang, chan, n) = (row[0].text(), row[1].text(), row[2].text(), row[3].int());
+        if is(&q.queue, &queue) && is(&q.language, &lang) && is(&q.channel, &chan) {
+            *langs.entry(lang.clone()).or_insert(0) += n;
+            *chans.entry(chan.clone()).or_insert(0) += n;
+        }
+        opts.0.insert(queue);
+        opts.1.insert(lang);
+        opts.2.insert(chan);
+    }
+    let sorted = |m: BTreeMap<String, i64>| {
+        let mut v: Vec<Count> = m
+            .into_iter()
+            .map(|(name, calls)| Count { name, calls })
+            .collect();
+        v.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.name.cmp(&b.name)));
+        v
+    };
+    r.languages = sorted(langs);
+    r.channels = sorted(chans);
+    r.options = Options {
+        queues: opts.0.into_iter().collect(),
+        languages: opts.1.into_iter().collect(),
+        channels: opts.2.into_iter().collect(),
+    };
+    Ok(())
+}
+
+fn categories(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT COALESCE(category, '') AS c, CAST(COUNT(*) AS BIGINT) AS n FROM calls
+         WHERE {} AND (answered_ms IS NOT NULL OR category IS NOT NULL)
+         GROUP BY c ORDER BY n DESC, c LIMIT 20",
+        filter("")
+    );
+    r.categories = store
+        .select(&sql, &q.base())?
+        .into_iter()
+        .map(|row| Count {
+            name: row[0].text(),
+            calls: row[1].int(),
+        })
+        .collect();
+    Ok(())
+}
+
+fn survey(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT queue, COALESCE(agent, ''), survey_score, CAST(COUNT(*) AS BIGINT) FROM calls
+         WHERE {} AND survey_score IS NOT NULL GROUP BY queue, agent, survey_score",
+        filter("")
+    );
+    let mut scores = [0i64; 5];
+    let (mut by_queue, mut by_agent) = (BTreeMap::new(), BTreeMap::new());
+    for row in store.select(&sql, &q.base())? {
+        let (queue, agent, score, n) = (row[0].text(), row[1].text(), row[2].int(), row[3].int());
+        if let Some(s) = usize::try_from(score - 1)
+            .ok()
+            .and_then(|i| scores.get_mut(i))
+        {
+            *s += n;
+        } else {
+            continue;
+        }
+        let add = |m: &mut BTreeMap<String, (i64, i64)>, k: String| {
+            let e = m.entry(k).or_insert((0, 0));
+            e.0 += n;
+            e.1 += n * score;
+        };
+        add(&mut by_queue, queue);
+        if !agent.is_empty() {
+            add(&mut by_agent, agent);
+        }
+    }
+    let answers: i64 = scores.iter().sum();
+    let sum: i64 = scores.iter().zip(1..).map(|(n, s)| n * s).sum();
+    let averages = |m: BTreeMap<String, (i64, i64)>| {
+        m.into_iter()
+            .map(|(name, (answers, sum))| ScoreAverage {
+                name,
+                answers,
+                average: sum as f64 / answers as f64,
+            })
+            .collect()
+    };
+    r.survey = Survey {
+        scores: scores
+            .iter()
+            .zip(1..)
+            .map(|(&count, score)| ScoreCount { score, count })
+            .collect(),
+        answers,
+        average: ratio(sum, answers),
+        by_queue: averages(by_queue),
+        by_agent: averages(by_agent),
+    };
+    Ok(())
+}
+
+fn fcr(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    // The caller's next call (any queue, any outcome), found through calls_caller.
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS BIGINT),
+           CAST(SUM(CASE WHEN n - a <= {DAY_MS} THEN 1 ELSE 0 END) AS BIGINT),
+           CAST(SUM(CASE WHEN n - a <= {} THEN 1 ELSE 0 END) AS BIGINT)
+         FROM (SELECT c.arrived_ms AS a,
+                 (SELECT MIN(d.arrived_ms) FROM calls d
+                  WHERE d.caller = c.caller AND d.arrived_ms > c.arrived_ms) AS n
+               FROM calls c
+               WHERE {} AND c.answered_ms IS NOT NULL
+                 AND c.caller <> '' AND c.caller <> 'anonymous') x",
+        7 * DAY_MS,
+        filter("c.")
+    );
+    let rows = store.select(&sql, &q.base())?;
+    let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+    let get = |i: usize| row.get(i).map_or(0, SqlValue::int);
+    let (calls, d1, d7) = (get(0), get(1), get(2));
+    r.fcr = Fcr {
+        calls,
+        repeat_24h: d1,
+        repeat_7d: d7,
+        fcr_24h: ratio(calls - d1, calls),
+        fcr_7d: ratio(calls - d7, calls),
+    };
+    Ok(())
+}
+
+fn agents(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
+    let sql = format!(
+        "SELECT agent, CAST(COUNT(*) AS BIGINT),
+           CAST(SUM(COALESCE(talk_ms, 0)) AS BIGINT),
+           CAST(SUM(COALESCE(wrap_ms, 0)) AS BIGINT),
+           CAST(COUNT(survey_score) AS BIGINT),
+           CAST(SUM(COALESCE(survey_score, 0)) AS BIGINT)
+         FROM calls WHERE {} AND agent IS NOT NULL AND answered_ms IS NOT NULL
+         GROUP BY agent",
+        filter("")
+    );
+    let mut by: BTreeMap<String, AgentSummary> = BTreeMap::new();
+    for row in store.select(&sql, &q.base())? {
+        let agent = row[0].text();
+        let (calls, talk, wrap, answers, sum) = (
+            row[1].int(),
+            row[2].int(),
+            row[3].int(),
+            row[4].int(),
+            row[5].int(),
+        );
+        by.insert(
+            agent.clone(),
+            AgentSummary {
+                agent,
+                calls,
+                talk_s: talk as f64 / 1000.0,
+                acw_s: wrap as f64 / 1000.0,
+                aht_s: ratio(talk + wrap, calls).map(|x| x / 1000.0),
+                survey_answers: answers,
+                survey_average: ratio(sum, answers),
+                ..Default::default()
+            },
+        );
+    }
+    // Away periods: each row lasts until the agent's next one. A period that began up to
+    // a day before the range counts for its part inside it.
+    let end = q.to_ms.min(q.now_ms.max(q.from_ms));
+    let rows = store.select(
+        "SELECT agent, state, COALESCE(reason, ''), at_ms,
+           LEAD(at_ms) OVER (PARTITION BY agent ORDER BY at_ms, id)
+         FROM agent_states
+         WHERE at_ms < CAST(?2 AS BIGINT) AND at_ms >= CAST(?1 AS BIGINT) - 86400000",
+        &[SqlParam::Int(q.from_ms), SqlParam::Int(q.to_ms)],
+    )?;
+    for row in rows {
+        if row[1].text() != "not-ready" {
+            continue;
+        }
+        let (start, stop) = (row[3].int().max(q.from_ms), row[4].opt_int().unwrap_or(end));
+        let ms = stop.min(end) - start;
+        if ms <= 0 {
+            continue;
+        }
+        let agent = row[0].text();
+        let reason = match row[2].text() {
+            r if r.is_empty() => "manual".to_string(),
+            r => r,
+        };
+        let a = by.entry(agent.clone()).or_insert_with(|| AgentSummary {
+            agent,
+            ..Default::default()
+        });
+        *a.not_ready_s.entry(reason).or_insert(0.0) += ms as f64 / 1000.0;
+        a.not_ready_total_s += ms as f64 / 1000.0;
+    }
+    r.agents = by.into_values().collect();
+    Ok(())
+}
+
+/// One of the report's tables as CSV (`section`: agents, intervals, categories,
+/// survey-agents, waits), or None for a section that is not a table.
+pub fn csv(r: &Report, section: &str) -> Option<String> {
+    use crate::util::csv::push_row;
+    let f = |x: f64| format!("{x:.1}");
+    let of = |x: Option<f64>| x.map(f).unwrap_or_default();
+    let mut out = String::new();
+    match section {
+        "agents" => {
+            let reasons: std::collections::BTreeSet<&String> =
+                r.agents.iter().flat_map(|a| a.not_ready_s.keys()).collect();
+            let mut head: Vec<String> = ["agent", "calls", "talk_s", "acw_s"]
+                .map(String::from)
+                .to_vec();
+            head.extend(reasons.iter().map(|k| format!("not_ready_{k}_s")));
+            head.extend(
+                [
+                    "not_ready_total_s",
+                    "aht_s",
+                    "survey_answers",
+                    "survey_average",
+                ]
+                .map(String::from),
+            );
+            push_row(&mut out, &head);
+            for a in &r.agents {
+                let mut row = vec![
+                    a.agent.clone(),
+                    a.calls.to_string(),
+                    f(a.talk_s),
+                    f(a.acw_s),
+                ];
+                row.extend(
+                    reasons
+                        .iter()
+                        .map(|k| f(a.not_ready_s.get(*k).copied().unwrap_or(0.0))),
+                );
+                row.extend([
+                    f(a.not_ready_total_s),
+                    of(a.aht_s),
+                    a.survey_answers.to_string(),
+                    a.survey_average
+                        .map(|x| format!("{x:.2}"))
+                        .unwrap_or_default(),
+                ]);
+                push_row(&mut out, &row);
+            }
+        }
+        "intervals" => {
+            push_row(
+                &mut out,
+                &[
+                    "start_ms",
+                    "offered",
+                    "answered",
+                    "abandoned",
+                    "within_sl",
+                    "service_level",
+                    "asa_s",
+                ],
+            );
+            for i in &r.intervals {
+                push_row(
+                    &mut out,
+                    &[
+                        i.start_ms.to_string(),
+                        i.offered.to_string(),
+                        i.answered.to_string(),
+                        i.abandoned.to_string(),
+                        i.within.to_string(),
+                        i.service_level
+                            .map(|x| format!("{x:.3}"))
+                            .unwrap_or_default(),
+                        of(i.asa_s),
+                    ],
+                );
+            }
+        }
+        "categories" => {
+            push_row(&mut out, &["category", "calls"]);
+            for c in &r.categories {
+                push_row(&mut out, &[c.name.clone(), c.calls.to_string()]);
+            }
+        }
+        "survey-agents" => {
+            push_row(&mut out, &["agent", "answers", "average"]);
+            for a in &r.survey.by_agent {
+                push_row(
+                    &mut out,
+                    &[
+                        a.name.clone(),
+                        a.answers.to_string(),
+                        format!("{:.2}", a.average),
+                    ],
+                );
+            }
+        }
+        "waits" => {
+            push_row(&mut out, &["from_s", "to_s", "answered", "abandoned"]);
+            for b in r.waits.iter().flat_map(|w| &w.bins) {
+                push_row(
+                    &mut out,
+                    &[
+                        b.from_s.to_string(),
+                        b.to_s.map(|x| x.to_string()).unwrap_or_default(),
+                        b.answered.to_string(),
+                        b.abandoned.to_string(),
+                    ],
+                );
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::records::{Outcome, RecordEvent};
+
+    /// 2026-12-01 00:00 in Seoul (+09:00), in Unix ms.
+    pub(crate) const DAY: i64 = 1_796_050_800_000;
+    const MIN: i64 = 60_000;
+    const H: i64 = 60 * MIN;
+
+    struct Call<'a> {
+        id: &'a str,
+        caller: &'a str,
+        queue: &'a str,
+        at: i64,
+        wait_ms: i64,
+        /// (agent, talk ms, wrap ms); None: abandoned after `wait_ms`.
+        answered: Option<(&'a str, i64, Option<i64>)>,
+        category: Option<&'a str>,
+        survey: Option<u8>,
+    }
+
+    fn events(c: &Call<'_>) -> Vec<RecordEvent> {
+        let lang = if c.queue == "en" { "en" } else { "ko" };
+        let mut ev = vec![RecordEvent::Arrived {
+            id: c.id.into(),
+            sip_call_id: format!("sip-{}", c.id),
+            trunk: "carrier".into(),
+            caller: c.caller.into(),
+            dialled: "120".into(),
+            channel: "voice",
+            queue: c.queue.into(),
+            language: lang.into(),
+            at_ms: c.at,
+        }];
+        let end = match c.answered {
+            Some((agent, talk, wrap)) => {
+                let at = c.at + c.wait_ms;
+                ev.push(RecordEvent::Offered {
+                    id: c.id.into(),
+                    agent: agent.into(),
+                    at_ms: at - 1,
+                });
+                ev.push(RecordEvent::Answered {
+                    id: c.id.into(),
+                    agent: agent.into(),
+                    at_ms: at,
+                });
+                ev.push(RecordEvent::Ended {
+                    id: c.id.into(),
+                    outcome: Outcome::Answered,
+                    side: "caller",
+                    sip_cause: 200,
+                    at_ms: at + talk,
+                });
+                if let Some(w) = wrap {
+                    ev.push(RecordEvent::WrapUp {
+                        id: c.id.into(),
+                        wrap_ms: w,
+                    });
+                }
+                return with_extras(ev, c);
+            }
+            None => RecordEvent::Ended {
+                id: c.id.into(),
+                outcome: Outcome::Abandoned,
+                side: "caller",
+                sip_cause: 487,
+                at_ms: c.at + c.wait_ms,
+            },
+        };
+        ev.push(end);
+        with_extras(ev, c)
+    }
+
+    fn with_extras(mut ev: Vec<RecordEvent>, c: &Call<'_>) -> Vec<RecordEvent> {
+        if let Some(cat) = c.category {
+            ev.push(RecordEvent::Notes {
+                id: c.id.into(),
+                category: Some(cat.into()),
+                notes: None,
+            });
+        }
+        if let Some(score) = c.survey {
+            ev.push(RecordEvent::Survey {
+                id: c.id.into(),
+                score,
+            });
+        }
+        ev
+    }
+
+    fn away(agent: &str, state: &'static str, reason: Option<&str>, at_ms: i64) -> RecordEvent {
+        RecordEvent::AgentState {
+            agent: agent.into(),
+            state,
+            reason: reason.map(str::to_string),
+            at_ms,
+        }
+    }
+
+    /// A known day: its answers are worked out by hand in the comments.
+    pub(crate) fn known_day(s: &mut dyn Store) {
+        let mut ev = Vec::new();
+        let nine = DAY + 9 * H;
+        // 09:00-09:30, general: 12 offered; 8 answered in 5 s and 2 in 30 s (threshold
+        // 20 s: SL 8/10 = 80 %, ASA (40 + 60) / 10 = 10 s); 2 abandoned after 45 s.
+        let ids: Vec<String> = (0..12).map(|i| format!("g{i}")).collect();
+        let callers: Vec<String> = (0..12).map(|i| format!("0103000{i:04}")).collect();
+        for i in 0..12 {
+            let (caller, agent) = match i {
+                0 => ("0101111", "1001"),
+                1 => ("0102222", "1001"),
+                _ => (callers[i].as_str(), if i < 6 { "1001" } else { "1002" }),
+            };
+            let answered = match i {
+                0..=7 => Some((agent, 60_000, Some(10_000))),
+                8 | 9 => Some((agent, 120_000, Some(20_000))),
+                _ => None,
+            };
+            ev.extend(events(&Call {
+                id: &ids[i],
+                caller,
+                queue: "general",
+                at: nine + i as i64 * MIN,
+                wait_ms: match i {
+                    0..=7 => 5_000,
+                    8 | 9 => 30_000,
+                    _ => 45_000,
+                },
+                answered,
+                category: match i {
+                    0..=4 => Some("여권"),
+                    5..=7 => Some("교통"),
+                    _ => None,
+                },
+                survey: match i {
+                    0 | 1 => Some(5),
+                    2 => Some(4),
+                    8 => Some(1),
+                    _ => None,
+                },
+            }));
+        }
+        // 14:00-14:30, en (threshold 60 s): 0101111 calls again (a repeat within 24 h),
+        // answered in 3 s; another answered in 50 s; one abandoned after 2 s.
+        let two = DAY + 14 * H;
+        for (i, (caller, wait, answered)) in [
+            ("0101111", 3_000, Some(("1003", 30_000, None))),
+            ("0109999", 50_000, Some(("1003", 30_000, None))),
+            ("0108888", 2_000, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("e{i}");
+            ev.extend(events(&Call {
+                id: &id,
+                caller,
+                queue: "en",
+                at: two + i as i64 * MIN,
+                wait_ms: wait,
+                answered,
+                category: None,
+                survey: None,
+            }));
+        }
+        // Outside the day: 0102222 again three days later (a repeat within 7 days only),
+        // and a call the day before.
+        ev.extend(events(&Call {
+            id: "later",
+            caller: "0102222",
+            queue: "general",
+            at: DAY + 3 * 24 * H,
+            wait_ms: 1_000,
+            answered: Some(("1001", 1_000, None)),
+            category: None,
+            survey: None,
+        }));
+        ev.extend(events(&Call {
+            id: "before",
+            caller: "0107777",
+            queue: "general",
+            at: DAY - H,
+            wait_ms: 1_000,
+            answered: Some(("1001", 1_000, None)),
+            category: Some("여권"),
+            survey: Some(2),
+        }));
+        // Away periods: 1001 on a break 10:00-10:15; 1002 RONA 11:00-11:01; 1003 at a meal
+        // from 23:50 the day before until 00:20 (20 minutes of it in the day); 1004 not
+        // ready since 23:00 and still (the day has ended: one hour counts).
+        ev.extend([
+            away("1001", "not-ready", Some("break"), DAY + 10 * H),
+            away("1001", "available", None, DAY + 10 * H + 15 * MIN),
+            away("1002", "not-ready", Some("rona"), DAY + 11 * H),
+            away("1002", "available", None, DAY + 11 * H + MIN),
+            away("1003", "not-ready", Some("meal"), DAY - 10 * MIN),
+            away("1003", "available", None, DAY + 20 * MIN),
+            away("1004", "not-ready", None, DAY + 23 * H),
+        ]);
+        s.apply(&ev).unwrap();
+    }
+
+    pub(crate) fn query() -> ReportQuery {
+        ReportQuery {
+            from_ms: DAY,
+            to_ms: DAY + 24 * H,
+            utc_offset_s: 9 * 3600,
+            bucket_s: 1800,
+            queue: None,
+            language: None,
+            channel: None,
+            thresholds: vec![("general".into(), 20_000), ("en".into(), 60_000)],
+            default_threshold_ms: 20_000,
+            wait_bin_s: 10,
+            wait_bins: 30,
+            now_ms: DAY + 30 * 24 * H,
+        }
+    }
+
+    /// The known day's answers; every backend must give the same.
+    pub(crate) fn report_suite(s: &mut dyn Store) {
+        known_day(s);
+        let r = build(s, &query()).unwrap();
+        // Two half hours with calls, at 09:00 and 14:00 local.
+        assert_eq!(
+            r.intervals.iter().map(|i| i.start_ms).collect::<Vec<_>>(),
+            [DAY + 9 * H, DAY + 14 * H]
+        );
+        let nine = &r.intervals[0];
+        assert_eq!(
+            (nine.offered, nine.answered, nine.abandoned, nine.within),
+            (12, 10, 2, 8)
+        );
+        assert_eq!(nine.service_level, Some(0.8));
+        assert_eq!(nine.asa_s, Some(10.0));
+        let two = &r.intervals[1];
+        assert_eq!(
+            (two.offered, two.answered, two.within),
+            (3, 2, 2),
+            "en: 60 s"
+        );
+        assert_eq!(
+            (r.totals.offered, r.totals.answered, r.totals.abandoned),
+            (15, 12, 3)
+        );
+        assert_eq!(r.totals.service_level, Some(10.0 / 12.0));
+        assert_eq!(r.totals.abandon, Some(0.2));
+        // Waits: 8 answered in [0, 10), 2 in [30, 40), 1 in [50, 60)…
+        let w = r.waits.as_ref().unwrap();
+        let bin = |s: i64| w.bins.iter().find(|b| b.from_s == s).unwrap();
+        assert_eq!((bin(0).answered, bin(0).abandoned), (9, 1));
+        assert_eq!(bin(30).answered, 2);
+        assert_eq!((bin(40).answered, bin(40).abandoned), (0, 2));
+        assert_eq!(bin(50).answered, 1);
+        assert_eq!(w.bins.last().unwrap().to_s, None, "open ended");
+        assert_eq!(w.bins.iter().map(|b| b.answered).sum::<i64>(), 12);
+        // Categories (answered or categorised), top first; the day before is not counted.
+        assert_eq!(
+            r.categories
+                .iter()
+                .map(|c| (c.name.as_str(), c.calls))
+                .collect::<Vec<_>>(),
+            [("여권", 5), ("", 4), ("교통", 3)]
+        );
+        assert_eq!(
+            r.languages
+                .iter()
+                .map(|c| (c.name.as_str(), c.calls))
+                .collect::<Vec<_>>(),
+            [("ko", 12), ("en", 3)]
+        );
+        assert_eq!(r.options.queues, ["en", "general"]);
+        // Survey: 5, 5, 4, 1.
+        assert_eq!(
+            r.survey.scores.iter().map(|s| s.count).collect::<Vec<_>>(),
+            [1, 0, 0, 1, 2]
+        );
+        assert_eq!((r.survey.answers, r.survey.average), (4, Some(3.75)));
+        let by_agent: Vec<_> = r
+            .survey
+            .by_agent
+            .iter()
+            .map(|a| (a.name.as_str(), a.answers, a.average))
+            .collect();
+        assert_eq!(by_agent, [("1001", 3, 14.0 / 3.0), ("1002", 1, 1.0)]);
+        // FCR: 12 answered calls with numbers; 0101111 called again the same day, 0102222
+        // three days later.
+        assert_eq!((r.fcr.calls, r.fcr.repeat_24h, r.fcr.repeat_7d), (12, 1, 2));
+        assert_eq!(r.fcr.fcr_24h, Some(11.0 / 12.0));
+        // Agents: 1001 answered g0-g5 (60 s talk, 10 s wrap each); 1002 g6, g7 (60 s, 10 s)
+        // and g8, g9 (120 s, 20 s); 1003 the two en calls, no wrap-up.
+        let a = |id: &str| r.agents.iter().find(|a| a.agent == id).unwrap();
+        let one = a("1001");
+        assert_eq!((one.calls, one.talk_s, one.acw_s), (6, 360.0, 60.0));
+        assert_eq!(one.aht_s, Some(70.0));
+        assert_eq!(one.not_ready_s.get("break"), Some(&900.0));
+        let two = a("1002");
+        assert_eq!((two.calls, two.talk_s, two.acw_s), (4, 360.0, 60.0));
+        assert_eq!(two.not_ready_s.get("rona"), Some(&60.0));
+        assert_eq!(two.survey_average, Some(1.0));
+        assert_eq!(a("1003").not_ready_s.get("meal"), Some(&1200.0));
+        assert_eq!(a("1003").calls, 2);
+        let four = a("1004");
+        assert_eq!(
+            (four.calls, four.not_ready_total_s, four.aht_s),
+            (0, 3600.0, None)
+        );
+        assert_eq!(four.not_ready_s.get("manual"), Some(&3600.0));
+        // Filters: the en queue alone.
+        let en = build(
+            s,
+            &ReportQuery {
+                queue: Some("en".into()),
+                ..query()
+            },
+        )
+        .unwrap();
+        assert_eq!((en.totals.offered, en.totals.answered), (3, 2));
+        assert_eq!(en.options.queues, ["en", "general"], "options stay whole");
+        assert_eq!((en.fcr.calls, en.fcr.repeat_7d), (2, 0));
+        // Days as buckets over a week: one bucket.
+        let week = build(
+            s,
+            &ReportQuery {
+                bucket_s: 86_400,
+                to_ms: DAY + 7 * 24 * H,
+                ..query()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            week.intervals
+                .iter()
+                .map(|i| (i.start_ms, i.offered))
+                .collect::<Vec<_>>(),
+            [(DAY, 15), (DAY + 3 * 24 * H, 1)]
+        );
+        // CSV tables: a header, then one row per agent.
+        let table = csv(&r, "agents").unwrap();
+        let rows = crate::util::csv::parse(&table);
+        assert_eq!(
+            rows[0],
+            [
+                "agent",
+                "calls",
+                "talk_s",
+                "acw_s",
+                "not_ready_break_s",
+                "not_ready_manual_s",
+                "not_ready_meal_s",
+                "not_ready_rona_s",
+                "not_ready_total_s",
+                "aht_s",
+                "survey_answers",
+                "survey_average"
+            ]
+        );
+        assert_eq!(rows.len(), 5);
+        assert!(csv(&r, "nope").is_none());
+        assert!(csv(&r, "intervals").unwrap().lines().count() == 3);
+    }
+
+    #[test]
+    fn sqlite_reports_the_known_day() {
+        let mut s = crate::records::sqlite::SqliteStore::in_memory().unwrap();
+        report_suite(&mut s);
+    }
+}
