@@ -550,12 +550,14 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             kb_db: Some(kb_db),
             metrics_token: cfg.http.metrics_token.as_ref().map(|t| t.get_ref().clone()),
             chat_limits: Default::default(),
+            reports: dasan::http::reports::ReportSettings::from_config(&cfg),
         });
         let web = Arc::new(dasan::web::WebState::from_config(
             &cfg,
             app.clone(),
             local_rtp.clone(),
         ));
+        tokio::spawn(dasan::web::sample_history(web.clone()));
         let routes = dasan::http::router(app).merge(dasan::web::router(web));
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

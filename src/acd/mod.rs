@@ -297,7 +297,9 @@ pub struct Acd {
     epoch: Instant,
     offers: u64,
     /// Finished wrap-ups not yet taken by the figures (see `take_wrap_ups`).
-    wrap_log: Vec<(QueueIdx, Duration)>,
+    wrap_log: Vec<(QueueIdx, AgentIdx, Duration)>,
+    /// Agents whose state changed since the engine last looked (see `take_changed`).
+    changed: Vec<AgentIdx>,
     /// Per queue: the reserving queues whose agents it shares (empty: the fast path).
     reserved_by: Vec<Vec<QueueIdx>>,
     /// Per queue: whether it is open (a closed queue keeps no agents back).
@@ -383,6 +385,7 @@ impl Acd {
             epoch: now,
             offers: 0,
             wrap_log: Vec::new(),
+            changed: Vec::new(),
             reserved_by,
             open,
             order: FreeAgentOrder::Priority,
@@ -522,6 +525,7 @@ impl Acd {
         let ag = &mut self.agents[a as usize];
         ag.state = AgentState::Ready;
         ag.idle_since = idle_since;
+        self.changed.push(a);
         if ag.voice_held {
             return;
         }
@@ -603,6 +607,7 @@ impl Acd {
             _ => {
                 self.leave_ready(a);
                 self.agents[a as usize].state = AgentState::NotReady(NotReadyReason::Manual);
+                self.changed.push(a);
                 Ok(())
             }
         }
@@ -662,6 +667,7 @@ impl Acd {
                 self.close_wrap(a, now);
                 self.leave_ready(a);
                 self.agents[a as usize].state = AgentState::LoggedOut;
+                self.changed.push(a);
             }
         }
     }
@@ -709,6 +715,7 @@ impl Acd {
         self.offers += 1;
         let ag = &mut self.agents[agent as usize];
         ag.state = AgentState::Offered(call);
+        self.changed.push(agent);
         ag.last_offer = self.offers;
         Some((call, agent))
     }
@@ -743,6 +750,7 @@ impl Acd {
             self.offers += 1;
             let ag = &mut self.agents[a as usize];
             ag.state = AgentState::Offered(call);
+            self.changed.push(a);
             ag.last_offer = self.offers;
         }
         agents
@@ -802,9 +810,11 @@ impl Acd {
         }
         if std::mem::take(&mut self.agents[a as usize].logout_pending) {
             self.agents[a as usize].state = AgentState::LoggedOut;
+            self.changed.push(a);
             return;
         }
         let busy = self.queues[q].p.busy_delay;
+        self.changed.push(a);
         match why {
             OfferFailure::Busy | OfferFailure::Error => {
                 self.agents[a as usize].state = AgentState::BusyDelay(now + busy)
@@ -831,6 +841,7 @@ impl Acd {
         };
         if ag.state == AgentState::Offered(call) {
             ag.state = AgentState::OnCall(call);
+            self.changed.push(a);
             ag.calls_taken += 1;
             ag.no_answers = 0;
         }
@@ -843,14 +854,16 @@ impl Acd {
         }
         if std::mem::take(&mut self.agents[a as usize].logout_pending) {
             self.agents[a as usize].state = AgentState::LoggedOut;
+            self.changed.push(a);
             return;
         }
         let wrap = self.queues[q].p.wrap_up;
         if wrap.is_zero() {
-            self.wrap_log.push((q, Duration::ZERO));
+            self.wrap_log.push((q, a, Duration::ZERO));
             self.set_ready(a, now);
         } else {
             self.agents[a as usize].state = AgentState::WrapUp(now + wrap);
+            self.changed.push(a);
             self.agents[a as usize].wrap = Some((q, now));
         }
     }
@@ -859,14 +872,20 @@ impl Acd {
     fn close_wrap(&mut self, a: AgentIdx, now: Instant) {
         if let Some((q, since)) = self.agents[a as usize].wrap.take() {
             self.wrap_log
-                .push((q, now.saturating_duration_since(since)));
+                .push((q, a, now.saturating_duration_since(since)));
         }
     }
 
     /// Wrap-ups that ended since the last call, by queue: how long agents really took
     /// (an agent may end wrap-up early, or be set not-ready from it).
-    pub fn take_wrap_ups(&mut self) -> std::vec::Drain<'_, (QueueIdx, Duration)> {
+    pub fn take_wrap_ups(&mut self) -> std::vec::Drain<'_, (QueueIdx, AgentIdx, Duration)> {
         self.wrap_log.drain(..)
+    }
+
+    /// Agents whose state changed since the last call, in order (an agent may appear more
+    /// than once).
+    pub fn take_changed(&mut self) -> Vec<AgentIdx> {
+        std::mem::take(&mut self.changed)
     }
 
     /// When the agent's current timed state (wrap-up, busy delay) ends.
@@ -1126,7 +1145,7 @@ mod tests {
         assert!(a.agent_timer(0, t0 + Duration::from_secs(10)));
         assert_eq!(a.next_offer(0, t0), Some((2, 0)));
         // Measured wrap-up: the full 10 s here (the timer ended it even if run late)…
-        let log: Vec<_> = a.take_wrap_ups().collect();
+        let log: Vec<_> = a.take_wrap_ups().map(|(q, _, d)| (q, d)).collect();
         assert_eq!(log, vec![(0, Duration::from_secs(10))]);
         // …then an agent who is done after 4 s and says so.
         a.answered(0, 2);
@@ -1139,7 +1158,7 @@ mod tests {
         a.answered(ag, c);
         a.call_ended(0, ag, c, t1);
         a.make_not_ready(ag, t1 + Duration::from_secs(7)).unwrap();
-        let log: Vec<_> = a.take_wrap_ups().map(|(_, d)| d.as_secs()).collect();
+        let log: Vec<_> = a.take_wrap_ups().map(|(_, _, d)| d.as_secs()).collect();
         assert_eq!(log, vec![4, 7]);
         assert_eq!(a.take_wrap_ups().count(), 0, "taken once");
     }

@@ -20,6 +20,14 @@ pub struct AgentView {
     /// Text conversations open, and how many the agent may have (`max_chats`).
     pub chats: u32,
     pub max_chats: u32,
+    /// The dialplan's display name, if it gives one.
+    pub name: Option<String>,
+    /// The queues the agent serves (those whose skill it has).
+    pub queues: Vec<String>,
+    /// When the agent entered this state (Unix ms).
+    pub since_ms: i64,
+    /// When its after-call work ends, while in wrap-up (Unix ms).
+    pub wrap_up_until_ms: Option<i64>,
 }
 
 /// A queue's text channel: conversations waiting and with agents, the oldest wait, and
@@ -116,6 +124,17 @@ impl Engine {
             call,
             chats: self.text.chats(a),
             max_chats: self.text.max_chats(a),
+            name: self.agent_names.get(a as usize).cloned().flatten(),
+            queues: self
+                .acd
+                .queues_for_agent(a)
+                .map(|q| self.acd.queue_name(q).to_string())
+                .collect(),
+            since_ms: self.unix_ms(self.agent_since(a).unwrap_or(self.start)),
+            wrap_up_until_ms: match state {
+                AgentState::WrapUp(t) => Some(self.unix_ms(*t)),
+                _ => None,
+            },
         }
     }
 

@@ -433,7 +433,7 @@ impl Engine {
             let flow = a.leg.flow;
             self.start_client(now, flow, bye, Owner::Fire, None);
             self.dialogs.remove(&a.leg.call_id);
-            self.acd.call_ended(q, a.agent, key, now);
+            self.agent_call_ended(q, a.agent, key, call.record.clone(), now);
             self.arm(TimerRef::Agent(a.agent));
             self.dispatch_for_agent(now, a.agent);
         }
@@ -487,9 +487,9 @@ impl Engine {
             return;
         };
         if let Some(a) = call.agent.take() {
-            let q = call.queue;
+            let (q, record) = (call.queue, call.record.clone());
             self.dialogs.remove(&a.leg.call_id);
-            self.acd.call_ended(q, a.agent, key, now);
+            self.agent_call_ended(q, a.agent, key, record, now);
             self.arm(TimerRef::Agent(a.agent));
             self.dispatch_for_agent(now, a.agent);
         }

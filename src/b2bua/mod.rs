@@ -28,7 +28,7 @@ mod transfer;
 pub use anchor::{MediaCommand, MusicRef};
 pub use text::{TextRefusal, WebLine, WebPoll};
 
-use crate::acd::{Acd, AgentIdx, CallKey, QueueIdx};
+use crate::acd::{Acd, AgentIdx, AgentState, CallKey, NotReadyReason, QueueIdx};
 pub(crate) use crate::config::{Limit, QueueTiming, RouteTarget};
 use crate::metrics::Metrics;
 use crate::registrar::Registrar;
@@ -247,6 +247,12 @@ pub struct Engine {
     text: text::TextState,
     /// Reasons given for manual not-ready states.
     not_ready_reasons: HashMap<AgentIdx, String>,
+    /// Each agent's state as last recorded, since when, and its away reason.
+    agent_seen: Vec<(&'static str, Instant, Option<String>)>,
+    /// Display names by agent index (the ACD keeps the dialplan's order).
+    agent_names: Vec<Option<String>>,
+    /// The record of the call each agent is wrapping up.
+    wrap_records: HashMap<AgentIdx, String>,
     /// Per queue: average talk time (exponentially weighted), for expected-wait estimates.
     talk_avg: Vec<Duration>,
     /// Per queue: service level, ASA and abandonment over a rolling window.
@@ -380,11 +386,82 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Moves the wrap-ups the ACD measured into the queues' windows.
-    pub(crate) fn note_wrap_ups(&mut self, now: Instant) {
-        for (q, d) in self.acd.take_wrap_ups() {
-            self.windows[q].wrapped_up(now, d);
+    /// The agent's part in a call ended: wrap-up (or ready), and the record its
+    /// after-call work will be written to.
+    pub(crate) fn agent_call_ended(
+        &mut self,
+        q: crate::acd::QueueIdx,
+        agent: AgentIdx,
+        key: CallKey,
+        record: String,
+        now: Instant,
+    ) {
+        self.acd.call_ended(q, agent, key, now);
+        if !record.is_empty() {
+            self.wrap_records.insert(agent, record);
         }
+    }
+
+    /// Takes what the ACD noted since the last look: wrap-ups it measured go into the
+    /// queues' windows and onto the call's record; agents whose state changed get their
+    /// time in state restarted, and going away (not-ready, logged out) or coming back is
+    /// recorded for the agent summary.
+    pub(crate) fn note_wrap_ups(&mut self, now: Instant) {
+        let ups: Vec<_> = self.acd.take_wrap_ups().collect();
+        for (q, a, d) in ups {
+            self.windows[q].wrapped_up(now, d);
+            // No wrap-up (the queue has none) writes nothing.
+            if let Some(id) = self.wrap_records.remove(&a).filter(|_| !d.is_zero()) {
+                self.record(crate::records::RecordEvent::WrapUp {
+                    id,
+                    wrap_ms: d.as_millis() as i64,
+                });
+            }
+        }
+        for a in self.acd.take_changed() {
+            self.agent_changed(a, now);
+        }
+    }
+
+    fn agent_changed(&mut self, a: AgentIdx, now: Instant) {
+        let state = self.acd.agent_state(a);
+        let (name, away) = match state {
+            AgentState::NotReady(NotReadyReason::Rona) => ("not-ready", Some("rona".to_string())),
+            AgentState::NotReady(NotReadyReason::Manual) => (
+                "not-ready",
+                Some(
+                    self.not_ready_reasons
+                        .get(&a)
+                        .cloned()
+                        .unwrap_or_else(|| "manual".into()),
+                ),
+            ),
+            AgentState::LoggedOut => ("logged-out", None),
+            s => (s.name(), None),
+        };
+        let Some(seen) = self.agent_seen.get_mut(a as usize) else {
+            return;
+        };
+        if seen.0 == name && seen.2 == away {
+            return;
+        }
+        let was_away = matches!(seen.0, "not-ready" | "logged-out");
+        let is_away = matches!(name, "not-ready" | "logged-out");
+        *seen = (name, now, away.clone());
+        if is_away || was_away {
+            let at_ms = self.unix_ms(now);
+            self.record(crate::records::RecordEvent::AgentState {
+                agent: self.acd.agent_id(a).to_string(),
+                state: if is_away { name } else { "available" },
+                reason: away,
+                at_ms,
+            });
+        }
+    }
+
+    /// When the agent entered its current state (as the engine last saw it).
+    pub(crate) fn agent_since(&self, a: AgentIdx) -> Option<Instant> {
+        self.agent_seen.get(a as usize).map(|s| s.1)
     }
 
     /// Record changes emitted so far: a reply that must wait until they are durable

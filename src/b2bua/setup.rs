@@ -140,6 +140,8 @@ impl Engine {
         });
         Engine {
             agent_armed: vec![Default::default(); acd.agent_count()],
+            agent_seen: vec![("logged-out", now, None); acd.agent_count()],
+            agent_names: s.agents.iter().map(|a| a.name.clone()).collect(),
             cfg: EngineConfig::new(config, s),
             registrar: registrar(config, s, ids.fork()),
             cert_conns: HashMap::new(),
@@ -164,6 +166,7 @@ impl Engine {
             media_out: VecDeque::new(),
             dialplan: crate::dialplan::Dialplan::from_config(config),
             not_ready_reasons: HashMap::new(),
+            wrap_records: HashMap::new(),
             callbacks: HashMap::new(),
             text: super::text::TextState::new(
                 super::text::TextSettings::from_config(&config.text, config.outbound.text_trunk),

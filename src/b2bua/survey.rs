@@ -40,7 +40,7 @@ impl Engine {
         let (q, record) = (call.queue, call.record.clone());
         let prompt = self.cfg.queues[q].survey.as_ref().map(|(p, _)| p.clone());
         self.dialogs.remove(&a.leg.call_id);
-        self.acd.call_ended(q, a.agent, key, now);
+        self.agent_call_ended(q, a.agent, key, record.clone(), now);
         self.arm(TimerRef::Agent(a.agent));
         // The consultation itself ended now: its talk time stops here.
         self.record(RecordEvent::Ended {

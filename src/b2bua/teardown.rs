@@ -138,7 +138,7 @@ impl Engine {
         let mut agent_leg = call.agent.take();
         if let Some(a) = agent_leg.as_mut() {
             self.dialogs.remove(&a.leg.call_id);
-            self.acd.call_ended(call.queue, a.agent, key, now);
+            self.agent_call_ended(call.queue, a.agent, key, call.record.clone(), now);
             self.arm(TimerRef::Agent(a.agent));
         }
         let target = match bye_to {

@@ -124,7 +124,12 @@ impl Engine {
         self.start_client(now, flow, notify, Owner::Fire, None);
         self.start_client(now, flow, bye, Owner::Fire, None);
         self.dialogs.remove(&a.leg.call_id);
-        self.acd.call_ended(from_q, a.agent, key, now);
+        let record = self
+            .calls
+            .get(&key)
+            .map(|c| c.record.clone())
+            .unwrap_or_default();
+        self.agent_call_ended(from_q, a.agent, key, record, now);
         self.arm(TimerRef::Agent(a.agent));
         tracing::info!(
             call = key,

@@ -339,6 +339,13 @@ pub struct QueueConfig {
     /// service level (dasan_queue_service_level_ratio). Default 20.
     #[serde(default = "d_sl")]
     pub sl_threshold_s: u32,
+    /// The share of calls to answer within `sl_threshold_s`, in percent: the target line
+    /// of the reports' service-level chart and the wallboard's alert. Default 80.
+    #[serde(default = "d_sl_target")]
+    pub sl_target_percent: u32,
+    /// The wallboard marks a queue whose longest wait is over this many seconds. Default 60.
+    #[serde(default = "d_wait_alert")]
+    pub wait_alert_s: u32,
     /// Record answered calls (stereo WAV, caller left, agent right) under
     /// `<data dir>/recordings/`, named by the trunk's Call-ID. Default false.
     #[serde(default)]
@@ -396,6 +403,12 @@ fn d_max_len() -> usize {
 fn d_busy() -> u32 {
     5
 }
+fn d_sl_target() -> u32 {
+    80
+}
+fn d_wait_alert() -> u32 {
+    60
+}
 
 /// One agent (`ids = "1001"`) or a numbered range (`ids = "1001-1020"`) sharing settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -425,6 +438,10 @@ pub struct AgentGroup {
     /// during a call).
     #[serde(default)]
     pub cross_channel: CrossChannel,
+    /// Display names, one per id in `ids` order, for the wallboard and the reports
+    /// (`names = ["Kim Minji", "Lee Jun"]`). Default none: agents are shown by id.
+    #[serde(default)]
+    pub names: Option<Spanned<Vec<String>>>,
 }
 
 /// See [`AgentGroup::cross_channel`].

@@ -60,6 +60,8 @@ pub struct AgentSpec {
     /// Text conversations at once.
     pub max_chats: u32,
     pub cross_channel: super::dialplan::CrossChannel,
+    /// Display name (wallboard, reports).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ pub mod chat;
 mod ops;
 pub mod origin;
 mod records;
+pub mod reports;
 mod sessions;
 
 pub use sessions::{LoginRefused, Sessions};
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// The public web chat's per-client limits.
     pub chat_limits: chat::ChatLimits,
+    /// The reports' clock and the queues' thresholds and targets.
+    pub reports: reports::ReportSettings,
 }
 
 /// The API's routes. The web pages (`crate::web`) add theirs to it.
@@ -57,6 +60,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(ops::set_state),
         )
         .route("/api/queues", get(ops::queues))
+        .route(
+            "/api/queues/{name}/targets",
+            axum::routing::put(reports::set_targets),
+        )
+        .route("/api/reports", get(reports::all))
+        .route("/api/reports/{section}", get(reports::section))
         .route("/api/calls", get(ops::calls))
         .route("/api/calls/{id}/hangup", axum::routing::post(ops::hang_up))
         .route("/api/records", get(records::list))

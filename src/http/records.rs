@@ -317,7 +317,7 @@ mod tests {
             category: Some(e()),
             notes: Some(e()),
             video: Some(e()),
-            wrap_ms: None,
+            wrap_ms: Some(6),
         };
         let mut out = String::from(CSV_HEADER);
         csv_row(&mut out, &r);
@@ -333,6 +333,7 @@ mod tests {
             "talk_ms",
             "sip_cause",
             "survey_score",
+            "wrap_ms",
         ];
         for (name, v) in head.iter().zip(row) {
             if numbers.contains(&name.as_str()) {

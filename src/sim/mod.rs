@@ -72,6 +72,8 @@ enum Event {
     Abandon(CallKey),
     /// A waiting call's routing step or reservation hold ends.
     Wake(usize, CallKey),
+    /// An agent's wrap-up ends.
+    Free(AgentIdx),
 }
 
 /// A call in the simulation: where and when it arrived, whether it counts in the figures
@@ -323,6 +325,12 @@ pub fn run(s: &Scenario) -> Vec<QueueReport> {
             Event::End(agent, call) => {
                 if let Some(c) = r.calls.remove(&call) {
                     r.acd.call_ended(c.queue, agent, call, now);
+                    if let Some(until) = r.acd.agent_deadline(agent) {
+                        // A millisecond late: the float clock must not land before the
+                        // deadline (the agent would stay in wrap-up).
+                        let after = until.saturating_duration_since(now).as_secs_f64();
+                        r.push(t + after + 0.001, Event::Free(agent));
+                    }
                 }
                 if let Some(start) = r.answered_at.remove(&agent) {
                     if start >= s.warmup_s {
@@ -331,6 +339,13 @@ pub fn run(s: &Scenario) -> Vec<QueueReport> {
                 }
                 for q in r.acd.dispatch_order(agent) {
                     r.route(q, t);
+                }
+            }
+            Event::Free(agent) => {
+                if r.acd.agent_timer(agent, now) {
+                    for q in r.acd.dispatch_order(agent) {
+                        r.route(q, t);
+                    }
                 }
             }
             Event::Abandon(call) => {

@@ -813,7 +813,14 @@ async fn keep_own_states(s: Arc<WebState>) {
             let Some(tx) = w.by_agent.get(&a.id) else {
                 continue;
             };
-            let v = json!({"ev": "state", "state": a.state, "reason": a.reason, "call": a.call});
+            let v = json!({
+                "ev": "state",
+                "state": a.state,
+                "reason": a.reason,
+                "call": a.call,
+                "since_ms": a.since_ms,
+                "wrap_up_until_ms": a.wrap_up_until_ms,
+            });
             tx.send_if_modified(|cur| {
                 let changed = cur.as_ref() != Some(&v);
                 if changed {

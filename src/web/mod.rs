@@ -75,6 +75,52 @@ pub struct WebState {
     pub origins: OriginPolicy,
     /// Failed desktop logins by client address and agent id (`[http] login_*`).
     throttle: std::sync::Mutex<AuthThrottle>,
+    /// The wallboard's chart: each queue's waiting calls and service level, sampled every
+    /// [`HISTORY_STEP`] over the last hour ([`sample_history`]).
+    history: std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>,
+}
+
+/// How often the wallboard's history is sampled, and how many samples it keeps (an hour).
+pub const HISTORY_STEP: Duration = Duration::from_secs(30);
+const HISTORY_POINTS: usize = 120;
+
+/// Samples the queues for the wallboard's chart while the engine runs.
+pub async fn sample_history(s: Arc<WebState>) {
+    let mut tick = tokio::time::interval(HISTORY_STEP);
+    loop {
+        tick.tick().await;
+        let Ok(queues) = s.app.engine.queues().await else {
+            continue;
+        };
+        let point = history_point(unix_ms_now(), &queues);
+        let mut h = crate::runtime::lock(&s.history);
+        if h.len() == HISTORY_POINTS {
+            h.pop_front();
+        }
+        h.push_back(point);
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One sample: per queue, calls waiting and the window's service level (null with nothing
+/// answered in it).
+fn history_point(at_ms: i64, queues: &[crate::b2bua::api::QueueView]) -> serde_json::Value {
+    let per: serde_json::Map<String, serde_json::Value> = queues
+        .iter()
+        .map(|q| {
+            let sl = (q.window.answered > 0).then_some(q.window.service_level);
+            (
+                q.name.clone(),
+                serde_json::json!({"waiting": q.waiting.len(), "service_level": sl}),
+            )
+        })
+        .collect();
+    serde_json::json!({"at_ms": at_ms, "queues": per})
 }
 
 /// What a desktop's login attempt came to.
@@ -121,6 +167,7 @@ impl WebState {
             own_states: Default::default(),
             local_rtp,
             origins: OriginPolicy::new(cfg.http.allowed_origins.clone()),
+            history: Default::default(),
             throttle: std::sync::Mutex::new(AuthThrottle::new(
                 cfg.http.login_max_failures,
                 Duration::from_secs(cfg.http.login_window_s.into()),
@@ -176,6 +223,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/agent", get(|| async { page("agent.html") }))
         .route("/supervisor", get(|| async { page("supervisor.html") }))
+        .route("/reports", get(|| async { page("reports.html") }))
         .route("/chat", get(|| async { page("chat.html") }))
         .route("/web/{file}", get(asset))
         .route("/agent/ws", get(agent_socket))
@@ -364,7 +412,7 @@ async fn wallboard(s: Arc<WebState>, mut socket: WebSocket, role: Role) {
                 _ => continue,
             },
         }
-        let Some(snapshot) = snapshot(&s.app.engine, role.sees_numbers()).await else {
+        let Some(snapshot) = snapshot(&s, role.sees_numbers()).await else {
             let _ = socket
                 .send(WsMessage::Text(
                     r#"{"ev":"error","message":"engine not running"}"#.into(),
@@ -372,13 +420,15 @@ async fn wallboard(s: Arc<WebState>, mut socket: WebSocket, role: Role) {
                 .await;
             continue;
         };
+        // The server's clock goes out with each snapshot, but is no reason to send one.
         let changed = snapshot != last;
         if changed || last_sent.elapsed() >= Duration::from_secs(5) {
-            if socket
-                .send(WsMessage::Text(snapshot.clone().into()))
-                .await
-                .is_err()
-            {
+            let body = format!(
+                "{},\"now_ms\":{}}}",
+                snapshot.strip_suffix('}').unwrap_or(&snapshot),
+                unix_ms_now()
+            );
+            if socket.send(WsMessage::Text(body.into())).await.is_err() {
                 return;
             }
             last = snapshot;
@@ -387,15 +437,27 @@ async fn wallboard(s: Arc<WebState>, mut socket: WebSocket, role: Role) {
     }
 }
 
-async fn snapshot(engine: &crate::driver::EngineHandle, numbers: bool) -> Option<String> {
+async fn snapshot(s: &WebState, numbers: bool) -> Option<String> {
+    let engine = &s.app.engine;
     let (queues, agents, calls) =
         tokio::join!(engine.queues(), engine.agents(), engine.calls(numbers));
     let (queues, agents, calls) = (queues.ok()?, agents.ok()?, calls.ok()?);
+    // Each queue with its threshold and the targets the wallboard colours by.
+    let targets = s.app.reports.targets();
+    let mut queues = serde_json::to_value(queues).ok()?;
+    for q in queues.as_array_mut().into_iter().flatten() {
+        if let Some((threshold, t)) = q["name"].as_str().and_then(|n| targets.get(n)) {
+            q["sl_threshold_s"] = serde_json::json!(threshold);
+            q["targets"] = serde_json::json!(t);
+        }
+    }
+    let points: Vec<serde_json::Value> = crate::runtime::lock(&s.history).iter().cloned().collect();
     serde_json::to_string(&serde_json::json!({
         "ev": "snapshot",
         "queues": queues,
         "agents": agents,
         "calls": calls,
+        "history": {"step_s": HISTORY_STEP.as_secs(), "points": points},
     }))
     .ok()
 }
@@ -417,6 +479,7 @@ mod tests {
             kb_db: None,
             metrics_token: None,
             chat_limits: Default::default(),
+            reports: Default::default(),
         });
         let w = WebState::from_config(&cfg, app, LocalRtp::default());
         assert!(w.check_password("1001", "dasan-demo"));

@@ -60,6 +60,12 @@ let callSince = 0;
 let offerWait = 0;
 let offerAt = 0;
 let callCaller = "";
+// The state as the engine last said it, for the label (translated) and after-call work.
+let deskState = { state: "", reason: "" };
+// End of after-call work on this PC's clock (0: none, NaN: no time limit).
+let wrapUntil = 0;
+// The engine's clock minus ours, from the state events.
+let clockOffset = 0;
 
 function alert(msg: string): void {
   $("alert").textContent = msg;
@@ -102,6 +108,8 @@ function login(ev: Event): void {
 }
 
 function teardown(): void {
+  deskState = { state: "", reason: "" };
+  wrapTick();
   clearChats();
   stopVideo();
   pc?.close();
@@ -262,6 +270,35 @@ function meter(track: MediaStreamTrack): void {
   setInterval(measure, 20);
 }
 
+function known(key: string, fallback: string): string {
+  const v = t(key);
+  return v === key ? fallback : v;
+}
+
+// The state label in the page's language; its class stays state-<state>.
+function stateLabel(): void {
+  const { state, reason } = deskState;
+  if (!state) return;
+  const el = $("state");
+  el.textContent =
+    known(`st_${state.replace(/-/g, "_")}`, state) + (reason ? ` (${known(`r_${reason.replace(/-/g, "_")}`, reason)})` : "");
+  el.className = `state-${state}`;
+  el.dataset.state = state;
+}
+
+// After-call work: the time left, and the button that ends it early.
+function wrapTick(): void {
+  const on = deskState.state === "wrap-up" && dasan.state === "wrap-up";
+  const el = $("wrap-countdown");
+  show("wrap-countdown", on);
+  show("wrap-done", on);
+  if (!on) return;
+  const text = Number.isNaN(wrapUntil)
+    ? t("wrap_open")
+    : t("wrap_countdown").replace("{s}", String(Math.max(0, Math.ceil((wrapUntil - Date.now()) / 1000))));
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function onEvent(e: Record<string, any>): void {
   dasan.events.push(e.ev);
   switch (e.ev) {
@@ -278,11 +315,22 @@ function onEvent(e: Record<string, any>): void {
       $("media").textContent = e.state === "connected" ? t("media_up") : t("media_down");
       break;
     case "state": {
-      if (e.state !== dasan.state) stateSince = Date.now();
+      const changed = e.state !== dasan.state;
+      // A state event is sent as the state begins: its since_ms is the engine's "now".
+      if (typeof e.now_ms === "number") clockOffset = e.now_ms - Date.now();
+      else if (changed && typeof e.since_ms === "number") clockOffset = e.since_ms - Date.now();
+      if (changed) stateSince = Date.now();
+      if (typeof e.since_ms === "number") stateSince = Math.min(Date.now(), e.since_ms - clockOffset);
       dasan.state = e.state;
-      const el = $("state");
-      el.textContent = e.state + (e.reason ? ` (${e.reason})` : "");
-      el.className = `state-${e.state}`;
+      deskState = { state: String(e.state), reason: e.reason ? String(e.reason) : "" };
+      wrapUntil =
+        e.state !== "wrap-up" ? 0 : typeof e.wrap_up_until_ms === "number" ? e.wrap_up_until_ms - clockOffset : NaN;
+      stateLabel();
+      wrapTick();
+      // The call's buttons are gone: "I'm done" takes the keyboard focus they had.
+      if (changed && e.state === "wrap-up" && (document.activeElement === document.body || !document.activeElement)) {
+        $("wrap-done").focus();
+      }
       break;
     }
     case "offer": {
@@ -838,8 +886,14 @@ function clearChats(): void {
 
 function wire(): void {
   applyLanguage();
-  $("lang").onclick = toggleLanguage;
+  $("lang").onclick = () => {
+    toggleLanguage();
+    stateLabel();
+    wrapTick();
+  };
   $("login").addEventListener("submit", login);
+  $("wrap-done").onclick = () => send({ op: "state", state: "ready" });
+  setInterval(wrapTick, 100);
   $("ready").onclick = () => send({ op: "state", state: "ready" });
   $("not-ready").onclick = () => send({ op: "state", state: "not-ready", reason: $<HTMLSelectElement>("reason").value });
   $("logout").onclick = () => {

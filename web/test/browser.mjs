@@ -23,6 +23,15 @@
 //   node browser.mjs chats URL AGENT PASSWORD         (three text conversations: replies to each
 //                                                      with the digits of its first message,
 //                                                      closes one, replies to the fourth)
+//   node browser.mjs reports URL TOKEN DAY          (the reports page for DAY=YYYY-MM-DD: points
+//                                                      per chart, a chart drawn to pixels, sorting,
+//                                                      English, the agents CSV, a 390px screen)
+//   node browser.mjs wallboard-floor URL TOKEN       (a floor of agents: counts by state,
+//                                                      filters, search for 1001, sorting, the
+//                                                      English labels, the live chart; then
+//                                                      waits up to 30 s for the chart to move)
+//   node browser.mjs wrap-up URL AGENT PASSWORD       (answers a call the caller ends, reads the
+//                                                      after-call countdown twice, clicks done)
 // The name dasan.test resolves to 127.0.0.1; with SPKI=<base64 SHA-256 of a certificate's
 // public key> in the environment, that certificate is accepted (an engine's self-signed one).
 import { chromium } from "playwright-core";
@@ -344,10 +353,17 @@ async function supervise([token, agent]) {
   await page.fill("#token", token);
   await page.keyboard.press("Enter");
   const row = `#agents tr[data-agent="${agent}"]`;
-  await waitFor(page, (r) => document.querySelector(r)?.textContent.includes("ready"), row, 15000);
+  // The list shows a few hundred rows at most: the search box finds the agent on any floor.
+  await page.fill("#f-search", agent);
+  // The state cell shows the state in the page's language; data-state has the engine's name.
+  const stateOf = (r) => {
+    const td = document.querySelector(`${r} td[data-state]`);
+    return td ? td.dataset.state + (td.dataset.reason ? ` (${td.dataset.reason})` : "") : "";
+  };
+  await waitFor(page, `(${stateOf})(${JSON.stringify(row)}).includes("ready")`, null, 15000);
   await page.locator(`${row} button`).nth(1).click();
-  await waitFor(page, (r) => document.querySelector(`${r} td:nth-child(2)`)?.textContent.startsWith("not-ready"), row, 5000);
-  say({ state: await page.textContent(`${row} td:nth-child(2)`) });
+  await waitFor(page, `(${stateOf})(${JSON.stringify(row)}).startsWith("not-ready")`, null, 5000);
+  say({ state: await page.evaluate(`(${stateOf})(${JSON.stringify(row)})`), label: await page.textContent(`${row} td[data-state]`) });
   await browser.close();
 }
 
@@ -572,7 +588,328 @@ async function chats([agent, password]) {
   await browser.close();
 }
 
+// The wallboard of a whole floor: counts by state agree with the snapshot, the agent list
+// filters, searches and is sorted by time in state, labels translate, the chart moves.
+async function wallboardFloor([token]) {
+  const browser = await launch();
+  const page = await browser.newPage({ locale: "ko-KR" });
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  await page.goto(`${url}/supervisor`);
+  await page.evaluate(() => localStorage.setItem("dasan-lang", "ko"));
+  await page.reload();
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  await step("a snapshot", waitFor(page, () => window.wallboard && window.wallboard.snapshots > 0, null, 10000));
+  const first = await page.evaluate(() => {
+    const s = window.wallboard.last();
+    const ready = (tr) => Number(tr?.querySelector('td[data-state="ready"]')?.textContent ?? NaN);
+    return {
+      agents_total: s.agents.length,
+      rendered: window.wallboard.rendered,
+      dom_rows: document.querySelectorAll("#agents tbody tr").length,
+      counts_ready: ready(document.querySelector("#state-counts tr[data-all]")),
+      snapshot_ready: s.agents.filter((a) => a.state === "ready").length,
+      counts_ready_by_queue: Object.fromEntries(
+        Array.from(document.querySelectorAll("#state-counts tr[data-queue]"), (tr) => [tr.dataset.queue, ready(tr)]),
+      ),
+      count_text: document.querySelector("#agents-count").textContent,
+    };
+  });
+  say(first);
+  if (first.rendered !== first.dom_rows) throw new Error(`rendered ${first.rendered} but ${first.dom_rows} rows`);
+  if (first.counts_ready !== first.snapshot_ready) throw new Error(`ready: counted ${first.counts_ready}, snapshot ${first.snapshot_ready}`);
+
+  await page.selectOption("#f-state", "ready");
+  const ready = await page.evaluate(() => {
+    const rows = Array.from(document.querySelectorAll("#agents tbody tr"));
+    const total = window.wallboard.last().agents.filter((a) => a.state === "ready").length;
+    return {
+      ready_shown: rows.length,
+      ready_expected: Math.min(total, 200),
+      all_ready: rows.every((r) => r.querySelector("td[data-state]").dataset.state === "ready"),
+      count_text: document.querySelector("#agents-count").textContent,
+    };
+  });
+  say(ready);
+  if (!ready.all_ready || ready.ready_shown !== ready.ready_expected) throw new Error(`state filter: ${JSON.stringify(ready)}`);
+  await page.selectOption("#f-state", "");
+
+  await page.fill("#f-search", "1001");
+  const found = await page.evaluate(() => Array.from(document.querySelectorAll("#agents tbody tr"), (r) => r.dataset.agent));
+  say({ search: "1001", rows: found.length, ids: found });
+  if (found.length !== 1 || found[0] !== "1001") throw new Error(`search 1001 found ${JSON.stringify(found)}`);
+  await page.fill("#f-search", "");
+
+  const sorted = await page.evaluate(() => {
+    const since = new Map(window.wallboard.last().agents.map((a) => [a.id, a.since_ms]));
+    const rows = Array.from(document.querySelectorAll("#agents tbody tr"));
+    const secs = (txt) => txt.split(":").reduce((acc, p) => acc * 60 + Number(p), 0);
+    let ok = true;
+    for (let i = 1; i < rows.length; i++) {
+      const a = since.get(rows[i - 1].dataset.agent);
+      const b = since.get(rows[i].dataset.agent);
+      if (typeof a === "number" && typeof b === "number") ok &&= a <= b;
+      else ok &&= secs(rows[i - 1].querySelector(".in-state").textContent) + 1 >= secs(rows[i].querySelector(".in-state").textContent);
+    }
+    return { sorted_by_time_in_state: ok, rows: rows.length };
+  });
+  say(sorted);
+  if (!sorted.sorted_by_time_in_state) throw new Error("the agent list is not sorted by time in state");
+
+  const cellSel = "#agents tbody tr:first-child td[data-state]";
+  const ko = await page.textContent(cellSel);
+  if ((await page.evaluate(() => document.documentElement.lang)) !== "en") await page.click("#lang");
+  await step("English", waitFor(page, () => document.documentElement.lang === "en", null, 5000));
+  const en = await page.evaluate((sel) => {
+    const td = document.querySelector(sel);
+    return { text: td.textContent, state: td.dataset.state };
+  }, cellSel);
+  const english = {
+    ready: "Ready", offered: "Offered", "on-call": "On call", "wrap-up": "Wrap-up",
+    "busy-delay": "Busy delay", "not-ready": "Not ready", "logged-out": "Logged out",
+  };
+  say({ state_cell_ko: ko, state_cell_en: en.text, state: en.state });
+  if (!en.text.startsWith(english[en.state] ?? "?")) throw new Error(`state cell in English: ${JSON.stringify(en)}`);
+
+  const chart = () =>
+    page.evaluate(() => {
+      const pts = Array.from(document.querySelectorAll("#live-chart [data-point]"));
+      const waiting = pts.filter((p) => p.dataset.series === "waiting").map((p) => Number(p.dataset.value));
+      return { count: pts.length, sum: waiting.reduce((a, b) => a + b, 0), max: Math.max(0, ...waiting) };
+    });
+  const before = await chart();
+  say({ live_points: before.count, waiting_sum: before.sum });
+  if (before.count === 0) throw new Error("no points in #live-chart");
+  const moved = await step(
+    "the chart moved",
+    waitFor(
+      page,
+      (b) => {
+        const pts = Array.from(document.querySelectorAll("#live-chart [data-point]"));
+        const waiting = pts.filter((p) => p.dataset.series === "waiting").map((p) => Number(p.dataset.value));
+        const sum = waiting.reduce((a, c) => a + c, 0);
+        return pts.length !== b.count || sum > b.sum || Math.max(0, ...waiting) > b.max ? { count: pts.length, sum } : false;
+      },
+      before,
+      30000,
+    ),
+  );
+  say({ chart_moved: true, ...(await moved.jsonValue()) });
+  await browser.close();
+}
+
+// After-call work: the countdown shows once the caller hung up, counts down, and
+// "I'm done" makes the agent ready at once.
+async function wrapUp([agent, password]) {
+  const browser = await launch();
+  const page = await browser.newPage();
+  page.on("pageerror", (e) => say({ pageerror: String(e) }));
+  await loginReady(page, agent, password);
+  await step("an offer answered", answerNext(page));
+  say({ answered: await page.evaluate(() => window.dasan.record) });
+  await step("the caller hangs up", waitFor(page, () => document.querySelector("#incall").hidden, null, 60000));
+  await step(
+    "the countdown",
+    waitFor(page, () => !document.querySelector("#wrap-countdown").hidden && window.dasan.state === "wrap-up", null, 10000),
+  );
+  const first = await page.textContent("#wrap-countdown");
+  await sleep(1100);
+  const second = await page.textContent("#wrap-countdown");
+  const n = (s) => Number((s.match(/\d+/) || [NaN])[0]);
+  say({ countdown: [first, second], state_label: await page.textContent("#state"), done_visible: await page.isVisible("#wrap-done") });
+  if (!(n(second) < n(first))) throw new Error(`the countdown did not decrease: ${first} then ${second}`);
+  const clicked = Date.now();
+  await page.click("#wrap-done");
+  await step("ready after done", waitFor(page, () => window.dasan.state === "ready", null, 5000));
+  const readyAfterDoneMs = Date.now() - clicked;
+  await step("the countdown hides", waitFor(page, () => document.querySelector("#wrap-countdown").hidden, null, 2000));
+  say({ ready_after_done_ms: readyAfterDoneMs, state_label: await page.textContent("#state") });
+  await browser.close();
+}
+
+// The reports page for one day: every chart's points, one chart drawn to pixels, sorting
+// the agents table, the English labels, the agents' CSV, and no sideways scrolling at 390px.
+const REPORT_CHARTS = [
+  "chart-volume",
+  "chart-sl",
+  "chart-asa",
+  "chart-waits",
+  "chart-abandon",
+  "chart-categories",
+  "chart-languages",
+  "chart-channels",
+  "chart-survey",
+  "chart-survey-queue",
+  "chart-fcr",
+];
+
+async function reports([token, day]) {
+  if (!token || !/^\d{4}-\d{2}-\d{2}$/.test(day || "")) throw new Error("usage: reports URL TOKEN YYYY-MM-DD");
+  const browser = await launch();
+  const page = await browser.newPage({ locale: "ko-KR", viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (e) => {
+    errors.push(String(e));
+    say({ pageerror: String(e) });
+  });
+  await page.goto(`${url}/reports`);
+  await page.evaluate(() => {
+    localStorage.setItem("dasan-lang", "ko");
+    sessionStorage.removeItem("dasan-token");
+  });
+  await page.reload();
+  await page.fill("#token", token);
+  await page.keyboard.press("Enter");
+  await page.fill("#from", day);
+  await page.fill("#to", day);
+  await page.click('#filters button[type="submit"]');
+  // Only the newest request is drawn: wait for DAY's report (or an error).
+  const loaded = await step(
+    "the report",
+    waitFor(
+      page,
+      (d) => {
+        const alert = document.querySelector("#alert").textContent;
+        if (alert) return `alert: ${alert}`;
+        const r = window.reports;
+        const last = r && r.last();
+        return r && r.loads > 0 && last && last.from === d && last.to === d && !document.querySelector("#main").hasAttribute("aria-busy")
+          ? "ok"
+          : false;
+      },
+      day,
+      30000,
+    ),
+  );
+  const outcome = await loaded.jsonValue();
+  if (outcome !== "ok") throw new Error(`the report: ${outcome}`);
+  const count = () =>
+    page.evaluate(
+      (ids) =>
+        Object.fromEntries(
+          ids.map((id) => {
+            const fig = document.getElementById(id);
+            return [id, fig ? fig.querySelectorAll("[data-point]").length : -1];
+          }),
+        ),
+      REPORT_CHARTS,
+    );
+  const charts = await count();
+  const nodata = await page.evaluate(() => Array.from(document.querySelectorAll("figure.chart .nodata"), (p) => p.parentElement.id));
+  say({
+    loads: await page.evaluate(() => window.reports.loads),
+    server_ms: await page.evaluate(() => window.reports.last().server_ms),
+    meta: await page.textContent("#meta"),
+    charts,
+    nodata,
+  });
+  const missing = REPORT_CHARTS.filter((id) => charts[id] < 0);
+  if (missing.length) throw new Error(`no figure for ${missing.join(", ")}`);
+  for (const id of REPORT_CHARTS) {
+    if (charts[id] === 0 && !nodata.includes(id)) throw new Error(`${id}: no points and no "no data" text`);
+  }
+
+  // The volume chart drawn into a canvas: its pixels that are not white.
+  if (charts["chart-volume"] > 0) {
+    const drawn = await step(
+      "drawing chart-volume",
+      page.evaluate(async () => {
+        const svg = document.querySelector("#chart-volume svg");
+        const [, , w, h] = svg.getAttribute("viewBox").split(/\s+/).map(Number);
+        const clone = svg.cloneNode(true);
+        clone.setAttribute("width", String(w));
+        clone.setAttribute("height", String(h));
+        const xml = new XMLSerializer().serializeToString(clone);
+        const src = URL.createObjectURL(new Blob([xml], { type: "image/svg+xml" }));
+        const img = new Image();
+        await new Promise((ok, fail) => {
+          img.onload = ok;
+          img.onerror = () => fail(new Error("the serialized svg did not load as an image"));
+          img.src = src;
+        });
+        const canvas = document.createElement("canvas");
+        canvas.width = w;
+        canvas.height = h;
+        const ctx = canvas.getContext("2d");
+        ctx.fillStyle = "#fff";
+        ctx.fillRect(0, 0, w, h);
+        ctx.drawImage(img, 0, 0);
+        URL.revokeObjectURL(src);
+        const d = ctx.getImageData(0, 0, w, h).data;
+        let n = 0;
+        const colours = new Set();
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240) {
+            n++;
+            colours.add(((d[i] >> 5) << 6) | ((d[i + 1] >> 5) << 3) | (d[i + 2] >> 5));
+          }
+        }
+        return { n, colours: colours.size, w, h };
+      }),
+    );
+    say({ nonblank_pixels: drawn.n, colours: drawn.colours, size: [drawn.w, drawn.h] });
+    if (drawn.n === 0) throw new Error("chart-volume draws blank");
+  }
+
+  // Sorting: the agents table by calls, then reversed.
+  const firstAgent = () => page.textContent("#agents-table tbody tr:first-child td:first-child");
+  const callsHeader = '#agents-table th[data-col="calls"]';
+  const before = await firstAgent();
+  await page.click(`${callsHeader} button`);
+  const aria1 = await page.getAttribute(callsHeader, "aria-sort");
+  const after = await firstAgent();
+  await page.click(`${callsHeader} button`);
+  const aria2 = await page.getAttribute(callsHeader, "aria-sort");
+  const reversed = await firstAgent();
+  say({ sort: { before, after, reversed, aria_sort: [aria1, aria2] } });
+  if (!aria1 || !aria2 || aria1 === aria2) throw new Error(`calls header aria-sort: ${aria1}, then ${aria2}`);
+
+  // English.
+  const headingKo = await page.textContent("h1");
+  await page.click("#lang");
+  await step("English", waitFor(page, () => document.documentElement.lang === "en", null, 5000));
+  const heading = await page.textContent("h1");
+  const again = await count();
+  say({
+    heading,
+    heading_ko: headingKo,
+    caption: await page.textContent("#chart-volume figcaption"),
+    calls_header: await page.textContent(`${callsHeader} button`),
+  });
+  if (heading === headingKo) throw new Error("the heading did not change language");
+  if (JSON.stringify(again) !== JSON.stringify(charts)) throw new Error(`points changed with the language: ${JSON.stringify(again)}`);
+
+  // The agents' CSV through its button.
+  const download = await step(
+    "the agents CSV",
+    Promise.all([page.waitForEvent("download", { timeout: 10000 }), page.click('button.csv[data-section="agents"]')]).catch(
+      async (e) => {
+        throw new Error(`${e.message} (alert: ${await page.textContent("#alert")})`);
+      },
+    ),
+  );
+  const { readFile } = await import("node:fs/promises");
+  const text = await readFile(await download[0].path(), "utf8");
+  const csvHeader = text.replace(/^\uFEFF/, "").split(/\r?\n/)[0];
+  say({ csv_header: csvHeader, csv_file: download[0].suggestedFilename() });
+  if (!csvHeader) throw new Error("the agents CSV is empty");
+
+  // A phone's width: nothing wider than the screen (tables scroll in their own box).
+  await page.setViewportSize({ width: 390, height: 844 });
+  await sleep(400);
+  const narrow = await page.evaluate(() => document.documentElement.scrollWidth);
+  say({ narrow_scroll_width: narrow });
+  if (narrow > 392) throw new Error(`the page is ${narrow}px wide at 390px`);
+
+  if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
+  say({ done: true });
+  await browser.close();
+}
+
 const modes = {
+  reports,
+  "wallboard-floor": wallboardFloor,
+  "wrap-up": wrapUp,
   "public-chat": publicChat,
   "wallboard-text": wallboardText,
   chats,

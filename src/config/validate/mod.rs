@@ -743,7 +743,26 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<Age
                 ))
             }
         };
-        for id in ids {
+        let names = match &g.names {
+            None => vec![None; ids.len()],
+            Some(n) if n.get_ref().len() == ids.len() => n
+                .get_ref()
+                .iter()
+                .map(|x| Some(x.trim().to_string()))
+                .collect(),
+            Some(n) => {
+                return Err((
+                    n.span().into(),
+                    format!(
+                        "agents '{}': {} names for {} ids (one name per id, in order)",
+                        g.ids.get_ref(),
+                        n.get_ref().len(),
+                        ids.len()
+                    ),
+                ))
+            }
+        };
+        for (id, name) in ids.into_iter().zip(names) {
             if !seen.insert(id.clone()) {
                 return Err((
                     g.ids.span().into(),
@@ -757,6 +776,7 @@ fn agents(groups: &[AgentGroup], sip: &SipConfig, anchor: bool) -> Check<Vec<Age
                 srtp,
                 max_chats,
                 cross_channel: g.cross_channel,
+                name,
             });
         }
     }

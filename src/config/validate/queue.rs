@@ -73,6 +73,15 @@ pub(super) fn queue(
         ));
     }
     queue_checks(f, name, q)?;
+    if !(1..=100).contains(&q.sl_target_percent) {
+        return Err((
+            at_queue(name),
+            format!(
+                "queue '{name}': sl_target_percent must be 1..=100, not {}",
+                q.sl_target_percent
+            ),
+        ));
+    }
     let (mut voice, mut text, mut video) = (false, false, false);
     for c in &q.channels {
         match c.get_ref().as_str() {
