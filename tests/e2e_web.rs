@@ -1189,3 +1189,315 @@ fn browser_video_call(codec: &str, video: &str, query: &str, camera: bool) {
     let records = json(&e, "/api/records?limit=5");
     assert_eq!(records["records"][0]["channel"], "video", "{records}");
 }
+
+/// Local midnight of the day `days_ago` before today, in Seoul (the default clock), and
+/// its name.
+fn seoul_day(days_ago: i64) -> (i64, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let off = 9 * 3_600_000;
+    let start = (now + off).div_euclid(86_400_000) * 86_400_000 - off - days_ago * 86_400_000;
+    let days = (start + off) / 86_400_000;
+    // Civil date from days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (start, format!("{y:04}-{m:02}-{d:02}"))
+}
+
+#[test]
+fn the_reports_page_draws_every_chart_of_a_generated_day() {
+    let base = port_block();
+    let dir = workdir("web-reports");
+    // Yesterday's 2,200 calls, written to the store before the engine starts.
+    let (day_ms, day) = seoul_day(1);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut s = dasan::records::sqlite::SqliteStore::open(&data.join("records.db")).unwrap();
+        dasan::records::Store::apply(
+            &mut s,
+            &dasan::records::reports::synthetic_day(day_ms, 2_200, 7),
+        )
+        .unwrap();
+    }
+    let cfg = test_config("sl_threshold_s = 20\nsl_target_percent = 85");
+    let e = EngineProc::start(&dir, &cfg, base, base + 1);
+    let get = |path: &str| http_get_as(e.http_port, path, Some(API_TOKEN)).expect("GET");
+    let (code, body) = get(&format!("/api/reports?from={day}&to={day}"));
+    assert_eq!(code, 200, "{body}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // What the store itself says for the same day (the same SQL, without HTTP).
+    let mut s = dasan::records::sqlite::SqliteStore::open(&data.join("records.db")).unwrap();
+    let direct = dasan::records::reports::build(
+        &mut s,
+        &dasan::records::reports::ReportQuery {
+            from_ms: day_ms,
+            to_ms: day_ms + 86_400_000,
+            utc_offset_s: 9 * 3600,
+            bucket_s: 1800,
+            queue: None,
+            language: None,
+            channel: None,
+            thresholds: vec![("general".into(), 20_000)],
+            default_threshold_ms: 20_000,
+            wait_bin_s: 10,
+            wait_bins: 30,
+            now_ms: day_ms + 2 * 86_400_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(r["totals"]["offered"], 2_200);
+    assert_eq!(r["totals"]["answered"], direct.totals.answered);
+    assert_eq!(r["target"]["sl_target"], 0.85);
+    assert_eq!(
+        r["intervals"].as_array().unwrap().len(),
+        direct.intervals.len()
+    );
+    assert_eq!(
+        r["agents"].as_array().unwrap().len(),
+        50,
+        "agents 1001-1050"
+    );
+    assert!(r["fcr"]["repeat_24h"].as_i64().unwrap() > 0, "{}", r["fcr"]);
+    eprintln!("report of {day}: server {} ms", r["server_ms"]);
+    // A section, and a table as CSV.
+    let (code, body) = get(&format!("/api/reports/agents?from={day}&format=csv"));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("agent,calls,talk_s,acw_s,not_ready_break_s"),
+        "{body}"
+    );
+    assert_eq!(body.lines().count(), 51);
+    // Bad input is a 400 that says why; an agent's token may not read reports.
+    for bad in [
+        "/api/reports?from=2026-13-01",
+        "/api/reports?from=2026-12-02&to=2026-12-01",
+        "/api/reports?from=2026-01-01&to=2026-12-31",
+        "/api/reports?format=csv",
+        "/api/reports?color=red",
+    ] {
+        let (code, body) = get(bad);
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("error"), "{body}");
+    }
+    assert_eq!(get("/api/reports/nope").0, 404);
+    // The page: every chart has points, the picture is not blank, the CSV downloads.
+    let b = Browser::start(&dir, "reports", &["reports", &url(&e), API_TOKEN, &day]);
+    let charts = b.wait_for("charts", Duration::from_secs(90));
+    for (id, n) in charts["charts"].as_object().expect("charts") {
+        assert!(
+            n.as_i64().unwrap_or(0) > 0,
+            "{id} has no data points: {charts}"
+        );
+    }
+    let px = b.wait_for("nonblank_pixels", Duration::from_secs(30));
+    assert!(px["nonblank_pixels"].as_i64().unwrap_or(0) > 1_000, "{px}");
+    let csv = b.wait_for("csv_header", Duration::from_secs(30));
+    assert!(
+        csv["csv_header"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("agent,calls"),
+        "{csv}"
+    );
+    b.wait_for("done", Duration::from_secs(30));
+}
+
+#[test]
+fn the_wallboard_serves_a_floor_of_500_registered_agents_and_its_chart_moves() {
+    let base = port_block();
+    let dir = workdir("web-floor");
+    let (lo, hi) = rtp_range();
+    let cfg = format!(
+        r#"
+[[trunk]]
+name = "loopback"
+sources = ["127.0.0.0/8"]
+
+[[route]]
+number = "120"
+queue = "general"
+
+[[route]]
+number = "1209"
+queue = "mn"
+
+[queue.general]
+skill = "ko"
+
+[queue.mn]
+skill = "mn"
+max_wait_s = 60
+
+[[agents]]
+ids = "1001-1250"
+password = "test-pw"
+skills = ["ko"]
+
+[[agents]]
+ids = "1251-1499"
+password = "test-pw"
+skills = ["ko", "en:3"]
+
+[[agents]]
+ids = "1500"
+password = "test-pw"
+skills = ["ko", "mn"]
+names = ["Batbayar"]
+
+[media]
+rtp_port_min = {lo}
+rtp_port_max = {}
+webrtc_port_min = {}
+webrtc_port_max = {hi}
+"#,
+        lo + 119,
+        lo + 120
+    );
+    let e = EngineProc::start(&dir, &cfg, base, base + 1);
+    // 500 phones register (SIPp, digest auth), 100 a second.
+    let ids: Vec<String> = (1001..=1500).map(|i| i.to_string()).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let csv = dir.join("agents-500.csv");
+    let text = std::fs::read_to_string(agents_csv(&dir, &refs[..1], "test-pw")).unwrap();
+    let mut all = String::from("SEQUENTIAL\n");
+    for id in &ids {
+        all.push_str(&format!(
+            "{id};[authentication username={id} password=test-pw]\n"
+        ));
+    }
+    assert!(text.starts_with("SEQUENTIAL"));
+    std::fs::write(&csv, all).unwrap();
+    let mut r = base_args(base, base + 3, base + 14, base + 31);
+    r.extend(args(&[
+        "-sf",
+        &scenarios().join("register.xml").display().to_string(),
+        "-inf",
+        &csv.display().to_string(),
+        "-key",
+        "agent_port",
+        &(base + 2).to_string(),
+        "-m",
+        "500",
+        "-r",
+        "100",
+        "-timeout",
+        "60s",
+    ]));
+    sipp(&dir, "register", &r).expect_success(Duration::from_secs(90));
+    let agents = json(&e, "/api/agents");
+    let ready = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "ready")
+        .count();
+    assert_eq!(ready, 500, "all 500 registered");
+    let b = Browser::start(&dir, "floor", &["wallboard-floor", &url(&e), API_TOKEN]);
+    let first = b.wait_for("agents_total", Duration::from_secs(60));
+    assert_eq!(first["agents_total"], 500, "{first}");
+    assert_eq!(first["counts_ready"], 500, "{first}");
+    let found = b.wait_for("search", Duration::from_secs(30));
+    assert_eq!(found["rows"], 1, "{found}");
+    let sorted = b.wait_for("sorted_by_time_in_state", Duration::from_secs(30));
+    assert_eq!(sorted["sorted_by_time_in_state"], true, "{sorted}");
+    let lang = b.wait_for("state_cell_en", Duration::from_secs(30));
+    assert_ne!(lang["state_cell_ko"], lang["state_cell_en"], "{lang}");
+    b.wait_for("live_points", Duration::from_secs(30));
+    // The one Mongolian speaker steps away: callers for that queue wait, and the chart
+    // moves. A targets change from the wallboard's API is kept and shown.
+    let (code, body) = http_send(
+        e.http_port,
+        "POST",
+        "/api/agents/1500/state",
+        Some(API_TOKEN),
+        r#"{"state":"not-ready","reason":"break"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_send(
+        e.http_port,
+        "PUT",
+        "/api/queues/mn/targets",
+        Some(API_TOKEN),
+        r#"{"sl_target":0.9,"wait_alert_s":5}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let _callers = start_caller(
+        &dir,
+        "callers",
+        base,
+        (base + 4, base + 20, base + 33),
+        &[
+            &scenarios().join("caller-hungup.xml").display().to_string(),
+            "-s",
+            "1209",
+            "-m",
+            "3",
+            "-timeout",
+            "40s",
+        ],
+    );
+    let moved = b.wait_for("chart_moved", Duration::from_secs(45));
+    assert_eq!(moved["chart_moved"], true, "{moved}");
+}
+
+#[test]
+fn after_a_call_the_desk_counts_wrap_up_down_and_done_ends_it_early() {
+    let base = port_block();
+    let dir = workdir("web-wrap");
+    let e = EngineProc::start(&dir, &test_config("wrap_up_s = 8"), base, base + 1);
+    let b = Browser::start(&dir, "wrap", &["wrap-up", &url(&e), "1001", "test-pw"]);
+    // The caller talks 3 s and hangs up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while e.agent_state("1001") != "ready" {
+        assert!(Instant::now() < deadline, "desk never ready:\n{}", e.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _caller = start_caller(
+        &dir,
+        "caller",
+        base,
+        (base + 2, base + 10, base + 30),
+        &[
+            &scenarios().join("caller.xml").display().to_string(),
+            "-s",
+            "120",
+            "-m",
+            "1",
+            "-d",
+            "3000",
+            "-timeout",
+            "40s",
+        ],
+    );
+    let c = b.wait_for("countdown", Duration::from_secs(60));
+    eprintln!("countdown: {c}");
+    let done = b.wait_for("ready_after_done_ms", Duration::from_secs(30));
+    assert!(
+        done["ready_after_done_ms"].as_i64().unwrap_or(i64::MAX) < 2_000,
+        "{done}"
+    );
+    assert_eq!(e.agent_state("1001"), "ready");
+    // The record holds the after-call work: shorter than the 8 s allowed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = json(&e, "/api/records?limit=5");
+        if let Some(w) = r["records"][0]["wrap_ms"].as_i64() {
+            assert!((1..8_000).contains(&w), "wrap_ms {w}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no wrap_ms: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

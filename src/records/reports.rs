@@ -1003,3 +1003,151 @@ pub(crate) mod tests {
         report_suite(&mut s);
     }
 }
+
+/// Generated records for benchmarks and end-to-end tests: a day of `calls` calls shaped
+/// like the 120 centre's (Korean mostly, the 120+9 languages, some text and video; about
+/// 85 % answered, waits mostly short; categories, survey answers, repeat callers; agents
+/// 1001-1050 with breaks). The same seed gives the same records.
+pub fn synthetic_day(day_start_ms: i64, calls: usize, seed: u64) -> Vec<super::RecordEvent> {
+    use super::{Outcome, RecordEvent};
+    use rand::{Rng, SeedableRng};
+    const CATEGORIES: [&str; 24] = [
+        "교통",
+        "여권",
+        "주차",
+        "세금",
+        "복지",
+        "수도",
+        "쓰레기",
+        "버스",
+        "지하철",
+        "민원",
+        "주민등록",
+        "부동산",
+        "환경",
+        "보건",
+        "문화",
+        "교육",
+        "일자리",
+        "주택",
+        "안전",
+        "관광",
+        "외국인",
+        "장애인",
+        "노인",
+        "청년",
+    ];
+    const LANGS: [(&str, &str); 6] = [
+        ("general", "ko"),
+        ("en", "en"),
+        ("zh", "zh"),
+        ("ja", "ja"),
+        ("vi", "vi"),
+        ("mn", "mn"),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut ev = Vec::with_capacity(calls * 6);
+    // 08:00 to 22:00 local, denser around 10:00 and 14:00.
+    let open = day_start_ms + 8 * 3_600_000;
+    let span = 14 * 3_600_000;
+    let callers = (calls as u64 * 4 / 5).max(1);
+    for i in 0..calls {
+        let id = format!("syn{seed:x}-{i}");
+        let a: f64 = rng.gen::<f64>();
+        let b: f64 = rng.gen::<f64>();
+        let at = open + ((a + b) / 2.0 * span as f64) as i64;
+        let (queue, language) = if rng.gen_ratio(1, 10) {
+            LANGS[1 + rng.gen_range(0..5)]
+        } else {
+            LANGS[0]
+        };
+        let channel = match rng.gen_range(0..100) {
+            0..=89 => "voice",
+            90..=97 => "text",
+            _ => "video",
+        };
+        ev.push(RecordEvent::Arrived {
+            id: id.clone(),
+            sip_call_id: format!("{id}@carrier"),
+            trunk: "carrier".into(),
+            caller: format!("010{:08}", rng.gen_range(0..callers)),
+            dialled: "120".into(),
+            channel,
+            queue: queue.into(),
+            language: language.into(),
+            at_ms: at,
+        });
+        // Waits: most within 20 s, a tail to a few minutes.
+        let wait = if rng.gen_ratio(3, 4) {
+            rng.gen_range(1_000..20_000)
+        } else {
+            rng.gen_range(20_000..240_000)
+        };
+        let agent = format!("{}", 1001 + rng.gen_range(0..50));
+        if rng.gen_ratio(85, 100) {
+            ev.push(RecordEvent::Offered {
+                id: id.clone(),
+                agent: agent.clone(),
+                at_ms: at + wait - 2_000,
+            });
+            ev.push(RecordEvent::Answered {
+                id: id.clone(),
+                agent: agent.clone(),
+                at_ms: at + wait,
+            });
+            let talk = rng.gen_range(30_000..400_000);
+            ev.push(RecordEvent::Ended {
+                id: id.clone(),
+                outcome: Outcome::Answered,
+                side: "caller",
+                sip_cause: 200,
+                at_ms: at + wait + talk,
+            });
+            ev.push(RecordEvent::WrapUp {
+                id: id.clone(),
+                wrap_ms: rng.gen_range(2_000..10_000),
+            });
+            ev.push(RecordEvent::Notes {
+                id: id.clone(),
+                category: Some(CATEGORIES[rng.gen_range(0..CATEGORIES.len())].into()),
+                notes: None,
+            });
+            if rng.gen_ratio(3, 10) {
+                let score = [5, 5, 5, 4, 4, 3, 2, 1][rng.gen_range(0..8)];
+                ev.push(RecordEvent::Survey { id, score });
+            }
+        } else {
+            ev.push(RecordEvent::Ended {
+                id,
+                outcome: Outcome::Abandoned,
+                side: "caller",
+                sip_cause: 487,
+                at_ms: at + wait,
+            });
+        }
+    }
+    // Each agent: a break in the morning, lunch, and the odd ring-no-answer.
+    for n in 0..50 {
+        let agent = format!("{}", 1001 + n);
+        let mut away = |state: &'static str, reason: Option<&str>, at_ms: i64| {
+            ev.push(RecordEvent::AgentState {
+                agent: agent.clone(),
+                state,
+                reason: reason.map(str::to_string),
+                at_ms,
+            })
+        };
+        let brk = open + 2 * 3_600_000 + n * 60_000;
+        away("not-ready", Some("break"), brk);
+        away("available", None, brk + 15 * 60_000);
+        let lunch = open + 4 * 3_600_000 + n * 60_000;
+        away("not-ready", Some("meal"), lunch);
+        away("available", None, lunch + 3_600_000);
+        if n % 7 == 0 {
+            let rona = open + 6 * 3_600_000;
+            away("not-ready", Some("rona"), rona);
+            away("available", None, rona + 90_000);
+        }
+    }
+    ev
+}
