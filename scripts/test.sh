@@ -17,9 +17,11 @@ for f in dialplans/*.toml; do target/debug/dasan check-config "$f"; done
 # End-to-end tests each start their own engine and SIPp processes; two at a time keeps
 # them within a 2-core machine's means.
 cargo test --lib --bins --tests --locked -- --test-threads=2
-# The record store's test suite against a real PostgreSQL (installed and started here).
+# The record store's test suite and the reports against a real PostgreSQL (installed and
+# started here).
 source scripts/pg-test.sh
 cargo test --lib --locked -- --ignored
+cargo test --test e2e_web --locked -- --ignored
 # Benchmarks run once each as a smoke test (criterion's harness takes no thread flag).
 cargo test --benches --locked
 # Every fuzz target for 20 s from its seed corpus: no crash, hang or OOM (tests/fuzz).

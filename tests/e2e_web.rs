@@ -1303,6 +1303,11 @@ fn the_reports_page_draws_every_chart_of_a_generated_day() {
     }
     let px = b.wait_for("nonblank_pixels", Duration::from_secs(30));
     assert!(px["nonblank_pixels"].as_i64().unwrap_or(0) > 1_000, "{px}");
+    let shot = b.wait_for("screenshot", Duration::from_secs(30));
+    assert!(
+        shot["screenshot"]["colours"].as_i64().unwrap_or(0) >= 8,
+        "{shot}"
+    );
     let csv = b.wait_for("csv_header", Duration::from_secs(30));
     assert!(
         csv["csv_header"]
@@ -1500,4 +1505,62 @@ fn after_a_call_the_desk_counts_wrap_up_down_and_done_ends_it_early() {
         assert!(Instant::now() < deadline, "no wrap_ms: {r}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The same generated day in SQLite and in PostgreSQL: the engine's `/api/reports` answers
+/// the same on both (`scripts/test.sh` runs it with the PostgreSQL it starts).
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test.sh starts one and runs it"]
+fn reports_are_the_same_on_sqlite_and_postgresql() {
+    let url = std::env::var("DASAN_TEST_PG").expect("DASAN_TEST_PG (scripts/test.sh sets it)");
+    let db = format!("dasan_reports_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let pg_url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let (day_ms, day) = seoul_day(1);
+    let events = dasan::records::reports::synthetic_day(day_ms, 1_500, 11);
+    let mut reports = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        let base = port_block();
+        let dir = workdir(&format!("web-reports-{backend}"));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut cfg = test_config("sl_threshold_s = 20");
+        if backend == "sqlite" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let mut s =
+                dasan::records::sqlite::SqliteStore::open(&data.join("records.db")).unwrap();
+            dasan::records::Store::apply(&mut s, &events).unwrap();
+        } else {
+            let mut s = dasan::records::pg::PgStore::connect(&pg_url, None).unwrap();
+            dasan::records::Store::apply(&mut s, &events).unwrap();
+            cfg = cfg.replace(
+                "\n[media]\n",
+                &format!("\n[data]\ndatabase = \"{pg_url}\"\n\n[media]\n"),
+            );
+        }
+        let e = EngineProc::start(&dir, &cfg, base, base + 1);
+        for path in [
+            format!("/api/reports?from={day}&to={day}"),
+            format!("/api/reports?from={day}&to={day}&queue=en"),
+            format!("/api/reports?from={day}&to={day}&channel=text&language=ko"),
+        ] {
+            let (code, body) = http_get_as(e.http_port, &path, Some(API_TOKEN)).expect("GET");
+            assert_eq!(code, 200, "{backend} {path}: {body}");
+            let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            eprintln!("{backend} {path}: server {} ms", v["server_ms"]);
+            v["server_ms"] = serde_json::Value::Null;
+            reports.push((backend, path, v));
+        }
+    }
+    let (sqlite, pg) = reports.split_at(3);
+    for ((_, path, a), (_, _, b)) in sqlite.iter().zip(pg) {
+        assert_eq!(a, b, "{path}: SQLite and PostgreSQL disagree");
+        assert!(a["totals"]["offered"].as_i64().unwrap() > 0, "{path}: {a}");
+    }
+    let _ = admin.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"));
 }

@@ -849,6 +849,31 @@ async function reports([token, day]) {
     );
     say({ nonblank_pixels: drawn.n, colours: drawn.colours, size: [drawn.w, drawn.h] });
     if (drawn.n === 0) throw new Error("chart-volume draws blank");
+    // And what the screen shows: a screenshot of the whole page, read back pixel by pixel
+    // (SHOT=<file> keeps it).
+    const shot = await page.screenshot({ fullPage: true, path: process.env.SHOT || undefined });
+    const screen = await page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement("canvas");
+      c.width = img.width;
+      c.height = img.height;
+      const ctx = c.getContext("2d");
+      ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      const colours = new Set();
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240) {
+          n++;
+          colours.add(((d[i] >> 5) << 6) | ((d[i + 1] >> 5) << 3) | (d[i + 2] >> 5));
+        }
+      }
+      return { n, colours: colours.size, w: c.width, h: c.height };
+    }, shot.toString("base64"));
+    say({ screenshot: screen });
+    if (screen.n < 10000 || screen.colours < 8) throw new Error(`the screenshot is blank: ${JSON.stringify(screen)}`);
   }
 
   // Sorting: the agents table by calls, then reversed.
