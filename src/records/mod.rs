@@ -261,7 +261,45 @@ pub trait Store: Send {
     /// `?N` parameters (each wrapped in a `CAST`, so PostgreSQL can type it), integer and
     /// text columns only.
     fn select(&mut self, sql: &str, params: &[SqlParam]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+    /// Every record that arrived in `[from_ms, to_ms)`, in no particular order, as the
+    /// reports read them.
+    fn scan_calls(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&CallRow<'_>),
+    ) -> Result<(), StoreError>;
+    /// The caller and arrival of every record that arrived in `[from_ms, to_ms)`: the
+    /// next calls first-contact resolution looks for, read narrowly (a week of them).
+    fn scan_callers(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&str, i64),
+    ) -> Result<(), StoreError>;
 }
+
+/// The columns of a record the reports read, borrowed from the store's row.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRow<'a> {
+    pub arrived_ms: i64,
+    pub queue: &'a str,
+    pub language: &'a str,
+    pub channel: &'a str,
+    pub agent: Option<&'a str>,
+    pub answered: bool,
+    pub wait_ms: Option<i64>,
+    pub outcome: Option<&'a str>,
+    pub talk_ms: Option<i64>,
+    pub wrap_ms: Option<i64>,
+    pub survey: Option<i64>,
+    pub category: Option<&'a str>,
+    pub caller: &'a str,
+}
+
+/// What [`Store::scan_calls`] selects, in [`CallRow`] order.
+pub(crate) const SCAN_COLUMNS: &str = "arrived_ms, queue, language, channel, agent,
+    answered_ms IS NOT NULL, wait_ms, outcome, talk_ms, wrap_ms, survey_score, category, caller";
 
 /// A query parameter of [`Store::select`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -222,6 +222,61 @@ fn dollar_params(sql: &str) -> String {
 }
 
 impl Store for PgStore {
+    fn scan_callers(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&str, i64),
+    ) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&from_ms, &to_ms];
+        let mut rows = self
+            .client
+            .query_raw(
+                "SELECT caller, arrived_ms FROM calls WHERE arrived_ms >= $1 AND arrived_ms < $2",
+                params,
+            )
+            .map_err(pg)?;
+        while let Some(r) = rows.next().map_err(pg)? {
+            f(r.try_get(0).map_err(pg)?, r.try_get(1).map_err(pg)?);
+        }
+        Ok(())
+    }
+
+    fn scan_calls(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&super::CallRow<'_>),
+    ) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let sql = format!(
+            "SELECT {} FROM calls WHERE arrived_ms >= $1 AND arrived_ms < $2",
+            super::SCAN_COLUMNS
+        );
+        // Streamed: a month is not held in memory at once.
+        let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&from_ms, &to_ms];
+        let mut rows = self.client.query_raw(&sql, params).map_err(pg)?;
+        while let Some(r) = rows.next().map_err(pg)? {
+            f(&super::CallRow {
+                arrived_ms: r.try_get(0).map_err(pg)?,
+                queue: r.try_get(1).map_err(pg)?,
+                language: r.try_get(2).map_err(pg)?,
+                channel: r.try_get(3).map_err(pg)?,
+                agent: r.try_get(4).map_err(pg)?,
+                answered: r.try_get(5).map_err(pg)?,
+                wait_ms: r.try_get(6).map_err(pg)?,
+                outcome: r.try_get(7).map_err(pg)?,
+                talk_ms: r.try_get(8).map_err(pg)?,
+                wrap_ms: r.try_get(9).map_err(pg)?,
+                survey: r.try_get(10).map_err(pg)?,
+                category: r.try_get(11).map_err(pg)?,
+                caller: r.try_get(12).map_err(pg)?,
+            });
+        }
+        Ok(())
+    }
+
     fn select(
         &mut self,
         sql: &str,

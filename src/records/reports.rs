@@ -2,14 +2,17 @@
 //! speed of answer against the queue's threshold, waits, abandonment, categories,
 //! languages and channels, survey scores, first-contact resolution and each agent's day.
 //!
-//! Computed in the store, by SQL both backends run the same ([`Store::select`]): each
-//! query aggregates (a handful of rows come back, never the records), and the few
-//! figures SQL cannot give directly (averages, clipping away periods to the range) are
-//! finished here. The same function serves the JSON endpoint and the CSV tables.
+//! The store hands over the range's records once, as a stream of borrowed rows
+//! ([`Store::scan_calls`]: SQLite reads them in table order between the range's first and
+//! last row, which is arrival order, instead of one index lookup per row), and every chart
+//! is summed in that one pass: aggregating SQL would read the range once per chart and
+//! sort it for each GROUP BY, about ten times the work on a month (measured in
+//! `benches/reports.rs`). The agents' away periods are one SQL query (a window function)
+//! both backends run. The same function serves the JSON endpoint and the CSV tables.
 
-use super::{SqlParam, SqlValue, Store, StoreError};
+use super::{SqlParam, Store, StoreError};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What to report on. Times are Unix milliseconds; `[from_ms, to_ms)`.
 #[derive(Debug, Clone)]
@@ -159,175 +162,190 @@ fn ratio(a: i64, b: i64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-/// The filter every call query shares: parameters 1-5 (from, to, queue, language,
-/// channel), on the table alias `t`.
-fn filter(t: &str) -> String {
-    format!(
-        "{t}arrived_ms >= CAST(?1 AS BIGINT) AND {t}arrived_ms < CAST(?2 AS BIGINT)
-         AND (CAST(?3 AS TEXT) IS NULL OR {t}queue = CAST(?3 AS TEXT))
-         AND (CAST(?4 AS TEXT) IS NULL OR {t}language = CAST(?4 AS TEXT))
-         AND (CAST(?5 AS TEXT) IS NULL OR {t}channel = CAST(?5 AS TEXT))"
-    )
-}
-
-impl ReportQuery {
-    fn base(&self) -> Vec<SqlParam> {
-        vec![
-            SqlParam::Int(self.from_ms),
-            SqlParam::Int(self.to_ms),
-            SqlParam::Text(self.queue.clone()),
-            SqlParam::Text(self.language.clone()),
-            SqlParam::Text(self.channel.clone()),
-        ]
-    }
-
-    /// `CASE queue WHEN … THEN threshold … END`, its parameters appended to `p`.
-    fn threshold_sql(&self, p: &mut Vec<SqlParam>) -> String {
-        let mut sql = String::from("CASE queue");
-        for (q, ms) in &self.thresholds {
-            p.push(SqlParam::Text(Some(q.clone())));
-            p.push(SqlParam::Int(*ms));
-            sql += &format!(
-                " WHEN CAST(?{} AS TEXT) THEN CAST(?{} AS BIGINT)",
-                p.len() - 1,
-                p.len()
-            );
+/// A row's index in a short list of names, added if new (queues, languages and channels
+/// number a handful: a linear search beats hashing, and nothing is allocated per row).
+fn slot(names: &mut Vec<String>, name: &str) -> usize {
+    match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_string());
+            names.len() - 1
         }
-        p.push(SqlParam::Int(self.default_threshold_ms));
-        sql += &format!(" ELSE CAST(?{} AS BIGINT) END", p.len());
-        sql
     }
 }
 
-/// Builds the report from the store.
+/// `map[key] += …` without allocating the key when it is already there.
+fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+#[derive(Default)]
+struct IntervalAcc {
+    offered: i64,
+    answered: i64,
+    abandoned: i64,
+    within: i64,
+    wait_ms: i64,
+}
+
+#[derive(Default)]
+struct AgentAcc {
+    calls: i64,
+    talk_ms: i64,
+    wrap_ms: i64,
+    answers: i64,
+    score_sum: i64,
+}
+
+fn caller_key(caller: &str) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    if caller.is_empty() || caller == "anonymous" {
+        return None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    caller.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Builds the report from the store: the range's records are read once
+/// ([`Store::scan_calls`]) and every chart is summed in that one pass; then the callers'
+/// next calls for first-contact resolution (up to 7 days after the range), and the
+/// agents' away periods.
 pub fn build(store: &mut dyn Store, q: &ReportQuery) -> Result<Report, StoreError> {
+    let bucket_ms = q.bucket_s.max(1) * 1000;
+    let off_ms = q.utc_offset_s * 1000;
+    let bin_ms = q.wait_bin_s.max(1) * 1000;
+    let bins = q.wait_bins.max(1);
+    let threshold = |queue: &str| {
+        q.thresholds
+            .iter()
+            .find(|(n, _)| n == queue)
+            .map_or(q.default_threshold_ms, |t| t.1)
+    };
+    let is = |want: &Option<String>, v: &str| want.as_deref().is_none_or(|w| w == v);
+    let mut intervals: BTreeMap<i64, IntervalAcc> = BTreeMap::new();
+    let mut waits: Vec<(i64, i64)> = vec![(0, 0); bins as usize + 1];
+    // (queue, language, channel) → calls, over the whole range (the filters' options).
+    let (mut queues, mut langs, mut chans) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mix: HashMap<(usize, usize, usize), i64> = HashMap::new();
+    let mut categories: HashMap<String, i64> = HashMap::new();
+    let mut scores = [0i64; 5];
+    let mut survey_queue: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut agents: HashMap<String, AgentAcc> = HashMap::new();
+    // First-contact resolution: (caller, arrival, answered call of the report).
+    let mut contacts: Vec<(u64, i64, bool)> = Vec::new();
+    store.scan_calls(q.from_ms, q.to_ms, &mut |c| {
+        let key = (
+            slot(&mut queues, c.queue),
+            slot(&mut langs, c.language),
+            slot(&mut chans, c.channel),
+        );
+        *mix.entry(key).or_insert(0) += 1;
+        let chosen =
+            is(&q.queue, c.queue) && is(&q.language, c.language) && is(&q.channel, c.channel);
+        let abandoned = c.outcome == Some("abandoned");
+        if let Some(k) = caller_key(c.caller) {
+            contacts.push((k, c.arrived_ms, chosen && c.answered));
+        }
+        if !chosen {
+            return;
+        }
+        let i = intervals
+            .entry((c.arrived_ms + off_ms).div_euclid(bucket_ms))
+            .or_default();
+        i.offered += 1;
+        if c.answered {
+            let wait = c.wait_ms.unwrap_or(0);
+            i.answered += 1;
+            i.wait_ms += wait;
+            if wait <= threshold(c.queue) {
+                i.within += 1;
+            }
+        }
+        if abandoned {
+            i.abandoned += 1;
+        }
+        if let Some(w) = c.wait_ms {
+            let b = if w >= bins * bin_ms {
+                bins
+            } else {
+                w.max(0) / bin_ms
+            };
+            if let Some(b) = waits.get_mut(b as usize) {
+                b.0 += i64::from(c.answered);
+                b.1 += i64::from(abandoned);
+            }
+        }
+        if c.answered || c.category.is_some() {
+            *entry(&mut categories, c.category.unwrap_or("")) += 1;
+        }
+        let score = c.survey.filter(|s| (1..=5).contains(s));
+        if let Some(s) = score {
+            scores[s as usize - 1] += 1;
+            let e = entry(&mut survey_queue, c.queue);
+            e.0 += 1;
+            e.1 += s;
+        }
+        if let (Some(agent), true) = (c.agent, c.answered) {
+            let a = entry(&mut agents, agent);
+            a.calls += 1;
+            a.talk_ms += c.talk_ms.unwrap_or(0);
+            a.wrap_ms += c.wrap_ms.unwrap_or(0);
+            if let Some(s) = score {
+                a.answers += 1;
+                a.score_sum += s;
+            }
+        }
+    })?;
+
     let mut r = Report {
         bucket_s: q.bucket_s,
         ..Default::default()
     };
-    intervals(store, q, &mut r)?;
-    waits(store, q, &mut r)?;
-    mix(store, q, &mut r)?;
-    categories(store, q, &mut r)?;
-    survey(store, q, &mut r)?;
-    fcr(store, q, &mut r)?;
-    agents(store, q, &mut r)?;
-    Ok(r)
-}
-
-fn intervals(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let mut p = q.base();
-    let thr = q.threshold_sql(&mut p);
-    p.push(SqlParam::Int(q.utc_offset_s * 1000));
-    let off = p.len();
-    p.push(SqlParam::Int(q.bucket_s * 1000));
-    let width = p.len();
-    let sql = format!(
-        "SELECT (arrived_ms + CAST(?{off} AS BIGINT)) / CAST(?{width} AS BIGINT) AS b,
-           CAST(COUNT(*) AS BIGINT),
-           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-           CAST(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT),
-           CAST(SUM(CASE WHEN answered_ms IS NOT NULL AND wait_ms <= {thr} THEN 1 ELSE 0 END) AS BIGINT),
-           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN wait_ms ELSE 0 END) AS BIGINT)
-         FROM calls WHERE {} GROUP BY b ORDER BY b",
-        filter("")
-    );
     let mut t = Totals::default();
     let (mut within, mut wait_ms) = (0, 0);
-    for row in store.select(&sql, &p)? {
-        let (offered, answered, abandoned, w, wait) = (
-            row[1].int(),
-            row[2].int(),
-            row[3].int(),
-            row[4].int(),
-            row[5].int(),
-        );
+    for (b, i) in intervals {
         r.intervals.push(Interval {
-            start_ms: row[0].int() * q.bucket_s * 1000 - q.utc_offset_s * 1000,
-            offered,
-            answered,
-            abandoned,
-            within: w,
-            service_level: ratio(w, answered),
-            asa_s: ratio(wait, answered).map(|x| x / 1000.0),
+            start_ms: b * bucket_ms - off_ms,
+            offered: i.offered,
+            answered: i.answered,
+            abandoned: i.abandoned,
+            within: i.within,
+            service_level: ratio(i.within, i.answered),
+            asa_s: ratio(i.wait_ms, i.answered).map(|x| x / 1000.0),
         });
-        t.offered += offered;
-        t.answered += answered;
-        t.abandoned += abandoned;
-        within += w;
-        wait_ms += wait;
+        t.offered += i.offered;
+        t.answered += i.answered;
+        t.abandoned += i.abandoned;
+        within += i.within;
+        wait_ms += i.wait_ms;
     }
     t.service_level = ratio(within, t.answered);
     t.asa_s = ratio(wait_ms, t.answered).map(|x| x / 1000.0);
     t.abandon = ratio(t.abandoned, t.offered);
     r.totals = t;
-    Ok(())
-}
-
-fn waits(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let bin_ms = q.wait_bin_s.max(1) * 1000;
-    let bins = q.wait_bins.max(1);
-    let mut p = q.base();
-    p.extend([
-        SqlParam::Int(bins * bin_ms),
-        SqlParam::Int(bins),
-        SqlParam::Int(bin_ms),
-    ]);
-    let sql = format!(
-        "SELECT CASE WHEN wait_ms >= CAST(?6 AS BIGINT) THEN CAST(?7 AS BIGINT)
-                ELSE wait_ms / CAST(?8 AS BIGINT) END AS bin,
-           CAST(SUM(CASE WHEN answered_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT),
-           CAST(SUM(CASE WHEN outcome = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT)
-         FROM calls WHERE {} AND wait_ms IS NOT NULL GROUP BY bin",
-        filter("")
-    );
-    let mut out: Vec<WaitBin> = (0..=bins)
-        .map(|i| WaitBin {
-            from_s: i * q.wait_bin_s,
-            to_s: (i < bins).then(|| (i + 1) * q.wait_bin_s),
-            answered: 0,
-            abandoned: 0,
-        })
-        .collect();
-    for row in store.select(&sql, &p)? {
-        if let Some(b) = usize::try_from(row[0].int())
-            .ok()
-            .and_then(|i| out.get_mut(i))
-        {
-            b.answered += row[1].int();
-            b.abandoned += row[2].int();
-        }
-    }
     r.waits = Some(Waits {
         bin_s: q.wait_bin_s,
-        bins: out,
+        bins: waits
+            .iter()
+            .zip(0..)
+            .map(|(&(answered, abandoned), i)| WaitBin {
+                from_s: i * q.wait_bin_s,
+                to_s: (i < bins).then(|| (i + 1) * q.wait_bin_s),
+                answered,
+                abandoned,
+            })
+            .collect(),
     });
-    Ok(())
-}
-
-/// Calls by queue, language and channel over the whole range: the filters' options, and
-/// (with the filters applied here) the language and channel charts.
-fn mix(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let sql = "SELECT queue, language, channel, CAST(COUNT(*) AS BIGINT) FROM calls
-               WHERE arrived_ms >= CAST(?1 AS BIGINT) AND arrived_ms < CAST(?2 AS BIGINT)
-               GROUP BY queue, language, channel";
-    let rows = store.select(sql, &[SqlParam::Int(q.from_ms), SqlParam::Int(q.to_ms)])?;
-    let (mut langs, mut chans) = (BTreeMap::new(), BTreeMap::new());
-    let mut opts = (
-        std::collections::BTreeSet::new(),
-        std::collections::BTreeSet::new(),
-        std::collections::BTreeSet::new(),
-    );
-    let is = |want: &Option<String>, v: &str| want.as_deref().is_none_or(|w| w == v);
-    for row in rows {
-        let (queue, lang, chan, n) = (row[0].text(), row[1].text(), row[2].text(), row[3].int());
-        if is(&q.queue, &queue) && is(&q.language, &lang) && is(&q.channel, &chan) {
-            *langs.entry(lang.clone()).or_insert(0) += n;
-            *chans.entry(chan.clone()).or_insert(0) += n;
+    let (mut by_lang, mut by_chan) = (BTreeMap::new(), BTreeMap::new());
+    for (&(qi, li, ci), &n) in &mix {
+        if is(&q.queue, &queues[qi]) && is(&q.language, &langs[li]) && is(&q.channel, &chans[ci]) {
+            *by_lang.entry(langs[li].clone()).or_insert(0) += n;
+            *by_chan.entry(chans[ci].clone()).or_insert(0) += n;
         }
-        opts.0.insert(queue);
-        opts.1.insert(lang);
-        opts.2.insert(chan);
     }
     let sorted = |m: BTreeMap<String, i64>| {
         let mut v: Vec<Count> = m
@@ -337,72 +355,33 @@ fn mix(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), Sto
         v.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.name.cmp(&b.name)));
         v
     };
-    r.languages = sorted(langs);
-    r.channels = sorted(chans);
-    r.options = Options {
-        queues: opts.0.into_iter().collect(),
-        languages: opts.1.into_iter().collect(),
-        channels: opts.2.into_iter().collect(),
+    r.languages = sorted(by_lang);
+    r.channels = sorted(by_chan);
+    let names = |mut v: Vec<String>| {
+        v.sort();
+        v
     };
-    Ok(())
-}
-
-fn categories(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let sql = format!(
-        "SELECT COALESCE(category, '') AS c, CAST(COUNT(*) AS BIGINT) AS n FROM calls
-         WHERE {} AND (answered_ms IS NOT NULL OR category IS NOT NULL)
-         GROUP BY c ORDER BY n DESC, c LIMIT 20",
-        filter("")
-    );
-    r.categories = store
-        .select(&sql, &q.base())?
-        .into_iter()
-        .map(|row| Count {
-            name: row[0].text(),
-            calls: row[1].int(),
-        })
-        .collect();
-    Ok(())
-}
-
-fn survey(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let sql = format!(
-        "SELECT queue, COALESCE(agent, ''), survey_score, CAST(COUNT(*) AS BIGINT) FROM calls
-         WHERE {} AND survey_score IS NOT NULL GROUP BY queue, agent, survey_score",
-        filter("")
-    );
-    let mut scores = [0i64; 5];
-    let (mut by_queue, mut by_agent) = (BTreeMap::new(), BTreeMap::new());
-    for row in store.select(&sql, &q.base())? {
-        let (queue, agent, score, n) = (row[0].text(), row[1].text(), row[2].int(), row[3].int());
-        if let Some(s) = usize::try_from(score - 1)
-            .ok()
-            .and_then(|i| scores.get_mut(i))
-        {
-            *s += n;
-        } else {
-            continue;
-        }
-        let add = |m: &mut BTreeMap<String, (i64, i64)>, k: String| {
-            let e = m.entry(k).or_insert((0, 0));
-            e.0 += n;
-            e.1 += n * score;
-        };
-        add(&mut by_queue, queue);
-        if !agent.is_empty() {
-            add(&mut by_agent, agent);
-        }
-    }
+    r.options = Options {
+        queues: names(queues),
+        languages: names(langs),
+        channels: names(chans),
+    };
+    let mut cats = sorted(categories.into_iter().collect());
+    cats.truncate(20);
+    r.categories = cats;
     let answers: i64 = scores.iter().sum();
     let sum: i64 = scores.iter().zip(1..).map(|(n, s)| n * s).sum();
-    let averages = |m: BTreeMap<String, (i64, i64)>| {
-        m.into_iter()
+    let averages = |m: HashMap<String, (i64, i64)>| {
+        let mut v: Vec<ScoreAverage> = m
+            .into_iter()
             .map(|(name, (answers, sum))| ScoreAverage {
                 name,
                 answers,
                 average: sum as f64 / answers as f64,
             })
-            .collect()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     };
     r.survey = Survey {
         scores: scores
@@ -412,76 +391,84 @@ fn survey(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), 
             .collect(),
         answers,
         average: ratio(sum, answers),
-        by_queue: averages(by_queue),
-        by_agent: averages(by_agent),
+        by_queue: averages(survey_queue),
+        by_agent: averages(
+            agents
+                .iter()
+                .filter(|(_, a)| a.answers > 0)
+                .map(|(k, a)| (k.clone(), (a.answers, a.score_sum)))
+                .collect(),
+        ),
     };
-    Ok(())
+    r.fcr = fcr(store, q, contacts)?;
+    r.agents = agent_summaries(store, q, agents)?;
+    Ok(r)
 }
 
-fn fcr(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    // The caller's next call (any queue, any outcome), found through calls_caller.
-    let sql = format!(
-        "SELECT CAST(COUNT(*) AS BIGINT),
-           CAST(SUM(CASE WHEN n - a <= {DAY_MS} THEN 1 ELSE 0 END) AS BIGINT),
-           CAST(SUM(CASE WHEN n - a <= {} THEN 1 ELSE 0 END) AS BIGINT)
-         FROM (SELECT c.arrived_ms AS a,
-                 (SELECT MIN(d.arrived_ms) FROM calls d
-                  WHERE d.caller = c.caller AND d.arrived_ms > c.arrived_ms) AS n
-               FROM calls c
-               WHERE {} AND c.answered_ms IS NOT NULL
-                 AND c.caller <> '' AND c.caller <> 'anonymous') x",
-        7 * DAY_MS,
-        filter("c.")
-    );
-    let rows = store.select(&sql, &q.base())?;
-    let row = rows.first().map(Vec::as_slice).unwrap_or_default();
-    let get = |i: usize| row.get(i).map_or(0, SqlValue::int);
-    let (calls, d1, d7) = (get(0), get(1), get(2));
-    r.fcr = Fcr {
+/// Each answered call's caller: did they call again within 24 h, within 7 days? Their next
+/// call may come after the range, so the 7 days after it are read too (callers only).
+fn fcr(
+    store: &mut dyn Store,
+    q: &ReportQuery,
+    mut contacts: Vec<(u64, i64, bool)>,
+) -> Result<Fcr, StoreError> {
+    let week = 7 * DAY_MS;
+    if contacts.iter().any(|c| c.2) {
+        store.scan_callers(q.to_ms, q.to_ms.saturating_add(week), &mut |caller, at| {
+            if let Some(k) = caller_key(caller) {
+                contacts.push((k, at, false));
+            }
+        })?;
+    }
+    contacts.sort_unstable();
+    let (mut calls, mut d1, mut d7) = (0, 0, 0);
+    for (i, c) in contacts.iter().enumerate() {
+        if !c.2 {
+            continue;
+        }
+        calls += 1;
+        // The next call of the same caller: later in time (one in the same millisecond is
+        // the same contact, not a repeat).
+        let next = contacts[i + 1..]
+            .iter()
+            .take_while(|n| n.0 == c.0)
+            .find(|n| n.1 > c.1);
+        if let Some(n) = next {
+            let gap = n.1 - c.1;
+            d1 += i64::from(gap <= DAY_MS);
+            d7 += i64::from(gap <= week);
+        }
+    }
+    Ok(Fcr {
         calls,
         repeat_24h: d1,
         repeat_7d: d7,
         fcr_24h: ratio(calls - d1, calls),
         fcr_7d: ratio(calls - d7, calls),
-    };
-    Ok(())
+    })
 }
 
-fn agents(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), StoreError> {
-    let sql = format!(
-        "SELECT agent, CAST(COUNT(*) AS BIGINT),
-           CAST(SUM(COALESCE(talk_ms, 0)) AS BIGINT),
-           CAST(SUM(COALESCE(wrap_ms, 0)) AS BIGINT),
-           CAST(COUNT(survey_score) AS BIGINT),
-           CAST(SUM(COALESCE(survey_score, 0)) AS BIGINT)
-         FROM calls WHERE {} AND agent IS NOT NULL AND answered_ms IS NOT NULL
-         GROUP BY agent",
-        filter("")
-    );
-    let mut by: BTreeMap<String, AgentSummary> = BTreeMap::new();
-    for row in store.select(&sql, &q.base())? {
-        let agent = row[0].text();
-        let (calls, talk, wrap, answers, sum) = (
-            row[1].int(),
-            row[2].int(),
-            row[3].int(),
-            row[4].int(),
-            row[5].int(),
-        );
-        by.insert(
-            agent.clone(),
-            AgentSummary {
-                agent,
-                calls,
-                talk_s: talk as f64 / 1000.0,
-                acw_s: wrap as f64 / 1000.0,
-                aht_s: ratio(talk + wrap, calls).map(|x| x / 1000.0),
-                survey_answers: answers,
-                survey_average: ratio(sum, answers),
+fn agent_summaries(
+    store: &mut dyn Store,
+    q: &ReportQuery,
+    calls: HashMap<String, AgentAcc>,
+) -> Result<Vec<AgentSummary>, StoreError> {
+    let mut by: BTreeMap<String, AgentSummary> = calls
+        .into_iter()
+        .map(|(agent, a)| {
+            let s = AgentSummary {
+                agent: agent.clone(),
+                calls: a.calls,
+                talk_s: a.talk_ms as f64 / 1000.0,
+                acw_s: a.wrap_ms as f64 / 1000.0,
+                aht_s: ratio(a.talk_ms + a.wrap_ms, a.calls).map(|x| x / 1000.0),
+                survey_answers: a.answers,
+                survey_average: ratio(a.score_sum, a.answers),
                 ..Default::default()
-            },
-        );
-    }
+            };
+            (agent, s)
+        })
+        .collect();
     // Away periods: each row lasts until the agent's next one. A period that began up to
     // a day before the range counts for its part inside it.
     let end = q.to_ms.min(q.now_ms.max(q.from_ms));
@@ -513,8 +500,7 @@ fn agents(store: &mut dyn Store, q: &ReportQuery, r: &mut Report) -> Result<(), 
         *a.not_ready_s.entry(reason).or_insert(0.0) += ms as f64 / 1000.0;
         a.not_ready_total_s += ms as f64 / 1000.0;
     }
-    r.agents = by.into_values().collect();
-    Ok(())
+    Ok(by.into_values().collect())
 }
 
 /// One of the report's tables as CSV (`section`: agents, intervals, categories,
@@ -631,6 +617,154 @@ pub fn csv(r: &Report, section: &str) -> Option<String> {
         _ => return None,
     }
     Some(out)
+}
+
+/// Generated records for benchmarks and end-to-end tests: a day of `calls` calls shaped
+/// like the 120 centre's (Korean mostly, the 120+9 languages, some text and video; about
+/// 85 % answered, waits mostly short; categories, survey answers, repeat callers; agents
+/// 1001-1050 with breaks). The same seed gives the same records.
+pub fn synthetic_day(day_start_ms: i64, calls: usize, seed: u64) -> Vec<super::RecordEvent> {
+    use super::{Outcome, RecordEvent};
+    use rand::{Rng, SeedableRng};
+    const CATEGORIES: [&str; 24] = [
+        "교통",
+        "여권",
+        "주차",
+        "세금",
+        "복지",
+        "수도",
+        "쓰레기",
+        "버스",
+        "지하철",
+        "민원",
+        "주민등록",
+        "부동산",
+        "환경",
+        "보건",
+        "문화",
+        "교육",
+        "일자리",
+        "주택",
+        "안전",
+        "관광",
+        "외국인",
+        "장애인",
+        "노인",
+        "청년",
+    ];
+    const LANGS: [(&str, &str); 6] = [
+        ("general", "ko"),
+        ("en", "en"),
+        ("zh", "zh"),
+        ("ja", "ja"),
+        ("vi", "vi"),
+        ("mn", "mn"),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut ev = Vec::with_capacity(calls * 6);
+    // 08:00 to 22:00 local, denser around 10:00 and 14:00.
+    let open = day_start_ms + 8 * 3_600_000;
+    let span = 14 * 3_600_000;
+    let callers = (calls as u64 * 4 / 5).max(1);
+    for i in 0..calls {
+        let id = format!("syn{seed:x}-{i}");
+        let a: f64 = rng.gen::<f64>();
+        let b: f64 = rng.gen::<f64>();
+        let at = open + ((a + b) / 2.0 * span as f64) as i64;
+        let (queue, language) = if rng.gen_ratio(1, 10) {
+            LANGS[1 + rng.gen_range(0..5)]
+        } else {
+            LANGS[0]
+        };
+        let channel = match rng.gen_range(0..100) {
+            0..=89 => "voice",
+            90..=97 => "text",
+            _ => "video",
+        };
+        ev.push(RecordEvent::Arrived {
+            id: id.clone(),
+            sip_call_id: format!("{id}@carrier"),
+            trunk: "carrier".into(),
+            caller: format!("010{:08}", rng.gen_range(0..callers)),
+            dialled: "120".into(),
+            channel,
+            queue: queue.into(),
+            language: language.into(),
+            at_ms: at,
+        });
+        // Waits: most within 20 s, a tail to a few minutes.
+        let wait = if rng.gen_ratio(3, 4) {
+            rng.gen_range(1_000..20_000)
+        } else {
+            rng.gen_range(20_000..240_000)
+        };
+        let agent = format!("{}", 1001 + rng.gen_range(0..50));
+        if rng.gen_ratio(85, 100) {
+            ev.push(RecordEvent::Offered {
+                id: id.clone(),
+                agent: agent.clone(),
+                at_ms: at + wait - 2_000,
+            });
+            ev.push(RecordEvent::Answered {
+                id: id.clone(),
+                agent: agent.clone(),
+                at_ms: at + wait,
+            });
+            let talk = rng.gen_range(30_000..400_000);
+            ev.push(RecordEvent::Ended {
+                id: id.clone(),
+                outcome: Outcome::Answered,
+                side: "caller",
+                sip_cause: 200,
+                at_ms: at + wait + talk,
+            });
+            ev.push(RecordEvent::WrapUp {
+                id: id.clone(),
+                wrap_ms: rng.gen_range(2_000..10_000),
+            });
+            ev.push(RecordEvent::Notes {
+                id: id.clone(),
+                category: Some(CATEGORIES[rng.gen_range(0..CATEGORIES.len())].into()),
+                notes: None,
+            });
+            if rng.gen_ratio(3, 10) {
+                let score = [5, 5, 5, 4, 4, 3, 2, 1][rng.gen_range(0..8)];
+                ev.push(RecordEvent::Survey { id, score });
+            }
+        } else {
+            ev.push(RecordEvent::Ended {
+                id,
+                outcome: Outcome::Abandoned,
+                side: "caller",
+                sip_cause: 487,
+                at_ms: at + wait,
+            });
+        }
+    }
+    // Each agent: a break in the morning, lunch, and the odd ring-no-answer.
+    for n in 0..50 {
+        let agent = format!("{}", 1001 + n);
+        let mut away = |state: &'static str, reason: Option<&str>, at_ms: i64| {
+            ev.push(RecordEvent::AgentState {
+                agent: agent.clone(),
+                state,
+                reason: reason.map(str::to_string),
+                at_ms,
+            })
+        };
+        let brk = open + 2 * 3_600_000 + n * 60_000;
+        away("not-ready", Some("break"), brk);
+        away("available", None, brk + 15 * 60_000);
+        let lunch = open + 4 * 3_600_000 + n * 60_000;
+        away("not-ready", Some("meal"), lunch);
+        away("available", None, lunch + 3_600_000);
+        if n % 7 == 0 {
+            let rona = open + 6 * 3_600_000;
+            away("not-ready", Some("rona"), rona);
+            away("available", None, rona + 90_000);
+        }
+    }
+    ev
 }
 
 #[cfg(test)]
@@ -1002,152 +1136,4 @@ pub(crate) mod tests {
         let mut s = crate::records::sqlite::SqliteStore::in_memory().unwrap();
         report_suite(&mut s);
     }
-}
-
-/// Generated records for benchmarks and end-to-end tests: a day of `calls` calls shaped
-/// like the 120 centre's (Korean mostly, the 120+9 languages, some text and video; about
-/// 85 % answered, waits mostly short; categories, survey answers, repeat callers; agents
-/// 1001-1050 with breaks). The same seed gives the same records.
-pub fn synthetic_day(day_start_ms: i64, calls: usize, seed: u64) -> Vec<super::RecordEvent> {
-    use super::{Outcome, RecordEvent};
-    use rand::{Rng, SeedableRng};
-    const CATEGORIES: [&str; 24] = [
-        "교통",
-        "여권",
-        "주차",
-        "세금",
-        "복지",
-        "수도",
-        "쓰레기",
-        "버스",
-        "지하철",
-        "민원",
-        "주민등록",
-        "부동산",
-        "환경",
-        "보건",
-        "문화",
-        "교육",
-        "일자리",
-        "주택",
-        "안전",
-        "관광",
-        "외국인",
-        "장애인",
-        "노인",
-        "청년",
-    ];
-    const LANGS: [(&str, &str); 6] = [
-        ("general", "ko"),
-        ("en", "en"),
-        ("zh", "zh"),
-        ("ja", "ja"),
-        ("vi", "vi"),
-        ("mn", "mn"),
-    ];
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut ev = Vec::with_capacity(calls * 6);
-    // 08:00 to 22:00 local, denser around 10:00 and 14:00.
-    let open = day_start_ms + 8 * 3_600_000;
-    let span = 14 * 3_600_000;
-    let callers = (calls as u64 * 4 / 5).max(1);
-    for i in 0..calls {
-        let id = format!("syn{seed:x}-{i}");
-        let a: f64 = rng.gen::<f64>();
-        let b: f64 = rng.gen::<f64>();
-        let at = open + ((a + b) / 2.0 * span as f64) as i64;
-        let (queue, language) = if rng.gen_ratio(1, 10) {
-            LANGS[1 + rng.gen_range(0..5)]
-        } else {
-            LANGS[0]
-        };
-        let channel = match rng.gen_range(0..100) {
-            0..=89 => "voice",
-            90..=97 => "text",
-            _ => "video",
-        };
-        ev.push(RecordEvent::Arrived {
-            id: id.clone(),
-            sip_call_id: format!("{id}@carrier"),
-            trunk: "carrier".into(),
-            caller: format!("010{:08}", rng.gen_range(0..callers)),
-            dialled: "120".into(),
-            channel,
-            queue: queue.into(),
-            language: language.into(),
-            at_ms: at,
-        });
-        // Waits: most within 20 s, a tail to a few minutes.
-        let wait = if rng.gen_ratio(3, 4) {
-            rng.gen_range(1_000..20_000)
-        } else {
-            rng.gen_range(20_000..240_000)
-        };
-        let agent = format!("{}", 1001 + rng.gen_range(0..50));
-        if rng.gen_ratio(85, 100) {
-            ev.push(RecordEvent::Offered {
-                id: id.clone(),
-                agent: agent.clone(),
-                at_ms: at + wait - 2_000,
-            });
-            ev.push(RecordEvent::Answered {
-                id: id.clone(),
-                agent: agent.clone(),
-                at_ms: at + wait,
-            });
-            let talk = rng.gen_range(30_000..400_000);
-            ev.push(RecordEvent::Ended {
-                id: id.clone(),
-                outcome: Outcome::Answered,
-                side: "caller",
-                sip_cause: 200,
-                at_ms: at + wait + talk,
-            });
-            ev.push(RecordEvent::WrapUp {
-                id: id.clone(),
-                wrap_ms: rng.gen_range(2_000..10_000),
-            });
-            ev.push(RecordEvent::Notes {
-                id: id.clone(),
-                category: Some(CATEGORIES[rng.gen_range(0..CATEGORIES.len())].into()),
-                notes: None,
-            });
-            if rng.gen_ratio(3, 10) {
-                let score = [5, 5, 5, 4, 4, 3, 2, 1][rng.gen_range(0..8)];
-                ev.push(RecordEvent::Survey { id, score });
-            }
-        } else {
-            ev.push(RecordEvent::Ended {
-                id,
-                outcome: Outcome::Abandoned,
-                side: "caller",
-                sip_cause: 487,
-                at_ms: at + wait,
-            });
-        }
-    }
-    // Each agent: a break in the morning, lunch, and the odd ring-no-answer.
-    for n in 0..50 {
-        let agent = format!("{}", 1001 + n);
-        let mut away = |state: &'static str, reason: Option<&str>, at_ms: i64| {
-            ev.push(RecordEvent::AgentState {
-                agent: agent.clone(),
-                state,
-                reason: reason.map(str::to_string),
-                at_ms,
-            })
-        };
-        let brk = open + 2 * 3_600_000 + n * 60_000;
-        away("not-ready", Some("break"), brk);
-        away("available", None, brk + 15 * 60_000);
-        let lunch = open + 4 * 3_600_000 + n * 60_000;
-        away("not-ready", Some("meal"), lunch);
-        away("available", None, lunch + 3_600_000);
-        if n % 7 == 0 {
-            let rona = open + 6 * 3_600_000;
-            away("not-ready", Some("rona"), rona);
-            away("available", None, rona + 90_000);
-        }
-    }
-    ev
 }

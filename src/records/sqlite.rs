@@ -303,7 +303,77 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
+/// `SELECT columns` of the records that arrived in `[?1, ?2)`, read as a run of the table.
+fn in_arrival_order(columns: &str) -> String {
+    format!(
+        "SELECT {columns} FROM calls NOT INDEXED
+         WHERE rowid BETWEEN
+             COALESCE((SELECT MIN(rowid) FROM calls WHERE arrived_ms >= ?1 AND arrived_ms < ?2), 0)
+           AND COALESCE((SELECT MAX(rowid) FROM calls WHERE arrived_ms >= ?1 AND arrived_ms < ?2), -1)
+           AND arrived_ms >= ?1 AND arrived_ms < ?2"
+    )
+}
+
+/// A text column, borrowed (None for NULL or bytes that are not UTF-8).
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    Ok(match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+        _ => None,
+    })
+}
+
 impl Store for SqliteStore {
+    fn scan_callers(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&str, i64),
+    ) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(&in_arrival_order("caller, arrived_ms"))?;
+        let mut rows = st.query(params![from_ms, to_ms])?;
+        while let Some(r) = rows.next()? {
+            f(text(r, 0)?.unwrap_or(""), r.get(1)?);
+        }
+        Ok(())
+    }
+
+    fn scan_calls(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        f: &mut dyn FnMut(&super::CallRow<'_>),
+    ) -> Result<(), StoreError> {
+        // Rows are stored in arrival order (inserted when the call arrives), so the range
+        // is read as a run of the table between its first and last row: one sequential
+        // pass, where the arrival index would cost a lookup per row (5x slower on a
+        // month). Rows out of order are still inside the run, and the test on arrived_ms
+        // keeps only the range.
+        let mut st = self
+            .conn
+            .prepare_cached(&in_arrival_order(super::SCAN_COLUMNS))?;
+        let mut rows = st.query(params![from_ms, to_ms])?;
+        while let Some(r) = rows.next()? {
+            f(&super::CallRow {
+                arrived_ms: r.get(0)?,
+                queue: text(r, 1)?.unwrap_or(""),
+                language: text(r, 2)?.unwrap_or(""),
+                channel: text(r, 3)?.unwrap_or(""),
+                agent: text(r, 4)?,
+                answered: r.get(5)?,
+                wait_ms: r.get(6)?,
+                outcome: text(r, 7)?,
+                talk_ms: r.get(8)?,
+                wrap_ms: r.get(9)?,
+                survey: r.get(10)?,
+                category: text(r, 11)?,
+                caller: text(r, 12)?.unwrap_or(""),
+            });
+        }
+        Ok(())
+    }
+
     fn select(
         &mut self,
         sql: &str,
