@@ -114,7 +114,8 @@ impl World {
         let mut by_id: HashMap<&str, Vec<&RecordEvent>> = HashMap::new();
         let mut by_call_id: HashMap<&str, Vec<&str>> = HashMap::new();
         for r in &self.records {
-            if matches!(r, RecordEvent::Audit { .. }) {
+            // Not a call's: the audit trail and agents' away periods.
+            if matches!(r, RecordEvent::Audit { .. } | RecordEvent::AgentState { .. }) {
                 continue;
             }
             by_id.entry(r.id()).or_default().push(r);

@@ -82,7 +82,7 @@ async function loginReady(page, agent, password, query = "") {
   await login(page, agent, password, query);
   await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
   await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 10000);
+  await waitFor(page, () => window.dasan.state === "ready", null, 20000);
   say({ ready: true });
 }
 
