@@ -115,7 +115,10 @@ impl World {
         let mut by_call_id: HashMap<&str, Vec<&str>> = HashMap::new();
         for r in &self.records {
             // Not a call's: the audit trail and agents' away periods.
-            if matches!(r, RecordEvent::Audit { .. } | RecordEvent::AgentState { .. }) {
+            if matches!(
+                r,
+                RecordEvent::Audit { .. } | RecordEvent::AgentState { .. }
+            ) {
                 continue;
             }
             by_id.entry(r.id()).or_default().push(r);
