@@ -1199,18 +1199,7 @@ fn seoul_day(days_ago: i64) -> (i64, String) {
         .as_millis() as i64;
     let off = 9 * 3_600_000;
     let start = (now + off).div_euclid(86_400_000) * 86_400_000 - off - days_ago * 86_400_000;
-    let days = (start + off) / 86_400_000;
-    // Civil date from days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (start, format!("{y:04}-{m:02}-{d:02}"))
+    (start, dasan::http::reports::day_name(start, 9 * 3600))
 }
 
 #[test]

@@ -167,7 +167,8 @@ fn local_day(s: &str, offset_s: i64) -> Option<i64> {
     super::records::parse_time(s).map(|ms| ms - offset_s * 1000)
 }
 
-fn day_name(ms: i64, offset_s: i64) -> String {
+/// The local day (`2026-12-01`) that contains `ms`.
+pub fn day_name(ms: i64, offset_s: i64) -> String {
     let days = (ms + offset_s * 1000).div_euclid(86_400_000);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

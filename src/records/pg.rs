@@ -506,52 +506,46 @@ impl Store for PgStore {
 mod tests {
     use super::*;
 
-    /// Runs the shared store suite against the PostgreSQL server `scripts/test.sh` starts
-    /// (DASAN_TEST_PG), in a schema of its own.
-    #[test]
-    #[ignore = "needs PostgreSQL: scripts/test.sh starts one and runs it"]
-    fn postgres_passes_the_store_suite() {
+    /// Runs `f` with the PostgreSQL server `scripts/test.sh` starts (DASAN_TEST_PG), in a
+    /// schema of its own that is dropped afterwards.
+    fn in_scratch_schema(name: &str, f: impl FnOnce(&str, &str)) {
         let url = std::env::var("DASAN_TEST_PG")
             .expect("DASAN_TEST_PG: a postgresql:// URL (scripts/test.sh sets it)");
-        let schema = format!("dasan_test_{}", std::process::id());
+        let schema = format!("{name}_{}", std::process::id());
         let mut admin = Client::connect(&url, NoTls).expect("connect");
         admin
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
             ))
             .unwrap();
-        {
-            let mut s = PgStore::connect(&url, Some(&schema)).unwrap();
-            crate::records::sqlite::tests::store_suite(&mut s);
-        }
-        // Migrations are not re-run on an up-to-date database.
-        let mut again = PgStore::connect(&url, Some(&schema)).unwrap();
-        assert!(again.get("a").unwrap().is_some());
+        f(&url, &schema);
         admin
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .unwrap();
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL: scripts/test.sh starts one and runs it"]
+    fn postgres_passes_the_store_suite() {
+        in_scratch_schema("dasan_test", |url, schema| {
+            {
+                let mut s = PgStore::connect(url, Some(schema)).unwrap();
+                crate::records::sqlite::tests::store_suite(&mut s);
+            }
+            // Migrations are not re-run on an up-to-date database.
+            let mut again = PgStore::connect(url, Some(schema)).unwrap();
+            assert!(again.get("a").unwrap().is_some());
+        });
     }
 
     /// The reports' known day on PostgreSQL: the same answers as on SQLite.
     #[test]
     #[ignore = "needs PostgreSQL: scripts/test.sh starts one and runs it"]
     fn postgres_reports_the_known_day() {
-        let url = std::env::var("DASAN_TEST_PG")
-            .expect("DASAN_TEST_PG: a postgresql:// URL (scripts/test.sh sets it)");
-        let schema = format!("dasan_reports_{}", std::process::id());
-        let mut admin = Client::connect(&url, NoTls).expect("connect");
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .unwrap();
-        {
-            let mut s = PgStore::connect(&url, Some(&schema)).unwrap();
+        in_scratch_schema("dasan_reports", |url, schema| {
+            let mut s = PgStore::connect(url, Some(schema)).unwrap();
             crate::records::reports::tests::report_suite(&mut s);
-        }
-        admin
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .unwrap();
+        });
     }
 
     #[test]
