@@ -1404,6 +1404,8 @@ webrtc_port_max = {hi}
     assert_eq!(first["counts_ready"], 500, "{first}");
     let found = b.wait_for("search", Duration::from_secs(30));
     assert_eq!(found["rows"], 1, "{found}");
+    let named = b.wait_for("search_name", Duration::from_secs(30));
+    assert_eq!(named["ids"], serde_json::json!(["1500"]), "{named}");
     let sorted = b.wait_for("sorted_by_time_in_state", Duration::from_secs(30));
     assert_eq!(sorted["sorted_by_time_in_state"], true, "{sorted}");
     let lang = b.wait_for("state_cell_en", Duration::from_secs(30));

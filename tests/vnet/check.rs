@@ -143,7 +143,14 @@ impl World {
                 evs[i + 1..]
                     .iter()
                     .filter(|e| {
-                        !matches!(e, RecordEvent::Survey { .. } | RecordEvent::Notes { .. })
+                        // What follows a call's end: the survey, the agent's notes, and how
+                        // long the agent's after-call work took.
+                        !matches!(
+                            e,
+                            RecordEvent::Survey { .. }
+                                | RecordEvent::Notes { .. }
+                                | RecordEvent::WrapUp { .. }
+                        )
                     })
                     .count()
             });

@@ -638,6 +638,14 @@ async function wallboardFloor([token]) {
   const found = await page.evaluate(() => Array.from(document.querySelectorAll("#agents tbody tr"), (r) => r.dataset.agent));
   say({ search: "1001", rows: found.length, ids: found });
   if (found.length !== 1 || found[0] !== "1001") throw new Error(`search 1001 found ${JSON.stringify(found)}`);
+  // By name, in another case, when the dialplan names an agent.
+  const named = await page.evaluate(() => window.wallboard.last().agents.find((a) => a.name));
+  if (named) {
+    await page.fill("#f-search", named.name.toLowerCase());
+    const byName = await page.evaluate(() => Array.from(document.querySelectorAll("#agents tbody tr"), (r) => r.dataset.agent));
+    say({ search_name: named.name, ids: byName });
+    if (!byName.includes(named.id)) throw new Error(`search ${named.name} found ${JSON.stringify(byName)}`);
+  }
   await page.fill("#f-search", "");
 
   const sorted = await page.evaluate(() => {
