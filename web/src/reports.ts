@@ -357,6 +357,25 @@ function perSlot(sl: Slots, r: Report, f: (i: Interval) => number | null): (numb
 
 const scoreColors = ["#c0392b", "#d35400", "#a38400", "#5a9a2f", "#0a7a2f"];
 
+// One bar per name, counting calls (categories, languages, channels); "no data" when all are 0.
+function countChart(id: string, labels: string[], calls: number[], horizontal = false): void {
+  mount(
+    $(id),
+    calls.some((n) => n > 0)
+      ? barChart({
+          width: widthOf(id),
+          label: t(($(id).querySelector("figcaption") as HTMLElement).dataset.t || ""),
+          horizontal,
+          labels,
+          ...(horizontal ? { xLabel: t("rep_ax_calls") } : { yLabel: t("rep_ax_calls") }),
+          integer: true,
+          fmt: (v: number) => int(v),
+          series: [{ name: t("rep_ax_calls"), color: COLORS.plain, values: calls }],
+        })
+      : null,
+  );
+}
+
 function charts(r: Report): void {
   const sl = slots(r);
   const pctFmt = (v: number) => `${Math.round(v)}%`;
@@ -484,51 +503,11 @@ function charts(r: Report): void {
   // Categories, languages, channels
   const cats = (r.categories ?? []).slice(0, 20);
   const catNames = cats.map((c) => (c.category ? c.category : t("rep_uncategorised")));
-  mount(
-    $("chart-categories"),
-    cats.some((c) => c.calls > 0)
-      ? barChart({
-          width: widthOf("chart-categories"),
-          label: label("chart-categories"),
-          horizontal: true,
-          labels: catNames,
-          xLabel: t("rep_ax_calls"),
-          integer: true,
-          fmt: intFmt,
-          series: [{ name: t("rep_ax_calls"), color: COLORS.plain, values: cats.map((c) => c.calls) }],
-        })
-      : null,
-  );
+  countChart("chart-categories", catNames, cats.map((c) => c.calls), true);
   const langs = r.languages ?? [];
-  mount(
-    $("chart-languages"),
-    langs.some((l) => l.calls > 0)
-      ? barChart({
-          width: widthOf("chart-languages"),
-          label: label("chart-languages"),
-          labels: langs.map((l) => languageName(l.language)),
-          yLabel: t("rep_ax_calls"),
-          integer: true,
-          fmt: intFmt,
-          series: [{ name: t("rep_ax_calls"), color: COLORS.plain, values: langs.map((l) => l.calls) }],
-        })
-      : null,
-  );
+  countChart("chart-languages", langs.map((l) => languageName(l.language)), langs.map((l) => l.calls));
   const chans = r.channels ?? [];
-  mount(
-    $("chart-channels"),
-    chans.some((c) => c.calls > 0)
-      ? barChart({
-          width: widthOf("chart-channels"),
-          label: label("chart-channels"),
-          labels: chans.map((c) => channelName(c.channel)),
-          yLabel: t("rep_ax_calls"),
-          integer: true,
-          fmt: intFmt,
-          series: [{ name: t("rep_ax_calls"), color: COLORS.plain, values: chans.map((c) => c.calls) }],
-        })
-      : null,
-  );
+  countChart("chart-channels", chans.map((c) => channelName(c.channel)), chans.map((c) => c.calls));
 
   // Survey and first contact resolution
   const sv = r.survey;
