@@ -82,7 +82,15 @@ async function loginReady(page, agent, password, query = "") {
   await login(page, agent, password, query);
   await waitFor(page, () => document.querySelector("#media").textContent !== "", null, 15000);
   await page.click("#ready");
-  await waitFor(page, () => window.dasan.state === "ready", null, 20000);
+  try {
+    // The desk's state is polled four times a second: an offer may arrive before it
+    // ever showed "ready", and it says the engine took the agent as ready.
+    await waitFor(page, () => window.dasan.state === "ready" || window.dasan.events.includes("offer"), null, 20000);
+  } catch (e) {
+    // What the desk heard from the engine says which side lost the state.
+    const seen = await page.evaluate(() => ({ state: window.dasan.state, events: window.dasan.events }));
+    throw new Error(`never ready: ${JSON.stringify(seen)}: ${e}`);
+  }
   say({ ready: true });
 }
 
