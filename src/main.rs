@@ -591,6 +591,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             })
         };
         let mut sockets = dasan::driver::SocketSettings::from_config(&cfg.sip);
+        let kfwd = kernel_forwarding(&cfg.media);
         tokio::spawn(reload_on_sighup(
             sip_tls
                 .iter()
@@ -610,6 +611,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 local_rtp,
                 recordings,
                 records: Some(sink),
+                kfwd,
             },
             phase_rx,
         ));
@@ -862,5 +864,28 @@ async fn shutdown_signal() -> Signal {
     {
         let _ = ctrl_c.await;
         Signal::Int
+    }
+}
+
+/// `[media] kernel_forward`: the program loaded and attached, or a warning and user-space
+/// relaying (calls go on either way).
+fn kernel_forwarding(
+    media: &dasan::config::MediaConfig,
+) -> Option<std::sync::Arc<dasan::driver::kfwd::Kfwd>> {
+    if !media.kernel_forward {
+        return None;
+    }
+    match dasan::driver::kfwd::Kfwd::open(dasan::driver::kfwd::interfaces()) {
+        Ok(k) => {
+            let names: Vec<&str> = k.ifaces.iter().map(|(_, n)| n.as_str()).collect();
+            tracing::info!(interfaces = ?names, "bridged RTP is forwarded in the kernel");
+            Some(std::sync::Arc::new(k))
+        }
+        Err(e) => {
+            tracing::warn!(
+                "[media] kernel_forward: not available ({e}); RTP is relayed in user space"
+            );
+            None
+        }
     }
 }

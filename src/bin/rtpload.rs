@@ -10,11 +10,19 @@
 //! phone's socket: what the relay (and loopback) add, not how late this process reads.
 //! When this process falls behind its own schedule it says so on its own line.
 //!
-//!   rtpload CALLS SECONDS [--srtp] [--workers N]   (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
+//!   rtpload CALLS SECONDS [--srtp] [--kernel] [--workers N]   (bounded: CALLS ≤ 5000, SECONDS ≤ 120)
 //!
 //! `--srtp`: both legs of every call keyed (SDES, AES_CM_128_HMAC_SHA1_80), so the relay
-//! unprotects and protects every packet. `--workers`: the media plane's relay threads in the
-//! child (default 1: the child has one core).
+//! unprotects and protects every packet. `--kernel`: the media plane forwards bridged RTP in
+//! the kernel (`[media] kernel_forward`, needs root); that work then runs in the softirq of
+//! whoever sends, here the generator's CPU. `--workers`: the media plane's relay threads in
+//! the child (default 1: the child has one core).
+//!
+//! Before the calls, the phones send to each other for 3 s with no relay between them, and
+//! the time inside their `sendmmsg` per packet is measured (on loopback a send carries the
+//! packet's whole delivery). What the relay adds per packet is then its process's CPU,
+//! the softirq threads', and how much longer the phones' sends take with the relay
+//! between them: with `--kernel` that is where the forwarding runs.
 //!
 //! Ports: the relay's RTP ports are taken outside the kernel's ephemeral range
 //! (`/proc/sys/net/ipv4/ip_local_port_range`), where the phones' sockets land.
@@ -138,8 +146,49 @@ fn socket_drops(ports: &[u16]) -> u64 {
 
 /// The relay process: one core, the production media plane, a call per line of stdin
 /// ("CALLER_PHONE_PORT AGENT_PHONE_PORT"), the relay's ports back on stdout.
-fn relay(calls: usize, srtp: bool, workers: usize) {
-    let pinned = dasan::util::procstat::pin_to_cpu(0);
+/// How a run is set up (the flags).
+#[derive(Clone, Copy)]
+struct Opts {
+    srtp: bool,
+    kernel: bool,
+    workers: usize,
+    /// The CPUs the relay process and the generator are pinned to.
+    relay_cpu: usize,
+    gen_cpu: usize,
+    /// This run's share (K of N) of the relay port range, so that N runs at once (each
+    /// with its own relay) never take the same ports.
+    part: (u16, u16),
+}
+
+impl Opts {
+    fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--workers".to_string(),
+            self.workers.to_string(),
+            "--relay-cpu".into(),
+            self.relay_cpu.to_string(),
+            "--part".into(),
+            format!("{}/{}", self.part.0, self.part.1),
+        ];
+        a.extend(self.srtp.then(|| "--srtp".to_string()));
+        a.extend(self.kernel.then(|| "--kernel".to_string()));
+        a
+    }
+
+    /// The relay ports this run may take: its share of the range outside the kernel's
+    /// ephemeral ports.
+    fn relay_ports(&self) -> (u16, u16) {
+        let (low, high) = outside_ephemeral();
+        let (k, n) = self.part;
+        let share = (high - low) / n;
+        let from = low + share * (k - 1);
+        (from, from + share - 1)
+    }
+}
+
+fn relay(calls: usize, o: Opts) {
+    let (srtp, kernel, workers) = (o.srtp, o.kernel, o.workers);
+    let pinned = dasan::util::procstat::pin_to_cpu(o.relay_cpu);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,9 +207,21 @@ fn relay(calls: usize, srtp: bool, workers: usize) {
             waiting: None,
         });
         let relayed = prometheus::IntCounter::new("relayed", "relayed").expect("counter");
+        let kfwd = if kernel {
+            match dasan::driver::kfwd::Kfwd::open(vec![(1, "lo".into())]) {
+                Ok(k) => Some(Arc::new(k.with_stats())),
+                Err(e) => {
+                    eprintln!("rtpload relay: --kernel: {e}");
+                    std::process::exit(1);
+                }
+            }
+        } else {
+            None
+        };
         let mut plane = MediaPlane::new(prompts, ev_tx, relayed.clone(), std::env::temp_dir())
-            .with_workers(workers);
-        let (low, high) = outside_ephemeral();
+            .with_workers(workers)
+            .with_kernel_forwarding(kfwd.clone());
+        let (low, high) = o.relay_ports();
         let mut ports = PortPool::new(low, high).expect("port range");
         let rss0 = rss_kb();
         let mut lines = dasan::util::procstat::stdin_lines();
@@ -227,18 +288,21 @@ fn relay(calls: usize, srtp: bool, workers: usize) {
                     relayed0 = relayed.get();
                 }
                 "stop" => {
-                    println!(
-                        "cpu {:.3} relayed {}",
-                        cpu_seconds() - cpu0,
-                        relayed.get() - relayed0
-                    );
+                    let cpu = cpu_seconds() - cpu0;
+                    // Stopped calls hand in what the kernel forwarded for them.
+                    for call in 0..calls {
+                        let _ = plane.execute(MediaCommand::Stop { call: call as u64 });
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let prog = kfwd
+                        .as_ref()
+                        .and_then(|k| k.run_stats())
+                        .map_or(String::new(), |(ns, n)| format!(" prog {ns} {n}"));
+                    println!("cpu {cpu:.3} relayed {}{prog}", relayed.get() - relayed0);
                     break;
                 }
                 _ => {}
             }
-        }
-        for call in 0..calls {
-            let _ = plane.execute(MediaCommand::Stop { call: call as u64 });
         }
         while let Ok(ev) = ev_rx.try_recv() {
             eprintln!("rtpload relay: media event {ev:?}");
@@ -278,11 +342,25 @@ fn flag(args: &[String], name: &str) -> Option<usize> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let srtp = args.iter().any(|a| a == "--srtp");
-    let workers = flag(&args, "--workers").unwrap_or(1).clamp(1, 64);
+    let part = args
+        .iter()
+        .position(|a| a == "--part")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.split_once('/'))
+        .and_then(|(k, n)| Some((k.parse::<u16>().ok()?, n.parse::<u16>().ok()?)))
+        .filter(|(k, n)| (1..=8).contains(n) && (1..=*n).contains(k))
+        .unwrap_or((1, 1));
+    let o = Opts {
+        srtp: args.iter().any(|a| a == "--srtp"),
+        kernel: args.iter().any(|a| a == "--kernel"),
+        workers: flag(&args, "--workers").unwrap_or(1).clamp(1, 64),
+        relay_cpu: flag(&args, "--relay-cpu").unwrap_or(0),
+        gen_cpu: flag(&args, "--gen-cpu").unwrap_or(1),
+        part,
+    };
     if args.get(1).map(String::as_str) == Some("--relay") {
         match args.get(2).and_then(|n| n.parse().ok()) {
-            Some(n) => relay(n, srtp, workers),
+            Some(n) => relay(n, o),
             None => eprintln!("usage: rtpload --relay CALLS"),
         }
         return;
@@ -292,22 +370,79 @@ fn main() {
         .iter()
         .enumerate()
         .skip(1)
-        .filter(|(i, _)| args[i - 1] != "--workers")
+        .filter(|(i, _)| !args[i - 1].starts_with("--"))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let (calls, seconds) = match nums[..] {
         [c, s] if (1..=5000).contains(&c) && (1..=120).contains(&s) => (c as usize, s),
         _ => {
-            eprintln!("usage: rtpload CALLS(1-5000) SECONDS(1-120) [--srtp] [--workers N]");
+            eprintln!(
+                "usage: rtpload CALLS(1-5000) SECONDS(1-120) [--srtp] [--kernel] [--workers N] [--relay-cpu C] [--gen-cpu C] [--part K/N]"
+            );
             std::process::exit(2);
         }
     };
-    generate(calls, seconds, srtp, workers);
+    generate(calls, seconds, o);
 }
 
-fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
-    let pinned = dasan::util::procstat::pin_to_cpu(1);
-    let (rlo, rhi) = outside_ephemeral();
+/// The phones alone: each side's sockets send every call's packets to the other side's
+/// for `seconds`, on the calls' schedule, and read what arrives. The CPU this process
+/// spends per packet is what the phones cost without a relay between them.
+fn phones_only(phones: &Phones, calls: usize, seconds: u64) -> (u64, u64) {
+    let (mut send_ns, mut sent) = (0u64, 0u64);
+    let t0 = wall_ns();
+    let total_ms = seconds * 1000;
+    let mut next_ms = 0u64;
+    let mut received = 0u64;
+    let mut batch = RecvBatch::new(64, 512);
+    let payload = [0xFFu8; 160];
+    let addr = |s: &UdpSocket| s.local_addr().expect("bound");
+    while (wall_ns() - t0) / 1_000_000 < total_ms + 200 {
+        let due = (wall_ns() - t0) / 1_000_000;
+        while next_ms <= due && next_ms < total_ms {
+            let slot = (next_ms % FRAME_MS) as usize;
+            let frame = next_ms / FRAME_MS;
+            for i in 0..2 * PHONE_SOCKETS {
+                let (side, k) = (i / PHONE_SOCKETS, i % PHONE_SOCKETS);
+                let peer = addr(&phones.socks[(1 - side) * PHONE_SOCKETS + k]);
+                let packets: Vec<Vec<u8>> = (slot..calls)
+                    .step_by(FRAME_MS as usize)
+                    .filter(|c| c % PHONE_SOCKETS == k)
+                    .map(|c| {
+                        build_rtp(
+                            0,
+                            false,
+                            frame as u16,
+                            frame as u32 * 160,
+                            c as u32,
+                            &payload,
+                        )
+                    })
+                    .collect();
+                let to: Vec<(SocketAddr, &[u8])> = packets.iter().map(|p| (peer, &p[..])).collect();
+                let t = wall_ns();
+                sent += send_batch(phones.socks[i].as_raw_fd(), &to) as u64;
+                send_ns += wall_ns() - t;
+            }
+            next_ms += 1;
+        }
+        for sock in &phones.socks {
+            while let Ok(n) = batch.recv(sock.as_raw_fd()) {
+                received += n as u64;
+                if n < 64 {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = received;
+    (send_ns, sent)
+}
+
+fn generate(calls: usize, seconds: u64, o: Opts) {
+    let (srtp, kernel) = (o.srtp, o.kernel);
+    let pinned = dasan::util::procstat::pin_to_cpu(o.gen_cpu);
+    let (rlo, rhi) = o.relay_ports();
     let eph = ephemeral_ports();
     let capacity = (rhi as usize - rlo as usize) / 4;
     if calls > capacity {
@@ -320,13 +455,8 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
     }
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
-        .args([
-            "--relay",
-            &calls.to_string(),
-            "--workers",
-            &workers.to_string(),
-        ])
-        .args(srtp.then_some("--srtp"))
+        .args(["--relay", &calls.to_string()])
+        .args(o.args())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -397,9 +527,12 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
         })
         .collect();
 
+    let (alone_send_ns, alone_sent) = phones_only(&phones, calls, 3);
+    let mut send_ns = 0u64;
     writeln!(to_relay, "start").expect("to the relay");
     let cpu_self0 = cpu_seconds();
-    let soft0 = ksoftirqd_seconds(0);
+    let soft0 = ksoftirqd_seconds(o.relay_cpu);
+    let soft1_0 = ksoftirqd_seconds(o.gen_cpu);
     let t0 = wall_ns();
     let total_ms = seconds * 1000;
     let drain_ms = total_ms + 500;
@@ -469,7 +602,9 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
                                 (SocketAddr::new(LOOPBACK, port), &p[..])
                             })
                             .collect();
+                        let t = wall_ns();
                         sent += send_batch(phones.socks[i].as_raw_fd(), &to) as u64;
+                        send_ns += wall_ns() - t;
                     }
                     next_ms += 1;
                 }
@@ -533,7 +668,8 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
         }
     }
     let window_s = (wall_ns() - t0) as f64 / 1e9;
-    let soft = ksoftirqd_seconds(0) - soft0;
+    let soft = ksoftirqd_seconds(o.relay_cpu) - soft0;
+    let soft1 = ksoftirqd_seconds(o.gen_cpu) - soft1_0;
     let cpu_self = cpu_seconds() - cpu_self0;
     let relay_port_list: Vec<u16> = relay_ports
         .iter()
@@ -541,12 +677,15 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
         .collect();
     let relay_drops = socket_drops(&relay_port_list);
     writeln!(to_relay, "stop").expect("to the relay");
-    let (mut relay_cpu, mut relayed) = (None, 0u64);
+    let (mut relay_cpu, mut relayed, mut prog) = (None, 0u64, None);
     for l in from_relay.lines().map_while(Result::ok) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if let ["cpu", c, "relayed", r] = f[..] {
+        if let ["cpu", c, "relayed", r, rest @ ..] = &f[..] {
             relay_cpu = c.parse::<f64>().ok();
             relayed = r.parse().unwrap_or(0);
+            if let ["prog", ns, n] = rest {
+                prog = ns.parse::<u64>().ok().zip(n.parse::<u64>().ok());
+            }
         }
     }
     drop(to_relay);
@@ -598,11 +737,12 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
     let spread = quantile(&mut all, 0.99).saturating_sub(quantile(&mut all, 0.5));
     println!("delay spread   p99 - p50 = {spread} us (send -> kernel arrival at the phone)");
     println!(
-        "generator      send p99 {} us, max {} us behind schedule; {late_ticks} of {total_ms} ticks > 1 ms late; reads p99 {} us after arrival; {:.0} % of CPU 1{}",
+        "generator      send p99 {} us, max {} us behind schedule; {late_ticks} of {total_ms} ticks > 1 ms late; reads p99 {} us after arrival; {:.0} % of CPU {}{}",
         quantile(&mut send_late_us, 0.99),
         send_late_us.iter().max().copied().unwrap_or(0),
         quantile(&mut read_late_us, 0.99),
         100.0 * cpu_self / window_s,
+        o.gen_cpu,
         if pinned { " (pinned)" } else { " (not pinned)" }
     );
     let pps = relayed as f64 / window_s;
@@ -610,9 +750,10 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
         Some(r) => {
             let busy = r + soft;
             println!(
-                "relay          {pps:.0} packets/s relayed; process {r:.2} s CPU ({:.0} % of a core, its system calls' kernel work included) + {soft:.2} s in ksoftirqd/0{}",
+                "relay          {pps:.0} packets/s relayed; process {r:.2} s CPU ({:.0} % of a core, its system calls' kernel work included) + {soft:.2} s in ksoftirqd/{}{}",
                 100.0 * r / window_s,
-                if relay_pinned { "; pinned to CPU 0" } else { "; NOT pinned" }
+                o.relay_cpu,
+                if relay_pinned { format!("; pinned to CPU {}", o.relay_cpu) } else { "; NOT pinned".into() }
             );
             println!(
                 "per packet     {:.2} us of CPU (read + rewrite + send, kernel included) -> {:.0} packets/s per core",
@@ -621,6 +762,28 @@ fn generate(calls: usize, seconds: u64, srtp: bool, workers: usize) {
             );
         }
         None => println!("relay          CPU not reported"),
+    }
+    if let Some(r) = relay_cpu {
+        let n = relayed.max(1) as f64;
+        let with = send_ns as f64 / 1e3 / sent.max(1) as f64;
+        let alone = alone_send_ns as f64 / 1e3 / alone_sent.max(1) as f64;
+        let process = 1e6 * (r + soft + soft1) / n;
+        let added = process + (with - alone).max(0.0);
+        println!(
+            "phones' sends  {with:.2} us per packet with the relay between them, {alone:.2} us sending to each other (measured first){}",
+            if kernel { ": the difference is the kernel forwarding, run in these sends" } else { "" }
+        );
+        println!(
+            "relay, all in  {added:.2} us per packet = {process:.2} (relay process and both ksoftirqd) + {:.2} (longer sends) -> {:.0} packets/s per core",
+            (with - alone).max(0.0),
+            1e6 / added.max(1e-3)
+        );
+    }
+    if let Some((ns, n)) = prog {
+        println!(
+            "kernel program {n} runs, {:.0} ns each (bpf_stats: the program alone, not the redirect)",
+            ns as f64 / n.max(1) as f64
+        );
     }
     if let [before, after] = rss[..] {
         println!(

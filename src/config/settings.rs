@@ -56,6 +56,12 @@ pub struct MediaConfig {
     /// A directory of extra prompts (16-bit mono WAV at 8, 16 or 48 kHz), named by file
     /// stem; they add to, and override, the prompts built into the binary.
     pub prompts_dir: Option<PathBuf>,
+    /// Forward bridged plain RTP that needs only a header rewrite (same codec, not
+    /// recorded, no SRTP) in the kernel: an eBPF program on each interface's tc ingress,
+    /// so such packets never wake the relay. Needs root (CAP_BPF and CAP_NET_ADMIN) and a
+    /// kernel with tcx (6.6 or later); without them the engine warns and relays in user
+    /// space. Default false.
+    pub kernel_forward: bool,
 }
 
 impl Default for MediaConfig {
@@ -70,6 +76,7 @@ impl Default for MediaConfig {
             ip: None,
             advertise: None,
             prompts_dir: None,
+            kernel_forward: false,
         }
     }
 }

@@ -6,13 +6,14 @@
 //! and they are handled in the bridge's task (the sink, under the session's lock) rather
 //! than waking this one.
 
+use super::kfwd::Rule;
 use crate::b2bua::{MediaCommand, MusicRef};
 use crate::media::bridge::LegId;
 pub use crate::media::bridge::MediaEvent;
 use crate::media::clip::{Player, WaitingClips};
 use crate::media::prompt::Prompt;
 use crate::media::record::Recorder;
-use crate::media::session::{Command, MediaSession, Music, Output};
+use crate::media::session::{Command, MediaSession, Music, Offload, Output};
 use crate::runtime::{LocalRtp, Sink};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -142,6 +143,8 @@ pub struct MediaPlane {
     /// Video calls' relay tasks.
     video: HashMap<u64, mpsc::UnboundedSender<super::video::VideoCtl>>,
     video_counters: Option<super::video::VideoCounters>,
+    /// In-kernel forwarding of bridged plain RTP (see [`super::kfwd`]).
+    kfwd: Option<Arc<super::kfwd::Kfwd>>,
 }
 
 /// RTP counters the relay threads update.
@@ -181,6 +184,7 @@ impl MediaPlane {
             local: LocalRtp::default(),
             video: HashMap::new(),
             video_counters: None,
+            kfwd: None,
         }
     }
 
@@ -222,6 +226,13 @@ impl MediaPlane {
     }
 
     /// Relay threads (default: one per core).
+    /// Bridged directions that need only a header rewrite are forwarded by `k` in the
+    /// kernel (set before the first call).
+    pub fn with_kernel_forwarding(mut self, k: Option<Arc<super::kfwd::Kfwd>>) -> Self {
+        self.kfwd = k;
+        self
+    }
+
     pub fn with_workers(mut self, n: usize) -> Self {
         self.threads = n.max(1);
         self
@@ -230,7 +241,11 @@ impl MediaPlane {
     /// The relay thread with the fewest calls, the threads started if they are not yet.
     fn worker(&mut self) -> std::io::Result<usize> {
         while self.workers.len() < self.threads {
-            let w = super::relay::Worker::spawn(self.workers.len(), self.events.clone())?;
+            let w = super::relay::Worker::spawn(
+                self.workers.len(),
+                self.events.clone(),
+                self.kfwd.clone(),
+            )?;
             self.workers.push(w);
         }
         Ok((0..self.workers.len())
@@ -562,6 +577,48 @@ impl CallIo {
             self.counters.bytes.inc_by(len);
         }
         back
+    }
+
+    /// The kernel rule for leg `from`'s direction `o`: IPv4 peers reached by UDP only (a
+    /// browser's leg is an in-process endpoint), leaving by the interface the kernel
+    /// routes `o.to` through.
+    pub(super) fn kernel_rule(&self, from: LegId, o: &Offload) -> Option<Rule> {
+        let (SocketAddr::V4(src), SocketAddr::V4(to)) = (o.src, o.to) else {
+            return None;
+        };
+        if self.switch.contains(o.to) {
+            return None;
+        }
+        let (at, out) = match from {
+            LegId::Caller => (self.addrs[0], self.addrs[1]),
+            LegId::Agent => (self.addrs[1], self.addrs[0]),
+        };
+        let (ifindex, via) = super::kfwd::egress(*to.ip())?;
+        let out_ip = match out.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => ip,
+            _ => via,
+        };
+        Some(Rule {
+            port: at.port(),
+            from: src,
+            pt_in: o.pt_in,
+            ssrc_in: o.ssrc_in,
+            pt_out: o.pt_out,
+            ssrc_out: o.ssrc_out,
+            seq_offset: o.seq_offset,
+            ts_offset: o.ts_offset,
+            out_port: out.port(),
+            to,
+            out_ip,
+            ifindex,
+        })
+    }
+
+    /// Packets the kernel forwarded for this call count as relayed.
+    pub(super) fn count_forwarded(&self, packets: u64, octets: u64) {
+        self.counters.relayed.inc_by(packets);
+        // The RTP header the payload counts leave out.
+        self.counters.bytes.inc_by(octets + 12 * packets);
     }
 
     /// Sends what needs no waiting and gives back the rest: the recorder's audio (the
@@ -1006,6 +1063,137 @@ mod tests {
             })
             .unwrap();
         (cp, ap)
+    }
+
+    /// With in-kernel forwarding, a bridged call's packets after the first go through the
+    /// kernel: the streams stay continuous across the handover, the session keeps up (no
+    /// media timeout while only the kernel sees packets, the relayed count includes them),
+    /// a digit still reaches the engine, a stranger is not forwarded, and the rules go
+    /// when the agent leaves.
+    #[tokio::test]
+    async fn a_bridged_call_is_forwarded_in_the_kernel_and_the_session_keeps_up() {
+        let Some(k) = super::super::kfwd::open_lo() else {
+            return;
+        };
+        let k = Arc::new(k);
+        let (ev_tx, mut ev_rx) = mpsc::channel(64);
+        let relayed = prometheus::IntCounter::new("t", "t").unwrap();
+        let mut plane = MediaPlane::new(no_prompts(), ev_tx, relayed.clone(), std::env::temp_dir())
+            .with_workers(1)
+            .with_kernel_forwarding(Some(k.clone()));
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&c, &a] {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+        }
+        let (cp, ap) = bridged(
+            &mut plane,
+            7,
+            c.local_addr().unwrap(),
+            a.local_addr().unwrap(),
+            Duration::from_millis(800),
+        );
+        let mut buf = [0u8; 2048];
+        // The next relayed RTP packet at `sock` from `port` (skipping early silence).
+        let next = |sock: &std::net::UdpSocket, port: u16, buf: &mut [u8]| loop {
+            let (n, from) = sock.recv_from(buf).expect("relayed");
+            if from.port() == port && buf[1] & 0x7f != 13 {
+                return parse_rtp(&buf[..n]).map(|h| (h, buf[n - 1])).unwrap();
+            }
+        };
+        let (mut last_a, mut last_c): (Option<u16>, Option<u16>) = (None, None);
+        // 1.5 s of audio both ways, past the 0.8 s media timeout.
+        for i in 0..75u16 {
+            let tag = (i % 200) as u8;
+            c.send_to(
+                &build_rtp(0, false, 100 + i, 160 * u32::from(i), 0x11, &[tag; 160]),
+                ("127.0.0.1", cp),
+            )
+            .unwrap();
+            let (h, t) = next(&a, ap, &mut buf);
+            assert_eq!(t, tag, "the agent hears packet {i}");
+            if let Some(l) = last_a {
+                assert_eq!(
+                    h.seq,
+                    l.wrapping_add(1),
+                    "continuous towards the agent at {i}"
+                );
+            }
+            last_a = Some(h.seq);
+            a.send_to(
+                &build_rtp(0, false, 900 + i, 160 * u32::from(i), 0x22, &[tag; 160]),
+                ("127.0.0.1", ap),
+            )
+            .unwrap();
+            let (h, t) = next(&c, cp, &mut buf);
+            assert_eq!(t, tag, "the caller hears packet {i}");
+            if let Some(l) = last_c {
+                assert_eq!(
+                    h.seq,
+                    l.wrapping_add(1),
+                    "continuous towards the caller at {i}"
+                );
+            }
+            last_c = Some(h.seq);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let kc = k.counts(cp).expect("a rule for the caller's direction");
+        let ka = k.counts(ap).expect("a rule for the agent's direction");
+        assert!(kc.packets >= 70 && ka.packets >= 70, "{kc:?} {ka:?}");
+        // A stranger sending the caller's stream is not forwarded.
+        stranger
+            .send_to(
+                &build_rtp(0, false, 175, 0, 0x11, &[0xEE; 160]),
+                ("127.0.0.1", cp),
+            )
+            .unwrap();
+        // A digit: the events go through the relay thread, which reports it.
+        for (j, (_, ev)) in crate::media::dtmf::events_for_digit('9', 60, 8000)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            c.send_to(
+                &build_rtp(101, j == 0, 175 + j as u16, 160 * 75, 0x11, &ev),
+                ("127.0.0.1", cp),
+            )
+            .unwrap();
+            let (h, _) = next(&a, ap, &mut buf);
+            assert_eq!(h.payload_type, 101);
+            assert_eq!(
+                h.seq,
+                last_a.unwrap().wrapping_add(1),
+                "events continue the stream"
+            );
+            last_a = Some(h.seq);
+        }
+        let mut digit = None;
+        while let Ok(Some(ev)) =
+            tokio::time::timeout(Duration::from_millis(300), ev_rx.recv()).await
+        {
+            match ev {
+                MediaEvent::Digit { digit: d, .. } => digit = Some(d),
+                MediaEvent::Timeout { .. } => panic!("a media timeout while the kernel forwarded"),
+                _ => {}
+            }
+        }
+        assert_eq!(digit, Some('9'));
+        // The relay thread stepped for the digit: what the kernel carried is counted.
+        assert!(relayed.get() >= 140, "relayed {}", relayed.get());
+        plane.execute(MediaCommand::Detach { call: 7 }).unwrap();
+        for _ in 0..50 {
+            if k.counts(cp).is_none() && k.counts(ap).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            k.counts(cp).is_none() && k.counts(ap).is_none(),
+            "rules gone after detach"
+        );
+        plane.execute(MediaCommand::Stop { call: 7 }).unwrap();
     }
 
     /// Calls spread over two relay threads: every call relays both ways with its own

@@ -4,6 +4,7 @@
 //! [`EngineHandle`].
 
 mod handle;
+pub mod kfwd;
 pub mod media;
 mod relay;
 mod tcp;
@@ -82,6 +83,8 @@ pub struct Plumbing {
     pub recordings: std::path::PathBuf,
     /// The consultation record writer (None: records off, e.g. in benchmarks).
     pub records: Option<crate::records::writer::RecordSink>,
+    /// In-kernel forwarding of bridged RTP, when `[media] kernel_forward` loaded it.
+    pub kfwd: Option<Arc<kfwd::Kfwd>>,
 }
 
 /// How the SIP sockets are set up and bounded.
@@ -143,6 +146,7 @@ pub async fn run(
         local_rtp,
         recordings,
         records,
+        kfwd,
     } = plumbing;
     let Inbox {
         rx: mut events,
@@ -187,7 +191,8 @@ pub async fn run(
         .with_video_counters(&metrics)
         .with_foreign_counter(metrics.security.with_label_values(&["rtp_foreign_source"]))
         .with_srtp_counter(metrics.security.with_label_values(&["srtp_refused"]))
-        .with_local(local_rtp);
+        .with_local(local_rtp)
+        .with_kernel_forwarding(kfwd);
     let commits = records
         .as_ref()
         .map(|r| r.commits())

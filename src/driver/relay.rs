@@ -9,17 +9,18 @@
 //! heap; a deadline that moves later (each packet moves the media timeout) is not pushed
 //! again, it is found moved when its entry comes up.
 
+use super::kfwd::{Counts, Kfwd, Rule};
 use super::media::{open_recording, record, CallCore, CallIo, Ctl};
 use super::udp::{Epoll, EventFd, RecvBatch};
 use crate::media::bridge::{LegId, MediaEvent};
-use crate::media::session::Output;
+use crate::media::session::{Forwarded, Output};
 use crate::runtime::Registration;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 
 const WAKE: u64 = u64::MAX;
@@ -80,6 +81,7 @@ impl Worker {
     pub fn spawn(
         index: usize,
         events: tokio::sync::mpsc::Sender<MediaEvent>,
+        kfwd: Option<Arc<Kfwd>>,
     ) -> std::io::Result<Worker> {
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(EventFd::new()?);
@@ -103,6 +105,7 @@ impl Worker {
             pending: Vec::with_capacity(16),
             events,
             backlog: VecDeque::new(),
+            kfwd,
         };
         std::thread::Builder::new()
             .name(format!("dasan-relay-{index}"))
@@ -155,6 +158,9 @@ struct Entry {
     deadline: Instant,
     /// The earliest time this call has in the heap.
     pushed: Option<Instant>,
+    /// Per leg the packets come from: the rule forwarding them in the kernel, and its
+    /// counters as far as the session has them.
+    fwd: [Option<(Rule, Counts)>; 2],
 }
 
 struct Loop {
@@ -174,6 +180,8 @@ struct Loop {
     events: tokio::sync::mpsc::Sender<MediaEvent>,
     /// Events the engine must get that did not fit its channel yet.
     backlog: VecDeque<MediaEvent>,
+    /// In-kernel forwarding of bridged directions, when loaded.
+    kfwd: Option<Arc<Kfwd>>,
 }
 
 /// How a call's step ended.
@@ -296,6 +304,7 @@ impl Loop {
             registration: Some(s.registration),
             deadline,
             pushed: None,
+            fwd: [None, None],
         });
         self.by_call.insert(s.call, slot);
         self.schedule(slot);
@@ -347,10 +356,18 @@ impl Loop {
             return;
         };
         let call = e.call;
+        let kfwd = self.kfwd.as_deref();
         let failed = {
             let mut guard = crate::runtime::lock(&e.core);
             let c = &mut *guard;
-            f(c, Instant::now());
+            let now = Instant::now();
+            if let Some(k) = kfwd {
+                absorb(k, &mut e.fwd, &e.io, c, now);
+            }
+            f(c, now);
+            if let Some(k) = kfwd {
+                offload(k, &mut e.fwd, &e.io, c, now);
+            }
             for o in c.out.drain(..) {
                 match o {
                     Output::Audio { leg, pcm } => record(call, &mut c.recorder, leg, &pcm),
@@ -484,6 +501,13 @@ impl Loop {
         for sock in e.io.socks.iter() {
             self.epoll.remove(sock.as_raw_fd());
         }
+        if let Some(k) = self.kfwd.as_deref() {
+            let mut c = crate::runtime::lock(&e.core);
+            absorb(k, &mut e.fwd, &e.io, &mut c, Instant::now());
+            for (rule, _) in e.fwd.iter().flatten() {
+                k.remove(rule.port);
+            }
+        }
         self.by_call.remove(&e.call);
         self.free.push(slot);
         self.load.fetch_sub(1, Ordering::Relaxed);
@@ -494,6 +518,84 @@ impl Loop {
         if let Some(r) = c.recorder.take() {
             if let Err(err) = r.finish() {
                 tracing::warn!(call = e.call, "recording not finished: {err}");
+            }
+        }
+    }
+}
+
+const LEGS: [LegId; 2] = [LegId::Caller, LegId::Agent];
+
+/// What the kernel forwarded for the call since the session last heard reaches it (its
+/// statistics, media timeout and stream continuity) and the relay's counters.
+fn absorb(
+    k: &Kfwd,
+    fwd: &mut [Option<(Rule, Counts)>; 2],
+    io: &CallIo,
+    c: &mut CallCore,
+    now: Instant,
+) {
+    for (i, slot) in fwd.iter_mut().enumerate() {
+        let Some((rule, seen)) = slot else {
+            continue;
+        };
+        let Some(n) = k.counts(rule.port) else {
+            continue;
+        };
+        if n.packets <= seen.packets {
+            continue;
+        }
+        let (packets, octets) = (
+            n.packets - seen.packets,
+            n.octets.saturating_sub(seen.octets),
+        );
+        let age = super::kfwd::monotonic_ns().saturating_sub(n.last_ns);
+        let at = now.checked_sub(Duration::from_nanos(age)).unwrap_or(now);
+        c.session.absorb(
+            LEGS[i],
+            &Forwarded {
+                packets,
+                octets,
+                at,
+                last_seq_in: n.last_seq_in,
+                last_seq_out: n.last_seq_out,
+                last_ts_out: n.last_ts_out,
+            },
+        );
+        io.count_forwarded(packets, octets);
+        *seen = n;
+    }
+}
+
+/// Brings the call's kernel rules in line with what its session would forward by a header
+/// rewrite alone: new ones installed, changed ones replaced, gone ones removed.
+fn offload(
+    k: &Kfwd,
+    fwd: &mut [Option<(Rule, Counts)>; 2],
+    io: &CallIo,
+    c: &mut CallCore,
+    now: Instant,
+) {
+    let wanted = c.session.offloads();
+    let mut settled = false;
+    for i in 0..2 {
+        let rule = wanted[i].as_ref().and_then(|o| io.kernel_rule(LEGS[i], o));
+        if fwd[i].as_ref().map(|(r, _)| r) == rule.as_ref() {
+            continue;
+        }
+        // What the old rule carried since the step began belongs to the session first.
+        if fwd[i].is_some() && !settled {
+            absorb(k, fwd, io, c, now);
+            settled = true;
+        }
+        if let Some((old, _)) = fwd[i].take() {
+            if rule.is_none_or(|r| r.port != old.port) {
+                k.remove(old.port);
+            }
+        }
+        if let Some(r) = rule {
+            match k.install(&r) {
+                Ok(()) => fwd[i] = Some((r, Counts::default())),
+                Err(e) => tracing::debug!("kernel forwarding rule not installed: {e}"),
             }
         }
     }

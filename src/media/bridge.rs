@@ -19,7 +19,7 @@ pub enum LegId {
 }
 
 impl LegId {
-    fn other(self) -> LegId {
+    pub fn other(self) -> LegId {
         match self {
             LegId::Caller => LegId::Agent,
             LegId::Agent => LegId::Caller,

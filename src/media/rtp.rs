@@ -321,6 +321,57 @@ impl RtpSession {
         true
     }
 
+    /// The input stream our output continues now (its SSRC), if any.
+    pub fn tx_source(&self) -> Option<u32> {
+        self.tx.source.map(|s| s.0)
+    }
+
+    /// The offsets mapping the current input stream onto ours: (sequence, timestamp).
+    pub fn tx_offsets(&self) -> (u16, u32) {
+        (self.tx.seq_offset, self.tx.ts_offset)
+    }
+
+    /// `packets` of the learned source's stream were received elsewhere (forwarded in the
+    /// kernel), the last at `at` with sequence number `last_seq`: the receive statistics
+    /// and the media timeout follow as if they had come through [`on_rtp`](Self::on_rtp).
+    /// Jitter is not measured for them.
+    pub fn absorb_rx(&mut self, at: Instant, packets: u64, last_seq: u16) {
+        if packets == 0 {
+            return;
+        }
+        let rx = &mut self.rx;
+        let delta = last_seq.wrapping_sub(rx.max_seq);
+        if rx.started && delta != 0 && delta < 0x8000 {
+            if last_seq < rx.max_seq {
+                rx.cycles += 1 << 16;
+            }
+            rx.max_seq = last_seq;
+        }
+        rx.received += packets;
+        self.last_rx = Some(self.last_rx.map_or(at, |t| t.max(at)));
+    }
+
+    /// `packets` (`octets` of payload) of our output stream were sent elsewhere, rewritten
+    /// with our offsets, the last at `at` as (`last_seq`, `last_ts`): what we send next
+    /// continues from there.
+    pub fn absorb_tx(
+        &mut self,
+        at: Instant,
+        packets: u64,
+        octets: u64,
+        last_seq: u16,
+        last_ts: u32,
+    ) {
+        if packets == 0 {
+            return;
+        }
+        self.tx.last_seq = last_seq;
+        self.tx.last_ts = last_ts;
+        self.tx.last_sent = Some(self.tx.last_sent.map_or(at, |t| t.max(at)));
+        self.tx.packets += packets;
+        self.tx.octets += octets;
+    }
+
     pub fn poll_timeout(&self) -> Instant {
         self.last_rx
             .map_or(self.timeout_from, |t| t.max(self.timeout_from))

@@ -117,6 +117,33 @@ pub enum Output {
     },
 }
 
+/// One direction of a bridged call that a forwarder outside the session may carry: packets
+/// from `src` with SSRC `ssrc_in` and payload type `pt_in` leave to `to` as payload type
+/// `pt_out`, SSRC `ssrc_out`, sequence and timestamp moved by the offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    pub src: SocketAddr,
+    pub pt_in: u8,
+    pub ssrc_in: u32,
+    pub pt_out: u8,
+    pub ssrc_out: u32,
+    pub seq_offset: u16,
+    pub ts_offset: u32,
+    pub to: SocketAddr,
+}
+
+/// What such a forwarder carried since it was last asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    pub packets: u64,
+    pub octets: u64,
+    /// When the last of them arrived.
+    pub at: Instant,
+    pub last_seq_in: u16,
+    pub last_seq_out: u16,
+    pub last_ts_out: u32,
+}
+
 /// How a leg's packets are carried.
 enum LegCrypto {
     Plain,
@@ -509,6 +536,65 @@ impl MediaSession {
             // RTCP is terminated here; the agent's port is silent until it is attached.
             _ => Ok(()),
         }
+    }
+
+    /// The directions of a bridged call that need nothing but a header rewrite, as they
+    /// stand now (indexed by the leg the packets come from): plain RTP on both legs, one
+    /// codec, not recorded, a learned source whose stream our output already continues,
+    /// and the other leg sending. Anything may take them away again (a re-INVITE, hold, a
+    /// new SSRC, the agent leaving); the caller compares after each step.
+    pub fn offloads(&self) -> [Option<Offload>; 2] {
+        let mut out = [None, None];
+        let Phase::Bridged(b) = &self.phase else {
+            return out;
+        };
+        if self.record.is_some() || !self.crypto.iter().all(|c| matches!(c, LegCrypto::Plain)) {
+            return out;
+        }
+        for from in [LegId::Caller, LegId::Agent] {
+            let (leg, other) = (b.leg(from), b.leg(from.other()));
+            let Some(src) = leg.session.peer() else {
+                continue;
+            };
+            let ssrc = leg.session.rx.ssrc;
+            if leg.codec != other.codec
+                || !other.send
+                || leg.session.rx.received == 0
+                || other.session.tx_source() != Some(ssrc)
+            {
+                continue;
+            }
+            let (seq_offset, ts_offset) = other.session.tx_offsets();
+            out[from as usize] = Some(Offload {
+                src,
+                pt_in: leg.pt,
+                ssrc_in: ssrc,
+                pt_out: other.pt,
+                ssrc_out: other.session.ssrc(),
+                seq_offset,
+                ts_offset,
+                to: other.target(),
+            });
+        }
+        out
+    }
+
+    /// What was forwarded elsewhere from leg `from` (see [`offloads`](Self::offloads)): the
+    /// two legs' statistics, media timeout and continuity catch up.
+    pub fn absorb(&mut self, from: LegId, f: &Forwarded) {
+        let Phase::Bridged(b) = &mut self.phase else {
+            return;
+        };
+        b.leg_mut(from)
+            .session
+            .absorb_rx(f.at, f.packets, f.last_seq_in);
+        b.leg_mut(from.other()).session.absorb_tx(
+            f.at,
+            f.packets,
+            f.octets,
+            f.last_seq_out,
+            f.last_ts_out,
+        );
     }
 
     pub fn poll_timeout(&self) -> Instant {

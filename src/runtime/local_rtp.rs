@@ -102,6 +102,11 @@ impl LocalRtp {
         Ok(sink(from, data))
     }
 
+    /// `to` is an in-process endpoint (packets for it never leave by UDP).
+    pub fn contains(&self, to: SocketAddr) -> bool {
+        self.0.contains_key(&to)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
