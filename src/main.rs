@@ -591,7 +591,7 @@ fn run(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             })
         };
         let mut sockets = dasan::driver::SocketSettings::from_config(&cfg.sip);
-        let kfwd = kernel_forwarding(&cfg.media);
+        let kfwd = kernel_forwarding(&cfg.media, cfg.media.ip.unwrap_or(cfg.sip.listen.ip()));
         tokio::spawn(reload_on_sighup(
             sip_tls
                 .iter()
@@ -871,11 +871,18 @@ async fn shutdown_signal() -> Signal {
 /// relaying (calls go on either way).
 fn kernel_forwarding(
     media: &dasan::config::MediaConfig,
+    ip: std::net::IpAddr,
 ) -> Option<std::sync::Arc<dasan::driver::kfwd::Kfwd>> {
     if !media.kernel_forward {
         return None;
     }
-    match dasan::driver::kfwd::Kfwd::open(dasan::driver::kfwd::interfaces()) {
+    // Media on a loopback address only ever arrives on `lo`.
+    let ifaces = if ip.is_loopback() {
+        vec![(1, "lo".to_string())]
+    } else {
+        dasan::driver::kfwd::interfaces()
+    };
+    match dasan::driver::kfwd::Kfwd::open(ifaces) {
         Ok(k) => {
             let names: Vec<&str> = k.ifaces.iter().map(|(_, n)| n.as_str()).collect();
             tracing::info!(interfaces = ?names, "bridged RTP is forwarded in the kernel");

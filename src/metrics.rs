@@ -34,6 +34,8 @@ pub struct Metrics {
     pub queue_abandon: GaugeVec,
     pub queue_wrap_up: GaugeVec,
     pub rtp_bytes: IntCounter,
+    /// Of `rtp_relayed`, the packets forwarded in the kernel (`[media] kernel_forward`).
+    pub rtp_kernel: IntCounter,
     pub rtp_lost: IntCounter,
     /// Contacts waiting for an agent, by queue and channel (voice, text).
     pub waiting: IntGaugeVec,
@@ -289,6 +291,10 @@ impl Metrics {
             rtp_bytes: r.counter(
                 "dasan_rtp_bytes_relayed_total",
                 "RTP bytes the engine sent on anchored calls",
+            )?,
+            rtp_kernel: r.counter(
+                "dasan_rtp_packets_kernel_forwarded_total",
+                "Of the RTP packets relayed, those forwarded in the kernel ([media] kernel_forward)",
             )?,
             rtp_lost: r.counter(
                 "dasan_rtp_packets_lost_total",

@@ -208,10 +208,48 @@ fn foreign_count(e: &EngineProc, at_least: f64) -> f64 {
 
 #[test]
 fn a_stranger_never_takes_over_a_silent_callers_media() {
+    stranger_attack(false);
+}
+
+/// The same attack with the bridged call forwarded in the kernel (`[media]
+/// kernel_forward`, root only: skipped elsewhere unless `DASAN_REQUIRE_KFWD` is set, as
+/// `scripts/test.sh` does as root): the program forwards only the learned source's stream,
+/// and the relay thread still judges everything else.
+#[test]
+fn a_stranger_never_takes_over_a_silent_callers_media_forwarded_in_the_kernel() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root && std::env::var_os("DASAN_REQUIRE_KFWD").is_none() {
+        eprintln!("skipped: in-kernel forwarding needs root");
+        return;
+    }
+    stranger_attack(true);
+}
+
+const KERNEL: &str = "dasan_rtp_packets_kernel_forwarded_total";
+
+fn stranger_attack(kernel: bool) {
     let base = port_block();
     let (sip_port, http) = (base, base + 1);
-    let dir = workdir("rtp-stranger");
-    let e = EngineProc::start(&dir, &test_config(""), sip_port, http);
+    let dir = workdir(if kernel {
+        "rtp-stranger-kfwd"
+    } else {
+        "rtp-stranger"
+    });
+    let mut cfg = test_config("");
+    if kernel {
+        cfg.push_str("kernel_forward = true\n");
+    }
+    let e = EngineProc::start(&dir, &cfg, sip_port, http);
+    if kernel {
+        assert!(
+            e.log().contains("forwarded in the kernel"),
+            "the program loaded:\n{}",
+            e.log()
+        );
+    }
     let engine = at([127, 0, 0, 1], sip_port);
     let agent = Phone::bind(at([127, 0, 0, 1], base + 2), engine);
     register_raw(&e, &agent, "1001");
@@ -270,6 +308,7 @@ fn a_stranger_never_takes_over_a_silent_callers_media() {
         heard[0].len()
     );
     assert!(count(&heard[1], 0x22) >= 40, "the caller hears the agent");
+    let kernel_before = e.metric(KERNEL);
 
     // 3. The caller falls silent for 4 s (the agent keeps talking), then the stranger
     //    sends from 127.0.0.66 for a second, the caller still silent.
@@ -314,6 +353,19 @@ fn a_stranger_never_takes_over_a_silent_callers_media() {
         before + sent,
         "every packet of the stranger's counted as rtp_foreign_source"
     );
+    if kernel {
+        // The agent's voice went through the kernel (counted when the relay thread
+        // stepped the call, at the latest for its RTCP reports every few seconds).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while e.metric(KERNEL) - kernel_before < 150.0 {
+            assert!(
+                Instant::now() < deadline,
+                "kernel forwarded {}",
+                e.metric(KERNEL)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 
     // 4. The caller resumes (the stranger still sending): relayed to the agent as before.
     let mut c = Talker::new(&caller_rtp, caller_leg, 0x33);

@@ -153,6 +153,8 @@ pub(super) struct Counters {
     relayed: prometheus::IntCounter,
     bytes: prometheus::IntCounter,
     pub(super) lost: prometheus::IntCounter,
+    /// Of `relayed`, what the kernel forwarded.
+    kernel: prometheus::IntCounter,
     /// RTP dropped because it came from a source other than the leg's.
     foreign: prometheus::IntCounter,
     /// SRTP that failed authentication (or replayed, or plain RTP on an SRTP leg).
@@ -174,6 +176,7 @@ impl MediaPlane {
                 relayed,
                 bytes: spare("rtp_bytes"),
                 lost: spare("rtp_lost"),
+                kernel: spare("rtp_kernel"),
                 foreign: spare("rtp_foreign_source"),
                 srtp_refused: spare("srtp_refused"),
             },
@@ -209,6 +212,12 @@ impl MediaPlane {
     ) -> Self {
         self.counters.bytes = bytes;
         self.counters.lost = lost;
+        self
+    }
+
+    /// Counts the packets forwarded in the kernel (in production the engine's metric).
+    pub fn with_kernel_counter(mut self, kernel: prometheus::IntCounter) -> Self {
+        self.counters.kernel = kernel;
         self
     }
 
@@ -617,6 +626,7 @@ impl CallIo {
     /// Packets the kernel forwarded for this call count as relayed.
     pub(super) fn count_forwarded(&self, packets: u64, octets: u64) {
         self.counters.relayed.inc_by(packets);
+        self.counters.kernel.inc_by(packets);
         // The RTP header the payload counts leave out.
         self.counters.bytes.inc_by(octets + 12 * packets);
     }

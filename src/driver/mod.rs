@@ -188,6 +188,7 @@ pub async fn run(
     let (media_tx, mut media_rx) = mpsc::channel::<media::MediaEvent>(4096);
     let plane = media::MediaPlane::new(prompts, media_tx, metrics.rtp_relayed.clone(), recordings)
         .with_counters(metrics.rtp_bytes.clone(), metrics.rtp_lost.clone())
+        .with_kernel_counter(metrics.rtp_kernel.clone())
         .with_video_counters(&metrics)
         .with_foreign_counter(metrics.security.with_label_values(&["rtp_foreign_source"]))
         .with_srtp_counter(metrics.security.with_label_values(&["srtp_refused"]))
