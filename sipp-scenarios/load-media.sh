@@ -6,8 +6,10 @@
 # per direction, the generator's own lateness, the relay's CPU per packet (kernel work
 # included) and memory per call. Signalling is not involved; see src/bin/rtpload.rs.
 #
-#   sipp-scenarios/load-media.sh [CALLS] [SECONDS] [--srtp]   (defaults 500 10; bounded 5000/120;
-#   --srtp keys both legs of every call)
+#   sipp-scenarios/load-media.sh [CALLS] [SECONDS] [--srtp] [--kernel] [--relay-cpu C] [--gen-cpu C] [--part K/N]
+#   (defaults 500 10; bounded 5000/120; --srtp keys both legs of every call; --kernel forwards
+#   bridged RTP in the kernel, as [media] kernel_forward does (root); --part runs a share of the
+#   relay ports so that two runs can go at once, one generator per core)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/scripts/deps.sh"

@@ -293,7 +293,16 @@ fn relay(calls: usize, o: Opts) {
                     for call in 0..calls {
                         let _ = plane.execute(MediaCommand::Stop { call: call as u64 });
                     }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // Until every call has ended (the count stops moving).
+                    let mut last = u64::MAX;
+                    for _ in 0..50 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let now = relayed.get();
+                        if now == last {
+                            break;
+                        }
+                        last = now;
+                    }
                     let prog = kfwd
                         .as_ref()
                         .and_then(|k| k.run_stats())
