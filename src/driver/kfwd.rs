@@ -656,7 +656,8 @@ pub fn egress(to: Ipv4Addr) -> Option<(u32, Ipv4Addr)> {
     let std::net::IpAddr::V4(via) = s.local_addr().ok()?.ip() else {
         return None;
     };
-    if via.is_loopback() {
+    // A destination on this host is reached through loopback whatever its address.
+    if via.is_loopback() || via == to {
         return Some((1, via));
     }
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
