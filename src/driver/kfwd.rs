@@ -21,6 +21,7 @@
 //! it needs CAP_BPF and CAP_NET_ADMIN (root); without them the engine logs a warning and
 //! relays in user space.
 
+use crate::media::session::Rewrite;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -45,14 +46,9 @@ pub struct Rule {
     pub port: u16,
     /// The learned source: only its packets are forwarded.
     pub from: SocketAddrV4,
-    pub pt_in: u8,
-    pub ssrc_in: u32,
-    /// The other leg: its payload type, our SSRC towards it and the offsets that keep its
-    /// stream continuous.
-    pub pt_out: u8,
-    pub ssrc_out: u32,
-    pub seq_offset: u16,
-    pub ts_offset: u32,
+    /// The stream matched and what becomes of its header: the other leg's payload type,
+    /// our SSRC towards it and the offsets that keep its stream continuous.
+    pub rewrite: Rewrite,
     /// The other leg's relay port (the new source port) and its peer (the destination).
     pub out_port: u16,
     pub to: SocketAddrV4,
@@ -102,23 +98,24 @@ fn key(port: u16) -> [u8; 4] {
     [p[0], p[1], 0, 0]
 }
 
-fn encode(r: &Rule) -> [u8; VALUE_SIZE] {
+fn encode(rule: &Rule) -> [u8; VALUE_SIZE] {
+    let (r, w) = (rule, &rule.rewrite);
     let mut v = [0u8; VALUE_SIZE];
     let mut put = |at: i16, b: &[u8]| v[at as usize..at as usize + b.len()].copy_from_slice(b);
     // Addresses, ports and SSRCs as they sit in the packet (network order); offsets and
     // counters in the host's order, as the program computes with them.
     put(V_SRC_IP, &r.from.ip().octets());
     put(V_SRC_PORT, &r.from.port().to_be_bytes());
-    put(V_PT_IN, &[r.pt_in & 0x7f]);
-    put(V_PT_OUT, &[r.pt_out & 0x7f]);
-    put(V_SSRC_IN, &r.ssrc_in.to_be_bytes());
-    put(V_SSRC_OUT, &r.ssrc_out.to_be_bytes());
+    put(V_PT_IN, &[w.pt_in & 0x7f]);
+    put(V_PT_OUT, &[w.pt_out & 0x7f]);
+    put(V_SSRC_IN, &w.ssrc_in.to_be_bytes());
+    put(V_SSRC_OUT, &w.ssrc_out.to_be_bytes());
     put(V_OUT_IP, &r.out_ip.octets());
     put(V_TO_IP, &r.to.ip().octets());
     put(V_OUT_PORT, &r.out_port.to_be_bytes());
     put(V_TO_PORT, &r.to.port().to_be_bytes());
-    put(V_SEQ_OFF, &r.seq_offset.to_ne_bytes());
-    put(V_TS_OFF, &r.ts_offset.to_ne_bytes());
+    put(V_SEQ_OFF, &w.seq_offset.to_ne_bytes());
+    put(V_TS_OFF, &w.ts_offset.to_ne_bytes());
     put(V_IFINDEX, &r.ifindex.to_ne_bytes());
     v
 }
@@ -753,12 +750,14 @@ mod tests {
         let rule = Rule {
             port: v4(&relay_in).port(),
             from: v4(&caller),
-            pt_in: 0,
-            ssrc_in: 0xCAFE,
-            pt_out: 8,
-            ssrc_out: 0xBEEF,
-            seq_offset: 1000,
-            ts_offset: 0xFFFF_FF00,
+            rewrite: Rewrite {
+                pt_in: 0,
+                ssrc_in: 0xCAFE,
+                pt_out: 8,
+                ssrc_out: 0xBEEF,
+                seq_offset: 1000,
+                ts_offset: 0xFFFF_FF00,
+            },
             out_port: v4(&relay_out).port(),
             to: v4(&agent),
             out_ip: Ipv4Addr::UNSPECIFIED,

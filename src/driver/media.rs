@@ -590,8 +590,14 @@ impl CallIo {
 
     /// The kernel rule for leg `from`'s direction `o`: IPv4 peers reached by UDP only (a
     /// browser's leg is an in-process endpoint), leaving by the interface the kernel
-    /// routes `o.to` through.
-    pub(super) fn kernel_rule(&self, from: LegId, o: &Offload) -> Option<Rule> {
+    /// routes `o.to` through (looked up once per destination: `prev`, the rule in place,
+    /// knows it).
+    pub(super) fn kernel_rule(
+        &self,
+        from: LegId,
+        o: &Offload,
+        prev: Option<&Rule>,
+    ) -> Option<Rule> {
         let (SocketAddr::V4(src), SocketAddr::V4(to)) = (o.src, o.to) else {
             return None;
         };
@@ -602,20 +608,20 @@ impl CallIo {
             LegId::Caller => (self.addrs[0], self.addrs[1]),
             LegId::Agent => (self.addrs[1], self.addrs[0]),
         };
-        let (ifindex, via) = super::kfwd::egress(*to.ip())?;
-        let out_ip = match out.ip() {
-            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => ip,
-            _ => via,
+        let (ifindex, out_ip) = match prev {
+            Some(p) if p.to == to => (p.ifindex, p.out_ip),
+            _ => {
+                let (ifindex, via) = super::kfwd::egress(*to.ip())?;
+                match out.ip() {
+                    std::net::IpAddr::V4(ip) if !ip.is_unspecified() => (ifindex, ip),
+                    _ => (ifindex, via),
+                }
+            }
         };
         Some(Rule {
             port: at.port(),
             from: src,
-            pt_in: o.pt_in,
-            ssrc_in: o.ssrc_in,
-            pt_out: o.pt_out,
-            ssrc_out: o.ssrc_out,
-            seq_offset: o.seq_offset,
-            ts_offset: o.ts_offset,
+            rewrite: o.rewrite,
             out_port: out.port(),
             to,
             out_ip,

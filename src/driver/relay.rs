@@ -578,7 +578,10 @@ fn offload(
     let wanted = c.session.offloads();
     let mut settled = false;
     for i in 0..2 {
-        let rule = wanted[i].as_ref().and_then(|o| io.kernel_rule(LEGS[i], o));
+        let prev = fwd[i].as_ref().map(|(r, _)| r);
+        let rule = wanted[i]
+            .as_ref()
+            .and_then(|o| io.kernel_rule(LEGS[i], o, prev));
         if fwd[i].as_ref().map(|(r, _)| r) == rule.as_ref() {
             continue;
         }

@@ -117,19 +117,26 @@ pub enum Output {
     },
 }
 
-/// One direction of a bridged call that a forwarder outside the session may carry: packets
-/// from `src` with SSRC `ssrc_in` and payload type `pt_in` leave to `to` as payload type
-/// `pt_out`, SSRC `ssrc_out`, sequence and timestamp moved by the offsets.
+/// The header rewrite of one relayed direction: packets with SSRC `ssrc_in` and payload
+/// type `pt_in` leave as payload type `pt_out`, SSRC `ssrc_out`, sequence and timestamp
+/// moved by the offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offload {
-    pub src: SocketAddr,
+pub struct Rewrite {
     pub pt_in: u8,
     pub ssrc_in: u32,
     pub pt_out: u8,
     pub ssrc_out: u32,
     pub seq_offset: u16,
     pub ts_offset: u32,
+}
+
+/// One direction of a bridged call that a forwarder outside the session may carry: packets
+/// from `src` leave to `to`, rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    pub src: SocketAddr,
     pub to: SocketAddr,
+    pub rewrite: Rewrite,
 }
 
 /// What such a forwarder carried since it was last asked.
@@ -567,13 +574,15 @@ impl MediaSession {
             let (seq_offset, ts_offset) = other.session.tx_offsets();
             out[from as usize] = Some(Offload {
                 src,
-                pt_in: leg.pt,
-                ssrc_in: ssrc,
-                pt_out: other.pt,
-                ssrc_out: other.session.ssrc(),
-                seq_offset,
-                ts_offset,
                 to: other.target(),
+                rewrite: Rewrite {
+                    pt_in: leg.pt,
+                    ssrc_in: ssrc,
+                    pt_out: other.pt,
+                    ssrc_out: other.session.ssrc(),
+                    seq_offset,
+                    ts_offset,
+                },
             });
         }
         out
