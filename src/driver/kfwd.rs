@@ -501,25 +501,44 @@ impl std::fmt::Debug for Kfwd {
 }
 
 /// Interfaces the program can serve: loopback and Ethernet-framed ones (the offsets above
-/// assume a 14-byte link header).
+/// assume a 14-byte link header), in the network namespace of the calling thread (from
+/// the kernel's link list, not `/sys`, which shows the namespace it was mounted in).
 pub fn interfaces() -> Vec<(u32, String)> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is freed below and read only in between.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
         return out;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let read = |f: &str| {
-            std::fs::read_to_string(e.path().join(f))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
+    }
+    let mut p = list;
+    while !p.is_null() {
+        // SAFETY: `p` walks the list getifaddrs returned; each node is valid until
+        // freeifaddrs.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_addr.is_null()
+            // SAFETY: a non-null address has at least its family.
+            || unsafe { (*ifa.ifa_addr).sa_family } != libc::AF_PACKET as libc::sa_family_t
+        {
+            continue;
+        }
+        // SAFETY: an AF_PACKET entry's address is a sockaddr_ll, and ifa_name the
+        // interface's NUL-terminated name.
+        let (ll, name) = unsafe {
+            (
+                &*(ifa.ifa_addr as *const libc::sockaddr_ll),
+                std::ffi::CStr::from_ptr(ifa.ifa_name),
+            )
         };
         // ARPHRD_ETHER 1, ARPHRD_LOOPBACK 772.
-        if let (Some(index), Some(1 | 772)) = (read("ifindex"), read("type")) {
-            out.push((index, name));
+        if matches!(ll.sll_hatype, 1 | 772) && ll.sll_ifindex > 0 {
+            out.push((ll.sll_ifindex as u32, name.to_string_lossy().into_owned()));
         }
     }
+    // SAFETY: `list` came from getifaddrs and is not used after this.
+    unsafe { libc::freeifaddrs(list) };
     out.sort();
+    out.dedup();
     out
 }
 
@@ -733,6 +752,140 @@ mod tests {
             std::net::SocketAddr::V4(a) => a,
             a => panic!("{a}"),
         }
+    }
+
+    /// Network namespaces made for a test, deleted with it (their links go with them).
+    struct Namespaces(Vec<String>);
+
+    impl Drop for Namespaces {
+        fn drop(&mut self) {
+            for n in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", n])
+                    .status();
+            }
+        }
+    }
+
+    fn ip(args: &[&str]) {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip {}", args.join(" "));
+    }
+
+    /// Runs `f` on a thread inside network namespace `ns` (setns is per thread).
+    fn in_ns<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("the namespace");
+            // SAFETY: a valid namespace descriptor; only this thread moves.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", io::Error::last_os_error());
+            f()
+        })
+    }
+
+    /// Over a real Ethernet link (a veth pair between two namespaces made here, so that
+    /// nothing touches the machine's own interfaces): the phones are on one side, the relay
+    /// on the other; the rule's packets come back out of the link to the agent's phone,
+    /// with the neighbour table giving the MAC (`bpf_redirect_neigh`).
+    #[test]
+    fn a_rule_forwards_over_an_ethernet_link_to_the_next_hop() {
+        if open_lo().is_none() {
+            return;
+        }
+        let id = std::process::id();
+        let (relay_ns, phones_ns) = (format!("dkf-r-{id}"), format!("dkf-p-{id}"));
+        let _guard = Namespaces(vec![relay_ns.clone(), phones_ns.clone()]);
+        let (rl, pl) = (
+            format!("kfr{}", id % 100_000),
+            format!("kfp{}", id % 100_000),
+        );
+        ip(&["netns", "add", &relay_ns]);
+        ip(&["netns", "add", &phones_ns]);
+        ip(&[
+            "link", "add", &rl, "netns", &relay_ns, "type", "veth", "peer", "name", &pl, "netns",
+            &phones_ns,
+        ]);
+        ip(&["-n", &relay_ns, "addr", "add", "10.213.0.1/24", "dev", &rl]);
+        ip(&["-n", &phones_ns, "addr", "add", "10.213.0.2/24", "dev", &pl]);
+        ip(&["-n", &relay_ns, "link", "set", &rl, "up"]);
+        ip(&["-n", &phones_ns, "link", "set", &pl, "up"]);
+        let (to_relay, relay_rx) = std::sync::mpsc::channel::<(SocketAddrV4, SocketAddrV4)>();
+        let (to_phones, phones_rx) =
+            std::sync::mpsc::channel::<(SocketAddrV4, SocketAddrV4, u32)>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let relay = in_ns(&relay_ns, move || {
+            let k = Kfwd::open(interfaces()).expect("the program in the relay's namespace");
+            assert!(k.ifaces.len() >= 2, "lo and the link: {:?}", k.ifaces);
+            let relay_in = UdpSocket::bind("10.213.0.1:0").unwrap();
+            let relay_out = UdpSocket::bind("10.213.0.1:0").unwrap();
+            let (caller, agent) = relay_rx.recv().unwrap();
+            let (ifindex, via) = egress(*agent.ip()).expect("a route to the phones");
+            assert_ne!(ifindex, 1, "out through the link, not loopback");
+            assert_eq!(via, Ipv4Addr::new(10, 213, 0, 1));
+            let rule = Rule {
+                port: v4(&relay_in).port(),
+                from: caller,
+                rewrite: Rewrite {
+                    pt_in: 0,
+                    ssrc_in: 0xCAFE,
+                    pt_out: 0,
+                    ssrc_out: 0xBEEF,
+                    seq_offset: 7,
+                    ts_offset: 0,
+                },
+                out_port: v4(&relay_out).port(),
+                to: agent,
+                out_ip: via,
+                ifindex,
+            };
+            k.install(&rule).unwrap();
+            to_phones
+                .send((v4(&relay_in), v4(&relay_out), ifindex))
+                .unwrap();
+            done_rx.recv().unwrap();
+            let c = k.counts(rule.port).unwrap();
+            // Nothing reached the relay's socket: all went through the kernel.
+            relay_in.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 256];
+            (c.packets, relay_in.recv_from(&mut buf).is_err())
+        });
+        let phones = in_ns(&phones_ns, move || {
+            let caller = UdpSocket::bind("10.213.0.2:0").unwrap();
+            let agent = UdpSocket::bind("10.213.0.2:0").unwrap();
+            agent
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            to_relay.send((v4(&caller), v4(&agent))).unwrap();
+            let (relay_in, relay_out, _) = phones_rx.recv().unwrap();
+            let mut buf = [0u8; 2048];
+            for i in 0..20u16 {
+                caller
+                    .send_to(
+                        &build_rtp(0, false, i, 160 * u32::from(i), 0xCAFE, &[i as u8; 160]),
+                        relay_in,
+                    )
+                    .unwrap();
+                let (n, from) = agent
+                    .recv_from(&mut buf)
+                    .expect("forwarded back over the link");
+                assert_eq!(from, std::net::SocketAddr::V4(relay_out));
+                let h = parse_rtp(&buf[..n]).unwrap();
+                assert_eq!((h.ssrc, h.seq), (0xBEEF, i + 7));
+                assert_eq!(buf[n - 1], i as u8);
+            }
+            done_tx.send(()).unwrap();
+        });
+        phones.join().expect("the phones' side");
+        let (forwarded, socket_empty) = relay.join().expect("the relay's side");
+        assert_eq!(forwarded, 20);
+        assert!(socket_empty, "a packet reached the relay's socket");
     }
 
     #[test]
