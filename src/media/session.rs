@@ -1302,4 +1302,118 @@ mod tests {
             .unwrap();
         assert!(sends(&out).is_empty(), "{out:?}");
     }
+
+    /// What a forwarder outside the session may carry, and the session catching up with
+    /// it: offered once a direction's stream runs through our output, with the offsets our
+    /// rewrite uses; gone on hold or when recording; after absorbing what was forwarded, a
+    /// new stream continues the numbering where the forwarder left it, and nothing counts
+    /// as lost.
+    #[test]
+    fn offloads_follow_the_bridge_and_absorbing_keeps_the_stream_continuous() {
+        let t0 = Instant::now();
+        let mut s = caller_session(t0, Codec::Pcmu, 0, 2, Music::Silence);
+        let mut out = Vec::new();
+        let attach = |s: &mut MediaSession, record: bool, out: &mut Vec<Output>| {
+            s.handle_command(
+                t0,
+                Command::Attach {
+                    agent: neg(Codec::Pcmu, 0, 5000),
+                    signalling: LOOPBACK,
+                    ssrc: 9,
+                    record,
+                },
+                out,
+            )
+            .unwrap();
+        };
+        attach(&mut s, false, &mut out);
+        assert_eq!(s.offloads(), [None, None], "nothing relayed yet");
+        let caller = SocketAddr::from(([127, 0, 0, 1], 4000));
+        let p =
+            |seq: u16, ssrc: u32| build_rtp(0, false, seq, u32::from(seq) * 160, ssrc, &[1; 160]);
+        s.handle_packet(t0, LegId::Caller, caller, p(50, 0xAA), &mut out)
+            .unwrap();
+        let first = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Send { packet, .. } => parse_rtp(packet),
+                _ => None,
+            })
+            .unwrap();
+        let [Some(o), None] = s.offloads() else {
+            panic!("{:?}", s.offloads())
+        };
+        assert_eq!(
+            (o.src, o.to),
+            (caller, SocketAddr::from(([127, 0, 0, 1], 5000)))
+        );
+        assert_eq!(
+            (
+                o.rewrite.ssrc_in,
+                o.rewrite.ssrc_out,
+                o.rewrite.pt_in,
+                o.rewrite.pt_out
+            ),
+            (0xAA, 9, 0, 0)
+        );
+        assert_eq!(50u16.wrapping_add(o.rewrite.seq_offset), first.seq);
+        // 100 packets forwarded elsewhere, the last at 1 s.
+        let at = t0 + Duration::from_secs(1);
+        s.absorb(
+            LegId::Caller,
+            &Forwarded {
+                packets: 100,
+                octets: 16_000,
+                at,
+                last_seq_in: 150,
+                last_seq_out: first.seq.wrapping_add(100),
+                last_ts_out: first.timestamp.wrapping_add(16_000),
+            },
+        );
+        assert_eq!(s.lost(), 0, "the forwarded packets count as received");
+        // No media timeout (2 s) counted from the caller's one packet at t0: the last one
+        // forwarded was at 1 s (the agent spoke then too).
+        let agent = SocketAddr::from(([127, 0, 0, 1], 5000));
+        s.handle_packet(at, LegId::Agent, agent, p(1, 0xCC), &mut out)
+            .unwrap();
+        out.clear();
+        s.handle_timeout(t0 + Duration::from_millis(2500), &mut out);
+        assert!(!out.contains(&Output::Timeout), "{out:?}");
+        // A new stream from the caller: our numbering goes on from the forwarder's.
+        out.clear();
+        s.handle_packet(at + FRAME, LegId::Caller, caller, p(7, 0xBB), &mut out)
+            .unwrap();
+        let next = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Send { packet, .. } => parse_rtp(packet),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(next.seq, first.seq.wrapping_add(101));
+        assert_eq!(s.offloads()[0].map(|o| o.rewrite.ssrc_in), Some(0xBB));
+        // The agent holds: nothing is sent to it, so nothing to forward its way (what it
+        // sends still goes to the caller).
+        s.handle_command(
+            at,
+            Command::Remote {
+                leg: LegId::Agent,
+                to: SocketAddr::from(([127, 0, 0, 1], 5000)),
+                signalling: LOOPBACK,
+                send: false,
+            },
+            &mut out,
+        )
+        .unwrap();
+        let [None, Some(back)] = s.offloads() else {
+            panic!("{:?}", s.offloads())
+        };
+        assert_eq!(back.rewrite.ssrc_in, 0xCC);
+        // A recorded call is never forwarded elsewhere: the recorder needs every packet.
+        let mut r = caller_session(t0, Codec::Pcmu, 0, 2, Music::Silence);
+        attach(&mut r, true, &mut out);
+        r.handle_packet(t0, LegId::Caller, caller, p(1, 0xAA), &mut out)
+            .unwrap();
+        assert_eq!(r.offloads(), [None, None]);
+    }
 }
