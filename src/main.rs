@@ -890,7 +890,7 @@ fn kernel_forwarding(
         }
         Err(e) => {
             tracing::warn!(
-                "[media] kernel_forward: not available ({e}); RTP is relayed in user space"
+                "[media] kernel_forward: not available ({e}); it needs root (CAP_BPF and CAP_NET_ADMIN) and Linux 6.6 or later; RTP is relayed in user space"
             );
             None
         }
