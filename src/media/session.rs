@@ -1333,13 +1333,16 @@ mod tests {
             |seq: u16, ssrc: u32| build_rtp(0, false, seq, u32::from(seq) * 160, ssrc, &[1; 160]);
         s.handle_packet(t0, LegId::Caller, caller, p(50, 0xAA), &mut out)
             .unwrap();
-        let first = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Send { packet, .. } => parse_rtp(packet),
-                _ => None,
-            })
-            .unwrap();
+        // The header of the first packet sent.
+        let sent = |out: &[Output]| {
+            out.iter()
+                .find_map(|o| match o {
+                    Output::Send { packet, .. } => parse_rtp(packet),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let first = sent(&out);
         let [Some(o), None] = s.offloads() else {
             panic!("{:?}", s.offloads())
         };
@@ -1383,13 +1386,7 @@ mod tests {
         out.clear();
         s.handle_packet(at + FRAME, LegId::Caller, caller, p(7, 0xBB), &mut out)
             .unwrap();
-        let next = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Send { packet, .. } => parse_rtp(packet),
-                _ => None,
-            })
-            .unwrap();
+        let next = sent(&out);
         assert_eq!(next.seq, first.seq.wrapping_add(101));
         assert_eq!(s.offloads()[0].map(|o| o.rewrite.ssrc_in), Some(0xBB));
         // The agent holds: nothing is sent to it, so nothing to forward its way (what it
